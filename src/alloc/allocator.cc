@@ -1,0 +1,781 @@
+#include "alloc/allocator.h"
+
+#include <algorithm>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "core/check.h"
+
+namespace ll::alloc {
+
+const char* HolderClassName(HolderClass c) {
+  switch (c) {
+    case HolderClass::kInternal: return "internal";
+    case HolderClass::kReserved: return "reserved";
+    case HolderClass::kSpot: return "spot";
+    case HolderClass::kInference: return "inference";
+  }
+  return "?";
+}
+
+const char* HolderStateName(HolderState s) {
+  switch (s) {
+    case HolderState::kQueued: return "queued";
+    case HolderState::kActive: return "active";
+    case HolderState::kNoticed: return "noticed";
+    case HolderState::kEnded: return "ended";
+  }
+  return "?";
+}
+
+const char* NoticeReasonName(NoticeReason r) {
+  switch (r) {
+    case NoticeReason::kInternalDemand: return "internal_demand";
+    case NoticeReason::kPolicyLimit: return "policy_limit";
+    case NoticeReason::kPriceAboveMax: return "price_above_max";
+  }
+  return "?";
+}
+
+struct Allocator::NodeState {
+  PoolId pool;
+  Gpus gpus = 0;
+  Gpus free = 0;
+  Gpus internal = 0;
+  Gpus outside = 0;
+  HolderId claim;  // a waiting internal job keeps this node
+  uint32_t bucket_pos = 0;
+  std::vector<std::pair<HolderId, Gpus>> shares;
+};
+
+Allocator::Allocator(const FleetSpec& spec, AllocatorOptions options, std::unique_ptr<Policy> policy,
+                     Listener* listener)
+    : fleet_(*Fleet::Create(spec)), options_(options), policy_(std::move(policy)), listener_(listener) {
+  static Listener kNoListener;
+  if (listener_ == nullptr) listener_ = &kNoListener;
+  const size_t np = fleet_.pools().size();
+  pools_.resize(np);
+  bucket_.resize(np);
+  victims_.resize(np);
+  job_queue_.resize(np);
+  waiting_by_pool_.assign(np, 0);
+  miss_open_.assign(np, false);
+  pool_max_node_.assign(np, 0);
+  pool_nodes_.resize(np);
+  for (size_t p = 0; p < np; ++p) bucket_[p].resize(fleet_.max_node_gpus() + 1);
+  nodes_.resize(fleet_.nodes().size());
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    const NodeSpec& ns = fleet_.nodes()[i];
+    NodeState& n = nodes_[i];
+    n.pool = ns.pool;
+    n.gpus = ns.gpus;
+    n.free = ns.gpus;
+    auto& b = bucket_[ns.pool.v][ns.gpus];
+    n.bucket_pos = static_cast<uint32_t>(b.size());
+    b.push_back(NodeId{i});
+    PoolCounters& pc = pools_[ns.pool.v];
+    pc.capacity += ns.gpus;
+    pc.free += ns.gpus;
+    pc.free_unclaimed += ns.gpus;
+    pool_max_node_[ns.pool.v] = std::max(pool_max_node_[ns.pool.v], ns.gpus);
+    pool_nodes_[ns.pool.v].push_back(NodeId{i});
+  }
+  if (options_.occupancy) {
+    for (uint32_t p = 0; p < np; ++p) {
+      Holder& h = NewHolder(HolderClass::kInternal, PoolId{p}, 0, Time{}, p);
+      h.state = HolderState::kActive;
+      pool_internal_.push_back(h.id);
+    }
+  }
+}
+
+Allocator::~Allocator() = default;
+
+// ---------------------------------------------------------------- bookkeeping
+
+Holder& Allocator::NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, uint64_t tag) {
+  Holder h;
+  h.id = HolderId{static_cast<uint32_t>(holders_.size())};
+  h.cls = cls;
+  h.pool = pool;
+  h.want = want;
+  h.created = now;
+  h.tag = tag;
+  holders_.push_back(std::move(h));
+  return holders_.back();
+}
+
+void Allocator::SetFree(NodeId id, Gpus free) {
+  NodeState& n = nodes_[id.v];
+  PoolCounters& pc = pools_[n.pool.v];
+  pc.free += free - n.free;
+  if (!n.claim.valid()) {
+    pc.free_unclaimed += free - n.free;
+    auto& from = bucket_[n.pool.v][n.free];
+    NodeId moved = from.back();
+    from[n.bucket_pos] = moved;
+    nodes_[moved.v].bucket_pos = n.bucket_pos;
+    from.pop_back();
+    auto& to = bucket_[n.pool.v][free];
+    n.bucket_pos = static_cast<uint32_t>(to.size());
+    to.push_back(id);
+  }
+  n.free = free;
+}
+
+void Allocator::CountClass(const Holder& h, Gpus d) {
+  PoolCounters& pc = pools_[h.pool.v];
+  switch (h.cls) {
+    case HolderClass::kInternal: pc.internal_held += d; total_internal_ += d; break;
+    case HolderClass::kReserved: pc.reserved += d; total_reserved_ += d; break;
+    case HolderClass::kSpot: pc.spot += d; total_spot_ += d; break;
+    case HolderClass::kInference: pc.inference += d; total_inference_ += d; break;
+  }
+  if (h.state == HolderState::kNoticed) pc.noticed += d;
+}
+
+void Allocator::Take(Holder& h, NodeId node, Gpus g) {
+  NodeState& n = nodes_[node.v];
+  LL_CHECK(g > 0 && g <= n.free);
+  SetFree(node, n.free - g);
+  (h.outside() ? n.outside : n.internal) += g;
+  auto it = std::find_if(n.shares.begin(), n.shares.end(), [&](auto& s) { return s.first == h.id; });
+  if (it != n.shares.end()) {
+    it->second += g;
+  } else {
+    n.shares.emplace_back(h.id, g);
+  }
+  auto hs = std::find_if(h.shares.begin(), h.shares.end(), [&](auto& s) { return s.node == node; });
+  if (hs != h.shares.end()) {
+    hs->gpus += g;
+  } else {
+    h.shares.push_back({node, g});
+  }
+  h.gpus += g;
+  CountClass(h, g);
+}
+
+void Allocator::Give(Holder& h, NodeId node, Gpus g) {
+  NodeState& n = nodes_[node.v];
+  auto it = std::find_if(n.shares.begin(), n.shares.end(), [&](auto& s) { return s.first == h.id; });
+  LL_CHECK(it != n.shares.end() && it->second >= g);
+  if ((it->second -= g) == 0) {
+    *it = n.shares.back();
+    n.shares.pop_back();
+  }
+  auto hs = std::find_if(h.shares.begin(), h.shares.end(), [&](auto& s) { return s.node == node; });
+  LL_CHECK(hs != h.shares.end() && hs->gpus >= g);
+  if ((hs->gpus -= g) == 0) {
+    *hs = h.shares.back();
+    h.shares.pop_back();
+  }
+  (h.outside() ? n.outside : n.internal) -= g;
+  h.gpus -= g;
+  CountClass(h, -g);
+  SetFree(node, n.free + g);
+}
+
+void Allocator::ReleaseAll(Holder& h) {
+  while (!h.shares.empty()) {
+    Share s = h.shares.back();
+    Give(h, s.node, s.gpus);
+  }
+}
+
+void Allocator::End(Holder& h, Time now, EndReason reason) {
+  LL_CHECK(h.state != HolderState::kEnded);
+  if (reason == EndReason::kReclaimed) {
+    LL_CHECK(h.state == HolderState::kNoticed && now >= h.reclaim_at);  // notice honoured
+    if (h.cls == HolderClass::kReserved) ++reserved_violations_;
+  }
+  if (h.outside() && h.state == HolderState::kActive) {
+    victims_[h.pool.v].erase({h.cls == HolderClass::kInference ? 0 : 1, h.price.micros, h.id.v});
+  }
+  ReleaseAll(h);  // CountClass keeps `noticed` exact while the state is still kNoticed
+  h.state = HolderState::kEnded;
+  listener_->OnEnd(h, now, reason);
+}
+
+Gpus Allocator::OutsideActive(PoolId pool) const {
+  const PoolCounters& pc = pools_[pool.v];
+  return pc.spot + pc.inference - pc.noticed;
+}
+
+PoolView Allocator::View(PoolId pool) const {
+  const PoolCounters& pc = pools_[pool.v];
+  PoolView v;
+  v.pool = pool;
+  v.capacity = pc.capacity;
+  v.internal_want = pc.internal_want;
+  v.internal_held = pc.internal_held;
+  v.reserved = pc.reserved;
+  v.outside_active = OutsideActive(pool);
+  v.noticed = pc.noticed;
+  v.free = pc.free;
+  return v;
+}
+
+void Allocator::UpdateWaiting(PoolId pool) {
+  const PoolCounters& pc = pools_[pool.v];
+  Gpus w = std::max<Gpus>(0, pc.internal_want - pc.internal_held);
+  internal_waiting_ += w - waiting_by_pool_[pool.v];
+  waiting_by_pool_[pool.v] = w;
+  // The owner wants GPUs that only reserved leases hold: the forecast promised them away.
+  bool miss = w > 0 && pc.internal_want > pc.capacity - pc.reserved;
+  if (miss && !miss_open_[pool.v]) ++forecast_misses_;
+  miss_open_[pool.v] = miss;
+}
+
+// ---------------------------------------------------------------- placement
+
+Gpus Allocator::RoundToNodes(PoolId pool, Gpus g) const {
+  Gpus n = pool_max_node_[pool.v];
+  return g <= n ? g : (g + n - 1) / n * n;
+}
+
+// Whole, unclaimed nodes for `gpus` GPUs, packed into as few racks as possible. With
+// `allow_outside`, nodes held (only) by outsiders count too; those with fewer outside GPUs
+// come first. Empty if the pool cannot supply them.
+std::vector<NodeId> Allocator::PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside) const {
+  std::map<uint32_t, std::vector<NodeId>> by_rack;
+  for (NodeId id : pool_nodes_[pool.v]) {
+    const NodeState& n = nodes_[id.v];
+    if (n.claim.valid() || n.internal > 0) continue;
+    if (!allow_outside && n.free != n.gpus) continue;
+    by_rack[fleet_.node(id).rack.v].push_back(id);
+  }
+  struct RackPick {
+    Gpus gpus = 0;
+    Gpus outside = 0;
+    uint32_t rack;
+    std::vector<NodeId> nodes;
+  };
+  std::vector<RackPick> racks;
+  for (auto& [rack, ids] : by_rack) {
+    std::stable_sort(ids.begin(), ids.end(), [&](NodeId a, NodeId b) {
+      return nodes_[a.v].outside < nodes_[b.v].outside;
+    });
+    RackPick r;
+    r.rack = rack;
+    for (NodeId id : ids) r.gpus += nodes_[id.v].gpus;
+    r.nodes = std::move(ids);
+    racks.push_back(std::move(r));
+  }
+  // Fullest racks first, so the request spans few racks.
+  std::stable_sort(racks.begin(), racks.end(), [](auto& a, auto& b) { return a.gpus > b.gpus; });
+  std::vector<NodeId> out;
+  Gpus got = 0;
+  for (auto& r : racks) {
+    for (NodeId id : r.nodes) {
+      if (got >= gpus) break;
+      out.push_back(id);
+      got += nodes_[id.v].gpus;
+    }
+    if (got >= gpus) break;
+  }
+  if (got < gpus) out.clear();
+  return out;
+}
+
+// Topology-aware placement on free, unclaimed GPUs: ≤ N GPUs on one node (best fit, so whole
+// nodes stay free), larger requests on whole nodes.
+bool Allocator::PlaceOnNodes(Holder& h, Gpus gpus, PoolId pool) {
+  const auto& buckets = bucket_[pool.v];
+  if (gpus <= pool_max_node_[pool.v]) {
+    for (size_t k = gpus; k < buckets.size(); ++k) {
+      if (!buckets[k].empty()) {
+        Take(h, buckets[k].back(), gpus);
+        return true;
+      }
+    }
+    return false;
+  }
+  std::vector<NodeId> nodes = PickWholeNodes(pool, gpus, false);
+  if (nodes.empty()) return false;
+  for (NodeId id : nodes) Take(h, id, nodes_[id.v].gpus);
+  return true;
+}
+
+// ---------------------------------------------------------------- owner demand
+
+void Allocator::SetInternalDemand(PoolId pool, Gpus level, Time now) {
+  LL_CHECK(options_.occupancy);
+  PoolCounters& pc = pools_[pool.v];
+  pc.internal_want = std::clamp(level, 0, pc.capacity);
+  Holder& ih = holders_[pool_internal_[pool.v].v];
+  if (ih.gpus > pc.internal_want) ShrinkInternal(pool, ih.gpus - pc.internal_want);
+  GrowInternal(pool, now);
+  policy_->OnDemand(View(pool), now);
+  EnforceLimit(pool, now);
+}
+
+void Allocator::GrowInternal(PoolId pool, Time now) {
+  PoolCounters& pc = pools_[pool.v];
+  Holder& ih = holders_[pool_internal_[pool.v].v];
+  Gpus need = pc.internal_want - ih.gpus;
+  // Fill partly used nodes first so whole nodes stay free for sale.
+  auto& buckets = bucket_[pool.v];
+  for (size_t k = 1; k < buckets.size() && need > 0; ++k) {
+    while (!buckets[k].empty() && need > 0) {
+      Gpus g = std::min<Gpus>(static_cast<Gpus>(k), need);
+      Take(ih, buckets[k].back(), g);
+      need -= g;
+    }
+  }
+  UpdateWaiting(pool);
+  // What free GPUs and running notices do not cover must be reclaimed now.
+  Gpus uncovered = need - pc.noticed;
+  if (uncovered > 0) ReclaimFor(pool, uncovered, NoticeReason::kInternalDemand, now, now);
+}
+
+void Allocator::ShrinkInternal(PoolId pool, Gpus by) {
+  Holder& ih = holders_[pool_internal_[pool.v].v];
+  // Give back from the nodes it uses least, so whole nodes become free.
+  std::vector<Share> shares = ih.shares;
+  std::sort(shares.begin(), shares.end(), [](const Share& a, const Share& b) {
+    return a.gpus != b.gpus ? a.gpus < b.gpus : a.node < b.node;
+  });
+  for (const Share& s : shares) {
+    if (by == 0) break;
+    Gpus g = std::min(by, s.gpus);
+    Give(ih, s.node, g);
+    by -= g;
+  }
+  UpdateWaiting(pool);
+}
+
+Result<HolderId> Allocator::SubmitJob(PoolId pool, Gpus gpus, int priority, uint64_t tag, Time now) {
+  LL_CHECK(!options_.occupancy);
+  if (!pool.valid() || pool.v >= pools_.size()) return Status::Invalid("job: unknown pool");
+  Gpus want = RoundToNodes(pool, gpus);
+  if (gpus < 1 || want > pools_[pool.v].capacity) {
+    return Status::Invalid(fmt::format("job: `gpus` must be 1..{} in pool `{}`, got {}",
+                                       pools_[pool.v].capacity, fleet_.pools()[pool.v], gpus));
+  }
+  Holder& job = NewHolder(HolderClass::kInternal, pool, want, now, tag);
+  job.priority = priority;
+  HolderId id = job.id;
+  auto& q = job_queue_[pool.v];
+  // Higher priority first; FIFO within a priority.
+  auto pos = std::find_if(q.begin(), q.end(), [&](HolderId o) { return holders_[o.v].priority < priority; });
+  q.insert(pos, id);
+  PoolCounters& pc = pools_[pool.v];
+  pc.internal_want = std::min(pc.capacity, pc.internal_want + want);
+  ScheduleJobs(pool, now);
+  policy_->OnDemand(View(pool), now);
+  EnforceLimit(pool, now);
+  return id;
+}
+
+void Allocator::RemoveFromQueue(Holder& job) {
+  auto& q = job_queue_[job.pool.v];
+  q.erase(std::find(q.begin(), q.end(), job.id));
+}
+
+void Allocator::FinishJob(HolderId id, Time now) {
+  Holder& job = holders_[id.v];
+  LL_CHECK(job.cls == HolderClass::kInternal && job.state != HolderState::kEnded);
+  PoolId pool = job.pool;
+  if (job.state == HolderState::kQueued) {
+    RemoveFromQueue(job);
+    Unclaim(job);
+  }
+  End(job, now, EndReason::kFinished);
+  // internal_want is Σ want of live jobs, capped at capacity: recompute exactly.
+  PoolCounters& pc = pools_[pool.v];
+  int64_t sum = pc.internal_held;
+  for (HolderId q : job_queue_[pool.v]) sum += holders_[q.v].want;
+  pc.internal_want = static_cast<Gpus>(std::min<int64_t>(sum, pc.capacity));
+  AfterCapacityChange(pool, now);
+  policy_->OnDemand(View(pool), now);
+}
+
+void Allocator::Claim(Holder& job, NodeId id) {
+  NodeState& n = nodes_[id.v];
+  LL_CHECK(!n.claim.valid());
+  // Leave the bucket: no one else may be placed here.
+  auto& from = bucket_[n.pool.v][n.free];
+  NodeId moved = from.back();
+  from[n.bucket_pos] = moved;
+  nodes_[moved.v].bucket_pos = n.bucket_pos;
+  from.pop_back();
+  pools_[n.pool.v].free_unclaimed -= n.free;
+  n.claim = job.id;
+  job.claimed.push_back(id);
+}
+
+void Allocator::Unclaim(Holder& job) {
+  for (NodeId id : job.claimed) {
+    NodeState& n = nodes_[id.v];
+    LL_CHECK(n.claim == job.id);
+    n.claim = HolderId{};
+    auto& to = bucket_[n.pool.v][n.free];
+    n.bucket_pos = static_cast<uint32_t>(to.size());
+    to.push_back(id);
+    pools_[n.pool.v].free_unclaimed += n.free;
+  }
+  job.claimed.clear();
+}
+
+bool Allocator::TryStartJob(Holder& job, Time now) {
+  if (!job.claimed.empty()) {
+    Gpus free = 0;
+    for (NodeId id : job.claimed) free += nodes_[id.v].free;
+    if (free < job.want) return false;
+    std::vector<NodeId> claimed = job.claimed;
+    Unclaim(job);
+    Gpus need = job.want;
+    for (NodeId id : claimed) {
+      Gpus g = std::min(need, nodes_[id.v].free);
+      if (g > 0) Take(job, id, g);
+      need -= g;
+    }
+    LL_CHECK(need == 0);
+  } else if (!PlaceOnNodes(job, job.want, job.pool)) {
+    return false;
+  }
+  job.state = HolderState::kActive;
+  job.started = now;
+  listener_->OnStart(job, now);
+  return true;
+}
+
+// A job that does not fit keeps a node (or whole nodes) for itself and reclaims the
+// outsiders there: the node that needs the fewest, cheapest victims.
+void Allocator::ClaimForJob(Holder& job, Time now) {
+  PoolId pool = job.pool;
+  if (pools_[pool.v].spot + pools_[pool.v].inference == 0) return;  // nothing to reclaim
+  std::vector<NodeId> picked;
+  if (job.want <= pool_max_node_[pool.v]) {
+    NodeId best;
+    std::pair<int, int64_t> best_cost{INT32_MAX, INT64_MAX};
+    for (NodeId id : pool_nodes_[pool.v]) {
+      const NodeState& n = nodes_[id.v];
+      if (n.claim.valid() || n.outside == 0 || n.gpus - n.internal < job.want) continue;
+      // Free + noticed GPUs come back anyway; count the active outsiders still to notice.
+      std::vector<std::pair<int64_t, Gpus>> active;
+      Gpus coming = n.free;
+      for (auto& [hid, g] : n.shares) {
+        const Holder& o = holders_[hid.v];
+        if (!o.outside()) continue;
+        if (o.state == HolderState::kNoticed) {
+          coming += g;
+        } else if (o.cls != HolderClass::kReserved) {
+          active.emplace_back(o.price.micros, g);
+        }
+      }
+      std::sort(active.begin(), active.end());
+      int victims = 0;
+      int64_t revenue = 0;
+      for (auto& [price, g] : active) {
+        if (coming >= job.want) break;
+        coming += g;
+        ++victims;
+        revenue += price * g;
+      }
+      if (coming < job.want) continue;
+      std::pair<int, int64_t> cost{victims, revenue};
+      if (cost < best_cost) {
+        best_cost = cost;
+        best = id;
+      }
+    }
+    if (!best.valid()) return;
+    picked.push_back(best);
+  } else {
+    picked = PickWholeNodes(pool, job.want, true);
+    // Reserved holders cannot be moved: such nodes do not qualify.
+    for (NodeId id : picked) {
+      for (auto& [hid, g] : nodes_[id.v].shares) {
+        if (holders_[hid.v].cls == HolderClass::kReserved) return;
+      }
+    }
+    if (picked.empty()) return;
+  }
+  for (NodeId id : picked) {
+    Claim(job, id);
+    // Notice the node's active outsiders, cheapest first, until the job fits.
+    Gpus coming = nodes_[id.v].free;
+    std::vector<std::pair<int64_t, HolderId>> active;
+    for (auto& [hid, g] : nodes_[id.v].shares) {
+      const Holder& o = holders_[hid.v];
+      if (o.state == HolderState::kNoticed) coming += g;
+      else if (o.outside() && o.cls != HolderClass::kReserved) active.emplace_back(o.price.micros, hid);
+    }
+    std::sort(active.begin(), active.end(), [](auto& a, auto& b) {
+      return a.first != b.first ? a.first < b.first : a.second < b.second;
+    });
+    Gpus node_need = job.want <= pool_max_node_[pool.v] ? job.want : nodes_[id.v].gpus;
+    for (auto& [price, hid] : active) {
+      if (coming >= node_need) break;
+      Holder& o = holders_[hid.v];
+      coming += o.gpus;  // a victim leaves whole, from every node it holds
+      o.demand_seen = job.created;
+      Notice(hid, NoticeReason::kInternalDemand, now);
+    }
+  }
+}
+
+void Allocator::ScheduleJobs(PoolId pool, Time now) {
+  auto& q = job_queue_[pool.v];
+  for (size_t i = 0; i < q.size();) {
+    Holder& job = holders_[q[i].v];
+    if (TryStartJob(job, now)) {
+      q.erase(q.begin() + static_cast<ptrdiff_t>(i));
+      continue;
+    }
+    if (job.claimed.empty()) ClaimForJob(job, now);
+    ++i;
+  }
+  UpdateWaiting(pool);
+}
+
+// ---------------------------------------------------------------- tenants
+
+Result<HolderId> Allocator::PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus, Money price,
+                                         Money max_price, uint64_t tag, Time now) {
+  LL_CHECK(cls == HolderClass::kSpot || cls == HolderClass::kInference);
+  if (!pool.valid() || pool.v >= pools_.size()) return Status::Invalid("lease: unknown pool");
+  if (gpus < 1) return Status::Invalid(fmt::format("lease: `gpus` must be ≥ 1, got {}", gpus));
+  if (price < options_.floor) {
+    return Status::Invalid(fmt::format("lease: price {} is below the floor {}", FormatMoney(price),
+                                       FormatMoney(options_.floor)));
+  }
+  if (cls == HolderClass::kSpot && max_price < price) {
+    return Status::Invalid("lease: `max_price_per_gpu_hour` is below the price");
+  }
+  gpus = RoundToNodes(pool, gpus);
+  if (gpus > Sellable(pool, now)) return Status::Exhausted("lease: not enough sellable GPUs");
+  Holder& h = NewHolder(cls, pool, gpus, now, tag);
+  if (!PlaceOnNodes(h, gpus, pool)) {
+    h.state = HolderState::kEnded;
+    listener_->OnEnd(h, now, EndReason::kRejected);
+    return Status::Exhausted("lease: no placement for the requested GPUs (fragmented)");
+  }
+  h.price = price;
+  h.max_price = max_price;
+  h.state = HolderState::kActive;
+  h.started = now;
+  victims_[pool.v].insert({cls == HolderClass::kInference ? 0 : 1, price.micros, h.id.v});
+  listener_->OnStart(h, now);
+  return h.id;
+}
+
+Result<HolderId> Allocator::PlaceReserved(PoolId pool, Gpus gpus, Time end, Money price, uint64_t tag,
+                                          Time now) {
+  if (!pool.valid() || pool.v >= pools_.size()) return Status::Invalid("lease: unknown pool");
+  if (gpus < 1) return Status::Invalid(fmt::format("lease: `gpus` must be ≥ 1, got {}", gpus));
+  if (end <= now) return Status::Invalid("lease: `duration_s` must be > 0");
+  if (price < options_.floor) return Status::Invalid("lease: reserved price is below the floor");
+  gpus = RoundToNodes(pool, gpus);
+  Gpus room = ReservedRoom(pool, end, now);
+  if (gpus > room) {
+    return Status::Conflict(fmt::format(
+        "reserved: the forecast cannot guarantee {} GPUs until {}; the largest accepted now is {}",
+        gpus, FormatUtc(end), room));
+  }
+  Holder& h = NewHolder(HolderClass::kReserved, pool, gpus, now, tag);
+  if (!PlaceOnNodes(h, gpus, pool)) {
+    h.state = HolderState::kEnded;
+    listener_->OnEnd(h, now, EndReason::kRejected);
+    return Status::Conflict("reserved: no placement for the requested GPUs now");
+  }
+  h.price = price;
+  h.state = HolderState::kActive;
+  h.started = now;
+  h.term_end = end;
+  deadlines_.emplace(end.ms, h.id.v);
+  listener_->OnStart(h, now);
+  return h.id;
+}
+
+void Allocator::Release(HolderId id, Time now) {
+  Holder& h = holders_[id.v];
+  LL_CHECK(h.outside() && h.state != HolderState::kEnded);
+  PoolId pool = h.pool;
+  End(h, now, EndReason::kFinished);
+  AfterCapacityChange(pool, now);
+}
+
+void Allocator::Notice(HolderId id, NoticeReason reason, Time now) {
+  Holder& h = holders_[id.v];
+  LL_CHECK(h.cls == HolderClass::kSpot || h.cls == HolderClass::kInference);  // never reserved
+  if (h.state != HolderState::kActive) return;
+  victims_[h.pool.v].erase({h.cls == HolderClass::kInference ? 0 : 1, h.price.micros, h.id.v});
+  h.state = HolderState::kNoticed;
+  pools_[h.pool.v].noticed += h.gpus;
+  Duration d = h.cls == HolderClass::kInference ? std::min(options_.inference_drain, options_.notice)
+                                                 : options_.notice;
+  h.noticed_at = now;
+  h.reclaim_at = now + d;
+  if (h.demand_seen == kTimeMax) h.demand_seen = now;
+  deadlines_.emplace(h.reclaim_at.ms, h.id.v);
+  listener_->OnNotice(h, now, reason);
+}
+
+void Allocator::SetPrice(HolderId id, Money price) {
+  Holder& h = holders_[id.v];
+  LL_CHECK(h.cls == HolderClass::kSpot && price >= options_.floor);
+  if (h.state == HolderState::kActive) {
+    victims_[h.pool.v].erase({1, h.price.micros, h.id.v});
+    victims_[h.pool.v].insert({1, price.micros, h.id.v});
+  }
+  h.price = price;
+}
+
+void Allocator::NoticeCheapestSpot(PoolId pool, Gpus gpus, Time now) {
+  auto& v = victims_[pool.v];
+  for (auto it = v.lower_bound({1, INT64_MIN, 0}); gpus > 0 && it != v.end();) {
+    HolderId id{it->id};
+    ++it;
+    gpus -= holders_[id.v].gpus;
+    Notice(id, NoticeReason::kPolicyLimit, now);
+  }
+}
+
+void Allocator::ReclaimFor(PoolId pool, Gpus gpus, NoticeReason reason, Time now, Time demand_seen) {
+  auto& v = victims_[pool.v];
+  while (gpus > 0 && !v.empty()) {
+    HolderId id{v.begin()->id};
+    Holder& h = holders_[id.v];
+    gpus -= h.gpus;
+    h.demand_seen = demand_seen;
+    Notice(id, reason, now);
+  }
+}
+
+void Allocator::EnforceLimit(PoolId pool, Time now) {
+  Gpus limit = policy_->SellLimit(View(pool), now);
+  Gpus excess = OutsideActive(pool) - limit;
+  if (excess > 0) ReclaimFor(pool, excess, NoticeReason::kPolicyLimit, now, now);
+}
+
+void Allocator::AfterCapacityChange(PoolId pool, Time now) {
+  if (options_.occupancy) {
+    GrowInternal(pool, now);
+  } else {
+    ScheduleJobs(pool, now);
+  }
+  EnforceLimit(pool, now);
+}
+
+// ---------------------------------------------------------------- time
+
+void Allocator::AdvanceTo(Time now) {
+  std::vector<uint32_t> dirty;
+  while (!deadlines_.empty() && deadlines_.top().first <= now.ms) {
+    auto [t, id] = deadlines_.top();
+    deadlines_.pop();
+    Holder& h = holders_[id];
+    if (h.state == HolderState::kNoticed && h.reclaim_at.ms == t) {
+      End(h, Time{t}, EndReason::kReclaimed);
+    } else if (h.cls == HolderClass::kReserved && h.state == HolderState::kActive && h.term_end.ms == t) {
+      End(h, Time{t}, EndReason::kFinished);
+    } else {
+      continue;  // stale: released earlier
+    }
+    dirty.push_back(h.pool.v);
+  }
+  std::sort(dirty.begin(), dirty.end());
+  dirty.erase(std::unique(dirty.begin(), dirty.end()), dirty.end());
+  for (uint32_t p : dirty) AfterCapacityChange(PoolId{p}, now);
+}
+
+Time Allocator::NextDeadline() const {
+  return deadlines_.empty() ? kTimeMax : Time{deadlines_.top().first};
+}
+
+void Allocator::Rebalance(Time now) {
+  for (uint32_t p = 0; p < pools_.size(); ++p) EnforceLimit(PoolId{p}, now);
+}
+
+Gpus Allocator::Sellable(PoolId pool, Time now) {
+  Gpus limit = policy_->SellLimit(View(pool), now);
+  return std::max<Gpus>(0, std::min(limit - OutsideActive(pool), pools_[pool.v].free_unclaimed));
+}
+
+Gpus Allocator::ReservedRoom(PoolId pool, Time end, Time now) {
+  Gpus room = policy_->ReservedRoom(View(pool), now, end);
+  return std::max<Gpus>(0, std::min(room, pools_[pool.v].free_unclaimed));
+}
+
+std::vector<std::pair<NodeId, Gpus>> Allocator::FreeNodes(PoolId pool) const {
+  std::vector<std::pair<NodeId, Gpus>> out;
+  const auto& buckets = bucket_[pool.v];
+  for (size_t k = 1; k < buckets.size(); ++k) {
+    for (NodeId id : buckets[k]) out.emplace_back(id, static_cast<Gpus>(k));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- invariants
+
+void Allocator::CheckInvariants(Time now) const {
+  std::vector<PoolCounters> pc(pools_.size());
+  for (size_t p = 0; p < pools_.size(); ++p) {
+    pc[p].capacity = pools_[p].capacity;
+    pc[p].internal_want = pools_[p].internal_want;
+  }
+  std::vector<Gpus> held(holders_.size(), 0);
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    const NodeState& n = nodes_[i];
+    Gpus sum = 0, in = 0, out = 0;
+    for (auto& [hid, g] : n.shares) {
+      LL_CHECK(g > 0);
+      const Holder& h = holders_[hid.v];
+      LL_CHECK(h.state == HolderState::kActive || h.state == HolderState::kNoticed);
+      sum += g;
+      (h.outside() ? out : in) += g;
+      held[hid.v] += g;
+    }
+    // No GPU held twice; holdings never exceed capacity.
+    LL_CHECK(sum + n.free == n.gpus && n.free >= 0 && n.free <= n.gpus);
+    LL_CHECK(in == n.internal && out == n.outside);
+    PoolCounters& c = pc[n.pool.v];
+    c.free += n.free;
+    if (!n.claim.valid()) {
+      c.free_unclaimed += n.free;
+      const auto& b = bucket_[n.pool.v][n.free];
+      LL_CHECK(n.bucket_pos < b.size() && b[n.bucket_pos].v == i);
+    } else {
+      const Holder& j = holders_[n.claim.v];
+      LL_CHECK(j.state == HolderState::kQueued);
+    }
+  }
+  for (const Holder& h : holders_) {
+    LL_CHECK(held[h.id.v] == h.gpus);
+    if (h.state == HolderState::kEnded || h.state == HolderState::kQueued) {
+      LL_CHECK(h.gpus == 0);
+      continue;
+    }
+    PoolCounters& c = pc[h.pool.v];
+    switch (h.cls) {
+      case HolderClass::kInternal: c.internal_held += h.gpus; break;
+      case HolderClass::kReserved: c.reserved += h.gpus; break;
+      case HolderClass::kSpot: c.spot += h.gpus; break;
+      case HolderClass::kInference: c.inference += h.gpus; break;
+    }
+    if (h.state == HolderState::kNoticed) {
+      c.noticed += h.gpus;
+      LL_CHECK(h.cls != HolderClass::kReserved);  // reserved never preempted
+      LL_CHECK(h.reclaim_at > now);               // notice honoured: still holding until reclaim_at
+      Duration d = h.cls == HolderClass::kInference
+                       ? std::min(options_.inference_drain, options_.notice) : options_.notice;
+      LL_CHECK(h.reclaim_at - h.noticed_at == d);  // the full notice, never less
+    }
+    if (h.outside()) LL_CHECK(h.price >= options_.floor);  // nothing sold below the floor
+    if (h.cls == HolderClass::kReserved) LL_CHECK(h.term_end > now);
+  }
+  for (size_t p = 0; p < pools_.size(); ++p) {
+    const PoolCounters& a = pools_[p];
+    const PoolCounters& b = pc[p];
+    LL_CHECK(a.free == b.free && a.free_unclaimed == b.free_unclaimed);
+    LL_CHECK(a.internal_held == b.internal_held && a.reserved == b.reserved);
+    LL_CHECK(a.spot == b.spot && a.inference == b.inference && a.noticed == b.noticed);
+    LL_CHECK(a.free + a.internal_held + a.reserved + a.spot + a.inference == a.capacity);
+  }
+  LL_CHECK(deadlines_.empty() || deadlines_.top().first > now.ms);
+}
+
+}  // namespace ll::alloc

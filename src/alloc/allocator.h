@@ -1,0 +1,241 @@
+// The allocator: who holds which GPUs, and the rules of DESIGN.md that keep the owner first.
+//
+// Event-driven and deterministic. The driver (simulator or server) calls it with events and
+// the current time; it never reads a clock. Decisions come back through a Listener (Mesos
+// allocator style): a holder started, got a reclaim notice, or ended.
+//
+// Capacity classes: internal (the owner), reserved, spot, inference. Rules enforced here:
+// - a GPU is held by at most one holder; holdings never exceed capacity;
+// - reserved holders are never reclaimed;
+// - a reclaim notice is honoured: a noticed holder keeps its GPUs until reclaim_at;
+// - internal demand first takes free GPUs, then reclaims outsiders (inference first, then spot
+//   in ascending price), and waits at most the notice;
+// - the policy decides how much may be sold (its sell limit); the excess is reclaimed.
+//
+// Internal demand comes in one of two forms per allocator: occupancy levels per pool (the
+// internal holder of a pool is resized; its GPUs may be spread over nodes), or jobs (each a
+// holder placed by topology: ≤ N GPUs on one node, larger jobs on whole nodes, FIFO with
+// greedy backfill).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <queue>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "alloc/fleet.h"
+#include "alloc/policy.h"
+#include "core/gpu.h"
+#include "core/ids.h"
+#include "core/money.h"
+#include "core/status.h"
+#include "core/time.h"
+
+namespace ll::alloc {
+
+enum class HolderState : uint8_t { kQueued, kActive, kNoticed, kEnded };
+
+enum class EndReason : uint8_t {
+  kFinished,   // internal job done, tenant released, term over
+  kReclaimed,  // reclaim notice ran out
+  kRejected,   // never started (no room)
+};
+
+enum class NoticeReason : uint8_t { kInternalDemand, kPolicyLimit, kPriceAboveMax };
+
+const char* HolderClassName(HolderClass c);
+const char* HolderStateName(HolderState s);
+const char* NoticeReasonName(NoticeReason r);
+
+struct Share {
+  NodeId node;
+  Gpus gpus = 0;
+};
+
+struct Holder {
+  HolderId id;
+  HolderClass cls = HolderClass::kInternal;
+  HolderState state = HolderState::kQueued;
+  PoolId pool;
+  Gpus want = 0;  // GPUs asked for
+  Gpus gpus = 0;  // GPUs held now
+  Money price;      // paid per GPU-hour now (spot: the clearing price)
+  Money max_price;  // spot: the tenant's maximum
+  Time created;
+  Time started;
+  Time noticed_at = kTimeMax;
+  Time reclaim_at = kTimeMax;  // when noticed
+  Time term_end = kTimeMax;    // reserved
+  Time demand_seen = kTimeMax;  // for reclaim latency: when the demand that caused it appeared
+  uint64_t tag = 0;             // the driver's key
+  int priority = 0;             // internal jobs: higher first
+  std::vector<Share> shares;
+  std::vector<NodeId> claimed;  // a waiting job: nodes kept for it while outsiders leave
+  bool outside() const { return cls != HolderClass::kInternal; }
+};
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  virtual void OnStart(const Holder&, Time) {}
+  virtual void OnNotice(const Holder&, Time /*now*/, NoticeReason) {}
+  virtual void OnEnd(const Holder&, Time, EndReason) {}
+};
+
+struct AllocatorOptions {
+  Duration notice = Duration::Seconds(120);
+  Duration inference_drain = Duration::Seconds(30);  // capped at the notice
+  bool occupancy = true;  // internal demand as levels (true) or as jobs (false)
+  Money floor;            // nothing is sold below it
+};
+
+// Per-pool counters, kept exact on every change.
+struct PoolCounters {
+  Gpus capacity = 0;
+  Gpus free = 0;            // unheld (claimed-but-free included)
+  Gpus free_unclaimed = 0;  // unheld on nodes no waiting job has claimed
+  Gpus internal_held = 0;
+  Gpus internal_want = 0;   // capped at capacity
+  Gpus reserved = 0;
+  Gpus spot = 0;
+  Gpus inference = 0;
+  Gpus noticed = 0;         // outside GPUs under notice (subset of spot + inference)
+};
+
+class Allocator {
+ public:
+  Allocator(const FleetSpec& fleet, AllocatorOptions options, std::unique_ptr<Policy> policy,
+            Listener* listener);
+  ~Allocator();
+  Allocator(const Allocator&) = delete;
+  Allocator& operator=(const Allocator&) = delete;
+
+  // ---- owner demand ----
+  // Occupancy mode: the owner wants `level` GPUs in `pool` from now on.
+  void SetInternalDemand(PoolId pool, Gpus level, Time now);
+  // Job mode: queue a job; it starts (OnStart) as soon as it fits. Returns its holder id.
+  Result<HolderId> SubmitJob(PoolId pool, Gpus gpus, int priority, uint64_t tag, Time now);
+  // Job mode: the job finished (or was cancelled while queued).
+  void FinishJob(HolderId job, Time now);
+
+  // ---- tenants ----
+  // A spot or inference holder of `gpus` GPUs in `pool` at `price` (max_price for spot).
+  // Fails with kResourceExhausted when the policy's limit or the free GPUs do not allow it.
+  Result<HolderId> PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus, Money price,
+                                Money max_price, uint64_t tag, Time now);
+  // A reserved lease for [now, end). Fails with kConflict when the forecast cannot guarantee
+  // it; the message states the largest size that would be accepted.
+  Result<HolderId> PlaceReserved(PoolId pool, Gpus gpus, Time end, Money price, uint64_t tag,
+                                 Time now);
+  // The tenant gives the GPUs back (any outside holder, noticed or not).
+  void Release(HolderId holder, Time now);
+  // Give `holder` (spot or inference) a reclaim notice now, e.g. because the price rose.
+  void Notice(HolderId holder, NoticeReason reason, Time now);
+  // Notice the cheapest spot holders of `pool` for at least `gpus` GPUs (to make room for
+  // something that earns more, such as inference).
+  void NoticeCheapestSpot(PoolId pool, Gpus gpus, Time now);
+  // Change what a spot holder pays (new clearing price).
+  void SetPrice(HolderId holder, Money price);
+
+  // ---- time ----
+  // Ends noticed holders whose reclaim_at ≤ now and reserved terms that are over, hands the
+  // GPUs to waiting internal demand, and enforces the policy's sell limits.
+  void AdvanceTo(Time now);
+  // The earliest time AdvanceTo has work to do (kTimeMax if none).
+  Time NextDeadline() const;
+  // Re-evaluates every pool's sell limit (policies whose limit moves with time).
+  void Rebalance(Time now);
+
+  // ---- queries ----
+  // GPUs that may still be sold in `pool` now: min(limit - active outside, free unclaimed).
+  Gpus Sellable(PoolId pool, Time now);
+  // Largest reserved lease of `pool` for [now, end) the policy would accept.
+  Gpus ReservedRoom(PoolId pool, Time end, Time now);
+  PoolView View(PoolId pool) const;
+  const PoolCounters& pool(PoolId p) const { return pools_[p.v]; }
+  int pool_count() const { return static_cast<int>(pools_.size()); }
+  const Holder& holder(HolderId h) const { return holders_[h.v]; }
+  size_t holder_count() const { return holders_.size(); }
+  const Fleet& fleet() const { return fleet_; }
+  Policy& policy() { return *policy_; }
+  const AllocatorOptions& options() const { return options_; }
+  // Free GPUs on each node of `pool` that are not claimed by a waiting job.
+  std::vector<std::pair<NodeId, Gpus>> FreeNodes(PoolId pool) const;
+  // Totals over the fleet, by class.
+  Gpus TotalInternal() const { return total_internal_; }
+  Gpus TotalReserved() const { return total_reserved_; }
+  Gpus TotalSpot() const { return total_spot_; }
+  Gpus TotalInference() const { return total_inference_; }
+  Gpus TotalCapacity() const { return fleet_.total_gpus(); }
+  // Σ over pools of max(0, internal_want - internal_held): owner demand waiting for GPUs.
+  Gpus InternalWaiting() const { return internal_waiting_; }
+  // Of that, GPUs waiting only because reserved leases hold them (a forecast miss).
+  int64_t forecast_misses() const { return forecast_misses_; }
+  int64_t reserved_violations() const { return reserved_violations_; }
+
+  // Checks every rule of DESIGN.md against the state; aborts (LL_CHECK) on a violation.
+  // O(fleet + holders): for tests.
+  void CheckInvariants(Time now) const;
+
+ private:
+  struct NodeState;
+  struct VictimKey {
+    int rank;
+    int64_t price;
+    uint32_t id;
+    auto operator<=>(const VictimKey&) const = default;
+  };
+
+  Holder& NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, uint64_t tag);
+  void Take(Holder& h, NodeId node, Gpus gpus);
+  void Give(Holder& h, NodeId node, Gpus gpus);
+  void ReleaseAll(Holder& h);
+  void End(Holder& h, Time now, EndReason reason);
+  void SetFree(NodeId node, Gpus free);
+  void CountClass(const Holder& h, Gpus delta);
+
+  void GrowInternal(PoolId pool, Time now);
+  void ShrinkInternal(PoolId pool, Gpus by);
+  void ScheduleJobs(PoolId pool, Time now);
+  bool TryStartJob(Holder& job, Time now);
+  void ClaimForJob(Holder& job, Time now);
+  void ReclaimFor(PoolId pool, Gpus gpus, NoticeReason reason, Time now, Time demand_seen);
+  void EnforceLimit(PoolId pool, Time now);
+  void AfterCapacityChange(PoolId pool, Time now);
+  void UpdateWaiting(PoolId pool);
+  Gpus OutsideActive(PoolId pool) const;
+  bool PlaceOnNodes(Holder& h, Gpus gpus, PoolId pool);
+  std::vector<NodeId> PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside) const;
+  void Claim(Holder& job, NodeId node);
+  void Unclaim(Holder& job);
+  Gpus RoundToNodes(PoolId pool, Gpus gpus) const;
+  void RemoveFromQueue(Holder& job);
+
+  Fleet fleet_;
+  AllocatorOptions options_;
+  std::unique_ptr<Policy> policy_;
+  Listener* listener_;
+  std::vector<NodeState> nodes_;
+  std::vector<PoolCounters> pools_;
+  std::vector<Holder> holders_;
+  std::vector<HolderId> pool_internal_;  // occupancy mode: the internal holder of each pool
+  // Free-GPU buckets per pool: bucket_[pool][k] lists unclaimed nodes with exactly k free GPUs.
+  std::vector<std::vector<std::vector<NodeId>>> bucket_;
+  std::vector<std::set<VictimKey>> victims_;  // per pool: reclaimable outsiders, best victim first
+  std::vector<std::vector<HolderId>> job_queue_;  // per pool, in order of arrival
+  std::priority_queue<std::pair<int64_t, uint32_t>, std::vector<std::pair<int64_t, uint32_t>>,
+                      std::greater<>>
+      deadlines_;  // (time, holder): reclaim_at and term ends
+  Gpus total_internal_ = 0, total_reserved_ = 0, total_spot_ = 0, total_inference_ = 0;
+  Gpus internal_waiting_ = 0;
+  std::vector<Gpus> waiting_by_pool_;
+  int64_t forecast_misses_ = 0;
+  int64_t reserved_violations_ = 0;
+  std::vector<bool> miss_open_;  // per pool: a forecast miss is in progress
+  std::vector<Gpus> pool_max_node_;
+  std::vector<std::vector<NodeId>> pool_nodes_;
+};
+
+}  // namespace ll::alloc

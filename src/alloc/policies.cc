@@ -1,0 +1,217 @@
+// The selling policies and their factory.
+#include <algorithm>
+#include <charconv>
+#include <deque>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "alloc/policy.h"
+#include "core/check.h"
+#include "forecast/forecast.h"
+
+namespace ll::alloc {
+namespace {
+
+Gpus Unwanted(const PoolView& p) {
+  return std::max<Gpus>(0, p.capacity - p.internal_want - p.reserved);
+}
+
+// Sells nothing: the owner's fleet as it is today.
+class BaselinePolicy final : public Policy {
+ public:
+  const std::string& name() const override { return name_; }
+  Gpus SellLimit(const PoolView&, Time) override { return 0; }
+
+ private:
+  std::string name_ = "baseline";
+};
+
+// Sells every GPU the owner does not want this instant; reclaims on demand.
+class SpotAllPolicy final : public Policy {
+ public:
+  const std::string& name() const override { return name_; }
+  Gpus SellLimit(const PoolView& p, Time) override { return Unwanted(p); }
+
+ private:
+  std::string name_ = "spot-all";
+};
+
+// Lends at most a fraction F of each pool (Kueue's lendingLimit), reclaiming on demand.
+class LendLimitPolicy final : public Policy {
+ public:
+  LendLimitPolicy(std::string name, double fraction) : name_(std::move(name)), fraction_(fraction) {}
+  const std::string& name() const override { return name_; }
+  Gpus SellLimit(const PoolView& p, Time) override {
+    Gpus cap = static_cast<Gpus>(fraction_ * p.capacity);
+    return std::min(Unwanted(p), std::max<Gpus>(0, cap - p.reserved));
+  }
+
+ private:
+  std::string name_;
+  double fraction_;
+};
+
+// Knows the owner's future demand: sells everything that will not be wanted before a notice
+// given now would run out. The upper bound on harvest at zero delay.
+class OraclePolicy final : public Policy {
+ public:
+  explicit OraclePolicy(const PolicyContext& ctx) : ctx_(ctx) { LL_CHECK(ctx.future != nullptr); }
+  const std::string& name() const override { return name_; }
+  Gpus SellLimit(const PoolView& p, Time now) override {
+    Gpus future = ctx_.future->MaxDemand(p.pool, now, now + ctx_.notice + ctx_.tick);
+    return std::max<Gpus>(0, p.capacity - p.reserved - std::max(future, p.internal_want));
+  }
+
+ private:
+  std::string name_ = "oracle";
+  PolicyContext ctx_;
+};
+
+// landlord: forecast + headroom + cooldown + reserved terms.
+//
+// Sell limit = capacity - reserved - hold - H, where
+// - hold is the most the owner wanted in the last `cooldown` (GPUs that a job just gave back
+//   are often taken again by the next job; selling them only to reclaim them minutes later
+//   would make the owner wait a notice for them);
+// - H is the headroom: the smallest h such that, over the rises of demand seen so far that
+//   went past `hold`, Σ max(0, rise - h) × notice ≤ delay_budget × the pool's owner GPU-time.
+//   It is the quantile of arrivals within the notice window that keeps the owner's expected
+//   delay inside the budget, learned per pool (busy, churning pools keep more).
+// Reserved terms are admitted when the forecast's `reserved_quantile` of demand over the term
+// (and the owner's peak so far), plus reserved, plus headroom fits the pool.
+class LandlordPolicy final : public Policy {
+ public:
+  explicit LandlordPolicy(const PolicyContext& ctx) : ctx_(ctx), pools_(ctx.pools) {}
+  const std::string& name() const override { return name_; }
+
+  Gpus SellLimit(const PoolView& p, Time now) override {
+    PoolState& s = State(p);
+    if (!s.started || now - s.first_seen < ctx_.warmup) return 0;
+    Expire(s, now);
+    Gpus hold = std::max(p.internal_want, s.window.empty() ? 0 : s.window.front().second);
+    return std::max<Gpus>(0, p.capacity - p.reserved - hold - Headroom(s, p.capacity));
+  }
+
+  Gpus ReservedRoom(const PoolView& p, Time now, Time end) override {
+    PoolState& s = State(p);
+    if (ctx_.forecast == nullptr || !s.started || now - s.first_seen < Duration::Hours(24 * 14)) {
+      return 0;  // two weeks of history before promising anything
+    }
+    Gpus demand = ctx_.forecast->Quantile(static_cast<int>(p.pool.v), ctx_.reserved_quantile, now, end);
+    Expire(s, now);
+    // A term is promised only out of capacity the owner has not touched in all the history
+    // seen: hour-of-week patterns alone missed too often on real traces (Helios).
+    Gpus hold = std::max({demand, s.peak, s.window.empty() ? 0 : s.window.front().second});
+    return std::max<Gpus>(0, p.capacity - p.reserved - hold - Headroom(s, p.capacity));
+  }
+
+  void OnDemand(const PoolView& p, Time now) override {
+    PoolState& s = State(p);
+    if (!s.started) {
+      s.started = true;
+      s.first_seen = now;
+      s.last = now;
+    }
+    s.owner_ms += static_cast<int64_t>(s.last_want) * (now - s.last).ms;
+    s.last = now;
+    Expire(s, now);
+    Gpus recent = s.window.empty() ? s.last_want : s.window.front().second;
+    if (p.internal_want > recent) {
+      Gpus rise = p.internal_want - recent;
+      if (static_cast<size_t>(rise) >= s.rises.size()) s.rises.resize(rise + 1, 0);
+      ++s.rises[rise];
+      s.headroom_valid = false;
+    }
+    // Monotonic deque of (time, want): front is the max over the cooldown window.
+    while (!s.window.empty() && s.window.back().second <= p.internal_want) s.window.pop_back();
+    s.window.emplace_back(now, p.internal_want);
+    s.last_want = p.internal_want;
+    s.peak = std::max(s.peak, p.internal_want);
+  }
+
+ private:
+  struct PoolState {
+    bool started = false;
+    Time first_seen, last;
+    Gpus last_want = 0;
+    Gpus peak = 0;  // the most the owner ever wanted
+    int64_t owner_ms = 0;  // owner GPU-milliseconds seen
+    std::deque<std::pair<Time, Gpus>> window;
+    std::vector<int64_t> rises;  // rises[r] = number of rises of r GPUs past the hold
+    bool headroom_valid = false;
+    Gpus headroom = 0;
+    int64_t headroom_owner_ms = -1;
+  };
+
+  PoolState& State(const PoolView& p) {
+    if (p.pool.v >= pools_.size()) pools_.resize(p.pool.v + 1);
+    return pools_[p.pool.v];
+  }
+
+  void Expire(PoolState& s, Time now) {
+    // Keep the last entry that started before the window: its level lasted into it.
+    while (s.window.size() > 1 && s.window[1].first <= now - ctx_.cooldown) s.window.pop_front();
+    if (s.window.size() == 1 && s.window.front().first <= now - ctx_.cooldown &&
+        s.window.front().second > s.last_want) {
+      s.window.front().second = s.last_want;
+    }
+  }
+
+  Gpus Headroom(PoolState& s, Gpus capacity) {
+    // The budget grows with owner GPU-time; recompute when it has grown by 1% or rises changed.
+    if (s.headroom_valid && s.owner_ms < s.headroom_owner_ms + s.headroom_owner_ms / 100 + 1) {
+      return s.headroom;
+    }
+    const double budget_ms = ctx_.delay_budget * static_cast<double>(s.owner_ms);
+    const double notice_ms = static_cast<double>(ctx_.notice.ms);
+    // S(h) = Σ_r cnt[r] · max(0, r - h), computed from the top down.
+    Gpus top = static_cast<Gpus>(s.rises.size()) - 1;
+    Gpus h = std::max<Gpus>(top, 0);
+    int64_t above = 0;  // rises with r > h
+    double sum = 0;     // S(h)
+    while (h > 0) {
+      // S(h-1) = S(h) + #(r > h-1)
+      int64_t above_next = above + (static_cast<size_t>(h) < s.rises.size() ? s.rises[h] : 0);
+      double next = sum + static_cast<double>(above_next);
+      if (next * notice_ms > budget_ms) break;
+      sum = next;
+      above = above_next;
+      --h;
+    }
+    s.headroom = std::min(h, capacity);
+    s.headroom_valid = true;
+    s.headroom_owner_ms = s.owner_ms;
+    return s.headroom;
+  }
+
+  std::string name_ = "landlord";
+  PolicyContext ctx_;
+  std::vector<PoolState> pools_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Policy>> MakePolicy(const std::string& name, const PolicyContext& ctx) {
+  if (name == "baseline") return std::unique_ptr<Policy>(new BaselinePolicy());
+  if (name == "spot-all") return std::unique_ptr<Policy>(new SpotAllPolicy());
+  if (name == "landlord") return std::unique_ptr<Policy>(new LandlordPolicy(ctx));
+  if (name == "oracle") {
+    if (ctx.future == nullptr) return Status::Invalid("policy `oracle` needs the future demand");
+    return std::unique_ptr<Policy>(new OraclePolicy(ctx));
+  }
+  const std::string prefix = "lend-limit:";
+  if (name.rfind(prefix, 0) == 0) {
+    std::string arg = name.substr(prefix.size());
+    double f = -1;
+    auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), f);
+    if (ec != std::errc() || ptr != arg.data() + arg.size() || !(f >= 0 && f <= 1)) {
+      return Status::Invalid(fmt::format("policy `{}`: F must be a number in [0, 1]", name));
+    }
+    return std::unique_ptr<Policy>(new LendLimitPolicy(name, f));
+  }
+  return Status::Invalid(fmt::format(
+      "unknown policy `{}`: expected baseline, spot-all, lend-limit:F, landlord or oracle", name));
+}
+
+}  // namespace ll::alloc

@@ -1,0 +1,72 @@
+// Selling policies: how much of a pool's idle capacity may be sold right now, and which
+// reserved terms the forecast can guarantee. Small interface, chosen by name in one factory
+// (Mesos Sorter + Allocator::create). The allocator enforces whatever limit a policy returns:
+// it never sells past it and reclaims (with notice) what exceeds it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/gpu.h"
+#include "core/ids.h"
+#include "core/status.h"
+#include "core/time.h"
+
+namespace ll::forecast {
+class DemandForecast;
+}
+
+namespace ll::alloc {
+
+enum class HolderClass : uint8_t { kInternal, kReserved, kSpot, kInference };
+
+// A pool as a policy sees it.
+struct PoolView {
+  PoolId pool;
+  Gpus capacity = 0;
+  Gpus internal_want = 0;  // running + queued owner demand, capped at capacity
+  Gpus internal_held = 0;
+  Gpus reserved = 0;
+  Gpus outside_active = 0;  // spot + inference not under notice
+  Gpus noticed = 0;
+  Gpus free = 0;
+};
+
+// Perfect knowledge of the owner's future demand. Only `oracle` gets one.
+class FutureDemand {
+ public:
+  virtual ~FutureDemand() = default;
+  // The most the owner wants in `pool` at any time in [t0, t1].
+  virtual Gpus MaxDemand(PoolId pool, Time t0, Time t1) const = 0;
+};
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual const std::string& name() const = 0;
+  // Most GPUs that spot and inference holders not under notice may hold in the pool now.
+  virtual Gpus SellLimit(const PoolView& pool, Time now) = 0;
+  // Largest reserved lease for [now, end) that the policy guarantees (0: sells no reserved).
+  virtual Gpus ReservedRoom(const PoolView& /*pool*/, Time /*now*/, Time /*end*/) { return 0; }
+  // The owner's demand in the pool changed (after the allocator applied it).
+  virtual void OnDemand(const PoolView& /*pool*/, Time /*now*/) {}
+};
+
+struct PolicyContext {
+  Duration notice = Duration::Seconds(120);
+  // How often the driver calls Allocator::Rebalance; `oracle` looks ahead notice + tick.
+  Duration tick = Duration::Seconds(60);
+  const forecast::DemandForecast* forecast = nullptr;  // landlord
+  const FutureDemand* future = nullptr;                // oracle only
+  // `landlord` tuning (see landlord's comment in policies.cc)
+  Duration cooldown = Duration::Minutes(30);
+  double delay_budget = 0.05;  // target delayed fraction of owner GPU-time per pool
+  Duration warmup = Duration::Hours(6);
+  double reserved_quantile = 1.0;
+  int pools = 0;
+};
+
+// Names: `baseline`, `spot-all`, `lend-limit:F` (0 ≤ F ≤ 1), `landlord`, `oracle`.
+Result<std::unique_ptr<Policy>> MakePolicy(const std::string& name, const PolicyContext& ctx);
+
+}  // namespace ll::alloc

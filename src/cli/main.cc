@@ -1,0 +1,207 @@
+// `landlord`: main() and subcommands only.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "sim/experiment.h"
+#include "sim/report.h"
+#include "sim/trace.h"
+
+namespace {
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// Reads the [prices] and [inference] tables of a TOML config (see docs/config.example.toml).
+ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return ll::Status::Invalid(fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
+  }
+  auto money = [&](const char* table, const char* key, ll::Money* out) -> ll::Status {
+    auto node = t[table][key];
+    if (!node) return ll::Status::Ok();
+    std::string text;
+    if (auto s = node.value<std::string>()) {
+      text = *s;
+    } else if (auto d = node.value<double>()) {
+      text = fmt::format("{:.6f}", *d);
+    } else {
+      return ll::Status::Invalid(fmt::format("{}: `{}.{}` must be a dollar amount", path, table, key));
+    }
+    auto m = ll::ParseMoney(text);
+    if (!m.ok()) return ll::Status::Invalid(fmt::format("{}: `{}.{}`: {}", path, table, key, m.status().message()));
+    *out = *m;
+    return ll::Status::Ok();
+  };
+  auto& pb = o->prices;
+  LL_RETURN_IF_ERROR(money("prices", "list_per_gpu_hour", &pb.list_per_gpu_hour));
+  LL_RETURN_IF_ERROR(money("prices", "electricity_per_kwh", &pb.electricity_per_kwh));
+  LL_RETURN_IF_ERROR(money("prices", "wear_per_gpu_hour", &pb.wear_per_gpu_hour));
+  LL_RETURN_IF_ERROR(money("prices", "input_per_mtok", &pb.input_per_mtok));
+  LL_RETURN_IF_ERROR(money("prices", "output_per_mtok", &pb.output_per_mtok));
+  auto integer = [&](const char* table, const char* key, int64_t lo, int64_t hi, auto* out) -> ll::Status {
+    auto node = t[table][key];
+    if (!node) return ll::Status::Ok();
+    auto v = node.template value<int64_t>();
+    if (!v || *v < lo || *v > hi) {
+      return ll::Status::Invalid(fmt::format("{}: `{}.{}` must be an integer in [{}, {}]", path, table, key, lo, hi));
+    }
+    *out = static_cast<std::remove_pointer_t<decltype(out)>>(*v);
+    return ll::Status::Ok();
+  };
+  LL_RETURN_IF_ERROR(integer("prices", "busy_watts", 1, 5000, &pb.busy_watts));
+  LL_RETURN_IF_ERROR(integer("prices", "idle_watts", 0, 5000, &pb.idle_watts));
+  LL_RETURN_IF_ERROR(integer("inference", "tokens_per_s_per_gpu", 1, 10'000'000, &o->inference.tokens_per_s_per_gpu));
+  if (pb.idle_watts >= pb.busy_watts) return ll::Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
+  if (auto s = t["inference"]["rate_scale"].value<double>()) {
+    if (!(*s > 0)) return ll::Status::Invalid(path + ": `inference.rate_scale` must be > 0");
+    o->inference.rate_scale = *s;
+  }
+  return ll::Status::Ok();
+}
+
+int RunSim(const std::string& trace_spec, const std::string& policies, int64_t notice_s, const std::string& external,
+           const std::string& inference, const std::string& json, const std::string& svg, uint64_t seed,
+           double load_scale, int nodes, int gpus_per_node, const std::string& config, bool check, int64_t cooldown_min,
+           double delay_budget, int64_t reserved_h) {
+  ll::sim::ExperimentOptions eo;
+  eo.policies = Split(policies);
+  eo.progress = isatty(STDERR_FILENO) != 0;
+  ll::sim::SimOptions& so = eo.sim;
+  so.notice = ll::Duration::Seconds(notice_s);
+  so.seed = seed;
+  so.external = external;
+  so.inference.spec = inference;
+  so.check_invariants = check;
+  so.cooldown = ll::Duration::Minutes(cooldown_min);
+  so.delay_budget = delay_budget;
+  so.reserved_term = ll::Duration::Hours(reserved_h);
+  if (!config.empty()) {
+    ll::Status st = LoadConfig(config, &so);
+    if (!st.ok()) {
+      fmt::print(stderr, "landlord sim: {}\n", st.message());
+      return 2;
+    }
+  }
+  ll::sim::ReadOptions ro;
+  ro.seed = seed;
+  ro.load_scale = load_scale;
+  ro.fleet.nodes = nodes;
+  ro.fleet.gpus_per_node = gpus_per_node;
+  auto trace = ll::sim::ReadTrace(trace_spec, ro);
+  if (!trace.ok()) {
+    fmt::print(stderr, "landlord sim: {}\n", trace.status().message());
+    return 2;
+  }
+  auto report = ll::sim::RunExperiment(*trace, eo);
+  if (!report.ok()) {
+    fmt::print(stderr, "landlord sim: {}\n", report.status().message());
+    return 2;
+  }
+  std::fputs(ll::sim::FormatTable(*report).c_str(), stdout);
+  if (!json.empty()) {
+    ll::Status st = ll::sim::WriteJson(json, *report);
+    if (!st.ok()) {
+      fmt::print(stderr, "landlord sim: {}\n", st.message());
+      return 1;
+    }
+  }
+  if (!svg.empty()) {
+    ll::Status st = ll::sim::WriteSvg(svg, report->landlord_series,
+                                      fmt::format("landlord on {}: GPUs by class", trace->spec));
+    if (!st.ok()) {
+      fmt::print(stderr, "landlord sim: {}\n", st.message());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "landlord: sell the idle hours of a GPU fleet without getting in the owner's way.\n"
+      "`landlord sim` replays a cluster trace and compares selling policies."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "landlord 0.1.0");
+
+  std::string trace = "helios:data/helios_earth_2020_05";
+  std::string policies = "baseline,spot-all,lend-limit:0.5,landlord,oracle";
+  int64_t notice_s = 120;
+  std::string external = "saturating";
+  std::string inference;
+  std::string json, svg, config;
+  uint64_t seed = 1;
+  double load_scale = 0.7;
+  int nodes = 0, gpus_per_node = 8;
+  bool check = false;
+  int64_t reserved_h = 4;
+  int64_t cooldown_min = 30;
+  double delay_budget = 0.05;
+
+  CLI::App* sim = app.add_subcommand("sim", "Replay a trace and compare selling policies side by side");
+  sim->add_option("--trace", trace,
+                   "Owner demand: helios:DIR (per-VC occupancy), openb:DIR (Alibaba 2023 pods, re-sampled), "
+                   "sacct:FILE (Slurm sacct --parsable2), csv:FILE (submit_s,gpus,duration_s[,priority])")
+      ->capture_default_str();
+  sim->add_option("--policies", policies,
+                  "Comma-separated: baseline, spot-all, lend-limit:F, landlord, oracle")
+      ->capture_default_str();
+  sim->add_option("--notice", notice_s, "Reclaim notice in seconds")->check(CLI::Range(1, 86400))->capture_default_str();
+  sim->add_option("--external", external,
+                  "Tenant demand: `saturating` (every GPU offered is taken at the floor price) or a job trace "
+                  "(csv:, sacct:, openb:) re-read as spot requests with seeded max prices")
+      ->capture_default_str();
+  sim->add_option("--inference", inference,
+                  "Model-API demand: azure:PATH (Azure LLM 2023 CSV file or dir) or mooncake:FILE; "
+                  "replicas serve `inference.tokens_per_s_per_gpu` from --config");
+  sim->add_option("--json", json, "Write the metrics as JSON to FILE");
+  sim->add_option("--svg", svg, "Write a stacked chart of the fleet by class (landlord policy) to FILE");
+  sim->add_option("--seed", seed, "Seed for every random choice")->capture_default_str();
+  sim->add_option("--load-scale", load_scale, "openb: target owner utilization of the fleet")
+      ->check(CLI::Range(0.01, 5.0))
+      ->capture_default_str();
+  sim->add_option("--nodes", nodes, "sacct/csv: fleet size in nodes (0: fit the trace's peak)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sim->add_option("--gpus-per-node", gpus_per_node, "sacct/csv: GPUs per node")->check(CLI::Range(1, 64))->capture_default_str();
+  sim->add_option("--config", config, "TOML file with [prices] and [inference] (see docs/config.example.toml)");
+  sim->add_option("--cooldown", cooldown_min, "landlord: minutes a GPU the owner gave back stays unsold")
+      ->check(CLI::Range(0, 24 * 60))
+      ->capture_default_str();
+  sim->add_option("--delay-budget", delay_budget, "landlord: target delayed fraction of owner GPU-time per pool")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sim->add_option("--reserved-term", reserved_h,
+                  "landlord: hours of the reserved terms offered to tenants when the forecast allows (0: none)")
+      ->check(CLI::Range(0, 24 * 7))
+      ->capture_default_str();
+  sim->add_flag("--check-invariants", check, "Check every allocator rule after every event (slow)");
+
+  CLI11_PARSE(app, argc, argv);
+  if (sim->parsed()) {
+    return RunSim(trace, policies, notice_s, external, inference, json, svg, seed, load_scale, nodes, gpus_per_node,
+                  config, check, cooldown_min, delay_budget, reserved_h);
+  }
+  return 0;
+}

@@ -1,0 +1,17 @@
+#include "market/price_book.h"
+
+namespace ll::market {
+
+Money PriceBook::Floor() const {
+  // watts x $/kWh / 1000 = $/h; integer micro-dollars, rounded up so the floor covers cost.
+  int64_t num = static_cast<int64_t>(busy_watts - idle_watts) * electricity_per_kwh.micros;
+  return Money::Micros((num + 999) / 1000) + wear_per_gpu_hour;
+}
+
+Money PriceBook::ReservedPrice(const ReservedTerm& t) const {
+  __int128 v = static_cast<__int128>(list_per_gpu_hour.micros) * (1000 - t.discount_permille);
+  Money p = Money::Micros(static_cast<int64_t>(v / 1000));
+  return p < Floor() ? Floor() : p;
+}
+
+}  // namespace ll::market

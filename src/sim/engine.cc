@@ -1,0 +1,610 @@
+#include "sim/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <queue>
+
+#include <fmt/format.h>
+
+#include "alloc/allocator.h"
+#include "core/check.h"
+#include "core/rng.h"
+#include "forecast/forecast.h"
+#include "market/auction.h"
+
+namespace ll::sim {
+namespace {
+
+using alloc::Allocator;
+using alloc::EndReason;
+using alloc::Holder;
+using alloc::HolderClass;
+using alloc::NoticeReason;
+
+enum class EventType : uint8_t { kLevel, kJobSubmit, kJobEnd, kExtArrive, kExtEnd, kTick, kSample };
+
+struct Event {
+  int64_t t;
+  uint64_t seq;
+  EventType type;
+  uint64_t index;
+  bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+};
+
+// The owner's future demand, from a baseline run (the oracle's crystal ball).
+class RecordedFuture final : public alloc::FutureDemand {
+ public:
+  explicit RecordedFuture(const std::vector<std::vector<std::pair<Time, Gpus>>>& demand) {
+    for (const auto& points : demand) {
+      Pool p;
+      for (auto& [t, g] : points) {
+        p.t.push_back(t.ms);
+        p.v.push_back(g);
+      }
+      // Sparse table for range maximum.
+      size_t n = p.v.size();
+      p.table.push_back(p.v);
+      for (size_t k = 1; (size_t{1} << k) <= n; ++k) {
+        const auto& prev = p.table.back();
+        std::vector<Gpus> row(n - (size_t{1} << k) + 1);
+        for (size_t i = 0; i < row.size(); ++i) row[i] = std::max(prev[i], prev[i + (size_t{1} << (k - 1))]);
+        p.table.push_back(std::move(row));
+      }
+      pools_.push_back(std::move(p));
+    }
+  }
+
+  Gpus MaxDemand(PoolId pool, Time t0, Time t1) const override {
+    const Pool& p = pools_[pool.v];
+    if (p.v.empty()) return 0;
+    // From the point in force at t0 through the last point ≤ t1.
+    size_t lo = std::upper_bound(p.t.begin(), p.t.end(), t0.ms) - p.t.begin();
+    lo = lo == 0 ? 0 : lo - 1;
+    size_t hi = std::upper_bound(p.t.begin(), p.t.end(), t1.ms) - p.t.begin();
+    if (hi == 0) return 0;
+    --hi;
+    if (hi < lo) hi = lo;
+    size_t len = hi - lo + 1;
+    int k = 63 - __builtin_clzll(len);
+    return std::max(p.table[k][lo], p.table[k][hi + 1 - (size_t{1} << k)]);
+  }
+
+ private:
+  struct Pool {
+    std::vector<int64_t> t;
+    std::vector<Gpus> v;
+    std::vector<std::vector<Gpus>> table;
+  };
+  std::vector<Pool> pools_;
+};
+
+struct ExternalRequest {
+  Time arrive;
+  Gpus gpus;
+  Duration duration;
+  Money max_price;
+};
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+
+class Run final : public alloc::Listener {
+ public:
+  Run(const Trace& trace, const SimOptions& options, const BaselineRecord* baseline)
+      : trace_(trace), options_(options), baseline_(baseline), rng_(options.seed) {}
+
+  Status Init(const std::string& policy_name) {
+    policy_name_ = policy_name;
+    is_baseline_ = policy_name == "baseline";
+    alloc::FleetSpec spec;
+    std::vector<Gpus> pool_caps(trace_.pools.size(), 0);
+    for (const auto& p : trace_.pools) spec.pools.push_back(p.name);
+    for (const auto& n : trace_.nodes) {
+      spec.nodes.push_back({n.name, PoolId{static_cast<uint32_t>(n.pool)}, RackId{static_cast<uint32_t>(n.rack)}, n.gpus});
+      pool_caps[n.pool] += n.gpus;
+    }
+    forecast_ = std::make_unique<forecast::DemandForecast>(pool_caps);
+    if (baseline_ != nullptr) future_ = std::make_unique<RecordedFuture>(baseline_->demand);
+    alloc::PolicyContext ctx;
+    ctx.notice = options_.notice;
+    ctx.tick = options_.tick;
+    ctx.forecast = forecast_.get();
+    ctx.future = policy_name == "oracle" ? future_.get() : nullptr;
+    ctx.cooldown = options_.cooldown;
+    ctx.delay_budget = options_.delay_budget;
+    ctx.pools = static_cast<int>(trace_.pools.size());
+    if (policy_name == "oracle" && baseline_ == nullptr) {
+      return Status::Invalid("policy `oracle` needs a baseline run first");
+    }
+    auto policy = alloc::MakePolicy(policy_name, ctx);
+    if (!policy.ok()) return policy.status();
+    alloc::AllocatorOptions ao;
+    ao.notice = options_.notice;
+    ao.occupancy = trace_.kind == DemandKind::kOccupancy;
+    ao.floor = options_.prices.Floor();
+    auto fleet = alloc::Fleet::Create(spec);
+    if (!fleet.ok()) return fleet.status();
+    alloc_ = std::make_unique<Allocator>(spec, ao, std::move(policy).value(), this);
+    floor_ = ao.floor;
+    price_ = floor_;
+    record_.demand.resize(trace_.pools.size());
+    last_want_.assign(trace_.pools.size(), -1);
+    if (trace_.kind == DemandKind::kJobs) {
+      job_holder_.assign(trace_.jobs.size(), HolderId{});
+      job_start_.assign(trace_.jobs.size(), -1);
+    }
+    return LoadExternal();
+  }
+
+  Result<RunResult> Go(void (*progress)(double, void*), void* arg) {
+    auto wall0 = std::chrono::steady_clock::now();
+    // Seed the event queue.
+    if (trace_.kind == DemandKind::kOccupancy) {
+      for (size_t i = 0; i < trace_.levels.size(); ++i) Push(trace_.levels[i].t, EventType::kLevel, i);
+    } else {
+      for (size_t i = 0; i < trace_.jobs.size(); ++i) Push(trace_.jobs[i].submit, EventType::kJobSubmit, i);
+    }
+    for (size_t i = 0; i < ext_.size(); ++i) Push(ext_[i].arrive, EventType::kExtArrive, i);
+    Push(trace_.begin, EventType::kTick, 0);
+    Push(trace_.begin, EventType::kSample, 0);
+    now_ = trace_.begin;
+    const double span = static_cast<double>((trace_.end - trace_.begin).ms);
+    int64_t events = 0;
+    while (true) {
+      Time next = queue_.empty() ? trace_.end : Time{queue_.top().t};
+      Time deadline = alloc_->NextDeadline();
+      Time t = std::min({next, deadline, trace_.end});
+      Integrate(t);
+      if (deadline <= t) {
+        alloc_->AdvanceTo(t);
+        ++events;
+        AfterEvent();
+        continue;
+      }
+      if (t >= trace_.end) break;
+      Event e = queue_.top();
+      queue_.pop();
+      Handle(e);
+      ++events;
+      AfterEvent();
+      if (progress != nullptr && (events & 0xffff) == 0) progress((now_ - trace_.begin).ms / span, arg);
+    }
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    return Finish(events, wall);
+  }
+
+  // ---- Listener ----
+  void OnStart(const Holder& h, Time now) override {
+    if (h.cls == HolderClass::kInternal) {
+      if (trace_.kind == DemandKind::kJobs) {
+        job_start_[h.tag] = now.ms;
+        Push(now + trace_.jobs[h.tag].duration, EventType::kJobEnd, h.id.v);
+      }
+      return;
+    }
+    ++leases_;
+    if (h.cls != HolderClass::kInference) rate_ += static_cast<__int128>(h.price.micros) * h.gpus;
+  }
+  void OnNotice(const Holder&, Time, NoticeReason) override {}
+  void OnEnd(const Holder& h, Time now, EndReason reason) override {
+    if (!h.outside() || reason == EndReason::kRejected) return;
+    if (h.cls != HolderClass::kInference) rate_ -= static_cast<__int128>(h.price.micros) * h.want;
+    if (reason == EndReason::kReclaimed) {
+      ++reclaims_;
+      if (h.cls == HolderClass::kSpot) ++spot_preemptions_;
+      if (h.demand_seen != kTimeMax) reclaim_latency_s_.push_back((now - h.demand_seen).seconds());
+    }
+  }
+
+ private:
+  void Push(Time t, EventType type, uint64_t index) { queue_.push({t.ms, seq_++, type, index}); }
+
+  bool InGap(Time t) const {
+    for (const Gap& g : trace_.gaps) {
+      if (t >= g.begin && t < g.end) return true;
+    }
+    return false;
+  }
+
+  // Adds the state since now_ to the totals; gap time counts for nothing.
+  void Integrate(Time t) {
+    if (t <= now_) return;
+    Time from = now_;
+    while (from < t) {
+      // Split at gap edges.
+      Time to = t;
+      bool gap = false;
+      for (const Gap& g : trace_.gaps) {
+        if (from >= g.begin && from < g.end) {
+          gap = true;
+          to = std::min(to, g.end);
+        } else if (g.begin > from && g.begin < to) {
+          to = g.begin;
+        }
+      }
+      if (!gap) Accumulate((to - from).ms);
+      from = to;
+    }
+    if (InGap(now_) != InGap(t)) {
+      if (InGap(t)) forecast_->Pause(t); else forecast_->Resume(t);
+    }
+    now_ = t;
+  }
+
+  void Accumulate(int64_t ms) {
+    capacity_ms_ += static_cast<int64_t>(alloc_->TotalCapacity()) * ms;
+    internal_ms_ += static_cast<int64_t>(alloc_->TotalInternal()) * ms;
+    reserved_ms_ += static_cast<int64_t>(alloc_->TotalReserved()) * ms;
+    spot_ms_ += static_cast<int64_t>(alloc_->TotalSpot()) * ms;
+    inference_ms_ += static_cast<int64_t>(alloc_->TotalInference()) * ms;
+    waiting_ms_ += static_cast<int64_t>(alloc_->InternalWaiting()) * ms;
+    revenue_rate_ms_ += rate_ * ms;
+    price_ms_ += static_cast<__int128>(price_.micros) * ms;
+    priced_ms_ += ms;
+    if (inference_enabled_) ServeTokens(ms);
+  }
+
+  void Handle(const Event& e) {
+    switch (e.type) {
+      case EventType::kLevel: {
+        const DemandLevel& l = trace_.levels[e.index];
+        alloc_->SetInternalDemand(PoolId{static_cast<uint32_t>(l.pool)}, l.gpus, now_);
+        break;
+      }
+      case EventType::kJobSubmit: {
+        const JobSpec& j = trace_.jobs[e.index];
+        auto id = alloc_->SubmitJob(PoolId{static_cast<uint32_t>(j.pool)}, j.gpus, j.priority, e.index, now_);
+        if (id.ok()) job_holder_[e.index] = *id;
+        break;
+      }
+      case EventType::kJobEnd:
+        alloc_->FinishJob(HolderId{static_cast<uint32_t>(e.index)}, now_);
+        break;
+      case EventType::kExtArrive:
+        waiting_ext_.push_back(e.index);
+        break;
+      case EventType::kExtEnd: {
+        HolderId id{static_cast<uint32_t>(e.index)};
+        if (alloc_->holder(id).state != alloc::HolderState::kEnded) alloc_->Release(id, now_);
+        break;
+      }
+      case EventType::kTick:
+        Tick();
+        if (now_ + options_.tick < trace_.end) Push(now_ + options_.tick, EventType::kTick, 0);
+        break;
+      case EventType::kSample:
+        Sample();
+        if (now_ + options_.sample_every < trace_.end) Push(now_ + options_.sample_every, EventType::kSample, 0);
+        break;
+    }
+  }
+
+  // After every event: record the owner's demand (forecast, oracle) and check the rules.
+  void AfterEvent() {
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      Gpus want = alloc_->pool(PoolId{static_cast<uint32_t>(p)}).internal_want;
+      if (want != last_want_[p]) {
+        last_want_[p] = want;
+        forecast_->Observe(p, want, now_);
+        record_.demand[p].emplace_back(now_, want);
+      }
+    }
+    if (options_.check_invariants) alloc_->CheckInvariants(now_);
+  }
+
+  void Tick() {
+    alloc_->Rebalance(now_);
+    if (inference_enabled_) SizeInference();
+    if (!is_baseline_) {
+      OfferReserved();
+      if (saturating_) {
+        FillSaturating();
+      } else {
+        ClearMarket();
+      }
+    }
+  }
+
+  void FillSaturating() {
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      PoolId pool{static_cast<uint32_t>(p)};
+      Gpus room = alloc_->Sellable(pool, now_);
+      Gpus max_node = 0;
+      for (auto& [node, free] : alloc_->FreeNodes(pool)) max_node = std::max(max_node, free);
+      Gpus g = std::min(room, max_node);
+      while (room > 0 && g > 0) {
+        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, std::min(g, room), floor_, floor_, 0, now_);
+        if (id.ok()) {
+          room -= alloc_->holder(*id).gpus;
+        } else {
+          --g;  // fragmented: try a smaller lease
+        }
+      }
+    }
+  }
+
+  void OfferReserved() {
+    if (options_.reserved_term.ms <= 0) return;
+    const auto& terms = options_.prices.reserved_terms;
+    const market::ReservedTerm* term = nullptr;
+    for (const auto& t : terms) {
+      if (t.term == options_.reserved_term) term = &t;
+    }
+    market::ReservedTerm fallback{options_.reserved_term, 0};
+    Money price = options_.prices.ReservedPrice(term != nullptr ? *term : fallback);
+    Time end = now_ + options_.reserved_term;
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      PoolId pool{static_cast<uint32_t>(p)};
+      Gpus room = alloc_->ReservedRoom(pool, end, now_);
+      Gpus node = trace_.nodes.empty() ? 8 : trace_.nodes.front().gpus;
+      Gpus g = room / node * node;
+      if (g > 0) {
+        auto id = alloc_->PlaceReserved(pool, g, end, price, 0, now_);
+        (void)id;  // a fragmented pool may refuse; offered again next tick
+      }
+    }
+  }
+
+  // Spot requests from a job trace: uniform-price auction over sellable GPUs.
+  void ClearMarket() {
+    std::vector<market::Bid> bids;
+    Gpus supply = 0;
+    for (int p = 0; p < alloc_->pool_count(); ++p) supply += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_);
+    for (HolderId id : active_spot_) {
+      const Holder& h = alloc_->holder(id);
+      if (h.state == alloc::HolderState::kActive) {
+        bids.push_back({(uint64_t{1} << 40) + id.v, h.gpus, h.max_price});
+        supply += h.gpus;
+      }
+    }
+    // Requests wait at most an hour for capacity, then go elsewhere.
+    std::erase_if(waiting_ext_, [&](uint64_t i) { return now_ - ext_[i].arrive > Duration::Hours(1); });
+    for (uint64_t i : waiting_ext_) bids.push_back({i, ext_[i].gpus, ext_[i].max_price});
+    market::Clearing c = market::ClearSpot(std::move(bids), supply, floor_);
+    price_ = c.price;
+    for (uint64_t key : c.losers) {
+      if (key >= (uint64_t{1} << 40)) {
+        alloc_->Notice(HolderId{static_cast<uint32_t>(key - (uint64_t{1} << 40))}, NoticeReason::kPriceAboveMax, now_);
+      }
+    }
+    std::erase_if(active_spot_, [&](HolderId id) { return alloc_->holder(id).state == alloc::HolderState::kEnded; });
+    for (HolderId id : active_spot_) {
+      if (alloc_->holder(id).state == alloc::HolderState::kActive && alloc_->holder(id).max_price >= price_) {
+        Money old = alloc_->holder(id).price;
+        alloc_->SetPrice(id, price_);
+        rate_ += static_cast<__int128>(price_.micros - old.micros) * alloc_->holder(id).gpus;
+      }
+    }
+    for (uint64_t key : c.winners) {
+      if (key >= (uint64_t{1} << 40)) continue;
+      const ExternalRequest& r = ext_[key];
+      // The pool with the most room that can place it.
+      for (int p = 0; p < alloc_->pool_count(); ++p) {
+        PoolId pool{static_cast<uint32_t>(p)};
+        if (alloc_->Sellable(pool, now_) < r.gpus) continue;
+        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, r.gpus, price_, r.max_price, key, now_);
+        if (id.ok()) {
+          active_spot_.push_back(*id);
+          Push(now_ + r.duration, EventType::kExtEnd, id->v);
+          std::erase(waiting_ext_, key);
+          break;
+        }
+      }
+    }
+  }
+
+  Status LoadExternal() {
+    saturating_ = options_.external == "saturating";
+    if (!saturating_) {
+      ReadOptions ro;
+      ro.seed = options_.seed;
+      auto ext = ReadTrace(options_.external, ro);
+      if (!ext.ok()) return Status::Invalid("--external: " + ext.status().message());
+      if (ext->kind != DemandKind::kJobs) return Status::Invalid("--external: needs a job trace (sacct:, csv:, openb:)");
+      // Max prices: uniform between the floor and twice the list price (seeded).
+      Rng rng(options_.seed ^ 0x5eed);
+      int64_t lo = floor_.micros, hi = 2 * options_.prices.list_per_gpu_hour.micros;
+      Duration shift = trace_.begin - ext->begin;
+      for (const JobSpec& j : ext->jobs) {
+        Time at = j.submit + shift;
+        if (at >= trace_.end) break;
+        ext_.push_back({at, j.gpus, j.duration, Money::Micros(lo + static_cast<int64_t>(rng.Below(hi - lo + 1)))});
+      }
+    }
+    if (!options_.inference.spec.empty()) {
+      auto llm = ReadLlmTrace(options_.inference.spec);
+      if (!llm.ok()) return Status::Invalid("--inference: " + llm.status().message());
+      // Per-minute token rates, replayed in a loop over the simulated period.
+      int64_t minutes = std::max<int64_t>(1, llm->span.ms / 60'000 + 1);
+      in_tps_.assign(minutes, 0);
+      out_tps_.assign(minutes, 0);
+      for (const LlmRequest& r : llm->requests) {
+        in_tps_[r.offset.ms / 60'000] += r.input_tokens * options_.inference.rate_scale / 60.0;
+        out_tps_[r.offset.ms / 60'000] += r.output_tokens * options_.inference.rate_scale / 60.0;
+      }
+      inference_enabled_ = true;
+    }
+    return Status::Ok();
+  }
+
+  size_t Minute() const { return static_cast<size_t>((now_ - trace_.begin).ms / 60'000) % out_tps_.size(); }
+
+  // Replicas: one GPU each; sized every tick to the token demand; they win over spot when a
+  // GPU earns more serving tokens than the spot price.
+  void SizeInference() {
+    const auto& ip = options_.inference;
+    size_t m = Minute();
+    Gpus need = static_cast<Gpus>(std::ceil(out_tps_[m] / static_cast<double>(ip.tokens_per_s_per_gpu)));
+    double in_per_out = out_tps_[m] > 0 ? in_tps_[m] / out_tps_[m] : 0;
+    double per_gpu_h = static_cast<double>(ip.tokens_per_s_per_gpu) * 3600 *
+                       (options_.prices.output_per_mtok.micros + in_per_out * options_.prices.input_per_mtok.micros) / 1e6;
+    Money earn = Money::Micros(std::max<int64_t>(floor_.micros, static_cast<int64_t>(per_gpu_h)));
+    std::erase_if(replicas_, [&](HolderId id) { return alloc_->holder(id).state == alloc::HolderState::kEnded; });
+    Gpus have = 0;
+    for (HolderId id : replicas_) have += alloc_->holder(id).state == alloc::HolderState::kActive ? 1 : 0;
+    if (is_baseline_) return;
+    while (have > need + need / 10 + 1 && !replicas_.empty()) {  // scale down with slack
+      HolderId id = replicas_.back();
+      replicas_.pop_back();
+      if (alloc_->holder(id).state == alloc::HolderState::kActive) --have;
+      alloc_->Release(id, now_);
+    }
+    for (int p = 0; p < alloc_->pool_count() && have < need; ++p) {
+      PoolId pool{static_cast<uint32_t>(p)};
+      while (have < need && alloc_->Sellable(pool, now_) > 0) {
+        auto id = alloc_->PlaceOutside(HolderClass::kInference, pool, 1, earn, earn, 0, now_);
+        if (!id.ok()) break;
+        replicas_.push_back(*id);
+        ++have;
+      }
+    }
+    if (have < need && earn > price_) {
+      // Make room: spot leases in the pool with the most spot get a notice.
+      int best = -1;
+      for (int p = 0; p < alloc_->pool_count(); ++p) {
+        if (best < 0 || alloc_->pool(PoolId{static_cast<uint32_t>(p)}).spot > alloc_->pool(PoolId{static_cast<uint32_t>(best)}).spot) best = p;
+      }
+      Gpus noticed = 0;
+      for (int p = 0; p < alloc_->pool_count(); ++p) noticed += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).noticed;
+      if (best >= 0 && noticed < need - have) alloc_->NoticeCheapestSpot(PoolId{static_cast<uint32_t>(best)}, need - have - noticed, now_);
+    }
+  }
+
+  void ServeTokens(int64_t ms) {
+    size_t m = Minute();
+    double cap = static_cast<double>(alloc_->TotalInference()) * options_.inference.tokens_per_s_per_gpu;
+    double out = std::min(out_tps_[m], cap);
+    double frac = out_tps_[m] > 0 ? out / out_tps_[m] : 0;
+    out_tokens_ += out * ms / 1000.0;
+    in_tokens_ += in_tps_[m] * frac * ms / 1000.0;
+    demand_out_tokens_ += out_tps_[m] * ms / 1000.0;
+  }
+
+  void Sample() {
+    FleetSample s;
+    s.t = now_;
+    s.internal = alloc_->TotalInternal();
+    s.reserved = alloc_->TotalReserved();
+    s.spot = alloc_->TotalSpot();
+    s.inference = alloc_->TotalInference();
+    s.idle = alloc_->TotalCapacity() - s.internal - s.reserved - s.spot - s.inference;
+    s.in_gap = InGap(now_);
+    series_.push_back(s);
+  }
+
+  Result<RunResult> Finish(int64_t events, double wall) {
+    RunResult out;
+    PolicyMetrics& m = out.metrics;
+    auto h = [](int64_t ms) { return static_cast<double>(ms) / 3'600'000.0; };
+    m.capacity_gpu_h = h(capacity_ms_);
+    m.internal_gpu_h = h(internal_ms_);
+    m.reserved_gpu_h = h(reserved_ms_);
+    m.spot_gpu_h = h(spot_ms_);
+    m.inference_gpu_h = h(inference_ms_);
+    m.sold_gpu_h = m.reserved_gpu_h + m.spot_gpu_h + m.inference_gpu_h;
+    m.utilization = m.capacity_gpu_h > 0 ? (m.internal_gpu_h + m.sold_gpu_h) / m.capacity_gpu_h : 0;
+    if (trace_.kind == DemandKind::kOccupancy) {
+      m.internal_delayed_gpu_h = h(waiting_ms_);
+    }
+    // Per-job added wait against baseline (jobs matched by index).
+    if (trace_.kind == DemandKind::kJobs) {
+      out.record.job_wait_ms.resize(trace_.jobs.size());
+      std::vector<double> added;
+      double delayed_gpu_ms = 0;
+      for (size_t i = 0; i < trace_.jobs.size(); ++i) {
+        int64_t wait = (job_start_[i] >= 0 ? job_start_[i] : trace_.end.ms) - trace_.jobs[i].submit.ms;
+        out.record.job_wait_ms[i] = wait;
+        if (baseline_ != nullptr && i < baseline_->job_wait_ms.size()) {
+          double a = static_cast<double>(wait - baseline_->job_wait_ms[i]) / 1000.0;
+          added.push_back(a);
+          delayed_gpu_ms += std::max(0.0, a * 1000.0) * trace_.jobs[i].gpus;
+        }
+      }
+      if (is_baseline_) added.assign(trace_.jobs.size(), 0.0);
+      double sum = 0;
+      for (double a : added) sum += a;
+      m.internal_wait_added_mean_s = added.empty() ? 0 : sum / static_cast<double>(added.size());
+      m.internal_wait_added_p99_s = Quantile(added, 0.99);
+      m.internal_delayed_gpu_h = delayed_gpu_ms / 3.6e6;
+    }
+    m.internal_delayed_frac = m.internal_gpu_h > 0 ? m.internal_delayed_gpu_h / m.internal_gpu_h : 0;
+    m.reclaim_latency_p50_s = Quantile(reclaim_latency_s_, 0.5);
+    m.reclaim_latency_p99_s = Quantile(reclaim_latency_s_, 0.99);
+    m.spot_preemptions_per_1k_lease_h = m.spot_gpu_h > 0 ? spot_preemptions_ / (m.spot_gpu_h / 8.0) * 1000.0 : 0;
+    m.reserved_violations = alloc_->reserved_violations();
+    m.forecast_misses = alloc_->forecast_misses();
+    __int128 lease_micros = revenue_rate_ms_ / 3'600'000;
+    double token_micros = in_tokens_ * options_.prices.input_per_mtok.micros / 1e6 +
+                          out_tokens_ * options_.prices.output_per_mtok.micros / 1e6;
+    m.revenue_usd = (static_cast<double>(lease_micros) + token_micros) / 1e6;
+    m.revenue_per_gpu_h = m.capacity_gpu_h > 0 ? m.revenue_usd / m.capacity_gpu_h : 0;
+    double mtok = (in_tokens_ + out_tokens_) / 1e6;
+    if (inference_enabled_) {
+      m.cost_per_mtok_usd = mtok > 0 ? m.inference_gpu_h * floor_.dollars() / mtok : NAN;
+    }
+    const auto& pb = options_.prices;
+    double busy_h = m.internal_gpu_h + m.sold_gpu_h;
+    m.energy_kwh = (busy_h * pb.busy_watts + (m.capacity_gpu_h - busy_h) * pb.idle_watts) / 1000.0;
+    m.revenue_per_kwh_usd = m.energy_kwh > 0 ? m.revenue_usd / m.energy_kwh : 0;
+    m.margin_usd = m.revenue_usd - m.sold_gpu_h * (pb.busy_watts - pb.idle_watts) / 1000.0 * pb.electricity_per_kwh.dollars();
+    m.spot_price_mean_usd = priced_ms_ > 0 ? static_cast<double>(price_ms_ / priced_ms_) / 1e6 : 0;
+    m.reclaims = reclaims_;
+    m.leases = leases_;
+    m.events = events;
+    m.wall_s = wall;
+    m.events_per_s = wall > 0 ? static_cast<double>(events) / wall : 0;
+    out.series = std::move(series_);
+    out.record.demand = std::move(record_.demand);
+    return out;
+  }
+
+  const Trace& trace_;
+  const SimOptions& options_;
+  const BaselineRecord* baseline_;
+  Rng rng_;
+  std::string policy_name_;
+  bool is_baseline_ = false;
+  std::unique_ptr<forecast::DemandForecast> forecast_;
+  std::unique_ptr<RecordedFuture> future_;
+  std::unique_ptr<Allocator> alloc_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+  uint64_t seq_ = 0;
+  Time now_;
+  Money floor_, price_;
+  bool saturating_ = true;
+  std::vector<ExternalRequest> ext_;
+  std::vector<uint64_t> waiting_ext_;
+  std::vector<HolderId> active_spot_;
+  bool inference_enabled_ = false;
+  std::vector<double> in_tps_, out_tps_;
+  std::vector<HolderId> replicas_;
+  double in_tokens_ = 0, out_tokens_ = 0, demand_out_tokens_ = 0;
+  std::vector<HolderId> job_holder_;
+  std::vector<int64_t> job_start_;
+  std::vector<Gpus> last_want_;
+  BaselineRecord record_;
+  std::vector<FleetSample> series_;
+  int64_t capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, inference_ms_ = 0, waiting_ms_ = 0;
+  __int128 rate_ = 0, revenue_rate_ms_ = 0, price_ms_ = 0;
+  int64_t priced_ms_ = 0;
+  int64_t reclaims_ = 0, spot_preemptions_ = 0, leases_ = 0;
+  std::vector<double> reclaim_latency_s_;
+};
+
+}  // namespace
+
+Result<RunResult> RunPolicy(const Trace& trace, const std::string& policy, const SimOptions& options,
+                            const BaselineRecord* baseline, void (*progress)(double, void*), void* arg) {
+  if (trace.nodes.empty()) return Status::Invalid("trace has no nodes");
+  if (trace.end <= trace.begin) return Status::Invalid("trace is empty");
+  Run run(trace, options, baseline);
+  LL_RETURN_IF_ERROR(run.Init(policy));
+  return run.Go(progress, arg);
+}
+
+}  // namespace ll::sim

@@ -1,0 +1,63 @@
+// The discrete-event simulator: replays a trace's owner demand, external (tenant) demand and
+// model-API demand through one allocator and policy, and measures what happened.
+//
+// Deterministic: events are ordered by (time, sequence number); randomness comes from the
+// seed. The allocator is the same core `landlord serve` drives.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "alloc/policy.h"
+#include "core/status.h"
+#include "market/price_book.h"
+#include "sim/metrics.h"
+#include "sim/trace.h"
+
+namespace ll::sim {
+
+struct InferenceOptions {
+  std::string spec;                 // "" (none), "azure:PATH" or "mooncake:PATH"
+  double rate_scale = 40;           // the published traces are samples: replay at this multiple
+  int64_t tokens_per_s_per_gpu = 1500;  // output tokens a GPU of a replica serves per second
+};
+
+struct SimOptions {
+  Duration notice = Duration::Seconds(120);
+  Duration tick = Duration::Seconds(60);  // the policy re-evaluates limits and the market clears
+  uint64_t seed = 1;
+  std::string external = "saturating";  // or a job-trace spec re-read as spot requests
+  InferenceOptions inference;
+  market::PriceBook prices;
+  Duration reserved_term = Duration::Hours(4);
+  Duration sample_every = Duration::Minutes(10);  // fleet series for the chart
+  bool check_invariants = false;  // check every rule after every event (tests)
+  // landlord tuning
+  Duration cooldown = Duration::Minutes(30);
+  double delay_budget = 0.05;
+};
+
+// What a baseline run leaves for the others: per-job waits (matched by job index) and the
+// owner's demand over time (the oracle's knowledge of the future).
+struct BaselineRecord {
+  std::vector<int64_t> job_wait_ms;  // -1: never started
+  // Per pool, (time, demand) change points of internal_want.
+  std::vector<std::vector<std::pair<Time, Gpus>>> demand;
+};
+
+struct RunResult {
+  PolicyMetrics metrics;
+  std::vector<FleetSample> series;
+  BaselineRecord record;
+};
+
+// Runs one policy over the trace. `baseline` must come from a `baseline` run of the same trace
+// and options (for waits and for `oracle`); it may be null only for `baseline` itself.
+// `progress` (optional) is called with the fraction done.
+Result<RunResult> RunPolicy(const Trace& trace, const std::string& policy, const SimOptions& options,
+                            const BaselineRecord* baseline, void (*progress)(double, void*) = nullptr,
+                            void* progress_arg = nullptr);
+
+}  // namespace ll::sim
