@@ -1,15 +1,15 @@
 #include "sim/csv.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace ll::sim {
 
@@ -26,7 +26,7 @@ Result<std::string> ReadWholeFile(const std::string& path) {
   std::string text;
   // One byte more than the size so that the read that sees the end needs no regrowth.
   text.resize(S_ISREG(st.st_mode) && st.st_size > 0 ? static_cast<size_t>(st.st_size) + 1
-                                                     : size_t{1} << 16);
+                                                    : size_t{1} << 16);
   size_t used = 0;
   while (true) {
     if (used == text.size()) text.resize(text.size() * 2);
@@ -111,8 +111,8 @@ bool LineReader::Next() {
 }
 
 Status LineReader::Error(std::string_view message) const {
-  return Status::Invalid(path_ + ":" + std::to_string(line_number_ == 0 ? 1 : line_number_) +
-                         ": " + std::string(message));
+  return Status::Invalid(path_ + ":" + std::to_string(line_number_ == 0 ? 1 : line_number_) + ": " +
+                         std::string(message));
 }
 
 Status LineReader::FieldError(std::string_view field, std::string_view message) const {

@@ -118,7 +118,8 @@ Result<LlmTrace> ReadMooncake(const std::string& spec, const std::string& path) 
       double ts = 0;
       int64_t input = 0, output = 0;
       simdjson::ondemand::document doc;
-      simdjson::error_code error = parser.iterate(padded.data() + offset, line.size(), capacity).get(doc);
+      simdjson::error_code error =
+          parser.iterate(padded.data() + offset, line.size(), capacity).get(doc);
       if (error) return json_error(next_missing(), error);
       simdjson::ondemand::object object;
       if ((error = doc.get_object().get(object))) {
@@ -142,8 +143,8 @@ Result<LlmTrace> ReadMooncake(const std::string& spec, const std::string& path) 
         } else if (key == "input_length" || key == "output_length") {
           int64_t v;
           if ((error = field.value().get_int64().get(v))) {
-            return lines.FieldError(key, std::string("expected an integer (") +
-                                             simdjson::error_message(error) + ")");
+            return lines.FieldError(
+                key, std::string("expected an integer (") + simdjson::error_message(error) + ")");
           }
           if (v < 0) return lines.FieldError(key, "must not be negative");
           (key == "input_length" ? input : output) = v;

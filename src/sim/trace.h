@@ -77,6 +77,7 @@ struct ReadOptions {
   FleetOptions fleet;
   double load_scale = 0;  // openb: target owner utilization (0: 0.7)
   uint64_t seed = 1;
+  // Racks of traces that carry their own fleet (helios, openb); sacct and csv use `fleet`.
   int nodes_per_rack = 16;
 };
 

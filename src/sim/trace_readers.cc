@@ -23,6 +23,9 @@ constexpr Duration kMinGap = Duration::Minutes(30);
 constexpr Time kSyntheticEpoch = Time::FromSeconds(1'704'067'200);  // 2024-01-01T00:00:00Z
 // Bounds on relative seconds: far beyond any real trace, small enough that *1000 stays exact.
 constexpr double kMaxSeconds = 1e12;
+// Far above any real fleet (DESIGN: 100,000 GPUs), low enough that a corrupt count fails
+// with a message instead of allocating millions of nodes.
+constexpr int64_t kMaxFleetGpus = 10'000'000;
 
 // Thousands separators make the job and GPU counts in descriptions readable.
 std::string WithCommas(int64_t v) {
@@ -74,8 +77,12 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 Status CheckFleetOptions(const FleetOptions& fleet) {
   if (fleet.gpus_per_node < 1) return Status::Invalid("fleet: `gpus_per_node` must be at least 1");
-  if (fleet.nodes_per_rack < 1) return Status::Invalid("fleet: `nodes_per_rack` must be at least 1");
+  if (fleet.nodes_per_rack < 1)
+    return Status::Invalid("fleet: `nodes_per_rack` must be at least 1");
   if (fleet.nodes < 0) return Status::Invalid("fleet: `nodes` must not be negative");
+  if (static_cast<int64_t>(fleet.nodes) * fleet.gpus_per_node > kMaxFleetGpus) {
+    return Status::Invalid("fleet: more than " + std::to_string(kMaxFleetGpus) + " GPUs");
+  }
   return Status::Ok();
 }
 
@@ -84,8 +91,7 @@ Status CheckFleetOptions(const FleetOptions& fleet) {
 // and at least its largest job). With a fixed node count each pool first gets enough nodes for
 // its largest job, and the rest are shared in proportion to the pools' peaks (largest
 // remainder, ties to the earlier pool) so that the split is deterministic.
-Status BuildFleet(const std::vector<PoolDemand>& demand, const FleetOptions& fleet,
-                  Trace* trace) {
+Status BuildFleet(const std::vector<PoolDemand>& demand, const FleetOptions& fleet, Trace* trace) {
   LL_RETURN_IF_ERROR(CheckFleetOptions(fleet));
   const int64_t gpn = fleet.gpus_per_node;
   std::vector<int64_t> nodes(demand.size());
@@ -103,8 +109,8 @@ Status BuildFleet(const std::vector<PoolDemand>& demand, const FleetOptions& fle
     if (fleet.nodes < floor_sum) {
       return Status::Invalid("fleet: " + std::to_string(fleet.nodes) + " nodes of " +
                              std::to_string(gpn) + " GPUs are too few: the trace's " +
-                             std::to_string(demand.size()) +
-                             " pools need at least " + std::to_string(floor_sum) +
+                             std::to_string(demand.size()) + " pools need at least " +
+                             std::to_string(floor_sum) +
                              " (one per pool, and enough for each pool's largest job)");
     }
     const int64_t rest = fleet.nodes - floor_sum;
@@ -122,7 +128,14 @@ Status BuildFleet(const std::vector<PoolDemand>& demand, const FleetOptions& fle
     }
     std::stable_sort(remainders.begin(), remainders.end(),
                      [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (size_t i = 0; given < rest; ++i, ++given) ++nodes[remainders[i % remainders.size()].second];
+    for (size_t i = 0; given < rest; ++i, ++given)
+      ++nodes[remainders[i % remainders.size()].second];
+  }
+  int64_t total_nodes = 0;
+  for (int64_t n : nodes) total_nodes += n;
+  if (total_nodes * gpn > kMaxFleetGpus) {
+    return Status::Invalid("fleet: the trace would need " + std::to_string(total_nodes * gpn) +
+                           " GPUs, more than " + std::to_string(kMaxFleetGpus));
   }
   int global = 0;
   for (size_t p = 0; p < demand.size(); ++p) {
@@ -176,8 +189,8 @@ Result<Time> TimeField(const DelimitedReader& in, int column) {
   LL_ASSIGN_OR_RETURN(std::string_view text, in.Field(column));
   Result<Time> t = ParseUtc(text);
   if (!t.ok()) {
-    return in.FieldError(column, "expected a time like `2020-05-01 00:00:00`, got `" +
-                                     QuoteForError(text) + "`");
+    return in.FieldError(
+        column, "expected a time like `2020-05-01 00:00:00`, got `" + QuoteForError(text) + "`");
   }
   return t;
 }
@@ -294,6 +307,7 @@ Result<Trace> ReadHelios(const std::string& dir, const ReadOptions& options) {
     if (vc.empty()) return in.FieldError(c_vc, "empty VC name");
     LL_ASSIGN_OR_RETURN(Time t, TimeField(in, c_time));
     LL_ASSIGN_OR_RETURN(int total, in.Count(c_total));
+    if (total > kMaxFleetGpus) return in.FieldError(c_total, "implausibly large");
     LL_ASSIGN_OR_RETURN(int running, in.Count(c_running));
     LL_ASSIGN_OR_RETURN(int pending, in.Count(c_pending));
     LL_ASSIGN_OR_RETURN(int running_jobs, in.Count(c_running_jobs));
@@ -335,6 +349,12 @@ Result<Trace> ReadHelios(const std::string& dir, const ReadOptions& options) {
   trace.end = last + Duration::Minutes(1);
   trace.gaps = FindGaps(rows, order, pools.size(), trace.end);
 
+  int64_t fleet_gpus = 0;
+  for (Gpus c : capacity) fleet_gpus += c;
+  if (fleet_gpus > kMaxFleetGpus) {
+    return Status::Invalid(path + ": the VCs add up to " + std::to_string(fleet_gpus) +
+                           " GPUs, more than " + std::to_string(kMaxFleetGpus));
+  }
   // Fleet: ceil(cap / 8) nodes of 8 GPUs per VC (Helios Earth servers have 8 V100s).
   int global = 0;
   for (int p = 0; p < pools.size(); ++p) {
@@ -439,6 +459,10 @@ Result<Trace> ReadOpenb(const std::string& dir, const ReadOptions& options) {
       LL_RETURN_IF_ERROR(in.CheckArity());
       LL_ASSIGN_OR_RETURN(int gpus, in.Count(c_gpu));
       if (gpus == 0) continue;
+      if (trace.pools[0].gpus + static_cast<int64_t>(gpus) > kMaxFleetGpus) {
+        return in.FieldError(
+            c_gpu, "the node list adds up to more than " + std::to_string(kMaxFleetGpus) + " GPUs");
+      }
       LL_ASSIGN_OR_RETURN(std::string_view sn, in.Field(c_sn));
       LL_ASSIGN_OR_RETURN(std::string_view model, in.Field(c_model));
       NodeSpec node;
@@ -566,7 +590,8 @@ Result<Gpus> TresGpus(const DelimitedReader& in, int column, std::string_view tr
     has_untyped = has_untyped || is_untyped;
   }
   const int64_t gpus = has_untyped ? untyped : typed;
-  if (gpus > INT32_MAX) return in.FieldError(column, "too many GPUs in `" + QuoteForError(tres) + "`");
+  if (gpus > INT32_MAX)
+    return in.FieldError(column, "too many GPUs in `" + QuoteForError(tres) + "`");
   return static_cast<Gpus>(gpus);
 }
 
@@ -616,6 +641,7 @@ Result<Trace> ReadSacct(const std::string& file, const ReadOptions& options) {
     }
     LL_ASSIGN_OR_RETURN(Gpus gpus, TresGpus(in, c_tres, tres));
     if (gpus == 0) continue;
+    if (gpus > kMaxFleetGpus) return in.FieldError(c_tres, "implausibly many GPUs");
     LL_ASSIGN_OR_RETURN(Time submit, TimeField(in, c_submit));
     LL_ASSIGN_OR_RETURN(Time start, TimeField(in, c_start));
     LL_ASSIGN_OR_RETURN(Time end, TimeField(in, c_end));
@@ -723,6 +749,7 @@ Result<Trace> ReadJobCsv(const std::string& file, const ReadOptions& options) {
     }
     LL_ASSIGN_OR_RETURN(int gpus, in.Count(kGpus));
     if (gpus < 1) return in.FieldError(kGpus, "must be at least 1");
+    if (gpus > kMaxFleetGpus) return in.FieldError(kGpus, "implausibly many GPUs");
     LL_ASSIGN_OR_RETURN(int64_t duration_ms, SecondsField(in, kDuration));
     if (duration_ms <= 0) return in.FieldError(kDuration, "must be positive");
     int64_t priority = 0;

@@ -3,11 +3,10 @@
 // name the file, the line and the field; no input may crash a reader.
 #include <gtest/gtest.h>
 
-#include <stdlib.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>  // mkdtemp
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -231,9 +230,8 @@ constexpr const char* kHeliosHeader =
 
 std::string HeliosRow(const char* time, const char* vc, int jobs, int total, int running,
                       int pending) {
-  return std::string(time) + "," + vc + "," + std::to_string(jobs) + ",0," +
-         std::to_string(total) + "," + std::to_string(running) + "," + std::to_string(pending) +
-         ",0.5\n";
+  return std::string(time) + "," + vc + "," + std::to_string(jobs) + ",0," + std::to_string(total) +
+         "," + std::to_string(running) + "," + std::to_string(pending) + ",0.5\n";
 }
 
 TEST(HeliosReaderTest, GapsDropLevelsAndResumeAtTheEnd) {
@@ -266,10 +264,11 @@ TEST(HeliosReaderTest, GapsDropLevelsAndResumeAtTheEnd) {
   EXPECT_EQ(t.gaps[0].end, Utc("2020-05-01 02:00:00"));
 
   std::vector<std::tuple<std::string, int, Gpus>> got;
-  for (const DemandLevel& l : t.levels) got.emplace_back(FormatUtc(l.t).substr(11, 5), l.pool, l.gpus);
+  for (const DemandLevel& l : t.levels)
+    got.emplace_back(FormatUtc(l.t).substr(11, 5), l.pool, l.gpus);
   std::vector<std::tuple<std::string, int, Gpus>> want = {
-      {"00:00", 0, 14}, {"00:00", 1, 4}, {"00:30", 1, 0},
-      {"02:00", 0, 8},  {"02:00", 1, 0},  // resumed: vcA's row at 02:00, vcB's 01:30 level
+      {"00:00", 0, 14}, {"00:00", 1, 4}, {"00:30", 1, 0}, {"02:00", 0, 8},
+      {"02:00", 1, 0},  // resumed: vcA's row at 02:00, vcB's 01:30 level
       {"03:00", 0, 0},  {"03:10", 0, 8}, {"04:00", 0, 8}, {"04:00", 1, 33},  // raw, not capped
   };
   EXPECT_EQ(got, want);
@@ -285,32 +284,35 @@ TEST(HeliosReaderTest, BadInputsNameFileLineAndField) {
   };
   ASSERT_TRUE(read(std::string(kHeliosHeader) + good).ok());
 
-  EXPECT_TRUE(FailsAt(read(std::string(kHeliosHeader) + good +
-                           "2020-05-01 00:01:00,vcA,1,0,16,abc,0,0.5\n"),
-                      file, 3, "running_gpu_num"));
+  EXPECT_TRUE(FailsAt(
+      read(std::string(kHeliosHeader) + good + "2020-05-01 00:01:00,vcA,1,0,16,abc,0,0.5\n"), file,
+      3, "running_gpu_num"));
   EXPECT_TRUE(FailsAt(read(std::string(kHeliosHeader) + good + "2020-05-01 00:01:00,vcA,1,0,16\n"),
                       file, 3, "running_gpu_num"));
-  Result<Trace> order = read(std::string(kHeliosHeader) + good +
-                             HeliosRow("2020-05-01 00:05:00", "vcB", 1, 8, 8, 0) +
-                             HeliosRow("2020-05-01 00:00:00", "vcA", 1, 16, 4, 0));
+  Result<Trace> order =
+      read(std::string(kHeliosHeader) + good + HeliosRow("2020-05-01 00:05:00", "vcB", 1, 8, 8, 0) +
+           HeliosRow("2020-05-01 00:00:00", "vcA", 1, 16, 4, 0));
   EXPECT_TRUE(FailsAt(order, file, 4, "time"));
   EXPECT_NE(order.status().message().find("out of order"), std::string::npos);
-  EXPECT_TRUE(FailsAt(read(std::string(kHeliosHeader) + good +
-                           "2020-05-01 25:00:00,vcA,1,0,16,8,0,0.5\n"),
-                      file, 3, "time"));
-  EXPECT_TRUE(FailsAt(read(std::string(kHeliosHeader) + good +
-                           "2020-05-01 00:01:00,vcA,1,0,16,-8,0,0.5\n"),
-                      file, 3, "running_gpu_num"));
-  EXPECT_TRUE(FailsAt(read("time,vc,running_job_num,pending_job_num,total_gpu_num,running_gpu_num\n" +
-                           std::string("2020-05-01 00:00:00,vcA,1,0,16,8\n")),
-                      file, 1, "pending_gpu_num"));
+  EXPECT_TRUE(
+      FailsAt(read(std::string(kHeliosHeader) + good + "2020-05-01 25:00:00,vcA,1,0,16,8,0,0.5\n"),
+              file, 3, "time"));
+  EXPECT_TRUE(
+      FailsAt(read(std::string(kHeliosHeader) + good + "2020-05-01 00:01:00,vcA,1,0,16,-8,0,0.5\n"),
+              file, 3, "running_gpu_num"));
+  EXPECT_TRUE(
+      FailsAt(read("time,vc,running_job_num,pending_job_num,total_gpu_num,running_gpu_num\n" +
+                   std::string("2020-05-01 00:00:00,vcA,1,0,16,8\n")),
+              file, 1, "pending_gpu_num"));
   Result<Trace> empty = read("");
   EXPECT_FALSE(empty.ok());
   EXPECT_NE(empty.status().message().find(file + ":1:"), std::string::npos);
   Result<Trace> header_only = read(kHeliosHeader);
   EXPECT_FALSE(header_only.ok());
   EXPECT_NE(header_only.status().message().find(file + ":2:"), std::string::npos);
-  EXPECT_FALSE(read(Bytes("\x7f" "ELF\x02\x01\x01\0\0\0\xff\xfe\n\x00\x01,,,\n")).ok());
+  EXPECT_FALSE(read(Bytes("\x7f"
+                          "ELF\x02\x01\x01\0\0\0\xff\xfe\n\x00\x01,,,\n"))
+                   .ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -318,7 +320,8 @@ TEST(HeliosReaderTest, BadInputsNameFileLineAndField) {
 
 double OfferedLoad(const Trace& t) {
   double gpu_ms = 0;
-  for (const JobSpec& j : t.jobs) gpu_ms += static_cast<double>(j.gpus) * static_cast<double>(j.duration.ms);
+  for (const JobSpec& j : t.jobs)
+    gpu_ms += static_cast<double>(j.gpus) * static_cast<double>(j.duration.ms);
   return gpu_ms / (static_cast<double>(t.total_gpus()) * static_cast<double>((t.end - t.begin).ms));
 }
 
@@ -378,12 +381,12 @@ TEST(OpenbReaderTest, SmallDirAndBadInputs) {
   const std::string pods_header =
       "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
       "deletion_time,scheduled_time\n";
-  const std::string pods = dir.Write(
-      "openb_pod_list_default.csv",
-      pods_header + "p0,1,1,1,1000,,LS,Running,0,3600,0\n" +
-          "p1,1,1,0,0,,LS,Running,0,100,0\n" +      // no GPU
-          "p2,1,1,8,1000,,BE,Pending,0,100,\n" +     // never scheduled
-          "p3,1,1,2,1000,,BE,Failed,10,7210,10\n");  // 2 GPUs for 2 h
+  const std::string pods =
+      dir.Write("openb_pod_list_default.csv",
+                pods_header + "p0,1,1,1,1000,,LS,Running,0,3600,0\n" +
+                    "p1,1,1,0,0,,LS,Running,0,100,0\n" +       // no GPU
+                    "p2,1,1,8,1000,,BE,Pending,0,100,\n" +     // never scheduled
+                    "p3,1,1,2,1000,,BE,Failed,10,7210,10\n");  // 2 GPUs for 2 h
   ReadOptions options;
   options.load_scale = 0.5;
   Result<Trace> t = ReadOpenb(dir.path(), options);
@@ -497,19 +500,24 @@ TEST(SacctReaderTest, BadInputsNameFileLineAndField) {
     dir.Write("s.txt", text);
     return ReadSacct(file, ReadOptions{});
   };
-  const std::string ok = "1|p|2024-03-01T10:00:00|2024-03-01T10:00:00|2024-03-01T11:00:00|gres/gpu=1\n";
+  const std::string ok =
+      "1|p|2024-03-01T10:00:00|2024-03-01T10:00:00|2024-03-01T11:00:00|gres/gpu=1\n";
   ASSERT_TRUE(read(header + ok).ok());
+  EXPECT_TRUE(
+      FailsAt(read(header + ok +
+                   "2|p|2024-03-01T10:00:00|2024-03-01T12:00:00|2024-03-01T11:00:00|gres/gpu=1\n"),
+              file, 3, "End"));
+  EXPECT_TRUE(
+      FailsAt(read(header + ok +
+                   "2|p|2024-03-01T13:00:00|2024-03-01T12:00:00|2024-03-01T14:00:00|gres/gpu=1\n"),
+              file, 3, "Submit"));
+  EXPECT_TRUE(
+      FailsAt(read(header + ok +
+                   "2|p|2024-03-01T10:00:00|2024-03-01T12:00:00|2024-03-01T14:00:00|gres/gpu=x\n"),
+              file, 3, "AllocTRES"));
   EXPECT_TRUE(FailsAt(
-      read(header + ok + "2|p|2024-03-01T10:00:00|2024-03-01T12:00:00|2024-03-01T11:00:00|gres/gpu=1\n"),
-      file, 3, "End"));
-  EXPECT_TRUE(FailsAt(
-      read(header + ok + "2|p|2024-03-01T13:00:00|2024-03-01T12:00:00|2024-03-01T14:00:00|gres/gpu=1\n"),
+      read(header + ok + "2|p|yesterday|2024-03-01T12:00:00|2024-03-01T14:00:00|gres/gpu=1\n"),
       file, 3, "Submit"));
-  EXPECT_TRUE(FailsAt(
-      read(header + ok + "2|p|2024-03-01T10:00:00|2024-03-01T12:00:00|2024-03-01T14:00:00|gres/gpu=x\n"),
-      file, 3, "AllocTRES"));
-  EXPECT_TRUE(FailsAt(read(header + ok + "2|p|yesterday|2024-03-01T12:00:00|2024-03-01T14:00:00|gres/gpu=1\n"),
-                      file, 3, "Submit"));
   EXPECT_TRUE(FailsAt(read(header + ok + "2|p|2024-03-01T10:00:00\n"), file, 3, "Start"));
   EXPECT_TRUE(FailsAt(read("JobID|Partition|Submit|Start|End\n" + ok), file, 1, "AllocTRES"));
   EXPECT_TRUE(FailsAt(read("JobID|Partition|Submit|End|AllocTRES\n" + ok), file, 1, "Start"));
@@ -568,13 +576,15 @@ TEST(JobCsvReaderTest, BadInputsNameFileLineAndField) {
   EXPECT_TRUE(FailsAt(read("0,8,-60\n"), file, 1, "duration_s"));
   EXPECT_TRUE(FailsAt(read("0,8,0\n"), file, 1, "duration_s"));
   EXPECT_TRUE(FailsAt(read("0,0,60\n"), file, 1, "gpus"));
+  EXPECT_TRUE(FailsAt(read("0,2000000000,60\n"), file, 1, "gpus"));  // no 250M-node fleet
   EXPECT_TRUE(FailsAt(read("-1,8,60\n"), file, 1, "submit_s"));
   EXPECT_TRUE(FailsAt(read("0,8,60,high\n"), file, 1, "priority"));
   EXPECT_FALSE(read("0,8,60,1,extra\n").ok());
   EXPECT_TRUE(FailsAt(read(""), file, 1, "submit_s"));
   EXPECT_TRUE(FailsAt(read("submit_s,gpus,duration_s\n"), file, 2, "submit_s"));
   EXPECT_TRUE(FailsAt(read("# only a comment\n\n"), file, 3, "submit_s"));
-  EXPECT_TRUE(FailsAt(read(Bytes("\x7f" "ELF\x02\x01\x01\0\0\0\xff\xfe\x00\x01\n")),
+  EXPECT_TRUE(FailsAt(read(Bytes("\x7f"
+                                 "ELF\x02\x01\x01\0\0\0\xff\xfe\x00\x01\n")),
                       file, 1, "submit_s"));
   // A directory is not a file.
   EXPECT_FALSE(ReadJobCsv(dir.path(), ReadOptions{}).ok());
@@ -586,10 +596,12 @@ TEST(TraceReaderTest, SurvivesCorruptedInputs) {
   const std::vector<std::pair<std::string, std::string>> seeds = {
       {"jobs.csv", "submit_s,gpus,duration_s\n0,8,3600\n10,4,60,1\n"},
       {"sacct.txt", kSacct},
-      {kHeliosFile, std::string(kHeliosHeader) + HeliosRow("2020-05-01 00:00:00", "vcA", 1, 16, 8, 0) +
+      {kHeliosFile, std::string(kHeliosHeader) +
+                        HeliosRow("2020-05-01 00:00:00", "vcA", 1, 16, 8, 0) +
                         HeliosRow("2020-05-01 00:01:00", "vcA", 0, 16, 0, 0)},
-      {"m.jsonl", "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 2, \"hash_ids\": [0]}\n"
-                  "{\"timestamp\": 3000, \"input_length\": 5, \"output_length\": 1, \"hash_ids\": []}\n"},
+      {"m.jsonl",
+       "{\"timestamp\": 0, \"input_length\": 10, \"output_length\": 2, \"hash_ids\": [0]}\n"
+       "{\"timestamp\": 3000, \"input_length\": 5, \"output_length\": 1, \"hash_ids\": []}\n"},
       {"AzureLLMInferenceTrace_x.csv",
        "TIMESTAMP,ContextTokens,GeneratedTokens\r\n2023-11-16 18:17:03.9799600,4808,10\r\n"},
   };
@@ -601,10 +613,18 @@ TEST(TraceReaderTest, SurvivesCorruptedInputs) {
       for (int e = 0; e < edits && !bad.empty(); ++e) {
         const size_t at = rng.Below(bad.size());
         switch (rng.Below(4)) {
-          case 0: bad[at] = static_cast<char>(rng.Below(256)); break;
-          case 1: bad.erase(at, 1 + rng.Below(8)); break;
-          case 2: bad.insert(at, 1, "|,{}\":\n\r0-.9"[rng.Below(13)]); break;
-          default: bad.resize(at); break;
+          case 0:
+            bad[at] = static_cast<char>(rng.Below(256));
+            break;
+          case 1:
+            bad.erase(at, 1 + rng.Below(8));
+            break;
+          case 2:
+            bad.insert(at, 1, "|,{}\":\n\r0-.9"[rng.Below(13)]);
+            break;
+          default:
+            bad.resize(at);
+            break;
         }
       }
       const std::string file = dir.Write(name, bad);
@@ -663,25 +683,26 @@ TEST(LlmTraceTest, BadInputsNameFileLineAndField) {
   };
   ASSERT_TRUE(mooncake(good).ok());
   // simdjson rejects a truncated object before any field is read: the first required one is named.
-  EXPECT_TRUE(FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": \n"), m, 2,
-                      "timestamp"));
-  EXPECT_TRUE(FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": 7x, \"output_length\": 2}\n"),
-                      m, 2, "input_length"));
+  EXPECT_TRUE(
+      FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": \n"), m, 2, "timestamp"));
+  EXPECT_TRUE(
+      FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": 7x, \"output_length\": 2}\n"),
+              m, 2, "input_length"));
   EXPECT_TRUE(FailsAt(mooncake(good + "not json\n"), m, 2, "timestamp"));
   EXPECT_TRUE(FailsAt(mooncake(good + "[1, 2]\n"), m, 2, "timestamp"));
   EXPECT_TRUE(FailsAt(
       mooncake(good + "{\"timestamp\": 5, \"input_length\": \"ten\", \"output_length\": 2}\n"), m,
       2, "input_length"));
-  EXPECT_TRUE(FailsAt(
-      mooncake(good + "{\"timestamp\": 5, \"input_length\": 1.5, \"output_length\": 2}\n"), m, 2,
-      "input_length"));
-  EXPECT_TRUE(FailsAt(
-      mooncake(good + "{\"timestamp\": 5, \"input_length\": -1, \"output_length\": 2}\n"), m, 2,
-      "input_length"));
-  EXPECT_TRUE(FailsAt(mooncake(good + "{\"timestamp\": \"x\", \"input_length\": 1}\n"), m, 2,
-                      "timestamp"));
-  EXPECT_TRUE(FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": 1}\n"), m, 2,
-                      "output_length"));
+  EXPECT_TRUE(
+      FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": 1.5, \"output_length\": 2}\n"),
+              m, 2, "input_length"));
+  EXPECT_TRUE(
+      FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": -1, \"output_length\": 2}\n"),
+              m, 2, "input_length"));
+  EXPECT_TRUE(
+      FailsAt(mooncake(good + "{\"timestamp\": \"x\", \"input_length\": 1}\n"), m, 2, "timestamp"));
+  EXPECT_TRUE(
+      FailsAt(mooncake(good + "{\"timestamp\": 5, \"input_length\": 1}\n"), m, 2, "output_length"));
   EXPECT_TRUE(FailsAt(mooncake(""), m, 1, "timestamp"));
   EXPECT_TRUE(FailsAt(mooncake(Bytes("\xff\xfe\0{\"")), m, 1, "timestamp"));
   // Blank lines and a missing final newline are fine; span is at least a second.
@@ -697,10 +718,10 @@ TEST(LlmTraceTest, BadInputsNameFileLineAndField) {
     return ReadLlmTrace("azure:" + a);
   };
   ASSERT_TRUE(azure(header + row).ok());
-  EXPECT_TRUE(FailsAt(azure(header + row + "2023-11-16 18:17:04.0,4x08,10\r\n"), a, 3,
-                      "ContextTokens"));
-  EXPECT_TRUE(FailsAt(azure(header + row + "2023-11-16 18:17:04.0,48\r\n"), a, 3,
-                      "GeneratedTokens"));
+  EXPECT_TRUE(
+      FailsAt(azure(header + row + "2023-11-16 18:17:04.0,4x08,10\r\n"), a, 3, "ContextTokens"));
+  EXPECT_TRUE(
+      FailsAt(azure(header + row + "2023-11-16 18:17:04.0,48\r\n"), a, 3, "GeneratedTokens"));
   EXPECT_TRUE(FailsAt(azure(header + row + "16/11/2023 18:17,48,1\r\n"), a, 3, "TIMESTAMP"));
   EXPECT_TRUE(FailsAt(azure("TIMESTAMP,GeneratedTokens\r\n" + row), a, 1, "ContextTokens"));
   EXPECT_FALSE(azure("").ok());
