@@ -20,10 +20,19 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// One temp dir for the whole run, removed at exit.
+struct TempRoot {
+  fs::path dir = fs::temp_directory_path() / ("landlord-e2e-" + std::to_string(::getpid()));
+  ~TempRoot() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
 fs::path TempDir() {
-  fs::path d = fs::temp_directory_path() / ("landlord-e2e-" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
+  static TempRoot root;
+  fs::create_directories(root.dir);
+  return root.dir;
 }
 
 struct Output {
