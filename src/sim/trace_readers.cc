@@ -77,8 +77,9 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 Status CheckFleetOptions(const FleetOptions& fleet) {
   if (fleet.gpus_per_node < 1) return Status::Invalid("fleet: `gpus_per_node` must be at least 1");
-  if (fleet.nodes_per_rack < 1)
+  if (fleet.nodes_per_rack < 1) {
     return Status::Invalid("fleet: `nodes_per_rack` must be at least 1");
+  }
   if (fleet.nodes < 0) return Status::Invalid("fleet: `nodes` must not be negative");
   if (static_cast<int64_t>(fleet.nodes) * fleet.gpus_per_node > kMaxFleetGpus) {
     return Status::Invalid("fleet: more than " + std::to_string(kMaxFleetGpus) + " GPUs");
@@ -95,25 +96,25 @@ Status BuildFleet(const std::vector<PoolDemand>& demand, const FleetOptions& fle
   LL_RETURN_IF_ERROR(CheckFleetOptions(fleet));
   const int64_t gpn = fleet.gpus_per_node;
   std::vector<int64_t> nodes(demand.size());
-  std::vector<int64_t> floor(demand.size());
-  int64_t floor_sum = 0;
+  std::vector<int64_t> min_nodes(demand.size());
+  int64_t min_sum = 0;
   for (size_t p = 0; p < demand.size(); ++p) {
-    floor[p] = std::max<int64_t>(1, CeilDiv(demand[p].largest_job, gpn));
-    floor_sum += floor[p];
+    min_nodes[p] = std::max<int64_t>(1, CeilDiv(demand[p].largest_job, gpn));
+    min_sum += min_nodes[p];
   }
   if (fleet.nodes == 0) {
     for (size_t p = 0; p < demand.size(); ++p) {
-      nodes[p] = std::max(floor[p], CeilDiv(demand[p].peak, gpn));
+      nodes[p] = std::max(min_nodes[p], CeilDiv(demand[p].peak, gpn));
     }
   } else {
-    if (fleet.nodes < floor_sum) {
+    if (fleet.nodes < min_sum) {
       return Status::Invalid("fleet: " + std::to_string(fleet.nodes) + " nodes of " +
                              std::to_string(gpn) + " GPUs are too few: the trace's " +
                              std::to_string(demand.size()) + " pools need at least " +
-                             std::to_string(floor_sum) +
+                             std::to_string(min_sum) +
                              " (one per pool, and enough for each pool's largest job)");
     }
-    const int64_t rest = fleet.nodes - floor_sum;
+    const int64_t rest = fleet.nodes - min_sum;
     int64_t peak_sum = 0;
     for (const PoolDemand& d : demand) peak_sum += d.peak;
     std::vector<std::pair<int64_t, size_t>> remainders;  // (remainder, pool)
@@ -122,14 +123,15 @@ Status BuildFleet(const std::vector<PoolDemand>& demand, const FleetOptions& fle
       const int64_t weight = peak_sum > 0 ? demand[p].peak : 1;
       const int64_t total = peak_sum > 0 ? peak_sum : static_cast<int64_t>(demand.size());
       const int64_t share = rest * weight / total;
-      nodes[p] = floor[p] + share;
+      nodes[p] = min_nodes[p] + share;
       given += share;
       remainders.emplace_back(rest * weight % total, p);
     }
     std::stable_sort(remainders.begin(), remainders.end(),
                      [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (size_t i = 0; given < rest; ++i, ++given)
+    for (size_t i = 0; given < rest; ++i, ++given) {
       ++nodes[remainders[i % remainders.size()].second];
+    }
   }
   int64_t total_nodes = 0;
   for (int64_t n : nodes) total_nodes += n;
@@ -590,8 +592,9 @@ Result<Gpus> TresGpus(const DelimitedReader& in, int column, std::string_view tr
     has_untyped = has_untyped || is_untyped;
   }
   const int64_t gpus = has_untyped ? untyped : typed;
-  if (gpus > INT32_MAX)
+  if (gpus > INT32_MAX) {
     return in.FieldError(column, "too many GPUs in `" + QuoteForError(tres) + "`");
+  }
   return static_cast<Gpus>(gpus);
 }
 

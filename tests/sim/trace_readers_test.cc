@@ -264,8 +264,9 @@ TEST(HeliosReaderTest, GapsDropLevelsAndResumeAtTheEnd) {
   EXPECT_EQ(t.gaps[0].end, Utc("2020-05-01 02:00:00"));
 
   std::vector<std::tuple<std::string, int, Gpus>> got;
-  for (const DemandLevel& l : t.levels)
+  for (const DemandLevel& l : t.levels) {
     got.emplace_back(FormatUtc(l.t).substr(11, 5), l.pool, l.gpus);
+  }
   std::vector<std::tuple<std::string, int, Gpus>> want = {
       {"00:00", 0, 14}, {"00:00", 1, 4}, {"00:30", 1, 0}, {"02:00", 0, 8},
       {"02:00", 1, 0},  // resumed: vcA's row at 02:00, vcB's 01:30 level
@@ -320,8 +321,9 @@ TEST(HeliosReaderTest, BadInputsNameFileLineAndField) {
 
 double OfferedLoad(const Trace& t) {
   double gpu_ms = 0;
-  for (const JobSpec& j : t.jobs)
+  for (const JobSpec& j : t.jobs) {
     gpu_ms += static_cast<double>(j.gpus) * static_cast<double>(j.duration.ms);
+  }
   return gpu_ms / (static_cast<double>(t.total_gpus()) * static_cast<double>((t.end - t.begin).ms));
 }
 
