@@ -30,6 +30,9 @@ void CivilFromDays(int64_t z, int64_t* y, unsigned* m, unsigned* d) {
 
 bool ParseFixed(std::string_view s, size_t pos, size_t len, int* out) {
   if (pos + len > s.size()) return false;
+  for (size_t i = pos; i < pos + len; ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;  // from_chars would take a sign
+  }
   auto [p, ec] = std::from_chars(s.data() + pos, s.data() + pos + len, *out);
   return ec == std::errc() && p == s.data() + pos + len;
 }
@@ -51,7 +54,10 @@ Result<Time> ParseUtc(std::string_view s) {
       !ParseFixed(s, 17, 2, &se)) {
     return Status::Invalid("expected a time like `2020-05-01 00:00:00`, got `" + std::string(s) + "`");
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60) {
+  static constexpr int kDays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > kDays[mo - 1] || (mo == 2 && d == 29 && !leap) || h > 23 ||
+      mi > 59 || se > 60) {
     return Status::Invalid("time out of range: `" + std::string(s) + "`");
   }
   int64_t frac_ms = 0;

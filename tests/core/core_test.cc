@@ -37,7 +37,9 @@ TEST(CoreMoney, RejectsBadAmounts) {
                           "9223372036855"}) {
     Result<Money> r = ParseMoney(bad);
     EXPECT_FALSE(r.ok()) << "`" << bad << "` parsed as " << (r.ok() ? r->micros : 0);
-    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    }
   }
   EXPECT_NE(ParseMoney("1.2345678").status().message().find("6 decimals"), std::string::npos);
 }
@@ -136,7 +138,9 @@ TEST(CoreTime, RejectsBadUtc) {
         "abcd-ef-gh ij:kl:mn", "2020-05-04 0a:00:00", "2020-05-04 00:00:00 "}) {
     Result<Time> r = ParseUtc(bad);
     EXPECT_FALSE(r.ok()) << "`" << bad << "` parsed as " << (r.ok() ? FormatUtc(*r) : "");
-    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+    }
   }
 }
 
