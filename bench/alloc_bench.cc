@@ -8,6 +8,8 @@
 // around the single call; that time is also handed to Google Benchmark (UseManualTime), so
 // its `Time` column is the mean decision latency, and the counters `p50_us`/`p99_us` are the
 // percentiles over every decision of the final run. Target: p50 ≤ 20 µs (docs/benchmarks.md).
+#include <benchmark/benchmark.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -15,8 +17,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "alloc/allocator.h"
 #include "alloc/fleet.h"
@@ -117,7 +117,9 @@ class Env final : public Listener {
     return u < 40 ? 1 : u < 55 ? 2 : u < 70 ? 4 : u < 90 ? 8 : u < 95 ? 16 : 32;
   }
   Gpus SpotGpus() { return Gpus{1} << rng.Below(4); }  // 1, 2, 4 or 8
-  Money SpotPrice() { return Money::Micros(kFloor.micros + static_cast<int64_t>(rng.Below(2'000'001))); }
+  Money SpotPrice() {
+    return Money::Micros(kFloor.micros + static_cast<int64_t>(rng.Below(2'000'001)));
+  }
 
   HolderId Submit(PoolId pool, Gpus gpus) {
     auto id = alloc_->SubmitJob(pool, gpus, 0, 0, now);
@@ -191,11 +193,12 @@ void SetCommonCounters(benchmark::State& state, Env& env) {
 }
 
 // (a) An owner job arrives and fits. Paired with a random job finishing (untimed).
+// `node_*`: jobs of ≤ 8 GPUs (best fit on one node); `multi_*`: 16 and 32 GPUs (whole nodes).
 void BM_Arrival(benchmark::State& state, const char* policy) {
   Env env(policy, static_cast<int>(state.range(0)));
   env.StartWithJobs(kJobs);
   env.TopUpSpot(kSpotLeases, kGpusPerNode);
-  std::vector<double> ns;
+  std::vector<double> ns, node_ns, multi_ns;
   ns.reserve(state.max_iterations);
   int64_t started = 0;
   for (auto _ : state) {
@@ -212,9 +215,12 @@ void BM_Arrival(benchmark::State& state, const char* policy) {
     started += env.alloc().holder(*id).state == HolderState::kActive;
     env.alloc().FinishJob(leaving, env.now);
     ns.push_back(Nanos(t0, t1));
+    (gpus <= kGpusPerNode ? node_ns : multi_ns).push_back(ns.back());
     state.SetIterationTime(ns.back() / 1e9);
   }
   PublishPercentiles(state, ns);
+  PublishPercentiles(state, node_ns, "node_");
+  PublishPercentiles(state, multi_ns, "multi_");
   state.counters["started"] = static_cast<double>(started) / static_cast<double>(ns.size());
   SetCommonCounters(state, env);
 }
@@ -244,14 +250,15 @@ void BM_Release(benchmark::State& state, const char* policy) {
 // (c) An owner job arrives to a fleet whose free GPUs are all sold as spot, so it must
 // reclaim: SubmitJob claims a node and gives the cheapest spot there a notice; the notice
 // runs out and AdvanceTo(now + notice) ends the victims and starts the job. Both calls are
-// timed; `p50_us`/`p99_us` are of their sum, `notice_*` and `advance_*` of each.
+// timed; `p50_us`/`p99_us` are of their sum, `notice_*` and `advance_*` of each, `node_*` and
+// `multi_*` of the sum for single-node and multi-node jobs.
 // Paired with a random job finishing, its GPUs sold again as spot (untimed).
 // 5,000 jobs (≈ 26,500 GPUs) and the rest in spot leases: about 10,000 live holders.
 void BM_Reclaim(benchmark::State& state, const char* policy) {
   Env env(policy, static_cast<int>(state.range(0)));
   env.StartWithJobs(5'000);
   env.FillWithSpot();
-  std::vector<double> ns, notice_ns, advance_ns;
+  std::vector<double> ns, notice_ns, advance_ns, node_ns, multi_ns;
   ns.reserve(state.max_iterations);
   notice_ns.reserve(state.max_iterations);
   advance_ns.reserve(state.max_iterations);
@@ -275,12 +282,15 @@ void BM_Reclaim(benchmark::State& state, const char* policy) {
     notice_ns.push_back(Nanos(t0, t1));
     advance_ns.push_back(Nanos(t2, t3));
     ns.push_back(notice_ns.back() + advance_ns.back());
+    (gpus <= kGpusPerNode ? node_ns : multi_ns).push_back(ns.back());
     state.SetIterationTime(ns.back() / 1e9);
   }
   double n = static_cast<double>(ns.size());
   PublishPercentiles(state, ns);
   PublishPercentiles(state, notice_ns, "notice_");
   PublishPercentiles(state, advance_ns, "advance_");
+  PublishPercentiles(state, node_ns, "node_");
+  PublishPercentiles(state, multi_ns, "multi_");
   state.counters["reclaimed"] = static_cast<double>(reclaimed) / n;  // arrivals that noticed spot
   state.counters["started"] = static_cast<double>(started) / n;      // started after the notice
   SetCommonCounters(state, env);
@@ -303,8 +313,8 @@ void BM_PlaceSpot(benchmark::State& state, const char* policy) {
     Gpus gpus = env.SpotGpus();
     Money price = env.SpotPrice();
     auto t0 = Clock::now();
-    auto id = env.alloc().PlaceOutside(HolderClass::kSpot, pool, gpus, price, price + kFloor, 0,
-                                       env.now);
+    auto id =
+        env.alloc().PlaceOutside(HolderClass::kSpot, pool, gpus, price, price + kFloor, 0, env.now);
     auto t1 = Clock::now();
     if (id.ok()) {
       env.spot.Add(*id);
@@ -321,7 +331,11 @@ void BM_PlaceSpot(benchmark::State& state, const char* policy) {
 
 // The argument is the number of quota pools (8: 1,562 nodes a pool).
 #define LL_ALLOC_BENCH(fn, tag, policy) \
-  BENCHMARK_CAPTURE(fn, tag, policy)->ArgName("pools")->Arg(8)->UseManualTime()->Unit(benchmark::kMicrosecond)
+  BENCHMARK_CAPTURE(fn, tag, policy)    \
+      ->ArgName("pools")                \
+      ->Arg(8)                          \
+      ->UseManualTime()                 \
+      ->Unit(benchmark::kMicrosecond)
 
 LL_ALLOC_BENCH(BM_Arrival, spot_all, "spot-all");
 LL_ALLOC_BENCH(BM_Arrival, landlord, "landlord");

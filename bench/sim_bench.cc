@@ -7,13 +7,13 @@
 // level is pushed into and popped from a std::priority_queue ordered by (time, sequence), with
 // the engine's event layout, and nothing else is done. docs/benchmarks.md reports each policy
 // against it.
+#include <benchmark/benchmark.h>
+
 #include <cstdint>
 #include <functional>
 #include <queue>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
 
 #include "sim/engine.h"
 #include "sim/trace.h"
@@ -67,8 +67,8 @@ void BM_HeliosReplay(benchmark::State& state, const char* policy) {
   }
   double iterations = static_cast<double>(state.iterations());
   state.counters["events"] = static_cast<double>(events) / iterations;  // per replay
-  state.counters["events_per_s"] = benchmark::Counter(static_cast<double>(events),
-                                                      benchmark::Counter::kIsRate);
+  state.counters["events_per_s"] =
+      benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 
 // Mirrors the engine's queue entry (sim/engine.cc).
@@ -101,14 +101,20 @@ void BM_EventQueueFloor(benchmark::State& state) {
     benchmark::DoNotOptimize(gpus);
   }
   state.counters["events"] = static_cast<double>(events) / static_cast<double>(state.iterations());
-  state.counters["events_per_s"] = benchmark::Counter(static_cast<double>(events),
-                                                      benchmark::Counter::kIsRate);
+  state.counters["events_per_s"] =
+      benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 
 BENCHMARK(BM_EventQueueFloor)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_HeliosReplay, baseline, "baseline")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_HeliosReplay, spot_all, "spot-all")->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_HeliosReplay, landlord, "landlord")->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_HeliosReplay, baseline, "baseline")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_HeliosReplay, spot_all, "spot-all")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_HeliosReplay, landlord, "landlord")
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace ll::sim

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "alloc/policy.h"
 #include "sim/experiment.h"
 #include "sim/report.h"
 #include "sim/trace.h"
@@ -79,6 +80,10 @@ ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
   return ll::Status::Ok();
 }
 
+struct NoFuture final : ll::alloc::FutureDemand {
+  ll::Gpus MaxDemand(ll::PoolId, ll::Time, ll::Time) const override { return 0; }
+} const kNoFuture;
+
 int RunSim(const std::string& trace_spec, const std::string& policies, int64_t notice_s, const std::string& external,
            const std::string& inference, const std::string& json, const std::string& svg, uint64_t seed,
            double load_scale, int nodes, int gpus_per_node, const std::string& config, bool check, int64_t cooldown_min,
@@ -99,6 +104,16 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
     ll::Status st = LoadConfig(config, &so);
     if (!st.ok()) {
       fmt::print(stderr, "landlord sim: {}\n", st.message());
+      return 2;
+    }
+  }
+  // Fail fast on a bad policy name, before reading a large trace.
+  for (const std::string& name : eo.policies) {
+    ll::alloc::PolicyContext ctx;
+    ctx.future = &kNoFuture;
+    auto p = ll::alloc::MakePolicy(name, ctx);
+    if (!p.ok()) {
+      fmt::print(stderr, "landlord sim: {}\n", p.status().message());
       return 2;
     }
   }
