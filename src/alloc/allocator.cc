@@ -293,7 +293,13 @@ bool Allocator::PlaceOnNodes(Holder& h, Gpus gpus, PoolId pool) {
   }
   std::vector<NodeId> nodes = PickWholeNodes(pool, gpus, false);
   if (nodes.empty()) return false;
-  for (NodeId id : nodes) Take(h, id, nodes_[id.v].gpus);
+  // Exactly `gpus`: on mixed node sizes the last node may be taken in part.
+  Gpus need = gpus;
+  for (NodeId id : nodes) {
+    Gpus g = std::min(need, nodes_[id.v].gpus);
+    if (g > 0) Take(h, id, g);
+    need -= g;
+  }
   return true;
 }
 

@@ -56,15 +56,20 @@ TEST(ForecastTest, QuantilesPerHourOfWeek) {
   }
   // A window is the maximum over the buckets it touches: Monday 08:30–09:30 spans a night
   // hour (22+10 at q=1) and the first busy hour (70+10).
-  EXPECT_EQ(f.Quantile(0, 1.0, now + Duration::Minutes(8 * 60 + 30), now + Duration::Minutes(9 * 60 + 30)), 80);
-  EXPECT_EQ(f.Quantile(0, 0.5, now + Duration::Hours(6), now + Duration::Hours(9)), 22);  // 20, 21, 22
+  EXPECT_EQ(f.Quantile(0, 1.0, now + Duration::Minutes(8 * 60 + 30),
+                       now + Duration::Minutes(9 * 60 + 30)),
+            80);
+  EXPECT_EQ(f.Quantile(0, 0.5, now + Duration::Hours(6), now + Duration::Hours(9)),
+            22);  // 20, 21, 22
   // The whole weekend: 5 / 15.
   EXPECT_EQ(f.Quantile(0, 0.5, now + Duration::Hours(120), now + Duration::Hours(168)), 5);
   EXPECT_EQ(f.Quantile(0, 1.0, now + Duration::Hours(120), now + Duration::Hours(168)), 15);
   // A window longer than a week touches every bucket once.
   EXPECT_EQ(f.Quantile(0, 0.5, now, now + Duration::Hours(24 * 30)), 70);
   // Any week ahead answers the same: hour-of-week, not absolute time.
-  EXPECT_EQ(f.Quantile(0, 0.5, now + Duration::Hours(10 * 168 + 10), now + Duration::Hours(10 * 168 + 11)), 70);
+  EXPECT_EQ(f.Quantile(0, 0.5, now + Duration::Hours(10 * 168 + 10),
+                       now + Duration::Hours(10 * 168 + 11)),
+            70);
 }
 
 TEST(ForecastTest, UnknownBucketsAnswerCapacity) {
@@ -102,18 +107,18 @@ TEST(ForecastTest, UnknownBucketsAnswerCapacity) {
 TEST(ForecastTest, PauseAndResumeSkipAGap) {
   DemandForecast f({kCap});
   f.Observe(0, 10, At(0));
-  f.Pause(At(2));             // data missing from Monday 02:00
-  f.Observe(0, 90, At(3));    // observations during the gap are not learned from
+  f.Pause(At(2));           // data missing from Monday 02:00
+  f.Observe(0, 90, At(3));  // observations during the gap are not learned from
   f.Observe(0, 40, At(4));
-  f.Resume(At(5));            // data again from 05:00, at the last level seen (40)
+  f.Resume(At(5));  // data again from 05:00, at the last level seen (40)
   f.Observe(0, 40, At(8));
   f.Observe(0, 0, At(9));
   const Time wk = At(168);
-  EXPECT_EQ(f.Quantile(0, 1.0, wk, wk + Duration::Hours(1)), 10);                          // 00:00
-  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(1), wk + Duration::Hours(2)), 10);     // 01:00
-  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(2), wk + Duration::Hours(3)), kCap);   // gap
-  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(3), wk + Duration::Hours(4)), kCap);   // gap
-  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(4), wk + Duration::Hours(5)), kCap);   // gap
+  EXPECT_EQ(f.Quantile(0, 1.0, wk, wk + Duration::Hours(1)), 10);                         // 00:00
+  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(1), wk + Duration::Hours(2)), 10);    // 01:00
+  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(2), wk + Duration::Hours(3)), kCap);  // gap
+  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(3), wk + Duration::Hours(4)), kCap);  // gap
+  EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(4), wk + Duration::Hours(5)), kCap);  // gap
   EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(5), wk + Duration::Hours(6)), 40);
   EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(8), wk + Duration::Hours(9)), 40);
   EXPECT_EQ(f.Quantile(0, 1.0, wk + Duration::Hours(9), wk + Duration::Hours(10)), kCap);  // after
