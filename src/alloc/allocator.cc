@@ -94,6 +94,11 @@ Allocator::~Allocator() = default;
 
 // ---------------------------------------------------------------- bookkeeping
 
+// Reclaim order: inference replicas (drained) first, then spot by ascending price.
+Allocator::VictimKey Allocator::VictimOf(const Holder& h) {
+  return {h.cls == HolderClass::kInference ? 0 : 1, h.price.micros, h.id.v};
+}
+
 Holder& Allocator::NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, uint64_t tag) {
   Holder h;
   h.id = HolderId{static_cast<uint32_t>(holders_.size())};
@@ -106,17 +111,22 @@ Holder& Allocator::NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, 
   return holders_.back();
 }
 
+void Allocator::LeaveBucket(NodeId id) {
+  NodeState& n = nodes_[id.v];
+  auto& from = bucket_[n.pool.v][n.free];
+  NodeId moved = from.back();
+  from[n.bucket_pos] = moved;
+  nodes_[moved.v].bucket_pos = n.bucket_pos;
+  from.pop_back();
+}
+
 void Allocator::SetFree(NodeId id, Gpus free) {
   NodeState& n = nodes_[id.v];
   PoolCounters& pc = pools_[n.pool.v];
   pc.free += free - n.free;
   if (!n.claim.valid()) {
     pc.free_unclaimed += free - n.free;
-    auto& from = bucket_[n.pool.v][n.free];
-    NodeId moved = from.back();
-    from[n.bucket_pos] = moved;
-    nodes_[moved.v].bucket_pos = n.bucket_pos;
-    from.pop_back();
+    LeaveBucket(id);
     auto& to = bucket_[n.pool.v][free];
     n.bucket_pos = static_cast<uint32_t>(to.size());
     to.push_back(id);
@@ -190,7 +200,7 @@ void Allocator::End(Holder& h, Time now, EndReason reason) {
     if (h.cls == HolderClass::kReserved) ++reserved_violations_;
   }
   if (h.outside() && h.state == HolderState::kActive) {
-    victims_[h.pool.v].erase({h.cls == HolderClass::kInference ? 0 : 1, h.price.micros, h.id.v});
+    victims_[h.pool.v].erase(VictimOf(h));
   }
   ReleaseAll(h);  // CountClass keeps `noticed` exact while the state is still kNoticed
   h.state = HolderState::kEnded;
@@ -400,12 +410,7 @@ void Allocator::FinishJob(HolderId id, Time now) {
 void Allocator::Claim(Holder& job, NodeId id) {
   NodeState& n = nodes_[id.v];
   LL_CHECK(!n.claim.valid());
-  // Leave the bucket: no one else may be placed here.
-  auto& from = bucket_[n.pool.v][n.free];
-  NodeId moved = from.back();
-  from[n.bucket_pos] = moved;
-  nodes_[moved.v].bucket_pos = n.bucket_pos;
-  from.pop_back();
+  LeaveBucket(id);  // no one else may be placed here
   pools_[n.pool.v].free_unclaimed -= n.free;
   n.claim = job.id;
   job.claimed.push_back(id);
@@ -563,7 +568,7 @@ Result<HolderId> Allocator::PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus
   h.max_price = max_price;
   h.state = HolderState::kActive;
   h.started = now;
-  victims_[pool.v].insert({cls == HolderClass::kInference ? 0 : 1, price.micros, h.id.v});
+  victims_[pool.v].insert(VictimOf(h));
   listener_->OnStart(h, now);
   return h.id;
 }
@@ -608,7 +613,7 @@ void Allocator::Notice(HolderId id, NoticeReason reason, Time now) {
   Holder& h = holders_[id.v];
   LL_CHECK(h.cls == HolderClass::kSpot || h.cls == HolderClass::kInference);  // never reserved
   if (h.state != HolderState::kActive) return;
-  victims_[h.pool.v].erase({h.cls == HolderClass::kInference ? 0 : 1, h.price.micros, h.id.v});
+  victims_[h.pool.v].erase(VictimOf(h));
   h.state = HolderState::kNoticed;
   pools_[h.pool.v].noticed += h.gpus;
   Duration d = h.cls == HolderClass::kInference ? std::min(options_.inference_drain, options_.notice)
@@ -624,8 +629,9 @@ void Allocator::SetPrice(HolderId id, Money price) {
   Holder& h = holders_[id.v];
   LL_CHECK(h.cls == HolderClass::kSpot && price >= options_.floor);
   if (h.state == HolderState::kActive) {
-    victims_[h.pool.v].erase({1, h.price.micros, h.id.v});
-    victims_[h.pool.v].insert({1, price.micros, h.id.v});
+    victims_[h.pool.v].erase(VictimOf(h));
+    h.price = price;
+    victims_[h.pool.v].insert(VictimOf(h));
   }
   h.price = price;
 }

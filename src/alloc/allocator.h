@@ -188,6 +188,8 @@ class Allocator {
     auto operator<=>(const VictimKey&) const = default;
   };
 
+  static VictimKey VictimOf(const Holder& h);
+  void LeaveBucket(NodeId node);
   Holder& NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, uint64_t tag);
   void Take(Holder& h, NodeId node, Gpus gpus);
   void Give(Holder& h, NodeId node, Gpus gpus);

@@ -214,4 +214,14 @@ Result<std::unique_ptr<Policy>> MakePolicy(const std::string& name, const Policy
       "unknown policy `{}`: expected baseline, spot-all, lend-limit:F, landlord or oracle", name));
 }
 
+Status ValidatePolicyName(const std::string& name) {
+  struct NoFuture final : FutureDemand {
+    Gpus MaxDemand(PoolId, Time, Time) const override { return 0; }
+  } none;
+  PolicyContext ctx;
+  ctx.future = &none;
+  auto p = MakePolicy(name, ctx);
+  return p.ok() ? Status::Ok() : p.status();
+}
+
 }  // namespace ll::alloc

@@ -68,5 +68,7 @@ struct PolicyContext {
 
 // Names: `baseline`, `spot-all`, `lend-limit:F` (0 ≤ F ≤ 1), `landlord`, `oracle`.
 Result<std::unique_ptr<Policy>> MakePolicy(const std::string& name, const PolicyContext& ctx);
+// Whether MakePolicy would accept `name` (with whatever inputs the policy needs).
+Status ValidatePolicyName(const std::string& name);
 
 }  // namespace ll::alloc

@@ -80,10 +80,6 @@ ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
   return ll::Status::Ok();
 }
 
-struct NoFuture final : ll::alloc::FutureDemand {
-  ll::Gpus MaxDemand(ll::PoolId, ll::Time, ll::Time) const override { return 0; }
-} const kNoFuture;
-
 int RunSim(const std::string& trace_spec, const std::string& policies, int64_t notice_s, const std::string& external,
            const std::string& inference, const std::string& json, const std::string& svg, uint64_t seed,
            double load_scale, int nodes, int gpus_per_node, const std::string& config, bool check, int64_t cooldown_min,
@@ -109,11 +105,9 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
   }
   // Fail fast on a bad policy name, before reading a large trace.
   for (const std::string& name : eo.policies) {
-    ll::alloc::PolicyContext ctx;
-    ctx.future = &kNoFuture;
-    auto p = ll::alloc::MakePolicy(name, ctx);
-    if (!p.ok()) {
-      fmt::print(stderr, "landlord sim: {}\n", p.status().message());
+    ll::Status st = ll::alloc::ValidatePolicyName(name);
+    if (!st.ok()) {
+      fmt::print(stderr, "landlord sim: {}\n", st.message());
       return 2;
     }
   }

@@ -18,15 +18,7 @@ void OnProgress(double fraction, void* arg) {
 
 Result<SimReport> RunExperiment(const Trace& trace, const ExperimentOptions& options) {
   // Validate every name before spending time on runs.
-  for (const std::string& name : options.policies) {
-    alloc::PolicyContext ctx;
-    struct NoFuture : alloc::FutureDemand {
-      Gpus MaxDemand(PoolId, Time, Time) const override { return 0; }
-    } none;
-    ctx.future = &none;
-    auto p = alloc::MakePolicy(name, ctx);
-    if (!p.ok()) return p.status();
-  }
+  for (const std::string& name : options.policies) LL_RETURN_IF_ERROR(alloc::ValidatePolicyName(name));
   SimReport report;
   TraceSummary& ts = report.trace;
   ts.spec = trace.spec;
