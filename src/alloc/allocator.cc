@@ -65,6 +65,10 @@ Allocator::Allocator(const FleetSpec& spec, AllocatorOptions options, std::uniqu
   pool_nodes_.resize(np);
   for (size_t p = 0; p < np; ++p) bucket_[p].resize(fleet_.max_node_gpus() + 1);
   nodes_.resize(fleet_.nodes().size());
+  claim_cost_.resize(nodes_.size() * (fleet_.max_node_gpus() + 1));
+  cost_dirty_.assign(nodes_.size(), 1);
+  pool_racks_.resize(np);
+  std::vector<std::map<uint32_t, std::vector<NodeId>>> racks(np);
   for (uint32_t i = 0; i < nodes_.size(); ++i) {
     const NodeSpec& ns = fleet_.nodes()[i];
     NodeState& n = nodes_[i];
@@ -80,6 +84,10 @@ Allocator::Allocator(const FleetSpec& spec, AllocatorOptions options, std::uniqu
     pc.free_unclaimed += ns.gpus;
     pool_max_node_[ns.pool.v] = std::max(pool_max_node_[ns.pool.v], ns.gpus);
     pool_nodes_[ns.pool.v].push_back(NodeId{i});
+    racks[ns.pool.v][ns.rack.v].push_back(NodeId{i});
+  }
+  for (size_t p = 0; p < np; ++p) {
+    for (auto& [rack, ids] : racks[p]) pool_racks_[p].push_back(std::move(ids));
   }
   if (options_.occupancy) {
     for (uint32_t p = 0; p < np; ++p) {
@@ -148,6 +156,7 @@ void Allocator::CountClass(const Holder& h, Gpus d) {
 void Allocator::Take(Holder& h, NodeId node, Gpus g) {
   NodeState& n = nodes_[node.v];
   LL_CHECK(g > 0 && g <= n.free);
+  cost_dirty_[node.v] = 1;
   SetFree(node, n.free - g);
   (h.outside() ? n.outside : n.internal) += g;
   auto it = std::find_if(n.shares.begin(), n.shares.end(), [&](auto& s) { return s.first == h.id; });
@@ -168,6 +177,7 @@ void Allocator::Take(Holder& h, NodeId node, Gpus g) {
 
 void Allocator::Give(Holder& h, NodeId node, Gpus g) {
   NodeState& n = nodes_[node.v];
+  cost_dirty_[node.v] = 1;
   auto it = std::find_if(n.shares.begin(), n.shares.end(), [&](auto& s) { return s.first == h.id; });
   LL_CHECK(it != n.shares.end() && it->second >= g);
   if ((it->second -= g) == 0) {
@@ -247,38 +257,36 @@ Gpus Allocator::RoundToNodes(PoolId pool, Gpus g) const {
 // Whole, unclaimed nodes for `gpus` GPUs, packed into as few racks as possible. With
 // `allow_outside`, nodes held (only) by outsiders count too; those with fewer outside GPUs
 // come first. Empty if the pool cannot supply them.
-std::vector<NodeId> Allocator::PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside) const {
-  std::map<uint32_t, std::vector<NodeId>> by_rack;
-  for (NodeId id : pool_nodes_[pool.v]) {
-    const NodeState& n = nodes_[id.v];
-    if (n.claim.valid() || n.internal > 0) continue;
-    if (!allow_outside && n.free != n.gpus) continue;
-    by_rack[fleet_.node(id).rack.v].push_back(id);
+std::vector<NodeId> Allocator::PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside) {
+  scratch_racks_.clear();
+  scratch_nodes_.clear();
+  const auto& racks = pool_racks_[pool.v];
+  for (uint32_t r = 0; r < racks.size(); ++r) {
+    RackPick pick;
+    pick.order = r;
+    pick.begin = static_cast<uint32_t>(scratch_nodes_.size());
+    for (NodeId id : racks[r]) {
+      const NodeState& n = nodes_[id.v];
+      if (n.claim.valid() || n.internal > 0) continue;
+      if (!allow_outside && n.free != n.gpus) continue;
+      scratch_nodes_.emplace_back(n.outside, id);
+      pick.gpus += n.gpus;
+    }
+    pick.end = static_cast<uint32_t>(scratch_nodes_.size());
+    if (pick.end == pick.begin) continue;
+    // Fewest outside GPUs first; node order breaks ties (pairs compare the node id second).
+    std::sort(scratch_nodes_.begin() + pick.begin, scratch_nodes_.begin() + pick.end);
+    scratch_racks_.push_back(pick);
   }
-  struct RackPick {
-    Gpus gpus = 0;
-    Gpus outside = 0;
-    uint32_t rack;
-    std::vector<NodeId> nodes;
-  };
-  std::vector<RackPick> racks;
-  for (auto& [rack, ids] : by_rack) {
-    std::stable_sort(ids.begin(), ids.end(), [&](NodeId a, NodeId b) {
-      return nodes_[a.v].outside < nodes_[b.v].outside;
-    });
-    RackPick r;
-    r.rack = rack;
-    for (NodeId id : ids) r.gpus += nodes_[id.v].gpus;
-    r.nodes = std::move(ids);
-    racks.push_back(std::move(r));
-  }
-  // Fullest racks first, so the request spans few racks.
-  std::stable_sort(racks.begin(), racks.end(), [](auto& a, auto& b) { return a.gpus > b.gpus; });
+  // Fullest racks first, so the request spans few racks; rack order breaks ties.
+  std::sort(scratch_racks_.begin(), scratch_racks_.end(), [](const RackPick& a, const RackPick& b) {
+    return a.gpus != b.gpus ? a.gpus > b.gpus : a.order < b.order;
+  });
   std::vector<NodeId> out;
   Gpus got = 0;
-  for (auto& r : racks) {
-    for (NodeId id : r.nodes) {
-      if (got >= gpus) break;
+  for (const RackPick& r : scratch_racks_) {
+    for (uint32_t i = r.begin; i < r.end && got < gpus; ++i) {
+      NodeId id = scratch_nodes_[i].second;
       out.push_back(id);
       got += nodes_[id.v].gpus;
     }
@@ -452,6 +460,64 @@ bool Allocator::TryStartJob(Holder& job, Time now) {
   return true;
 }
 
+Gpus Allocator::ActiveOutsiders(NodeId id, std::vector<std::tuple<int64_t, Gpus, HolderId>>& out) const {
+  const NodeState& n = nodes_[id.v];
+  out.clear();
+  Gpus coming = n.free;
+  for (auto& [hid, g] : n.shares) {
+    const Holder& o = holders_[hid.v];
+    if (!o.outside()) continue;
+    if (o.state == HolderState::kNoticed) {
+      coming += g;
+    } else if (o.cls != HolderClass::kReserved) {
+      out.emplace_back(o.price.micros, g, hid);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) < std::get<0>(b)
+                                            : std::get<2>(a) < std::get<2>(b);
+  });
+  return coming;
+}
+
+// The node's claim cost for every job size k, recomputed only after the node changed (a
+// placement, a release, a notice or a price change of a holder on it).
+namespace {
+
+// costs[k] for k in 1..stride-1: notice `outsiders` (cheapest first) until k GPUs come back.
+template <typename Cost, typename Outsiders>
+void FillClaimCosts(Gpus coming, const Outsiders& outsiders, Cost* costs, size_t stride) {
+  Cost c{0, 0};
+  size_t next = 0;
+  for (Gpus k = 1; k < static_cast<Gpus>(stride); ++k) {
+    while (coming < k && next < outsiders.size()) {
+      auto [price, g, hid] = outsiders[next++];
+      coming += g;
+      ++c.victims;
+      c.revenue += price * g;
+    }
+    costs[k] = coming >= k ? c : Cost{};
+  }
+}
+
+}  // namespace
+
+// The node's claim cost for every job size k, recomputed only after the node changed (a
+// placement, a release, a notice or a price change of a holder on it).
+const Allocator::ClaimCost* Allocator::ClaimCosts(NodeId id) {
+  const size_t stride = static_cast<size_t>(fleet_.max_node_gpus()) + 1;
+  ClaimCost* costs = &claim_cost_[id.v * stride];
+  if (cost_dirty_[id.v]) {
+    cost_dirty_[id.v] = 0;
+    FillClaimCosts(ActiveOutsiders(id, scratch_outsiders_), scratch_outsiders_, costs, stride);
+  }
+  return costs;
+}
+
+void Allocator::MarkCostsDirty(const Holder& h) {
+  for (const Share& s : h.shares) cost_dirty_[s.node.v] = 1;
+}
+
 // A job that does not fit keeps a node (or whole nodes) for itself and reclaims the
 // outsiders there: the node that needs the fewest, cheapest victims.
 void Allocator::ClaimForJob(Holder& job, Time now) {
@@ -460,36 +526,15 @@ void Allocator::ClaimForJob(Holder& job, Time now) {
   std::vector<NodeId> picked;
   if (job.want <= pool_max_node_[pool.v]) {
     NodeId best;
-    std::pair<int, int64_t> best_cost{INT32_MAX, INT64_MAX};
+    ClaimCost best_cost;
     for (NodeId id : pool_nodes_[pool.v]) {
       const NodeState& n = nodes_[id.v];
       if (n.claim.valid() || n.outside == 0 || n.gpus - n.internal < job.want) continue;
-      // Free + noticed GPUs come back anyway; count the active outsiders still to notice.
-      std::vector<std::pair<int64_t, Gpus>> active;
-      Gpus coming = n.free;
-      for (auto& [hid, g] : n.shares) {
-        const Holder& o = holders_[hid.v];
-        if (!o.outside()) continue;
-        if (o.state == HolderState::kNoticed) {
-          coming += g;
-        } else if (o.cls != HolderClass::kReserved) {
-          active.emplace_back(o.price.micros, g);
-        }
-      }
-      std::sort(active.begin(), active.end());
-      int victims = 0;
-      int64_t revenue = 0;
-      for (auto& [price, g] : active) {
-        if (coming >= job.want) break;
-        coming += g;
-        ++victims;
-        revenue += price * g;
-      }
-      if (coming < job.want) continue;
-      std::pair<int, int64_t> cost{victims, revenue};
+      const ClaimCost& cost = ClaimCosts(id)[job.want];
       if (cost < best_cost) {
         best_cost = cost;
         best = id;
+        if (cost.victims == 0) break;  // nothing beats a node that frees itself
       }
     }
     if (!best.valid()) return;
@@ -507,18 +552,9 @@ void Allocator::ClaimForJob(Holder& job, Time now) {
   for (NodeId id : picked) {
     Claim(job, id);
     // Notice the node's active outsiders, cheapest first, until the job fits.
-    Gpus coming = nodes_[id.v].free;
-    std::vector<std::pair<int64_t, HolderId>> active;
-    for (auto& [hid, g] : nodes_[id.v].shares) {
-      const Holder& o = holders_[hid.v];
-      if (o.state == HolderState::kNoticed) coming += g;
-      else if (o.outside() && o.cls != HolderClass::kReserved) active.emplace_back(o.price.micros, hid);
-    }
-    std::sort(active.begin(), active.end(), [](auto& a, auto& b) {
-      return a.first != b.first ? a.first < b.first : a.second < b.second;
-    });
+    Gpus coming = ActiveOutsiders(id, scratch_outsiders_);
     Gpus node_need = job.want <= pool_max_node_[pool.v] ? job.want : nodes_[id.v].gpus;
-    for (auto& [price, hid] : active) {
+    for (auto& [price, g, hid] : scratch_outsiders_) {
       if (coming >= node_need) break;
       Holder& o = holders_[hid.v];
       coming += o.gpus;  // a victim leaves whole, from every node it holds
@@ -614,6 +650,7 @@ void Allocator::Notice(HolderId id, NoticeReason reason, Time now) {
   LL_CHECK(h.cls == HolderClass::kSpot || h.cls == HolderClass::kInference);  // never reserved
   if (h.state != HolderState::kActive) return;
   victims_[h.pool.v].erase(VictimOf(h));
+  MarkCostsDirty(h);
   h.state = HolderState::kNoticed;
   pools_[h.pool.v].noticed += h.gpus;
   Duration d = h.cls == HolderClass::kInference ? std::min(options_.inference_drain, options_.notice)
@@ -630,6 +667,7 @@ void Allocator::SetPrice(HolderId id, Money price) {
   LL_CHECK(h.cls == HolderClass::kSpot && price >= options_.floor);
   if (h.state == HolderState::kActive) {
     victims_[h.pool.v].erase(VictimOf(h));
+    MarkCostsDirty(h);
     h.price = price;
     victims_[h.pool.v].insert(VictimOf(h));
   }
@@ -721,6 +759,14 @@ std::vector<std::pair<NodeId, Gpus>> Allocator::FreeNodes(PoolId pool) const {
   return out;
 }
 
+Gpus Allocator::LargestFreeNode(PoolId pool) const {
+  const auto& buckets = bucket_[pool.v];
+  for (size_t k = buckets.size(); k-- > 1;) {
+    if (!buckets[k].empty()) return static_cast<Gpus>(k);
+  }
+  return 0;
+}
+
 // ---------------------------------------------------------------- invariants
 
 void Allocator::CheckInvariants(Time now) const {
@@ -730,6 +776,9 @@ void Allocator::CheckInvariants(Time now) const {
     pc[p].internal_want = pools_[p].internal_want;
   }
   std::vector<Gpus> held(holders_.size(), 0);
+  const size_t stride = static_cast<size_t>(fleet_.max_node_gpus()) + 1;
+  std::vector<std::tuple<int64_t, Gpus, HolderId>> outsiders;
+  std::vector<ClaimCost> fresh(stride);
   for (uint32_t i = 0; i < nodes_.size(); ++i) {
     const NodeState& n = nodes_[i];
     Gpus sum = 0, in = 0, out = 0;
@@ -744,6 +793,10 @@ void Allocator::CheckInvariants(Time now) const {
     // No GPU held twice; holdings never exceed capacity.
     LL_CHECK(sum + n.free == n.gpus && n.free >= 0 && n.free <= n.gpus);
     LL_CHECK(in == n.internal && out == n.outside);
+    if (!cost_dirty_[i]) {  // the cached claim costs are those of the node as it is now
+      FillClaimCosts(ActiveOutsiders(NodeId{i}, outsiders), outsiders, fresh.data(), stride);
+      for (size_t k = 1; k < stride; ++k) LL_CHECK(fresh[k] == claim_cost_[i * stride + k]);
+    }
     PoolCounters& c = pc[n.pool.v];
     c.free += n.free;
     if (!n.claim.valid()) {

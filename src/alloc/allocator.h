@@ -23,6 +23,7 @@
 #include <queue>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "alloc/fleet.h"
@@ -163,6 +164,8 @@ class Allocator {
   const AllocatorOptions& options() const { return options_; }
   // Free GPUs on each node of `pool` that are not claimed by a waiting job.
   std::vector<std::pair<NodeId, Gpus>> FreeNodes(PoolId pool) const;
+  // The most free GPUs on one unclaimed node of `pool` (0 if none). O(GPUs per node).
+  Gpus LargestFreeNode(PoolId pool) const;
   // Totals over the fleet, by class.
   Gpus TotalInternal() const { return total_internal_; }
   Gpus TotalReserved() const { return total_reserved_; }
@@ -181,6 +184,13 @@ class Allocator {
 
  private:
   struct NodeState;
+  // What claiming a node for a job of k GPUs costs: the active outsiders to notice there
+  // (cheapest first) and the revenue they pay per hour on that node.
+  struct ClaimCost {
+    int victims = INT32_MAX;  // INT32_MAX: the node cannot host k GPUs even after reclaim
+    int64_t revenue = INT64_MAX;
+    auto operator<=>(const ClaimCost&) const = default;
+  };
   struct VictimKey {
     int rank;
     int64_t price;
@@ -203,13 +213,18 @@ class Allocator {
   void ScheduleJobs(PoolId pool, Time now);
   bool TryStartJob(Holder& job, Time now);
   void ClaimForJob(Holder& job, Time now);
+  void MarkCostsDirty(const Holder& h);
+  const ClaimCost* ClaimCosts(NodeId node);
+  // Active, non-reserved outsiders on `node` as (price, gpus on node, holder), cheapest first;
+  // returns the GPUs that come back without a new notice (free + already noticed).
+  Gpus ActiveOutsiders(NodeId node, std::vector<std::tuple<int64_t, Gpus, HolderId>>& out) const;
   void ReclaimFor(PoolId pool, Gpus gpus, NoticeReason reason, Time now, Time demand_seen);
   void EnforceLimit(PoolId pool, Time now);
   void AfterCapacityChange(PoolId pool, Time now);
   void UpdateWaiting(PoolId pool);
   Gpus OutsideActive(PoolId pool) const;
   bool PlaceOnNodes(Holder& h, Gpus gpus, PoolId pool);
-  std::vector<NodeId> PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside) const;
+  std::vector<NodeId> PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside);
   void Claim(Holder& job, NodeId node);
   void Unclaim(Holder& job);
   Gpus RoundToNodes(PoolId pool, Gpus gpus) const;
@@ -238,6 +253,20 @@ class Allocator {
   std::vector<bool> miss_open_;  // per pool: a forecast miss is in progress
   std::vector<Gpus> pool_max_node_;
   std::vector<std::vector<NodeId>> pool_nodes_;
+  // Per pool, its racks in ascending id order, each with its nodes in id order.
+  std::vector<std::vector<std::vector<NodeId>>> pool_racks_;
+  // claim_cost_[node * (max node GPUs + 1) + k], refreshed lazily when the node is dirty.
+  std::vector<ClaimCost> claim_cost_;
+  std::vector<uint8_t> cost_dirty_;
+  // Scratch space reused across calls (no allocation on the decision path).
+  std::vector<std::tuple<int64_t, Gpus, HolderId>> scratch_outsiders_;
+  struct RackPick {
+    Gpus gpus = 0;
+    uint32_t order = 0;
+    uint32_t begin = 0, end = 0;  // into scratch_nodes_
+  };
+  std::vector<RackPick> scratch_racks_;
+  std::vector<std::pair<Gpus, NodeId>> scratch_nodes_;  // (outside GPUs, node)
 };
 
 }  // namespace ll::alloc

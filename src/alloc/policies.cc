@@ -88,9 +88,9 @@ class LandlordPolicy final : public Policy {
   Gpus SellLimit(const PoolView& p, Time now) override {
     PoolState& s = State(p);
     if (!s.started || now - s.first_seen < ctx_.warmup) return 0;
-    Expire(s, now);
-    Gpus hold = std::max(p.internal_want, s.window.empty() ? 0 : s.window.front().second);
-    return std::max<Gpus>(0, p.capacity - p.reserved - hold - Headroom(s, p.capacity));
+    const Recent& r = RecentAt(s, now, p.capacity);
+    Gpus hold = std::max(p.internal_want, r.hold);
+    return std::max<Gpus>(0, p.capacity - p.reserved - hold - r.headroom);
   }
 
   Gpus ReservedRoom(const PoolView& p, Time now, Time end) override {
@@ -99,11 +99,11 @@ class LandlordPolicy final : public Policy {
       return 0;  // two weeks of history before promising anything
     }
     Gpus demand = ctx_.forecast->Quantile(static_cast<int>(p.pool.v), ctx_.reserved_quantile, now, end);
-    Expire(s, now);
+    const Recent& r = RecentAt(s, now, p.capacity);
     // A term is promised only out of capacity the owner has not touched in all the history
     // seen: hour-of-week patterns alone missed too often on real traces (Helios).
-    Gpus hold = std::max({demand, s.peak, s.window.empty() ? 0 : s.window.front().second});
-    return std::max<Gpus>(0, p.capacity - p.reserved - hold - Headroom(s, p.capacity));
+    Gpus hold = std::max({demand, s.peak, r.hold});
+    return std::max<Gpus>(0, p.capacity - p.reserved - hold - r.headroom);
   }
 
   void OnDemand(const PoolView& p, Time now) override {
@@ -128,9 +128,17 @@ class LandlordPolicy final : public Policy {
     s.window.emplace_back(now, p.internal_want);
     s.last_want = p.internal_want;
     s.peak = std::max(s.peak, p.internal_want);
+    s.recent.at = kTimeMax;  // the window and the headroom may have moved
   }
 
  private:
+  // The most the owner wanted within the cooldown, and the headroom, as of `at`. They change
+  // only with time and demand, and the driver asks several times per pool and tick.
+  struct Recent {
+    Time at = kTimeMax;
+    Gpus hold = 0;
+    Gpus headroom = 0;
+  };
   struct PoolState {
     bool started = false;
     Time first_seen, last;
@@ -142,11 +150,22 @@ class LandlordPolicy final : public Policy {
     bool headroom_valid = false;
     Gpus headroom = 0;
     int64_t headroom_owner_ms = -1;
+    Recent recent;  // RecentAt's answer for recent.at
   };
 
   PoolState& State(const PoolView& p) {
     if (p.pool.v >= pools_.size()) pools_.resize(p.pool.v + 1);
     return pools_[p.pool.v];
+  }
+
+  const Recent& RecentAt(PoolState& s, Time now, Gpus capacity) {
+    if (s.recent.at != now) {
+      Expire(s, now);
+      s.recent.hold = s.window.empty() ? 0 : s.window.front().second;
+      s.recent.headroom = Headroom(s, capacity);
+      s.recent.at = now;
+    }
+    return s.recent;
   }
 
   void Expire(PoolState& s, Time now) {

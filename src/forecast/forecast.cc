@@ -14,6 +14,7 @@ DemandForecast::DemandForecast(std::vector<Gpus> pool_capacity, ForecastOptions 
     p.capacity = pool_capacity[i];
     p.hist.assign(168 * static_cast<size_t>(p.capacity + 1), 0);
     p.hour_total.assign(168, 0);
+    p.cached.assign(168, -1);
     p.since = Time{INT64_MIN / 4};
   }
 }
@@ -34,6 +35,7 @@ void DemandForecast::Accumulate(Pool& p, Time until) {
     int64_t d = (stop - t).ms;
     p.hist[static_cast<size_t>(h) * (p.capacity + 1) + lvl] += d;
     p.hour_total[h] += d;
+    p.cached[h] = -1;
     t = stop;
   }
   p.since = until;
@@ -68,6 +70,17 @@ Gpus DemandForecast::BucketQuantile(const Pool& p, int hour, double q) const {
   return p.capacity;
 }
 
+// Only the bucket being accumulated changes, so a query over the next hours mostly reads cached
+// answers (the simulator asks every pool for its reserved room on every tick).
+Gpus DemandForecast::CachedBucketQuantile(const Pool& p, int hour, double q) const {
+  if (q != p.cached_q) {
+    std::fill(p.cached.begin(), p.cached.end(), -1);
+    p.cached_q = q;
+  }
+  if (p.cached[hour] < 0) p.cached[hour] = BucketQuantile(p, hour, q);
+  return p.cached[hour];
+}
+
 Gpus DemandForecast::Quantile(int pool, double q, Time t0, Time t1) const {
   const Pool& p = pools_[pool];
   Gpus out = std::clamp(p.level, 0, p.capacity);
@@ -76,7 +89,7 @@ Gpus DemandForecast::Quantile(int pool, double q, Time t0, Time t1) const {
   int64_t first = t0.ms / 3'600'000, last = (t1.ms - 1) / 3'600'000;
   if (last - first >= 168) last = first + 167;
   for (int64_t h = first; h <= last; ++h) {
-    out = std::max(out, BucketQuantile(p, Time{h * 3'600'000}.HourOfWeek(), q));
+    out = std::max(out, CachedBucketQuantile(p, Time{h * 3'600'000}.HourOfWeek(), q));
     if (out >= p.capacity) break;
   }
   return out;

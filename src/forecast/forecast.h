@@ -18,6 +18,7 @@ struct ForecastOptions {
   Duration min_history = Duration::Minutes(45);
 };
 
+// Not thread-safe: queries fill a per-bucket cache (callers serialise access).
 class DemandForecast {
  public:
   DemandForecast(std::vector<Gpus> pool_capacity, ForecastOptions options = {});
@@ -43,9 +44,13 @@ class DemandForecast {
     // hist[hour * (capacity + 1) + level] = milliseconds spent at `level` in that hour-of-week.
     std::vector<int64_t> hist;
     std::vector<int64_t> hour_total;  // per hour of week
+    // BucketQuantile per hour of week for `cached_q`; -1 when the bucket changed since.
+    mutable std::vector<Gpus> cached;
+    mutable double cached_q = -1;
   };
   void Accumulate(Pool& p, Time until);
   Gpus BucketQuantile(const Pool& p, int hour, double q) const;
+  Gpus CachedBucketQuantile(const Pool& p, int hour, double q) const;
 
   ForecastOptions options_;
   std::vector<Pool> pools_;

@@ -101,6 +101,12 @@ class Run final : public alloc::Listener {
   Status Init(const std::string& policy_name) {
     policy_name_ = policy_name;
     is_baseline_ = policy_name == "baseline";
+    for (size_t i = 0; i < trace_.gaps.size(); ++i) {
+      const Gap& g = trace_.gaps[i];
+      if (g.end <= g.begin || (i > 0 && g.begin < trace_.gaps[i - 1].end)) {
+        return Status::Invalid("trace: data gaps must be non-empty, sorted and disjoint");
+      }
+    }
     alloc::FleetSpec spec;
     std::vector<Gpus> pool_caps(trace_.pools.size(), 0);
     for (const auto& p : trace_.pools) spec.pools.push_back(p.name);
@@ -204,33 +210,29 @@ class Run final : public alloc::Listener {
  private:
   void Push(Time t, EventType type, uint64_t index) { queue_.push({t.ms, seq_++, type, index}); }
 
+  // Gaps are sorted and disjoint (checked in Init): the first gap ending after t decides.
   bool InGap(Time t) const {
-    for (const Gap& g : trace_.gaps) {
-      if (t >= g.begin && t < g.end) return true;
-    }
-    return false;
+    const auto& gaps = trace_.gaps;
+    auto it = std::partition_point(gaps.begin(), gaps.end(), [&](const Gap& g) { return g.end <= t; });
+    return it != gaps.end() && it->begin <= t;
   }
 
   // Adds the state since now_ to the totals; gap time counts for nothing.
   void Integrate(Time t) {
     if (t <= now_) return;
+    const auto& gaps = trace_.gaps;
+    const bool was_in_gap = InGap(now_);
     Time from = now_;
     while (from < t) {
-      // Split at gap edges.
+      // Split at gap edges; next_gap_ is the first gap that ends after `from`.
+      while (next_gap_ < gaps.size() && gaps[next_gap_].end <= from) ++next_gap_;
+      const bool gap = next_gap_ < gaps.size() && gaps[next_gap_].begin <= from;
       Time to = t;
-      bool gap = false;
-      for (const Gap& g : trace_.gaps) {
-        if (from >= g.begin && from < g.end) {
-          gap = true;
-          to = std::min(to, g.end);
-        } else if (g.begin > from && g.begin < to) {
-          to = g.begin;
-        }
-      }
+      if (next_gap_ < gaps.size()) to = std::min(to, gap ? gaps[next_gap_].end : gaps[next_gap_].begin);
       if (!gap) Accumulate((to - from).ms);
       from = to;
     }
-    if (InGap(now_) != InGap(t)) {
+    if (was_in_gap != InGap(t)) {
       if (InGap(t)) forecast_->Pause(t); else forecast_->Resume(t);
     }
     now_ = t;
@@ -314,9 +316,8 @@ class Run final : public alloc::Listener {
     for (int p = 0; p < alloc_->pool_count(); ++p) {
       PoolId pool{static_cast<uint32_t>(p)};
       Gpus room = alloc_->Sellable(pool, now_);
-      Gpus max_node = 0;
-      for (auto& [node, free] : alloc_->FreeNodes(pool)) max_node = std::max(max_node, free);
-      Gpus g = std::min(room, max_node);
+      if (room <= 0) continue;
+      Gpus g = std::min(room, alloc_->LargestFreeNode(pool));
       while (room > 0 && g > 0) {
         auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, std::min(g, room), floor_, floor_, 0, now_);
         if (id.ok()) {
@@ -587,6 +588,7 @@ class Run final : public alloc::Listener {
   std::vector<HolderId> job_holder_;
   std::vector<int64_t> job_start_;
   std::vector<Gpus> last_want_;
+  size_t next_gap_ = 0;  // Integrate's cursor into trace_.gaps
   BaselineRecord record_;
   std::vector<FleetSample> series_;
   int64_t capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, inference_ms_ = 0, waiting_ms_ = 0;

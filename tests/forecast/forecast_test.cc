@@ -162,3 +162,28 @@ TEST(ForecastTest, FollowsAChangedPattern) {
 
 }  // namespace
 }  // namespace ll::forecast
+
+namespace ll::forecast {
+namespace {
+
+// Queries cache per-bucket answers; a forecast that is queried all along must answer exactly
+// like one that sees the same observations and is queried only at the end.
+TEST(ForecastTest, CachedAnswersMatchFreshOnes) {
+  DemandForecast queried({kCap}), fresh({kCap});
+  uint64_t x = 7;
+  for (int step = 0; step < 3000; ++step) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    Time t = At(0, step * 7);
+    Gpus level = static_cast<Gpus>((x >> 33) % (kCap + 1));
+    queried.Observe(0, level, t);
+    fresh.Observe(0, level, t);
+    double q = step % 500 < 250 ? 0.9 : 0.5;  // a changed quantile drops the cache
+    Time end = t + Duration::Hours(1 + static_cast<int64_t>(x >> 60));
+    Gpus got = queried.Quantile(0, q, t, end);
+    DemandForecast copy = fresh;  // `fresh` is never queried: its copy has no cached answers
+    ASSERT_EQ(got, copy.Quantile(0, q, t, end)) << "step " << step;
+  }
+}
+
+}  // namespace
+}  // namespace ll::forecast
