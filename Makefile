@@ -5,7 +5,7 @@ ASAN    ?= build/asan
 BENCHB  ?= build/bench
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-unit test-e2e bench clean format
+.PHONY: all deps build run sim test test-unit test-e2e bench clean format
 
 all: build
 
@@ -18,8 +18,13 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Runs the simulator on the embedded default trace (Helios Earth, May 2020).
+# Starts the control plane on its embedded defaults: the sim fleet replays the Helios trace at
+# 60x, state in ./landlord-data (SQLite). Prints the URL and, on first start, the admin key.
 run: build
+	$(BUILD)/landlord serve
+
+# The simulator on the embedded default trace (Helios Earth, May 2020): the policy table.
+sim: build
 	$(BUILD)/landlord sim --trace helios:data/helios_earth_2020_05
 
 $(ASAN)/CMakeCache.txt: | deps

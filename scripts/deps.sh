@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ccache pkg-config
       libcli11-dev nlohmann-json3-dev libsimdjson-dev libfmt-dev libspdlog-dev
-      libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev)
+      libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
+      libboost-dev libsqlite3-dev libsodium-dev wrk)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

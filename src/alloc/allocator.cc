@@ -52,6 +52,7 @@ struct Allocator::NodeState {
 Allocator::Allocator(const FleetSpec& spec, AllocatorOptions options, std::unique_ptr<Policy> policy,
                      Listener* listener)
     : fleet_(*Fleet::Create(spec)), options_(options), policy_(std::move(policy)), listener_(listener) {
+  shortest_notice_ = options_.notice;
   static Listener kNoListener;
   if (listener_ == nullptr) listener_ = &kNoListener;
   const size_t np = fleet_.pools().size();
@@ -637,6 +638,43 @@ Result<HolderId> Allocator::PlaceReserved(PoolId pool, Gpus gpus, Time end, Mone
   return h.id;
 }
 
+Result<HolderId> Allocator::Restore(const RestoreSpec& r) {
+  if (r.cls == HolderClass::kInternal) return Status::Invalid("restore: only outside holders");
+  if (!r.pool.valid() || r.pool.v >= pools_.size()) return Status::Invalid("restore: unknown pool");
+  if (r.state != HolderState::kActive && r.state != HolderState::kNoticed) {
+    return Status::Invalid("restore: state must be active or noticed");
+  }
+  if (r.state == HolderState::kNoticed && (r.cls == HolderClass::kReserved || r.reclaim_at == kTimeMax)) {
+    return Status::Invalid("restore: a noticed holder needs reclaim_at (and is never reserved)");
+  }
+  if (r.cls == HolderClass::kReserved && r.term_end == kTimeMax) return Status::Invalid("restore: reserved needs term_end");
+  if (r.shares.empty()) return Status::Invalid("restore: no GPUs");
+  // Check every share first so that a bad record changes nothing.
+  std::vector<Gpus> want(nodes_.size(), 0);
+  for (const Share& s : r.shares) {
+    if (!s.node.valid() || s.node.v >= nodes_.size() || s.gpus < 1) return Status::Invalid("restore: bad share");
+    if (nodes_[s.node.v].pool != r.pool) return Status::Invalid("restore: a share is outside the pool");
+    if (nodes_[s.node.v].claim.valid()) return Status::Conflict("restore: a node is claimed");
+    want[s.node.v] += s.gpus;
+    if (want[s.node.v] > nodes_[s.node.v].free) return Status::Conflict("restore: GPUs already held");
+  }
+  Gpus total = 0;
+  for (const Share& s : r.shares) total += s.gpus;
+  Holder& h = NewHolder(r.cls, r.pool, total, r.created, r.tag);
+  h.state = r.state;  // before Take, so `noticed` is counted
+  h.price = r.price;
+  h.max_price = r.max_price;
+  h.started = r.started;
+  h.noticed_at = r.noticed_at;
+  h.reclaim_at = r.reclaim_at;
+  h.term_end = r.term_end;
+  for (const Share& s : r.shares) Take(h, s.node, s.gpus);
+  if (r.state == HolderState::kNoticed) deadlines_.emplace(h.reclaim_at.ms, h.id.v);
+  if (r.cls == HolderClass::kReserved) deadlines_.emplace(h.term_end.ms, h.id.v);
+  if (r.state == HolderState::kActive && r.cls != HolderClass::kReserved) victims_[r.pool.v].insert(VictimOf(h));
+  return h.id;
+}
+
 void Allocator::Release(HolderId id, Time now) {
   Holder& h = holders_[id.v];
   LL_CHECK(h.outside() && h.state != HolderState::kEnded);
@@ -672,6 +710,13 @@ void Allocator::SetPrice(HolderId id, Money price) {
     victims_[h.pool.v].insert(VictimOf(h));
   }
   h.price = price;
+}
+
+void Allocator::SetNotice(Duration notice) {
+  LL_CHECK(notice.ms > 0);
+  notice_changed_ = notice_changed_ || notice != options_.notice;
+  options_.notice = notice;
+  shortest_notice_ = std::min(shortest_notice_, notice);
 }
 
 void Allocator::NoticeCheapestSpot(PoolId pool, Gpus gpus, Time now) {
@@ -825,11 +870,17 @@ void Allocator::CheckInvariants(Time now) const {
       c.noticed += h.gpus;
       LL_CHECK(h.cls != HolderClass::kReserved);  // reserved never preempted
       LL_CHECK(h.reclaim_at > now);               // notice honoured: still holding until reclaim_at
+      // The full notice, never less (exactly the notice, unless the owner changed it since).
       Duration d = h.cls == HolderClass::kInference
-                       ? std::min(options_.inference_drain, options_.notice) : options_.notice;
-      LL_CHECK(h.reclaim_at - h.noticed_at == d);  // the full notice, never less
+                       ? std::min(options_.inference_drain, shortest_notice_) : shortest_notice_;
+      if (!notice_changed_) {
+        LL_CHECK(h.reclaim_at - h.noticed_at == d);
+      } else {
+        LL_CHECK(h.reclaim_at - h.noticed_at >= d);
+      }
     }
-    if (h.outside()) LL_CHECK(h.price >= options_.floor);  // nothing sold below the floor
+    // Nothing sold below the floor (a noticed holder keeps the price it had).
+    if (h.outside() && h.state == HolderState::kActive) LL_CHECK(h.price >= options_.floor);
     if (h.cls == HolderClass::kReserved) LL_CHECK(h.term_end > now);
   }
   for (size_t p = 0; p < pools_.size(); ++p) {

@@ -130,6 +130,21 @@ class Allocator {
   // it; the message states the largest size that would be accepted.
   Result<HolderId> PlaceReserved(PoolId pool, Gpus gpus, Time end, Money price, uint64_t tag,
                                  Time now);
+  // Server restart: recreates an outside holder exactly as persisted, on exactly `shares`.
+  // `state` is kActive or kNoticed (with noticed_at/reclaim_at); reserved holders need
+  // term_end. Fails (changing nothing) if a share's GPUs are not free or the record is
+  // inconsistent. Ends due on the next AdvanceTo if reclaim_at or term_end has passed.
+  struct RestoreSpec {
+    HolderClass cls = HolderClass::kSpot;
+    HolderState state = HolderState::kActive;
+    PoolId pool;
+    std::vector<Share> shares;
+    Money price, max_price;
+    Time created, started;
+    Time noticed_at = kTimeMax, reclaim_at = kTimeMax, term_end = kTimeMax;
+    uint64_t tag = 0;
+  };
+  Result<HolderId> Restore(const RestoreSpec& spec);
   // The tenant gives the GPUs back (any outside holder, noticed or not).
   void Release(HolderId holder, Time now);
   // Give `holder` (spot or inference) a reclaim notice now, e.g. because the price rose.
@@ -139,6 +154,10 @@ class Allocator {
   void NoticeCheapestSpot(PoolId pool, Gpus gpus, Time now);
   // Change what a spot holder pays (new clearing price).
   void SetPrice(HolderId holder, Money price);
+  // The owner changes the floor or the notice (server). A new floor applies to placements and
+  // prices from now on (the driver re-clears the market); a new notice to notices from now on.
+  void SetFloor(Money floor) { options_.floor = floor; }
+  void SetNotice(Duration notice);
 
   // ---- time ----
   // Ends noticed holders whose reclaim_at ≤ now and reserved terms that are over, hands the
@@ -251,6 +270,8 @@ class Allocator {
   int64_t forecast_misses_ = 0;
   int64_t reserved_violations_ = 0;
   std::vector<bool> miss_open_;  // per pool: a forecast miss is in progress
+  Duration shortest_notice_;     // the shortest notice ever configured (SetNotice)
+  bool notice_changed_ = false;
   std::vector<Gpus> pool_max_node_;
   std::vector<std::vector<NodeId>> pool_nodes_;
   // Per pool, its racks in ascending id order, each with its nodes in id order.

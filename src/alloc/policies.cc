@@ -95,8 +95,8 @@ class LandlordPolicy final : public Policy {
 
   Gpus ReservedRoom(const PoolView& p, Time now, Time end) override {
     PoolState& s = State(p);
-    if (ctx_.forecast == nullptr || !s.started || now - s.first_seen < Duration::Hours(24 * 14)) {
-      return 0;  // two weeks of history before promising anything
+    if (ctx_.forecast == nullptr || !s.started || now - s.first_seen < ctx_.reserved_min_history) {
+      return 0;  // enough history (two weeks by default) before promising anything
     }
     Gpus demand = ctx_.forecast->Quantile(static_cast<int>(p.pool.v), ctx_.reserved_quantile, now, end);
     const Recent& r = RecentAt(s, now, p.capacity);

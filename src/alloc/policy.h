@@ -62,6 +62,7 @@ struct PolicyContext {
   Duration cooldown = Duration::Minutes(30);
   double delay_budget = 0.05;  // target delayed fraction of owner GPU-time per pool
   Duration warmup = Duration::Hours(6);
+  Duration reserved_min_history = Duration::Hours(24 * 14);  // before any reserved term
   double reserved_quantile = 1.0;
   int pools = 0;
 };

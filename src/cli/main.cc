@@ -11,6 +11,8 @@
 #include <toml++/toml.h>
 
 #include "alloc/policy.h"
+#include "cli/client.h"
+#include "cli/serve.h"
 #include "sim/experiment.h"
 #include "sim/report.h"
 #include "sim/trace.h"
@@ -150,7 +152,8 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
 int main(int argc, char** argv) {
   CLI::App app{
       "landlord: sell the idle hours of a GPU fleet without getting in the owner's way.\n"
-      "`landlord sim` replays a cluster trace and compares selling policies."};
+      "`landlord sim` replays a cluster trace and compares selling policies; `landlord serve` runs the\n"
+      "control plane; `lease`, `quote` and `admin` talk to it."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "landlord 0.1.0");
 
@@ -207,7 +210,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   sim->add_flag("--check-invariants", check, "Check every allocator rule after every event (slow)");
 
+  auto serve = ll::cli::AddServeCommand(app);
+  auto client = ll::cli::AddClientCommands(app);
+
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = serve()) return *rc;
+  if (auto rc = client()) return *rc;
   if (sim->parsed()) {
     return RunSim(trace, policies, notice_s, external, inference, json, svg, seed, load_scale, nodes, gpus_per_node,
                   config, check, cooldown_min, delay_budget, reserved_h);

@@ -107,13 +107,8 @@ class Run final : public alloc::Listener {
         return Status::Invalid("trace: data gaps must be non-empty, sorted and disjoint");
       }
     }
-    alloc::FleetSpec spec;
-    std::vector<Gpus> pool_caps(trace_.pools.size(), 0);
-    for (const auto& p : trace_.pools) spec.pools.push_back(p.name);
-    for (const auto& n : trace_.nodes) {
-      spec.nodes.push_back({n.name, PoolId{static_cast<uint32_t>(n.pool)}, RackId{static_cast<uint32_t>(n.rack)}, n.gpus});
-      pool_caps[n.pool] += n.gpus;
-    }
+    std::vector<Gpus> pool_caps;
+    alloc::FleetSpec spec = FleetSpecOf(trace_, &pool_caps);
     forecast_ = std::make_unique<forecast::DemandForecast>(pool_caps);
     if (baseline_ != nullptr) future_ = std::make_unique<RecordedFuture>(baseline_->demand);
     alloc::PolicyContext ctx;
@@ -599,6 +594,17 @@ class Run final : public alloc::Listener {
 };
 
 }  // namespace
+
+alloc::FleetSpec FleetSpecOf(const Trace& trace, std::vector<Gpus>* pool_gpus) {
+  alloc::FleetSpec spec;
+  pool_gpus->assign(trace.pools.size(), 0);
+  for (const auto& p : trace.pools) spec.pools.push_back(p.name);
+  for (const auto& n : trace.nodes) {
+    spec.nodes.push_back({n.name, PoolId{static_cast<uint32_t>(n.pool)}, RackId{static_cast<uint32_t>(n.rack)}, n.gpus});
+    (*pool_gpus)[n.pool] += n.gpus;
+  }
+  return spec;
+}
 
 Result<RunResult> RunPolicy(const Trace& trace, const std::string& policy, const SimOptions& options,
                             const BaselineRecord* baseline, void (*progress)(double, void*), void* arg) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "alloc/fleet.h"
 #include "alloc/policy.h"
 #include "core/status.h"
 #include "market/price_book.h"
@@ -56,6 +57,10 @@ struct RunResult {
 // Runs one policy over the trace. `baseline` must come from a `baseline` run of the same trace
 // and options (for waits and for `oracle`); it may be null only for `baseline` itself.
 // `progress` (optional) is called with the fraction done.
+// The allocator's fleet for a trace's nodes and pools, and each pool's GPUs (shared by the
+// simulator and the server's sim fleet).
+alloc::FleetSpec FleetSpecOf(const Trace& trace, std::vector<Gpus>* pool_gpus);
+
 Result<RunResult> RunPolicy(const Trace& trace, const std::string& policy, const SimOptions& options,
                             const BaselineRecord* baseline, void (*progress)(double, void*) = nullptr,
                             void* progress_arg = nullptr);

@@ -1,0 +1,190 @@
+#include "api/config.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+namespace ll::api {
+namespace {
+
+// Typed access to `table.key` with the file and key in every error.
+class Reader {
+ public:
+  Reader(const toml::table& t, std::string path) : t_(t), path_(std::move(path)) {}
+
+  Status Known(const char* table, std::initializer_list<const char*> keys) {
+    const toml::table* tbl = t_[table].as_table();
+    if (tbl == nullptr) {
+      if (t_.contains(table)) return Error(table, "", "must be a table");
+      return Status::Ok();
+    }
+    for (auto& [k, v] : *tbl) {
+      bool ok = false;
+      for (const char* key : keys) ok = ok || k.str() == key;
+      if (!ok) {
+        return Status::Invalid(fmt::format("{}:{}: unknown key `{}.{}`", path_, v.source().begin.line,
+                                           table, k.str()));
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status Str(const char* table, const char* key, std::string* out) {
+    auto node = t_[table][key];
+    if (!node) return Status::Ok();
+    auto v = node.value<std::string>();
+    if (!v) return Error(table, key, "must be a string");
+    *out = *v;
+    return Status::Ok();
+  }
+
+  template <typename T>
+  Status Int(const char* table, const char* key, int64_t lo, int64_t hi, T* out) {
+    auto node = t_[table][key];
+    if (!node) return Status::Ok();
+    auto v = node.value<int64_t>();
+    if (!v || *v < lo || *v > hi) return Error(table, key, fmt::format("must be an integer in [{}, {}]", lo, hi));
+    *out = static_cast<T>(*v);
+    return Status::Ok();
+  }
+
+  Status Real(const char* table, const char* key, double lo, double hi, double* out) {
+    auto node = t_[table][key];
+    if (!node) return Status::Ok();
+    auto v = node.value<double>();
+    if (!v || !(*v >= lo && *v <= hi)) return Error(table, key, fmt::format("must be a number in [{}, {}]", lo, hi));
+    *out = *v;
+    return Status::Ok();
+  }
+
+  Status Seconds(const char* table, const char* key, int64_t lo, int64_t hi, Duration* out) {
+    int64_t s = out->ms / 1000;
+    LL_RETURN_IF_ERROR(Int(table, key, lo, hi, &s));
+    *out = Duration::Seconds(s);
+    return Status::Ok();
+  }
+
+  Status Dollars(const char* table, const char* key, Money* out) {
+    auto node = t_[table][key];
+    if (!node) return Status::Ok();
+    std::string text;
+    if (auto s = node.value<std::string>()) {
+      text = *s;
+    } else if (auto d = node.value<double>()) {
+      text = fmt::format("{:.6f}", *d);
+    } else {
+      return Error(table, key, "must be a dollar amount");
+    }
+    auto m = ParseMoney(text);
+    if (!m.ok()) return Error(table, key, m.status().message());
+    *out = *m;
+    return Status::Ok();
+  }
+
+  Status StrList(const char* table, const char* key, std::vector<std::string>* out) {
+    auto node = t_[table][key];
+    if (!node) return Status::Ok();
+    const toml::array* a = node.as_array();
+    if (a == nullptr) return Error(table, key, "must be an array of strings");
+    out->clear();
+    for (auto& e : *a) {
+      auto s = e.value<std::string>();
+      if (!s) return Error(table, key, "must be an array of strings");
+      out->push_back(*s);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  Status Error(const char* table, const char* key, std::string_view what) {
+    auto node = t_[table][key].node();
+    int line = node != nullptr ? static_cast<int>(node->source().begin.line) : 0;
+    return Status::Invalid(fmt::format("{}:{}: `{}.{}` {}", path_, line, table, key, what));
+  }
+
+  const toml::table& t_;
+  std::string path_;
+};
+
+}  // namespace
+
+Status LoadServeConfig(const std::string& path, ServeConfig* c) {
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    std::fclose(f);
+  } else {
+    return Status::Invalid(fmt::format("cannot read config `{}`: {}", path, std::strerror(errno)));
+  }
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return Status::Invalid(fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
+  }
+  for (auto& [k, v] : t) {
+    static const char* kTables[] = {"server", "clock", "fleet", "policy", "prices"};
+    bool ok = false;
+    for (const char* name : kTables) ok = ok || k.str() == name;
+    if (!ok) return Status::Invalid(fmt::format("{}:{}: unknown table `{}`", path, v.source().begin.line, k.str()));
+  }
+  Reader r(t, path);
+  LL_RETURN_IF_ERROR(r.Known("server", {"listen", "data_dir", "max_connections", "max_body_bytes",
+                                        "request_timeout_s", "tick_ms"}));
+  LL_RETURN_IF_ERROR(r.Str("server", "listen", &c->listen));
+  LL_RETURN_IF_ERROR(r.Str("server", "data_dir", &c->data_dir));
+  LL_RETURN_IF_ERROR(r.Int("server", "max_connections", 1, 1'000'000, &c->max_connections));
+  LL_RETURN_IF_ERROR(r.Int("server", "max_body_bytes", 1024, 64 << 20, &c->max_body_bytes));
+  LL_RETURN_IF_ERROR(r.Seconds("server", "request_timeout_s", 1, 3600, &c->request_timeout));
+  int64_t tick_ms = c->tick.ms;
+  LL_RETURN_IF_ERROR(r.Int("server", "tick_ms", 1, 60'000, &tick_ms));
+  c->tick = Duration::Millis(tick_ms);
+
+  LL_RETURN_IF_ERROR(r.Known("clock", {"speed"}));
+  LL_RETURN_IF_ERROR(r.Real("clock", "speed", 0.001, 1e7, &c->speed));
+
+  LL_RETURN_IF_ERROR(r.Known("fleet", {"backend", "trace", "nodes", "gpus_per_node", "history_h"}));
+  LL_RETURN_IF_ERROR(r.Str("fleet", "backend", &c->backend));
+  if (c->backend != "sim") return Status::Invalid(fmt::format("{}: `fleet.backend` must be \"sim\"", path));
+  LL_RETURN_IF_ERROR(r.Str("fleet", "trace", &c->trace));
+  LL_RETURN_IF_ERROR(r.Int("fleet", "nodes", 0, 1'000'000, &c->nodes));
+  LL_RETURN_IF_ERROR(r.Int("fleet", "gpus_per_node", 1, 64, &c->gpus_per_node));
+  int64_t history_h = c->history.ms / 3'600'000;
+  LL_RETURN_IF_ERROR(r.Int("fleet", "history_h", 0, 24 * 365, &history_h));
+  c->history = Duration::Hours(history_h);
+
+  LL_RETURN_IF_ERROR(r.Known("policy", {"name", "notice_s", "cooldown_min", "delay_budget", "warmup_h",
+                                        "reserved_min_history_h", "headroom_gpus", "sellable_pools",
+                                        "sample_every_s"}));
+  LL_RETURN_IF_ERROR(r.Str("policy", "name", &c->policy));
+  LL_RETURN_IF_ERROR(r.Seconds("policy", "notice_s", 1, 86400, &c->notice));
+  int64_t m = c->cooldown.ms / 60'000;
+  LL_RETURN_IF_ERROR(r.Int("policy", "cooldown_min", 0, 24 * 60, &m));
+  c->cooldown = Duration::Minutes(m);
+  LL_RETURN_IF_ERROR(r.Real("policy", "delay_budget", 0, 1, &c->delay_budget));
+  int64_t h = c->warmup.ms / 3'600'000;
+  LL_RETURN_IF_ERROR(r.Int("policy", "warmup_h", 0, 24 * 30, &h));
+  c->warmup = Duration::Hours(h);
+  h = c->reserved_min_history.ms / 3'600'000;
+  LL_RETURN_IF_ERROR(r.Int("policy", "reserved_min_history_h", 0, 24 * 365, &h));
+  c->reserved_min_history = Duration::Hours(h);
+  LL_RETURN_IF_ERROR(r.Int("policy", "headroom_gpus", 0, 1'000'000, &c->headroom_gpus));
+  LL_RETURN_IF_ERROR(r.StrList("policy", "sellable_pools", &c->sellable_pools));
+  LL_RETURN_IF_ERROR(r.Seconds("policy", "sample_every_s", 1, 86400, &c->sample_every));
+
+  LL_RETURN_IF_ERROR(r.Known("prices", {"list_per_gpu_hour", "electricity_per_kwh", "wear_per_gpu_hour",
+                                        "busy_watts", "idle_watts", "input_per_mtok", "output_per_mtok"}));
+  auto& pb = c->prices;
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "list_per_gpu_hour", &pb.list_per_gpu_hour));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "electricity_per_kwh", &pb.electricity_per_kwh));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "wear_per_gpu_hour", &pb.wear_per_gpu_hour));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "input_per_mtok", &pb.input_per_mtok));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "output_per_mtok", &pb.output_per_mtok));
+  LL_RETURN_IF_ERROR(r.Int("prices", "busy_watts", 1, 5000, &pb.busy_watts));
+  LL_RETURN_IF_ERROR(r.Int("prices", "idle_watts", 0, 5000, &pb.idle_watts));
+  if (pb.idle_watts >= pb.busy_watts) return Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
+  return Status::Ok();
+}
+
+}  // namespace ll::api

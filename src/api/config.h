@@ -1,0 +1,49 @@
+// `landlord serve` configuration: TOML (docs/serve.example.toml documents every key) with
+// command-line overrides. Every value is validated; errors name the file and key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/time.h"
+#include "market/price_book.h"
+
+namespace ll::api {
+
+struct ServeConfig {
+  // [server]
+  std::string listen = "127.0.0.1:8080";
+  std::string data_dir = "landlord-data";
+  int max_connections = 1024;
+  size_t max_body_bytes = 1 << 20;
+  // A request (headers and body) must arrive within this, counted from the end of the last
+  // response; slow senders and idle keep-alive connections are closed after it.
+  Duration request_timeout = Duration::Seconds(10);
+  Duration tick = Duration::Millis(100);            // wall time between control-loop steps
+  // [clock]
+  double speed = 60;  // server-clock seconds per wall second (sim fleet)
+  // [fleet]
+  std::string backend = "sim";
+  std::string trace = "helios:data/helios_earth_2020_05";
+  int nodes = 0;  // csv/sacct traces: fleet size (0: fit the trace)
+  int gpus_per_node = 8;
+  Duration history = Duration::Hours(24 * 15);  // of the trace, learned before serving
+  // [policy]
+  std::string policy = "landlord";
+  Duration notice = Duration::Seconds(120);
+  Duration cooldown = Duration::Minutes(30);
+  double delay_budget = 0.05;
+  Duration warmup = Duration::Hours(6);
+  Duration reserved_min_history = Duration::Hours(24 * 14);
+  int headroom_gpus = 0;               // kept unsold on top of the policy's own headroom
+  std::vector<std::string> sellable_pools;  // empty: every pool
+  Duration sample_every = Duration::Seconds(60);  // server clock, for /admin/timeseries
+  // [prices]
+  market::PriceBook prices;
+};
+
+// Reads `path` over the defaults in `config`.
+Status LoadServeConfig(const std::string& path, ServeConfig* config);
+
+}  // namespace ll::api

@@ -1,0 +1,1106 @@
+#include "api/control_plane.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "api/auth.h"
+#include "core/check.h"
+#include "market/auction.h"
+#include "sim/engine.h"
+
+namespace ll::api {
+
+using alloc::HolderClass;
+using alloc::HolderState;
+using nlohmann::json;
+
+namespace {
+
+const char* ErrorType(int status) {
+  switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 409: return "conflict_error";
+    case 503: return "server_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+  }
+}
+
+json TimeJson(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
+
+
+// A field of a JSON request body, with errors that name it.
+class Fields {
+ public:
+  explicit Fields(const json& body) : body_(body) {}
+  bool ok() const { return !error_; }
+  Reply error() const { return *error_; }
+
+  std::optional<int64_t> Int(const char* key, int64_t lo, int64_t hi, bool required) {
+    if (error_) return std::nullopt;
+    auto it = body_.find(key);
+    if (it == body_.end() || it->is_null()) {
+      if (required) Fail("missing_field", fmt::format("`{}` is required", key), key);
+      return std::nullopt;
+    }
+    if (!it->is_number_integer()) {
+      Fail("invalid_type", fmt::format("`{}` must be an integer", key), key);
+      return std::nullopt;
+    }
+    int64_t v = 0;
+    if (it->is_number_unsigned()) {
+      uint64_t u = it->get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) u = INT64_MAX;
+      v = static_cast<int64_t>(u);
+    } else {
+      v = it->get<int64_t>();
+    }
+    if (v < lo || v > hi) {
+      Fail("invalid_value", fmt::format("`{}` must be in [{}, {}], got {}", key, lo, hi, v), key);
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<std::string> Str(const char* key, bool required) {
+    if (error_) return std::nullopt;
+    auto it = body_.find(key);
+    if (it == body_.end() || it->is_null()) {
+      if (required) Fail("missing_field", fmt::format("`{}` is required", key), key);
+      return std::nullopt;
+    }
+    if (!it->is_string()) {
+      Fail("invalid_type", fmt::format("`{}` must be a string", key), key);
+      return std::nullopt;
+    }
+    return it->get<std::string>();
+  }
+
+  std::optional<Money> Dollars(const char* key, bool required) {
+    if (error_) return std::nullopt;
+    auto it = body_.find(key);
+    if (it == body_.end() || it->is_null()) {
+      if (required) Fail("missing_field", fmt::format("`{}` is required", key), key);
+      return std::nullopt;
+    }
+    std::string text;
+    if (it->is_string()) {
+      text = it->get<std::string>();
+    } else if (it->is_number()) {
+      double d = it->get<double>();
+      if (!std::isfinite(d) || d < 0 || d > 1e9) {
+        Fail("invalid_value", fmt::format("`{}` must be a dollar amount in [0, 1e9]", key), key);
+        return std::nullopt;
+      }
+      text = fmt::format("{:.6f}", d);
+    } else {
+      Fail("invalid_type", fmt::format("`{}` must be a dollar amount (string or number)", key), key);
+      return std::nullopt;
+    }
+    auto m = ParseMoney(text);
+    if (!m.ok()) {
+      Fail("invalid_value", fmt::format("`{}`: {}", key, m.status().message()), key);
+      return std::nullopt;
+    }
+    return *m;
+  }
+
+  // Rejects keys not in `known`.
+  void Only(std::initializer_list<const char*> known) {
+    if (error_) return;
+    for (auto& [k, v] : body_.items()) {
+      bool ok = false;
+      for (const char* key : known) ok = ok || k == key;
+      if (!ok) {
+        Fail("invalid_value", fmt::format("unknown field `{}`", k), k);
+        return;
+      }
+    }
+  }
+
+  void Fail(std::string_view code, std::string message, std::string_view param) {
+    if (!error_) error_ = ErrorReply(400, code, std::move(message), param);
+  }
+
+ private:
+  const json& body_;
+  std::optional<Reply> error_;
+};
+
+std::string FormatPlacement(const std::vector<alloc::Share>& shares) {
+  std::string out;
+  for (const auto& s : shares) out += fmt::format("{}{}:{}", out.empty() ? "" : ",", s.node.v, s.gpus);
+  return out;
+}
+
+Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
+  std::vector<alloc::Share> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string_view::npos) comma = text.size();
+    std::string_view part = text.substr(pos, comma - pos);
+    size_t colon = part.find(':');
+    if (colon == std::string_view::npos) return Status::Invalid(fmt::format("bad placement `{}`", text));
+    try {
+      out.push_back({NodeId{static_cast<uint32_t>(std::stoul(std::string(part.substr(0, colon))))},
+                     static_cast<Gpus>(std::stoi(std::string(part.substr(colon + 1))))});
+    } catch (...) {
+      return Status::Invalid(fmt::format("bad placement `{}`", text));
+    }
+    pos = comma + 1;
+  }
+  return out;
+}
+
+bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
+
+}  // namespace
+
+Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
+  Reply r;
+  r.status = status;
+  r.body = {{"error",
+             {{"message", std::move(message)},
+              {"type", ErrorType(status)},
+              {"code", std::string(code)},
+              {"param", param.empty() ? json(nullptr) : json(std::string(param))}}}};
+  return r;
+}
+
+Time ScaledClock::Now() const {
+  double elapsed = static_cast<double>((wall_->Now() - origin_wall_).ms) * speed_;
+  return origin_ + Duration::Millis(static_cast<int64_t>(elapsed));
+}
+
+// The owner's settings over the named policy: extra headroom and which pools may be sold.
+struct ControlPlane::Overrides {
+  int headroom = 0;
+  std::vector<bool> sellable;
+};
+
+namespace {
+
+class OwnerLimits final : public alloc::Policy {
+ public:
+  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const void> keep, const int* headroom,
+              const std::vector<bool>* sellable)
+      : inner_(std::move(inner)), keep_(std::move(keep)), headroom_(headroom), sellable_(sellable) {}
+  const std::string& name() const override { return inner_->name(); }
+  Gpus SellLimit(const alloc::PoolView& p, Time now) override {
+    if (!(*sellable_)[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->SellLimit(p, now) - *headroom_);
+  }
+  Gpus ReservedRoom(const alloc::PoolView& p, Time now, Time end) override {
+    if (!(*sellable_)[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->ReservedRoom(p, now, end) - *headroom_);
+  }
+  void OnDemand(const alloc::PoolView& p, Time now) override { inner_->OnDemand(p, now); }
+
+ private:
+  std::unique_ptr<alloc::Policy> inner_;
+  std::shared_ptr<const void> keep_;
+  const int* headroom_;
+  const std::vector<bool>* sellable_;
+};
+
+}  // namespace
+
+ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store)
+    : config_(config), fleet_(trace), store_(store), prices_(config.prices) {}
+
+ControlPlane::~ControlPlane() = default;
+
+Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(const ServeConfig& config, const sim::Trace& trace,
+                                                         store::Store* store, const Clock* wall,
+                                                         const std::string& admin_key_env) {
+  std::unique_ptr<ControlPlane> cp(new ControlPlane(config, trace, store));
+  LL_RETURN_IF_ERROR(cp->Load(wall, admin_key_env));
+  return cp;
+}
+
+Status ControlPlane::InitClock(const Clock* wall) {
+  LL_ASSIGN_OR_RETURN(auto saved, store_->Setting("clock"));
+  Time origin_wall = wall->Now();
+  Time origin = fleet_.trace().begin + config_.history;
+  if (saved) {
+    json j = json::parse(*saved, nullptr, false);
+    if (j.is_discarded() || !j.contains("origin_wall_ms") || !j.contains("origin_ms") || !j.contains("speed")) {
+      return Status::Invalid("store: setting `clock` is corrupt");
+    }
+    // Continue the saved timeline; if the speed changed, re-anchor at the saved clock's now.
+    ScaledClock old(wall, Time{j["origin_wall_ms"].get<int64_t>()}, Time{j["origin_ms"].get<int64_t>()},
+                    j["speed"].get<double>());
+    origin = old.Now();
+    if (j["speed"].get<double>() == config_.speed) {
+      origin_wall = Time{j["origin_wall_ms"].get<int64_t>()};
+      origin = Time{j["origin_ms"].get<int64_t>()};
+    }
+  }
+  clock_ = std::make_unique<ScaledClock>(wall, origin_wall, origin, config_.speed);
+  json j = {{"origin_wall_ms", origin_wall.ms}, {"origin_ms", origin.ms}, {"speed", config_.speed}};
+  pending_.settings.emplace_back("clock", j.dump());
+  return Status::Ok();
+}
+
+Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
+  const sim::Trace& trace = fleet_.trace();
+  LL_RETURN_IF_ERROR(InitClock(wall));
+
+  // The owner's settings: config first, then what PUT /admin/policy saved.
+  overrides_ = std::make_shared<Overrides>();
+  overrides_->headroom = config_.headroom_gpus;
+  overrides_->sellable.assign(trace.pools.size(), config_.sellable_pools.empty());
+  for (const std::string& name : config_.sellable_pools) {
+    int p = PoolIndex(name);
+    if (p < 0) return Status::Invalid(fmt::format("config: `policy.sellable_pools`: unknown pool `{}`", name));
+    overrides_->sellable[p] = true;
+  }
+  floor_ = prices_.Floor();
+  Duration notice = config_.notice;
+  LL_ASSIGN_OR_RETURN(auto saved_policy, store_->Setting("policy"));
+  if (saved_policy) {
+    json j = json::parse(*saved_policy, nullptr, false);
+    if (j.is_discarded()) return Status::Invalid("store: setting `policy` is corrupt");
+    overrides_->headroom = j.value("headroom_gpus", overrides_->headroom);
+    notice = Duration::Millis(j.value("notice_ms", notice.ms));
+    floor_ = Money::Micros(j.value("floor_micros", floor_.micros));
+    if (j.contains("sellable")) overrides_->sellable = j["sellable"].get<std::vector<bool>>();
+    if (overrides_->sellable.size() != trace.pools.size()) return Status::Invalid("store: setting `policy` does not match the fleet");
+  }
+  spot_price_ = floor_;
+
+  // The allocator, forecast and policy, as `landlord sim` builds them.
+  std::vector<Gpus> caps;
+  alloc::FleetSpec spec = sim::FleetSpecOf(trace, &caps);
+  LL_RETURN_IF_ERROR(alloc::Fleet::Create(spec).status());
+  forecast_ = std::make_unique<forecast::DemandForecast>(caps);
+  alloc::PolicyContext ctx;
+  ctx.notice = notice;
+  ctx.tick = Duration::Millis(std::max<int64_t>(1, static_cast<int64_t>(config_.tick.ms * config_.speed)));
+  ctx.forecast = forecast_.get();
+  ctx.cooldown = config_.cooldown;
+  ctx.delay_budget = config_.delay_budget;
+  ctx.warmup = config_.warmup;
+  ctx.reserved_min_history = config_.reserved_min_history;
+  ctx.pools = static_cast<int>(trace.pools.size());
+  LL_ASSIGN_OR_RETURN(auto policy, alloc::MakePolicy(config_.policy, ctx));
+  auto wrapped = std::make_unique<OwnerLimits>(std::move(policy), overrides_, &overrides_->headroom,
+                                               &overrides_->sellable);
+  alloc::AllocatorOptions ao;
+  ao.notice = notice;
+  ao.occupancy = true;
+  ao.floor = floor_;
+  alloc_ = std::make_unique<alloc::Allocator>(spec, ao, std::move(wrapped), this);
+  demand_.assign(trace.pools.size(), -1);
+
+  // Tenants and keys.
+  LL_ASSIGN_OR_RETURN(auto tenants, store_->Tenants());
+  for (auto& t : tenants) tenants_[t.id] = t;
+  LL_ASSIGN_OR_RETURN(auto keys, store_->Keys());
+  key_count_ = keys.size();
+  bool have_admin = false;
+  for (auto& k : keys) {
+    have_admin = have_admin || k.admin;
+    keys_by_hash_[k.hash] = k;
+  }
+  const Time now = clock_->Now();
+  auto add_admin = [&](const std::string& key) {
+    store::KeyRecord k;
+    k.id = MakeExternalId("key", ++key_count_);
+    k.hash = HashApiKey(key);
+    k.admin = true;
+    k.created = now;
+    keys_by_hash_[k.hash] = k;
+    pending_.keys.push_back(k);
+  };
+  if (!admin_key_env.empty()) {
+    if (admin_key_env.size() < 16) return Status::Invalid("LANDLORD_ADMIN_KEY must be at least 16 characters");
+    if (!keys_by_hash_.contains(HashApiKey(admin_key_env))) add_admin(admin_key_env);
+  } else if (!have_admin) {
+    admin_key_once_ = NewApiKey();
+    add_admin(admin_key_once_);
+  }
+
+  // What the owner did before now teaches the forecast and the policy.
+  WarmUp(now);
+
+  // Leases: the live ones go back on exactly the GPUs they held.
+  LL_ASSIGN_OR_RETURN(auto leases, store_->Leases());
+  for (auto& rec : leases) {
+    Lease l;
+    l.rec = rec;
+    size_t index = leases_.size();
+    if (rec.state == "active" || rec.state == "noticed") {
+      alloc::Allocator::RestoreSpec rs;
+      rs.cls = rec.kind == "reserved" ? HolderClass::kReserved : HolderClass::kSpot;
+      rs.state = rec.state == "noticed" ? HolderState::kNoticed : HolderState::kActive;
+      rs.pool = PoolId{static_cast<uint32_t>(rec.pool)};
+      LL_ASSIGN_OR_RETURN(rs.shares, ParsePlacement(rec.placement));
+      rs.price = Money::Micros(rec.price_micros);
+      rs.max_price = Money::Micros(rec.max_price_micros);
+      rs.created = rec.created;
+      rs.started = rec.started;
+      rs.noticed_at = rec.noticed_at;
+      rs.reclaim_at = rec.reclaim_at;
+      rs.term_end = rec.term_end;
+      rs.tag = index;
+      auto id = alloc_->Restore(rs);
+      if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
+      l.holder = *id;
+    }
+    lease_index_[rec.id] = index;
+    leases_.push_back(std::move(l));
+  }
+  LL_ASSIGN_OR_RETURN(jobs_, store_->InternalJobs());
+  job_count_ = jobs_.size();
+  now_ = now;
+  AdvanceTo(now);
+  Flush();
+  return Status::Ok();
+}
+
+void ControlPlane::WarmUp(Time until) {
+  const sim::Trace& trace = fleet_.trace();
+  if (trace.pools.empty()) return;
+  std::vector<Gpus> last(trace.pools.size(), -1);
+  auto observe = [&](Time t) {
+    for (int p = 0; p < fleet_.pool_count(); ++p) {
+      Gpus level = fleet_.TraceLevel(p, t);
+      if (level == last[p]) continue;
+      last[p] = level;
+      forecast_->Observe(p, level, t);
+      alloc::PoolView v;
+      v.pool = PoolId{static_cast<uint32_t>(p)};
+      v.capacity = trace.pools[p].gpus;
+      v.internal_want = level;
+      alloc_->policy().OnDemand(v, t);
+    }
+  };
+  observe(trace.begin);
+  fleet_.ForEachChange(trace.begin, until - Duration::Millis(1), observe);
+}
+
+// ---------------------------------------------------------------- time
+
+void ControlPlane::Advance() {
+  AdvanceTo(clock_->Now());
+  Flush();
+}
+
+void ControlPlane::AdvanceTo(Time now) {
+  if (now < now_) now = now_;  // the clock never runs backwards for the core
+  Integrate(now);
+  alloc_->AdvanceTo(now);
+  SetDemand(now);
+  alloc_->Rebalance(now);
+  ClearMarket(now);
+  if (last_sample_ == kTimeMax || now - last_sample_ >= config_.sample_every) {
+    Sample s;
+    s.t = now;
+    s.internal = alloc_->TotalInternal();
+    s.reserved = alloc_->TotalReserved();
+    s.spot = alloc_->TotalSpot();
+    s.free = alloc_->TotalCapacity() - s.internal - s.reserved - s.spot - alloc_->TotalInference();
+    s.spot_price = spot_price_;
+    samples_.push_back(s);
+    if (samples_.size() > 10'000) samples_.erase(samples_.begin(), samples_.begin() + 1'000);
+    last_sample_ = now;
+  }
+}
+
+void ControlPlane::Integrate(Time now) {
+  int64_t ms = (now - now_).ms;
+  if (ms <= 0) return;
+  capacity_ms_ += static_cast<__int128>(alloc_->TotalCapacity()) * ms;
+  internal_ms_ += static_cast<__int128>(alloc_->TotalInternal()) * ms;
+  reserved_ms_ += static_cast<__int128>(alloc_->TotalReserved()) * ms;
+  spot_ms_ += static_cast<__int128>(alloc_->TotalSpot()) * ms;
+  waiting_ms_ += static_cast<__int128>(alloc_->InternalWaiting()) * ms;
+  for (const Lease& l : leases_) {
+    if (l.holder.valid() && (l.rec.state == "active" || l.rec.state == "noticed")) {
+      revenue_rate_ms_ += static_cast<__int128>(l.rec.price_micros) * l.rec.gpus * ms;
+    }
+  }
+  now_ = now;
+}
+
+void ControlPlane::SetDemand(Time now) {
+  std::vector<Gpus> want(fleet_.pool_count(), 0);
+  for (int p = 0; p < fleet_.pool_count(); ++p) want[p] = fleet_.TraceLevel(p, now);
+  std::erase_if(jobs_, [&](const store::InternalJobRecord& j) { return j.end <= now; });
+  for (const auto& j : jobs_) {
+    if (j.start <= now) want[j.pool] += j.gpus;
+  }
+  for (int p = 0; p < fleet_.pool_count(); ++p) {
+    if (want[p] == demand_[p]) continue;
+    demand_[p] = want[p];
+    PoolId pool{static_cast<uint32_t>(p)};
+    alloc_->SetInternalDemand(pool, want[p], now);
+    forecast_->Observe(p, alloc_->pool(pool).internal_want, now);
+  }
+}
+
+// Uniform-price auction over the spot leases (DESIGN.md "Spot market"): the price is the
+// highest losing max price, never below the floor; a lease whose max is below it is noticed.
+void ControlPlane::ClearMarket(Time now) {
+  std::vector<market::Bid> bids;
+  Gpus supply = 0;
+  for (int p = 0; p < alloc_->pool_count(); ++p) supply += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now);
+  for (size_t i = 0; i < leases_.size(); ++i) {
+    const Lease& l = leases_[i];
+    if (!l.holder.valid() || l.rec.kind != "spot" || l.rec.state != "active") continue;
+    bids.push_back({i, l.rec.gpus, Money::Micros(l.rec.max_price_micros)});
+    supply += l.rec.gpus;
+  }
+  market::Clearing c = market::ClearSpot(std::move(bids), supply, floor_);
+  spot_price_ = c.price;
+  for (uint64_t i : c.losers) alloc_->Notice(leases_[i].holder, alloc::NoticeReason::kPriceAboveMax, now);
+  for (uint64_t i : c.winners) {
+    Lease& l = leases_[i];
+    if (l.rec.price_micros == spot_price_.micros) continue;
+    alloc_->SetPrice(l.holder, spot_price_);
+    l.rec.price_micros = spot_price_.micros;
+    Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(spot_price_)}});
+  }
+}
+
+// ---------------------------------------------------------------- events and persistence
+
+void ControlPlane::Emit(Lease& l, std::string type, Time at, json extra) {
+  size_t index = lease_index_.at(l.rec.id);
+  dirty_leases_.push_back(index);
+  store::LeaseEventRecord e;
+  e.lease_id = l.rec.id;
+  e.tenant_id = l.rec.tenant_id;
+  e.type = type;
+  e.at = at;
+  json data = extra.is_object() ? extra : json::object();
+  data["type"] = type;
+  data["at"] = FormatUtc(at);
+  e.data = data.dump();
+  pending_.events.push_back(e);
+}
+
+void ControlPlane::Flush() {
+  std::sort(dirty_leases_.begin(), dirty_leases_.end());
+  dirty_leases_.erase(std::unique(dirty_leases_.begin(), dirty_leases_.end()), dirty_leases_.end());
+  for (size_t i : dirty_leases_) {
+    Lease& l = leases_[i];
+    if (l.holder.valid()) {
+      const alloc::Holder& h = alloc_->holder(l.holder);
+      if (!h.shares.empty()) {
+        std::vector<alloc::Share> shares = h.shares;
+        std::sort(shares.begin(), shares.end(), [](auto& a, auto& b) { return a.node < b.node; });
+        l.rec.placement = FormatPlacement(shares);
+      }
+    }
+    pending_.leases.push_back(l.rec);
+  }
+  dirty_leases_.clear();
+  if (pending_.empty()) return;
+  Status st = store_->Commit(pending_);
+  LL_CHECK(st.ok());  // fail-stop: the store holds what was acknowledged; a restart resumes from it
+  // Deliver after the commit, with the seqs the store assigned.
+  std::vector<store::LeaseEventRecord> events = std::move(pending_.events);
+  pending_ = store::Batch{};
+  for (const auto& e : events) {
+    auto it = lease_index_.find(e.lease_id);
+    const Lease& l = leases_[it->second];
+    LeaseEvent ev;
+    ev.seq = e.seq;
+    ev.type = e.type;
+    json data = json::parse(e.data);
+    data["lease"] = LeaseJson(l.rec);
+    data["now"] = FormatUtc(now_);
+    data["clock_speed"] = clock_->speed();
+    ev.data = data.dump();
+    ev.final = FinalState(e.type == "price_changed" ? "" : l.rec.state) &&
+               (e.type == "released" || e.type == "reclaimed" || e.type == "ended");
+    auto [b, en] = watchers_.equal_range(e.lease_id);
+    for (auto w = b; w != en;) {
+      if (!w->second.second(ev)) {
+        w = watchers_.erase(w);
+      } else {
+        ++w;
+      }
+    }
+  }
+}
+
+void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
+  if (!h.outside()) return;
+  Lease& l = leases_[h.tag];
+  l.rec.state = "active";
+  l.rec.started = now;
+  ++leases_started_;
+  Emit(l, "active", now);
+}
+
+void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) {
+  if (!h.outside()) return;
+  Lease& l = leases_[h.tag];
+  l.rec.state = "noticed";
+  l.rec.noticed_at = now;
+  l.rec.reclaim_at = h.reclaim_at;
+  Emit(l, "reclaim_notice", now,
+       {{"reclaim_at", FormatUtc(h.reclaim_at)}, {"reason", alloc::NoticeReasonName(reason)}});
+}
+
+void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
+  if (!h.outside() || reason == alloc::EndReason::kRejected) return;
+  Lease& l = leases_[h.tag];
+  l.rec.ended = now;
+  if (reason == alloc::EndReason::kReclaimed) {
+    ++reclaims_;
+    l.rec.state = "reclaimed";
+    l.rec.end_reason = "reclaimed";
+  } else if (l.releasing) {
+    l.rec.state = "released";
+    l.rec.end_reason = "released";
+  } else {
+    l.rec.state = "ended";
+    l.rec.end_reason = "term_ended";
+  }
+  Emit(l, l.rec.state, now);
+}
+
+// ---------------------------------------------------------------- tenant API
+
+std::optional<Principal> ControlPlane::Authenticate(std::string_view key) const {
+  if (key.empty() || key.size() > 256) return std::nullopt;
+  auto it = keys_by_hash_.find(HashApiKey(key));
+  if (it == keys_by_hash_.end()) return std::nullopt;
+  return Principal{it->second.admin, it->second.tenant_id};
+}
+
+int ControlPlane::PoolIndex(std::string_view name) const {
+  const auto& pools = fleet_.trace().pools;
+  for (size_t i = 0; i < pools.size(); ++i) {
+    if (pools[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
+  json nodes = json::array();
+  if (auto shares = ParsePlacement(r.placement); shares.ok()) {
+    for (const auto& s : *shares) nodes.push_back({{"node", fleet_.trace().nodes[s.node.v].name}, {"gpus", s.gpus}});
+  }
+  return {{"id", r.id},
+          {"object", "lease"},
+          {"kind", r.kind},
+          {"state", r.state},
+          {"gpus", r.gpus},
+          {"pool", fleet_.trace().pools[r.pool].name},
+          {"price_per_gpu_hour", FormatMoney(Money::Micros(r.price_micros))},
+          {"max_price_per_gpu_hour", r.kind == "spot" ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
+          {"created_at", TimeJson(r.created)},
+          {"started_at", TimeJson(r.started)},
+          {"noticed_at", TimeJson(r.noticed_at)},
+          {"reclaim_at", TimeJson(r.reclaim_at)},
+          {"term_end", TimeJson(r.term_end)},
+          {"ended_at", TimeJson(r.ended)},
+          {"end_reason", r.end_reason.empty() ? json(nullptr) : json(r.end_reason)},
+          {"nodes", nodes}};
+}
+
+Money ControlPlane::ReservedPriceFor(Duration d) const {
+  const market::ReservedTerm* best = nullptr;
+  for (const auto& t : prices_.reserved_terms) {
+    if (t.term <= d && (best == nullptr || t.term > best->term)) best = &t;
+  }
+  market::ReservedTerm none{d, 0};
+  return std::max(floor_, prices_.ReservedPrice(best != nullptr ? *best : none));
+}
+
+Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
+  if (who.admin) return ErrorReply(403, "tenant_only", "leases are created with a tenant key");
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool"});
+  std::string kind = f.Str("kind", false).value_or("spot");
+  auto gpus = f.Int("gpus", 1, 1024, true);
+  auto pool_name = f.Str("pool", false);
+  std::optional<Money> max_price;
+  std::optional<int64_t> duration_s;
+  if (f.ok() && kind == "spot") {
+    max_price = f.Dollars("max_price_per_gpu_hour", true);
+    if (f.ok() && body.contains("duration_s")) f.Fail("invalid_value", "`duration_s` is for reserved leases", "duration_s");
+  } else if (f.ok() && kind == "reserved") {
+    duration_s = f.Int("duration_s", 60, 365LL * 24 * 3600, true);
+    if (f.ok() && body.contains("max_price_per_gpu_hour")) {
+      f.Fail("invalid_value", "`max_price_per_gpu_hour` is for spot leases", "max_price_per_gpu_hour");
+    }
+  } else if (f.ok()) {
+    f.Fail("invalid_value", fmt::format("`kind` must be \"spot\" or \"reserved\", got \"{}\"", kind), "kind");
+  }
+  int pool = -1;
+  if (f.ok() && pool_name) {
+    pool = PoolIndex(*pool_name);
+    if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
+  }
+  if (!f.ok()) return f.error();
+
+  AdvanceTo(clock_->Now());
+  const Time now = now_;
+  const Gpus want = static_cast<Gpus>(*gpus);
+  Lease l;
+  l.rec.id = MakeExternalId("lease", leases_.size() + 1);
+  l.rec.tenant_id = who.tenant_id;
+  l.rec.kind = kind;
+  l.rec.created = now;
+  const size_t index = leases_.size();
+  lease_index_[l.rec.id] = index;
+  leases_.push_back(l);
+  Lease& lease = leases_.back();
+  auto forget = [&] {
+    lease_index_.erase(lease.rec.id);
+    leases_.pop_back();
+  };
+  // Candidate pools: the one asked for, else every pool, most room first.
+  std::vector<int> pools;
+  for (int p = 0; p < fleet_.pool_count(); ++p) {
+    if (pool < 0 || p == pool) pools.push_back(p);
+  }
+  if (kind == "spot") {
+    if (*max_price < spot_price_) {
+      forget();
+      Flush();
+      return ErrorReply(409, "price_below_market",
+                        fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(*max_price),
+                                    FormatMoney(spot_price_)),
+                        "max_price_per_gpu_hour");
+    }
+    std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) {
+      return alloc_->Sellable(PoolId{static_cast<uint32_t>(a)}, now) > alloc_->Sellable(PoolId{static_cast<uint32_t>(b)}, now);
+    });
+    Status last = Status::Exhausted("no sellable GPUs");
+    for (int p : pools) {
+      lease.rec.pool = p;
+      auto id = alloc_->PlaceOutside(HolderClass::kSpot, PoolId{static_cast<uint32_t>(p)}, want, spot_price_,
+                                     *max_price, index, now);
+      if (id.ok()) {
+        lease.holder = *id;
+        break;
+      }
+      last = id.status();
+    }
+    if (!lease.holder.valid()) {
+      forget();
+      Flush();
+      return ErrorReply(409, "insufficient_capacity",
+                        fmt::format("no {} GPUs can be sold now: {}", want, last.message()), "gpus");
+    }
+    lease.rec.max_price_micros = max_price->micros;
+  } else {
+    const Time end = now + Duration::Seconds(*duration_s);
+    Money price = ReservedPriceFor(Duration::Seconds(*duration_s));
+    Gpus best_room = 0;
+    for (int p : pools) best_room = std::max(best_room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, end, now));
+    std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) {
+      return alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(a)}, end, now) >
+             alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(b)}, end, now);
+    });
+    for (int p : pools) {
+      lease.rec.pool = p;
+      auto id = alloc_->PlaceReserved(PoolId{static_cast<uint32_t>(p)}, want, end, price, index, now);
+      if (id.ok()) {
+        lease.holder = *id;
+        break;
+      }
+    }
+    if (!lease.holder.valid()) {
+      // The longest offered term that `gpus` would fit in, for the message.
+      json longest = nullptr;
+      for (const auto& t : prices_.reserved_terms) {
+        Gpus room = 0;
+        for (int p : pools) room = std::max(room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, now + t.term, now));
+        if (room >= want) longest = t.term.ms / 1000;
+      }
+      forget();
+      Flush();
+      Reply r = ErrorReply(
+          409, "forecast_conflict",
+          fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s; the largest accepted now "
+                      "for that term is {} GPUs{}",
+                      want, *duration_s, best_room,
+                      longest.is_null() ? "" : fmt::format(", and {} GPUs fit a term of {} s", want, longest.get<int64_t>())),
+          "gpus");
+      r.body["error"]["accepted"] = {{"gpus", best_room}, {"duration_s", *duration_s}, {"longest_term_s_for_gpus", longest}};
+      return r;
+    }
+    lease.rec.term_end = end;
+  }
+  const alloc::Holder& h = alloc_->holder(lease.holder);
+  lease.rec.gpus = h.gpus;
+  lease.rec.price_micros = h.price.micros;
+  dirty_leases_.push_back(index);
+  Flush();  // persisted before it is acknowledged
+  Reply r;
+  r.status = 201;
+  r.body = LeaseJson(lease.rec);
+  return r;
+}
+
+ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string& id) {
+  auto it = lease_index_.find(id);
+  if (it == lease_index_.end()) return nullptr;
+  Lease& l = leases_[it->second];
+  if (!who.admin && l.rec.tenant_id != who.tenant_id) return nullptr;  // 404, never 403
+  return &l;
+}
+
+Reply ControlPlane::ListLeases(const Principal& who) {
+  Advance();
+  json data = json::array();
+  for (auto it = leases_.rbegin(); it != leases_.rend(); ++it) {
+    if (who.admin || it->rec.tenant_id == who.tenant_id) data.push_back(LeaseJson(it->rec));
+  }
+  Reply r;
+  r.body = {{"object", "list"}, {"data", data}};
+  return r;
+}
+
+Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
+  Advance();
+  Lease* l = Find(who, id);
+  if (l == nullptr) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
+  Reply r;
+  r.body = LeaseJson(l->rec);
+  return r;
+}
+
+Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
+  AdvanceTo(clock_->Now());
+  Lease* l = Find(who, id);
+  if (l == nullptr) {
+    Flush();
+    return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
+  }
+  if (!FinalState(l->rec.state)) {
+    l->releasing = true;
+    PoolId pool{static_cast<uint32_t>(l->rec.pool)};
+    (void)pool;
+    alloc_->Release(l->holder, now_);
+  }
+  Flush();
+  Reply r;
+  r.body = LeaseJson(l->rec);
+  return r;
+}
+
+Result<std::vector<LeaseEvent>> ControlPlane::LeaseEvents(const Principal& who, const std::string& id, int64_t after) {
+  Advance();
+  Lease* l = Find(who, id);
+  if (l == nullptr) return Status::NotFound(fmt::format("no lease `{}`", id));
+  LL_ASSIGN_OR_RETURN(auto records, store_->LeaseEvents(id, after));
+  std::vector<LeaseEvent> out;
+  for (const auto& e : records) {
+    LeaseEvent ev;
+    ev.seq = e.seq;
+    ev.type = e.type;
+    json data = json::parse(e.data, nullptr, false);
+    if (data.is_discarded()) data = json::object();
+    data["lease"] = LeaseJson(l->rec);
+    data["now"] = FormatUtc(now_);
+    data["clock_speed"] = clock_->speed();
+    ev.data = data.dump();
+    ev.final = e.type == "released" || e.type == "reclaimed" || e.type == "ended";
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+uint64_t ControlPlane::Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn) {
+  uint64_t token = next_token_++;
+  watchers_.emplace(lease_id, std::make_pair(token, std::move(fn)));
+  return token;
+}
+
+void ControlPlane::Unsubscribe(uint64_t token) {
+  std::erase_if(watchers_, [&](const auto& w) { return w.second.first == token; });
+}
+
+Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
+  Advance();
+  Gpus spot_room = 0;
+  for (int p = 0; p < alloc_->pool_count(); ++p) spot_room = std::max(spot_room, alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_));
+  json reserved = json::array();
+  for (const auto& t : prices_.reserved_terms) {
+    Gpus room = 0;
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      room = std::max(room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, now_ + t.term, now_));
+    }
+    json q = {{"duration_s", t.term.ms / 1000}, {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}, {"max_gpus", room}};
+    if (gpus) q["available"] = room >= *gpus;
+    reserved.push_back(q);
+  }
+  json spot = {{"price_per_gpu_hour", FormatMoney(spot_price_)}, {"available_gpus", spot_room}};
+  if (gpus) spot["available"] = spot_room >= *gpus;
+  Reply r;
+  r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"reserved", reserved}};
+  return r;
+}
+
+Reply ControlPlane::Prices() {
+  Advance();
+  json reserved = json::array();
+  for (const auto& t : prices_.reserved_terms) {
+    reserved.push_back({{"duration_s", t.term.ms / 1000},
+                        {"discount", t.discount_permille / 1000.0},
+                        {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}});
+  }
+  Reply r;
+  r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
+            {"spot_per_gpu_hour", FormatMoney(spot_price_)},
+            {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
+            {"reserved", reserved}};
+  return r;
+}
+
+// ---------------------------------------------------------------- owner API
+
+Reply ControlPlane::CreateTenant(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"name"});
+  auto name = f.Str("name", true);
+  if (f.ok() && (name->empty() || name->size() > 200)) f.Fail("invalid_value", "`name` must be 1..200 characters", "name");
+  if (!f.ok()) return f.error();
+  store::TenantRecord t;
+  t.id = "ten_" + RandomHex(8);
+  t.name = *name;
+  t.created = clock_->Now();
+  tenants_[t.id] = t;
+  pending_.tenants.push_back(t);
+  Advance();
+  Reply r;
+  r.status = 201;
+  r.body = {{"id", t.id}, {"object", "tenant"}, {"name", t.name}, {"created_at", FormatUtc(t.created)}};
+  return r;
+}
+
+Reply ControlPlane::CreateKey(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"tenant_id"});
+  auto tenant = f.Str("tenant_id", true);
+  if (!f.ok()) return f.error();
+  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  std::string key = NewApiKey();
+  store::KeyRecord k;
+  k.id = MakeExternalId("key", ++key_count_);
+  k.tenant_id = *tenant;
+  k.hash = HashApiKey(key);
+  k.created = clock_->Now();
+  keys_by_hash_[k.hash] = k;
+  pending_.keys.push_back(k);
+  Advance();
+  Reply r;
+  r.status = 201;
+  r.body = {{"id", k.id}, {"object", "api_key"}, {"tenant_id", k.tenant_id}, {"key", key},
+            {"note", "the key is shown only once; only its hash is stored"}};
+  return r;
+}
+
+Reply ControlPlane::Fleet() {
+  Advance();
+  json pools = json::array();
+  for (int p = 0; p < alloc_->pool_count(); ++p) {
+    const auto& c = alloc_->pool(PoolId{static_cast<uint32_t>(p)});
+    pools.push_back({{"name", fleet_.trace().pools[p].name},
+                     {"capacity", c.capacity},
+                     {"internal", c.internal_held},
+                     {"internal_want", c.internal_want},
+                     {"reserved", c.reserved},
+                     {"spot", c.spot},
+                     {"inference", c.inference},
+                     {"noticed", c.noticed},
+                     {"free", c.free},
+                     {"sellable", alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_)},
+                     {"for_sale", static_cast<bool>(overrides_->sellable[p])}});
+  }
+  // Node → holders, from every live holder's shares.
+  std::vector<json> holders(fleet_.trace().nodes.size(), json::array());
+  for (size_t i = 0; i < alloc_->holder_count(); ++i) {
+    const alloc::Holder& h = alloc_->holder(HolderId{static_cast<uint32_t>(i)});
+    if (h.state != HolderState::kActive && h.state != HolderState::kNoticed) continue;
+    for (const auto& s : h.shares) {
+      json e = {{"class", alloc::HolderClassName(h.cls)}, {"gpus", s.gpus}};
+      if (h.outside()) {
+        e["lease"] = leases_[h.tag].rec.id;
+        e["tenant_id"] = leases_[h.tag].rec.tenant_id;
+        e["state"] = leases_[h.tag].rec.state;
+      }
+      holders[s.node.v].push_back(e);
+    }
+  }
+  json nodes = json::array();
+  for (size_t n = 0; n < fleet_.trace().nodes.size(); ++n) {
+    const auto& ns = fleet_.trace().nodes[n];
+    nodes.push_back({{"name", ns.name}, {"pool", fleet_.trace().pools[ns.pool].name}, {"rack", ns.rack},
+                     {"gpus", ns.gpus}, {"holders", holders[n]}});
+  }
+  Reply r;
+  r.body = {{"now", FormatUtc(now_)}, {"policy", alloc_->policy().name()}, {"pools", pools}, {"nodes", nodes}};
+  return r;
+}
+
+std::string ControlPlane::PolicySettingsJson() const {
+  json j = {{"headroom_gpus", overrides_->headroom},
+            {"notice_ms", alloc_->options().notice.ms},
+            {"floor_micros", floor_.micros},
+            {"sellable", overrides_->sellable}};
+  return j.dump();
+}
+
+Reply ControlPlane::GetPolicy() {
+  Advance();
+  json pools = json::array();
+  for (int p = 0; p < fleet_.pool_count(); ++p) {
+    if (overrides_->sellable[p]) pools.push_back(fleet_.trace().pools[p].name);
+  }
+  Reply r;
+  r.body = {{"policy", alloc_->policy().name()},
+            {"notice_s", alloc_->options().notice.ms / 1000},
+            {"floor_per_gpu_hour", FormatMoney(floor_)},
+            {"headroom_gpus", overrides_->headroom},
+            {"sellable_pools", pools}};
+  return r;
+}
+
+Reply ControlPlane::PutPolicy(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"policy", "notice_s", "floor_per_gpu_hour", "headroom_gpus", "sellable_pools"});
+  auto policy = f.Str("policy", false);
+  if (f.ok() && policy && *policy != alloc_->policy().name()) {
+    f.Fail("invalid_value", "`policy` is chosen in the config file (`policy.name`); restart to change it", "policy");
+  }
+  auto notice = f.Int("notice_s", 1, 86400, false);
+  auto floor = f.Dollars("floor_per_gpu_hour", false);
+  auto headroom = f.Int("headroom_gpus", 0, 1'000'000, false);
+  std::optional<std::vector<bool>> sellable;
+  if (f.ok() && body.contains("sellable_pools")) {
+    const json& a = body["sellable_pools"];
+    if (!a.is_array()) {
+      f.Fail("invalid_type", "`sellable_pools` must be an array of pool names", "sellable_pools");
+    } else {
+      sellable.emplace(fleet_.pool_count(), false);
+      for (const json& e : a) {
+        int p = e.is_string() ? PoolIndex(e.get<std::string>()) : -1;
+        if (p < 0) {
+          f.Fail("invalid_value", fmt::format("`sellable_pools`: unknown pool {}", e.dump()), "sellable_pools");
+          break;
+        }
+        (*sellable)[p] = true;
+      }
+    }
+  }
+  if (!f.ok()) return f.error();
+  AdvanceTo(clock_->Now());
+  if (notice) alloc_->SetNotice(Duration::Seconds(*notice));
+  if (floor) {
+    floor_ = *floor;
+    alloc_->SetFloor(floor_);
+  }
+  if (headroom) overrides_->headroom = static_cast<int>(*headroom);
+  if (sellable) overrides_->sellable = *sellable;
+  pending_.settings.emplace_back("policy", PolicySettingsJson());
+  // Apply at once: limits (notices for what is now over them) and the market at the new floor.
+  alloc_->Rebalance(now_);
+  ClearMarket(now_);
+  Flush();
+  return GetPolicy();
+}
+
+Reply ControlPlane::AddInternalJob(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"pool", "gpus", "duration_s"});
+  auto pool_name = f.Str("pool", fleet_.pool_count() > 1);
+  auto gpus = f.Int("gpus", 1, 1'000'000, true);
+  auto duration = f.Int("duration_s", 1, 365LL * 24 * 3600, true);
+  int pool = 0;
+  if (f.ok() && pool_name) {
+    pool = PoolIndex(*pool_name);
+    if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
+  }
+  if (!f.ok()) return f.error();
+  AdvanceTo(clock_->Now());
+  store::InternalJobRecord j;
+  j.id = MakeExternalId("job", ++job_count_);
+  j.pool = pool;
+  j.gpus = static_cast<int>(*gpus);
+  j.start = now_;
+  j.end = now_ + Duration::Seconds(*duration);
+  jobs_.push_back(j);
+  pending_.internal_jobs.push_back(j);
+  SetDemand(now_);
+  alloc_->Rebalance(now_);
+  ClearMarket(now_);
+  Flush();
+  Reply r;
+  r.status = 201;
+  r.body = {{"id", j.id}, {"object", "internal_job"}, {"pool", fleet_.trace().pools[pool].name}, {"gpus", j.gpus},
+            {"start", FormatUtc(j.start)}, {"end", FormatUtc(j.end)}};
+  return r;
+}
+
+Reply ControlPlane::Timeseries() {
+  Advance();
+  json points = json::array();
+  for (const Sample& s : samples_) {
+    points.push_back({{"t", FormatUtc(s.t)}, {"internal", s.internal}, {"reserved", s.reserved}, {"spot", s.spot},
+                      {"free", s.free}, {"spot_price", FormatMoney(s.spot_price)}});
+  }
+  Reply r;
+  r.body = {{"points", points}};
+  return r;
+}
+
+Reply ControlPlane::Health() {
+  Advance();
+  Reply r;
+  r.body = {{"status", "ok"}, {"now", FormatUtc(now_)}, {"clock_speed", clock_->speed()}};
+  return r;
+}
+
+std::string ControlPlane::Metrics() {
+  Advance();
+  auto h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
+  double capacity = h(capacity_ms_), internal = h(internal_ms_), reserved = h(reserved_ms_), spot = h(spot_ms_);
+  double idle = capacity - internal, sold = reserved + spot;
+  double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, double v) {
+    out += fmt::format("# HELP landlord_{0} {1}\n# TYPE landlord_{0} {2}\nlandlord_{0} {3}\n", name, help, type, v);
+  };
+  metric("capacity_gpu_h", "counter", "GPU-hours of fleet capacity since start", capacity);
+  metric("internal_gpu_h", "counter", "GPU-hours used by the owner", internal);
+  metric("idle_gpu_h", "counter", "GPU-hours the owner left idle", idle);
+  metric("sold_gpu_h", "counter", "GPU-hours sold (reserved + spot + inference)", sold);
+  metric("reserved_gpu_h", "counter", "GPU-hours sold as reserved leases", reserved);
+  metric("spot_gpu_h", "counter", "GPU-hours sold as spot leases", spot);
+  metric("harvest_ratio", "gauge", "sold_gpu_h / idle_gpu_h", idle > 0 ? sold / idle : 0);
+  metric("internal_delayed_gpu_h", "counter", "GPU-hours of owner demand that waited", h(waiting_ms_));
+  metric("revenue_usd", "counter", "revenue accrued by leases", revenue);
+  metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(reclaims_));
+  metric("leases", "counter", "leases started", static_cast<double>(leases_started_));
+  metric("reserved_violations", "counter", "reserved leases preempted (must be 0)", static_cast<double>(alloc_->reserved_violations()));
+  metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
+  metric("spot_price_usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(spot_price_.micros) / 1e6);
+  out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";
+  out += fmt::format("landlord_gpus{{class=\"internal\"}} {}\n", alloc_->TotalInternal());
+  out += fmt::format("landlord_gpus{{class=\"reserved\"}} {}\n", alloc_->TotalReserved());
+  out += fmt::format("landlord_gpus{{class=\"spot\"}} {}\n", alloc_->TotalSpot());
+  out += fmt::format("landlord_gpus{{class=\"inference\"}} {}\n", alloc_->TotalInference());
+  out += fmt::format("landlord_gpus{{class=\"capacity\"}} {}\n", alloc_->TotalCapacity());
+  return out;
+}
+
+}  // namespace ll::api

@@ -1,0 +1,185 @@
+// The control plane of `landlord serve`: tenants, keys, leases and the owner's settings, on
+// top of the same allocator, forecast and market as `landlord sim` (one core, two drivers).
+//
+// Transport-independent: every API call takes the parsed request and returns a Reply (status
+// and JSON), so the HTTP server, the fuzz target and tests drive the same code. Time comes
+// from an injected clock; Advance() brings the fleet to the clock's now (deadlines, the
+// owner's demand, sell limits, the spot market) and every call does so first.
+//
+// Durability: each call collects the lease transitions the allocator reports and commits them
+// to the store in one batch before it returns; events reach watchers only after that. If the
+// store fails mid-call the process stops (LL_CHECK): memory may be ahead of the disk, and a
+// restart rebuilds everything from the store, which holds exactly what was acknowledged.
+//
+// Thread-safety: none; the server calls it from its one I/O thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "alloc/allocator.h"
+#include "api/config.h"
+#include "core/clock.h"
+#include "fleet/sim_fleet.h"
+#include "forecast/forecast.h"
+#include "store/store.h"
+
+namespace ll::api {
+
+struct Reply {
+  int status = 200;
+  nlohmann::json body;
+};
+
+// OpenAI-style error body: {"error": {"message", "type", "code", "param"}}.
+Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
+
+struct Principal {
+  bool admin = false;
+  std::string tenant_id;
+};
+
+// A lease event as delivered to watchers (SSE).
+struct LeaseEvent {
+  int64_t seq = 0;
+  std::string type;
+  std::string data;  // JSON text
+  bool final = false;  // the lease reached a final state
+};
+
+// The server clock: `speed` times the wall clock, from an origin kept in the store so that a
+// restart continues the same timeline.
+class ScaledClock final : public Clock {
+ public:
+  ScaledClock(const Clock* wall, Time origin_wall, Time origin, double speed)
+      : wall_(wall), origin_wall_(origin_wall), origin_(origin), speed_(speed) {}
+  Time Now() const override;
+  double speed() const { return speed_; }
+
+ private:
+  const Clock* wall_;
+  Time origin_wall_, origin_;
+  double speed_;
+};
+
+class ControlPlane final : public alloc::Listener {
+ public:
+  // Rebuilds the state from `store` (creating the admin key on first start: see
+  // admin_key_once()) and brings it to the clock's now. `wall` must outlive the object.
+  static Result<std::unique_ptr<ControlPlane>> Open(const ServeConfig& config, const sim::Trace& trace,
+                                                    store::Store* store, const Clock* wall,
+                                                    const std::string& admin_key_env);
+  ~ControlPlane() override;
+
+  // The admin key if it was created by this start (print it once), else empty.
+  const std::string& admin_key_once() const { return admin_key_once_; }
+  Time Now() const { return clock_->Now(); }
+  double clock_speed() const { return clock_->speed(); }
+
+  std::optional<Principal> Authenticate(std::string_view key) const;
+
+  // ---- tenant API ----
+  Reply CreateLease(const Principal& who, const nlohmann::json& body);
+  Reply ListLeases(const Principal& who);
+  Reply GetLease(const Principal& who, const std::string& id);
+  Reply ReleaseLease(const Principal& who, const std::string& id);
+  Reply Quote(const Principal& who, std::optional<int64_t> gpus);
+  Reply Prices();
+  // Past events of the lease after `after` (all of them for 0), or a 404 reply.
+  Result<std::vector<LeaseEvent>> LeaseEvents(const Principal& who, const std::string& id, int64_t after);
+  // Live events of the lease; the callback returns false to unsubscribe.
+  uint64_t Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn);
+  void Unsubscribe(uint64_t token);
+
+  // ---- owner API ----
+  Reply CreateTenant(const nlohmann::json& body);
+  Reply CreateKey(const nlohmann::json& body);
+  Reply Fleet();
+  Reply GetPolicy();
+  Reply PutPolicy(const nlohmann::json& body);
+  Reply AddInternalJob(const nlohmann::json& body);
+  Reply Timeseries();
+  Reply Health();
+  // DESIGN.md metrics and fleet gauges, Prometheus text format.
+  std::string Metrics();
+
+  // Brings the fleet to the clock's now and commits what changed.
+  void Advance();
+
+ private:
+  struct Lease {
+    store::LeaseRecord rec;
+    HolderId holder;
+    bool releasing = false;  // the tenant asked; OnEnd reports it as `released`
+  };
+  struct Sample {
+    Time t;
+    Gpus internal = 0, reserved = 0, spot = 0, free = 0;
+    Money spot_price;
+  };
+
+  ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store);
+  Status Load(const Clock* wall, const std::string& admin_key_env);
+  Status InitClock(const Clock* wall);
+  void WarmUp(Time until);
+  void AdvanceTo(Time now);
+  void SetDemand(Time now);
+  void ClearMarket(Time now);
+  void Integrate(Time now);
+  void Flush();
+  void Emit(Lease& l, std::string type, Time at, nlohmann::json extra = {});
+  Lease* Find(const Principal& who, const std::string& id);
+  nlohmann::json LeaseJson(const store::LeaseRecord& r) const;
+  std::string PolicySettingsJson() const;
+  int PoolIndex(std::string_view name) const;
+  Money ReservedPriceFor(Duration d) const;
+
+  // alloc::Listener
+  void OnStart(const alloc::Holder& h, Time now) override;
+  void OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) override;
+  void OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) override;
+
+  ServeConfig config_;
+  fleet::SimFleet fleet_;
+  store::Store* store_;
+  std::unique_ptr<ScaledClock> clock_;
+  std::unique_ptr<forecast::DemandForecast> forecast_;
+  std::unique_ptr<alloc::Allocator> alloc_;
+  struct Overrides;
+  std::shared_ptr<Overrides> overrides_;  // the owner's headroom and sellable pools
+  market::PriceBook prices_;
+  Money floor_, spot_price_;
+  std::string admin_key_once_;
+
+  std::map<std::string, store::TenantRecord> tenants_;
+  std::unordered_map<std::string, store::KeyRecord> keys_by_hash_;
+  size_t key_count_ = 0;
+  std::vector<Lease> leases_;
+  std::unordered_map<std::string, size_t> lease_index_;
+  std::vector<store::InternalJobRecord> jobs_;
+  size_t job_count_ = 0;
+  std::vector<Gpus> demand_;  // what the allocator was last told, per pool
+
+  store::Batch pending_;
+  std::vector<size_t> dirty_leases_;
+  std::vector<std::pair<std::string, LeaseEvent>> to_publish_;  // lease id, event (seq later)
+  std::multimap<std::string, std::pair<uint64_t, std::function<bool(const LeaseEvent&)>>> watchers_;
+  uint64_t next_token_ = 1;
+
+  Time now_;  // how far Advance got
+  Time last_sample_ = kTimeMax;
+  std::vector<Sample> samples_;
+  // Totals since start (GPU-milliseconds, micro-dollars).
+  __int128 capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, waiting_ms_ = 0;
+  __int128 revenue_rate_ms_ = 0;  // Σ price(µ$/GPU-h) × GPUs × ms
+  int64_t reclaims_ = 0, leases_started_ = 0;
+};
+
+}  // namespace ll::api

@@ -1,0 +1,424 @@
+#include "api/http_server.h"
+
+#include <chrono>
+#include <deque>
+#include <map>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include "api/routes.h"
+
+namespace ll::api {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// Request counters and latency histograms per route and status.
+class HttpMetrics {
+ public:
+  void Observe(const std::string& route, int status, double seconds) {
+    Series& s = series_[{route, status}];
+    ++s.count;
+    s.sum += seconds;
+    for (size_t i = 0; i < kBuckets.size(); ++i) s.buckets[i] += seconds <= kBuckets[i];
+  }
+  std::string Text() const {
+    std::string out =
+        "# HELP landlord_http_requests_total HTTP requests by route and status\n"
+        "# TYPE landlord_http_requests_total counter\n";
+    for (auto& [k, s] : series_) {
+      out += fmt::format("landlord_http_requests_total{{route=\"{}\",code=\"{}\"}} {}\n", k.first, k.second, s.count);
+    }
+    out +=
+        "# HELP landlord_http_request_duration_seconds time to handle a request\n"
+        "# TYPE landlord_http_request_duration_seconds histogram\n";
+    std::map<std::string, Series> by_route;
+    for (auto& [k, s] : series_) {
+      Series& r = by_route[k.first];
+      r.count += s.count;
+      r.sum += s.sum;
+      for (size_t i = 0; i < kBuckets.size(); ++i) r.buckets[i] += s.buckets[i];
+    }
+    for (auto& [route, s] : by_route) {
+      for (size_t i = 0; i < kBuckets.size(); ++i) {
+        out += fmt::format("landlord_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n", route,
+                           kBuckets[i], s.buckets[i]);
+      }
+      out += fmt::format("landlord_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}\n", route, s.count);
+      out += fmt::format("landlord_http_request_duration_seconds_sum{{route=\"{}\"}} {}\n", route, s.sum);
+      out += fmt::format("landlord_http_request_duration_seconds_count{{route=\"{}\"}} {}\n", route, s.count);
+    }
+    return out;
+  }
+
+ private:
+  static constexpr std::array<double, 10> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                      0.005,  0.01,    0.05,   0.25,  1.0};
+  struct Series {
+    uint64_t count = 0;
+    double sum = 0;
+    std::array<uint64_t, 10> buckets{};
+  };
+  std::map<std::pair<std::string, int>, Series> series_;
+};
+
+class Server;
+
+// Boost 1.74's Beast has its own string_view.
+std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, Server& server);
+  ~Session();
+  void Start() { Read(); }
+  void Close();
+
+ private:
+  void Read();
+  void OnRead(beast::error_code ec);
+  void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  void StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  void Push(std::string chunk, bool last);
+  void WriteNext();
+  void KeepAlive();
+
+  beast::tcp_stream stream_;
+  Server& server_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  // Event streams.
+  bool streaming_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  std::deque<std::pair<std::string, bool>> out_;  // chunks; `true` on the last one
+  uint64_t token_ = 0;
+  std::unique_ptr<net::steady_timer> ping_;
+  std::shared_ptr<http::response<http::empty_body>> stream_head_;
+  std::shared_ptr<http::response_serializer<http::empty_body>> stream_sr_;
+};
+
+class Server final : public HttpServer {
+ public:
+  Server(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config)
+      : ioc_(ioc), cp_(cp), config_(config), acceptor_(ioc), tick_(ioc) {}
+
+  Status Listen() {
+    size_t colon = config_.listen.rfind(':');
+    if (colon == std::string::npos) return Status::Invalid(fmt::format("--listen `{}`: expected HOST:PORT", config_.listen));
+    beast::error_code ec;
+    auto addr = net::ip::make_address(config_.listen.substr(0, colon), ec);
+    if (ec) return Status::Invalid(fmt::format("--listen `{}`: {}", config_.listen, ec.message()));
+    int port = 0;
+    try {
+      port = std::stoi(config_.listen.substr(colon + 1));
+    } catch (...) {
+      port = -1;
+    }
+    if (port < 0 || port > 65535) return Status::Invalid(fmt::format("--listen `{}`: bad port", config_.listen));
+    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) return Status::Io(fmt::format("cannot listen on {}: {}", config_.listen, ec.message()));
+    bound_ = acceptor_.local_endpoint();
+    Accept();
+    Tick();
+    return Status::Ok();
+  }
+
+  std::string address() const override { return fmt::format("{}:{}", bound_.address().to_string(), bound_.port()); }
+
+  void Shutdown() override {
+    if (stopping_) return;
+    stopping_ = true;
+    beast::error_code ec;
+    acceptor_.close(ec);
+    tick_.cancel();
+    // Streams end now; request sessions finish the request they are in and then close.
+    auto sessions = sessions_;
+    for (Session* s : sessions) s->Close();
+  }
+
+  ControlPlane& cp() { return cp_; }
+  const ServeConfig& config() const { return config_; }
+  HttpMetrics& metrics() { return metrics_; }
+  bool stopping() const { return stopping_; }
+  void Add(Session* s) { sessions_.insert(s); }
+  void Remove(Session* s) { sessions_.erase(s); }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (ec) {
+        if (!stopping_) Accept();
+        return;
+      }
+      if (static_cast<int>(sessions_.size()) >= config_.max_connections) {
+        // Over the cap: a short 503 and close, without reading the request.
+        auto s = std::make_shared<tcp::socket>(std::move(socket));
+        auto msg = std::make_shared<std::string>(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            "Content-Length: 106\r\n\r\n"
+            "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\",\"code\":\"overloaded\",\"param\":null}}\n");
+        net::async_write(*s, net::buffer(*msg), [s, msg](beast::error_code, size_t) {
+          beast::error_code ignored;
+          s->shutdown(tcp::socket::shutdown_both, ignored);
+        });
+      } else {
+        std::make_shared<Session>(std::move(socket), *this)->Start();
+      }
+      Accept();
+    });
+  }
+
+  void Tick() {
+    cp_.Advance();
+    tick_.expires_after(std::chrono::milliseconds(config_.tick.ms));
+    tick_.async_wait([this](beast::error_code ec) {
+      if (!ec && !stopping_) Tick();
+    });
+  }
+
+  net::io_context& ioc_;
+  ControlPlane& cp_;
+  ServeConfig config_;
+  tcp::acceptor acceptor_;
+  tcp::endpoint bound_;
+  net::steady_timer tick_;
+  HttpMetrics metrics_;
+  std::set<Session*> sessions_;
+  bool stopping_ = false;
+};
+
+Session::Session(tcp::socket socket, Server& server) : stream_(std::move(socket)), server_(server) {
+  server_.Add(this);
+}
+
+Session::~Session() {
+  if (token_ != 0) server_.cp().Unsubscribe(token_);
+  server_.Remove(this);
+}
+
+void Session::Close() {
+  if (ping_) ping_->cancel();
+  if (streaming_) {
+    Push("", true);  // the last chunk ends the stream cleanly
+  } else if (!parser_ || !parser_->is_header_done()) {
+    // Idle between requests: nothing in flight.
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+  closing_ = true;
+}
+
+void Session::Read() {
+  if (server_.stopping()) return;
+  parser_.emplace();
+  parser_->body_limit(server_.config().max_body_bytes);
+  parser_->header_limit(16 * 1024);
+  stream_.expires_after(std::chrono::milliseconds(server_.config().request_timeout.ms));
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+}
+
+void Session::OnRead(beast::error_code ec) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  Routed routed;
+  if (ec == http::error::body_limit) {
+    routed.route = "too_large";
+    routed.reply = ErrorReply(413, "body_too_large",
+                              fmt::format("the body is over {} bytes", server_.config().max_body_bytes));
+    Respond(routed, t0);
+    return;
+  }
+  if (ec) {
+    routed.route = "bad_request";
+    routed.reply = ErrorReply(400, "bad_http", fmt::format("malformed HTTP request: {}", ec.message()));
+    Respond(routed, t0);
+    return;
+  }
+  const auto& req = parser_->get();
+  Request r;
+  r.method = Sv(req.method_string());
+  r.target = Sv(req.target());
+  r.authorization = Sv(req[http::field::authorization]);
+  r.body = req.body();
+  routed = Route(server_.cp(), r);
+  if (routed.stream) {
+    StartStream(routed, t0);
+    return;
+  }
+  Respond(routed, t0);
+}
+
+void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_point t0) {
+  auto res = std::make_shared<http::response<http::string_body>>();
+  res->version(11);
+  res->result(static_cast<http::status>(routed.reply.status));
+  res->set(http::field::server, "landlord");
+  if (routed.route == "GET /metrics" && routed.reply.body.is_string()) {
+    res->set(http::field::content_type, "text/plain; version=0.0.4");
+    res->body() = routed.reply.body.get<std::string>() + server_.metrics().Text();
+  } else {
+    res->set(http::field::content_type, "application/json");
+    res->body() = routed.reply.body.dump() + "\n";
+  }
+  if (routed.reply.status == 401) res->set(http::field::www_authenticate, "Bearer");
+  bool keep = parser_ && parser_->is_header_done() && parser_->get().keep_alive() && !server_.stopping() &&
+              routed.reply.status != 413 && routed.route != "bad_request";
+  res->keep_alive(keep);
+  res->prepare_payload();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  server_.metrics().Observe(routed.route, routed.reply.status, seconds);
+  http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
+    if (ec) return;
+    if (keep && !self->closing_) {
+      self->Read();
+    } else {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  });
+}
+
+std::string FormatEvent(const LeaseEvent& e) {
+  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.seq, e.type, e.data);
+}
+
+void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0) {
+  int64_t after = 0;
+  std::string_view last = Sv(parser_->get()["Last-Event-ID"]);
+  if (!last.empty()) {
+    try {
+      after = std::stoll(std::string(last));
+    } catch (...) {
+      after = 0;
+    }
+  }
+  auto past = server_.cp().LeaseEvents(routed.principal, routed.lease_id, after);
+  if (!past.ok()) {
+    Routed r = routed;
+    r.reply = ErrorReply(404, "lease_not_found", past.status().message(), "id");
+    Respond(r, t0);
+    return;
+  }
+  server_.metrics().Observe(routed.route, 200,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  streaming_ = true;
+  stream_.expires_never();
+  stream_head_ = std::make_shared<http::response<http::empty_body>>(http::status::ok, 11);
+  stream_head_->set(http::field::server, "landlord");
+  stream_head_->set(http::field::content_type, "text/event-stream");
+  stream_head_->set(http::field::cache_control, "no-cache");
+  stream_head_->chunked(true);
+  stream_sr_ = std::make_shared<http::response_serializer<http::empty_body>>(*stream_head_);
+  writing_ = true;
+  http::async_write_header(stream_, *stream_sr_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    self->writing_ = false;
+    if (ec) {
+      self->closing_ = true;
+      return;
+    }
+    self->WriteNext();
+  });
+  bool final = false;
+  Push(": landlord lease events\n\n", false);
+  for (const auto& e : *past) {
+    Push(FormatEvent(e), false);
+    final = final || e.final;
+  }
+  if (final || server_.stopping()) {
+    Push("", true);
+    return;
+  }
+  std::weak_ptr<Session> weak = shared_from_this();
+  token_ = server_.cp().Subscribe(routed.lease_id, [weak](const LeaseEvent& e) {
+    auto self = weak.lock();
+    if (!self || self->closing_) return false;
+    self->Push(FormatEvent(e), false);
+    if (e.final) {
+      self->Push("", true);
+      return false;
+    }
+    return true;
+  });
+  KeepAlive();
+}
+
+void Session::KeepAlive() {
+  ping_ = std::make_unique<net::steady_timer>(stream_.get_executor());
+  ping_->expires_after(std::chrono::seconds(15));
+  // The timer's handler owns the session while it streams (nothing else may be pending).
+  ping_->async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->closing_) return;
+    self->Push(": ping\n\n", false);
+    self->KeepAlive();
+  });
+}
+
+void Session::Push(std::string chunk, bool last) {
+  if (!out_.empty() && out_.back().second) return;  // already ended
+  if (out_.size() > 10'000) {  // a watcher that does not read: drop it
+    closing_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return;
+  }
+  out_.emplace_back(std::move(chunk), last);
+  if (!writing_) WriteNext();
+}
+
+void Session::WriteNext() {
+  if (writing_ || out_.empty()) return;
+  writing_ = true;
+  auto [text, last] = out_.front();
+  auto buf = std::make_shared<std::string>(std::move(text));
+  auto done = [self = shared_from_this(), buf, last = last](beast::error_code ec, size_t) {
+    self->writing_ = false;
+    self->out_.pop_front();
+    if (ec) {
+      self->closing_ = true;
+      self->out_.clear();
+      if (self->ping_) self->ping_->cancel();
+      return;
+    }
+    if (last) {
+      self->closing_ = true;
+      if (self->ping_) self->ping_->cancel();
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    self->WriteNext();
+  };
+  if (last) {
+    net::async_write(stream_, http::make_chunk_last(), std::move(done));
+  } else {
+    net::async_write(stream_, http::make_chunk(net::buffer(*buf)), std::move(done));
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config) {
+  auto s = std::make_unique<Server>(ioc, cp, config);
+  LL_RETURN_IF_ERROR(s->Listen());
+  return std::unique_ptr<HttpServer>(std::move(s));
+}
+
+}  // namespace ll::api

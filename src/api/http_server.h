@@ -1,0 +1,29 @@
+// The HTTP/1.1 server of `landlord serve` on Boost.Beast: one I/O thread (the control plane
+// is single-threaded), keep-alive, a body limit, a per-request timeout against slow or idle
+// clients, a connection cap, Server-Sent Events for lease watchers, request metrics, and a
+// graceful stop (in-flight requests finish, streams end, then run() returns).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+#include "api/config.h"
+#include "api/control_plane.h"
+
+namespace ll::api {
+
+class HttpServer {
+ public:
+  // Binds `config.listen` ("host:port"; port 0 picks a free one) on `ioc`.
+  static Result<std::unique_ptr<HttpServer>> Start(boost::asio::io_context& ioc, ControlPlane& cp,
+                                                   const ServeConfig& config);
+  virtual ~HttpServer() = default;
+  // "127.0.0.1:PORT" as bound.
+  virtual std::string address() const = 0;
+  // Stops accepting, ends event streams, lets in-flight requests finish.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace ll::api

@@ -1,0 +1,194 @@
+#include "api/routes.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+namespace ll::api {
+namespace {
+
+using nlohmann::json;
+
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    if (path[pos] == '/') {
+      ++pos;
+      continue;
+    }
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    out.push_back(path.substr(pos, end - pos));
+    pos = end;
+  }
+  return out;
+}
+
+std::optional<std::string_view> QueryParam(std::string_view query, std::string_view key) {
+  size_t pos = 0;
+  while (pos <= query.size()) {
+    size_t amp = query.find('&', pos);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view kv = query.substr(pos, amp - pos);
+    size_t eq = kv.find('=');
+    if (kv.substr(0, eq) == key) return eq == std::string_view::npos ? std::string_view() : kv.substr(eq + 1);
+    pos = amp + 1;
+  }
+  return std::nullopt;
+}
+
+Reply MethodNotAllowed(std::string_view method, std::string_view path) {
+  return ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
+}
+
+Result<json> ParseBody(std::string_view body) {
+  if (body.empty()) return json::object();
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Invalid("the body is not valid JSON");
+  return j;
+}
+
+}  // namespace
+
+std::string_view BearerToken(std::string_view a) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
+  a.remove_prefix(kPrefix.size());
+  while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
+  while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
+  return a;
+}
+
+Routed Route(ControlPlane& cp, const Request& req) {
+  Routed out;
+  std::string_view target = req.target;
+  size_t q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  auto seg = Segments(path);
+  const std::string_view m = req.method;
+
+  // Public.
+  if (seg.size() == 1 && seg[0] == "healthz") {
+    out.route = "GET /healthz";
+    out.reply = m == "GET" ? cp.Health() : MethodNotAllowed(m, path);
+    return out;
+  }
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    out.route = "GET /metrics";
+    if (m != "GET") {
+      out.reply = MethodNotAllowed(m, path);
+    } else {
+      out.reply.body = cp.Metrics();  // a JSON string: the server writes it as text
+    }
+    return out;
+  }
+  const bool v1 = !seg.empty() && seg[0] == "v1";
+  const bool admin = !seg.empty() && seg[0] == "admin";
+  if (!v1 && !admin) {
+    out.route = "other";
+    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
+    return out;
+  }
+  auto who = cp.Authenticate(BearerToken(req.authorization));
+  if (!who) {
+    out.route = "unauthorized";
+    out.reply = ErrorReply(401, "invalid_api_key",
+                           req.authorization.empty() ? "missing `Authorization: Bearer <key>`" : "invalid API key");
+    return out;
+  }
+  auto body = [&]() -> std::optional<json> {
+    auto j = ParseBody(req.body);
+    if (!j.ok()) {
+      out.reply = ErrorReply(400, "invalid_json", j.status().message());
+      return std::nullopt;
+    }
+    return *j;
+  };
+
+  if (admin) {
+    if (!who->admin) {
+      out.route = "forbidden";
+      out.reply = ErrorReply(403, "admin_only", "this endpoint needs the admin key");
+      return out;
+    }
+    std::string_view what = seg.size() == 2 ? seg[1] : "";
+    out.route = fmt::format("{} /admin/{}", m, what);
+    if (what == "tenants" && m == "POST") {
+      if (auto b = body()) out.reply = cp.CreateTenant(*b);
+    } else if (what == "keys" && m == "POST") {
+      if (auto b = body()) out.reply = cp.CreateKey(*b);
+    } else if (what == "fleet" && m == "GET") {
+      out.reply = cp.Fleet();
+    } else if (what == "policy" && m == "GET") {
+      out.reply = cp.GetPolicy();
+    } else if (what == "policy" && m == "PUT") {
+      if (auto b = body()) out.reply = cp.PutPolicy(*b);
+    } else if (what == "internal-jobs" && m == "POST") {
+      if (auto b = body()) out.reply = cp.AddInternalJob(*b);
+    } else if (what == "timeseries" && m == "GET") {
+      out.reply = cp.Timeseries();
+    } else if (what == "tenants" || what == "keys" || what == "fleet" || what == "policy" ||
+               what == "internal-jobs" || what == "timeseries") {
+      out.reply = MethodNotAllowed(m, path);
+    } else {
+      out.route = "other";
+      out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
+    }
+    return out;
+  }
+
+  // Tenant API (an admin key may read and release any lease too).
+  if (seg.size() == 2 && seg[1] == "leases") {
+    out.route = fmt::format("{} /v1/leases", m);
+    if (m == "POST") {
+      if (auto b = body()) out.reply = cp.CreateLease(*who, *b);
+    } else if (m == "GET") {
+      out.reply = cp.ListLeases(*who);
+    } else {
+      out.reply = MethodNotAllowed(m, path);
+    }
+  } else if (seg.size() == 3 && seg[1] == "leases") {
+    out.route = fmt::format("{} /v1/leases/{{id}}", m);
+    std::string id(seg[2]);
+    if (m == "GET") {
+      out.reply = cp.GetLease(*who, id);
+    } else if (m == "DELETE") {
+      out.reply = cp.ReleaseLease(*who, id);
+    } else {
+      out.reply = MethodNotAllowed(m, path);
+    }
+  } else if (seg.size() == 4 && seg[1] == "leases" && seg[3] == "events") {
+    out.route = "GET /v1/leases/{id}/events";
+    if (m != "GET") {
+      out.reply = MethodNotAllowed(m, path);
+    } else {
+      out.stream = true;
+      out.lease_id = std::string(seg[2]);
+      out.principal = *who;
+    }
+  } else if (seg.size() == 2 && seg[1] == "quotes") {
+    out.route = "GET /v1/quotes";
+    std::optional<int64_t> gpus;
+    if (auto g = QueryParam(query, "gpus")) {
+      int64_t v = 0;
+      auto [p, ec] = std::from_chars(g->data(), g->data() + g->size(), v);
+      if (ec != std::errc() || p != g->data() + g->size() || v < 1 || v > 1024) {
+        out.reply = ErrorReply(400, "invalid_value", "`gpus` must be an integer in [1, 1024]", "gpus");
+        return out;
+      }
+      gpus = v;
+    }
+    out.reply = m == "GET" ? cp.Quote(*who, gpus) : MethodNotAllowed(m, path);
+  } else if (seg.size() == 2 && seg[1] == "prices") {
+    out.route = "GET /v1/prices";
+    out.reply = m == "GET" ? cp.Prices() : MethodNotAllowed(m, path);
+  } else {
+    out.route = "other";
+    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
+  }
+  return out;
+}
+
+}  // namespace ll::api

@@ -1,0 +1,33 @@
+// Request routing: method + target + Authorization + body → ControlPlane call → Reply.
+// Transport-independent (the HTTP server, the fuzz target and tests share it).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "api/control_plane.h"
+
+namespace ll::api {
+
+struct Request {
+  std::string_view method;
+  std::string_view target;         // path and query
+  std::string_view authorization;  // the header's value
+  std::string_view body;
+};
+
+struct Routed {
+  Reply reply;
+  std::string route;  // a label for metrics: "POST /v1/leases", "GET /v1/leases/{id}", ...
+  // Set for GET /v1/leases/{id}/events by an authorised caller: the server streams instead.
+  bool stream = false;
+  std::string lease_id;
+  Principal principal;
+};
+
+Routed Route(ControlPlane& cp, const Request& req);
+
+// The bearer token of an Authorization header value ("" if none).
+std::string_view BearerToken(std::string_view authorization);
+
+}  // namespace ll::api

@@ -1,0 +1,689 @@
+// The SQLite implementation of Store.
+//
+// One connection per store, in WAL mode with `synchronous=FULL`: a commit returns only after
+// its WAL frames are fsync'ed, which is what the Store durability contract promises. Every
+// Commit() is one `BEGIN IMMEDIATE` transaction (it takes the write lock up front, so it
+// cannot fail half-way with SQLITE_BUSY on lock upgrade). The statements are prepared once,
+// as persistent statements, and reset after every use so no read transaction stays open.
+//
+// Schema: numbered migrations in kMigrations, applied in order, each in its own transaction,
+// recorded in `schema_migrations`. Append new migrations; never edit an applied one.
+//
+// Times are INTEGER milliseconds; kTimeMax ("not set") is stored as NULL so that the column
+// reads as unset in SQL too, not as a magic far-future number.
+#include <fmt/format.h>
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/check.h"
+#include "core/status.h"
+#include "core/time.h"
+#include "store/store.h"
+
+namespace ll::store {
+namespace {
+
+// Migration N is kMigrations[N - 1].
+constexpr const char* kMigrations[] = {
+    // 1: the initial schema. Foreign keys guard the references the control plane relies on
+    // (a key's tenant, a lease's tenant, an event's lease); Commit() writes parents first.
+    R"sql(
+CREATE TABLE tenants (
+  id         TEXT PRIMARY KEY NOT NULL,
+  name       TEXT NOT NULL,
+  created_ms INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE api_keys (
+  id         TEXT PRIMARY KEY NOT NULL,
+  tenant_id  TEXT REFERENCES tenants(id),  -- NULL for the admin key
+  hash       TEXT NOT NULL UNIQUE,
+  admin      INTEGER NOT NULL CHECK (admin IN (0, 1)),
+  created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX api_keys_by_tenant ON api_keys(tenant_id);
+
+CREATE TABLE leases (
+  id               TEXT PRIMARY KEY NOT NULL,
+  tenant_id        TEXT NOT NULL REFERENCES tenants(id),
+  kind             TEXT NOT NULL,
+  state            TEXT NOT NULL,
+  pool             INTEGER NOT NULL,
+  gpus             INTEGER NOT NULL,
+  price_micros     INTEGER NOT NULL,
+  max_price_micros INTEGER NOT NULL,
+  created_ms       INTEGER,  -- times: NULL = not (yet) set
+  started_ms       INTEGER,
+  noticed_at_ms    INTEGER,
+  reclaim_at_ms    INTEGER,
+  term_end_ms      INTEGER,
+  ended_ms         INTEGER,
+  end_reason       TEXT NOT NULL,
+  placement        TEXT NOT NULL
+) STRICT;
+CREATE INDEX leases_by_tenant ON leases(tenant_id);
+
+-- AUTOINCREMENT: a seq is never reused, so SSE clients resuming from Last-Event-ID never
+-- see a different event under a seq they already have.
+CREATE TABLE lease_events (
+  seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+  lease_id  TEXT NOT NULL REFERENCES leases(id),
+  tenant_id TEXT NOT NULL,
+  type      TEXT NOT NULL,
+  at_ms     INTEGER NOT NULL,
+  data      TEXT NOT NULL
+) STRICT;
+CREATE INDEX lease_events_by_lease ON lease_events(lease_id, seq);
+
+CREATE TABLE internal_jobs (
+  id       TEXT PRIMARY KEY NOT NULL,
+  pool     INTEGER NOT NULL,
+  gpus     INTEGER NOT NULL,
+  start_ms INTEGER NOT NULL,
+  end_ms   INTEGER  -- NULL = open-ended
+) STRICT;
+
+CREATE TABLE settings (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+) STRICT;
+)sql",
+};
+constexpr int64_t kSchemaVersion = std::size(kMigrations);
+
+constexpr const char* kCreateMigrationsTable =
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    "version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)";
+// The time comes from SQLite rather than a Clock: it is bookkeeping for humans reading the
+// file, not a value the control plane ever acts on.
+constexpr const char* kRecordMigration =
+    "INSERT INTO schema_migrations(version, applied_at_ms) "
+    "VALUES(?1, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))";
+
+constexpr const char* kInsertTenant =
+    "INSERT INTO tenants(id, name, created_ms) VALUES(?1, ?2, ?3)";
+constexpr const char* kInsertKey =
+    "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kUpsertLease =
+    "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, "
+    "created_ms, started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, "
+    "placement) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+    "ON CONFLICT(id) DO UPDATE SET tenant_id = excluded.tenant_id, kind = excluded.kind, "
+    "state = excluded.state, pool = excluded.pool, gpus = excluded.gpus, "
+    "price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
+    "created_ms = excluded.created_ms, started_ms = excluded.started_ms, "
+    "noticed_at_ms = excluded.noticed_at_ms, reclaim_at_ms = excluded.reclaim_at_ms, "
+    "term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
+    "end_reason = excluded.end_reason, placement = excluded.placement";
+constexpr const char* kInsertEvent =
+    "INSERT INTO lease_events(lease_id, tenant_id, type, at_ms, data) "
+    "VALUES(?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kUpsertJob =
+    "INSERT INTO internal_jobs(id, pool, gpus, start_ms, end_ms) VALUES(?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT(id) DO UPDATE SET pool = excluded.pool, gpus = excluded.gpus, "
+    "start_ms = excluded.start_ms, end_ms = excluded.end_ms";
+constexpr const char* kUpsertSetting =
+    "INSERT INTO settings(key, value) VALUES(?1, ?2) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value";
+
+constexpr const char* kSelectTenants = "SELECT id, name, created_ms FROM tenants ORDER BY id";
+constexpr const char* kSelectKeys =
+    "SELECT id, tenant_id, hash, admin, created_ms FROM api_keys ORDER BY id";
+constexpr const char* kSelectLeases =
+    "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
+    "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement "
+    "FROM leases ORDER BY id";
+constexpr const char* kSelectEvents =
+    "SELECT seq, lease_id, tenant_id, type, at_ms, data FROM lease_events "
+    "WHERE lease_id = ?1 AND seq > ?2 ORDER BY seq";
+constexpr const char* kSelectJobs =
+    "SELECT id, pool, gpus, start_ms, end_ms FROM internal_jobs ORDER BY id";
+constexpr const char* kSelectSetting = "SELECT value FROM settings WHERE key = ?1";
+constexpr const char* kSelectLastSeq = "SELECT COALESCE(MAX(seq), 0) FROM lease_events";
+
+struct DbCloser {
+  void operator()(sqlite3* db) const {
+    // Fails only while statements are unfinalized, which the member order rules out.
+    LL_CHECK(sqlite3_close(db) == SQLITE_OK);
+  }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const {
+    // finalize's result repeats the statement's last step error, already reported then.
+    (void)sqlite3_finalize(stmt);
+  }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// Resets a cached statement and drops its bindings when a use of it ends, on every path: a
+// statement left mid-result would hold its read transaction (and the WAL) open.
+class ScopedReset {
+ public:
+  explicit ScopedReset(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ScopedReset(const ScopedReset&) = delete;
+  ScopedReset& operator=(const ScopedReset&) = delete;
+  ~ScopedReset() {
+    // reset's result repeats the last step's error, which the caller has already turned
+    // into a Status; clear_bindings always returns SQLITE_OK.
+    (void)sqlite3_reset(stmt_);
+    (void)sqlite3_clear_bindings(stmt_);
+  }
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+// Binds parameters ?1, ?2, … in order and keeps the first failure. Text is bound without a
+// copy: the caller's strings outlive the step, and ScopedReset clears the bindings.
+class Binder {
+ public:
+  explicit Binder(sqlite3_stmt* stmt) : stmt_(stmt) {}
+
+  Binder& Text(std::string_view v) {
+    if (rc_ == SQLITE_OK) {
+      // A null pointer would bind NULL, not the empty string a default string_view means.
+      const char* p = v.data() != nullptr ? v.data() : "";
+      rc_ = sqlite3_bind_text64(stmt_, next_, p, v.size(), SQLITE_STATIC, SQLITE_UTF8);
+    }
+    ++next_;
+    return *this;
+  }
+  // Empty binds NULL: for optional references such as the admin key's tenant.
+  Binder& TextOrNull(std::string_view v) {
+    if (!v.empty()) return Text(v);
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_null(stmt_, next_);
+    ++next_;
+    return *this;
+  }
+  Binder& Int(int64_t v) {
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_int64(stmt_, next_, v);
+    ++next_;
+    return *this;
+  }
+  Binder& At(Time t) { return Int(t.ms); }
+  Binder& AtOrNull(Time t) {
+    if (t != kTimeMax) return Int(t.ms);
+    if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_null(stmt_, next_);
+    ++next_;
+    return *this;
+  }
+
+  // SQLITE_OK when every parameter was bound.
+  int Done() const {
+    LL_CHECK(next_ - 1 == sqlite3_bind_parameter_count(stmt_));
+    return rc_;
+  }
+
+ private:
+  sqlite3_stmt* stmt_;
+  int next_ = 1;
+  int rc_ = SQLITE_OK;
+};
+
+// Reads the columns of the current row in order.
+class Row {
+ public:
+  explicit Row(sqlite3_stmt* stmt) : stmt_(stmt) {}
+
+  // NULL reads as "" (the admin key's tenant).
+  std::string Text() {
+    const unsigned char* p = sqlite3_column_text(stmt_, col_);
+    int n = sqlite3_column_bytes(stmt_, col_);
+    ++col_;
+    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), n);
+  }
+  int64_t Int() { return sqlite3_column_int64(stmt_, col_++); }
+  Time At() { return Time{Int()}; }
+  Time AtOrMax() {
+    if (sqlite3_column_type(stmt_, col_) == SQLITE_NULL) {
+      ++col_;
+      return kTimeMax;
+    }
+    return At();
+  }
+
+ private:
+  sqlite3_stmt* stmt_;
+  int col_ = 0;
+};
+
+StatusCode CodeFor(int rc) {
+  switch (rc) {
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_UNIQUE:
+      return StatusCode::kConflict;
+    default:
+      break;
+  }
+  // Other constraints (foreign key, NOT NULL, CHECK) mean the caller passed a bad record.
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) return StatusCode::kInvalidArgument;
+  return StatusCode::kIoError;
+}
+
+// A few words ahead of SQLite's own message, which names the table and column but not what
+// went wrong in the caller's terms.
+std::string_view Explain(int rc) {
+  switch (rc) {
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+      return "id already exists: ";
+    case SQLITE_CONSTRAINT_UNIQUE:
+      return "a unique field is already taken: ";
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+      return "refers to a record that does not exist: ";
+    default:
+      return "";
+  }
+}
+
+class SqliteStore final : public Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+
+  Status Commit(Batch& batch) override;
+  Result<std::vector<TenantRecord>> Tenants() override;
+  Result<std::vector<KeyRecord>> Keys() override;
+  Result<std::vector<LeaseRecord>> Leases() override;
+  Result<std::vector<LeaseEventRecord>> LeaseEvents(const std::string& lease_id,
+                                                    int64_t after) override;
+  Result<std::vector<InternalJobRecord>> InternalJobs() override;
+  Result<std::optional<std::string>> Setting(const std::string& key) override;
+  Result<int64_t> LastEventSeq() override;
+
+ private:
+  SqliteStore(std::string path, DbPtr db) : path_(std::move(path)), db_(std::move(db)) {}
+
+  // A Status for a failed SQLite call: names the file and what was being done.
+  Status Fail(int rc, std::string_view what) const {
+    return Status(CodeFor(rc), fmt::format("store `{}`: {}: {}{}", path_, what, Explain(rc),
+                                           sqlite3_errmsg(db_.get())));
+  }
+
+  Status Exec(const char* sql, std::string_view what);
+  Status Prepare(const char* sql, StmtPtr* out);
+  Status Configure();
+  Status Migrate();
+  Status ApplyMigration(int64_t version);
+  Status PrepareStatements();
+
+  // Runs a cached statement that returns no rows.
+  Status StepDone(sqlite3_stmt* stmt, std::string_view what);
+  // Binds with `bind`, then runs a statement that returns no rows.
+  template <typename BindFn>
+  Status Write(const StmtPtr& stmt, std::string_view what, BindFn bind);
+  // Binds with `bind`, then reads every row with `read`.
+  template <typename T, typename BindFn, typename ReadFn>
+  Result<std::vector<T>> Query(const StmtPtr& stmt, std::string_view what, BindFn bind,
+                               ReadFn read);
+
+  Status WriteBatch(const Batch& batch, std::vector<int64_t>* seqs);
+  // Ends the open transaction, if SQLite has not already rolled it back itself.
+  Status Rollback(std::string_view what);
+
+  const std::string path_;
+  // Declared before the statements so that it is closed after they are finalized.
+  DbPtr db_;
+
+  StmtPtr begin_, commit_, rollback_;
+  StmtPtr insert_tenant_, insert_key_, upsert_lease_, insert_event_, upsert_job_, upsert_setting_;
+  StmtPtr select_tenants_, select_keys_, select_leases_, select_events_, select_jobs_,
+      select_setting_, select_last_seq_;
+};
+
+Result<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
+  sqlite3* raw = nullptr;
+  // NOMUTEX: one thread at a time by contract. EXRESCODE: extended codes tell a duplicate id
+  // (Conflict) from a dangling reference (InvalidArgument).
+  int rc = sqlite3_open_v2(
+      path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+      nullptr);
+  DbPtr db(raw);  // closed on every path, also when the open failed
+  if (rc != SQLITE_OK) {
+    const char* msg = raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+    return Status::Io(fmt::format("store `{}`: {}", path, msg));
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(path, std::move(db)));
+  LL_RETURN_IF_ERROR(store->Configure());
+  LL_RETURN_IF_ERROR(store->Migrate());
+  LL_RETURN_IF_ERROR(store->PrepareStatements());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+Status SqliteStore::Exec(const char* sql, std::string_view what) {
+  int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return Fail(rc, what);
+  return Status::Ok();
+}
+
+Status SqliteStore::Prepare(const char* sql, StmtPtr* out) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  out->reset(raw);
+  if (rc != SQLITE_OK) return Fail(rc, fmt::format("prepare `{}`", sql));
+  LL_CHECK(raw != nullptr);  // only empty SQL prepares to nothing
+  return Status::Ok();
+}
+
+Status SqliteStore::Configure() {
+  // busy_timeout first: switching to WAL needs a lock another process may hold.
+  LL_RETURN_IF_ERROR(Exec("PRAGMA busy_timeout = 5000", "set busy_timeout"));
+  LL_RETURN_IF_ERROR(Exec("PRAGMA foreign_keys = ON", "enable foreign_keys"));
+  // journal_mode answers the mode it ended up in instead of failing, e.g. `memory` for an
+  // in-memory database, which could not keep the durability contract.
+  StmtPtr wal;
+  LL_RETURN_IF_ERROR(Prepare("PRAGMA journal_mode = WAL", &wal));
+  int rc = sqlite3_step(wal.get());
+  if (rc != SQLITE_ROW) return Fail(rc, "set journal_mode");
+  std::string mode = Row(wal.get()).Text();
+  if (mode != "wal") {
+    return Status::Io(fmt::format(
+        "store `{}`: journal_mode is `{}`, not `wal`; use a file on a local disk", path_, mode));
+  }
+  rc = sqlite3_step(wal.get());
+  if (rc != SQLITE_DONE) return Fail(rc, "set journal_mode");
+  // FULL also fsyncs the WAL on every commit; NORMAL (the usual WAL pairing) would lose the
+  // last commits on power loss.
+  return Exec("PRAGMA synchronous = FULL", "set synchronous");
+}
+
+Status SqliteStore::Migrate() {
+  LL_RETURN_IF_ERROR(Exec(kCreateMigrationsTable, "create `schema_migrations`"));
+  std::set<int64_t> applied;
+  {
+    StmtPtr select;
+    LL_RETURN_IF_ERROR(Prepare("SELECT version FROM schema_migrations ORDER BY version", &select));
+    int rc;
+    while ((rc = sqlite3_step(select.get())) == SQLITE_ROW) {
+      applied.insert(sqlite3_column_int64(select.get(), 0));
+    }
+    if (rc != SQLITE_DONE) return Fail(rc, "read `schema_migrations`");
+  }
+  if (!applied.empty() && *applied.rbegin() > kSchemaVersion) {
+    return Status::Invalid(fmt::format(
+        "store `{}`: schema version {} is newer than this build of landlord knows (up to {}); "
+        "run a newer landlord on it",
+        path_, *applied.rbegin(), kSchemaVersion));
+  }
+  for (int64_t version = 1; version <= kSchemaVersion; ++version) {
+    if (applied.count(version) == 0) LL_RETURN_IF_ERROR(ApplyMigration(version));
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::ApplyMigration(int64_t version) {
+  const std::string what = fmt::format("migration {}", version);
+  LL_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", what));
+  Status st = [&]() -> Status {
+    // Another process may have applied it between our read and our write lock.
+    StmtPtr check;
+    LL_RETURN_IF_ERROR(Prepare("SELECT 1 FROM schema_migrations WHERE version = ?1", &check));
+    ScopedReset reset(check.get());
+    int rc = Binder(check.get()).Int(version).Done();
+    if (rc != SQLITE_OK) return Fail(rc, what);
+    rc = sqlite3_step(check.get());
+    if (rc == SQLITE_ROW) return Status::Ok();
+    if (rc != SQLITE_DONE) return Fail(rc, what);
+
+    LL_RETURN_IF_ERROR(Exec(kMigrations[version - 1], what));
+    StmtPtr record;
+    LL_RETURN_IF_ERROR(Prepare(kRecordMigration, &record));
+    ScopedReset reset_record(record.get());
+    rc = Binder(record.get()).Int(version).Done();
+    if (rc != SQLITE_OK) return Fail(rc, what);
+    rc = sqlite3_step(record.get());
+    if (rc != SQLITE_DONE) return Fail(rc, what);
+    return Status::Ok();
+  }();
+  if (st.ok()) st = Exec("COMMIT", what);
+  if (!st.ok()) {
+    Status rb = Rollback(what);
+    if (!rb.ok()) return Status(st.code(), st.message() + "; then " + rb.message());
+  }
+  return st;
+}
+
+Status SqliteStore::PrepareStatements() {
+  // One statement per line reads better than clang-format's columns.
+  // clang-format off
+  const std::pair<const char*, StmtPtr*> all[] = {
+      {"BEGIN IMMEDIATE", &begin_},
+      {"COMMIT", &commit_},
+      {"ROLLBACK", &rollback_},
+      {kInsertTenant, &insert_tenant_},
+      {kInsertKey, &insert_key_},
+      {kUpsertLease, &upsert_lease_},
+      {kInsertEvent, &insert_event_},
+      {kUpsertJob, &upsert_job_},
+      {kUpsertSetting, &upsert_setting_},
+      {kSelectTenants, &select_tenants_},
+      {kSelectKeys, &select_keys_},
+      {kSelectLeases, &select_leases_},
+      {kSelectEvents, &select_events_},
+      {kSelectJobs, &select_jobs_},
+      {kSelectSetting, &select_setting_},
+      {kSelectLastSeq, &select_last_seq_},
+  };
+  // clang-format on
+  for (const auto& [sql, stmt] : all) LL_RETURN_IF_ERROR(Prepare(sql, stmt));
+  return Status::Ok();
+}
+
+Status SqliteStore::StepDone(sqlite3_stmt* stmt, std::string_view what) {
+  ScopedReset reset(stmt);
+  int rc = sqlite3_step(stmt);
+  if (rc != SQLITE_DONE) return Fail(rc, what);
+  return Status::Ok();
+}
+
+template <typename BindFn>
+Status SqliteStore::Write(const StmtPtr& stmt, std::string_view what, BindFn bind) {
+  ScopedReset reset(stmt.get());
+  Binder binder(stmt.get());
+  bind(binder);
+  int rc = binder.Done();
+  if (rc != SQLITE_OK) return Fail(rc, what);
+  rc = sqlite3_step(stmt.get());
+  if (rc != SQLITE_DONE) return Fail(rc, what);
+  return Status::Ok();
+}
+
+template <typename T, typename BindFn, typename ReadFn>
+Result<std::vector<T>> SqliteStore::Query(const StmtPtr& stmt, std::string_view what, BindFn bind,
+                                          ReadFn read) {
+  ScopedReset reset(stmt.get());
+  Binder binder(stmt.get());
+  bind(binder);
+  int rc = binder.Done();
+  if (rc != SQLITE_OK) return Fail(rc, what);
+  std::vector<T> out;
+  while ((rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
+    Row row(stmt.get());
+    out.push_back(read(row));
+  }
+  if (rc != SQLITE_DONE) return Fail(rc, what);
+  return out;
+}
+
+Status SqliteStore::Rollback(std::string_view what) {
+  // After some errors (disk full, I/O, out of memory) SQLite has already rolled back, and
+  // a ROLLBACK would fail with "no transaction is active".
+  if (sqlite3_get_autocommit(db_.get())) return Status::Ok();
+  const std::string rolling_back = fmt::format("{}: roll back", what);
+  // Migrations run before the cached statements are prepared.
+  if (rollback_ == nullptr) return Exec("ROLLBACK", rolling_back);
+  return StepDone(rollback_.get(), rolling_back);
+}
+
+Status SqliteStore::Commit(Batch& batch) {
+  if (batch.empty()) return Status::Ok();
+  // The seqs go into the batch only once the commit succeeded: a failed batch is unchanged.
+  std::vector<int64_t> seqs;
+  seqs.reserve(batch.events.size());
+  LL_RETURN_IF_ERROR(StepDone(begin_.get(), "commit: begin"));
+  Status st = WriteBatch(batch, &seqs);
+  if (st.ok()) st = StepDone(commit_.get(), "commit");
+  if (!st.ok()) {
+    Status rb = Rollback("commit");
+    if (!rb.ok()) return Status(st.code(), st.message() + "; then " + rb.message());
+    return st;
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
+  return Status::Ok();
+}
+
+Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs) {
+  // Parents before children, for the foreign keys: tenants, keys, leases, then events.
+  for (const TenantRecord& t : batch.tenants) {
+    LL_RETURN_IF_ERROR(Write(insert_tenant_, fmt::format("tenant `{}`", t.id),
+                             [&](Binder& b) { b.Text(t.id).Text(t.name).At(t.created); }));
+  }
+  for (const KeyRecord& k : batch.keys) {
+    LL_RETURN_IF_ERROR(Write(insert_key_, fmt::format("key `{}` (tenant `{}`)", k.id, k.tenant_id),
+                             [&](Binder& b) {
+                               b.Text(k.id).TextOrNull(k.tenant_id).Text(k.hash);
+                               b.Int(k.admin ? 1 : 0).At(k.created);
+                             }));
+  }
+  for (const LeaseRecord& l : batch.leases) {
+    LL_RETURN_IF_ERROR(Write(
+        upsert_lease_, fmt::format("lease `{}` (tenant `{}`)", l.id, l.tenant_id), [&](Binder& b) {
+          b.Text(l.id).Text(l.tenant_id).Text(l.kind).Text(l.state);
+          b.Int(l.pool).Int(l.gpus).Int(l.price_micros);
+          b.Int(l.max_price_micros);
+          b.AtOrNull(l.created).AtOrNull(l.started);
+          b.AtOrNull(l.noticed_at).AtOrNull(l.reclaim_at);
+          b.AtOrNull(l.term_end).AtOrNull(l.ended);
+          b.Text(l.end_reason).Text(l.placement);
+        }));
+  }
+  for (const LeaseEventRecord& e : batch.events) {
+    LL_RETURN_IF_ERROR(Write(
+        insert_event_, fmt::format("event `{}` of lease `{}`", e.type, e.lease_id), [&](Binder& b) {
+          b.Text(e.lease_id).Text(e.tenant_id).Text(e.type);
+          b.At(e.at).Text(e.data);
+        }));
+    seqs->push_back(sqlite3_last_insert_rowid(db_.get()));
+  }
+  for (const InternalJobRecord& j : batch.internal_jobs) {
+    LL_RETURN_IF_ERROR(Write(upsert_job_, fmt::format("internal job `{}`", j.id), [&](Binder& b) {
+      b.Text(j.id).Int(j.pool).Int(j.gpus).At(j.start).AtOrNull(j.end);
+    }));
+  }
+  for (const auto& [key, value] : batch.settings) {
+    LL_RETURN_IF_ERROR(Write(upsert_setting_, fmt::format("setting `{}`", key),
+                             [&](Binder& b) { b.Text(key).Text(value); }));
+  }
+  return Status::Ok();
+}
+
+void BindNothing(Binder&) {}
+
+Result<std::vector<TenantRecord>> SqliteStore::Tenants() {
+  return Query<TenantRecord>(select_tenants_, "read tenants", BindNothing, [](Row& r) {
+    TenantRecord t;
+    t.id = r.Text();
+    t.name = r.Text();
+    t.created = r.At();
+    return t;
+  });
+}
+
+Result<std::vector<KeyRecord>> SqliteStore::Keys() {
+  return Query<KeyRecord>(select_keys_, "read keys", BindNothing, [](Row& r) {
+    KeyRecord k;
+    k.id = r.Text();
+    k.tenant_id = r.Text();
+    k.hash = r.Text();
+    k.admin = r.Int() != 0;
+    k.created = r.At();
+    return k;
+  });
+}
+
+Result<std::vector<LeaseRecord>> SqliteStore::Leases() {
+  return Query<LeaseRecord>(select_leases_, "read leases", BindNothing, [](Row& r) {
+    LeaseRecord l;
+    l.id = r.Text();
+    l.tenant_id = r.Text();
+    l.kind = r.Text();
+    l.state = r.Text();
+    l.pool = static_cast<int>(r.Int());
+    l.gpus = static_cast<int>(r.Int());
+    l.price_micros = r.Int();
+    l.max_price_micros = r.Int();
+    l.created = r.AtOrMax();
+    l.started = r.AtOrMax();
+    l.noticed_at = r.AtOrMax();
+    l.reclaim_at = r.AtOrMax();
+    l.term_end = r.AtOrMax();
+    l.ended = r.AtOrMax();
+    l.end_reason = r.Text();
+    l.placement = r.Text();
+    return l;
+  });
+}
+
+Result<std::vector<LeaseEventRecord>> SqliteStore::LeaseEvents(const std::string& lease_id,
+                                                               int64_t after) {
+  return Query<LeaseEventRecord>(
+      select_events_, fmt::format("read events of lease `{}`", lease_id),
+      [&](Binder& b) { b.Text(lease_id).Int(after); },
+      [](Row& r) {
+        LeaseEventRecord e;
+        e.seq = r.Int();
+        e.lease_id = r.Text();
+        e.tenant_id = r.Text();
+        e.type = r.Text();
+        e.at = r.At();
+        e.data = r.Text();
+        return e;
+      });
+}
+
+Result<std::vector<InternalJobRecord>> SqliteStore::InternalJobs() {
+  return Query<InternalJobRecord>(select_jobs_, "read internal jobs", BindNothing, [](Row& r) {
+    InternalJobRecord j;
+    j.id = r.Text();
+    j.pool = static_cast<int>(r.Int());
+    j.gpus = static_cast<int>(r.Int());
+    j.start = r.At();
+    j.end = r.AtOrMax();
+    return j;
+  });
+}
+
+Result<std::optional<std::string>> SqliteStore::Setting(const std::string& key) {
+  LL_ASSIGN_OR_RETURN(std::vector<std::string> values,
+                      Query<std::string>(
+                          select_setting_, fmt::format("read setting `{}`", key),
+                          [&](Binder& b) { b.Text(key); }, [](Row& r) { return r.Text(); }));
+  if (values.empty()) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(values.front()));
+}
+
+Result<int64_t> SqliteStore::LastEventSeq() {
+  LL_ASSIGN_OR_RETURN(std::vector<int64_t> seqs,
+                      Query<int64_t>(select_last_seq_, "read the last event seq", BindNothing,
+                                     [](Row& r) { return r.Int(); }));
+  LL_CHECK(seqs.size() == 1);  // an aggregate without GROUP BY yields exactly one row
+  return seqs.front();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
+  return SqliteStore::Open(path);
+}
+
+}  // namespace ll::store

@@ -1,0 +1,113 @@
+// Persistence behind one interface (LevelDB `Env` style): the control plane's tenants, API
+// keys, leases with their event history, injected owner jobs and a few settings. One
+// implementation per database: sqlite/ now, postgres/ later.
+//
+// Durability contract: when Commit() returns Ok, everything in the batch is on disk (a kill -9
+// right after loses none of it) and either all of the batch is applied or none of it.
+// Thread-safety: an instance is used from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "core/time.h"
+
+namespace ll::store {
+
+struct TenantRecord {
+  std::string id;  // "ten_…"
+  std::string name;
+  Time created;
+};
+
+struct KeyRecord {
+  std::string id;         // "key_…"
+  std::string tenant_id;  // empty for the admin key
+  std::string hash;       // hex of the key's hash; the key itself is never stored
+  bool admin = false;
+  Time created;
+};
+
+// A lease as persisted. Times are kTimeMax when not (yet) set.
+struct LeaseRecord {
+  std::string id;         // "lease_…"
+  std::string tenant_id;
+  std::string kind;       // "spot" | "reserved"
+  std::string state;      // see docs/api.md: the lease state machine
+  int pool = 0;
+  int gpus = 0;
+  int64_t price_micros = 0;      // per GPU-hour now
+  int64_t max_price_micros = 0;  // spot only
+  Time created = kTimeMax;
+  Time started = kTimeMax;
+  Time noticed_at = kTimeMax;
+  Time reclaim_at = kTimeMax;
+  Time term_end = kTimeMax;  // reserved
+  Time ended = kTimeMax;
+  std::string end_reason;  // "released" | "reclaimed" | "term_ended" | ""
+  std::string placement;   // "node:gpus,node:gpus", node = index into the fleet
+};
+
+struct LeaseEventRecord {
+  int64_t seq = 0;  // assigned by the store on Commit: increasing over all leases
+  std::string lease_id;
+  std::string tenant_id;
+  std::string type;  // "created", "active", "reclaim_notice", "released", ...
+  Time at;
+  std::string data;  // JSON object text
+};
+
+struct InternalJobRecord {
+  std::string id;  // "job_…"
+  int pool = 0;
+  int gpus = 0;
+  Time start;
+  Time end;
+};
+
+// One atomic write. Leases are upserted by id; events are appended (their seq is assigned
+// in order); settings are upserted by key.
+struct Batch {
+  std::vector<TenantRecord> tenants;
+  std::vector<KeyRecord> keys;
+  std::vector<LeaseRecord> leases;
+  std::vector<LeaseEventRecord> events;
+  std::vector<InternalJobRecord> internal_jobs;
+  std::vector<std::pair<std::string, std::string>> settings;
+  bool empty() const {
+    return tenants.empty() && keys.empty() && leases.empty() && events.empty() &&
+           internal_jobs.empty() && settings.empty();
+  }
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies `batch` atomically and durably. On success, the events' `seq` are filled in.
+  virtual Status Commit(Batch& batch) = 0;
+
+  virtual Result<std::vector<TenantRecord>> Tenants() = 0;
+  virtual Result<std::vector<KeyRecord>> Keys() = 0;
+  // Every lease (live and ended), in id order.
+  virtual Result<std::vector<LeaseRecord>> Leases() = 0;
+  // Events of one lease with seq > after, in seq order.
+  virtual Result<std::vector<LeaseEventRecord>> LeaseEvents(const std::string& lease_id,
+                                                            int64_t after) = 0;
+  virtual Result<std::vector<InternalJobRecord>> InternalJobs() = 0;
+  virtual Result<std::optional<std::string>> Setting(const std::string& key) = 0;
+  // The largest event seq committed so far (0 if none).
+  virtual Result<int64_t> LastEventSeq() = 0;
+};
+
+// Opens (creating if needed) the SQLite database at `path` in WAL mode with full
+// synchronous commits and brings its schema up to date (numbered migrations, recorded in
+// table `schema_migrations`). Errors name the file.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
+
+}  // namespace ll::store
