@@ -3,9 +3,11 @@
 // table / `key: value` lines. Exit codes: 0 ok, 1 a server or transport error, 2 a usage error.
 #include "cli/client.h"
 
-#include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -13,11 +15,13 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/http_client.h"
 #include "core/clock.h"

@@ -1,23 +1,22 @@
 // The API client: URL parsing, the SSE parser, HttpClient against a loopback Beast server, and
 // the `lease`/`quote`/`admin` commands end to end against that server.
-#include "cli/client.h"
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
-
-#include <CLI/CLI.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <functional>
-#include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/client.h"
 #include "cli/http_client.h"
 
 namespace ll::cli {
