@@ -109,20 +109,43 @@ class Reader {
   std::string path_;
 };
 
-}  // namespace
-
-Status LoadServeConfig(const std::string& path, ServeConfig* c) {
+Result<toml::table> ParseFile(const std::string& path) {
   if (FILE* f = std::fopen(path.c_str(), "r")) {
     std::fclose(f);
   } else {
     return Status::Invalid(fmt::format("cannot read config `{}`: {}", path, std::strerror(errno)));
   }
-  toml::table t;
   try {
-    t = toml::parse_file(path);
+    return toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     return Status::Invalid(fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
   }
+}
+
+Status ReadPrices(Reader& r, const std::string& path, market::PriceBook* pb) {
+  LL_RETURN_IF_ERROR(r.Known("prices", {"list_per_gpu_hour", "electricity_per_kwh", "wear_per_gpu_hour",
+                                        "busy_watts", "idle_watts", "input_per_mtok", "output_per_mtok"}));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "list_per_gpu_hour", &pb->list_per_gpu_hour));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "electricity_per_kwh", &pb->electricity_per_kwh));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "wear_per_gpu_hour", &pb->wear_per_gpu_hour));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "input_per_mtok", &pb->input_per_mtok));
+  LL_RETURN_IF_ERROR(r.Dollars("prices", "output_per_mtok", &pb->output_per_mtok));
+  LL_RETURN_IF_ERROR(r.Int("prices", "busy_watts", 1, 5000, &pb->busy_watts));
+  LL_RETURN_IF_ERROR(r.Int("prices", "idle_watts", 0, 5000, &pb->idle_watts));
+  if (pb->idle_watts >= pb->busy_watts) return Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status LoadPrices(const std::string& path, market::PriceBook* prices) {
+  LL_ASSIGN_OR_RETURN(toml::table t, ParseFile(path));
+  Reader r(t, path);
+  return ReadPrices(r, path, prices);
+}
+
+Status LoadServeConfig(const std::string& path, ServeConfig* c) {
+  LL_ASSIGN_OR_RETURN(toml::table t, ParseFile(path));
   for (auto& [k, v] : t) {
     static const char* kTables[] = {"server", "clock", "fleet", "policy", "prices"};
     bool ok = false;
@@ -173,17 +196,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.StrList("policy", "sellable_pools", &c->sellable_pools));
   LL_RETURN_IF_ERROR(r.Seconds("policy", "sample_every_s", 1, 86400, &c->sample_every));
 
-  LL_RETURN_IF_ERROR(r.Known("prices", {"list_per_gpu_hour", "electricity_per_kwh", "wear_per_gpu_hour",
-                                        "busy_watts", "idle_watts", "input_per_mtok", "output_per_mtok"}));
-  auto& pb = c->prices;
-  LL_RETURN_IF_ERROR(r.Dollars("prices", "list_per_gpu_hour", &pb.list_per_gpu_hour));
-  LL_RETURN_IF_ERROR(r.Dollars("prices", "electricity_per_kwh", &pb.electricity_per_kwh));
-  LL_RETURN_IF_ERROR(r.Dollars("prices", "wear_per_gpu_hour", &pb.wear_per_gpu_hour));
-  LL_RETURN_IF_ERROR(r.Dollars("prices", "input_per_mtok", &pb.input_per_mtok));
-  LL_RETURN_IF_ERROR(r.Dollars("prices", "output_per_mtok", &pb.output_per_mtok));
-  LL_RETURN_IF_ERROR(r.Int("prices", "busy_watts", 1, 5000, &pb.busy_watts));
-  LL_RETURN_IF_ERROR(r.Int("prices", "idle_watts", 0, 5000, &pb.idle_watts));
-  if (pb.idle_watts >= pb.busy_watts) return Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
+  LL_RETURN_IF_ERROR(ReadPrices(r, path, &c->prices));
   return Status::Ok();
 }
 

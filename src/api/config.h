@@ -45,5 +45,7 @@ struct ServeConfig {
 
 // Reads `path` over the defaults in `config`.
 Status LoadServeConfig(const std::string& path, ServeConfig* config);
+// Reads only the [prices] table of `path` over `prices` (`landlord sim --config`).
+Status LoadPrices(const std::string& path, market::PriceBook* prices);
 
 }  // namespace ll::api

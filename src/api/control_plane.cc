@@ -156,6 +156,7 @@ Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
   return out;
 }
 
+// A final state, or the event that reports reaching it (they share names).
 bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
 
 }  // namespace
@@ -351,6 +352,7 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
       auto id = alloc_->Restore(rs);
       if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
       l.holder = *id;
+      live_.insert(index);
     }
     lease_index_[rec.id] = index;
     leases_.push_back(std::move(l));
@@ -420,11 +422,7 @@ void ControlPlane::Integrate(Time now) {
   reserved_ms_ += static_cast<__int128>(alloc_->TotalReserved()) * ms;
   spot_ms_ += static_cast<__int128>(alloc_->TotalSpot()) * ms;
   waiting_ms_ += static_cast<__int128>(alloc_->InternalWaiting()) * ms;
-  for (const Lease& l : leases_) {
-    if (l.holder.valid() && (l.rec.state == "active" || l.rec.state == "noticed")) {
-      revenue_rate_ms_ += static_cast<__int128>(l.rec.price_micros) * l.rec.gpus * ms;
-    }
-  }
+  for (size_t i : live_) revenue_rate_ms_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus * ms;
   now_ = now;
 }
 
@@ -450,9 +448,9 @@ void ControlPlane::ClearMarket(Time now) {
   std::vector<market::Bid> bids;
   Gpus supply = 0;
   for (int p = 0; p < alloc_->pool_count(); ++p) supply += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now);
-  for (size_t i = 0; i < leases_.size(); ++i) {
+  for (size_t i : live_) {
     const Lease& l = leases_[i];
-    if (!l.holder.valid() || l.rec.kind != "spot" || l.rec.state != "active") continue;
+    if (l.rec.kind != "spot" || l.rec.state != "active") continue;
     bids.push_back({i, l.rec.gpus, Money::Micros(l.rec.max_price_micros)});
     supply += l.rec.gpus;
   }
@@ -518,8 +516,7 @@ void ControlPlane::Flush() {
     data["now"] = FormatUtc(now_);
     data["clock_speed"] = clock_->speed();
     ev.data = data.dump();
-    ev.final = FinalState(e.type == "price_changed" ? "" : l.rec.state) &&
-               (e.type == "released" || e.type == "reclaimed" || e.type == "ended");
+    ev.final = FinalState(e.type);
     auto [b, en] = watchers_.equal_range(e.lease_id);
     for (auto w = b; w != en;) {
       if (!w->second.second(ev)) {
@@ -534,6 +531,7 @@ void ControlPlane::Flush() {
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
   Lease& l = leases_[h.tag];
+  live_.insert(h.tag);
   l.rec.state = "active";
   l.rec.started = now;
   ++leases_started_;
@@ -553,6 +551,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
 void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
   if (!h.outside() || reason == alloc::EndReason::kRejected) return;
   Lease& l = leases_[h.tag];
+  live_.erase(h.tag);
   l.rec.ended = now;
   if (reason == alloc::EndReason::kReclaimed) {
     ++reclaims_;
@@ -783,8 +782,6 @@ Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
   }
   if (!FinalState(l->rec.state)) {
     l->releasing = true;
-    PoolId pool{static_cast<uint32_t>(l->rec.pool)};
-    (void)pool;
     alloc_->Release(l->holder, now_);
   }
   Flush();
@@ -809,7 +806,7 @@ Result<std::vector<LeaseEvent>> ControlPlane::LeaseEvents(const Principal& who, 
     data["now"] = FormatUtc(now_);
     data["clock_speed"] = clock_->speed();
     ev.data = data.dump();
-    ev.final = e.type == "released" || e.type == "reclaimed" || e.type == "ended";
+    ev.final = FinalState(e.type);
     out.push_back(std::move(ev));
   }
   return out;

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -163,6 +164,7 @@ class ControlPlane final : public alloc::Listener {
   size_t key_count_ = 0;
   std::vector<Lease> leases_;
   std::unordered_map<std::string, size_t> lease_index_;
+  std::set<size_t> live_;  // active or noticed leases, in creation order (the market's bid order)
   std::vector<store::InternalJobRecord> jobs_;
   size_t job_count_ = 0;
   std::vector<Gpus> demand_;  // what the allocator was last told, per pool

@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "alloc/policy.h"
+#include "api/config.h"
 #include "cli/client.h"
 #include "cli/serve.h"
 #include "sim/experiment.h"
@@ -39,28 +40,7 @@ ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
   } catch (const toml::parse_error& e) {
     return ll::Status::Invalid(fmt::format("{}:{}: {}", path, e.source().begin.line, e.description()));
   }
-  auto money = [&](const char* table, const char* key, ll::Money* out) -> ll::Status {
-    auto node = t[table][key];
-    if (!node) return ll::Status::Ok();
-    std::string text;
-    if (auto s = node.value<std::string>()) {
-      text = *s;
-    } else if (auto d = node.value<double>()) {
-      text = fmt::format("{:.6f}", *d);
-    } else {
-      return ll::Status::Invalid(fmt::format("{}: `{}.{}` must be a dollar amount", path, table, key));
-    }
-    auto m = ll::ParseMoney(text);
-    if (!m.ok()) return ll::Status::Invalid(fmt::format("{}: `{}.{}`: {}", path, table, key, m.status().message()));
-    *out = *m;
-    return ll::Status::Ok();
-  };
-  auto& pb = o->prices;
-  LL_RETURN_IF_ERROR(money("prices", "list_per_gpu_hour", &pb.list_per_gpu_hour));
-  LL_RETURN_IF_ERROR(money("prices", "electricity_per_kwh", &pb.electricity_per_kwh));
-  LL_RETURN_IF_ERROR(money("prices", "wear_per_gpu_hour", &pb.wear_per_gpu_hour));
-  LL_RETURN_IF_ERROR(money("prices", "input_per_mtok", &pb.input_per_mtok));
-  LL_RETURN_IF_ERROR(money("prices", "output_per_mtok", &pb.output_per_mtok));
+  LL_RETURN_IF_ERROR(ll::api::LoadPrices(path, &o->prices));  // the same [prices] as `serve`
   auto integer = [&](const char* table, const char* key, int64_t lo, int64_t hi, auto* out) -> ll::Status {
     auto node = t[table][key];
     if (!node) return ll::Status::Ok();
@@ -71,10 +51,7 @@ ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
     *out = static_cast<std::remove_pointer_t<decltype(out)>>(*v);
     return ll::Status::Ok();
   };
-  LL_RETURN_IF_ERROR(integer("prices", "busy_watts", 1, 5000, &pb.busy_watts));
-  LL_RETURN_IF_ERROR(integer("prices", "idle_watts", 0, 5000, &pb.idle_watts));
   LL_RETURN_IF_ERROR(integer("inference", "tokens_per_s_per_gpu", 1, 10'000'000, &o->inference.tokens_per_s_per_gpu));
-  if (pb.idle_watts >= pb.busy_watts) return ll::Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
   if (auto s = t["inference"]["rate_scale"].value<double>()) {
     if (!(*s > 0)) return ll::Status::Invalid(path + ": `inference.rate_scale` must be > 0");
     o->inference.rate_scale = *s;
