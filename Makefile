@@ -3,9 +3,11 @@ JOBS    ?= 2
 BUILD   ?= build/release
 ASAN    ?= build/asan
 BENCHB  ?= build/bench
+FUZZB   ?= build/fuzz
+FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run sim test test-unit test-e2e bench clean format
+.PHONY: all deps build run sim test test-unit test-e2e bench fuzz clean format
 
 all: build
 
@@ -30,11 +32,23 @@ sim: build
 $(ASAN)/CMakeCache.txt: | deps
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DLL_SANITIZE=ON -DLL_BUILD_TESTS=ON $(CMAKE_FLAGS)
 
-# Unit tests under ASan+UBSan, then the whole-system tests against the release binary.
+# Unit tests under ASan+UBSan, then the whole-system tests against the release binary, then
+# the API fuzz target for FUZZ_SECONDS.
 test: deps $(ASAN)/CMakeCache.txt build
 	cmake --build $(ASAN) -j$(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -L unit -j$(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -LE unit -j$(JOBS)
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+$(FUZZB)/CMakeCache.txt: | deps
+	cmake -S . -B $(FUZZB) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DLL_FUZZ=ON \
+	  -DLL_BUILD_TESTS=OFF $(CMAKE_FLAGS)
+
+# libFuzzer on the lease API (tests/fuzz); `make fuzz FUZZ_SECONDS=3600` for a long run.
+fuzz: deps $(FUZZB)/CMakeCache.txt
+	cmake --build $(FUZZB) -j$(JOBS) --target landlord_fuzz_api
+	cmake -S . -B $(FUZZB) -DLL_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	cd $(FUZZB) && ctest --output-on-failure -L fuzz
 
 $(BENCHB)/CMakeCache.txt: | deps
 	cmake -S . -B $(BENCHB) -DCMAKE_BUILD_TYPE=Release -DLL_BUILD_TESTS=OFF -DLL_BUILD_BENCH=ON $(CMAKE_FLAGS)
@@ -42,6 +56,7 @@ $(BENCHB)/CMakeCache.txt: | deps
 bench: deps $(BENCHB)/CMakeCache.txt
 	cmake --build $(BENCHB) -j$(JOBS)
 	$(BENCHB)/bench/landlord_bench --benchmark_counters_tabular=true
+	$(BENCHB)/bench/landlord_api_bench
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

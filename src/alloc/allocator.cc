@@ -675,6 +675,25 @@ Result<HolderId> Allocator::Restore(const RestoreSpec& r) {
   return h.id;
 }
 
+Status Allocator::RestoreInternal(PoolId pool, const std::vector<Share>& shares) {
+  LL_CHECK(options_.occupancy);
+  if (!pool.valid() || pool.v >= pools_.size()) return Status::Invalid("restore: unknown pool");
+  Holder& ih = holders_[pool_internal_[pool.v].v];
+  if (ih.gpus != 0) return Status::Invalid("restore: the pool's internal GPUs are already placed");
+  std::vector<Gpus> want(nodes_.size(), 0);
+  for (const Share& s : shares) {
+    if (!s.node.valid() || s.node.v >= nodes_.size() || s.gpus < 1) return Status::Invalid("restore: bad share");
+    if (nodes_[s.node.v].pool != pool) return Status::Invalid("restore: a share is outside the pool");
+    want[s.node.v] += s.gpus;
+    if (want[s.node.v] > nodes_[s.node.v].free) return Status::Conflict("restore: GPUs already held");
+  }
+  for (const Share& s : shares) Take(ih, s.node, s.gpus);
+  PoolCounters& pc = pools_[pool.v];
+  pc.internal_want = std::max(pc.internal_want, ih.gpus);
+  UpdateWaiting(pool);
+  return Status::Ok();
+}
+
 void Allocator::Release(HolderId id, Time now) {
   Holder& h = holders_[id.v];
   LL_CHECK(h.outside() && h.state != HolderState::kEnded);

@@ -145,6 +145,12 @@ class Allocator {
     uint64_t tag = 0;
   };
   Result<HolderId> Restore(const RestoreSpec& spec);
+  // Occupancy mode, before the pool's first SetInternalDemand: puts the owner's GPUs back on
+  // exactly `shares` (the server persists where the owner's demand sits, so a restart
+  // rebuilds the same free nodes). Validated first: an error changes nothing.
+  Status RestoreInternal(PoolId pool, const std::vector<Share>& shares);
+  // Occupancy mode: where the owner's GPUs of `pool` are, by node.
+  const std::vector<Share>& InternalShares(PoolId pool) const { return holders_[pool_internal_[pool.v].v].shares; }
   // The tenant gives the GPUs back (any outside holder, noticed or not).
   void Release(HolderId holder, Time now);
   // Give `holder` (spot or inference) a reclaim notice now, e.g. because the price rose.

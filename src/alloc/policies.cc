@@ -116,6 +116,10 @@ class LandlordPolicy final : public Policy {
     s.owner_ms += static_cast<int64_t>(s.last_want) * (now - s.last).ms;
     s.last = now;
     Expire(s, now);
+    // A repeated level is no news: it must not move the window's entry (and so the cooldown),
+    // or a driver that re-reports a level (serve after a restart) would diverge from one that
+    // does not.
+    if (!s.window.empty() && p.internal_want == s.last_want) return;
     Gpus recent = s.window.empty() ? s.last_want : s.window.front().second;
     if (p.internal_want > recent) {
       Gpus rise = p.internal_want - recent;

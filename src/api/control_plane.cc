@@ -130,11 +130,15 @@ class Fields {
   std::optional<Reply> error_;
 };
 
-std::string FormatPlacement(const std::vector<alloc::Share>& shares) {
+// "node:gpus,..." in node order.
+std::string FormatPlacement(std::vector<alloc::Share> shares) {
+  std::sort(shares.begin(), shares.end(), [](auto& a, auto& b) { return a.node < b.node; });
   std::string out;
   for (const auto& s : shares) out += fmt::format("{}{}:{}", out.empty() ? "" : ",", s.node.v, s.gpus);
   return out;
 }
+
+std::string InternalPlacementKey(int pool) { return fmt::format("internal_placement:{}", pool); }
 
 Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
   std::vector<alloc::Share> out;
@@ -297,6 +301,7 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
   ao.floor = floor_;
   alloc_ = std::make_unique<alloc::Allocator>(spec, ao, std::move(wrapped), this);
   demand_.assign(trace.pools.size(), -1);
+  internal_placement_.assign(trace.pools.size(), "");
 
   // Tenants and keys.
   LL_ASSIGN_OR_RETURN(auto tenants, store_->Tenants());
@@ -326,7 +331,10 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
     add_admin(admin_key_once_);
   }
 
-  // What the owner did before now teaches the forecast and the policy.
+  // What the owner did before now (the trace and the jobs injected, ended ones too) teaches
+  // the forecast and the policy.
+  LL_ASSIGN_OR_RETURN(jobs_, store_->InternalJobs());
+  job_count_ = jobs_.size();
   WarmUp(now);
 
   // Leases: the live ones go back on exactly the GPUs they held.
@@ -355,14 +363,43 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
       live_.insert(index);
     }
     lease_index_[rec.id] = index;
+    by_tenant_[rec.tenant_id].push_back(index);
     leases_.push_back(std::move(l));
   }
-  LL_ASSIGN_OR_RETURN(jobs_, store_->InternalJobs());
-  job_count_ = jobs_.size();
+  // The owner's GPUs go back where they were.
+  for (int p = 0; p < alloc_->pool_count(); ++p) {
+    LL_ASSIGN_OR_RETURN(auto text, store_->Setting(InternalPlacementKey(p)));
+    if (!text || text->empty()) continue;
+    auto shares = ParsePlacement(*text);
+    Status st = shares.ok() ? alloc_->RestoreInternal(PoolId{static_cast<uint32_t>(p)}, *shares) : shares.status();
+    if (!st.ok()) return Status::Invalid(fmt::format("store: setting `{}`: {}", InternalPlacementKey(p), st.message()));
+    internal_placement_[p] = *text;
+  }
   now_ = now;
   AdvanceTo(now);
   Flush();
   return Status::Ok();
+}
+
+Gpus ControlPlane::DemandAt(int pool, Time t) const {
+  int64_t want = fleet_.TraceLevel(pool, t);
+  for (const auto& j : jobs_) {
+    if (j.pool == pool && j.start <= t && t < j.end) want += j.gpus;
+  }
+  return static_cast<Gpus>(std::clamp<int64_t>(want, 0, fleet_.trace().pools[pool].gpus));
+}
+
+std::vector<Time> ControlPlane::DemandChanges(Time t0, Time t1) const {
+  std::vector<Time> out;
+  fleet_.ForEachChange(t0, t1, [&](Time t) { out.push_back(t); });
+  for (const auto& j : jobs_) {
+    for (Time t : {j.start, j.end}) {
+      if (t0 < t && t <= t1) out.push_back(t);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 void ControlPlane::WarmUp(Time until) {
@@ -371,7 +408,7 @@ void ControlPlane::WarmUp(Time until) {
   std::vector<Gpus> last(trace.pools.size(), -1);
   auto observe = [&](Time t) {
     for (int p = 0; p < fleet_.pool_count(); ++p) {
-      Gpus level = fleet_.TraceLevel(p, t);
+      Gpus level = DemandAt(p, t);
       if (level == last[p]) continue;
       last[p] = level;
       forecast_->Observe(p, level, t);
@@ -383,7 +420,7 @@ void ControlPlane::WarmUp(Time until) {
     }
   };
   observe(trace.begin);
-  fleet_.ForEachChange(trace.begin, until - Duration::Millis(1), observe);
+  for (Time t : DemandChanges(trace.begin, until - Duration::Millis(1))) observe(t);
 }
 
 // ---------------------------------------------------------------- time
@@ -395,6 +432,14 @@ void ControlPlane::Advance() {
 
 void ControlPlane::AdvanceTo(Time now) {
   if (now < now_) now = now_;  // the clock never runs backwards for the core
+  // Each change of the owner's demand is taken at its own time, not at the next tick: the
+  // policy then sees the same history however the server ticks, and a restart (WarmUp)
+  // replays it exactly.
+  for (Time t : DemandChanges(now_, now)) Step(t);
+  Step(now);
+}
+
+void ControlPlane::Step(Time now) {
   Integrate(now);
   alloc_->AdvanceTo(now);
   SetDemand(now);
@@ -422,17 +467,19 @@ void ControlPlane::Integrate(Time now) {
   reserved_ms_ += static_cast<__int128>(alloc_->TotalReserved()) * ms;
   spot_ms_ += static_cast<__int128>(alloc_->TotalSpot()) * ms;
   waiting_ms_ += static_cast<__int128>(alloc_->InternalWaiting()) * ms;
-  for (size_t i : live_) revenue_rate_ms_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus * ms;
+  if (rate_dirty_) {
+    rate_ = 0;
+    for (size_t i : live_) rate_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus;
+    rate_dirty_ = false;
+  }
+  revenue_rate_ms_ += rate_ * ms;
   now_ = now;
 }
 
 void ControlPlane::SetDemand(Time now) {
-  std::vector<Gpus> want(fleet_.pool_count(), 0);
-  for (int p = 0; p < fleet_.pool_count(); ++p) want[p] = fleet_.TraceLevel(p, now);
   std::erase_if(jobs_, [&](const store::InternalJobRecord& j) { return j.end <= now; });
-  for (const auto& j : jobs_) {
-    if (j.start <= now) want[j.pool] += j.gpus;
-  }
+  std::vector<Gpus> want(fleet_.pool_count(), 0);
+  for (int p = 0; p < fleet_.pool_count(); ++p) want[p] = DemandAt(p, now);
   for (int p = 0; p < fleet_.pool_count(); ++p) {
     if (want[p] == demand_[p]) continue;
     demand_[p] = want[p];
@@ -444,10 +491,15 @@ void ControlPlane::SetDemand(Time now) {
 
 // Uniform-price auction over the spot leases (DESIGN.md "Spot market"): the price is the
 // highest losing max price, never below the floor; a lease whose max is below it is noticed.
+// Skipped when nothing it reads changed since the last run (the lease set and states, the
+// sellable supply, the floor): the answer would be the same and it walks every live lease.
 void ControlPlane::ClearMarket(Time now) {
+  Gpus sellable = 0;
+  for (int p = 0; p < alloc_->pool_count(); ++p) sellable += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now);
+  if (market_version_ == cleared_.version && sellable == cleared_.sellable && floor_ == cleared_.floor) return;
+  cleared_ = {market_version_, sellable, floor_};
   std::vector<market::Bid> bids;
-  Gpus supply = 0;
-  for (int p = 0; p < alloc_->pool_count(); ++p) supply += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now);
+  Gpus supply = sellable;
   for (size_t i : live_) {
     const Lease& l = leases_[i];
     if (l.rec.kind != "spot" || l.rec.state != "active") continue;
@@ -462,6 +514,7 @@ void ControlPlane::ClearMarket(Time now) {
     if (l.rec.price_micros == spot_price_.micros) continue;
     alloc_->SetPrice(l.holder, spot_price_);
     l.rec.price_micros = spot_price_.micros;
+    rate_dirty_ = true;
     Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(spot_price_)}});
   }
 }
@@ -490,15 +543,18 @@ void ControlPlane::Flush() {
     Lease& l = leases_[i];
     if (l.holder.valid()) {
       const alloc::Holder& h = alloc_->holder(l.holder);
-      if (!h.shares.empty()) {
-        std::vector<alloc::Share> shares = h.shares;
-        std::sort(shares.begin(), shares.end(), [](auto& a, auto& b) { return a.node < b.node; });
-        l.rec.placement = FormatPlacement(shares);
-      }
+      if (!h.shares.empty()) l.rec.placement = FormatPlacement(h.shares);
     }
     pending_.leases.push_back(l.rec);
   }
   dirty_leases_.clear();
+  // Where the owner's GPUs sit decides which nodes are free: kept so a restart is exact.
+  for (int p = 0; p < alloc_->pool_count(); ++p) {
+    std::string text = FormatPlacement(alloc_->InternalShares(PoolId{static_cast<uint32_t>(p)}));
+    if (text == internal_placement_[p]) continue;
+    pending_.settings.emplace_back(InternalPlacementKey(p), text);
+    internal_placement_[p] = std::move(text);
+  }
   if (pending_.empty()) return;
   Status st = store_->Commit(pending_);
   LL_CHECK(st.ok());  // fail-stop: the store holds what was acknowledged; a restart resumes from it
@@ -530,6 +586,7 @@ void ControlPlane::Flush() {
 
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
+  LeasesChanged();
   Lease& l = leases_[h.tag];
   live_.insert(h.tag);
   l.rec.state = "active";
@@ -540,6 +597,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
 
 void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) {
   if (!h.outside()) return;
+  LeasesChanged();
   Lease& l = leases_[h.tag];
   l.rec.state = "noticed";
   l.rec.noticed_at = now;
@@ -550,6 +608,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
 
 void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
   if (!h.outside() || reason == alloc::EndReason::kRejected) return;
+  LeasesChanged();
   Lease& l = leases_[h.tag];
   live_.erase(h.tag);
   l.rec.ended = now;
@@ -737,6 +796,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   const alloc::Holder& h = alloc_->holder(lease.holder);
   lease.rec.gpus = h.gpus;
   lease.rec.price_micros = h.price.micros;
+  by_tenant_[lease.rec.tenant_id].push_back(index);
   dirty_leases_.push_back(index);
   Flush();  // persisted before it is acknowledged
   Reply r;
@@ -753,14 +813,30 @@ ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string&
   return &l;
 }
 
-Reply ControlPlane::ListLeases(const Principal& who) {
+Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::string& after) {
   Advance();
-  json data = json::array();
-  for (auto it = leases_.rbegin(); it != leases_.rend(); ++it) {
-    if (who.admin || it->rec.tenant_id == who.tenant_id) data.push_back(LeaseJson(it->rec));
+  // The caller's leases in creation order (the owner sees all of them).
+  static const std::vector<size_t> kNone;
+  std::vector<size_t> all;
+  const std::vector<size_t>* mine = &kNone;
+  if (who.admin) {
+    all.resize(leases_.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    mine = &all;
+  } else if (auto it = by_tenant_.find(who.tenant_id); it != by_tenant_.end()) {
+    mine = &it->second;
   }
+  size_t end = mine->size();  // newest first: walk back from here
+  if (!after.empty()) {
+    const Lease* cursor = Find(who, after);
+    if (cursor == nullptr) return ErrorReply(400, "invalid_value", fmt::format("`after`: no lease `{}`", after), "after");
+    end = std::lower_bound(mine->begin(), mine->end(), lease_index_.at(after)) - mine->begin();
+  }
+  json data = json::array();
+  size_t i = end;
+  for (; i > 0 && data.size() < static_cast<size_t>(limit); --i) data.push_back(LeaseJson(leases_[(*mine)[i - 1]].rec));
   Reply r;
-  r.body = {{"object", "list"}, {"data", data}};
+  r.body = {{"object", "list"}, {"data", data}, {"has_more", i > 0}};
   return r;
 }
 

@@ -88,7 +88,8 @@ class ControlPlane final : public alloc::Listener {
 
   // ---- tenant API ----
   Reply CreateLease(const Principal& who, const nlohmann::json& body);
-  Reply ListLeases(const Principal& who);
+  // Newest first: at most `limit` leases created before the lease `after` (all if empty).
+  Reply ListLeases(const Principal& who, int limit = 100, const std::string& after = "");
   Reply GetLease(const Principal& who, const std::string& id);
   Reply ReleaseLease(const Principal& who, const std::string& id);
   Reply Quote(const Principal& who, std::optional<int64_t> gpus);
@@ -130,7 +131,13 @@ class ControlPlane final : public alloc::Listener {
   Status Load(const Clock* wall, const std::string& admin_key_env);
   Status InitClock(const Clock* wall);
   void WarmUp(Time until);
+  // The owner's demand on `pool` at t: the trace's level plus the injected jobs, clamped to
+  // the pool's capacity (as the allocator takes it).
+  Gpus DemandAt(int pool, Time t) const;
+  // Every time in (t0, t1] at which the owner's demand changes, in order.
+  std::vector<Time> DemandChanges(Time t0, Time t1) const;
   void AdvanceTo(Time now);
+  void Step(Time now);
   void SetDemand(Time now);
   void ClearMarket(Time now);
   void Integrate(Time now);
@@ -164,10 +171,12 @@ class ControlPlane final : public alloc::Listener {
   size_t key_count_ = 0;
   std::vector<Lease> leases_;
   std::unordered_map<std::string, size_t> lease_index_;
+  std::unordered_map<std::string, std::vector<size_t>> by_tenant_;  // tenant id → lease indices, ascending
   std::set<size_t> live_;  // active or noticed leases, in creation order (the market's bid order)
   std::vector<store::InternalJobRecord> jobs_;
   size_t job_count_ = 0;
   std::vector<Gpus> demand_;  // what the allocator was last told, per pool
+  std::vector<std::string> internal_placement_;  // per pool, as last committed
 
   store::Batch pending_;
   std::vector<size_t> dirty_leases_;
@@ -181,6 +190,19 @@ class ControlPlane final : public alloc::Listener {
   // Totals since start (GPU-milliseconds, micro-dollars).
   __int128 capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, waiting_ms_ = 0;
   __int128 revenue_rate_ms_ = 0;  // Σ price(µ$/GPU-h) × GPUs × ms
+  __int128 rate_ = 0;             // Σ price × GPUs over the live leases, when !rate_dirty_
+  bool rate_dirty_ = true;
+  // What the last market clearing read: it is skipped while these stay the same.
+  uint64_t market_version_ = 0;  // bumped on every lease start, notice and end
+  struct Cleared {
+    uint64_t version = ~uint64_t{0};
+    Gpus sellable = -1;
+    Money floor;
+  } cleared_;
+  void LeasesChanged() {
+    ++market_version_;
+    rate_dirty_ = true;
+  }
   int64_t reclaims_ = 0, leases_started_ = 0;
 };
 

@@ -108,7 +108,7 @@ class Session : public std::enable_shared_from_this<Session> {
 class Server final : public HttpServer {
  public:
   Server(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config)
-      : ioc_(ioc), cp_(cp), config_(config), acceptor_(ioc), tick_(ioc) {}
+      : cp_(cp), config_(config), acceptor_(ioc), tick_(ioc) {}
 
   Status Listen() {
     size_t colon = config_.listen.rfind(':');
@@ -188,7 +188,6 @@ class Server final : public HttpServer {
     });
   }
 
-  net::io_context& ioc_;
   ControlPlane& cp_;
   ServeConfig config_;
   tcp::acceptor acceptor_;
@@ -276,7 +275,7 @@ void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_poin
     res->body() = routed.reply.body.get<std::string>() + server_.metrics().Text();
   } else {
     res->set(http::field::content_type, "application/json");
-    res->body() = routed.reply.body.dump() + "\n";
+    res->body() = ReplyText(routed.reply) + "\n";
   }
   if (routed.reply.status == 401) res->set(http::field::www_authenticate, "Bearer");
   bool keep = parser_ && parser_->is_header_done() && parser_->get().keep_alive() && !server_.stopping() &&

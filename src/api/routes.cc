@@ -38,6 +38,22 @@ std::optional<std::string_view> QueryParam(std::string_view query, std::string_v
   return std::nullopt;
 }
 
+// A query parameter's integer value in [lo, hi], else nullopt.
+std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || p != text.data() + text.size() || v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
+// The method as a metrics label: the standard ones, else "OTHER" (labels stay a bounded set).
+std::string_view MethodLabel(std::string_view m) {
+  for (std::string_view k : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
+    if (m == k) return k;
+  }
+  return "OTHER";
+}
+
 Reply MethodNotAllowed(std::string_view method, std::string_view path) {
   return ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
 }
@@ -50,6 +66,10 @@ Result<json> ParseBody(std::string_view body) {
 }
 
 }  // namespace
+
+std::string ReplyText(const Reply& reply) {
+  return reply.body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string_view BearerToken(std::string_view a) {
   constexpr std::string_view kPrefix = "Bearer ";
@@ -114,7 +134,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
       return out;
     }
     std::string_view what = seg.size() == 2 ? seg[1] : "";
-    out.route = fmt::format("{} /admin/{}", m, what);
+    out.route = fmt::format("{} /admin/{}", MethodLabel(m), what);
     if (what == "tenants" && m == "POST") {
       if (auto b = body()) out.reply = cp.CreateTenant(*b);
     } else if (what == "keys" && m == "POST") {
@@ -141,16 +161,25 @@ Routed Route(ControlPlane& cp, const Request& req) {
 
   // Tenant API (an admin key may read and release any lease too).
   if (seg.size() == 2 && seg[1] == "leases") {
-    out.route = fmt::format("{} /v1/leases", m);
+    out.route = fmt::format("{} /v1/leases", MethodLabel(m));
     if (m == "POST") {
       if (auto b = body()) out.reply = cp.CreateLease(*who, *b);
     } else if (m == "GET") {
-      out.reply = cp.ListLeases(*who);
+      int64_t limit = 100;
+      if (auto l = QueryParam(query, "limit")) {
+        auto v = ParseInt(*l, 1, 1000);
+        if (!v) {
+          out.reply = ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
+          return out;
+        }
+        limit = *v;
+      }
+      out.reply = cp.ListLeases(*who, static_cast<int>(limit), std::string(QueryParam(query, "after").value_or("")));
     } else {
       out.reply = MethodNotAllowed(m, path);
     }
   } else if (seg.size() == 3 && seg[1] == "leases") {
-    out.route = fmt::format("{} /v1/leases/{{id}}", m);
+    out.route = fmt::format("{} /v1/leases/{{id}}", MethodLabel(m));
     std::string id(seg[2]);
     if (m == "GET") {
       out.reply = cp.GetLease(*who, id);
@@ -172,13 +201,11 @@ Routed Route(ControlPlane& cp, const Request& req) {
     out.route = "GET /v1/quotes";
     std::optional<int64_t> gpus;
     if (auto g = QueryParam(query, "gpus")) {
-      int64_t v = 0;
-      auto [p, ec] = std::from_chars(g->data(), g->data() + g->size(), v);
-      if (ec != std::errc() || p != g->data() + g->size() || v < 1 || v > 1024) {
+      gpus = ParseInt(*g, 1, 1024);
+      if (!gpus) {
         out.reply = ErrorReply(400, "invalid_value", "`gpus` must be an integer in [1, 1024]", "gpus");
         return out;
       }
-      gpus = v;
     }
     out.reply = m == "GET" ? cp.Quote(*who, gpus) : MethodNotAllowed(m, path);
   } else if (seg.size() == 2 && seg[1] == "prices") {

@@ -27,6 +27,10 @@ struct Routed {
 
 Routed Route(ControlPlane& cp, const Request& req);
 
+// The JSON text of a reply as the server sends it. Request text echoed in messages (a path, a
+// field value) may be invalid UTF-8: it is replaced (U+FFFD), never a throw.
+std::string ReplyText(const Reply& reply);
+
 // The bearer token of an Authorization header value ("" if none).
 std::string_view BearerToken(std::string_view authorization);
 

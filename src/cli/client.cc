@@ -55,6 +55,8 @@ struct State {
   std::string id;
   std::string name;
   std::string tenant;
+  int limit = 0;  // 0: the server's default (100)
+  std::string after;
   CLI::Option* max_price_opt = nullptr;
   CLI::Option* duration_opt = nullptr;
   CLI::Option* pool_opt = nullptr;
@@ -212,6 +214,7 @@ void PrintLeases(const Json& list) {
   }
   PrintTable({"ID", "KIND", "STATE", "GPUS", "POOL", "PRICE/GPU-H", "MAX", "CREATED", "RECLAIM AT"},
              {false, false, false, true, false, true, true, false, false}, rows);
+  if (list.value("has_more", false)) fmt::print("more: --after {}\n", Field(data.back(), "id"));
 }
 
 void PrintQuote(const Json& q) {
@@ -557,8 +560,15 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   Register(s.get(), create, RunCreate);
 
   CLI::App* list = lease->add_subcommand("list", "List your leases, newest first");
-  Register(s.get(), list,
-           [](State& st) { return Call(st.common, "GET", "/v1/leases", "", PrintLeases); });
+  list->add_option("--limit", s->limit, "At most this many (1..1000); default 100")->check(CLI::Range(1, 1000));
+  list->add_option("--after", s->after, "Only leases older than this lease id (the next page)");
+  Register(s.get(), list, [](State& st) {
+    std::string query;
+    if (st.limit > 0) query += fmt::format("&limit={}", st.limit);
+    if (!st.after.empty()) query += "&after=" + PathSegment(st.after);
+    std::string target = "/v1/leases" + (query.empty() ? "" : "?" + query.substr(1));
+    return Call(st.common, "GET", target, "", PrintLeases);
+  });
 
   CLI::App* show = lease->add_subcommand("show", "Show one lease");
   show->add_option("id", s->id, "Lease id")->required();

@@ -209,6 +209,21 @@ TEST_F(ServeTest, TenantsAreIsolatedAndKeysChecked) {
   EXPECT_EQ(status, 401);
   Call("ll_wrong", "GET", "/v1/leases", nullptr, &status);
   EXPECT_EQ(status, 401);
+  // Pages: newest first, `after` continues; another tenant's lease is no cursor.
+  std::string id2 = CreateSpot(a, 1, "1.00")["id"], id3 = CreateSpot(a, 1, "1.00")["id"];
+  json page = Call(a, "GET", "/v1/leases?limit=2");
+  ASSERT_EQ(page["data"].size(), 2u);
+  EXPECT_EQ(page["data"][0]["id"], id3);
+  EXPECT_EQ(page["data"][1]["id"], id2);
+  EXPECT_TRUE(page["has_more"].get<bool>());
+  page = Call(a, "GET", "/v1/leases?limit=2&after=" + id2);
+  ASSERT_EQ(page["data"].size(), 1u);
+  EXPECT_EQ(page["data"][0]["id"], id);
+  EXPECT_FALSE(page["has_more"].get<bool>());
+  Call(b, "GET", "/v1/leases?after=" + id, nullptr, &status);
+  EXPECT_EQ(status, 400);
+  Call(a, "GET", "/v1/leases?limit=0", nullptr, &status);
+  EXPECT_EQ(status, 400);
   json forbidden = Call(a, "GET", "/admin/fleet", nullptr, &status);
   EXPECT_EQ(status, 403);
   EXPECT_EQ(forbidden["error"]["type"], "permission_error");
@@ -352,7 +367,7 @@ TEST_F(ServeTest, KillNineLosesNoAcknowledgedWrite) {
     server_.Kill9();
     inflight.join();
     server_.Start(config_);
-    json list = Call(key, "GET", "/v1/leases");
+    json list = Call(key, "GET", "/v1/leases?limit=1000");
     std::map<std::string, std::string> now;
     for (const json& l : list["data"]) {
       now[l["id"]] = l["state"];

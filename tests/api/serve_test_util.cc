@@ -51,63 +51,21 @@ reserved_min_history_h = 24
 }
 
 ServeProcess::~ServeProcess() {
-  if (pid_ > 0) Kill9();
+  if (running()) Kill9();
 }
 
 void ServeProcess::Start(const std::string& config) {
-  int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
-  pid_ = fork();
-  ASSERT_GE(pid_, 0);
-  if (pid_ == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    setenv("LANDLORD_ADMIN_KEY", kAdminKey, 1);
-    execl(LL_LANDLORD_BIN, LL_LANDLORD_BIN, "serve", "--config", config.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  out_fd_ = fds[0];
-  // The first line: "landlord serve: listening on http://127.0.0.1:PORT".
-  std::string line;
-  for (;;) {
-    pollfd p{out_fd_, POLLIN, 0};
-    ASSERT_GT(poll(&p, 1, 30'000), 0) << "landlord serve printed nothing in 30 s";
-    char c;
-    ASSERT_EQ(read(out_fd_, &c, 1), 1) << "landlord serve exited before listening";
-    if (c == '\n') break;
-    line += c;
-  }
-  size_t at = line.find("http://");
-  ASSERT_NE(at, std::string::npos) << line;
-  url_ = line.substr(at);
-  address_ = url_.substr(7);
-  // The rest of the output is not needed; keep the pipe drained so the server never blocks.
-  fcntl(out_fd_, F_SETFL, O_NONBLOCK);
+  auto c = SpawnServe(LL_LANDLORD_BIN, config, kAdminKey);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  child_ = *c;
 }
 
-int ServeProcess::Stop() {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  close(out_fd_);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+int ServeProcess::Stop() { return StopServe(child_, SIGTERM); }
 
-void ServeProcess::Kill9() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGKILL);
-  int status = 0;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-  close(out_fd_);
-}
+void ServeProcess::Kill9() { StopServe(child_, SIGKILL); }
 
 cli::HttpClient ServeProcess::Client(const std::string& key) const {
-  auto url = cli::ParseUrl(url_);
+  auto url = cli::ParseUrl(child_.url);
   EXPECT_TRUE(url.ok());
   return cli::HttpClient(*url, key);
 }

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/serve_child.h"
 #include "cli/http_client.h"
 
 namespace ll::testing {
@@ -30,16 +31,14 @@ class ServeProcess {
   // SIGTERM; returns the exit status (expects a clean exit).
   int Stop();
   void Kill9();
-  bool running() const { return pid_ > 0; }
-  const std::string& url() const { return url_; }
-  const std::string& address() const { return address_; }
+  bool running() const { return child_.pid > 0; }
+  const std::string& url() const { return child_.url; }
+  std::string address() const { return child_.url.substr(7); }
 
   cli::HttpClient Client(const std::string& key) const;
 
  private:
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  std::string url_, address_;
+  ServeChild child_;
 };
 
 // Decoded JSON of a response (null when not JSON).

@@ -520,6 +520,20 @@ TEST(ClientCommandsTest, LeaseListPrintsAnAlignedTable) {
       "lease_000001  reserved  active      8  vc1          0.18     -  2020-05-01T00:00:00Z  -\n");
 }
 
+TEST(ClientCommandsTest, LeaseListPagesWithLimitAndAfter) {
+  http::request<http::string_body> seen;
+  CliResult r;
+  {
+    TestServer server(AnswerOnce(
+        &seen, http::status::ok,
+        fmt::format(R"({{"object": "list", "data": [{}], "has_more": true}})", kLease2)));
+    r = RunCli(fmt::format("lease list --url {} --key sk_1 --limit 1 --after lease_000003", server.url_text()));
+  }
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::string(seen.target().data(), seen.target().size()), "/v1/leases?limit=1&after=lease_000003");
+  EXPECT_NE(r.out.find("more: --after lease_000001\n"), std::string::npos) << r.out;
+}
+
 TEST(ClientCommandsTest, LeaseListJsonPrintsTheBodyAsIs) {
   http::request<http::string_body> seen;
   CliResult r;

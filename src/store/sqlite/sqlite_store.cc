@@ -580,9 +580,9 @@ Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs) {
       b.Text(j.id).Int(j.pool).Int(j.gpus).At(j.start).AtOrNull(j.end);
     }));
   }
-  for (const auto& [key, value] : batch.settings) {
-    LL_RETURN_IF_ERROR(Write(upsert_setting_, fmt::format("setting `{}`", key),
-                             [&](Binder& b) { b.Text(key).Text(value); }));
+  for (const auto& setting : batch.settings) {
+    LL_RETURN_IF_ERROR(Write(upsert_setting_, fmt::format("setting `{}`", setting.first),
+                             [&](Binder& b) { b.Text(setting.first).Text(setting.second); }));
   }
   return Status::Ok();
 }

@@ -1,0 +1,205 @@
+// libFuzzer target: the lease API's request parsing and validation, end to end below the
+// transport. Each input is one request, routed (api::Route) into a ControlPlane over a real
+// SQLite store, exactly as `landlord serve` does after Beast has framed it.
+//
+// Input (text, so the seeds and the dictionary read naturally):
+//   line 1: WHO METHOD TARGET [+SECONDS]
+//     WHO: `admin`, `a`, `b` (two tenants), `none`; anything else is sent as the raw
+//     Authorization header value. +SECONDS moves the clock first (0..86400).
+//   the rest: the body.
+//
+// Properties checked on every input (a failure aborts, which libFuzzer reports):
+//   - nothing throws or crashes, the reply serialises (ReplyText) whatever bytes came in;
+//   - an error reply (status ≥ 400) commits nothing to the store: bad input changes nothing;
+//   - an error body is OpenAI-style: {"error": {"message", "type", "code", "param"}};
+//   - every 256 inputs the control plane is rebuilt from the store and must answer the
+//     owner's lease list and fleet map byte for byte as the live one does.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "api/config.h"
+#include "api/control_plane.h"
+#include "api/routes.h"
+#include "core/clock.h"
+#include "sim/trace.h"
+#include "store/store.h"
+
+namespace ll::api {
+namespace {
+
+constexpr const char* kAdminKey = "ll_fuzz_admin_key_0123456789abcdef";
+
+#define FUZZ_CHECK(cond, ...)                                                 \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
+      std::fprintf(stderr, "fuzz property failed: %s: %s\n", #cond,          \
+                   fmt::format(__VA_ARGS__).c_str());                         \
+      std::abort();                                                           \
+    }                                                                         \
+  } while (0)
+
+// Counts commits that carried anything, so an error reply can be shown to have changed nothing.
+class CountingStore final : public store::Store {
+ public:
+  explicit CountingStore(std::unique_ptr<store::Store> s) : s_(std::move(s)) {}
+  Status Commit(store::Batch& b) override {
+    if (!b.empty()) ++commits;
+    return s_->Commit(b);
+  }
+  Result<std::vector<store::TenantRecord>> Tenants() override { return s_->Tenants(); }
+  Result<std::vector<store::KeyRecord>> Keys() override { return s_->Keys(); }
+  Result<std::vector<store::LeaseRecord>> Leases() override { return s_->Leases(); }
+  Result<std::vector<store::LeaseEventRecord>> LeaseEvents(const std::string& id, int64_t after) override {
+    return s_->LeaseEvents(id, after);
+  }
+  Result<std::vector<store::InternalJobRecord>> InternalJobs() override { return s_->InternalJobs(); }
+  Result<std::optional<std::string>> Setting(const std::string& key) override { return s_->Setting(key); }
+  Result<int64_t> LastEventSeq() override { return s_->LastEventSeq(); }
+  int64_t commits = 0;
+
+ private:
+  std::unique_ptr<store::Store> s_;
+};
+
+struct World {
+  std::string dir;
+  ServeConfig config;
+  std::unique_ptr<sim::Trace> trace;
+  std::unique_ptr<CountingStore> store;
+  ManualClock wall{Time{1'700'000'000'000}};
+  std::unique_ptr<ControlPlane> cp;
+  std::string key_a, key_b;
+  int64_t inputs = 0;
+  int64_t leases = 0;
+
+  ~World() {
+    cp.reset();
+    store.reset();
+    std::string cmd = "rm -rf '" + dir + "'";
+    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", dir.c_str());
+  }
+};
+
+std::unique_ptr<ControlPlane> OpenCp(World& w) {
+  auto cp = ControlPlane::Open(w.config, *w.trace, w.store.get(), &w.wall, kAdminKey);
+  FUZZ_CHECK(cp.ok(), "open: {}", cp.status().message());
+  return std::move(*cp);
+}
+
+std::string NewTenant(ControlPlane& cp, const std::string& name) {
+  Reply t = cp.CreateTenant({{"name", name}});
+  FUZZ_CHECK(t.status == 201, "tenant: {}", ReplyText(t));
+  Reply k = cp.CreateKey({{"tenant_id", t.body["id"]}});
+  FUZZ_CHECK(k.status == 201, "key: {}", ReplyText(k));
+  return k.body["key"].get<std::string>();
+}
+
+// A 32-GPU fleet whose owner runs one 8-GPU job for 35 days, served from day 15 (as the
+// integration tests): spot and reserved leases both have room, reclaims happen on demand.
+std::unique_ptr<World> NewWorld() {
+  auto w = std::make_unique<World>();
+  const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+  w->dir = fmt::format("{}/landlord_fuzz_XXXXXX", base);
+  FUZZ_CHECK(mkdtemp(w->dir.data()) != nullptr, "mkdtemp {}", w->dir);
+  std::ofstream(w->dir + "/owner.csv") << "submit_s,gpus,duration_s\n0,8,3024000\n";
+  w->config.nodes = 4;
+  w->config.gpus_per_node = 8;
+  w->config.history = Duration::Hours(360);
+  w->config.reserved_min_history = Duration::Hours(24);
+  w->config.notice = Duration::Seconds(20);
+  w->config.speed = 1;
+  sim::ReadOptions ro;
+  ro.fleet.nodes = 4;
+  ro.fleet.gpus_per_node = 8;
+  auto trace = sim::ReadTrace("csv:" + w->dir + "/owner.csv", ro);
+  FUZZ_CHECK(trace.ok(), "trace: {}", trace.status().message());
+  w->trace = std::make_unique<sim::Trace>(std::move(*trace));
+  auto s = store::OpenSqliteStore(w->dir + "/landlord.db");
+  FUZZ_CHECK(s.ok(), "store: {}", s.status().message());
+  w->store = std::make_unique<CountingStore>(std::move(*s));
+  w->cp = OpenCp(*w);
+  w->key_a = NewTenant(*w->cp, "a");
+  w->key_b = NewTenant(*w->cp, "b");
+  return w;
+}
+
+// The restart property: a control plane rebuilt from the store answers as the live one.
+void CheckRestart(World& w) {
+  Principal owner{.admin = true, .tenant_id = ""};
+  std::string leases = ReplyText(w.cp->ListLeases(owner, 1000));
+  std::string fleet = ReplyText(w.cp->Fleet());
+  w.cp.reset();
+  w.cp = OpenCp(w);
+  std::string leases2 = ReplyText(w.cp->ListLeases(owner, 1000));
+  std::string fleet2 = ReplyText(w.cp->Fleet());
+  FUZZ_CHECK(leases == leases2, "leases differ after restart:\n{}\n{}", leases, leases2);
+  FUZZ_CHECK(fleet == fleet2, "fleet differs after restart:\n{}\n{}", fleet, fleet2);
+}
+
+World& TheWorld() {
+  static std::unique_ptr<World> w;
+  // A fresh world now and then keeps each input fast (the lease list grows with the run).
+  if (w == nullptr || w->leases > 200) w = NewWorld();
+  return *w;
+}
+
+void OneInput(std::string_view in) {
+  World& w = TheWorld();
+  size_t nl = in.find('\n');
+  std::string_view line = in.substr(0, nl);
+  std::string_view body = nl == std::string_view::npos ? std::string_view() : in.substr(nl + 1);
+  auto next = [&line]() {
+    size_t sp = line.find(' ');
+    std::string_view tok = line.substr(0, sp);
+    line = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+    return tok;
+  };
+  std::string_view who = next(), method = next(), target = next(), step = next();
+  std::string auth;
+  if (who == "admin") {
+    auth = fmt::format("Bearer {}", kAdminKey);
+  } else if (who == "a") {
+    auth = "Bearer " + w.key_a;
+  } else if (who == "b") {
+    auth = "Bearer " + w.key_b;
+  } else if (who != "none") {
+    auth = std::string(who);
+  }
+  if (step.size() > 1 && step[0] == '+') {
+    int64_t s = 0;
+    for (char c : step.substr(1)) s = c >= '0' && c <= '9' ? std::min<int64_t>(s * 10 + (c - '0'), 86400) : s;
+    w.wall.Advance(Duration::Seconds(s));
+  }
+
+  w.cp->Advance();  // time's own changes are committed before the request is looked at
+  const int64_t commits = w.store->commits;
+  Routed r = Route(*w.cp, Request{.method = method, .target = target, .authorization = auth, .body = body});
+  std::string text = ReplyText(r.reply);
+  FUZZ_CHECK(r.reply.status >= 200 && r.reply.status < 600, "status {}", r.reply.status);
+  if (r.reply.status >= 400) {
+    FUZZ_CHECK(w.store->commits == commits, "an error reply ({}) changed the store: {}", r.reply.status, text);
+    const auto& e = r.reply.body["error"];
+    FUZZ_CHECK(e.is_object() && e["message"].is_string() && e["type"].is_string() && e["code"].is_string() &&
+                   e.contains("param"),
+               "not an OpenAI-style error: {}", text);
+  }
+  if (r.reply.status == 201 && r.route == "POST /v1/leases") ++w.leases;
+  if (++w.inputs % 256 == 0) CheckRestart(w);
+}
+
+}  // namespace
+}  // namespace ll::api
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  ll::api::OneInput(std::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
