@@ -611,13 +611,13 @@ Result<HolderId> Allocator::PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus
 }
 
 Result<HolderId> Allocator::PlaceReserved(PoolId pool, Gpus gpus, Time end, Money price, uint64_t tag,
-                                          Time now) {
+                                          Time now, bool booked) {
   if (!pool.valid() || pool.v >= pools_.size()) return Status::Invalid("lease: unknown pool");
   if (gpus < 1) return Status::Invalid(fmt::format("lease: `gpus` must be ≥ 1, got {}", gpus));
   if (end <= now) return Status::Invalid("lease: `duration_s` must be > 0");
-  if (price < options_.floor) return Status::Invalid("lease: reserved price is below the floor");
+  if (!booked && price < options_.floor) return Status::Invalid("lease: reserved price is below the floor");
   gpus = RoundToNodes(pool, gpus);
-  Gpus room = ReservedRoom(pool, end, now);
+  Gpus room = booked ? pools_[pool.v].free_unclaimed : ReservedRoom(pool, end, now);
   if (gpus > room) {
     return Status::Conflict(fmt::format(
         "reserved: the forecast cannot guarantee {} GPUs until {}; the largest accepted now is {}",
@@ -810,8 +810,11 @@ Gpus Allocator::Sellable(PoolId pool, Time now) {
 }
 
 Gpus Allocator::ReservedRoom(PoolId pool, Time end, Time now) {
-  Gpus room = policy_->ReservedRoom(View(pool), now, end);
-  return std::max<Gpus>(0, std::min(room, pools_[pool.v].free_unclaimed));
+  return std::min(BookableRoom(pool, end, now), pools_[pool.v].free_unclaimed);
+}
+
+Gpus Allocator::BookableRoom(PoolId pool, Time end, Time now) {
+  return std::max<Gpus>(0, policy_->ReservedRoom(View(pool), now, end));
 }
 
 std::vector<std::pair<NodeId, Gpus>> Allocator::FreeNodes(PoolId pool) const {

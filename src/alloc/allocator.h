@@ -127,9 +127,11 @@ class Allocator {
   Result<HolderId> PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus, Money price,
                                 Money max_price, uint64_t tag, Time now);
   // A reserved lease for [now, end). Fails with kConflict when the forecast cannot guarantee
-  // it; the message states the largest size that would be accepted.
+  // it; the message states the largest size that would be accepted. With `booked`, a term
+  // promised earlier starts now: neither the forecast nor the floor is asked again, only the
+  // free GPUs.
   Result<HolderId> PlaceReserved(PoolId pool, Gpus gpus, Time end, Money price, uint64_t tag,
-                                 Time now);
+                                 Time now, bool booked = false);
   // Server restart: recreates an outside holder exactly as persisted, on exactly `shares`.
   // `state` is kActive or kNoticed (with noticed_at/reclaim_at); reserved holders need
   // term_end. Fails (changing nothing) if a share's GPUs are not free or the record is
@@ -179,6 +181,11 @@ class Allocator {
   Gpus Sellable(PoolId pool, Time now);
   // Largest reserved lease of `pool` for [now, end) the policy would accept.
   Gpus ReservedRoom(PoolId pool, Time end, Time now);
+  // What the policy would promise for a term starting later and ending at `end`: as
+  // ReservedRoom, without the cap at today's free GPUs (spot leases make way before it starts).
+  Gpus BookableRoom(PoolId pool, Time end, Time now);
+  // `gpus` as placed: more than a node's GPUs are rounded up to whole nodes.
+  Gpus RoundToNodes(PoolId pool, Gpus gpus) const;
   PoolView View(PoolId pool) const;
   const PoolCounters& pool(PoolId p) const { return pools_[p.v]; }
   int pool_count() const { return static_cast<int>(pools_.size()); }
@@ -252,7 +259,6 @@ class Allocator {
   std::vector<NodeId> PickWholeNodes(PoolId pool, Gpus gpus, bool allow_outside);
   void Claim(Holder& job, NodeId node);
   void Unclaim(Holder& job);
-  Gpus RoundToNodes(PoolId pool, Gpus gpus) const;
   void RemoveFromQueue(Holder& job);
 
   Fleet fleet_;

@@ -185,31 +185,52 @@ Time ScaledClock::Now() const {
 struct ControlPlane::Overrides {
   int headroom = 0;
   std::vector<bool> sellable;
+  // Reserved leases booked for a later start (`start_at`): their GPUs are promised from
+  // `start` on, and spot sales make way for them from `start - notice` on.
+  struct Booking {
+    size_t lease;
+    int pool;
+    Gpus gpus;
+    Time start, end;
+  };
+  std::vector<Booking> bookings;
+  Duration notice;
+  // GPUs of `pool` booked with a start before `end` (they count against a new term ending then).
+  Gpus BookedBefore(int pool, Time end) const {
+    Gpus g = 0;
+    for (const auto& b : bookings) g += b.pool == pool && b.start < end ? b.gpus : 0;
+    return g;
+  }
+  // GPUs of `pool` whose booked start is within the notice of `now`: not for sale.
+  Gpus BookedSoon(int pool, Time now) const {
+    Gpus g = 0;
+    for (const auto& b : bookings) g += b.pool == pool && now >= b.start - notice ? b.gpus : 0;
+    return g;
+  }
 };
 
 namespace {
 
+// The owner's settings and the bookings on top of the selling policy.
 class OwnerLimits final : public alloc::Policy {
  public:
-  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const void> keep, const int* headroom,
-              const std::vector<bool>* sellable)
-      : inner_(std::move(inner)), keep_(std::move(keep)), headroom_(headroom), sellable_(sellable) {}
+  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const ControlPlane::Overrides> o)
+      : inner_(std::move(inner)), o_(std::move(o)) {}
   const std::string& name() const override { return inner_->name(); }
   Gpus SellLimit(const alloc::PoolView& p, Time now) override {
-    if (!(*sellable_)[p.pool.v]) return 0;
-    return std::max<Gpus>(0, inner_->SellLimit(p, now) - *headroom_);
+    if (!o_->sellable[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->SellLimit(p, now) - o_->headroom - o_->BookedSoon(static_cast<int>(p.pool.v), now));
   }
   Gpus ReservedRoom(const alloc::PoolView& p, Time now, Time end) override {
-    if (!(*sellable_)[p.pool.v]) return 0;
-    return std::max<Gpus>(0, inner_->ReservedRoom(p, now, end) - *headroom_);
+    if (!o_->sellable[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->ReservedRoom(p, now, end) - o_->headroom -
+                                 o_->BookedBefore(static_cast<int>(p.pool.v), end));
   }
   void OnDemand(const alloc::PoolView& p, Time now) override { inner_->OnDemand(p, now); }
 
  private:
   std::unique_ptr<alloc::Policy> inner_;
-  std::shared_ptr<const void> keep_;
-  const int* headroom_;
-  const std::vector<bool>* sellable_;
+  std::shared_ptr<const ControlPlane::Overrides> o_;
 };
 
 }  // namespace
@@ -293,8 +314,8 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
   ctx.reserved_min_history = config_.reserved_min_history;
   ctx.pools = static_cast<int>(trace.pools.size());
   LL_ASSIGN_OR_RETURN(auto policy, alloc::MakePolicy(config_.policy, ctx));
-  auto wrapped = std::make_unique<OwnerLimits>(std::move(policy), overrides_, &overrides_->headroom,
-                                               &overrides_->sellable);
+  overrides_->notice = notice;
+  auto wrapped = std::make_unique<OwnerLimits>(std::move(policy), overrides_);
   alloc::AllocatorOptions ao;
   ao.notice = notice;
   ao.occupancy = true;
@@ -361,6 +382,8 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
       if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
       l.holder = *id;
       live_.insert(index);
+    } else if (rec.state == "scheduled") {
+      overrides_->bookings.push_back({index, rec.pool, static_cast<Gpus>(rec.gpus), rec.started, rec.term_end});
     }
     lease_index_[rec.id] = index;
     by_tenant_[rec.tenant_id].push_back(index);
@@ -394,6 +417,12 @@ std::vector<Time> ControlPlane::DemandChanges(Time t0, Time t1) const {
   fleet_.ForEachChange(t0, t1, [&](Time t) { out.push_back(t); });
   for (const auto& j : jobs_) {
     for (Time t : {j.start, j.end}) {
+      if (t0 < t && t <= t1) out.push_back(t);
+    }
+  }
+  // A booking's start, and the notice before it (spot sales make way then).
+  for (const auto& b : overrides_->bookings) {
+    for (Time t : {b.start - overrides_->notice, b.start}) {
       if (t0 < t && t <= t1) out.push_back(t);
     }
   }
@@ -442,6 +471,7 @@ void ControlPlane::AdvanceTo(Time now) {
 void ControlPlane::Step(Time now) {
   Integrate(now);
   alloc_->AdvanceTo(now);
+  StartBookings(now);
   SetDemand(now);
   alloc_->Rebalance(now);
   ClearMarket(now);
@@ -474,6 +504,34 @@ void ControlPlane::Integrate(Time now) {
   }
   revenue_rate_ms_ += rate_ * ms;
   now_ = now;
+}
+
+// Booked reserved leases whose start has come are placed. The promise was made out of the
+// forecast when they were booked, so the room is not checked again; if the owner took the
+// GPUs anyway (demand above the forecast), the lease ends as a forecast miss.
+void ControlPlane::StartBookings(Time now) {
+  auto& bookings = overrides_->bookings;
+  for (size_t k = 0; k < bookings.size();) {
+    const auto b = bookings[k];
+    if (b.start > now) {
+      ++k;
+      continue;
+    }
+    bookings.erase(bookings.begin() + static_cast<std::ptrdiff_t>(k));
+    Lease& l = leases_[b.lease];
+    auto id = alloc_->PlaceReserved(PoolId{static_cast<uint32_t>(b.pool)}, b.gpus, b.end,
+                                    Money::Micros(l.rec.price_micros), b.lease, now, /*booked=*/true);
+    if (id.ok()) {
+      l.holder = *id;  // OnStart made it active
+      continue;
+    }
+    ++bookings_missed_;
+    l.rec.state = "ended";
+    l.rec.end_reason = "forecast_miss";
+    l.rec.ended = now;
+    Emit(l, "ended", now, {{"reason", "forecast_miss"}, {"message", id.status().message()}});
+    LeasesChanged();
+  }
 }
 
 void ControlPlane::SetDemand(Time now) {
@@ -679,17 +737,29 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   if (who.admin) return ErrorReply(403, "tenant_only", "leases are created with a tenant key");
   if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
   Fields f(body);
-  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool"});
+  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at"});
   std::string kind = f.Str("kind", false).value_or("spot");
   auto gpus = f.Int("gpus", 1, 1024, true);
   auto pool_name = f.Str("pool", false);
   std::optional<Money> max_price;
   std::optional<int64_t> duration_s;
+  std::optional<std::string> start_text;
+  std::optional<Time> start_at;
   if (f.ok() && kind == "spot") {
     max_price = f.Dollars("max_price_per_gpu_hour", true);
     if (f.ok() && body.contains("duration_s")) f.Fail("invalid_value", "`duration_s` is for reserved leases", "duration_s");
+    if (f.ok() && body.contains("start_at")) f.Fail("invalid_value", "`start_at` is for reserved leases", "start_at");
   } else if (f.ok() && kind == "reserved") {
     duration_s = f.Int("duration_s", 60, 365LL * 24 * 3600, true);
+    start_text = f.Str("start_at", false);
+    if (f.ok() && start_text) {
+      auto t = ParseUtc(*start_text);
+      if (!t.ok()) {
+        f.Fail("invalid_value", fmt::format("`start_at`: {}", t.status().message()), "start_at");
+      } else {
+        start_at = *t;
+      }
+    }
     if (f.ok() && body.contains("max_price_per_gpu_hour")) {
       f.Fail("invalid_value", "`max_price_per_gpu_hour` is for spot leases", "max_price_per_gpu_hour");
     }
@@ -706,6 +776,16 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   AdvanceTo(clock_->Now());
   const Time now = now_;
   const Gpus want = static_cast<Gpus>(*gpus);
+  const Duration notice = alloc_->options().notice;
+  if (start_at && (*start_at < now + notice || *start_at > now + Duration::Hours(24 * 365))) {
+    Flush();
+    return ErrorReply(400, "invalid_value",
+                      fmt::format("`start_at` must be from the reclaim notice ({} s) after the server's now ({}) to a "
+                                  "year later, so that spot leases can make way; leave it out to start now",
+                                  notice.ms / 1000, FormatUtc(now)),
+                      "start_at");
+  }
+  const Time start = start_at.value_or(now);
   Lease l;
   l.rec.id = MakeExternalId("lease", leases_.size() + 1);
   l.rec.tenant_id = who.tenant_id;
@@ -755,47 +835,68 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
     }
     lease.rec.max_price_micros = max_price->micros;
   } else {
-    const Time end = now + Duration::Seconds(*duration_s);
+    const Time end = start + Duration::Seconds(*duration_s);
     Money price = ReservedPriceFor(Duration::Seconds(*duration_s));
     Gpus best_room = 0;
-    for (int p : pools) best_room = std::max(best_room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, end, now));
-    std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) {
-      return alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(a)}, end, now) >
-             alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(b)}, end, now);
-    });
+    auto room_for = [&](int p, Time until) {
+      const PoolId pid{static_cast<uint32_t>(p)};
+      return start > now ? alloc_->BookableRoom(pid, until, now) : alloc_->ReservedRoom(pid, until, now);
+    };
+    for (int p : pools) best_room = std::max(best_room, room_for(p, end));
+    std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) { return room_for(a, end) > room_for(b, end); });
+    bool booked = false;
     for (int p : pools) {
       lease.rec.pool = p;
-      auto id = alloc_->PlaceReserved(PoolId{static_cast<uint32_t>(p)}, want, end, price, index, now);
+      const PoolId pid{static_cast<uint32_t>(p)};
+      if (start > now) {
+        // Booked: promised out of the forecast now, placed at `start`.
+        const Gpus g = alloc_->RoundToNodes(pid, want);
+        if (g > room_for(p, end)) continue;
+        overrides_->bookings.push_back({index, p, g, start, end});
+        lease.rec.gpus = g;
+        lease.rec.price_micros = price.micros;
+        lease.rec.state = "scheduled";
+        lease.rec.started = start;
+        booked = true;
+        break;
+      }
+      auto id = alloc_->PlaceReserved(pid, want, end, price, index, now);
       if (id.ok()) {
         lease.holder = *id;
         break;
       }
     }
-    if (!lease.holder.valid()) {
+    if (!lease.holder.valid() && !booked) {
       // The longest offered term that `gpus` would fit in, for the message.
       json longest = nullptr;
       for (const auto& t : prices_.reserved_terms) {
         Gpus room = 0;
-        for (int p : pools) room = std::max(room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, now + t.term, now));
+        for (int p : pools) room = std::max(room, room_for(p, start + t.term));
         if (room >= want) longest = t.term.ms / 1000;
       }
       forget();
       Flush();
       Reply r = ErrorReply(
           409, "forecast_conflict",
-          fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s; the largest accepted now "
-                      "for that term is {} GPUs{}",
-                      want, *duration_s, best_room,
+          fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s from {}; the largest "
+                      "accepted now for that term is {} GPUs{}",
+                      want, *duration_s, FormatUtc(start), best_room,
                       longest.is_null() ? "" : fmt::format(", and {} GPUs fit a term of {} s", want, longest.get<int64_t>())),
           "gpus");
       r.body["error"]["accepted"] = {{"gpus", best_room}, {"duration_s", *duration_s}, {"longest_term_s_for_gpus", longest}};
       return r;
     }
     lease.rec.term_end = end;
+    if (booked) {
+      Emit(lease, "scheduled", now, {{"start_at", FormatUtc(start)}});
+      LeasesChanged();
+    }
   }
-  const alloc::Holder& h = alloc_->holder(lease.holder);
-  lease.rec.gpus = h.gpus;
-  lease.rec.price_micros = h.price.micros;
+  if (lease.holder.valid()) {
+    const alloc::Holder& h = alloc_->holder(lease.holder);
+    lease.rec.gpus = h.gpus;
+    lease.rec.price_micros = h.price.micros;
+  }
   by_tenant_[lease.rec.tenant_id].push_back(index);
   dirty_leases_.push_back(index);
   Flush();  // persisted before it is acknowledged
@@ -856,7 +957,15 @@ Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
     Flush();
     return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
   }
-  if (!FinalState(l->rec.state)) {
+  if (l->rec.state == "scheduled") {
+    // A booking not yet started: cancelled, nothing was held.
+    std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == lease_index_.at(id); });
+    l->rec.state = "released";
+    l->rec.end_reason = "released";
+    l->rec.ended = now_;
+    Emit(*l, "released", now_);
+    LeasesChanged();
+  } else if (!FinalState(l->rec.state)) {
     l->releasing = true;
     alloc_->Release(l->holder, now_);
   }
@@ -1076,7 +1185,10 @@ Reply ControlPlane::PutPolicy(const json& body) {
   }
   if (!f.ok()) return f.error();
   AdvanceTo(clock_->Now());
-  if (notice) alloc_->SetNotice(Duration::Seconds(*notice));
+  if (notice) {
+    alloc_->SetNotice(Duration::Seconds(*notice));
+    overrides_->notice = Duration::Seconds(*notice);
+  }
   if (floor) {
     floor_ = *floor;
     alloc_->SetFloor(floor_);
@@ -1164,7 +1276,8 @@ std::string ControlPlane::Metrics() {
   metric("revenue_usd", "counter", "revenue accrued by leases", revenue);
   metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(reclaims_));
   metric("leases", "counter", "leases started", static_cast<double>(leases_started_));
-  metric("reserved_violations", "counter", "reserved leases preempted (must be 0)", static_cast<double>(alloc_->reserved_violations()));
+  metric("reserved_violations", "counter", "reserved leases preempted or booked ones that could not start (must be 0)",
+         static_cast<double>(alloc_->reserved_violations() + bookings_missed_));
   metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
   metric("spot_price_usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(spot_price_.micros) / 1e6);
   out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";

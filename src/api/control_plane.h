@@ -72,6 +72,10 @@ class ScaledClock final : public Clock {
 
 class ControlPlane final : public alloc::Listener {
  public:
+  // The owner's headroom, sellable pools and the booked reserved leases, shared with the
+  // policy wrapper that applies them (control_plane.cc).
+  struct Overrides;
+
   // Rebuilds the state from `store` (creating the admin key on first start: see
   // admin_key_once()) and brings it to the clock's now. `wall` must outlive the object.
   static Result<std::unique_ptr<ControlPlane>> Open(const ServeConfig& config, const sim::Trace& trace,
@@ -134,10 +138,12 @@ class ControlPlane final : public alloc::Listener {
   // The owner's demand on `pool` at t: the trace's level plus the injected jobs, clamped to
   // the pool's capacity (as the allocator takes it).
   Gpus DemandAt(int pool, Time t) const;
-  // Every time in (t0, t1] at which the owner's demand changes, in order.
+  // Every time in (t0, t1] at which the owner's demand changes or a booking needs a step (its
+  // start, and the notice before it), in order.
   std::vector<Time> DemandChanges(Time t0, Time t1) const;
   void AdvanceTo(Time now);
   void Step(Time now);
+  void StartBookings(Time now);
   void SetDemand(Time now);
   void ClearMarket(Time now);
   void Integrate(Time now);
@@ -160,7 +166,6 @@ class ControlPlane final : public alloc::Listener {
   std::unique_ptr<ScaledClock> clock_;
   std::unique_ptr<forecast::DemandForecast> forecast_;
   std::unique_ptr<alloc::Allocator> alloc_;
-  struct Overrides;
   std::shared_ptr<Overrides> overrides_;  // the owner's headroom and sellable pools
   market::PriceBook prices_;
   Money floor_, spot_price_;
@@ -204,6 +209,7 @@ class ControlPlane final : public alloc::Listener {
     rate_dirty_ = true;
   }
   int64_t reclaims_ = 0, leases_started_ = 0;
+  int64_t bookings_missed_ = 0;  // booked reserved leases that could not start
 };
 
 }  // namespace ll::api

@@ -55,6 +55,7 @@ struct State {
   std::string id;
   std::string name;
   std::string tenant;
+  std::string start_at;
   int limit = 0;  // 0: the server's default (100)
   std::string after;
   CLI::Option* max_price_opt = nullptr;
@@ -312,6 +313,12 @@ int RunCreate(State& s) {
       return Fail(Status::Invalid("`--kind reserved` needs `--duration SECONDS`"), kExitUsage);
     body["duration_s"] = s.duration_s;
   }
+  if (!s.start_at.empty()) {
+    if (s.kind != "reserved") return Fail(Status::Invalid("`--start-at` applies to `--kind reserved` only"), kExitUsage);
+    auto t = ParseUtc(s.start_at);
+    if (!t.ok()) return Fail(Status::Invalid("`--start-at`: " + t.status().message()), kExitUsage);
+    body["start_at"] = FormatUtc(*t);
+  }
   if (s.pool_opt->count() > 0) body["pool"] = s.pool;
   return Call(s.common, "POST", "/v1/leases", body.dump(), PrintObject);
 }
@@ -557,6 +564,8 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   s->duration_opt = create->add_option("--duration", s->duration_s, "reserved: the term in seconds")
                         ->check(CLI::Range(int64_t{1}, int64_t{366} * 86400));
   s->pool_opt = create->add_option("--pool", s->pool, "Place the lease in this pool");
+  create->add_option("--start-at", s->start_at,
+                     "reserved: book the term to start then (UTC, e.g. 2024-01-16T08:00:00Z; server clock)");
   Register(s.get(), create, RunCreate);
 
   CLI::App* list = lease->add_subcommand("list", "List your leases, newest first");

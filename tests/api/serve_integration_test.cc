@@ -185,6 +185,78 @@ TEST_F(ServeTest, ReservedAcceptedWhenTheForecastAllowsRefusedWhenNotNeverReclai
   EXPECT_NE(m->body.find("landlord_reserved_violations 0"), std::string::npos);
 }
 
+// `start_at`: a reserved term booked for later is promised out of the forecast now, holds no
+// GPUs until it starts, makes spot leases leave by then (a notice at start - notice), survives
+// a restart, and can be cancelled before it starts.
+TEST_F(ServeTest, ReservedWithStartAtIsBookedAndStartsOnTimeSpotMakesWay) {
+  StartServer("landlord");
+  std::string key = NewTenantKey(server_, "acme");
+  json spot = CreateSpot(key, 8, "2.00");
+  const Time now = T(Call(kAdminKey, "GET", "/admin/fleet")["now"]);
+  const Time start = now + Duration::Seconds(200);  // 10 s of wall time at 20x
+  auto book = [&](int gpus, Time at, int* status) {
+    return Call(key, "POST", "/v1/leases",
+                {{"kind", "reserved"}, {"gpus", gpus}, {"duration_s", 3600}, {"start_at", FormatUtc(at)}}, status);
+  };
+  int status = 0;
+  json e = Call(key, "POST", "/v1/leases",
+                {{"gpus", 1}, {"max_price_per_gpu_hour", "2.00"}, {"start_at", FormatUtc(start)}}, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(e["error"]["param"], "start_at");
+  e = book(8, now + Duration::Seconds(5), &status);  // inside the 20 s notice
+  EXPECT_EQ(status, 400);
+  EXPECT_NE(e["error"]["message"].get<std::string>().find("reclaim notice"), std::string::npos) << e.dump();
+  e = Call(key, "POST", "/v1/leases", {{"kind", "reserved"}, {"gpus", 8}, {"duration_s", 3600}, {"start_at", "soon"}},
+           &status);
+  EXPECT_EQ(status, 400);
+
+  // Booked GPUs count against later promises; a cancelled booking gives them back.
+  json big = book(32, start, &status);
+  ASSERT_EQ(status, 409) << big.dump();
+  const int room = big["error"]["accepted"]["gpus"];
+  ASSERT_GE(room, 16) << big.dump();
+  json small = book(8, start + Duration::Seconds(100), &status);
+  ASSERT_EQ(status, 201) << small.dump();
+  EXPECT_EQ(small["state"], "scheduled");
+  EXPECT_EQ(book(32, start, &status)["error"]["accepted"]["gpus"], room - 8);
+  EXPECT_EQ(Call(key, "DELETE", "/v1/leases/" + small["id"].get<std::string>())["state"], "released");
+  EXPECT_EQ(book(32, start, &status)["error"]["accepted"]["gpus"], room);
+
+  // The largest booking: with the 8-GPU spot lease sold, it cannot start unless spot leaves.
+  json res = book(room, start, &status);
+  ASSERT_EQ(status, 201) << res.dump();
+  EXPECT_EQ(res["state"], "scheduled");
+  EXPECT_EQ(T(res["started_at"]), start);
+  EXPECT_EQ((T(res["term_end"]) - start).ms, 3600 * 1000);
+  json fleet = Call(kAdminKey, "GET", "/admin/fleet");
+  EXPECT_EQ(fleet["pools"][0]["reserved"], 0) << "a booking holds nothing before it starts";
+
+  // A restart keeps the booking.
+  ASSERT_EQ(server_.Stop(), 0);
+  server_.Start(config_);
+  EXPECT_EQ(Call(key, "GET", "/v1/leases/" + res["id"].get<std::string>())["state"], "scheduled");
+
+  std::vector<json> events = Watch(key, spot["id"]);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[events.size() - 2]["_event"], "reclaim_notice");
+  EXPECT_EQ(T(events[events.size() - 2]["reclaim_at"]), start);
+  EXPECT_EQ(events.back()["_event"], "reclaimed");
+  std::vector<json> res_events;
+  auto c = server_.Client(key);
+  Status st = c.Stream("/v1/leases/" + res["id"].get<std::string>() + "/events", [&](const cli::SseEvent& ev) {
+    res_events.push_back(json::parse(ev.data, nullptr, false));
+    res_events.back()["_event"] = ev.event;
+    return ev.event != "active";
+  });
+  ASSERT_GE(res_events.size(), 2u);
+  EXPECT_EQ(res_events[0]["_event"], "scheduled");
+  EXPECT_EQ(res_events.back()["_event"], "active");
+  EXPECT_EQ(T(res_events.back()["at"]), start);
+  auto m = server_.Client("").Request("GET", "/metrics");
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->body.find("landlord_reserved_violations 0"), std::string::npos);
+}
+
 TEST_F(ServeTest, TenantsAreIsolatedAndKeysChecked) {
   StartServer("spot-all");
   std::string a = NewTenantKey(server_, "a");

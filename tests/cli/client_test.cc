@@ -578,6 +578,27 @@ TEST(ClientCommandsTest, LeaseCreateSendsTheRequestBody) {
   EXPECT_TRUE(Contains(r.out, "state:")) << r.out;
 }
 
+TEST(ClientCommandsTest, LeaseCreateReservedWithStartAt) {
+  http::request<http::string_body> seen;
+  CliResult r;
+  {
+    TestServer server(AnswerOnce(&seen, http::status::created, kLease1));
+    r = RunCli(fmt::format(
+        "lease create --kind reserved --gpus 8 --duration 3600 --start-at 2024-01-16T08:00:00Z --url {} --key sk_1",
+        server.url_text()));
+  }
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(seen.body()),
+            nlohmann::json::parse(R"({"kind": "reserved", "gpus": 8, "duration_s": 3600,
+                                      "start_at": "2024-01-16T08:00:00Z"})"));
+  r = RunCli("lease create --gpus 8 --start-at 2024-01-16T08:00:00Z --url http://127.0.0.1:1 --key k");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(Contains(r.err, "`--start-at` applies to `--kind reserved` only")) << r.err;
+  r = RunCli("lease create --kind reserved --gpus 8 --duration 60 --start-at tomorrow --url http://127.0.0.1:1 --key k");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(Contains(r.err, "--start-at")) << r.err;
+}
+
 TEST(ClientCommandsTest, UsageErrorsExitTwoWithoutAsking) {
   // Nothing listens on port 1: these must fail before connecting.
   CliResult r = RunCli("lease create --gpus 8 --kind reserved --url http://127.0.0.1:1 --key k");
