@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include <fmt/format.h>
+
 namespace ll {
 namespace {
 
@@ -93,6 +95,46 @@ std::string FormatUtc(Time t) {
                 d, static_cast<long long>(rem / 3600), static_cast<long long>(rem / 60 % 60),
                 static_cast<long long>(rem % 60));
   return buf;
+}
+
+namespace {
+
+constexpr int64_t kDayMs = 86'400'000;
+
+int64_t FloorDiv(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+}  // namespace
+
+Time MonthStartUtc(Time t) {
+  int64_t y = 0;
+  unsigned m = 0, d = 0;
+  CivilFromDays(FloorDiv(t.ms, kDayMs), &y, &m, &d);
+  return Time{DaysFromCivil(y, m, 1) * kDayMs};
+}
+
+Time NextMonthStartUtc(Time t) {
+  int64_t y = 0;
+  unsigned m = 0, d = 0;
+  CivilFromDays(FloorDiv(t.ms, kDayMs), &y, &m, &d);
+  return Time{(m == 12 ? DaysFromCivil(y + 1, 1, 1) : DaysFromCivil(y, m + 1, 1)) * kDayMs};
+}
+
+std::string MonthUtc(Time t) {
+  int64_t y = 0;
+  unsigned m = 0, d = 0;
+  CivilFromDays(FloorDiv(t.ms, kDayMs), &y, &m, &d);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04lld-%02u", static_cast<long long>(y), m);
+  return buf;
+}
+
+Result<Time> ParseMonthUtc(std::string_view text) {
+  int y = 0, m = 0;
+  if (text.size() != 7 || text[4] != '-' || !ParseFixed(text, 0, 4, &y) || !ParseFixed(text, 5, 2, &m) || m < 1 ||
+      m > 12) {
+    return Status::Invalid(fmt::format("`{}` is not a month (YYYY-MM)", text));
+  }
+  return Time{DaysFromCivil(y, static_cast<unsigned>(m), 1) * kDayMs};
 }
 
 }  // namespace ll

@@ -48,4 +48,12 @@ Result<Time> ParseUtc(std::string_view text);
 // Formats as "YYYY-MM-DDTHH:MM:SSZ".
 std::string FormatUtc(Time t);
 
+// Calendar months, UTC (invoice periods): the start of t's month, the start of the next one,
+// and the month's name "YYYY-MM".
+Time MonthStartUtc(Time t);
+Time NextMonthStartUtc(Time t);
+std::string MonthUtc(Time t);
+// Parses "YYYY-MM" into the start of that month.
+Result<Time> ParseMonthUtc(std::string_view text);
+
 }  // namespace ll
