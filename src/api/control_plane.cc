@@ -360,9 +360,13 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
 
   // Leases: the live ones go back on exactly the GPUs they held.
   LL_ASSIGN_OR_RETURN(auto leases, store_->Leases());
+  LL_ASSIGN_OR_RETURN(auto lease_prices, store_->LeasePrices());
+  std::unordered_map<std::string, std::vector<ledger::PricePoint>> prices_of;
+  for (const auto& p : lease_prices) prices_of[p.lease_id].push_back({p.at, Money::Micros(p.price_micros)});
   for (auto& rec : leases) {
     Lease l;
     l.rec = rec;
+    if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
     size_t index = leases_.size();
     if (rec.state == "active" || rec.state == "noticed") {
       alloc::Allocator::RestoreSpec rs;
@@ -469,6 +473,11 @@ void ControlPlane::AdvanceTo(Time now) {
 }
 
 void ControlPlane::Step(Time now) {
+  // A new month closes the last one's usage of every live lease (its invoice period).
+  if (MonthStartUtc(now) != billed_month_) {
+    if (billed_month_ != kTimeMax) dirty_leases_.insert(dirty_leases_.end(), live_.begin(), live_.end());
+    billed_month_ = MonthStartUtc(now);
+  }
   Integrate(now);
   alloc_->AdvanceTo(now);
   StartBookings(now);
@@ -566,12 +575,18 @@ void ControlPlane::ClearMarket(Time now) {
   }
   market::Clearing c = market::ClearSpot(std::move(bids), supply, floor_);
   spot_price_ = c.price;
+  if (spot_price_ != recorded_spot_) {
+    pending_.spot_prices.push_back({now, spot_price_.micros});
+    recorded_spot_ = spot_price_;
+  }
   for (uint64_t i : c.losers) alloc_->Notice(leases_[i].holder, alloc::NoticeReason::kPriceAboveMax, now);
   for (uint64_t i : c.winners) {
     Lease& l = leases_[i];
     if (l.rec.price_micros == spot_price_.micros) continue;
     alloc_->SetPrice(l.holder, spot_price_);
     l.rec.price_micros = spot_price_.micros;
+    l.prices.push_back({now, spot_price_});
+    pending_.lease_prices.push_back({l.rec.id, now, spot_price_.micros});
     rate_dirty_ = true;
     Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(spot_price_)}});
   }
@@ -604,6 +619,7 @@ void ControlPlane::Flush() {
       if (!h.shares.empty()) l.rec.placement = FormatPlacement(h.shares);
     }
     pending_.leases.push_back(l.rec);
+    Bill(l);
   }
   dirty_leases_.clear();
   // Where the owner's GPUs sit decides which nodes are free: kept so a restart is exact.
@@ -649,6 +665,8 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   live_.insert(h.tag);
   l.rec.state = "active";
   l.rec.started = now;
+  l.prices.push_back({now, h.price});
+  pending_.lease_prices.push_back({l.rec.id, now, h.price.micros});
   ++leases_started_;
   Emit(l, "active", now);
 }
@@ -1028,8 +1046,21 @@ Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
   return r;
 }
 
-Reply ControlPlane::Prices() {
+Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
   Advance();
+  json history = nullptr;
+  if (from || to) {
+    const Time t1 = to.value_or(now_ + Duration::Millis(1));
+    const Time t0 = from.value_or(t1 - Duration::Hours(24));
+    if (t0 >= t1) return ErrorReply(400, "invalid_value", "`from` must be before `to`", "from");
+    if (t1 - t0 > Duration::Hours(24 * 366)) return ErrorReply(400, "invalid_value", "at most 366 days of history at once", "from");
+    auto points = store_->SpotPrices(t0, t1);
+    LL_CHECK(points.ok());  // fail-stop, as for every store failure
+    history = json::array();
+    for (const auto& p : *points) {
+      history.push_back({{"at", FormatUtc(std::max(p.at, t0))}, {"spot_per_gpu_hour", FormatMoney(Money::Micros(p.price_micros))}});
+    }
+  }
   json reserved = json::array();
   for (const auto& t : prices_.reserved_terms) {
     reserved.push_back({{"duration_s", t.term.ms / 1000},
@@ -1040,7 +1071,9 @@ Reply ControlPlane::Prices() {
   r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
             {"spot_per_gpu_hour", FormatMoney(spot_price_)},
             {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
-            {"reserved", reserved}};
+            {"reserved", reserved},
+            {"now", FormatUtc(now_)}};
+  if (!history.is_null()) r.body["history"] = history;
   return r;
 }
 

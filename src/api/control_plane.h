@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "fleet/sim_fleet.h"
 #include "forecast/forecast.h"
+#include "ledger/ledger.h"
 #include "store/store.h"
 
 namespace ll::api {
@@ -37,6 +38,8 @@ namespace ll::api {
 struct Reply {
   int status = 200;
   nlohmann::json body;
+  // Set with a string body: sent as is with this content type (CSV, Prometheus text).
+  std::string content_type;
 };
 
 // OpenAI-style error body: {"error": {"message", "type", "code", "param"}}.
@@ -97,7 +100,16 @@ class ControlPlane final : public alloc::Listener {
   Reply GetLease(const Principal& who, const std::string& id);
   Reply ReleaseLease(const Principal& who, const std::string& id);
   Reply Quote(const Principal& who, std::optional<int64_t> gpus);
-  Reply Prices();
+  // Current prices; with `from` or `to` set also the spot price history over [from, to).
+  Reply Prices(std::optional<Time> from = std::nullopt, std::optional<Time> to = std::nullopt);
+  // ---- billing (billing.cc) ----
+  // Billed usage of the caller (the owner: of `tenant_id`, or everyone's) in `period`
+  // ("YYYY-MM"; empty: the current month), and what live leases have accrued since.
+  Reply Usage(const Principal& who, const std::string& period, const std::string& tenant_id);
+  // The caller's invoice periods, newest first, with totals.
+  Reply Invoices(const Principal& who, const std::string& tenant_id);
+  // One invoice: line items and total; `csv` gives text/csv.
+  Reply Invoice(const Principal& who, const std::string& period, const std::string& tenant_id, bool csv);
   // Past events of the lease after `after` (all of them for 0), or a 404 reply.
   Result<std::vector<LeaseEvent>> LeaseEvents(const Principal& who, const std::string& id, int64_t after);
   // Live events of the lease; the callback returns false to unsubscribe.
@@ -124,7 +136,15 @@ class ControlPlane final : public alloc::Listener {
     store::LeaseRecord rec;
     HolderId holder;
     bool releasing = false;  // the tenant asked; OnEnd reports it as `released`
+    std::vector<ledger::PricePoint> prices;  // what it paid per GPU-hour, from its start
+    size_t billed = 0;  // completed usage events already committed (the store ignores repeats)
   };
+  // The lease's usage as the ledger reads it (false for one that never started).
+  bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
+  // Adds the lease's newly completed usage events to the pending batch.
+  void Bill(Lease& l);
+  // Resolves whose billing a caller may see: a tenant its own; the owner `tenant_id` or all.
+  std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
   struct Sample {
     Time t;
     Gpus internal = 0, reserved = 0, spot = 0, free = 0;
@@ -182,6 +202,8 @@ class ControlPlane final : public alloc::Listener {
   size_t job_count_ = 0;
   std::vector<Gpus> demand_;  // what the allocator was last told, per pool
   std::vector<std::string> internal_placement_;  // per pool, as last committed
+  Time billed_month_ = kTimeMax;  // the month of the last step: live leases are billed at its end
+  Money recorded_spot_ = Money::Micros(-1);  // the last spot price put in the history
 
   store::Batch pending_;
   std::vector<size_t> dirty_leases_;

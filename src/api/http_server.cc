@@ -270,9 +270,11 @@ void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_poin
   res->version(11);
   res->result(static_cast<http::status>(routed.reply.status));
   res->set(http::field::server, "landlord");
-  if (routed.route == "GET /metrics" && routed.reply.body.is_string()) {
-    res->set(http::field::content_type, "text/plain; version=0.0.4");
-    res->body() = routed.reply.body.get<std::string>() + server_.metrics().Text();
+  if (!routed.reply.content_type.empty() && routed.reply.body.is_string()) {
+    res->set(http::field::content_type, routed.reply.content_type);
+    res->body() = routed.reply.body.get<std::string>();
+    // The server's own request counters follow the control plane's metrics.
+    if (routed.route == "GET /metrics") res->body() += server_.metrics().Text();
   } else {
     res->set(http::field::content_type, "application/json");
     res->body() = ReplyText(routed.reply) + "\n";

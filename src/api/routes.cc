@@ -101,6 +101,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
       out.reply = MethodNotAllowed(m, path);
     } else {
       out.reply.body = cp.Metrics();  // a JSON string: the server writes it as text
+      out.reply.content_type = "text/plain; version=0.0.4";
     }
     return out;
   }
@@ -210,7 +211,37 @@ Routed Route(ControlPlane& cp, const Request& req) {
     out.reply = m == "GET" ? cp.Quote(*who, gpus) : MethodNotAllowed(m, path);
   } else if (seg.size() == 2 && seg[1] == "prices") {
     out.route = "GET /v1/prices";
-    out.reply = m == "GET" ? cp.Prices() : MethodNotAllowed(m, path);
+    std::optional<Time> from, to;
+    for (auto [name, slot] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+      if (auto v = QueryParam(query, name)) {
+        auto t = ParseUtc(*v);
+        if (!t.ok()) {
+          out.reply = ErrorReply(400, "invalid_value", fmt::format("`{}`: {}", name, t.status().message()), name);
+          return out;
+        }
+        *slot = *t;
+      }
+    }
+    out.reply = m == "GET" ? cp.Prices(from, to) : MethodNotAllowed(m, path);
+  } else if (seg.size() == 2 && seg[1] == "usage") {
+    out.route = "GET /v1/usage";
+    out.reply = m == "GET" ? cp.Usage(*who, std::string(QueryParam(query, "period").value_or("")),
+                                      std::string(QueryParam(query, "tenant_id").value_or("")))
+                           : MethodNotAllowed(m, path);
+  } else if (seg.size() == 2 && seg[1] == "invoices") {
+    out.route = "GET /v1/invoices";
+    out.reply = m == "GET" ? cp.Invoices(*who, std::string(QueryParam(query, "tenant_id").value_or("")))
+                           : MethodNotAllowed(m, path);
+  } else if (seg.size() == 3 && seg[1] == "invoices") {
+    out.route = "GET /v1/invoices/{period}";
+    auto format = QueryParam(query, "format").value_or("json");
+    if (format != "json" && format != "csv") {
+      out.reply = ErrorReply(400, "invalid_value", "`format` must be json or csv", "format");
+      return out;
+    }
+    out.reply = m == "GET" ? cp.Invoice(*who, std::string(seg[2]), std::string(QueryParam(query, "tenant_id").value_or("")),
+                                        format == "csv")
+                           : MethodNotAllowed(m, path);
   } else {
     out.route = "other";
     out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));

@@ -70,8 +70,38 @@ struct InternalJobRecord {
   Time end;
 };
 
+// A lease's price per GPU-hour from `at` on (its first at its start, then every change).
+struct LeasePriceRecord {
+  std::string lease_id;
+  Time at;
+  int64_t price_micros = 0;
+};
+
+// The spot clearing price from `at` on.
+struct SpotPriceRecord {
+  Time at;
+  int64_t price_micros = 0;
+};
+
+// One billed piece of usage (the ledger's UsageEvent; token usage later). `key` is its
+// idempotency key: a record whose key is already stored is ignored, so ingesting the same
+// usage twice (a retry, a replay after a crash) counts it once.
+struct UsageRecord {
+  std::string key;
+  std::string tenant_id;
+  std::string source;  // "lease"
+  std::string ref;     // the lease id
+  std::string kind;    // "spot" | "reserved"
+  std::string period;  // invoice period "YYYY-MM" (UTC)
+  Time start, end;
+  int64_t quantity = 0;  // GPU-milliseconds
+  std::string unit;      // "gpu_ms"
+  int64_t unit_price_micros = 0;  // per GPU-hour
+  int64_t amount_micros = 0;
+};
+
 // One atomic write. Leases are upserted by id; events are appended (their seq is assigned
-// in order); settings are upserted by key.
+// in order); settings are upserted by key; usage is inserted unless its key is stored.
 struct Batch {
   std::vector<TenantRecord> tenants;
   std::vector<KeyRecord> keys;
@@ -79,9 +109,14 @@ struct Batch {
   std::vector<LeaseEventRecord> events;
   std::vector<InternalJobRecord> internal_jobs;
   std::vector<std::pair<std::string, std::string>> settings;
+  std::vector<LeasePriceRecord> lease_prices;
+  std::vector<SpotPriceRecord> spot_prices;
+  std::vector<UsageRecord> usage;
+  int64_t usage_inserted = 0;  // out: how many usage records were new
   bool empty() const {
     return tenants.empty() && keys.empty() && leases.empty() && events.empty() &&
-           internal_jobs.empty() && settings.empty();
+           internal_jobs.empty() && settings.empty() && lease_prices.empty() && spot_prices.empty() &&
+           usage.empty();
   }
 };
 
@@ -103,6 +138,16 @@ class Store {
   virtual Result<std::optional<std::string>> Setting(const std::string& key) = 0;
   // The largest event seq committed so far (0 if none).
   virtual Result<int64_t> LastEventSeq() = 0;
+  // Every lease's price points, by lease then time.
+  virtual Result<std::vector<LeasePriceRecord>> LeasePrices() = 0;
+  // Spot price points with at in [from, to), in time order, preceded by the one in effect at
+  // `from` (if any).
+  virtual Result<std::vector<SpotPriceRecord>> SpotPrices(Time from, Time to) = 0;
+  // Usage of `tenant_id` ("" for every tenant) in `period` ("" for every period), by start
+  // then key.
+  virtual Result<std::vector<UsageRecord>> Usage(const std::string& tenant_id, const std::string& period) = 0;
+  // The invoice periods with usage of `tenant_id`, newest first, with their totals.
+  virtual Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant_id) = 0;
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode with full

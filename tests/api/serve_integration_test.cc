@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "api/serve_test_util.h"
+#include "core/money.h"
 #include "core/time.h"
 
 namespace ll::testing {
@@ -255,6 +256,91 @@ TEST_F(ServeTest, ReservedWithStartAtIsBookedAndStartsOnTimeSpotMakesWay) {
   auto m = server_.Client("").Request("GET", "/metrics");
   ASSERT_TRUE(m.ok());
   EXPECT_NE(m->body.find("landlord_reserved_violations 0"), std::string::npos);
+}
+
+// Billing: a lease's GPU-time reaches the tenant's usage and invoice exactly once (through a
+// restart and a kill -9), to the micro-dollar of gpus × time × price; only its tenant sees it.
+TEST_F(ServeTest, LeaseUsageIsBilledExactlyOnceAndOnlyToItsTenant) {
+  StartServer("spot-all");
+  std::string tenant_a;
+  std::string a = NewTenantKey(server_, "a", &tenant_a);
+  std::string b = NewTenantKey(server_, "b");
+  json lease = CreateSpot(a, 2, "5.00");
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  json released = Call(a, "DELETE", "/v1/leases/" + lease["id"].get<std::string>());
+  ASSERT_EQ(released["state"], "released");
+  const Time start = T(released["started_at"]), end = T(released["ended_at"]);
+  json usage = Call(a, "GET", "/v1/usage");
+  ASSERT_FALSE(usage["data"].empty()) << usage.dump();
+  // Independently: Σ over the lease's price pieces of gpus × ms × price, floored once.
+  __int128 num = 0;
+  int64_t sum = 0;
+  int64_t last = -1;
+  for (const json& e : usage["data"]) {
+    EXPECT_EQ(e["lease_id"], lease["id"]);
+    const int64_t s0 = e["start_ms"], s1 = e["end_ms"];
+    if (last >= 0) {
+      EXPECT_EQ(s0, last) << "the pieces tile the lease";
+    }
+    EXPECT_EQ(e["gpu_ms"].get<int64_t>(), 2 * (s1 - s0));
+    last = s1;
+    auto price = ParseMoney(e["price_per_gpu_hour"].get<std::string>());
+    ASSERT_TRUE(price.ok());
+    num += static_cast<__int128>(2) * (s1 - s0) * price->micros;
+    sum += e["amount_micros"].get<int64_t>();
+  }
+  EXPECT_EQ(FormatUtc(Time{usage["data"][0]["start_ms"].get<int64_t>()}), FormatUtc(start));
+  EXPECT_EQ(FormatUtc(Time{last}), FormatUtc(end)) << "billed to the lease's end";
+  EXPECT_EQ(sum, static_cast<int64_t>(num / 3'600'000)) << usage.dump(1);
+  EXPECT_EQ(usage["total_micros"].get<int64_t>(), sum);
+  EXPECT_GT(sum, 0);
+  const std::string period = usage["period"];
+
+  auto invoice = [&](const std::string& key, const std::string& query = "") {
+    return Call(key, "GET", "/v1/invoices/" + period + query);
+  };
+  json inv = invoice(a);
+  EXPECT_EQ(inv["total_micros"].get<int64_t>(), sum);
+  int64_t items = 0;
+  for (const json& li : inv["items"]) items += li["amount_micros"].get<int64_t>();
+  EXPECT_EQ(items, sum);
+  json list = Call(a, "GET", "/v1/invoices");
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["total_micros"].get<int64_t>(), sum);
+  auto csv = server_.Client(a).Request("GET", "/v1/invoices/" + period + "?format=csv");
+  ASSERT_TRUE(csv.ok());
+  EXPECT_EQ(csv->content_type, "text/csv; charset=utf-8");
+  EXPECT_NE(csv->body.find(",total,,,"), std::string::npos) << csv->body;
+
+  // Exactly once: a clean restart and a kill -9 bill nothing again.
+  ASSERT_EQ(server_.Stop(), 0);
+  server_.Start(config_);
+  server_.Kill9();
+  server_.Start(config_);
+  EXPECT_EQ(invoice(a)["total_micros"].get<int64_t>(), sum);
+  EXPECT_EQ(Call(a, "GET", "/v1/usage?period=" + period)["data"].size(), usage["data"].size());
+
+  // Only its tenant (and the owner) sees it.
+  EXPECT_TRUE(Call(b, "GET", "/v1/usage")["data"].empty());
+  EXPECT_TRUE(Call(b, "GET", "/v1/invoices")["data"].empty());
+  int status = 0;
+  Call(b, "GET", "/v1/invoices/" + period + "?tenant_id=" + tenant_a, nullptr, &status);
+  EXPECT_EQ(status, 404);
+  Call(b, "GET", "/v1/usage?tenant_id=" + tenant_a, nullptr, &status);
+  EXPECT_EQ(status, 404);
+  EXPECT_EQ(invoice(kAdminKey, "?tenant_id=" + tenant_a)["total_micros"].get<int64_t>(), sum);
+  Call(kAdminKey, "GET", "/v1/invoices", nullptr, &status);
+  EXPECT_EQ(status, 400);
+  for (const char* bad : {"/v1/invoices/2024-13", "/v1/usage?period=may", "/v1/invoices/" "2024-01?format=pdf",
+                          "/v1/prices?from=yesterday", "/v1/prices?from=2024-02-01T00:00:00Z&to=2024-01-01T00:00:00Z"}) {
+    json e = Call(a, "GET", bad, nullptr, &status);
+    EXPECT_EQ(status, 400) << bad;
+    EXPECT_TRUE(e["error"]["param"].is_string()) << bad << " " << e.dump();
+  }
+  // The spot price history over the lease's life.
+  json prices = Call(a, "GET", "/v1/prices?from=" + FormatUtc(start) + "&to=" + FormatUtc(end));
+  ASSERT_FALSE(prices["history"].empty()) << prices.dump();
+  EXPECT_EQ(T(prices["history"][0]["at"]), start);
 }
 
 TEST_F(ServeTest, TenantsAreIsolatedAndKeysChecked) {

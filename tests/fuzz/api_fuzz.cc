@@ -64,6 +64,14 @@ class CountingStore final : public store::Store {
   Result<std::vector<store::InternalJobRecord>> InternalJobs() override { return s_->InternalJobs(); }
   Result<std::optional<std::string>> Setting(const std::string& key) override { return s_->Setting(key); }
   Result<int64_t> LastEventSeq() override { return s_->LastEventSeq(); }
+  Result<std::vector<store::LeasePriceRecord>> LeasePrices() override { return s_->LeasePrices(); }
+  Result<std::vector<store::SpotPriceRecord>> SpotPrices(Time from, Time to) override { return s_->SpotPrices(from, to); }
+  Result<std::vector<store::UsageRecord>> Usage(const std::string& tenant, const std::string& period) override {
+    return s_->Usage(tenant, period);
+  }
+  Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant) override {
+    return s_->UsagePeriods(tenant);
+  }
   int64_t commits = 0;
 
  private:

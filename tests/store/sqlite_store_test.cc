@@ -546,3 +546,86 @@ TEST_F(SqliteStoreTest, CommitSurvivesAProcessDeathRightAfterIt) {
 
 }  // namespace
 }  // namespace ll::store
+
+namespace ll::store {
+namespace {
+
+UsageRecord Usage(const std::string& key, const std::string& tenant, const std::string& period, int64_t start_ms,
+                  int64_t amount) {
+  return {.key = key,
+          .tenant_id = tenant,
+          .source = "lease",
+          .ref = "lease_1",
+          .kind = "spot",
+          .period = period,
+          .start = Time{start_ms},
+          .end = Time{start_ms + 1000},
+          .quantity = 8000,
+          .unit = "gpu_ms",
+          .unit_price_micros = 2'000'000,
+          .amount_micros = amount};
+}
+
+TEST_F(SqliteStoreTest, UsageIsIngestedExactlyOnceByKey) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Batch b;
+  b.tenants = {Tenant("ten_a"), Tenant("ten_b")};
+  b.usage = {Usage("k1", "ten_a", "2020-05", kT0, 10), Usage("k2", "ten_a", "2020-06", kT0 + 5, 20),
+             Usage("k3", "ten_b", "2020-05", kT0 + 1, 40)};
+  ASSERT_TRUE(store->Commit(b).ok());
+  EXPECT_EQ(b.usage_inserted, 3);
+  // A retry of the same usage (and one new record) counts only the new one.
+  Batch again;
+  again.usage = {Usage("k1", "ten_a", "2020-05", kT0, 10), Usage("k4", "ten_a", "2020-05", kT0 + 2, 5)};
+  ASSERT_TRUE(store->Commit(again).ok());
+  EXPECT_EQ(again.usage_inserted, 1);
+  auto a = store->Usage("ten_a", "2020-05");
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->size(), 2u);
+  EXPECT_EQ((*a)[0].key, "k1");
+  EXPECT_EQ((*a)[1].key, "k4");
+  EXPECT_EQ((*a)[1].amount_micros, 5);
+  EXPECT_EQ(store->Usage("", "")->size(), 4u);
+  EXPECT_EQ(store->Usage("ten_b", "")->size(), 1u);
+  auto periods = store->UsagePeriods("ten_a");
+  ASSERT_TRUE(periods.ok());
+  EXPECT_EQ(*periods, (std::vector<std::pair<std::string, int64_t>>{{"2020-06", 20}, {"2020-05", 15}}));
+  // Usage of an unknown tenant is refused, with nothing of its batch written.
+  Batch bad;
+  bad.usage = {Usage("k5", "ten_a", "2020-05", kT0, 1), Usage("k6", "ten_nobody", "2020-05", kT0, 1)};
+  Status st = store->Commit(bad);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("ten_nobody"), std::string::npos) << st.ToString();
+  EXPECT_EQ(store->Usage("", "")->size(), 4u);
+  EXPECT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 2);
+}
+
+TEST_F(SqliteStoreTest, PriceHistoriesRoundTrip) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Batch b;
+  b.tenants = {Tenant("ten_a")};
+  b.leases = {FullLease("lease_1", "ten_a")};
+  b.lease_prices = {{"lease_1", Time{kT0 + 11}, 100}, {"lease_1", Time{kT0 + 50}, 300}};
+  b.spot_prices = {{Time{kT0}, 100}, {Time{kT0 + 50}, 300}, {Time{kT0 + 90}, 200}};
+  ASSERT_TRUE(store->Commit(b).ok());
+  auto lp = store->LeasePrices();
+  ASSERT_TRUE(lp.ok());
+  ASSERT_EQ(lp->size(), 2u);
+  EXPECT_EQ((*lp)[1].price_micros, 300);
+  // [from, to) with the point in effect at `from` first.
+  auto sp = store->SpotPrices(Time{kT0 + 60}, Time{kT0 + 1000});
+  ASSERT_TRUE(sp.ok());
+  ASSERT_EQ(sp->size(), 2u);
+  EXPECT_EQ((*sp)[0].at, Time{kT0 + 50});
+  EXPECT_EQ((*sp)[1].price_micros, 200);
+  EXPECT_EQ(store->SpotPrices(Time{kT0 - 10}, Time{kT0 + 50})->size(), 1u);
+  EXPECT_TRUE(store->SpotPrices(Time{kT0 - 10}, Time{kT0 - 5})->empty());
+  Batch bad;
+  bad.lease_prices = {{"lease_nobody", Time{kT0}, 1}};
+  EXPECT_FALSE(store->Commit(bad).ok());
+}
+
+}  // namespace
+}  // namespace ll::store

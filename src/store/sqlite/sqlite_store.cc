@@ -97,6 +97,37 @@ CREATE TABLE settings (
   value TEXT NOT NULL
 ) STRICT;
 )sql",
+    // 2: the ledger. Prices are points in time ("from here on"); usage is keyed by its
+    // idempotency key, so a second insert of the same usage is ignored.
+    R"sql(
+CREATE TABLE lease_prices (
+  lease_id     TEXT NOT NULL REFERENCES leases(id),
+  at_ms        INTEGER NOT NULL,
+  price_micros INTEGER NOT NULL CHECK (price_micros >= 0),
+  PRIMARY KEY (lease_id, at_ms)
+) STRICT;
+
+CREATE TABLE spot_prices (
+  at_ms        INTEGER PRIMARY KEY NOT NULL,
+  price_micros INTEGER NOT NULL CHECK (price_micros >= 0)
+) STRICT;
+
+CREATE TABLE usage_events (
+  key               TEXT PRIMARY KEY NOT NULL,
+  tenant_id         TEXT NOT NULL REFERENCES tenants(id),
+  source            TEXT NOT NULL,
+  ref               TEXT NOT NULL,
+  kind              TEXT NOT NULL,
+  period            TEXT NOT NULL,
+  start_ms          INTEGER NOT NULL,
+  end_ms            INTEGER NOT NULL CHECK (end_ms >= start_ms),
+  quantity          INTEGER NOT NULL CHECK (quantity >= 0),
+  unit              TEXT NOT NULL,
+  unit_price_micros INTEGER NOT NULL CHECK (unit_price_micros >= 0),
+  amount_micros     INTEGER NOT NULL CHECK (amount_micros >= 0)
+) STRICT;
+CREATE INDEX usage_by_tenant_period ON usage_events(tenant_id, period, start_ms);
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -149,6 +180,27 @@ constexpr const char* kSelectJobs =
     "SELECT id, pool, gpus, start_ms, end_ms FROM internal_jobs ORDER BY id";
 constexpr const char* kSelectSetting = "SELECT value FROM settings WHERE key = ?1";
 constexpr const char* kSelectLastSeq = "SELECT COALESCE(MAX(seq), 0) FROM lease_events";
+constexpr const char* kUpsertLeasePrice =
+    "INSERT INTO lease_prices(lease_id, at_ms, price_micros) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(lease_id, at_ms) DO UPDATE SET price_micros = excluded.price_micros";
+constexpr const char* kUpsertSpotPrice =
+    "INSERT INTO spot_prices(at_ms, price_micros) VALUES(?1, ?2) "
+    "ON CONFLICT(at_ms) DO UPDATE SET price_micros = excluded.price_micros";
+constexpr const char* kInsertUsage =
+    "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
+    "unit_price_micros, amount_micros) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT(key) DO NOTHING";
+constexpr const char* kSelectLeasePrices =
+    "SELECT lease_id, at_ms, price_micros FROM lease_prices ORDER BY lease_id, at_ms";
+constexpr const char* kSelectSpotPrices =
+    "SELECT at_ms, price_micros FROM spot_prices WHERE at_ms >= (SELECT COALESCE(MAX(at_ms), ?1) FROM spot_prices "
+    "WHERE at_ms <= ?1) AND at_ms < ?2 ORDER BY at_ms";
+constexpr const char* kSelectUsage =
+    "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
+    "amount_micros FROM usage_events WHERE (?1 = '' OR tenant_id = ?1) AND (?2 = '' OR period = ?2) "
+    "ORDER BY start_ms, key";
+constexpr const char* kSelectUsagePeriods =
+    "SELECT period, SUM(amount_micros) FROM usage_events WHERE tenant_id = ?1 GROUP BY period ORDER BY period DESC";
 
 struct DbCloser {
   void operator()(sqlite3* db) const {
@@ -298,6 +350,10 @@ class SqliteStore final : public Store {
                                                     int64_t after) override;
   Result<std::vector<InternalJobRecord>> InternalJobs() override;
   Result<std::optional<std::string>> Setting(const std::string& key) override;
+  Result<std::vector<LeasePriceRecord>> LeasePrices() override;
+  Result<std::vector<SpotPriceRecord>> SpotPrices(Time from, Time to) override;
+  Result<std::vector<UsageRecord>> Usage(const std::string& tenant_id, const std::string& period) override;
+  Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant_id) override;
   Result<int64_t> LastEventSeq() override;
 
  private:
@@ -326,7 +382,7 @@ class SqliteStore final : public Store {
   Result<std::vector<T>> Query(const StmtPtr& stmt, std::string_view what, BindFn bind,
                                ReadFn read);
 
-  Status WriteBatch(const Batch& batch, std::vector<int64_t>* seqs);
+  Status WriteBatch(const Batch& batch, std::vector<int64_t>* seqs, int64_t* usage_inserted);
   // Ends the open transaction, if SQLite has not already rolled it back itself.
   Status Rollback(std::string_view what);
 
@@ -338,6 +394,8 @@ class SqliteStore final : public Store {
   StmtPtr insert_tenant_, insert_key_, upsert_lease_, insert_event_, upsert_job_, upsert_setting_;
   StmtPtr select_tenants_, select_keys_, select_leases_, select_events_, select_jobs_,
       select_setting_, select_last_seq_;
+  StmtPtr upsert_lease_price_, upsert_spot_price_, insert_usage_, select_lease_prices_, select_spot_prices_,
+      select_usage_, select_usage_periods_;
 };
 
 Result<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
@@ -473,6 +531,13 @@ Status SqliteStore::PrepareStatements() {
       {kSelectJobs, &select_jobs_},
       {kSelectSetting, &select_setting_},
       {kSelectLastSeq, &select_last_seq_},
+      {kUpsertLeasePrice, &upsert_lease_price_},
+      {kUpsertSpotPrice, &upsert_spot_price_},
+      {kInsertUsage, &insert_usage_},
+      {kSelectLeasePrices, &select_lease_prices_},
+      {kSelectSpotPrices, &select_spot_prices_},
+      {kSelectUsage, &select_usage_},
+      {kSelectUsagePeriods, &select_usage_periods_},
   };
   // clang-format on
   for (const auto& [sql, stmt] : all) LL_RETURN_IF_ERROR(Prepare(sql, stmt));
@@ -531,7 +596,8 @@ Status SqliteStore::Commit(Batch& batch) {
   std::vector<int64_t> seqs;
   seqs.reserve(batch.events.size());
   LL_RETURN_IF_ERROR(StepDone(begin_.get(), "commit: begin"));
-  Status st = WriteBatch(batch, &seqs);
+  int64_t inserted = 0;
+  Status st = WriteBatch(batch, &seqs, &inserted);
   if (st.ok()) st = StepDone(commit_.get(), "commit");
   if (!st.ok()) {
     Status rb = Rollback("commit");
@@ -539,10 +605,11 @@ Status SqliteStore::Commit(Batch& batch) {
     return st;
   }
   for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
+  batch.usage_inserted = inserted;
   return Status::Ok();
 }
 
-Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs) {
+Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs, int64_t* usage_inserted) {
   // Parents before children, for the foreign keys: tenants, keys, leases, then events.
   for (const TenantRecord& t : batch.tenants) {
     LL_RETURN_IF_ERROR(Write(insert_tenant_, fmt::format("tenant `{}`", t.id),
@@ -583,6 +650,20 @@ Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs) {
   for (const auto& setting : batch.settings) {
     LL_RETURN_IF_ERROR(Write(upsert_setting_, fmt::format("setting `{}`", setting.first),
                              [&](Binder& b) { b.Text(setting.first).Text(setting.second); }));
+  }
+  for (const LeasePriceRecord& p : batch.lease_prices) {
+    LL_RETURN_IF_ERROR(Write(upsert_lease_price_, fmt::format("price of lease `{}`", p.lease_id),
+                             [&](Binder& b) { b.Text(p.lease_id).At(p.at).Int(p.price_micros); }));
+  }
+  for (const SpotPriceRecord& p : batch.spot_prices) {
+    LL_RETURN_IF_ERROR(Write(upsert_spot_price_, "spot price", [&](Binder& b) { b.At(p.at).Int(p.price_micros); }));
+  }
+  for (const UsageRecord& u : batch.usage) {
+    LL_RETURN_IF_ERROR(Write(insert_usage_, fmt::format("usage `{}` (tenant `{}`)", u.key, u.tenant_id), [&](Binder& b) {
+      b.Text(u.key).Text(u.tenant_id).Text(u.source).Text(u.ref).Text(u.kind).Text(u.period);
+      b.At(u.start).At(u.end).Int(u.quantity).Text(u.unit).Int(u.unit_price_micros).Int(u.amount_micros);
+    }));
+    *usage_inserted += sqlite3_changes(db_.get());
   }
   return Status::Ok();
 }
@@ -678,6 +759,59 @@ Result<int64_t> SqliteStore::LastEventSeq() {
                                      [](Row& r) { return r.Int(); }));
   LL_CHECK(seqs.size() == 1);  // an aggregate without GROUP BY yields exactly one row
   return seqs.front();
+}
+
+Result<std::vector<LeasePriceRecord>> SqliteStore::LeasePrices() {
+  return Query<LeasePriceRecord>(select_lease_prices_, "read lease prices", BindNothing, [](Row& r) {
+    LeasePriceRecord p;
+    p.lease_id = r.Text();
+    p.at = r.At();
+    p.price_micros = r.Int();
+    return p;
+  });
+}
+
+Result<std::vector<SpotPriceRecord>> SqliteStore::SpotPrices(Time from, Time to) {
+  return Query<SpotPriceRecord>(
+      select_spot_prices_, "read spot prices", [&](Binder& b) { b.At(from).At(to); },
+      [](Row& r) {
+        SpotPriceRecord p;
+        p.at = r.At();
+        p.price_micros = r.Int();
+        return p;
+      });
+}
+
+Result<std::vector<UsageRecord>> SqliteStore::Usage(const std::string& tenant_id, const std::string& period) {
+  return Query<UsageRecord>(
+      select_usage_, fmt::format("read usage of `{}`", tenant_id), [&](Binder& b) { b.Text(tenant_id).Text(period); },
+      [](Row& r) {
+        UsageRecord u;
+        u.key = r.Text();
+        u.tenant_id = r.Text();
+        u.source = r.Text();
+        u.ref = r.Text();
+        u.kind = r.Text();
+        u.period = r.Text();
+        u.start = r.At();
+        u.end = r.At();
+        u.quantity = r.Int();
+        u.unit = r.Text();
+        u.unit_price_micros = r.Int();
+        u.amount_micros = r.Int();
+        return u;
+      });
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::UsagePeriods(const std::string& tenant_id) {
+  return Query<std::pair<std::string, int64_t>>(
+      select_usage_periods_, fmt::format("read invoice periods of `{}`", tenant_id),
+      [&](Binder& b) { b.Text(tenant_id); },
+      [](Row& r) {
+        std::string period = r.Text();
+        int64_t total = r.Int();
+        return std::make_pair(std::move(period), total);
+      });
 }
 
 }  // namespace
