@@ -8,6 +8,9 @@
 //   2. SSE fan-out: W watchers follow one lease's events; the lease is released and each
 //      watcher's delay from the DELETE to its `released` event is taken. p50/p99/max over all
 //      rounds, against the DELETE's own round trip (one client) in the same run.
+//   3. Durable usage ingestion: token usage batches over loopback (POST /admin/usage, as a
+//      gateway reports it) against raw batched inserts of the same rows into a bare SQLite
+//      file in WAL mode with synchronous=FULL, side by side.
 //
 // Usage: landlord_api_bench [--seconds 8] [--connections 32] [--watchers 1000] [--rounds 5]
 //        [--json FILE]. Results and how to read them: docs/benchmarks.md.
@@ -30,6 +33,7 @@
 #include <boost/asio.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "api/serve_child.h"
 #include "cli/http_client.h"
@@ -206,6 +210,95 @@ class Watchers {
   std::thread thread_;
 };
 
+// ---------------------------------------------------------------- usage ingestion
+
+constexpr int kIngestBatch = 500;
+
+struct IngestResult {
+  double events_per_s = 0;
+};
+
+json UsageBatch(const std::string& tenant_id, int64_t* next) {
+  json events = json::array();
+  for (int i = 0; i < kIngestBatch; ++i, ++*next) {
+    events.push_back({{"key", fmt::format("req_{}/0", *next)}, {"tenant_id", tenant_id}, {"model", "llama-3-8b"},
+                      {"input_tokens", 100 + *next % 900}, {"output_tokens", 10 + *next % 300}});
+  }
+  return json{{"events", events}};
+}
+
+IngestResult IngestOverHttp(const cli::Url& url, const std::string& tenant_id, int seconds) {
+  fmt::print(stderr, "  ingestion over HTTP ({} s)\n", seconds);
+  std::atomic<int64_t> acked{0};
+  std::vector<std::thread> senders;
+  auto t0 = Clock::now();
+  const auto end = t0 + std::chrono::seconds(seconds);
+  for (int s = 0; s < 2; ++s) {
+    senders.emplace_back([&, s] {
+      cli::HttpClient c(url, kAdminKey);
+      int64_t next = static_cast<int64_t>(s) << 40;
+      while (Clock::now() < end) {
+        // The body is built before the clock matters as much as it would in a gateway.
+        std::string body = UsageBatch(tenant_id, &next).dump();
+        auto r = c.Request("POST", "/admin/usage", body);
+        if (!r.ok() || r->status != 200) Die(r.ok() ? r->body : r.status().ToString());
+        acked += kIngestBatch;
+      }
+    });
+  }
+  for (auto& t : senders) t.join();
+  return {static_cast<double>(acked.load()) / std::chrono::duration<double>(Clock::now() - t0).count()};
+}
+
+void SqliteOk(int rc, sqlite3* db, const char* what) {
+  if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) Die(fmt::format("sqlite {}: {}", what, sqlite3_errmsg(db)));
+}
+
+IngestResult IngestRawSqlite(const std::string& path, int seconds) {
+  fmt::print(stderr, "  raw SQLite inserts ({} s)\n", seconds);
+  sqlite3* db = nullptr;
+  SqliteOk(sqlite3_open(path.c_str(), &db), db, "open");
+  SqliteOk(sqlite3_exec(db,
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                        "CREATE TABLE usage_events (key TEXT PRIMARY KEY NOT NULL, tenant_id TEXT NOT NULL, "
+                        "source TEXT NOT NULL, ref TEXT NOT NULL, kind TEXT NOT NULL, period TEXT NOT NULL, "
+                        "start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, quantity INTEGER NOT NULL, "
+                        "unit TEXT NOT NULL, unit_price_micros INTEGER NOT NULL, amount_micros INTEGER NOT NULL) STRICT;"
+                        "CREATE INDEX usage_by_tenant_period ON usage_events(tenant_id, period, start_ms);",
+                        nullptr, nullptr, nullptr),
+           db, "schema");
+  sqlite3_stmt* ins = nullptr;
+  SqliteOk(sqlite3_prepare_v2(db,
+                              "INSERT INTO usage_events VALUES(?1, 'ten_bench', 'tokens', 'llama-3-8b', ?2, "
+                              "'2024-01', ?3, ?3, ?4, 'tokens', 200000, ?5) ON CONFLICT(key) DO NOTHING",
+                              -1, &ins, nullptr),
+           db, "prepare");
+  int64_t next = 0, events = 0;
+  auto t0 = Clock::now();
+  const auto end = t0 + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    SqliteOk(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db, "begin");
+    for (int i = 0; i < kIngestBatch; ++i, ++next) {
+      for (const char* unit : {"in", "out"}) {
+        std::string key = fmt::format("req_{}/0/{}", next, unit);
+        sqlite3_bind_text(ins, 1, key.data(), static_cast<int>(key.size()), SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 2, unit, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 3, 1'705'363'200'000 + next);
+        sqlite3_bind_int64(ins, 4, 100 + next % 900);
+        sqlite3_bind_int64(ins, 5, (100 + next % 900) / 5);
+        SqliteOk(sqlite3_step(ins), db, "insert");
+        sqlite3_reset(ins);
+      }
+    }
+    SqliteOk(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db, "commit");
+    events += kIngestBatch;
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  sqlite3_finalize(ins);
+  sqlite3_close(db);
+  return {static_cast<double>(events) / s};
+}
+
 double Quantile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -308,6 +401,11 @@ reserved_min_history_h = 24
     auto d = w.Delays(t0);
     delays.insert(delays.end(), d.begin(), d.end());
   }
+  // Durable usage ingestion: batches of token usage over loopback (the gateway's path), then
+  // raw batched inserts of the same rows into a bare SQLite file (WAL, synchronous=FULL).
+  IngestResult ours = IngestOverHttp(*url, tenant["id"], o.seconds);
+  IngestResult raw = IngestRawSqlite(dir + "/raw.db", o.seconds);
+
   testing::StopServe(*child, SIGTERM);
   std::string rm = "rm -rf '" + dir + "'";
   if (std::system(rm.c_str()) != 0) fmt::print(stderr, "could not remove {}\n", dir);
@@ -326,12 +424,18 @@ reserved_min_history_h = 24
              Quantile(delays, 0.99), Quantile(delays, 1.0), missed);
   fmt::print("  baseline: the DELETE's own round trip p50 {:.2f} ms; delivery p99 / that = {:.1f}\n",
              Quantile(deletes, 0.5), Quantile(delays, 0.99) / std::max(1e-9, Quantile(deletes, 0.5)));
+  fmt::print("\ndurable usage ingestion, batches of {} events (2 rows each), {} s each\n", kIngestBatch, o.seconds);
+  fmt::print("  POST /admin/usage over loopback (2 clients): {:>10.0f} events/s\n", ours.events_per_s);
+  fmt::print("  raw SQLite batched inserts (WAL, FULL sync):  {:>10.0f} events/s\n", raw.events_per_s);
+  fmt::print("  ratio: {:.2f} of raw (target >= 0.50)\n", ours.events_per_s / raw.events_per_s);
   if (!o.json_out.empty()) {
     json j;
     for (const auto& r : wrk) {
       j["wrk"].push_back({{"name", r.name}, {"rps", r.rps}, {"vs_floor", r.rps / floor}, {"p50_ms", r.p50_ms},
                           {"p99_ms", r.p99_ms}, {"requests", r.requests}, {"errors", r.non2xx + r.socket_errors}});
     }
+    j["ingest"] = {{"batch", kIngestBatch}, {"ours_events_per_s", ours.events_per_s},
+                   {"raw_events_per_s", raw.events_per_s}, {"ratio", ours.events_per_s / raw.events_per_s}};
     j["sse"] = {{"watchers", o.watchers}, {"rounds", o.rounds}, {"p50_ms", Quantile(delays, 0.5)},
                 {"p99_ms", Quantile(delays, 0.99)}, {"max_ms", Quantile(delays, 1.0)}, {"missed", missed},
                 {"delete_p50_ms", Quantile(deletes, 0.5)}};

@@ -1,15 +1,22 @@
 // The control plane's billing: lease usage into the ledger (committed with the transitions
 // that caused it), and the usage and invoice endpoints. The arithmetic is src/ledger.
+#include <cctype>
+#include <charconv>
+#include <tuple>
+
 #include <fmt/format.h>
 
 #include "api/control_plane.h"
+#include "api/fields.h"
 
 namespace ll::api {
 
 using nlohmann::json;
 
 bool ControlPlane::UsageOf(const Lease& l, ledger::LeaseUsage* u) const {
-  if (l.prices.empty() || l.rec.started == kTimeMax) return false;  // never held GPUs
+  // Never held GPUs, or for no time at all (released in the instant it started).
+  if (l.prices.empty() || l.rec.started == kTimeMax) return false;
+  if (l.rec.ended != kTimeMax && l.rec.ended <= l.rec.started) return false;
   u->tenant_id = l.rec.tenant_id;
   u->lease_id = l.rec.id;
   u->kind = l.rec.kind;
@@ -89,21 +96,6 @@ json UsageJson(const store::UsageRecord& u) {
           {"amount_micros", u.amount_micros}};
 }
 
-ledger::UsageEvent ToLedger(const store::UsageRecord& u) {
-  ledger::UsageEvent e;
-  e.key = u.key;
-  e.tenant_id = u.tenant_id;
-  e.lease_id = u.ref;
-  e.kind = u.kind;
-  e.period = u.period;
-  e.start = u.start;
-  e.end = u.end;
-  e.gpu_ms = u.quantity;
-  e.price = Money::Micros(u.unit_price_micros);
-  e.amount = Money::Micros(u.amount_micros);
-  return e;
-}
-
 Result<std::string> CheckPeriod(const std::string& period) {
   LL_RETURN_IF_ERROR(ParseMonthUtc(period).status());
   return period;
@@ -111,20 +103,39 @@ Result<std::string> CheckPeriod(const std::string& period) {
 
 }  // namespace
 
-Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, const std::string& tenant_arg) {
+Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, const std::string& tenant_arg,
+                          int limit, const std::string& after) {
   Advance();
   Reply error;
   auto tenant = BillingTenant(who, tenant_arg, &error);
   if (!tenant) return error;
   const std::string period = period_arg.empty() ? MonthUtc(now_) : period_arg;
   if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(400, "invalid_value", p.status().message(), "period");
-  auto records = store_->Usage(*tenant, period);
+  // The cursor is "<start_ms>:<key>" of the last record of the previous page.
+  int64_t after_ms = -1;
+  std::string after_key;
+  if (!after.empty()) {
+    size_t colon = after.find(':');
+    auto [ptr, ec] = std::from_chars(after.data(), after.data() + std::min(colon, after.size()), after_ms);
+    if (colon == std::string::npos || ec != std::errc() || ptr != after.data() + colon || after_ms < 0) {
+      return ErrorReply(400, "invalid_value", "`after` must be the `next` of a previous page", "after");
+    }
+    after_key = after.substr(colon + 1);
+  }
+  auto records = store_->UsagePage(*tenant, period, after_ms, after_key, limit + 1);
   LL_CHECK(records.ok());
+  const bool more = records->size() > static_cast<size_t>(limit);
+  if (more) records->pop_back();
   json data = json::array();
-  Money total;
-  for (const auto& u : *records) {
-    data.push_back(UsageJson(u));
-    total += Money::Micros(u.amount_micros);
+  for (const auto& u : *records) data.push_back(UsageJson(u));
+  json total = nullptr, total_micros = nullptr;
+  if (!tenant->empty()) {
+    auto lines = store_->InvoiceLines(*tenant, period);
+    LL_CHECK(lines.ok());
+    Money t;
+    for (const auto& l : *lines) t += Money::Micros(l.amount_micros);
+    total = FormatMoney(t);
+    total_micros = t.micros;
   }
   // What live leases owe since their last completed piece: shown, billed when the piece ends.
   Money open;
@@ -146,8 +157,10 @@ Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, c
             {"tenant_id", tenant->empty() ? json(nullptr) : json(*tenant)},
             {"period", period},
             {"data", data},
-            {"total", FormatMoney(total)},
-            {"total_micros", total.micros},
+            {"has_more", more},
+            {"next", more ? json(fmt::format("{}:{}", records->back().start.ms, records->back().key)) : json(nullptr)},
+            {"total", total},
+            {"total_micros", total_micros},
             {"in_progress", FormatMoney(open)},
             {"now", FormatUtc(now_)}};
   return r;
@@ -183,12 +196,22 @@ Reply ControlPlane::Invoice(const Principal& who, const std::string& period, con
   if (!tenant) return error;
   if (tenant->empty()) return ErrorReply(400, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
   if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(400, "invalid_value", p.status().message(), "period");
-  auto records = store_->Usage(*tenant, period);
-  LL_CHECK(records.ok());
-  std::vector<ledger::UsageEvent> events;
-  events.reserve(records->size());
-  for (const auto& u : *records) events.push_back(ToLedger(u));
-  ledger::Invoice inv = ledger::BuildInvoice(*tenant, period, events);
+  auto lines = store_->InvoiceLines(*tenant, period);
+  LL_CHECK(lines.ok());
+  ledger::Invoice inv;
+  inv.tenant_id = *tenant;
+  inv.period = period;
+  for (const auto& l : *lines) {
+    ledger::LineItem li;
+    li.lease_id = l.ref;
+    li.kind = l.kind;
+    li.price = Money::Micros(l.unit_price_micros);
+    (l.unit == "gpu_ms" ? li.gpu_ms : li.tokens) = l.quantity;
+    li.amount = Money::Micros(l.amount_micros);
+    inv.total += li.amount;
+    inv.gpu_ms += li.gpu_ms;
+    inv.items.push_back(std::move(li));
+  }
   Reply r;
   if (csv) {
     r.body = ledger::InvoiceCsv(inv);
@@ -197,12 +220,17 @@ Reply ControlPlane::Invoice(const Principal& who, const std::string& period, con
   }
   json items = json::array();
   for (const auto& li : inv.items) {
-    items.push_back({{"lease_id", li.lease_id},
-                     {"kind", li.kind},
-                     {"price_per_gpu_hour", FormatMoney(li.price)},
-                     {"gpu_ms", li.gpu_ms},
-                     {"amount", FormatMoney(li.amount)},
-                     {"amount_micros", li.amount.micros}});
+    const bool tokens = li.kind == "input_tokens" || li.kind == "output_tokens";
+    json item = {{tokens ? "model" : "lease_id", li.lease_id}, {"kind", li.kind},
+                 {"amount", FormatMoney(li.amount)}, {"amount_micros", li.amount.micros}};
+    if (tokens) {
+      item["price_per_mtok"] = FormatMoney(li.price);
+      item["tokens"] = li.tokens;
+    } else {
+      item["price_per_gpu_hour"] = FormatMoney(li.price);
+      item["gpu_ms"] = li.gpu_ms;
+    }
+    items.push_back(std::move(item));
   }
   r.body = {{"object", "invoice"},
             {"tenant_id", *tenant},
@@ -214,6 +242,329 @@ Reply ControlPlane::Invoice(const Principal& who, const std::string& period, con
             {"total", FormatMoney(inv.total)},
             {"total_micros", inv.total.micros}};
   return r;
+}
+
+}  // namespace ll::api
+
+// ---------------------------------------------------------------- balances and token usage
+
+namespace ll::api {
+
+namespace {
+
+constexpr size_t kMaxIngestEvents = 5000;
+
+// Ids chosen by clients (hold ids, usage keys): printable, no spaces, bounded.
+bool ValidClientId(const std::string& id, size_t max) {
+  if (id.empty() || id.size() > max) return false;
+  for (unsigned char c : id) {
+    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':' || c == '/')) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+json ControlPlane::BalanceJson(const std::string& tenant_id) const {
+  auto it = balances_.find(tenant_id);
+  const ledger::Balance none;
+  const ledger::Balance& b = it != balances_.end() ? it->second : none;
+  const Money credited = b.available() + b.charged() + b.held();
+  return {{"object", "balance"},
+          {"tenant_id", tenant_id},
+          {"credited", FormatMoney(credited)},
+          {"charged", FormatMoney(b.charged())},
+          {"held", FormatMoney(b.held())},
+          {"available", FormatMoney(b.available())},
+          {"available_micros", b.available().micros}};
+}
+
+Reply ControlPlane::GetBalance(const Principal& who, const std::string& tenant_arg) {
+  Reply error;
+  auto tenant = BillingTenant(who, tenant_arg, &error);
+  if (!tenant) return error;
+  if (tenant->empty()) return ErrorReply(400, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
+  Reply r;
+  r.body = BalanceJson(*tenant);
+  return r;
+}
+
+Reply ControlPlane::Credit(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"tenant_id", "amount"});
+  auto tenant = f.Str("tenant_id", true);
+  auto amount = f.Dollars("amount", true);
+  if (f.ok() && amount->micros <= 0) f.Fail("invalid_value", "`amount` must be above 0", "amount");
+  if (!f.ok()) return f.error();
+  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  ledger::Balance& b = balances_[*tenant];
+  b.Credit(*amount);
+  pending_.balances.push_back({*tenant, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
+  Flush();  // durable before it is acknowledged
+  Reply r;
+  r.body = BalanceJson(*tenant);
+  return r;
+}
+
+Reply ControlPlane::Reserve(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"id", "tenant_id", "amount"});
+  auto id = f.Str("id", true);
+  auto tenant = f.Str("tenant_id", true);
+  auto amount = f.Dollars("amount", true);
+  if (f.ok() && !ValidClientId(*id, 128)) f.Fail("invalid_value", "`id` must be 1..128 of [A-Za-z0-9_.:/-]", "id");
+  if (!f.ok()) return f.error();
+  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  auto hold_json = [&](const store::HoldRecord& h) {
+    json j = {{"object", "hold"}, {"id", h.id}, {"tenant_id", h.tenant_id},
+              {"amount", FormatMoney(Money::Micros(h.amount_micros))}, {"state", h.charged_micros < 0 ? "open" : "settled"}};
+    if (h.charged_micros >= 0) j["charged"] = FormatMoney(Money::Micros(h.charged_micros));
+    return j;
+  };
+  // A retry of the same reservation gets the same answer; another one under its id is a conflict.
+  auto same = [&](const store::HoldRecord& h) { return h.tenant_id == *tenant && h.amount_micros == amount->micros; };
+  if (auto it = open_holds_.find(*id); it != open_holds_.end()) {
+    if (!same(it->second)) return ErrorReply(409, "hold_exists", fmt::format("hold `{}` exists with other terms", *id), "id");
+    Reply r;
+    r.body = hold_json(it->second);
+    return r;
+  }
+  auto stored = store_->Hold(*id);
+  LL_CHECK(stored.ok());
+  if (*stored) {
+    if (!same(**stored)) return ErrorReply(409, "hold_exists", fmt::format("hold `{}` exists with other terms", *id), "id");
+    Reply r;
+    r.body = hold_json(**stored);
+    return r;
+  }
+  ledger::Balance& b = balances_[*tenant];
+  Status st = b.Reserve(*id, *amount);
+  if (!st.ok()) return ErrorReply(402, "insufficient_quota", st.message(), "amount");
+  store::HoldRecord h{*id, *tenant, amount->micros, -1, Now()};
+  open_holds_[*id] = h;
+  pending_.holds.push_back(h);
+  Flush();
+  Reply r;
+  r.status = 201;
+  r.body = hold_json(h);
+  r.body["balance"] = BalanceJson(*tenant);
+  return r;
+}
+
+Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& events, Reply* error) {
+  std::vector<store::UsageRecord> out;
+  if (!events.is_array() || events.size() > kMaxIngestEvents) {
+    *error = ErrorReply(400, "invalid_value", fmt::format("`events` must be an array of at most {}", kMaxIngestEvents), "events");
+    return Status::Invalid("events");
+  }
+  const Time now = Now();
+  for (size_t i = 0; i < events.size(); ++i) {
+    const json& e = events[i];
+    const std::string prefix = fmt::format("events[{}].", i);
+    if (!e.is_object()) {
+      *error = ErrorReply(400, "invalid_type", fmt::format("`events[{}]` must be an object", i), fmt::format("events[{}]", i));
+      return Status::Invalid("events");
+    }
+    Fields f(e, prefix);
+    f.Only({"key", "tenant_id", "model", "input_tokens", "output_tokens", "at"});
+    auto key = f.Str("key", true);
+    auto tenant = f.Str("tenant_id", true);
+    auto model = f.Str("model", true);
+    auto in = f.Int("input_tokens", 0, 1'000'000'000, true);
+    auto out_tokens = f.Int("output_tokens", 0, 1'000'000'000, true);
+    auto at_text = f.Str("at", false);
+    Time at = now;
+    if (f.ok() && !ValidClientId(*key, 200)) f.Fail("invalid_value", fmt::format("`{}key` must be 1..200 of [A-Za-z0-9_.:/-]", prefix), prefix + "key");
+    if (f.ok() && (model->empty() || model->size() > 100)) f.Fail("invalid_value", fmt::format("`{}model` must be 1..100 characters", prefix), prefix + "model");
+    if (f.ok() && !tenants_.contains(*tenant)) f.Fail("invalid_value", fmt::format("`{}tenant_id`: no tenant `{}`", prefix, *tenant), prefix + "tenant_id");
+    if (f.ok() && at_text) {
+      auto t = ParseUtc(*at_text);
+      if (!t.ok()) {
+        f.Fail("invalid_value", fmt::format("`{}at`: {}", prefix, t.status().message()), prefix + "at");
+      } else {
+        at = *t;
+      }
+    }
+    if (!f.ok()) {
+      *error = f.error();
+      return Status::Invalid("events");
+    }
+    for (auto [unit, tokens, price] : {std::tuple{"input_tokens", *in, prices_.input_per_mtok},
+                                       std::tuple{"output_tokens", *out_tokens, prices_.output_per_mtok}}) {
+      out.push_back({.key = fmt::format("{}/{}", *key, unit == std::string("input_tokens") ? "in" : "out"),
+                     .tenant_id = *tenant,
+                     .source = "tokens",
+                     .ref = *model,
+                     .kind = unit,
+                     .period = MonthUtc(at),
+                     .start = at,
+                     .end = at,
+                     .quantity = tokens,
+                     .unit = "tokens",
+                     .unit_price_micros = price.micros,
+                     .amount_micros = ledger::TokenCost(tokens, price).micros});
+    }
+  }
+  return out;
+}
+
+Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"amount", "usage"});
+  auto amount = f.Dollars("amount", true);
+  if (!f.ok()) return f.error();
+  std::vector<store::UsageRecord> usage;
+  if (body.contains("usage")) {
+    Reply error;
+    auto u = TokenUsage(body["usage"], &error);
+    if (!u.ok()) return error;
+    usage = std::move(*u);
+  }
+  auto it = open_holds_.find(hold_id);
+  if (it == open_holds_.end()) {
+    // A retry after the settlement went through gets its answer again.
+    auto stored = store_->Hold(hold_id);
+    LL_CHECK(stored.ok());
+    if (!*stored) return ErrorReply(404, "hold_not_found", fmt::format("no hold `{}`", hold_id), "id");
+    Reply r;
+    r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"},
+              {"charged", FormatMoney(Money::Micros((*stored)->charged_micros))}};
+    return r;
+  }
+  store::HoldRecord h = it->second;
+  ledger::Balance& b = balances_[h.tenant_id];
+  auto charged = b.Settle(hold_id, *amount);
+  LL_CHECK(charged.ok());
+  h.charged_micros = charged->micros;
+  open_holds_.erase(it);
+  pending_.holds.push_back(h);
+  pending_.balances.push_back({h.tenant_id, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
+  for (auto& u : usage) pending_.usage.push_back(std::move(u));
+  Flush();  // the charge and its usage, in one transaction
+  Reply r;
+  r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"}, {"charged", FormatMoney(*charged)},
+            {"balance", BalanceJson(h.tenant_id)}};
+  return r;
+}
+
+Reply ControlPlane::IngestUsage(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"events"});
+  if (!f.ok()) return f.error();
+  if (!body.contains("events")) return ErrorReply(400, "missing_field", "`events` is required", "events");
+  Reply error;
+  auto usage = TokenUsage(body["events"], &error);
+  if (!usage.ok()) return error;
+  const size_t records = usage->size();
+  for (auto& u : *usage) pending_.usage.push_back(std::move(u));
+  last_usage_inserted_ = 0;
+  Flush();  // durable before it is acknowledged
+  Reply r;
+  r.body = {{"object", "usage_ingest"}, {"events", records / 2}, {"records", records},
+            {"new_records", last_usage_inserted_}, {"duplicate_records", static_cast<int64_t>(records) - last_usage_inserted_}};
+  return r;
+}
+
+}  // namespace ll::api
+
+// ---------------------------------------------------------------- owner reports
+
+namespace ll::api {
+
+namespace {
+
+// Billed revenue by class from the store's totals by kind (micro-dollars, exact).
+struct Billed {
+  Money spot, reserved, tokens;
+  int64_t input_tokens = 0, output_tokens = 0;
+  Money total() const { return spot + reserved + tokens; }
+};
+
+Billed Sum(const std::vector<store::UsageRecord>& totals) {
+  Billed b;
+  for (const auto& t : totals) {
+    const Money m = Money::Micros(t.amount_micros);
+    if (t.kind == "spot") {
+      b.spot += m;
+    } else if (t.kind == "reserved") {
+      b.reserved += m;
+    } else {
+      b.tokens += m;
+      (t.kind == "input_tokens" ? b.input_tokens : b.output_tokens) += t.quantity;
+    }
+  }
+  return b;
+}
+
+}  // namespace
+
+Reply ControlPlane::Report(const std::string& period_arg) {
+  Advance();
+  const std::string period = period_arg.empty() ? MonthUtc(now_) : period_arg;
+  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(400, "invalid_value", p.status().message(), "period");
+  auto totals = store_->UsageTotals(period);
+  LL_CHECK(totals.ok());
+  const Billed b = Sum(*totals);
+  auto gpu_h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
+  const double capacity = gpu_h(capacity_ms_);
+  const double idle = capacity - gpu_h(internal_ms_) - gpu_h(reserved_ms_) - gpu_h(spot_ms_) - gpu_h(inference_ms_);
+  auto share = [&](__int128 ms) { return capacity > 0 ? gpu_h(ms) / capacity : 0.0; };
+  const double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
+  const int64_t tokens = b.input_tokens + b.output_tokens;
+  // What serving cost: the GPU-hours inference held, at the floor (power + wear) per GPU-hour.
+  const double inference_cost = gpu_h(inference_ms_) * floor_.dollars();
+  Reply r;
+  r.body = {
+      {"object", "report"},
+      {"period", period},
+      {"billed", {{"spot", FormatMoney(b.spot)}, {"reserved", FormatMoney(b.reserved)}, {"tokens", FormatMoney(b.tokens)},
+                  {"total", FormatMoney(b.total())}, {"total_micros", b.total().micros},
+                  {"input_tokens", b.input_tokens}, {"output_tokens", b.output_tokens}}},
+      {"since_start",
+       {{"capacity_gpu_h", capacity},
+        {"gpu_h", {{"internal", gpu_h(internal_ms_)}, {"reserved", gpu_h(reserved_ms_)}, {"spot", gpu_h(spot_ms_)},
+                   {"inference", gpu_h(inference_ms_)}, {"idle", idle}}},
+        {"utilization", {{"internal", share(internal_ms_)}, {"reserved", share(reserved_ms_)}, {"spot", share(spot_ms_)},
+                         {"inference", share(inference_ms_)}}},
+        {"revenue_usd", revenue},
+        {"revenue_per_gpu_h", capacity > 0 ? revenue / capacity : 0.0},
+        {"cost_per_mtok_usd", tokens > 0 ? json(inference_cost / (static_cast<double>(tokens) / 1e6)) : json(nullptr)}}},
+      {"now", FormatUtc(now_)}};
+  return r;
+}
+
+std::string ControlPlane::ReportMetrics() {
+  auto totals = store_->UsageTotals("");
+  LL_CHECK(totals.ok());
+  const Billed b = Sum(*totals);
+  auto gpu_h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
+  const double capacity = gpu_h(capacity_ms_);
+  const double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
+  const int64_t tokens = b.input_tokens + b.output_tokens;
+  std::string out;
+  out += "# HELP landlord_billed_usd revenue billed to tenants (the ledger), all time\n# TYPE landlord_billed_usd counter\n";
+  for (auto [cls, m] : {std::pair{"spot", b.spot}, std::pair{"reserved", b.reserved}, std::pair{"tokens", b.tokens}}) {
+    out += fmt::format("landlord_billed_usd{{class=\"{}\"}} {}\n", cls, FormatMoney(m));
+  }
+  out += "# HELP landlord_tokens tokens billed, all time\n# TYPE landlord_tokens counter\n";
+  out += fmt::format("landlord_tokens{{direction=\"input\"}} {}\nlandlord_tokens{{direction=\"output\"}} {}\n",
+                     b.input_tokens, b.output_tokens);
+  out += "# HELP landlord_utilization share of capacity GPU-hours by class since start\n# TYPE landlord_utilization gauge\n";
+  for (auto [cls, ms] : {std::pair{"internal", internal_ms_}, std::pair{"reserved", reserved_ms_},
+                         std::pair{"spot", spot_ms_}, std::pair{"inference", inference_ms_}}) {
+    out += fmt::format("landlord_utilization{{class=\"{}\"}} {}\n", cls, capacity > 0 ? gpu_h(ms) / capacity : 0.0);
+  }
+  out += fmt::format("# HELP landlord_revenue_per_gpu_h revenue_usd / capacity_gpu_h\n# TYPE landlord_revenue_per_gpu_h gauge\n"
+                     "landlord_revenue_per_gpu_h {}\n",
+                     capacity > 0 ? revenue / capacity : 0.0);
+  out += fmt::format("# HELP landlord_cost_per_mtok_usd inference GPU-hours at the floor per million tokens billed\n"
+                     "# TYPE landlord_cost_per_mtok_usd gauge\nlandlord_cost_per_mtok_usd {}\n",
+                     tokens > 0 ? gpu_h(inference_ms_) * floor_.dollars() / (static_cast<double>(tokens) / 1e6) : 0.0);
+  return out;
 }
 
 }  // namespace ll::api

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "api/auth.h"
+#include "api/fields.h"
 #include "core/check.h"
 #include "market/auction.h"
 #include "sim/engine.h"
@@ -21,6 +22,7 @@ namespace {
 const char* ErrorType(int status) {
   switch (status) {
     case 401: return "authentication_error";
+    case 402: return "insufficient_quota";
     case 403: return "permission_error";
     case 404: return "not_found_error";
     case 409: return "conflict_error";
@@ -32,103 +34,6 @@ const char* ErrorType(int status) {
 json TimeJson(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
 
 
-// A field of a JSON request body, with errors that name it.
-class Fields {
- public:
-  explicit Fields(const json& body) : body_(body) {}
-  bool ok() const { return !error_; }
-  Reply error() const { return *error_; }
-
-  std::optional<int64_t> Int(const char* key, int64_t lo, int64_t hi, bool required) {
-    if (error_) return std::nullopt;
-    auto it = body_.find(key);
-    if (it == body_.end() || it->is_null()) {
-      if (required) Fail("missing_field", fmt::format("`{}` is required", key), key);
-      return std::nullopt;
-    }
-    if (!it->is_number_integer()) {
-      Fail("invalid_type", fmt::format("`{}` must be an integer", key), key);
-      return std::nullopt;
-    }
-    int64_t v = 0;
-    if (it->is_number_unsigned()) {
-      uint64_t u = it->get<uint64_t>();
-      if (u > static_cast<uint64_t>(INT64_MAX)) u = INT64_MAX;
-      v = static_cast<int64_t>(u);
-    } else {
-      v = it->get<int64_t>();
-    }
-    if (v < lo || v > hi) {
-      Fail("invalid_value", fmt::format("`{}` must be in [{}, {}], got {}", key, lo, hi, v), key);
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<std::string> Str(const char* key, bool required) {
-    if (error_) return std::nullopt;
-    auto it = body_.find(key);
-    if (it == body_.end() || it->is_null()) {
-      if (required) Fail("missing_field", fmt::format("`{}` is required", key), key);
-      return std::nullopt;
-    }
-    if (!it->is_string()) {
-      Fail("invalid_type", fmt::format("`{}` must be a string", key), key);
-      return std::nullopt;
-    }
-    return it->get<std::string>();
-  }
-
-  std::optional<Money> Dollars(const char* key, bool required) {
-    if (error_) return std::nullopt;
-    auto it = body_.find(key);
-    if (it == body_.end() || it->is_null()) {
-      if (required) Fail("missing_field", fmt::format("`{}` is required", key), key);
-      return std::nullopt;
-    }
-    std::string text;
-    if (it->is_string()) {
-      text = it->get<std::string>();
-    } else if (it->is_number()) {
-      double d = it->get<double>();
-      if (!std::isfinite(d) || d < 0 || d > 1e9) {
-        Fail("invalid_value", fmt::format("`{}` must be a dollar amount in [0, 1e9]", key), key);
-        return std::nullopt;
-      }
-      text = fmt::format("{:.6f}", d);
-    } else {
-      Fail("invalid_type", fmt::format("`{}` must be a dollar amount (string or number)", key), key);
-      return std::nullopt;
-    }
-    auto m = ParseMoney(text);
-    if (!m.ok()) {
-      Fail("invalid_value", fmt::format("`{}`: {}", key, m.status().message()), key);
-      return std::nullopt;
-    }
-    return *m;
-  }
-
-  // Rejects keys not in `known`.
-  void Only(std::initializer_list<const char*> known) {
-    if (error_) return;
-    for (auto& [k, v] : body_.items()) {
-      bool ok = false;
-      for (const char* key : known) ok = ok || k == key;
-      if (!ok) {
-        Fail("invalid_value", fmt::format("unknown field `{}`", k), k);
-        return;
-      }
-    }
-  }
-
-  void Fail(std::string_view code, std::string message, std::string_view param) {
-    if (!error_) error_ = ErrorReply(400, code, std::move(message), param);
-  }
-
- private:
-  const json& body_;
-  std::optional<Reply> error_;
-};
 
 // "node:gpus,..." in node order.
 std::string FormatPlacement(std::vector<alloc::Share> shares) {
@@ -393,6 +298,20 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
     by_tenant_[rec.tenant_id].push_back(index);
     leases_.push_back(std::move(l));
   }
+  // Prepaid balances and their open holds.
+  LL_ASSIGN_OR_RETURN(auto balances, store_->Balances());
+  LL_ASSIGN_OR_RETURN(auto holds, store_->OpenHolds());
+  std::map<std::string, std::map<std::string, Money>> holds_of;
+  for (auto& h : holds) {
+    holds_of[h.tenant_id][h.id] = Money::Micros(h.amount_micros);
+    open_holds_[h.id] = h;
+  }
+  for (const auto& b : balances) {
+    auto bal = ledger::Balance::Restore(Money::Micros(b.credited_micros), Money::Micros(b.charged_micros),
+                                        holds_of[b.tenant_id]);
+    if (!bal.ok()) return Status::Invalid(fmt::format("store: tenant `{}`: {}", b.tenant_id, bal.status().message()));
+    balances_.emplace(b.tenant_id, std::move(*bal));
+  }
   // The owner's GPUs go back where they were.
   for (int p = 0; p < alloc_->pool_count(); ++p) {
     LL_ASSIGN_OR_RETURN(auto text, store_->Setting(InternalPlacementKey(p)));
@@ -505,6 +424,7 @@ void ControlPlane::Integrate(Time now) {
   internal_ms_ += static_cast<__int128>(alloc_->TotalInternal()) * ms;
   reserved_ms_ += static_cast<__int128>(alloc_->TotalReserved()) * ms;
   spot_ms_ += static_cast<__int128>(alloc_->TotalSpot()) * ms;
+  inference_ms_ += static_cast<__int128>(alloc_->TotalInference()) * ms;
   waiting_ms_ += static_cast<__int128>(alloc_->InternalWaiting()) * ms;
   if (rate_dirty_) {
     rate_ = 0;
@@ -632,6 +552,7 @@ void ControlPlane::Flush() {
   if (pending_.empty()) return;
   Status st = store_->Commit(pending_);
   LL_CHECK(st.ok());  // fail-stop: the store holds what was acknowledged; a restart resumes from it
+  last_usage_inserted_ = pending_.usage_inserted;
   // Deliver after the commit, with the seqs the store assigned.
   std::vector<store::LeaseEventRecord> events = std::move(pending_.events);
   pending_ = store::Batch{};
@@ -1313,6 +1234,7 @@ std::string ControlPlane::Metrics() {
          static_cast<double>(alloc_->reserved_violations() + bookings_missed_));
   metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
   metric("spot_price_usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(spot_price_.micros) / 1e6);
+  out += ReportMetrics();
   out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";
   out += fmt::format("landlord_gpus{{class=\"internal\"}} {}\n", alloc_->TotalInternal());
   out += fmt::format("landlord_gpus{{class=\"reserved\"}} {}\n", alloc_->TotalReserved());

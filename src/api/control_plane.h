@@ -105,11 +105,28 @@ class ControlPlane final : public alloc::Listener {
   // ---- billing (billing.cc) ----
   // Billed usage of the caller (the owner: of `tenant_id`, or everyone's) in `period`
   // ("YYYY-MM"; empty: the current month), and what live leases have accrued since.
-  Reply Usage(const Principal& who, const std::string& period, const std::string& tenant_id);
+  // Pages of at most `limit` records; `after` is the `next` of the previous page.
+  Reply Usage(const Principal& who, const std::string& period, const std::string& tenant_id, int limit = 1000,
+              const std::string& after = "");
   // The caller's invoice periods, newest first, with totals.
   Reply Invoices(const Principal& who, const std::string& tenant_id);
   // One invoice: line items and total; `csv` gives text/csv.
   Reply Invoice(const Principal& who, const std::string& period, const std::string& tenant_id, bool csv);
+  // Prepaid balances (the model API's budgets): the owner credits, the gateway reserves the
+  // worst case of a request and settles it to what was used, with its token usage.
+  Reply GetBalance(const Principal& who, const std::string& tenant_id);
+  Reply Credit(const nlohmann::json& body);
+  Reply Reserve(const nlohmann::json& body);
+  Reply Settle(const std::string& hold_id, const nlohmann::json& body);
+  // Token usage reported by a gateway: {"events": [{"key", "tenant_id", "model",
+  // "input_tokens", "output_tokens", "at"?}]}, each counted once by its key.
+  Reply IngestUsage(const nlohmann::json& body);
+  // The owner's report: billed revenue by class for `period` (default: this month) and, since
+  // the server started, GPU-hours and utilization by class, revenue per GPU-hour and the cost
+  // per million tokens served.
+  Reply Report(const std::string& period);
+  // The same figures as Prometheus lines (part of Metrics()).
+  std::string ReportMetrics();
   // Past events of the lease after `after` (all of them for 0), or a 404 reply.
   Result<std::vector<LeaseEvent>> LeaseEvents(const Principal& who, const std::string& id, int64_t after);
   // Live events of the lease; the callback returns false to unsubscribe.
@@ -143,6 +160,9 @@ class ControlPlane final : public alloc::Listener {
   bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
   // Adds the lease's newly completed usage events to the pending batch.
   void Bill(Lease& l);
+  // Validates token usage events (errors name `events[i].field`) into usage records.
+  Result<std::vector<store::UsageRecord>> TokenUsage(const nlohmann::json& events, Reply* error);
+  nlohmann::json BalanceJson(const std::string& tenant_id) const;
   // Resolves whose billing a caller may see: a tenant its own; the owner `tenant_id` or all.
   std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
   struct Sample {
@@ -204,6 +224,9 @@ class ControlPlane final : public alloc::Listener {
   std::vector<std::string> internal_placement_;  // per pool, as last committed
   Time billed_month_ = kTimeMax;  // the month of the last step: live leases are billed at its end
   Money recorded_spot_ = Money::Micros(-1);  // the last spot price put in the history
+  std::map<std::string, ledger::Balance> balances_;           // by tenant
+  std::map<std::string, store::HoldRecord> open_holds_;       // by hold id
+  int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 
   store::Batch pending_;
   std::vector<size_t> dirty_leases_;
@@ -215,7 +238,7 @@ class ControlPlane final : public alloc::Listener {
   Time last_sample_ = kTimeMax;
   std::vector<Sample> samples_;
   // Totals since start (GPU-milliseconds, micro-dollars).
-  __int128 capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, waiting_ms_ = 0;
+  __int128 capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, inference_ms_ = 0, waiting_ms_ = 0;
   __int128 revenue_rate_ms_ = 0;  // Σ price(µ$/GPU-h) × GPUs × ms
   __int128 rate_ = 0;             // Σ price × GPUs over the live leases, when !rate_dirty_
   bool rate_dirty_ = true;

@@ -134,6 +134,15 @@ Routed Route(ControlPlane& cp, const Request& req) {
       out.reply = ErrorReply(403, "admin_only", "this endpoint needs the admin key");
       return out;
     }
+    if (seg.size() == 4 && seg[1] == "holds" && seg[3] == "settle") {
+      out.route = "POST /admin/holds/{id}/settle";
+      if (m != "POST") {
+        out.reply = MethodNotAllowed(m, path);
+      } else if (auto b = body()) {
+        out.reply = cp.Settle(std::string(seg[2]), *b);
+      }
+      return out;
+    }
     std::string_view what = seg.size() == 2 ? seg[1] : "";
     out.route = fmt::format("{} /admin/{}", MethodLabel(m), what);
     if (what == "tenants" && m == "POST") {
@@ -150,8 +159,17 @@ Routed Route(ControlPlane& cp, const Request& req) {
       if (auto b = body()) out.reply = cp.AddInternalJob(*b);
     } else if (what == "timeseries" && m == "GET") {
       out.reply = cp.Timeseries();
+    } else if (what == "credits" && m == "POST") {
+      if (auto b = body()) out.reply = cp.Credit(*b);
+    } else if (what == "holds" && m == "POST") {
+      if (auto b = body()) out.reply = cp.Reserve(*b);
+    } else if (what == "usage" && m == "POST") {
+      if (auto b = body()) out.reply = cp.IngestUsage(*b);
+    } else if (what == "report" && m == "GET") {
+      out.reply = cp.Report(std::string(QueryParam(query, "period").value_or("")));
     } else if (what == "tenants" || what == "keys" || what == "fleet" || what == "policy" ||
-               what == "internal-jobs" || what == "timeseries") {
+               what == "internal-jobs" || what == "timeseries" || what == "credits" || what == "holds" ||
+               what == "usage" || what == "report") {
       out.reply = MethodNotAllowed(m, path);
     } else {
       out.route = "other";
@@ -225,8 +243,22 @@ Routed Route(ControlPlane& cp, const Request& req) {
     out.reply = m == "GET" ? cp.Prices(from, to) : MethodNotAllowed(m, path);
   } else if (seg.size() == 2 && seg[1] == "usage") {
     out.route = "GET /v1/usage";
+    int64_t limit = 1000;
+    if (auto l = QueryParam(query, "limit")) {
+      auto v = ParseInt(*l, 1, 10'000);
+      if (!v) {
+        out.reply = ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 10000]", "limit");
+        return out;
+      }
+      limit = *v;
+    }
     out.reply = m == "GET" ? cp.Usage(*who, std::string(QueryParam(query, "period").value_or("")),
-                                      std::string(QueryParam(query, "tenant_id").value_or("")))
+                                      std::string(QueryParam(query, "tenant_id").value_or("")), static_cast<int>(limit),
+                                      std::string(QueryParam(query, "after").value_or("")))
+                           : MethodNotAllowed(m, path);
+  } else if (seg.size() == 2 && seg[1] == "balance") {
+    out.route = "GET /v1/balance";
+    out.reply = m == "GET" ? cp.GetBalance(*who, std::string(QueryParam(query, "tenant_id").value_or("")))
                            : MethodNotAllowed(m, path);
   } else if (seg.size() == 2 && seg[1] == "invoices") {
     out.route = "GET /v1/invoices";

@@ -56,6 +56,8 @@ struct State {
   std::string name;
   std::string tenant;
   std::string start_at;
+  std::string period;
+  bool csv = false;
   int limit = 0;  // 0: the server's default (100)
   std::string after;
   CLI::Option* max_price_opt = nullptr;
@@ -287,6 +289,70 @@ int Call(const CommonOptions& o, std::string_view method, const std::string& tar
     return Fail(Status::Io(
         fmt::format("{} {}: unexpected answer from the server: {}", method, target, e.what())));
   }
+  return 0;
+}
+
+// ---- billing -----------------------------------------------------------------------------------
+
+// "?tenant_id=…" for the owner's key, and other query parameters, from the set ones.
+std::string Query(std::initializer_list<std::pair<const char*, std::string>> params) {
+  std::string q;
+  for (const auto& [k, v] : params) {
+    if (!v.empty()) q += fmt::format("{}{}={}", q.empty() ? "?" : "&", k, PathSegment(v));
+  }
+  return q;
+}
+
+void PrintInvoices(const Json& list) {
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& i : list.at("data")) rows.push_back({Field(i, "period"), Field(i, "status"), Field(i, "total")});
+  if (rows.empty()) {
+    fmt::print("no invoices\n");
+    return;
+  }
+  PrintTable({"PERIOD", "STATUS", "TOTAL USD"}, {false, false, true}, rows);
+}
+
+void PrintInvoice(const Json& inv) {
+  fmt::print("invoice {} for {} ({})\n", Field(inv, "period"), Field(inv, "tenant_id"), Field(inv, "status"));
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& li : inv.at("items")) {
+    const bool tokens = li.contains("model");
+    rows.push_back({tokens ? Field(li, "model") : Field(li, "lease_id"), Field(li, "kind"),
+                    tokens ? Field(li, "price_per_mtok") + "/Mtok" : Field(li, "price_per_gpu_hour") + "/GPU-h",
+                    tokens ? Field(li, "tokens") + " tok"
+                           : fmt::format("{:.3f} GPU-h", static_cast<double>(li.at("gpu_ms").get<int64_t>()) / 3.6e6),
+                    Field(li, "amount")});
+  }
+  rows.push_back({"total", "", "", "", Field(inv, "total")});
+  PrintTable({"ITEM", "KIND", "PRICE", "QUANTITY", "AMOUNT USD"}, {false, false, true, true, true}, rows);
+}
+
+void PrintUsage(const Json& u) {
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& e : u.at("data")) {
+    rows.push_back({TimeField(e, "start"), TimeField(e, "end"), Field(e, "lease_id"), Field(e, "kind"),
+                    Field(e, "gpu_ms"), Field(e, "amount")});
+  }
+  if (!rows.empty()) {
+    PrintTable({"START", "END", "ITEM", "KIND", "GPU-MS/TOKENS", "AMOUNT USD"}, {false, false, false, false, true, true},
+               rows);
+  }
+  fmt::print("period {}: billed {} USD; in progress {} USD{}\n", Field(u, "period"), Field(u, "total"),
+             Field(u, "in_progress"), u.value("has_more", false) ? fmt::format(" (more: --after {})", Field(u, "next")) : "");
+}
+
+int RunInvoiceShow(State& st) {
+  const std::string query = Query({{"tenant_id", st.tenant}, {"format", st.csv ? "csv" : ""}});
+  const std::string target = "/v1/invoices/" + PathSegment(st.period) + query;
+  if (!st.csv) return Call(st.common, "GET", target, "", PrintInvoice);
+  int exit_code = 0;
+  std::unique_ptr<HttpClient> client = NewClient(st.common, &exit_code);
+  if (client == nullptr) return exit_code;
+  auto res = client->Request("GET", target);
+  if (!res.ok()) return Fail(res.status());
+  if (res->status >= 400) return Fail(StatusFromResponse(*res));
+  fmt::print("{}", res->body);
   return 0;
 }
 
@@ -603,6 +669,35 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
     std::string target = "/v1/quotes";
     if (st.quote_gpus_opt->count() > 0) target += fmt::format("?gpus={}", st.gpus);
     return Call(st.common, "GET", target, "", PrintQuote);
+  });
+
+  CLI::App* invoice = app.add_subcommand("invoice", "Invoices (monthly, UTC)");
+  invoice->require_subcommand(1);
+  CLI::App* invoice_list = invoice->add_subcommand("list", "Your invoice periods and totals, newest first");
+  invoice_list->add_option("--tenant", s->tenant, "Owner: the tenant (ten_...)");
+  Register(s.get(), invoice_list, [](State& st) {
+    return Call(st.common, "GET", "/v1/invoices" + Query({{"tenant_id", st.tenant}}), "", PrintInvoices);
+  });
+  CLI::App* invoice_show = invoice->add_subcommand("show", "One invoice's line items and total");
+  invoice_show->add_option("period", s->period, "The month, YYYY-MM (UTC)")->required();
+  invoice_show->add_option("--tenant", s->tenant, "Owner: the tenant (ten_...)");
+  invoice_show->add_flag("--csv", s->csv, "Print it as CSV (exact decimal amounts)");
+  Register(s.get(), invoice_show, RunInvoiceShow);
+
+  CLI::App* usage = app.add_subcommand("usage", "Billed usage of a month, and what live leases accrue");
+  usage->add_option("--period", s->period, "The month, YYYY-MM (default: the current one)");
+  usage->add_option("--tenant", s->tenant, "Owner: the tenant (ten_...)");
+  usage->add_option("--after", s->after, "The next page (from the previous output)");
+  Register(s.get(), usage, [](State& st) {
+    return Call(st.common, "GET",
+                "/v1/usage" + Query({{"period", st.period}, {"tenant_id", st.tenant}, {"after", st.after}}), "",
+                PrintUsage);
+  });
+
+  CLI::App* balance = app.add_subcommand("balance", "Your prepaid balance for the model API");
+  balance->add_option("--tenant", s->tenant, "Owner: the tenant (ten_...)");
+  Register(s.get(), balance, [](State& st) {
+    return Call(st.common, "GET", "/v1/balance" + Query({{"tenant_id", st.tenant}}), "", PrintObject);
   });
 
   CLI::App* admin = app.add_subcommand("admin", "Operator commands (need an admin key)");

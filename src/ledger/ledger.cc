@@ -1,6 +1,7 @@
 #include "ledger/ledger.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -110,18 +111,23 @@ Result<Money> AccruedUntil(const LeaseUsage& u, Time until) {
   return acc.Floor();
 }
 
+Money TokenCost(int64_t tokens, Money per_mtok) {
+  return Money::Micros(static_cast<int64_t>(static_cast<__int128>(tokens) * per_mtok.micros / 1'000'000));
+}
+
 Invoice BuildInvoice(const std::string& tenant_id, const std::string& period, const std::vector<UsageEvent>& events) {
   Invoice inv;
   inv.tenant_id = tenant_id;
   inv.period = period;
-  std::map<std::pair<std::string, int64_t>, LineItem> items;
+  std::map<std::tuple<std::string, std::string, int64_t>, LineItem> items;
   for (const auto& e : events) {
     if (e.tenant_id != tenant_id || e.period != period) continue;
-    LineItem& li = items[{e.lease_id, e.price.micros}];
+    LineItem& li = items[{e.lease_id, e.kind, e.price.micros}];
     li.lease_id = e.lease_id;
     li.kind = e.kind;
     li.price = e.price;
     li.gpu_ms += e.gpu_ms;
+    li.tokens += e.tokens;
     li.amount += e.amount;
   }
   for (auto& [k, li] : items) {
@@ -133,14 +139,30 @@ Invoice BuildInvoice(const std::string& tenant_id, const std::string& period, co
 }
 
 std::string InvoiceCsv(const Invoice& inv) {
-  std::string out = "tenant_id,period,lease_id,kind,price_per_gpu_hour_usd,gpu_seconds,amount_usd\n";
+  std::string out = "tenant_id,period,item,kind,unit_price_usd,gpu_seconds,tokens,amount_usd\n";
+  int64_t tokens = 0;
   for (const auto& li : inv.items) {
-    out += fmt::format("{},{},{},{},{},{},{}\n", CsvField(inv.tenant_id), inv.period, CsvField(li.lease_id),
-                       CsvField(li.kind), FormatMoney(li.price), GpuSeconds(li.gpu_ms), FormatMoney(li.amount));
+    out += fmt::format("{},{},{},{},{},{},{},{}\n", CsvField(inv.tenant_id), inv.period, CsvField(li.lease_id),
+                       CsvField(li.kind), FormatMoney(li.price), GpuSeconds(li.gpu_ms), li.tokens,
+                       FormatMoney(li.amount));
+    tokens += li.tokens;
   }
-  out += fmt::format("{},{},total,,,{},{}\n", CsvField(inv.tenant_id), inv.period, GpuSeconds(inv.gpu_ms),
+  out += fmt::format("{},{},total,,,{},{},{}\n", CsvField(inv.tenant_id), inv.period, GpuSeconds(inv.gpu_ms), tokens,
                      FormatMoney(inv.total));
   return out;
+}
+
+Result<Balance> Balance::Restore(Money credited, Money charged, const std::map<std::string, Money>& open_holds) {
+  Balance b(credited);
+  b.charged_ = charged;
+  for (const auto& [id, amount] : open_holds) {
+    b.holds_[id] = amount;
+    b.held_ += amount;
+  }
+  if (credited.micros < 0 || charged.micros < 0 || b.available().micros < 0) {
+    return Status::Invalid("balance: charged and held exceed what was credited");
+  }
+  return b;
 }
 
 void Balance::Credit(Money m) { credited_ += m; }

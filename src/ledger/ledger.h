@@ -47,9 +47,13 @@ struct UsageEvent {
   Time start, end;
   int gpus = 0;
   int64_t gpu_ms = 0;
-  Money price;   // per GPU-hour
-  Money amount;  // C(end) − C(start)
+  Money price;   // per GPU-hour (tokens: per million tokens)
+  Money amount;  // C(end) − C(start) (tokens: TokenCost)
+  int64_t tokens = 0;  // token usage (kind "input_tokens" | "output_tokens"; lease_id is the model)
 };
+
+// What `tokens` cost at `per_mtok` per million, rounded down to the micro-dollar (per request).
+Money TokenCost(int64_t tokens, Money per_mtok);
 
 // Checks `u` (gpus ≥ 1, start < end, prices sorted, the first at or before start, prices ≥ 0).
 Status Validate(const LeaseUsage& u);
@@ -68,10 +72,11 @@ Result<Money> AccruedUntil(const LeaseUsage& u, Time until);
 // ---------------------------------------------------------------- invoices
 
 struct LineItem {
-  std::string lease_id;
-  std::string kind;
-  Money price;      // per GPU-hour
+  std::string lease_id;  // token usage: the model
+  std::string kind;      // "spot" | "reserved" | "input_tokens" | "output_tokens"
+  Money price;           // per GPU-hour (tokens: per million)
   int64_t gpu_ms = 0;
+  int64_t tokens = 0;
   Money amount;
 };
 
@@ -99,6 +104,8 @@ std::string InvoiceCsv(const Invoice& invoice);
 class Balance {
  public:
   explicit Balance(Money credited = Money{}) : credited_(credited) {}
+  // As stored: what was credited and charged, and the holds still open (id → amount).
+  static Result<Balance> Restore(Money credited, Money charged, const std::map<std::string, Money>& open_holds);
 
   Money available() const { return credited_ - charged_ - held_; }
   Money charged() const { return charged_; }

@@ -100,6 +100,22 @@ struct UsageRecord {
   int64_t amount_micros = 0;
 };
 
+// A tenant's prepaid balance: what was credited and what was charged (never more).
+struct BalanceRecord {
+  std::string tenant_id;
+  int64_t credited_micros = 0;
+  int64_t charged_micros = 0;
+};
+
+// A reservation against a balance: open until settled (charged_micros then set).
+struct HoldRecord {
+  std::string id;
+  std::string tenant_id;
+  int64_t amount_micros = 0;
+  int64_t charged_micros = -1;  // -1: open
+  Time created;
+};
+
 // One atomic write. Leases are upserted by id; events are appended (their seq is assigned
 // in order); settings are upserted by key; usage is inserted unless its key is stored.
 struct Batch {
@@ -112,11 +128,13 @@ struct Batch {
   std::vector<LeasePriceRecord> lease_prices;
   std::vector<SpotPriceRecord> spot_prices;
   std::vector<UsageRecord> usage;
+  std::vector<BalanceRecord> balances;  // upserted by tenant
+  std::vector<HoldRecord> holds;        // upserted by id
   int64_t usage_inserted = 0;  // out: how many usage records were new
   bool empty() const {
     return tenants.empty() && keys.empty() && leases.empty() && events.empty() &&
            internal_jobs.empty() && settings.empty() && lease_prices.empty() && spot_prices.empty() &&
-           usage.empty();
+           usage.empty() && balances.empty() && holds.empty();
   }
 };
 
@@ -146,6 +164,20 @@ class Store {
   // Usage of `tenant_id` ("" for every tenant) in `period` ("" for every period), by start
   // then key.
   virtual Result<std::vector<UsageRecord>> Usage(const std::string& tenant_id, const std::string& period) = 0;
+  virtual Result<std::vector<BalanceRecord>> Balances() = 0;
+  virtual Result<std::vector<HoldRecord>> OpenHolds() = 0;
+  virtual Result<std::optional<HoldRecord>> Hold(const std::string& id) = 0;
+  // One page of Usage(): at most `limit` records after (after_start_ms, after_key) in the same
+  // order (start then key); after_start_ms < 0 starts at the beginning.
+  virtual Result<std::vector<UsageRecord>> UsagePage(const std::string& tenant_id, const std::string& period,
+                                                     int64_t after_start_ms, const std::string& after_key,
+                                                     int limit) = 0;
+  // An invoice's lines: usage of `tenant_id` in `period` summed by (ref, kind, unit, unit
+  // price), in that order; `amount_micros` and `quantity` are the sums.
+  virtual Result<std::vector<UsageRecord>> InvoiceLines(const std::string& tenant_id, const std::string& period) = 0;
+  // Every tenant's usage in `period` ("" for all time) summed by kind ("spot", "reserved",
+  // "input_tokens", "output_tokens"): `quantity` and `amount_micros` are the sums.
+  virtual Result<std::vector<UsageRecord>> UsageTotals(const std::string& period) = 0;
   // The invoice periods with usage of `tenant_id`, newest first, with their totals.
   virtual Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant_id) = 0;
 };

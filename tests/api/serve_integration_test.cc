@@ -6,10 +6,13 @@
 
 #include <arpa/inet.h>
 #include <chrono>
+#include <mutex>
+#include <atomic>
 #include <random>
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "api/serve_test_util.h"
@@ -337,10 +340,158 @@ TEST_F(ServeTest, LeaseUsageIsBilledExactlyOnceAndOnlyToItsTenant) {
     EXPECT_EQ(status, 400) << bad;
     EXPECT_TRUE(e["error"]["param"].is_string()) << bad << " " << e.dump();
   }
+  // The owner's report and /metrics carry the same billed figure.
+  json report = Call(kAdminKey, "GET", "/admin/report?period=" + period);
+  EXPECT_EQ(report["billed"]["total_micros"].get<int64_t>(), sum) << report.dump();
+  EXPECT_EQ(report["billed"]["spot"], FormatMoney(Money::Micros(sum)));
+  EXPECT_TRUE(report["since_start"]["utilization"]["spot"].is_number()) << "since this start (the server restarted)";
+  auto metrics = server_.Client("").Request("GET", "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_NE(metrics->body.find(fmt::format("landlord_billed_usd{{class=\"spot\"}} {}", FormatMoney(Money::Micros(sum)))),
+            std::string::npos);
+  EXPECT_NE(metrics->body.find("landlord_revenue_per_gpu_h "), std::string::npos);
+  Call(a, "GET", "/admin/report", nullptr, &status);
+  EXPECT_EQ(status, 403);
   // The spot price history over the lease's life.
   json prices = Call(a, "GET", "/v1/prices?from=" + FormatUtc(start) + "&to=" + FormatUtc(end));
   ASSERT_FALSE(prices["history"].empty()) << prices.dump();
   EXPECT_EQ(T(prices["history"][0]["at"]), start);
+}
+
+// 64 concurrent clients reserve and settle against one prepaid balance: it is never
+// overspent, every charge is accounted for, and the balance runs out (402) rather than over.
+TEST_F(ServeTest, ConcurrentReservationsNeverOverspendABalance) {
+  StartServer("spot-all");
+  std::string tenant;
+  NewTenantKey(server_, "acme", &tenant);
+  int status = 0;
+  json credited = Call(kAdminKey, "POST", "/admin/credits", {{"tenant_id", tenant}, {"amount", "10.00"}}, &status);
+  ASSERT_EQ(status, 200) << credited.dump();
+  std::atomic<int64_t> charged{0}, refused{0}, negative{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 64; ++c) {
+    clients.emplace_back([&, c] {
+      auto client = server_.Client(kAdminKey);
+      std::mt19937_64 rng(c);
+      for (int i = 0; i < 40; ++i) {
+        const std::string id = fmt::format("req_{}_{}", c, i);
+        const int64_t worst = 50'000 + static_cast<int64_t>(rng() % 200'000);  // $0.05..0.25
+        auto r = client.Request("POST", "/admin/holds",
+                                json{{"id", id}, {"tenant_id", tenant}, {"amount", FormatMoney(Money::Micros(worst))}}.dump());
+        if (!r.ok()) continue;
+        if (r->status == 402) {
+          ++refused;
+          continue;
+        }
+        if (r->status != 201) continue;
+        if (Json(*r)["balance"]["available_micros"].get<int64_t>() < 0) ++negative;
+        const int64_t used = static_cast<int64_t>(rng() % (worst + 1));
+        auto s = client.Request("POST", "/admin/holds/" + id + "/settle",
+                                json{{"amount", FormatMoney(Money::Micros(used))}}.dump());
+        if (s.ok() && s->status == 200) {
+          auto m = ParseMoney(Json(*s)["charged"].get<std::string>());
+          if (m.ok()) charged += m->micros;
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  json balance = Call(kAdminKey, "GET", "/v1/balance?tenant_id=" + tenant);
+  EXPECT_EQ(negative.load(), 0);
+  EXPECT_GT(refused.load(), 0) << "the balance must run out in this test";
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(charged.load())));
+  EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_GE(balance["available_micros"].get<int64_t>(), 0);
+  EXPECT_LE(charged.load(), 10'000'000);
+  // A retried settlement changes nothing; an unknown hold is 404.
+  json again = Call(kAdminKey, "POST", "/admin/holds/req_0_0/settle", {{"amount", "0.01"}}, &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(Call(kAdminKey, "GET", "/v1/balance?tenant_id=" + tenant)["charged"], balance["charged"]);
+  Call(kAdminKey, "POST", "/admin/holds/nope/settle", {{"amount", "0.01"}}, &status);
+  EXPECT_EQ(status, 404);
+}
+
+// Token usage reported over loopback at full speed, the server killed (SIGKILL) at 10 random
+// points: after each restart every acknowledged event is there, once.
+TEST_F(ServeTest, KillNineDuringUsageIngestionLosesNothingAcknowledged) {
+  StartServer("spot-all");
+  std::string tenant;
+  NewTenantKey(server_, "acme", &tenant);
+  std::mt19937_64 rng(11);
+  std::vector<json> acked_batches;
+  int64_t acked_events = 0, acked_micros = 0, maybe_micros = 0;
+  double busy_s = 0;
+  int next = 0;
+  auto batch = [&](int n) {
+    json events = json::array();
+    for (int i = 0; i < n; ++i, ++next) {
+      events.push_back({{"key", fmt::format("req_{}/0", next)}, {"tenant_id", tenant}, {"model", "llama-3-8b"},
+                        {"input_tokens", 100 + next % 900}, {"output_tokens", 10 + next % 300}});
+    }
+    return json{{"events", events}};
+  };
+  auto cost = [](const json& b) {
+    int64_t m = 0;
+    for (const json& e : b["events"]) {
+      m += e["input_tokens"].get<int64_t>() * 200'000 / 1'000'000 + e["output_tokens"].get<int64_t>() * 800'000 / 1'000'000;
+    }
+    return m;
+  };
+  for (int round = 0; round < 10; ++round) {
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::vector<std::thread> senders;
+    auto t0 = std::chrono::steady_clock::now();
+    for (int s = 0; s < 2; ++s) {
+      senders.emplace_back([&] {
+        auto c = server_.Client(kAdminKey);
+        while (!stop) {
+          json b;
+          {
+            std::lock_guard<std::mutex> l(mu);
+            b = batch(500);
+          }
+          auto r = c.Request("POST", "/admin/usage", b.dump(), Duration::Seconds(10));
+          std::lock_guard<std::mutex> l(mu);
+          if (r.ok() && r->status == 200) {
+            acked_batches.push_back(b);
+            acked_events += 500;
+            acked_micros += cost(b);
+          } else {
+            maybe_micros += cost(b);  // in flight at the kill: may or may not have committed
+            return;
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
+    server_.Kill9();
+    stop = true;
+    for (auto& t : senders) t.join();
+    busy_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    server_.Start(config_);
+  }
+  std::printf("ingested %lld acknowledged events in %.2f s of load (%.0f events/s, killed 10 times)\n",
+              static_cast<long long>(acked_events), busy_s, static_cast<double>(acked_events) / busy_s);
+  ASSERT_GT(acked_events, 0);
+  // Every acknowledged event is stored: sending them all again adds nothing.
+  auto c = server_.Client(kAdminKey);
+  for (const json& b : acked_batches) {
+    auto r = c.Request("POST", "/admin/usage", b.dump());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->status, 200) << r->body;
+    ASSERT_EQ(Json(*r)["new_records"].get<int64_t>(), 0) << "an acknowledged event was missing";
+  }
+  // And once: the invoice holds the acknowledged events' cost, plus at most those in flight.
+  const std::string period = Call(kAdminKey, "GET", "/v1/usage?tenant_id=" + tenant + "&period=" +
+                                                    MonthUtc(T(Call(kAdminKey, "GET", "/admin/fleet")["now"])))["period"];
+  json inv = Call(kAdminKey, "GET", "/v1/invoices/" + period + "?tenant_id=" + tenant);
+  const int64_t total = inv["total_micros"];
+  EXPECT_GE(total, acked_micros);
+  EXPECT_LE(total, acked_micros + maybe_micros);
+  ASSERT_EQ(inv["items"].size(), 2u) << inv.dump();
+  EXPECT_EQ(inv["items"][0]["model"], "llama-3-8b");
+  EXPECT_EQ(inv["items"][0]["kind"], "input_tokens");
 }
 
 TEST_F(ServeTest, TenantsAreIsolatedAndKeysChecked) {

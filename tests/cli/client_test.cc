@@ -599,6 +599,33 @@ TEST(ClientCommandsTest, LeaseCreateReservedWithStartAt) {
   EXPECT_TRUE(Contains(r.err, "--start-at")) << r.err;
 }
 
+TEST(ClientCommandsTest, InvoiceShowPrintsItemsOrRawCsv) {
+  http::request<http::string_body> seen;
+  CliResult r;
+  {
+    TestServer server(AnswerOnce(&seen, http::status::ok, R"({"object": "invoice", "tenant_id": "ten_a",
+        "period": "2024-01", "status": "closed", "total": "6.20", "total_micros": 6200000, "items": [
+        {"lease_id": "lease_000001", "kind": "spot", "price_per_gpu_hour": "1.50", "gpu_ms": 14400000,
+         "amount": "6.00", "amount_micros": 6000000},
+        {"model": "llama-3-8b", "kind": "input_tokens", "price_per_mtok": "0.20", "tokens": 1000000,
+         "amount": "0.20", "amount_micros": 200000}]})"));
+    r = RunCli(fmt::format("invoice show 2024-01 --url {} --key sk_1", server.url_text()));
+  }
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::string(seen.target().data(), seen.target().size()), "/v1/invoices/2024-01");
+  EXPECT_TRUE(Contains(r.out, "invoice 2024-01 for ten_a (closed)")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "4.000 GPU-h")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "1000000 tok")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "6.20\n")) << r.out;
+  {
+    TestServer server(AnswerOnce(&seen, http::status::ok, "tenant_id,period\nten_a,2024-01\n"));
+    r = RunCli(fmt::format("invoice show 2024-01 --csv --tenant ten_a --url {} --key sk_1", server.url_text()));
+  }
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::string(seen.target().data(), seen.target().size()), "/v1/invoices/2024-01?tenant_id=ten_a&format=csv");
+  EXPECT_EQ(r.out, "tenant_id,period\nten_a,2024-01\n");
+}
+
 TEST(ClientCommandsTest, UsageErrorsExitTwoWithoutAsking) {
   // Nothing listens on port 1: these must fail before connecting.
   CliResult r = RunCli("lease create --gpus 8 --kind reserved --url http://127.0.0.1:1 --key k");

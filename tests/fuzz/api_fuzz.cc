@@ -72,6 +72,17 @@ class CountingStore final : public store::Store {
   Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant) override {
     return s_->UsagePeriods(tenant);
   }
+  Result<std::vector<store::BalanceRecord>> Balances() override { return s_->Balances(); }
+  Result<std::vector<store::UsageRecord>> UsagePage(const std::string& t, const std::string& p, int64_t after_ms,
+                                                    const std::string& after_key, int limit) override {
+    return s_->UsagePage(t, p, after_ms, after_key, limit);
+  }
+  Result<std::vector<store::UsageRecord>> InvoiceLines(const std::string& t, const std::string& p) override {
+    return s_->InvoiceLines(t, p);
+  }
+  Result<std::vector<store::UsageRecord>> UsageTotals(const std::string& p) override { return s_->UsageTotals(p); }
+  Result<std::vector<store::HoldRecord>> OpenHolds() override { return s_->OpenHolds(); }
+  Result<std::optional<store::HoldRecord>> Hold(const std::string& id) override { return s_->Hold(id); }
   int64_t commits = 0;
 
  private:

@@ -189,13 +189,24 @@ TEST(LedgerTest, InvoiceGroupsByLeaseAndPriceAndWritesCsv) {
   EXPECT_EQ(inv.items[1].amount, Money::Dollars(16));
   EXPECT_EQ(inv.total, Money::Dollars(44));
   EXPECT_EQ(InvoiceCsv(inv),
-            "tenant_id,period,lease_id,kind,price_per_gpu_hour_usd,gpu_seconds,amount_usd\n"
-            "ten_a,2024-01,lease_1,spot,1.50,14400.000,6.00\n"
-            "ten_a,2024-01,lease_1,spot,2.00,28800.000,16.00\n"
-            "ten_a,2024-01,lease_2,spot,1.50,14400.000,6.00\n"
-            "ten_a,2024-01,lease_2,spot,2.00,28800.000,16.00\n"
-            "ten_a,2024-01,total,,,86400.000,44.00\n");
+            "tenant_id,period,item,kind,unit_price_usd,gpu_seconds,tokens,amount_usd\n"
+            "ten_a,2024-01,lease_1,spot,1.50,14400.000,0,6.00\n"
+            "ten_a,2024-01,lease_1,spot,2.00,28800.000,0,16.00\n"
+            "ten_a,2024-01,lease_2,spot,1.50,14400.000,0,6.00\n"
+            "ten_a,2024-01,lease_2,spot,2.00,28800.000,0,16.00\n"
+            "ten_a,2024-01,total,,,86400.000,0,44.00\n");
   EXPECT_TRUE(BuildInvoice("ten_a", "2024-02", events).items.empty());
+}
+
+TEST(LedgerTest, TokenCostIsFlooredPerRequestAndBalancesRestore) {
+  EXPECT_EQ(TokenCost(1'000'000, Money::Micros(200'000)), Money::Micros(200'000));
+  EXPECT_EQ(TokenCost(7, Money::Micros(200'000)), Money::Micros(1));  // 1.4 µ$
+  EXPECT_EQ(TokenCost(0, Money::Dollars(5)), Money{});
+  auto b = Balance::Restore(Money::Dollars(10), Money::Dollars(3), {{"h1", Money::Dollars(2)}});
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->available(), Money::Dollars(5));
+  EXPECT_EQ(*b->Settle("h1", Money::Dollars(1)), Money::Dollars(1));
+  EXPECT_FALSE(Balance::Restore(Money::Dollars(1), Money::Dollars(1), {{"h", Money::Micros(1)}}).ok());
 }
 
 TEST(LedgerTest, MonthHelpers) {

@@ -598,7 +598,7 @@ TEST_F(SqliteStoreTest, UsageIsIngestedExactlyOnceByKey) {
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("ten_nobody"), std::string::npos) << st.ToString();
   EXPECT_EQ(store->Usage("", "")->size(), 4u);
-  EXPECT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 2);
+  EXPECT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 3);
 }
 
 TEST_F(SqliteStoreTest, PriceHistoriesRoundTrip) {
@@ -625,6 +625,41 @@ TEST_F(SqliteStoreTest, PriceHistoriesRoundTrip) {
   Batch bad;
   bad.lease_prices = {{"lease_nobody", Time{kT0}, 1}};
   EXPECT_FALSE(store->Commit(bad).ok());
+}
+
+TEST_F(SqliteStoreTest, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Batch b;
+  b.tenants = {Tenant("ten_a")};
+  b.balances = {{"ten_a", 10'000'000, 2'000'000}};
+  b.holds = {{"h1", "ten_a", 3'000'000, -1, Time{kT0}}, {"h2", "ten_a", 1'000'000, 500'000, Time{kT0}}};
+  ASSERT_TRUE(store->Commit(b).ok());
+  auto balances = store->Balances();
+  ASSERT_TRUE(balances.ok());
+  ASSERT_EQ(balances->size(), 1u);
+  EXPECT_EQ((*balances)[0].charged_micros, 2'000'000);
+  auto open = store->OpenHolds();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].id, "h1");
+  EXPECT_EQ((*open)[0].charged_micros, -1);
+  EXPECT_EQ((*store->Hold("h2"))->charged_micros, 500'000);
+  EXPECT_EQ(*store->Hold("h9"), std::nullopt);
+  // Settling h1 closes it.
+  Batch settle;
+  settle.holds = {{"h1", "ten_a", 3'000'000, 3'000'000, Time{kT0}}};
+  settle.balances = {{"ten_a", 10'000'000, 5'000'000}};
+  ASSERT_TRUE(store->Commit(settle).ok());
+  EXPECT_TRUE(store->OpenHolds()->empty());
+  // The schema itself refuses a charge above the credit, or above a hold.
+  Batch over;
+  over.balances = {{"ten_a", 10'000'000, 10'000'001}};
+  EXPECT_FALSE(store->Commit(over).ok());
+  Batch over_hold;
+  over_hold.holds = {{"h3", "ten_a", 1, 2, Time{kT0}}};
+  EXPECT_FALSE(store->Commit(over_hold).ok());
+  EXPECT_EQ((*store->Balances())[0].charged_micros, 5'000'000);
 }
 
 }  // namespace

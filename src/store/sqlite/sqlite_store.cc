@@ -128,6 +128,23 @@ CREATE TABLE usage_events (
 ) STRICT;
 CREATE INDEX usage_by_tenant_period ON usage_events(tenant_id, period, start_ms);
 )sql",
+    // 3: prepaid balances. The CHECKs are the last line against overspending.
+    R"sql(
+CREATE TABLE balances (
+  tenant_id       TEXT PRIMARY KEY NOT NULL REFERENCES tenants(id),
+  credited_micros INTEGER NOT NULL CHECK (credited_micros >= 0),
+  charged_micros  INTEGER NOT NULL CHECK (charged_micros >= 0 AND charged_micros <= credited_micros)
+) STRICT;
+
+CREATE TABLE holds (
+  id             TEXT PRIMARY KEY NOT NULL,
+  tenant_id      TEXT NOT NULL REFERENCES tenants(id),
+  amount_micros  INTEGER NOT NULL CHECK (amount_micros >= 0),
+  charged_micros INTEGER CHECK (charged_micros IS NULL OR (charged_micros >= 0 AND charged_micros <= amount_micros)),
+  created_ms     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX holds_open ON holds(tenant_id) WHERE charged_micros IS NULL;
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -199,6 +216,30 @@ constexpr const char* kSelectUsage =
     "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
     "amount_micros FROM usage_events WHERE (?1 = '' OR tenant_id = ?1) AND (?2 = '' OR period = ?2) "
     "ORDER BY start_ms, key";
+constexpr const char* kUpsertBalance =
+    "INSERT INTO balances(tenant_id, credited_micros, charged_micros) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
+    "charged_micros = excluded.charged_micros";
+constexpr const char* kUpsertHold =
+    "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES(?1, ?2, ?3, ?4, ?5) "
+    "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros";
+constexpr const char* kSelectBalances = "SELECT tenant_id, credited_micros, charged_micros FROM balances ORDER BY tenant_id";
+constexpr const char* kSelectOpenHolds =
+    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms FROM holds "
+    "WHERE charged_micros IS NULL ORDER BY id";
+constexpr const char* kSelectHold =
+    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms FROM holds WHERE id = ?1";
+constexpr const char* kSelectUsagePage =
+    "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
+    "amount_micros FROM usage_events WHERE (?1 = '' OR tenant_id = ?1) AND (?2 = '' OR period = ?2) "
+    "AND (start_ms, key) > (?3, ?4) ORDER BY start_ms, key LIMIT ?5";
+constexpr const char* kSelectInvoiceLines =
+    "SELECT ref, kind, unit, unit_price_micros, SUM(quantity), SUM(amount_micros) FROM usage_events "
+    "WHERE tenant_id = ?1 AND period = ?2 GROUP BY ref, kind, unit, unit_price_micros "
+    "ORDER BY ref, kind, unit, unit_price_micros";
+constexpr const char* kSelectUsageTotals =
+    "SELECT kind, SUM(quantity), SUM(amount_micros) FROM usage_events WHERE ?1 = '' OR period = ?1 "
+    "GROUP BY kind ORDER BY kind";
 constexpr const char* kSelectUsagePeriods =
     "SELECT period, SUM(amount_micros) FROM usage_events WHERE tenant_id = ?1 GROUP BY period ORDER BY period DESC";
 
@@ -354,6 +395,13 @@ class SqliteStore final : public Store {
   Result<std::vector<SpotPriceRecord>> SpotPrices(Time from, Time to) override;
   Result<std::vector<UsageRecord>> Usage(const std::string& tenant_id, const std::string& period) override;
   Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant_id) override;
+  Result<std::vector<BalanceRecord>> Balances() override;
+  Result<std::vector<UsageRecord>> UsagePage(const std::string& tenant_id, const std::string& period,
+                                             int64_t after_start_ms, const std::string& after_key, int limit) override;
+  Result<std::vector<UsageRecord>> InvoiceLines(const std::string& tenant_id, const std::string& period) override;
+  Result<std::vector<UsageRecord>> UsageTotals(const std::string& period) override;
+  Result<std::vector<HoldRecord>> OpenHolds() override;
+  Result<std::optional<HoldRecord>> Hold(const std::string& id) override;
   Result<int64_t> LastEventSeq() override;
 
  private:
@@ -396,6 +444,8 @@ class SqliteStore final : public Store {
       select_setting_, select_last_seq_;
   StmtPtr upsert_lease_price_, upsert_spot_price_, insert_usage_, select_lease_prices_, select_spot_prices_,
       select_usage_, select_usage_periods_;
+  StmtPtr upsert_balance_, upsert_hold_, select_balances_, select_open_holds_, select_hold_;
+  StmtPtr select_usage_page_, select_invoice_lines_, select_usage_totals_;
 };
 
 Result<std::unique_ptr<Store>> SqliteStore::Open(const std::string& path) {
@@ -538,6 +588,14 @@ Status SqliteStore::PrepareStatements() {
       {kSelectSpotPrices, &select_spot_prices_},
       {kSelectUsage, &select_usage_},
       {kSelectUsagePeriods, &select_usage_periods_},
+      {kUpsertBalance, &upsert_balance_},
+      {kUpsertHold, &upsert_hold_},
+      {kSelectBalances, &select_balances_},
+      {kSelectOpenHolds, &select_open_holds_},
+      {kSelectHold, &select_hold_},
+      {kSelectUsagePage, &select_usage_page_},
+      {kSelectInvoiceLines, &select_invoice_lines_},
+      {kSelectUsageTotals, &select_usage_totals_},
   };
   // clang-format on
   for (const auto& [sql, stmt] : all) LL_RETURN_IF_ERROR(Prepare(sql, stmt));
@@ -665,6 +723,22 @@ Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs, i
     }));
     *usage_inserted += sqlite3_changes(db_.get());
   }
+  for (const BalanceRecord& b : batch.balances) {
+    LL_RETURN_IF_ERROR(Write(upsert_balance_, fmt::format("balance of tenant `{}`", b.tenant_id), [&](Binder& bd) {
+      bd.Text(b.tenant_id).Int(b.credited_micros).Int(b.charged_micros);
+    }));
+  }
+  for (const HoldRecord& h : batch.holds) {
+    LL_RETURN_IF_ERROR(Write(upsert_hold_, fmt::format("hold `{}` (tenant `{}`)", h.id, h.tenant_id), [&](Binder& b) {
+      b.Text(h.id).Text(h.tenant_id).Int(h.amount_micros);
+      if (h.charged_micros < 0) {
+        b.AtOrNull(kTimeMax);  // NULL: open
+      } else {
+        b.Int(h.charged_micros);
+      }
+      b.At(h.created);
+    }));
+  }
   return Status::Ok();
 }
 
@@ -782,22 +856,63 @@ Result<std::vector<SpotPriceRecord>> SqliteStore::SpotPrices(Time from, Time to)
       });
 }
 
+UsageRecord ReadUsage(Row& r) {
+  UsageRecord u;
+  u.key = r.Text();
+  u.tenant_id = r.Text();
+  u.source = r.Text();
+  u.ref = r.Text();
+  u.kind = r.Text();
+  u.period = r.Text();
+  u.start = r.At();
+  u.end = r.At();
+  u.quantity = r.Int();
+  u.unit = r.Text();
+  u.unit_price_micros = r.Int();
+  u.amount_micros = r.Int();
+  return u;
+}
+
 Result<std::vector<UsageRecord>> SqliteStore::Usage(const std::string& tenant_id, const std::string& period) {
   return Query<UsageRecord>(
       select_usage_, fmt::format("read usage of `{}`", tenant_id), [&](Binder& b) { b.Text(tenant_id).Text(period); },
-      [](Row& r) {
+      ReadUsage);
+}
+
+Result<std::vector<UsageRecord>> SqliteStore::UsagePage(const std::string& tenant_id, const std::string& period,
+                                                        int64_t after_start_ms, const std::string& after_key,
+                                                        int limit) {
+  return Query<UsageRecord>(
+      select_usage_page_, fmt::format("read usage of `{}`", tenant_id),
+      [&](Binder& b) { b.Text(tenant_id).Text(period).Int(after_start_ms).Text(after_key).Int(limit); }, ReadUsage);
+}
+
+Result<std::vector<UsageRecord>> SqliteStore::UsageTotals(const std::string& period) {
+  return Query<UsageRecord>(
+      select_usage_totals_, "read usage totals", [&](Binder& b) { b.Text(period); },
+      [&](Row& r) {
         UsageRecord u;
-        u.key = r.Text();
-        u.tenant_id = r.Text();
-        u.source = r.Text();
+        u.period = period;
+        u.kind = r.Text();
+        u.quantity = r.Int();
+        u.amount_micros = r.Int();
+        return u;
+      });
+}
+
+Result<std::vector<UsageRecord>> SqliteStore::InvoiceLines(const std::string& tenant_id, const std::string& period) {
+  return Query<UsageRecord>(
+      select_invoice_lines_, fmt::format("read the invoice of `{}` for {}", tenant_id, period),
+      [&](Binder& b) { b.Text(tenant_id).Text(period); },
+      [&](Row& r) {
+        UsageRecord u;
+        u.tenant_id = tenant_id;
+        u.period = period;
         u.ref = r.Text();
         u.kind = r.Text();
-        u.period = r.Text();
-        u.start = r.At();
-        u.end = r.At();
-        u.quantity = r.Int();
         u.unit = r.Text();
         u.unit_price_micros = r.Int();
+        u.quantity = r.Int();
         u.amount_micros = r.Int();
         return u;
       });
@@ -812,6 +927,37 @@ Result<std::vector<std::pair<std::string, int64_t>>> SqliteStore::UsagePeriods(c
         int64_t total = r.Int();
         return std::make_pair(std::move(period), total);
       });
+}
+
+Result<std::vector<BalanceRecord>> SqliteStore::Balances() {
+  return Query<BalanceRecord>(select_balances_, "read balances", BindNothing, [](Row& r) {
+    BalanceRecord b;
+    b.tenant_id = r.Text();
+    b.credited_micros = r.Int();
+    b.charged_micros = r.Int();
+    return b;
+  });
+}
+
+HoldRecord ReadHold(Row& r) {
+  HoldRecord h;
+  h.id = r.Text();
+  h.tenant_id = r.Text();
+  h.amount_micros = r.Int();
+  h.charged_micros = r.Int();
+  h.created = r.At();
+  return h;
+}
+
+Result<std::vector<HoldRecord>> SqliteStore::OpenHolds() {
+  return Query<HoldRecord>(select_open_holds_, "read open holds", BindNothing, ReadHold);
+}
+
+Result<std::optional<HoldRecord>> SqliteStore::Hold(const std::string& id) {
+  LL_ASSIGN_OR_RETURN(auto holds, Query<HoldRecord>(select_hold_, fmt::format("read hold `{}`", id),
+                                                    [&](Binder& b) { b.Text(id); }, ReadHold));
+  if (holds.empty()) return std::optional<HoldRecord>();
+  return std::optional<HoldRecord>(std::move(holds.front()));
 }
 
 }  // namespace

@@ -1,0 +1,121 @@
+// Validation of JSON request bodies for the control plane's endpoints: every error is a 400
+// Reply that names the field (OpenAI-style `param`).
+#pragma once
+
+#include <cmath>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "api/control_plane.h"
+#include "core/money.h"
+
+namespace ll::api {
+
+// A field of a JSON request body, with errors that name it.
+class Fields {
+ public:
+  // `prefix` goes before every field name in errors: "events[3]." names a field of an element.
+  explicit Fields(const nlohmann::json& body, std::string prefix = "") : body_(body), prefix_(std::move(prefix)) {}
+  bool ok() const { return !error_; }
+  Reply error() const { return *error_; }
+
+  std::optional<int64_t> Int(const char* key, int64_t lo, int64_t hi, bool required) {
+    const nlohmann::json* it = Find(key, required);
+    if (it == nullptr) return std::nullopt;
+    if (!it->is_number_integer()) {
+      Fail("invalid_type", fmt::format("`{}` must be an integer", Name(key)), Name(key));
+      return std::nullopt;
+    }
+    int64_t v = 0;
+    if (it->is_number_unsigned()) {
+      uint64_t u = it->get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX)) u = INT64_MAX;
+      v = static_cast<int64_t>(u);
+    } else {
+      v = it->get<int64_t>();
+    }
+    if (v < lo || v > hi) {
+      Fail("invalid_value", fmt::format("`{}` must be in [{}, {}], got {}", Name(key), lo, hi, v), Name(key));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<std::string> Str(const char* key, bool required) {
+    const nlohmann::json* it = Find(key, required);
+    if (it == nullptr) return std::nullopt;
+    if (!it->is_string()) {
+      Fail("invalid_type", fmt::format("`{}` must be a string", Name(key)), Name(key));
+      return std::nullopt;
+    }
+    return it->get<std::string>();
+  }
+
+  std::optional<Money> Dollars(const char* key, bool required) {
+    const nlohmann::json* it = Find(key, required);
+    if (it == nullptr) return std::nullopt;
+    std::string text;
+    if (it->is_string()) {
+      text = it->get<std::string>();
+    } else if (it->is_number()) {
+      double d = it->get<double>();
+      if (!std::isfinite(d) || d < 0 || d > 1e9) {
+        Fail("invalid_value", fmt::format("`{}` must be a dollar amount in [0, 1e9]", Name(key)), Name(key));
+        return std::nullopt;
+      }
+      text = fmt::format("{:.6f}", d);
+    } else {
+      Fail("invalid_type", fmt::format("`{}` must be a dollar amount (string or number)", Name(key)),
+           Name(key));
+      return std::nullopt;
+    }
+    auto m = ParseMoney(text);
+    if (!m.ok()) {
+      Fail("invalid_value", fmt::format("`{}`: {}", Name(key), m.status().message()), Name(key));
+      return std::nullopt;
+    }
+    return *m;
+  }
+
+  // Rejects keys not in `known`.
+  void Only(std::initializer_list<const char*> known) {
+    if (error_) return;
+    for (auto& [k, v] : body_.items()) {
+      bool ok = false;
+      for (const char* key : known) ok = ok || k == key;
+      if (!ok) {
+        Fail("invalid_value", fmt::format("unknown field `{}{}`", prefix_, k), prefix_ + k);
+        return;
+      }
+    }
+  }
+
+  std::string Name(const char* key) const { return prefix_ + key; }
+
+  // The field's value, or null when absent (or JSON null); a required one is then an error.
+  const nlohmann::json* Find(const char* key, bool required) {
+    if (error_) return nullptr;
+    auto it = body_.find(key);
+    if (it == body_.end() || it->is_null()) {
+      if (required) Fail("missing_field", fmt::format("`{}` is required", Name(key)), Name(key));
+      return nullptr;
+    }
+    return &*it;
+  }
+
+  void Fail(std::string_view code, std::string message, std::string_view param) {
+    if (!error_) error_ = ErrorReply(400, code, std::move(message), param);
+  }
+
+ private:
+  const nlohmann::json& body_;
+  std::string prefix_;
+  std::optional<Reply> error_;
+};
+
+
+}  // namespace ll::api
