@@ -391,8 +391,9 @@ Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& eve
       *error = f.error();
       return Status::Invalid("events");
     }
-    for (auto [unit, tokens, price] : {std::tuple{"input_tokens", *in, prices_.input_per_mtok},
-                                       std::tuple{"output_tokens", *out_tokens, prices_.output_per_mtok}}) {
+    const market::PriceBook::TokenPrices tp = prices_.TokenPricesFor(*model);
+    for (auto [unit, tokens, price] : {std::tuple{"input_tokens", *in, tp.input_per_mtok},
+                                       std::tuple{"output_tokens", *out_tokens, tp.output_per_mtok}}) {
       out.push_back({.key = fmt::format("{}/{}", *key, unit == std::string("input_tokens") ? "in" : "out"),
                      .tenant_id = *tenant,
                      .source = "tokens",

@@ -1,6 +1,7 @@
 #include "api/config.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -13,7 +14,9 @@ namespace {
 // Typed access to `table.key` with the file and key in every error.
 class Reader {
  public:
-  Reader(const toml::table& t, std::string path) : t_(t), path_(std::move(path)) {}
+  // `prefix` names the tables of `t` in messages when `t` is itself nested ("prices.models.").
+  Reader(const toml::table& t, std::string path, std::string prefix = "")
+      : t_(t), path_(std::move(path)), prefix_(std::move(prefix)) {}
 
   Status Known(const char* table, std::initializer_list<const char*> keys) {
     const toml::table* tbl = t_[table].as_table();
@@ -25,12 +28,14 @@ class Reader {
       bool ok = false;
       for (const char* key : keys) ok = ok || k.str() == key;
       if (!ok) {
-        return Status::Invalid(fmt::format("{}:{}: unknown key `{}.{}`", path_, v.source().begin.line,
+        return Status::Invalid(fmt::format("{}:{}: unknown key `{}{}.{}`", path_, v.source().begin.line, prefix_,
                                            table, k.str()));
       }
     }
     return Status::Ok();
   }
+
+  const toml::table& root() const { return t_; }
 
   Status Str(const char* table, const char* key, std::string* out) {
     auto node = t_[table][key];
@@ -102,11 +107,12 @@ class Reader {
   Status Error(const char* table, const char* key, std::string_view what) {
     auto node = t_[table][key].node();
     int line = node != nullptr ? static_cast<int>(node->source().begin.line) : 0;
-    return Status::Invalid(fmt::format("{}:{}: `{}.{}` {}", path_, line, table, key, what));
+    return Status::Invalid(fmt::format("{}:{}: `{}{}.{}` {}", path_, line, prefix_, table, key, what));
   }
 
   const toml::table& t_;
   std::string path_;
+  std::string prefix_;
 };
 
 Result<toml::table> ParseFile(const std::string& path) {
@@ -122,9 +128,62 @@ Result<toml::table> ParseFile(const std::string& path) {
   }
 }
 
+// [prices.models."name"]: token prices of one served model.
+Status ReadModelPrices(const toml::table& root, const std::string& path, market::PriceBook* pb) {
+  auto node = root["prices"]["models"];
+  if (!node) return Status::Ok();
+  const toml::table* models = node.as_table();
+  if (models == nullptr) {
+    return Status::Invalid(fmt::format("{}:{}: `prices.models` must be a table of models", path,
+                                       node.node()->source().begin.line));
+  }
+  Reader r(*models, path, "prices.models.");
+  for (auto& [name, v] : *models) {
+    const std::string model(name.str());
+    if (!v.is_table()) {
+      return Status::Invalid(fmt::format("{}:{}: `prices.models.{}` must be a table", path, v.source().begin.line, model));
+    }
+    LL_RETURN_IF_ERROR(r.Known(model.c_str(), {"input_per_mtok", "output_per_mtok"}));
+    market::PriceBook::TokenPrices tp{pb->input_per_mtok, pb->output_per_mtok};
+    LL_RETURN_IF_ERROR(r.Dollars(model.c_str(), "input_per_mtok", &tp.input_per_mtok));
+    LL_RETURN_IF_ERROR(r.Dollars(model.c_str(), "output_per_mtok", &tp.output_per_mtok));
+    pb->models[model] = tp;
+  }
+  return Status::Ok();
+}
+
+// reserved_terms = [{hours = 4, discount_pct = 20}, ...]: the terms on offer.
+Status ReadReservedTerms(const toml::table& root, const std::string& path, market::PriceBook* pb) {
+  auto node = root["prices"]["reserved_terms"];
+  if (!node) return Status::Ok();
+  const toml::array* a = node.as_array();
+  auto fail = [&](const toml::node* n, std::string_view what) {
+    return Status::Invalid(fmt::format("{}:{}: `prices.reserved_terms` {}", path, n->source().begin.line, what));
+  };
+  if (a == nullptr || a->empty()) return fail(node.node(), "must be a non-empty array of {hours, discount_pct}");
+  std::vector<market::ReservedTerm> terms;
+  for (const toml::node& e : *a) {
+    const toml::table* t = e.as_table();
+    if (t == nullptr) return fail(&e, "entries must be {hours = H, discount_pct = P}");
+    for (auto& [k, v] : *t) {
+      if (k.str() != "hours" && k.str() != "discount_pct") return fail(&v, fmt::format("unknown key `{}`", k.str()));
+    }
+    auto hours = (*t)["hours"].value<int64_t>();
+    auto pct = (*t)["discount_pct"].value<double>();
+    if (!hours || *hours < 1 || *hours > 24 * 366) return fail(&e, "`hours` must be an integer in [1, 8784]");
+    if (!pct || !(*pct >= 0 && *pct < 100)) return fail(&e, "`discount_pct` must be a number in [0, 100)");
+    if (!terms.empty() && Duration::Hours(*hours) <= terms.back().term) return fail(&e, "terms must grow");
+    terms.push_back({Duration::Hours(*hours), static_cast<int>(std::lround(*pct * 10))});
+  }
+  pb->reserved_terms = std::move(terms);
+  return Status::Ok();
+}
+
 Status ReadPrices(Reader& r, const std::string& path, market::PriceBook* pb) {
-  LL_RETURN_IF_ERROR(r.Known("prices", {"list_per_gpu_hour", "electricity_per_kwh", "wear_per_gpu_hour",
-                                        "busy_watts", "idle_watts", "input_per_mtok", "output_per_mtok"}));
+  LL_RETURN_IF_ERROR(r.Known("prices", {"gpu_model", "list_per_gpu_hour", "electricity_per_kwh", "wear_per_gpu_hour",
+                                        "busy_watts", "idle_watts", "input_per_mtok", "output_per_mtok", "models",
+                                        "reserved_terms"}));
+  LL_RETURN_IF_ERROR(r.Str("prices", "gpu_model", &pb->gpu_model));
   LL_RETURN_IF_ERROR(r.Dollars("prices", "list_per_gpu_hour", &pb->list_per_gpu_hour));
   LL_RETURN_IF_ERROR(r.Dollars("prices", "electricity_per_kwh", &pb->electricity_per_kwh));
   LL_RETURN_IF_ERROR(r.Dollars("prices", "wear_per_gpu_hour", &pb->wear_per_gpu_hour));
@@ -133,7 +192,8 @@ Status ReadPrices(Reader& r, const std::string& path, market::PriceBook* pb) {
   LL_RETURN_IF_ERROR(r.Int("prices", "busy_watts", 1, 5000, &pb->busy_watts));
   LL_RETURN_IF_ERROR(r.Int("prices", "idle_watts", 0, 5000, &pb->idle_watts));
   if (pb->idle_watts >= pb->busy_watts) return Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
-  return Status::Ok();
+  LL_RETURN_IF_ERROR(ReadModelPrices(r.root(), path, pb));
+  return ReadReservedTerms(r.root(), path, pb);
 }
 
 }  // namespace

@@ -8,6 +8,11 @@ Money PriceBook::Floor() const {
   return Money::Micros((num + 999) / 1000) + wear_per_gpu_hour;
 }
 
+PriceBook::TokenPrices PriceBook::TokenPricesFor(const std::string& model) const {
+  auto it = models.find(model);
+  return it != models.end() ? it->second : TokenPrices{input_per_mtok, output_per_mtok};
+}
+
 Money PriceBook::ReservedPrice(const ReservedTerm& t) const {
   __int128 v = static_cast<__int128>(list_per_gpu_hour.micros) * (1000 - t.discount_permille);
   Money p = Money::Micros(static_cast<int64_t>(v / 1000));

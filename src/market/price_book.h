@@ -2,6 +2,7 @@
 // token prices, and the power figures behind the default floor.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,14 @@ struct PriceBook {
   Money wear_per_gpu_hour = Money::Micros(150'000);
   std::vector<ReservedTerm> reserved_terms = {
       {Duration::Hours(4), 200}, {Duration::Hours(24), 300}, {Duration::Hours(24 * 7), 400}};
-  Money input_per_mtok = Money::Micros(200'000);
+  Money input_per_mtok = Money::Micros(200'000);  // model API, unless the model has its own
   Money output_per_mtok = Money::Micros(800'000);
+  struct TokenPrices {
+    Money input_per_mtok, output_per_mtok;
+  };
+  std::map<std::string, TokenPrices> models;  // per served model
+
+  TokenPrices TokenPricesFor(const std::string& model) const;
 
   Money Floor() const;  // exact: integer arithmetic
   Money ReservedPrice(const ReservedTerm& t) const;

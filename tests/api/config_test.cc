@@ -1,0 +1,70 @@
+// `landlord serve` configuration: the documented example loads as documented, and every bad
+// value is refused with the file, line and key.
+#include "api/config.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace ll::api {
+namespace {
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string t = (std::filesystem::temp_directory_path() / "ll_config_XXXXXX").string();
+    ASSERT_NE(mkdtemp(t.data()), nullptr);
+    dir_ = t;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Write(const std::string& text) {
+    std::string path = dir_ + "/c.toml";
+    std::ofstream(path) << text;
+    return path;
+  }
+  std::string dir_;
+};
+
+TEST_F(ConfigTest, TheDocumentedExampleLoads) {
+  ServeConfig c;
+  Status st = LoadServeConfig(std::string(LL_SOURCE_DIR) + "/docs/serve.example.toml", &c);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(c.prices.gpu_model, "H100");
+  ASSERT_EQ(c.prices.reserved_terms.size(), 3u);
+  EXPECT_EQ(c.prices.reserved_terms[2].term, Duration::Hours(168));
+  EXPECT_EQ(c.prices.reserved_terms[2].discount_permille, 400);
+  auto llama = c.prices.TokenPricesFor("llama-3-8b");
+  EXPECT_EQ(llama.input_per_mtok, Money::Micros(100'000));
+  EXPECT_EQ(llama.output_per_mtok, Money::Micros(400'000));
+  auto other = c.prices.TokenPricesFor("other-model");
+  EXPECT_EQ(other.input_per_mtok, Money::Micros(200'000));
+}
+
+TEST_F(ConfigTest, BadPricesNameTheFileLineAndKey) {
+  struct Case {
+    const char* toml;
+    const char* expect;
+  } cases[] = {
+      {"[prices]\nreserved_terms = [{hours = 4, discount_pct = 120}]\n", "c.toml:2: `prices.reserved_terms` `discount_pct`"},
+      {"[prices]\nreserved_terms = [{hours = 24, discount_pct = 1}, {hours = 4, discount_pct = 2}]\n",
+       "terms must grow"},
+      {"[prices]\nreserved_terms = [{hours = 4, rate = 2}]\n", "unknown key `rate`"},
+      {"[prices]\nreserved_terms = []\n", "non-empty"},
+      {"[prices.models.m]\ninput_per_mtok = \"x\"\n", "c.toml:2: `prices.models.m.input_per_mtok`"},
+      {"[prices.models.m]\nprice = \"1\"\n", "c.toml:2: unknown key `prices.models.m.price`"},
+      {"[prices]\nmodels = 3\n", "c.toml:2: `prices.models` must be a table"},
+      {"[prices]\nbogus = 1\n", "c.toml:2: unknown key `prices.bogus`"},
+  };
+  for (const auto& c : cases) {
+    ServeConfig cfg;
+    Status st = LoadServeConfig(Write(c.toml), &cfg);
+    ASSERT_FALSE(st.ok()) << c.toml;
+    EXPECT_NE(st.message().find(c.expect), std::string::npos) << c.toml << " → " << st.message();
+  }
+}
+
+}  // namespace
+}  // namespace ll::api
