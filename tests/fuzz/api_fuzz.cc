@@ -7,6 +7,7 @@
 //     WHO: `admin`, `a`, `b` (two tenants), `none`; anything else is sent as the raw
 //     Authorization header value. +SECONDS moves the clock first (0..86400).
 //   the rest: the body.
+//   "ten_A" / "ten_B" anywhere stand for the two tenants' ids (which are random).
 //
 // Properties checked on every input (a failure aborts, which libFuzzer reports):
 //   - nothing throws or crashes, the reply serialises (ReplyText) whatever bytes came in;
@@ -96,7 +97,7 @@ struct World {
   std::unique_ptr<CountingStore> store;
   ManualClock wall{Time{1'700'000'000'000}};
   std::unique_ptr<ControlPlane> cp;
-  std::string key_a, key_b;
+  std::string key_a, key_b, tenant_a, tenant_b;
   int64_t inputs = 0;
   int64_t leases = 0;
 
@@ -114,13 +115,18 @@ std::unique_ptr<ControlPlane> OpenCp(World& w) {
   return std::move(*cp);
 }
 
-std::string NewTenant(ControlPlane& cp, const std::string& name) {
+// Creates a tenant and a key; returns the key, and the tenant's id in *id.
+std::string NewTenant(ControlPlane& cp, const std::string& name, std::string* id) {
   Reply t = cp.CreateTenant({{"name", name}});
   FUZZ_CHECK(t.status == 201, "tenant: {}", ReplyText(t));
-  Reply k = cp.CreateKey({{"tenant_id", t.body["id"]}});
+  *id = t.body["id"].get<std::string>();
+  Reply k = cp.CreateKey({{"tenant_id", *id}});
   FUZZ_CHECK(k.status == 201, "key: {}", ReplyText(k));
   return k.body["key"].get<std::string>();
 }
+
+// "ten_A" and "ten_B" in a target or body stand for the two tenants' real (random) ids.
+std::string WithTenantIds(std::string_view text, const World& w);
 
 // A 32-GPU fleet whose owner runs one 8-GPU job for 35 days, served from day 15 (as the
 // integration tests): spot and reserved leases both have room, reclaims happen on demand.
@@ -146,8 +152,8 @@ std::unique_ptr<World> NewWorld() {
   FUZZ_CHECK(s.ok(), "store: {}", s.status().message());
   w->store = std::make_unique<CountingStore>(std::move(*s));
   w->cp = OpenCp(*w);
-  w->key_a = NewTenant(*w->cp, "a");
-  w->key_b = NewTenant(*w->cp, "b");
+  w->key_a = NewTenant(*w->cp, "a", &w->tenant_a);
+  w->key_b = NewTenant(*w->cp, "b", &w->tenant_b);
   return w;
 }
 
@@ -162,6 +168,16 @@ void CheckRestart(World& w) {
   std::string fleet2 = ReplyText(w.cp->Fleet());
   FUZZ_CHECK(leases == leases2, "leases differ after restart:\n{}\n{}", leases, leases2);
   FUZZ_CHECK(fleet == fleet2, "fleet differs after restart:\n{}\n{}", fleet, fleet2);
+}
+
+std::string WithTenantIds(std::string_view text, const World& w) {
+  std::string out(text);
+  for (auto [placeholder, id] : {std::pair{"ten_A", &w.tenant_a}, std::pair{"ten_B", &w.tenant_b}}) {
+    for (size_t pos = 0; (pos = out.find(placeholder, pos)) != std::string::npos; pos += id->size()) {
+      out.replace(pos, 5, *id);
+    }
+  }
+  return out;
 }
 
 World& TheWorld() {
@@ -182,7 +198,9 @@ void OneInput(std::string_view in) {
     line = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
     return tok;
   };
-  std::string_view who = next(), method = next(), target = next(), step = next();
+  std::string_view who = next(), method = next(), target_in = next(), step = next();
+  const std::string target = WithTenantIds(target_in, w);
+  const std::string body_text = WithTenantIds(body, w);
   std::string auth;
   if (who == "admin") {
     auth = fmt::format("Bearer {}", kAdminKey);
@@ -201,7 +219,7 @@ void OneInput(std::string_view in) {
 
   w.cp->Advance();  // time's own changes are committed before the request is looked at
   const int64_t commits = w.store->commits;
-  Routed r = Route(*w.cp, Request{.method = method, .target = target, .authorization = auth, .body = body});
+  Routed r = Route(*w.cp, Request{.method = method, .target = target, .authorization = auth, .body = body_text});
   std::string text = ReplyText(r.reply);
   FUZZ_CHECK(r.reply.status >= 200 && r.reply.status < 600, "status {}", r.reply.status);
   if (r.reply.status >= 400) {
