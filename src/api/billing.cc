@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "api/auth.h"
 #include "api/control_plane.h"
 #include "api/fields.h"
 
@@ -80,20 +81,29 @@ std::optional<std::string> ControlPlane::BillingTenant(const Principal& who, con
 namespace {
 
 json UsageJson(const store::UsageRecord& u) {
-  return {{"key", u.key},
-          {"tenant_id", u.tenant_id},
-          {"source", u.source},
-          {"lease_id", u.ref},
-          {"kind", u.kind},
-          {"period", u.period},
-          {"start", FormatUtc(u.start)},
-          {"end", FormatUtc(u.end)},
-          {"start_ms", u.start.ms},  // exact (the RFC 3339 strings are to the second)
-          {"end_ms", u.end.ms},
-          {"gpu_ms", u.quantity},
-          {"price_per_gpu_hour", FormatMoney(Money::Micros(u.unit_price_micros))},
-          {"amount", FormatMoney(Money::Micros(u.amount_micros))},
-          {"amount_micros", u.amount_micros}};
+  const bool tokens = u.source == "tokens";
+  json j = {{"key", u.key},
+            {"tenant_id", u.tenant_id},
+            {"source", u.source},
+            {tokens ? "model" : "lease_id", u.ref},
+            {"kind", u.kind},
+            {"period", u.period},
+            {"start", FormatUtc(u.start)},
+            {"end", FormatUtc(u.end)},
+            {"start_ms", u.start.ms},  // exact (the RFC 3339 strings are to the second)
+            {"end_ms", u.end.ms},
+            {"quantity", u.quantity},
+            {"unit", u.unit},
+            {"amount", FormatMoney(Money::Micros(u.amount_micros))},
+            {"amount_micros", u.amount_micros}};
+  if (tokens) {
+    j["tokens"] = u.quantity;
+    j["price_per_mtok"] = FormatMoney(Money::Micros(u.unit_price_micros));
+  } else {
+    j["gpu_ms"] = u.quantity;
+    j["price_per_gpu_hour"] = FormatMoney(Money::Micros(u.unit_price_micros));
+  }
+  return j;
 }
 
 Result<std::string> CheckPeriod(const std::string& period) {
@@ -353,6 +363,70 @@ Reply ControlPlane::Reserve(const json& body) {
   return r;
 }
 
+std::vector<store::UsageRecord> ControlPlane::TokenRecords(const std::string& key, const std::string& tenant_id,
+                                                           const std::string& model, int64_t input, int64_t output,
+                                                           Time at) const {
+  std::vector<store::UsageRecord> out;
+  const market::PriceBook::TokenPrices tp = prices_.TokenPricesFor(model);
+  for (auto [unit, tokens, price] : {std::tuple{"input_tokens", input, tp.input_per_mtok},
+                                     std::tuple{"output_tokens", output, tp.output_per_mtok}}) {
+    out.push_back({.key = fmt::format("{}/{}", key, unit == std::string("input_tokens") ? "in" : "out"),
+                   .tenant_id = tenant_id,
+                   .source = "tokens",
+                   .ref = model,
+                   .kind = unit,
+                   .period = MonthUtc(at),
+                   .start = at,
+                   .end = at,
+                   .quantity = tokens,
+                   .unit = "tokens",
+                   .unit_price_micros = price.micros,
+                   .amount_micros = ledger::TokenCost(tokens, price).micros});
+  }
+  return out;
+}
+
+std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view key) const {
+  if (key.empty() || key.size() > 256) return std::nullopt;
+  auto it = keys_by_hash_.find(HashApiKey(key));
+  if (it == keys_by_hash_.end() || it->second.admin) return std::nullopt;
+  return gateway::Accounts::Key{it->second.tenant_id, it->second.id};
+}
+
+Status ControlPlane::GatewayHold(const std::string& hold_id, const std::string& tenant_id, Money amount) {
+  if (!tenants_.contains(tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", tenant_id));
+  ledger::Balance& b = balances_[tenant_id];
+  Status st = b.Reserve(hold_id, amount);
+  if (st.code() == StatusCode::kResourceExhausted) {
+    return Status::Exhausted(fmt::format("the balance available is ${}", FormatMoney(b.available())));
+  }
+  LL_RETURN_IF_ERROR(st);
+  gateway_holds_[hold_id] = tenant_id;
+  return Status::Ok();
+}
+
+void ControlPlane::GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
+  auto it = gateway_holds_.find(hold_id);
+  if (it == gateway_holds_.end()) return;
+  ledger::Balance& b = balances_[it->second];
+  gateway_holds_.erase(it);
+  std::vector<store::UsageRecord> records =
+      TokenRecords(usage.key, usage.tenant_id, usage.model, usage.input_tokens, usage.output_tokens, Now());
+  int64_t cost = 0;
+  for (const auto& r : records) cost += r.amount_micros;
+  auto charged = b.Settle(hold_id, Money::Micros(cost));
+  LL_CHECK(charged.ok());
+  // Over the hold (an upstream that ignored max_tokens): bill what was charged, output first.
+  for (int64_t over = cost - charged->micros, i = static_cast<int64_t>(records.size()) - 1; over > 0 && i >= 0; --i) {
+    const int64_t cut = std::min(over, records[i].amount_micros);
+    records[i].amount_micros -= cut;
+    over -= cut;
+  }
+  if (usage.input_tokens == 0 && usage.output_tokens == 0) return;  // nothing used: only the hold goes
+  pending_.balances.push_back({usage.tenant_id, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
+  for (auto& r : records) pending_.usage.push_back(std::move(r));
+}
+
 Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& events, Reply* error) {
   std::vector<store::UsageRecord> out;
   if (!events.is_array() || events.size() > kMaxIngestEvents) {
@@ -391,22 +465,7 @@ Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& eve
       *error = f.error();
       return Status::Invalid("events");
     }
-    const market::PriceBook::TokenPrices tp = prices_.TokenPricesFor(*model);
-    for (auto [unit, tokens, price] : {std::tuple{"input_tokens", *in, tp.input_per_mtok},
-                                       std::tuple{"output_tokens", *out_tokens, tp.output_per_mtok}}) {
-      out.push_back({.key = fmt::format("{}/{}", *key, unit == std::string("input_tokens") ? "in" : "out"),
-                     .tenant_id = *tenant,
-                     .source = "tokens",
-                     .ref = *model,
-                     .kind = unit,
-                     .period = MonthUtc(at),
-                     .start = at,
-                     .end = at,
-                     .quantity = tokens,
-                     .unit = "tokens",
-                     .unit_price_micros = price.micros,
-                     .amount_micros = ledger::TokenCost(tokens, price).micros});
-    }
+    for (auto& r : TokenRecords(*key, *tenant, *model, *in, *out_tokens, at)) out.push_back(std::move(r));
   }
   return out;
 }

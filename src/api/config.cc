@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "gateway/http_util.h"
+
 namespace ll::api {
 namespace {
 
@@ -196,6 +198,105 @@ Status ReadPrices(Reader& r, const std::string& path, market::PriceBook* pb) {
   return ReadReservedTerms(r.root(), path, pb);
 }
 
+// An array of tables such as [[gateway.upstreams]]: each entry's keys checked and read by `read`.
+template <typename Fn>
+Status ReadTableArray(const toml::table& root, const std::string& path, const char* table, const char* key,
+                      std::initializer_list<const char*> keys, Fn read) {
+  auto node = root[table][key];
+  if (!node) return Status::Ok();
+  const toml::array* a = node.as_array();
+  auto fail = [&](const toml::node* n, std::string_view what) {
+    return Status::Invalid(fmt::format("{}:{}: `{}.{}` {}", path, n->source().begin.line, table, key, what));
+  };
+  if (a == nullptr) return fail(node.node(), "must be an array of tables ([[...]])");
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::table* t = (*a)[i].as_table();
+    if (t == nullptr) return fail(&(*a)[i], "entries must be tables");
+    for (auto& [k, v] : *t) {
+      bool ok = false;
+      for (const char* name : keys) ok = ok || k.str() == name;
+      if (!ok) return fail(&v, fmt::format("[{}]: unknown key `{}`", i, k.str()));
+    }
+    auto bad = [&](const char* field, std::string_view what) {
+      const toml::node* n = t->get(field);
+      return fail(n != nullptr ? n : &(*a)[i], fmt::format("[{}].{} {}", i, field, what));
+    };
+    LL_RETURN_IF_ERROR(read(*t, bad));
+  }
+  return Status::Ok();
+}
+
+Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
+  LL_RETURN_IF_ERROR(r.Known("gateway", {"enabled", "rpm", "tpm", "max_output_tokens", "prefix_bytes", "affinity",
+                                         "max_attempts", "connect_timeout_ms", "first_byte_timeout_s",
+                                         "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models"}));
+  const toml::table& root = r.root();
+  if (auto e = root["gateway"]["enabled"]; e) {
+    auto v = e.value<bool>();
+    if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.enabled` must be true or false", path, e.node()->source().begin.line));
+    c->gateway_enabled = *v;
+  }
+  if (auto e = root["gateway"]["affinity"]; e) {
+    auto v = e.value<bool>();
+    if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.affinity` must be true or false", path, e.node()->source().begin.line));
+    c->gateway.router.affinity = *v;
+  }
+  gateway::GatewayOptions& g = c->gateway;
+  LL_RETURN_IF_ERROR(r.Int("gateway", "rpm", 0, 100'000'000, &g.rpm));
+  LL_RETURN_IF_ERROR(r.Int("gateway", "tpm", 0, 10'000'000'000, &g.tpm));
+  LL_RETURN_IF_ERROR(r.Int("gateway", "max_output_tokens", 1, 1'000'000, &g.max_output_tokens));
+  LL_RETURN_IF_ERROR(r.Int("gateway", "prefix_bytes", 0, 1 << 20, &g.prefix_bytes));
+  LL_RETURN_IF_ERROR(r.Int("gateway", "max_attempts", 1, 16, &g.max_attempts));
+  int64_t ms = g.connect_timeout.ms;
+  LL_RETURN_IF_ERROR(r.Int("gateway", "connect_timeout_ms", 1, 600'000, &ms));
+  g.connect_timeout = Duration::Millis(ms);
+  LL_RETURN_IF_ERROR(r.Seconds("gateway", "first_byte_timeout_s", 1, 3600, &g.first_byte_timeout));
+  LL_RETURN_IF_ERROR(r.Seconds("gateway", "idle_timeout_s", 1, 3600, &g.idle_timeout));
+  ms = c->meter_flush.ms;
+  LL_RETURN_IF_ERROR(r.Int("gateway", "meter_flush_ms", 0, 10'000, &ms));
+  c->meter_flush = Duration::Millis(ms);
+  const bool replaced = root["gateway"]["upstreams"] || root["gateway"]["sim_models"];
+  if (replaced) {
+    g.upstreams.clear();
+    g.sim_models.clear();
+  }
+  LL_RETURN_IF_ERROR(ReadTableArray(root, path, "gateway", "upstreams", {"model", "url"}, [&](const toml::table& t, auto bad) {
+    gateway::UpstreamConfig u;
+    auto model = t["model"].value<std::string>();
+    auto url = t["url"].value<std::string>();
+    if (!model || model->empty()) return bad("model", "must be a model name");
+    if (!url) return bad("url", "must be a URL: http://HOST:PORT");
+    std::string host, port;
+    if (Status st = gateway::ParseHttpUrl(*url, &host, &port); !st.ok()) return bad("url", st.message());
+    g.upstreams.push_back({*model, *url});
+    return Status::Ok();
+  }));
+  return ReadTableArray(root, path, "gateway", "sim_models", {"model", "replicas", "tokens_per_s", "first_token_ms"},
+                        [&](const toml::table& t, auto bad) {
+                          gateway::SimModelConfig m;
+                          auto model = t["model"].value<std::string>();
+                          if (!model || model->empty()) return bad("model", "must be a model name");
+                          m.model = *model;
+                          if (auto n = t["replicas"]; n) {
+                            auto v = n.value<int64_t>();
+                            if (!v || *v < 1 || *v > 64) return bad("replicas", "must be an integer in [1, 64]");
+                            m.replicas = static_cast<int>(*v);
+                          }
+                          if (auto n = t["tokens_per_s"]; n) {
+                            auto v = n.value<double>();
+                            if (!v || !(*v >= 0 && *v <= 1e6)) return bad("tokens_per_s", "must be a number in [0, 1e6]");
+                            m.tokens_per_s = *v;
+                          }
+                          if (auto n = t["first_token_ms"]; n) {
+                            auto v = n.value<int64_t>();
+                            if (!v || *v < 0 || *v > 600'000) return bad("first_token_ms", "must be an integer in [0, 600000]");
+                            m.first_token = Duration::Millis(*v);
+                          }
+                          g.sim_models.push_back(m);
+                          return Status::Ok();
+                        });
+}
+
 }  // namespace
 
 Status LoadPrices(const std::string& path, market::PriceBook* prices) {
@@ -207,7 +308,7 @@ Status LoadPrices(const std::string& path, market::PriceBook* prices) {
 Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_ASSIGN_OR_RETURN(toml::table t, ParseFile(path));
   for (auto& [k, v] : t) {
-    static const char* kTables[] = {"server", "clock", "fleet", "policy", "prices"};
+    static const char* kTables[] = {"server", "clock", "fleet", "policy", "prices", "gateway"};
     bool ok = false;
     for (const char* name : kTables) ok = ok || k.str() == name;
     if (!ok) return Status::Invalid(fmt::format("{}:{}: unknown table `{}`", path, v.source().begin.line, k.str()));
@@ -257,7 +358,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Seconds("policy", "sample_every_s", 1, 86400, &c->sample_every));
 
   LL_RETURN_IF_ERROR(ReadPrices(r, path, &c->prices));
-  return Status::Ok();
+  return ReadGateway(r, path, c);
 }
 
 }  // namespace ll::api

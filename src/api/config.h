@@ -7,6 +7,7 @@
 
 #include "core/status.h"
 #include "core/time.h"
+#include "gateway/gateway.h"
 #include "market/price_book.h"
 
 namespace ll::api {
@@ -41,6 +42,19 @@ struct ServeConfig {
   Duration sample_every = Duration::Seconds(60);  // server clock, for /admin/timeseries
   // [prices]
   market::PriceBook prices;
+  // [gateway]: the model API. By default the sim fleet runs two simulated replicas of one
+  // model (gateway/fake_model.h); `[[gateway.upstreams]]` or `[[gateway.sim_models]]` in a
+  // config replace that default.
+  bool gateway_enabled = true;
+  Duration meter_flush = Duration::Millis(10);  // group commit window of metered usage
+  gateway::GatewayOptions gateway = DefaultGatewayOptions();
+
+  static gateway::GatewayOptions DefaultGatewayOptions() {
+    gateway::GatewayOptions g;
+    g.sim_models.push_back({.model = "landlord-sim-8b", .replicas = 2, .tokens_per_s = 50,
+                            .first_token = Duration::Millis(50)});
+    return g;
+  }
 };
 
 // Reads `path` over the defaults in `config`.

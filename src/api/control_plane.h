@@ -30,6 +30,7 @@
 #include "core/clock.h"
 #include "fleet/sim_fleet.h"
 #include "forecast/forecast.h"
+#include "gateway/gateway.h"
 #include "ledger/ledger.h"
 #include "store/store.h"
 
@@ -121,6 +122,18 @@ class ControlPlane final : public alloc::Listener {
   // Token usage reported by a gateway: {"events": [{"key", "tenant_id", "model",
   // "input_tokens", "output_tokens", "at"?}]}, each counted once by its key.
   Reply IngestUsage(const nlohmann::json& body);
+  // ---- the model API's side of the ledger (gateway::Accounts, see GatewayAccounts) ----
+  // The tenant and key id of a tenant's API key (the admin key is not one).
+  std::optional<gateway::Accounts::Key> TenantKey(std::string_view key) const;
+  // Holds `amount` of the tenant's balance in memory only: a crash drops the hold with nothing
+  // charged, as the request it covered is gone too.
+  Status GatewayHold(const std::string& hold_id, const std::string& tenant_id, Money amount);
+  // Charges the usage's cost (never more than the hold; the records are cut to what was
+  // charged) and queues it with its usage records. Durable at the next Flush: group commit.
+  void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage);
+  // Commits whatever is queued (the gateway's usage): durable when it returns.
+  void FlushPending() { Flush(); }
+  bool HasPendingWrites() const { return !pending_.empty(); }
   // The owner's report: billed revenue by class for `period` (default: this month) and, since
   // the server started, GPU-hours and utilization by class, revenue per GPU-hour and the cost
   // per million tokens served.
@@ -160,6 +173,9 @@ class ControlPlane final : public alloc::Listener {
   bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
   // Adds the lease's newly completed usage events to the pending batch.
   void Bill(Lease& l);
+  // The two usage records (input and output tokens) of one request or event.
+  std::vector<store::UsageRecord> TokenRecords(const std::string& key, const std::string& tenant_id,
+                                               const std::string& model, int64_t input, int64_t output, Time at) const;
   // Validates token usage events (errors name `events[i].field`) into usage records.
   Result<std::vector<store::UsageRecord>> TokenUsage(const nlohmann::json& events, Reply* error);
   nlohmann::json BalanceJson(const std::string& tenant_id) const;
@@ -226,6 +242,7 @@ class ControlPlane final : public alloc::Listener {
   Money recorded_spot_ = Money::Micros(-1);  // the last spot price put in the history
   std::map<std::string, ledger::Balance> balances_;           // by tenant
   std::map<std::string, store::HoldRecord> open_holds_;       // by hold id
+  std::unordered_map<std::string, std::string> gateway_holds_;  // the gateway's (in memory): hold id → tenant
   int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 
   store::Batch pending_;

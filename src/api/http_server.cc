@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "api/routes.h"
+#include "gateway/http_util.h"
 
 namespace ll::api {
 namespace {
@@ -71,6 +72,14 @@ class HttpMetrics {
 
 class Server;
 
+// The method as a metrics label (a bounded set).
+std::string_view MethodLabelOf(std::string_view m) {
+  for (std::string_view k : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
+    if (m == k) return k;
+  }
+  return "OTHER";
+}
+
 // Boost 1.74's Beast has its own string_view.
 std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -81,12 +90,21 @@ class Session : public std::enable_shared_from_this<Session> {
   void Start() { Read(); }
   void Close();
 
+  // The gateway's answers (SessionDownstream).
+  void SendGateway(gateway::Downstream::Head head, std::string body);
+  void BeginGateway(gateway::Downstream::Head head);
+  void Push(std::string chunk, bool last);
+  bool open() const { return !closing_; }
+
  private:
+  void HandleGateway();
+  // Writes `res` and then reads the next request (keep-alive) or closes.
+  void Finish(std::shared_ptr<http::response<http::string_body>> res, const std::string& route, int status);
   void Read();
   void OnRead(beast::error_code ec);
   void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
   void StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0);
-  void Push(std::string chunk, bool last);
+  void BeginChunked(std::shared_ptr<http::response<http::empty_body>> head);
   void WriteNext();
   void KeepAlive();
 
@@ -94,6 +112,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Server& server_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::chrono::steady_clock::time_point t0_;
+  std::string gateway_route_;
+  bool proxying_ = false;  // a gateway response is being sent (the connection stays open after it)
+  bool proxy_keep_ = false;
   // Event streams.
   bool streaming_ = false;
   bool writing_ = false;
@@ -107,23 +129,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Server final : public HttpServer {
  public:
-  Server(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config)
-      : cp_(cp), config_(config), acceptor_(ioc), tick_(ioc) {}
+  Server(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config, gateway::Gateway* gw)
+      : cp_(cp), config_(config), gateway_(gw), acceptor_(ioc), tick_(ioc) {}
 
   Status Listen() {
-    size_t colon = config_.listen.rfind(':');
-    if (colon == std::string::npos) return Status::Invalid(fmt::format("--listen `{}`: expected HOST:PORT", config_.listen));
+    auto parsed = gateway::ParseListen(config_.listen);
+    if (!parsed.ok()) return Status::Invalid(fmt::format("--listen: {}", parsed.status().message()));
+    const tcp::endpoint ep = *parsed;
     beast::error_code ec;
-    auto addr = net::ip::make_address(config_.listen.substr(0, colon), ec);
-    if (ec) return Status::Invalid(fmt::format("--listen `{}`: {}", config_.listen, ec.message()));
-    int port = 0;
-    try {
-      port = std::stoi(config_.listen.substr(colon + 1));
-    } catch (...) {
-      port = -1;
-    }
-    if (port < 0 || port > 65535) return Status::Invalid(fmt::format("--listen `{}`: bad port", config_.listen));
-    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
@@ -149,6 +162,7 @@ class Server final : public HttpServer {
   }
 
   ControlPlane& cp() { return cp_; }
+  gateway::Gateway* gateway() { return gateway_; }
   const ServeConfig& config() const { return config_; }
   HttpMetrics& metrics() { return metrics_; }
   bool stopping() const { return stopping_; }
@@ -174,6 +188,8 @@ class Server final : public HttpServer {
           s->shutdown(tcp::socket::shutdown_both, ignored);
         });
       } else {
+        beast::error_code ignored;
+        socket.set_option(tcp::no_delay(true), ignored);
         std::make_shared<Session>(std::move(socket), *this)->Start();
       }
       Accept();
@@ -190,6 +206,7 @@ class Server final : public HttpServer {
 
   ControlPlane& cp_;
   ServeConfig config_;
+  gateway::Gateway* gateway_;
   tcp::acceptor acceptor_;
   tcp::endpoint bound_;
   net::steady_timer tick_;
@@ -209,7 +226,9 @@ Session::~Session() {
 
 void Session::Close() {
   if (ping_) ping_->cancel();
-  if (streaming_) {
+  if (proxying_) {
+    // A gateway response in flight finishes; then the connection closes (stopping()).
+  } else if (streaming_) {
     Push("", true);  // the last chunk ends the stream cleanly
   } else if (!parser_ || !parser_->is_header_done()) {
     // Idle between requests: nothing in flight.
@@ -252,6 +271,11 @@ void Session::OnRead(beast::error_code ec) {
     return;
   }
   const auto& req = parser_->get();
+  if (server_.gateway() != nullptr && gateway::Gateway::Handles(Sv(req.target()))) {
+    t0_ = t0;
+    HandleGateway();
+    return;
+  }
   Request r;
   r.method = Sv(req.method_string());
   r.target = Sv(req.target());
@@ -280,12 +304,18 @@ void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_poin
     res->body() = ReplyText(routed.reply) + "\n";
   }
   if (routed.reply.status == 401) res->set(http::field::www_authenticate, "Bearer");
+  if (routed.route == "GET /metrics" && server_.gateway() != nullptr) res->body() += server_.gateway()->MetricsText();
+  t0_ = t0;
+  Finish(res, routed.route, routed.reply.status);
+}
+
+void Session::Finish(std::shared_ptr<http::response<http::string_body>> res, const std::string& route, int status) {
   bool keep = parser_ && parser_->is_header_done() && parser_->get().keep_alive() && !server_.stopping() &&
-              routed.reply.status != 413 && routed.route != "bad_request";
+              status != 413 && route != "bad_request";
   res->keep_alive(keep);
   res->prepare_payload();
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  server_.metrics().Observe(routed.route, routed.reply.status, seconds);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  server_.metrics().Observe(route, status, seconds);
   http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
     if (ec) return;
     if (keep && !self->closing_) {
@@ -320,23 +350,10 @@ void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_
   }
   server_.metrics().Observe(routed.route, 200,
                             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  streaming_ = true;
-  stream_.expires_never();
-  stream_head_ = std::make_shared<http::response<http::empty_body>>(http::status::ok, 11);
-  stream_head_->set(http::field::server, "landlord");
-  stream_head_->set(http::field::content_type, "text/event-stream");
-  stream_head_->set(http::field::cache_control, "no-cache");
-  stream_head_->chunked(true);
-  stream_sr_ = std::make_shared<http::response_serializer<http::empty_body>>(*stream_head_);
-  writing_ = true;
-  http::async_write_header(stream_, *stream_sr_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->writing_ = false;
-    if (ec) {
-      self->closing_ = true;
-      return;
-    }
-    self->WriteNext();
-  });
+  auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok, 11);
+  head->set(http::field::content_type, "text/event-stream");
+  head->set(http::field::cache_control, "no-cache");
+  BeginChunked(std::move(head));
   bool final = false;
   Push(": landlord lease events\n\n", false);
   for (const auto& e : *past) {
@@ -359,6 +376,24 @@ void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_
     return true;
   });
   KeepAlive();
+}
+
+void Session::BeginChunked(std::shared_ptr<http::response<http::empty_body>> head) {
+  streaming_ = true;
+  stream_.expires_never();
+  stream_head_ = std::move(head);
+  stream_head_->set(http::field::server, "landlord");
+  stream_head_->chunked(true);
+  stream_sr_ = std::make_shared<http::response_serializer<http::empty_body>>(*stream_head_);
+  writing_ = true;
+  http::async_write_header(stream_, *stream_sr_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    self->writing_ = false;
+    if (ec) {
+      self->closing_ = true;
+      return;
+    }
+    self->WriteNext();
+  });
 }
 
 void Session::KeepAlive() {
@@ -398,8 +433,16 @@ void Session::WriteNext() {
       if (self->ping_) self->ping_->cancel();
       return;
     }
+    if (last && self->proxying_ && self->proxy_keep_ && !self->server_.stopping()) {
+      // A gateway stream ended: the connection takes the next request.
+      self->proxying_ = false;
+      self->streaming_ = false;
+      self->Read();
+      return;
+    }
     if (last) {
       self->closing_ = true;
+      self->proxying_ = false;
       if (self->ping_) self->ping_->cancel();
       beast::error_code ignored;
       self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -414,10 +457,64 @@ void Session::WriteNext() {
   }
 }
 
+// The gateway's view of the connection. It owns the session while the gateway works on the
+// request (no read or write of the session's own may be pending then).
+class SessionDownstream final : public gateway::Downstream {
+ public:
+  explicit SessionDownstream(std::shared_ptr<Session> s) : s_(std::move(s)) {}
+  void Send(Head head, std::string body) override { s_->SendGateway(std::move(head), std::move(body)); }
+  void Begin(Head head) override { s_->BeginGateway(std::move(head)); }
+  void Chunk(std::string data) override { s_->Push(std::move(data), false); }
+  void End() override { s_->Push("", true); }
+  bool open() const override { return s_->open(); }
+
+ private:
+  std::shared_ptr<Session> s_;
+};
+
+void Session::HandleGateway() {
+  auto& req = parser_->get();
+  gateway::GatewayRequest g;
+  g.method = std::string(Sv(req.method_string()));
+  g.target = std::string(Sv(req.target()));
+  g.authorization = std::string(Sv(req[http::field::authorization]));
+  g.body = std::move(req.body());
+  const std::string_view path = std::string_view(g.target).substr(0, g.target.find('?'));
+  gateway_route_ = fmt::format("{} {}", MethodLabelOf(g.method), path);
+  proxying_ = true;
+  proxy_keep_ = req.keep_alive();
+  stream_.expires_never();
+  server_.gateway()->Handle(std::move(g), std::make_shared<SessionDownstream>(shared_from_this()));
+}
+
+void Session::SendGateway(gateway::Downstream::Head head, std::string body) {
+  proxying_ = false;
+  auto res = std::make_shared<http::response<http::string_body>>();
+  res->version(11);
+  res->result(static_cast<http::status>(head.status));
+  res->set(http::field::server, "landlord");
+  res->set(http::field::content_type, head.content_type);
+  for (auto& [k, v] : head.headers) res->set(k, v);
+  res->body() = std::move(body);
+  if (closing_) return;
+  Finish(res, gateway_route_, head.status);
+}
+
+void Session::BeginGateway(gateway::Downstream::Head head) {
+  auto h = std::make_shared<http::response<http::empty_body>>(static_cast<http::status>(head.status), 11);
+  h->set(http::field::content_type, head.content_type);
+  for (auto& [k, v] : head.headers) h->set(k, v);
+  server_.metrics().Observe(gateway_route_, head.status,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  out_.clear();
+  BeginChunked(std::move(h));
+}
+
 }  // namespace
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config) {
-  auto s = std::make_unique<Server>(ioc, cp, config);
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config,
+                                                      gateway::Gateway* gw) {
+  auto s = std::make_unique<Server>(ioc, cp, config, gw);
   LL_RETURN_IF_ERROR(s->Listen());
   return std::unique_ptr<HttpServer>(std::move(s));
 }

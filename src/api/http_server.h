@@ -11,14 +11,16 @@
 
 #include "api/config.h"
 #include "api/control_plane.h"
+#include "gateway/gateway.h"
 
 namespace ll::api {
 
 class HttpServer {
  public:
-  // Binds `config.listen` ("host:port"; port 0 picks a free one) on `ioc`.
+  // Binds `config.listen` ("host:port"; port 0 picks a free one) on `ioc`. With `gw`, the
+  // model API's routes (gateway::Gateway::Handles) go to it.
   static Result<std::unique_ptr<HttpServer>> Start(boost::asio::io_context& ioc, ControlPlane& cp,
-                                                   const ServeConfig& config);
+                                                   const ServeConfig& config, gateway::Gateway* gw = nullptr);
   virtual ~HttpServer() = default;
   // "127.0.0.1:PORT" as bound.
   virtual std::string address() const = 0;

@@ -331,8 +331,9 @@ void PrintInvoice(const Json& inv) {
 void PrintUsage(const Json& u) {
   std::vector<std::vector<std::string>> rows;
   for (const Json& e : u.at("data")) {
-    rows.push_back({TimeField(e, "start"), TimeField(e, "end"), Field(e, "lease_id"), Field(e, "kind"),
-                    Field(e, "gpu_ms"), Field(e, "amount")});
+    const bool tokens = e.contains("model");
+    rows.push_back({TimeField(e, "start"), TimeField(e, "end"), tokens ? Field(e, "model") : Field(e, "lease_id"),
+                    Field(e, "kind"), Field(e, "quantity"), Field(e, "amount")});
   }
   if (!rows.empty()) {
     PrintTable({"START", "END", "ITEM", "KIND", "GPU-MS/TOKENS", "AMOUNT USD"}, {false, false, false, false, true, true},

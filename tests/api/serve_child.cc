@@ -12,6 +12,15 @@
 namespace ll::testing {
 
 Result<ServeChild> SpawnServe(const std::string& bin, const std::string& config, const std::string& admin_key) {
+  return SpawnLandlord(bin, {"serve", "--config", config}, admin_key);
+}
+
+Result<ServeChild> SpawnLandlord(const std::string& bin, const std::vector<std::string>& args,
+                                 const std::string& admin_key) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(bin.c_str()));
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   int fds[2];
   if (pipe(fds) != 0) return Status::Io("pipe failed");
   ServeChild c;
@@ -22,7 +31,7 @@ Result<ServeChild> SpawnServe(const std::string& bin, const std::string& config,
     close(fds[0]);
     close(fds[1]);
     setenv("LANDLORD_ADMIN_KEY", admin_key.c_str(), 1);
-    execl(bin.c_str(), bin.c_str(), "serve", "--config", config.c_str(), static_cast<char*>(nullptr));
+    execv(bin.c_str(), argv.data());
     _exit(127);
   }
   close(fds[1]);
@@ -34,7 +43,7 @@ Result<ServeChild> SpawnServe(const std::string& bin, const std::string& config,
     char ch = 0;
     if (poll(&p, 1, 30'000) <= 0 || read(c.out_fd, &ch, 1) != 1) {
       StopServe(c, SIGKILL);
-      return Status::Io(fmt::format("{} serve exited or printed nothing in 30 s (config {})", bin, config));
+      return Status::Io(fmt::format("{} {} exited or printed nothing in 30 s", bin, args.empty() ? "" : args[0]));
     }
     if (ch == '\n') break;
     line += ch;

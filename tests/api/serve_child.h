@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -15,6 +16,11 @@ struct ServeChild {
   int out_fd = -1;  // the child's stdout (non-blocking after the first line)
   std::string url;  // "http://127.0.0.1:PORT", from the first line of output
 };
+
+// Runs `bin args...` with LANDLORD_ADMIN_KEY=admin_key and waits (up to 30 s) for its first
+// line, which must name the address it bound ("... http://HOST:PORT").
+Result<ServeChild> SpawnLandlord(const std::string& bin, const std::vector<std::string>& args,
+                                 const std::string& admin_key);
 
 // Runs `bin serve --config config` with LANDLORD_ADMIN_KEY=admin_key and waits (up to 30 s)
 // for its first line, which names the address it bound.

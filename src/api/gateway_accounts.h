@@ -1,0 +1,36 @@
+// The gateway's ledger inside `landlord serve`: keys, holds and metered usage go straight to
+// the control plane (same thread). Usage is group-committed: the first settlement after a
+// commit arms a timer of `window`, and everything settled until it fires is committed in one
+// transaction (one fsync for many requests). A kill -9 can lose at most the last window's
+// usage (never a tenant's credit, never a hold's release: holds live in memory only).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "api/control_plane.h"
+#include "gateway/gateway.h"
+
+namespace ll::api {
+
+class GatewayAccounts final : public gateway::Accounts {
+ public:
+  GatewayAccounts(ControlPlane& cp, boost::asio::io_context& ioc, Duration window)
+      : cp_(cp), timer_(ioc), window_(window) {}
+
+  std::optional<Key> Authenticate(std::string_view api_key) override { return cp_.TenantKey(api_key); }
+  Status Hold(const std::string& hold_id, const std::string& tenant_id, Money amount) override {
+    return cp_.GatewayHold(hold_id, tenant_id, amount);
+  }
+  void Settle(const std::string& hold_id, const Usage& usage) override;
+  // Commits now (shutdown).
+  void Flush();
+
+ private:
+  ControlPlane& cp_;
+  boost::asio::steady_timer timer_;
+  Duration window_;
+  bool armed_ = false;
+};
+
+}  // namespace ll::api

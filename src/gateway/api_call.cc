@@ -1,0 +1,352 @@
+#include "gateway/api_call.h"
+
+#include <simdjson.h>
+
+#include <fmt/format.h>
+
+namespace ll::gateway {
+namespace {
+
+namespace od = simdjson::ondemand;
+
+constexpr int64_t kMaxTokensLimit = 1'000'000;
+constexpr int64_t kMaxChoices = 128;
+// What the chat template adds around each message, at most, in tokens.
+constexpr int64_t kTemplateTokensPerMessage = 16;
+
+// FNV-1a over the first `limit` bytes fed to it.
+class PrefixHash {
+ public:
+  explicit PrefixHash(size_t limit) : left_(limit) {}
+  void Feed(std::string_view s) {
+    size_t n = std::min(left_, s.size());
+    for (size_t i = 0; i < n; ++i) {
+      h_ ^= static_cast<unsigned char>(s[i]);
+      h_ *= 0x100000001b3ULL;
+    }
+    left_ -= n;
+  }
+  uint64_t value() const { return h_; }
+
+ private:
+  uint64_t h_ = 0xcbf29ce484222325ULL;
+  size_t left_;
+};
+
+// Parsing state: the call being filled in and the first error.
+class Parser {
+ public:
+  Parser(ApiCall* call, ParseError* error, size_t prefix_bytes) : call_(call), error_(error), hash_(prefix_bytes) {}
+
+  bool Fail(std::string param, std::string message, std::string code = "invalid_value") {
+    if (!failed_) {
+      error_->param = std::move(param);
+      error_->message = std::move(message);
+      error_->code = std::move(code);
+      failed_ = true;
+    }
+    return false;
+  }
+  bool Type(const std::string& param, const char* what) {
+    return Fail(param, fmt::format("`{}` must be {}", param, what), "invalid_type");
+  }
+
+  bool Text(std::string_view s) {
+    call_->prompt_bytes += static_cast<int64_t>(s.size());
+    hash_.Feed(s);
+    return true;
+  }
+
+  // A string, or an array of parts (`{"type":"text","text":...}`; other parts count as a
+  // fixed size), or null.
+  bool Content(od::value v, const std::string& param) {
+    od::json_type t;
+    if (v.type().get(t)) return Type(param, "a string, an array of parts or null");
+    if (t == od::json_type::null) return true;
+    if (t == od::json_type::string) {
+      std::string_view s;
+      if (v.get_string().get(s)) return Type(param, "a string");
+      return Text(s);
+    }
+    if (t != od::json_type::array) return Type(param, "a string, an array of parts or null");
+    size_t i = 0;
+    for (auto part_r : v.get_array()) {
+      const std::string pp = fmt::format("{}[{}]", param, i++);
+      od::object part;
+      if (part_r.get_object().get(part)) return Type(pp, "an object");
+      bool text = false;
+      for (auto f_r : part) {
+        od::field f;
+        std::string_view key;
+        if (std::move(f_r).get(f) || f.unescaped_key().get(key)) return Type(pp, "an object");
+        if (key == "text") {
+          std::string_view s;
+          if (f.value().get_string().get(s)) return Type(pp + ".text", "a string");
+          Text(s);
+          text = true;
+        }
+      }
+      // An image or audio part: bound its tokens by a fixed allowance.
+      if (!text) call_->prompt_bytes += 4096;
+    }
+    return true;
+  }
+
+  bool Messages(od::value v) {
+    od::array arr;
+    if (v.get_array().get(arr)) return Type("messages", "an array of messages");
+    size_t i = 0;
+    for (auto m_r : arr) {
+      const std::string mp = fmt::format("messages[{}]", i++);
+      od::object m;
+      if (m_r.get_object().get(m)) return Type(mp, "an object");
+      bool has_role = false;
+      for (auto f_r : m) {
+        od::field f;
+        std::string_view key;
+        if (std::move(f_r).get(f) || f.unescaped_key().get(key)) return Type(mp, "an object");
+        if (key == "role") {
+          std::string_view role;
+          if (f.value().get_string().get(role)) return Type(mp + ".role", "a string");
+          Text(role);
+          Text(":");
+          has_role = true;
+        } else if (key == "content") {
+          if (!Content(f.value(), mp + ".content")) return false;
+        } else if (key == "tool_calls" || key == "name" || key == "tool_call_id") {
+          // Sent to the model too: bound them by their JSON size.
+          std::string_view raw;
+          od::value fv = f.value();
+          od::json_type t;
+          if (fv.type().get(t)) return Type(mp + "." + std::string(key), "valid JSON");
+          if (t == od::json_type::array) {
+            od::array a;
+            if (fv.get_array().get(a) || a.raw_json().get(raw)) return Type(mp + "." + std::string(key), "valid JSON");
+          } else if (t == od::json_type::string) {
+            if (fv.get_string().get(raw)) return Type(mp + "." + std::string(key), "a string");
+          }
+          call_->prompt_bytes += static_cast<int64_t>(raw.size());
+        }
+      }
+      if (!has_role) return Fail(mp + ".role", fmt::format("`{}.role` is required", mp), "missing_field");
+      ++call_->messages;
+    }
+    if (call_->messages == 0) return Fail("messages", "`messages` must not be empty");
+    return true;
+  }
+
+  // `prompt` (completions) or `input` (embeddings): a string, an array of strings, an array
+  // of token ids, or an array of arrays of token ids.
+  bool Prompt(od::value v, const std::string& param) {
+    od::json_type t;
+    if (v.type().get(t)) return Type(param, "a string or an array");
+    if (t == od::json_type::string) {
+      std::string_view s;
+      if (v.get_string().get(s)) return Type(param, "a string");
+      ++call_->messages;
+      return Text(s);
+    }
+    if (t != od::json_type::array) return Type(param, "a string, an array of strings or of token ids");
+    size_t i = 0;
+    bool any = false;
+    for (auto e_r : v.get_array()) {
+      const std::string ep = fmt::format("{}[{}]", param, i++);
+      od::value e;
+      od::json_type et;
+      if (std::move(e_r).get(e) || e.type().get(et)) return Type(ep, "a string, a token id or an array of token ids");
+      any = true;
+      if (et == od::json_type::string) {
+        std::string_view s;
+        if (e.get_string().get(s)) return Type(ep, "a string");
+        Text(s);
+        ++call_->messages;
+      } else if (et == od::json_type::number) {
+        int64_t id;
+        if (e.get_int64().get(id) || id < 0) return Type(ep, "a token id (an integer ≥ 0)");
+        ++call_->prompt_token_ids;
+        if (i == 1) ++call_->messages;
+      } else if (et == od::json_type::array) {
+        for (auto id_r : e.get_array()) {
+          int64_t id;
+          if (id_r.get_int64().get(id) || id < 0) return Type(ep, "an array of token ids");
+          ++call_->prompt_token_ids;
+        }
+        ++call_->messages;
+      } else {
+        return Type(ep, "a string, a token id or an array of token ids");
+      }
+    }
+    if (!any) return Fail(param, fmt::format("`{}` must not be empty", param));
+    return true;
+  }
+
+  bool Int(od::value v, const std::string& param, int64_t lo, int64_t hi, int64_t* out) {
+    int64_t x;
+    if (v.get_int64().get(x)) {
+      od::json_type t;
+      if (!v.type().get(t) && t == od::json_type::null) return true;  // null: as if absent
+      return Type(param, "an integer");
+    }
+    if (x < lo || x > hi) return Fail(param, fmt::format("`{}` must be in [{}, {}], got {}", param, lo, hi, x));
+    *out = x;
+    return true;
+  }
+
+  bool Bool(od::value v, const std::string& param, bool* out) {
+    od::json_type t;
+    if (!v.type().get(t) && t == od::json_type::null) return true;
+    if (v.get_bool().get(*out)) return Type(param, "a boolean");
+    return true;
+  }
+
+  uint64_t hash() const { return hash_.value(); }
+  bool failed() const { return failed_; }
+
+ private:
+  ApiCall* call_;
+  ParseError* error_;
+  PrefixHash hash_;
+  bool failed_ = false;
+};
+
+}  // namespace
+
+std::string_view EndpointPath(Endpoint e) {
+  switch (e) {
+    case Endpoint::kChatCompletions: return "/v1/chat/completions";
+    case Endpoint::kCompletions: return "/v1/completions";
+    case Endpoint::kEmbeddings: return "/v1/embeddings";
+  }
+  return "";
+}
+
+int64_t ApiCall::EstimatedPromptTokens() const { return (prompt_bytes + 3) / 4 + prompt_token_ids; }
+
+int64_t ApiCall::WorstPromptTokens() const {
+  return prompt_bytes + prompt_token_ids + kTemplateTokensPerMessage * (messages + 1);
+}
+
+Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t prefix_bytes, ParseError* error) {
+  ApiCall call;
+  call.endpoint = endpoint;
+  Parser p(&call, error, prefix_bytes);
+  auto invalid = [&](std::string message) {
+    p.Fail("", std::move(message), "invalid_json");
+    return Status::Invalid(error->message);
+  };
+  const simdjson::padded_string padded(body);
+  od::parser parser;
+  od::document doc;
+  od::object root;
+  if (parser.iterate(padded).get(doc) || doc.get_object().get(root)) return invalid("the body must be a JSON object");
+  bool has_model = false, has_prompt = false;
+  const std::string_view prompt_field = endpoint == Endpoint::kChatCompletions ? "messages"
+                                        : endpoint == Endpoint::kCompletions   ? "prompt"
+                                                                               : "input";
+  for (auto f_r : root) {
+    od::field f;
+    if (std::move(f_r).get(f)) return invalid("the body is not valid JSON");
+    // The key as written (simdjson validated the string; an escaped key matches no field we
+    // read, as a key with escapes is no name we know).
+    const char* key_start = f.key().raw() - 1;  // the opening quote
+    const char* key_end = key_start + 1;
+    while (*key_end != '"') key_end += *key_end == '\\' ? 2 : 1;
+    const std::string_view key(key_start + 1, static_cast<size_t>(key_end - key_start - 1));
+    bool ok = true;
+    if (key == "model") {
+      std::string_view m;
+      if (f.value().get_string().get(m)) {
+        ok = p.Type("model", "a string");
+      } else if (m.empty() || m.size() > 256) {
+        ok = p.Fail("model", "`model` must be 1..256 characters");
+      } else {
+        call.model = std::string(m);
+        has_model = true;
+      }
+    } else if (key == prompt_field) {
+      has_prompt = true;
+      ok = endpoint == Endpoint::kChatCompletions ? p.Messages(f.value()) : p.Prompt(f.value(), std::string(key));
+    } else if (key == "stream" && endpoint != Endpoint::kEmbeddings) {
+      ok = p.Bool(f.value(), "stream", &call.stream);
+    } else if (key == "stream_options" && endpoint != Endpoint::kEmbeddings) {
+      od::value v = f.value();
+      od::json_type t;
+      od::object o;
+      std::string_view raw;
+      if (v.type().get(t) || (t != od::json_type::object && t != od::json_type::null)) {
+        ok = p.Type("stream_options", "an object");
+      } else if (t == od::json_type::null) {
+        raw = v.raw_json_token();
+        call.stream_options_begin = static_cast<size_t>(key_start - padded.data());
+        call.stream_options_end = static_cast<size_t>(raw.data() - padded.data()) + 4;
+      } else if (v.get_object().get(o) || o.raw_json().get(raw)) {
+        ok = p.Type("stream_options", "an object");
+      } else {
+        call.stream_options_begin = static_cast<size_t>(key_start - padded.data());
+        call.stream_options_end = static_cast<size_t>(raw.data() - padded.data()) + raw.size();
+        while (call.stream_options_end > 0 && padded.data()[call.stream_options_end - 1] != '}') --call.stream_options_end;
+        // raw_json() consumed the object: read its one field we need from a copy.
+        const simdjson::padded_string sub(raw);
+        od::parser sub_parser;
+        od::document sub_doc;
+        od::object so;
+        if (sub_parser.iterate(sub).get(sub_doc) || sub_doc.get_object().get(so)) return invalid("the body is not valid JSON");
+        for (auto sf_r : so) {
+          od::field sf;
+          std::string_view skey;
+          if (std::move(sf_r).get(sf) || sf.unescaped_key().get(skey)) return invalid("the body is not valid JSON");
+          if (skey == "include_usage") ok = ok && p.Bool(sf.value(), "stream_options.include_usage", &call.client_wants_usage);
+        }
+      }
+    } else if (key == "max_tokens" || key == "max_completion_tokens") {
+      ok = p.Int(f.value(), std::string(key), 1, kMaxTokensLimit, &call.max_tokens);
+    } else if (key == "n") {
+      ok = p.Int(f.value(), "n", 1, kMaxChoices, &call.n);
+    }
+    if (!ok) return Status::Invalid(error->message);
+  }
+  if (!has_model) {
+    p.Fail("model", "`model` is required", "missing_field");
+    return Status::Invalid(error->message);
+  }
+  if (!has_prompt) {
+    p.Fail(std::string(prompt_field), fmt::format("`{}` is required", prompt_field), "missing_field");
+    return Status::Invalid(error->message);
+  }
+  // Trailing bytes after the object are not JSON.
+  const char* trailing = nullptr;
+  if (!doc.current_location().get(trailing)) return invalid("the body is not valid JSON: bytes after the object");
+  call.prefix_hash = p.hash();
+  return call;
+}
+
+std::string UpstreamBody(std::string_view body, const ApiCall& call) {
+  constexpr std::string_view kWithUsage = "\"stream_options\":{\"include_usage\":true}";
+  std::string out;
+  out.reserve(body.size() + kWithUsage.size() + 2);
+  if (call.stream_options_begin != std::string::npos) {
+    const size_t b = call.stream_options_begin, e = call.stream_options_end;
+    if (call.stream) {
+      out.append(body.substr(0, b)).append(kWithUsage).append(body.substr(e));
+      return out;
+    }
+    // Remove the member and one comma next to it.
+    size_t after = e;
+    while (after < body.size() && (body[after] == ' ' || body[after] == '\t' || body[after] == '\n' || body[after] == '\r')) ++after;
+    if (after < body.size() && body[after] == ',') {
+      out.append(body.substr(0, b)).append(body.substr(after + 1));
+      return out;
+    }
+    size_t before = b;
+    while (before > 0 && body[before - 1] != ',' && body[before - 1] != '{') --before;
+    if (before > 0 && body[before - 1] == ',') --before;
+    out.append(body.substr(0, before)).append(body.substr(e));
+    return out;
+  }
+  if (!call.stream) return std::string(body);
+  const size_t brace = body.find('{');  // the parse found an object: there is one
+  out.append(body.substr(0, brace + 1)).append(kWithUsage).append(",").append(body.substr(brace + 1));
+  return out;
+}
+
+}  // namespace ll::gateway

@@ -1,0 +1,57 @@
+// What the gateway reads of an OpenAI-style request body, parsed on demand with simdjson: only
+// the fields the filters need (model, stream, token limits, the prompt's size and first bytes),
+// never a DOM of the whole body. And the one rewrite it makes before sending it upstream.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace ll::gateway {
+
+enum class Endpoint { kChatCompletions, kCompletions, kEmbeddings };
+
+// "/v1/chat/completions", ...
+std::string_view EndpointPath(Endpoint e);
+
+struct ApiCall {
+  Endpoint endpoint = Endpoint::kChatCompletions;
+  std::string model;
+  bool stream = false;
+  bool client_wants_usage = false;  // `stream_options.include_usage` as the client sent it
+  int64_t max_tokens = -1;          // `max_tokens` / `max_completion_tokens`; -1 when absent
+  int64_t n = 1;                    // choices asked for
+  int64_t messages = 0;             // chat messages, or prompts / inputs
+  int64_t prompt_bytes = 0;         // bytes of prompt text (message contents, prompt, input)
+  int64_t prompt_token_ids = 0;     // prompts given as token ids count one token each
+  uint64_t prefix_hash = 0;         // of the first `prefix_bytes` of the prompt text
+  // The top-level `stream_options` member's byte span in the body ([begin, end)), if any.
+  size_t stream_options_begin = std::string::npos;
+  size_t stream_options_end = std::string::npos;
+
+  // The prompt tokens to count against a tokens-per-minute limit before the upstream says:
+  // about four bytes a token.
+  int64_t EstimatedPromptTokens() const;
+  // An upper bound on the prompt tokens whatever the tokenizer (a token is at least a byte),
+  // plus the chat template's tokens per message: what a budget holds before the request.
+  int64_t WorstPromptTokens() const;
+};
+
+struct ParseError {
+  std::string message;
+  std::string param;  // the field, OpenAI-style
+  std::string code = "invalid_value";
+};
+
+// Parses and validates `body` for `endpoint` (errors name the field in `error->param`);
+// hashes the first `prefix_bytes` of the prompt text.
+Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t prefix_bytes, ParseError* error);
+
+// The body to send upstream: a streamed request always asks for usage
+// (`"stream_options":{"include_usage":true}`, replacing what the client sent), a non-streamed
+// one loses `stream_options` (some servers reject it there). Other bytes are kept as they are.
+std::string UpstreamBody(std::string_view body, const ApiCall& call);
+
+}  // namespace ll::gateway

@@ -1,0 +1,710 @@
+#include "gateway/gateway.h"
+
+#include <algorithm>
+#include <limits>
+#include <random>
+
+#include <simdjson.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "gateway/api_call.h"
+#include "gateway/http_util.h"
+
+namespace ll::gateway {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct Gateway::Pool {
+  static constexpr size_t kMaxIdle = 256;
+  std::map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;  // by replica id
+  std::map<std::string, tcp::resolver::results_type> endpoints;
+  tcp::resolver resolver;
+  explicit Pool(net::io_context& ioc) : resolver(ioc) {}
+};
+
+namespace {
+
+std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+// Micro-dollars for `tokens` at `per_mtok`, rounded up (a hold must cover any rounding).
+Money CostCeil(int64_t tokens, Money per_mtok) {
+  const __int128 v = static_cast<__int128>(tokens) * per_mtok.micros;
+  return Money::Micros(static_cast<int64_t>((v + 999'999) / 1'000'000));
+}
+
+// The `usage` object's token counts in a response body or stream chunk, if it has one.
+bool ReadUsage(std::string_view json, int64_t* prompt, int64_t* completion) {
+  if (json.find("\"usage\"") == std::string_view::npos) return false;
+  simdjson::padded_string padded(json);
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object usage;
+  if (parser.iterate(padded).get(doc) || doc["usage"].get_object().get(usage)) return false;
+  int64_t p = 0, c = 0;
+  for (auto f_r : usage) {
+    simdjson::ondemand::field f;
+    std::string_view k;
+    if (std::move(f_r).get(f) || f.unescaped_key().get(k)) return false;
+    if (k == "prompt_tokens") {
+      if (f.value().get_int64().get(p)) return false;
+    } else if (k == "completion_tokens") {
+      if (f.value().get_int64().get(c)) return false;
+    }
+  }
+  *prompt = std::max<int64_t>(0, p);
+  *completion = std::max<int64_t>(0, c);
+  return true;
+}
+
+// One extra response header (a function: GCC 12 misreads a braced list here, -Warray-bounds).
+std::vector<std::pair<std::string, std::string>> Header(std::string name, std::string value) {
+  std::vector<std::pair<std::string, std::string>> v;
+  v.emplace_back(std::move(name), std::move(value));
+  return v;
+}
+
+}  // namespace
+
+// One request through the filter chain and its attempts upstream.
+class Gateway::Call : public std::enable_shared_from_this<Call> {
+ public:
+  Call(Gateway& g, GatewayRequest req, std::shared_ptr<Downstream> down)
+      : g_(g), req_(std::move(req)), down_(std::move(down)) {
+    id_ = fmt::format("req_{:016x}{:08x}", g_.boot_id_, ++g_.next_request_);
+    ++g_.in_flight_;
+    g_.live_.insert(this);
+  }
+  ~Call() {
+    --g_.in_flight_;
+    g_.live_.erase(this);
+  }
+  // Shutdown: drops the upstream connection (its pending operations end as aborted).
+  void Abort() { CloseConn(); }
+
+  void Start();
+
+ private:
+  // Filters.
+  bool Auth();
+  bool Parse(Endpoint e);
+  bool Limit();
+  bool Budget();
+  // Upstream.
+  void Attempt();
+  void Connect();
+  void Send();
+  void OnHeader();
+  void ReadBody();
+  void OnBytes(const char* data, size_t n);
+  void Finish();
+  void FailedBeforeFirstByte(const std::string& why);
+  void FailedMidStream(const std::string& why);
+  void Meter(int64_t input, int64_t output);
+  void Refuse(int status, std::string_view code, std::string message, std::string_view param, std::string_view type,
+              std::vector<std::pair<std::string, std::string>> extra = {});
+  void Models();
+  Downstream::Head HeadFor(int status, std::string content_type);
+  void CloseConn() {
+    if (conn_) {
+      beast::error_code ec;
+      conn_->socket().shutdown(tcp::socket::shutdown_both, ec);
+      conn_->close();
+      conn_.reset();
+    }
+  }
+  void EndRoute() {
+    if (!replica_.empty()) g_.router_.End(replica_, route_tokens_);
+  }
+
+  Gateway& g_;
+  GatewayRequest req_;
+  std::shared_ptr<Downstream> down_;
+  std::string id_;
+  Accounts::Key key_;
+  ApiCall call_;
+  std::string upstream_body_;
+  std::string model_label_ = "-";
+  // Reservations.
+  int64_t tpm_reserved_ = 0;
+  RateLimits::Decision limits_;
+  bool held_ = false;
+  // Attempts.
+  int attempt_ = 0;
+  std::vector<std::string> tried_;
+  std::string errors_;  // why each tried replica failed
+  std::string replica_;
+  int64_t route_tokens_ = 0;
+  std::unique_ptr<beast::tcp_stream> conn_;
+  bool reused_ = false, stale_retried_ = false;
+  beast::flat_buffer buf_;
+  std::optional<http::response_parser<http::buffer_body>> parser_;
+  std::unique_ptr<http::request<http::string_body>> upreq_;
+  char chunk_[16 * 1024];
+  // The response.
+  int status_ = 0;
+  bool streaming_ = false;
+  std::string body_;     // a whole (non-streamed) response
+  std::string pending_;  // a partial stream event
+  bool done_seen_ = false;
+  int64_t delivered_ = 0;  // content events sent to the client
+  bool has_usage_ = false;
+  int64_t usage_in_ = 0, usage_out_ = 0;
+  bool metered_ = false;
+};
+
+void Gateway::Call::Start() {
+  const std::string_view target = req_.target;
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/v1/models") {
+    if (req_.method != "GET") {
+      Refuse(405, "method_not_allowed", "use GET on `/v1/models`", "", "invalid_request_error");
+      return;
+    }
+    if (!Auth()) return;
+    Models();
+    return;
+  }
+  Endpoint e = path == "/v1/chat/completions" ? Endpoint::kChatCompletions
+               : path == "/v1/completions"    ? Endpoint::kCompletions
+                                              : Endpoint::kEmbeddings;
+  if (req_.method != "POST") {
+    Refuse(405, "method_not_allowed", fmt::format("use POST on `{}`", path), "", "invalid_request_error");
+    return;
+  }
+  if (!Auth() || !Parse(e) || !Limit() || !Budget()) return;
+  upstream_body_ = UpstreamBody(req_.body, call_);
+  req_.body.clear();
+  req_.body.shrink_to_fit();
+  Attempt();
+}
+
+bool Gateway::Call::Auth() {
+  constexpr std::string_view kPrefix = "Bearer ";
+  std::string_view a = req_.authorization;
+  std::string_view token;
+  if (a.size() > kPrefix.size() && a.substr(0, kPrefix.size()) == kPrefix) {
+    token = a.substr(kPrefix.size());
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  }
+  std::optional<Accounts::Key> k;
+  if (!token.empty()) k = g_.accounts_->Authenticate(token);
+  if (!k) {
+    Refuse(401, "invalid_api_key",
+           token.empty() ? "no API key: send `Authorization: Bearer <key>`" : "incorrect API key provided", "",
+           "invalid_request_error", Header("www-authenticate", "Bearer"));
+    return false;
+  }
+  key_ = std::move(*k);
+  return true;
+}
+
+bool Gateway::Call::Parse(Endpoint e) {
+  ParseError pe;
+  auto c = ParseApiCall(e, req_.body, g_.options_.prefix_bytes, &pe);
+  if (!c.ok()) {
+    Refuse(400, pe.code, pe.message, pe.param, "invalid_request_error");
+    return false;
+  }
+  call_ = std::move(*c);
+  if (!g_.router_.Serves(call_.model)) {
+    Refuse(404, "model_not_found", fmt::format("the model `{}` does not exist", call_.model), "model",
+           "invalid_request_error");
+    return false;
+  }
+  model_label_ = call_.model;
+  return true;
+}
+
+bool Gateway::Call::Limit() {
+  const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
+                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
+                                                              : g_.options_.max_output_tokens * call_.n;
+  tpm_reserved_ = call_.EstimatedPromptTokens() + out;
+  limits_ = g_.limits_.Take(key_.key_id, g_.options_.rpm, g_.options_.tpm, tpm_reserved_, g_.clock_->Now());
+  if (limits_.ok) return true;
+  const int64_t needed = tpm_reserved_;
+  tpm_reserved_ = 0;
+  std::vector<std::pair<std::string, std::string>> extra;
+  extra.reserve(2);  // (GCC 12 warns falsely on growing an empty vector here: -Warray-bounds)
+  if (limits_.never) {
+    Refuse(429, "rate_limit_exceeded",
+           fmt::format("this request needs {} tokens, over the key's limit of {} tokens per minute: lower "
+                       "`max_tokens` or the prompt",
+                       needed, limits_.limit_tokens),
+           "", "tokens", Header("x-should-retry", "false"));
+    return false;
+  }
+  const int64_t ms = std::max<int64_t>(1, limits_.retry_after.ms);
+  extra.emplace_back("retry-after", std::to_string((ms + 999) / 1000));
+  extra.emplace_back("retry-after-ms", std::to_string(ms));
+  Refuse(429, "rate_limit_exceeded",
+         limits_.tokens ? fmt::format("rate limit reached: {} tokens per minute; retry in {}", limits_.limit_tokens,
+                                      FormatResetDuration(limits_.retry_after))
+                        : fmt::format("rate limit reached: {} requests per minute; retry in {}", limits_.limit_requests,
+                                      FormatResetDuration(limits_.retry_after)),
+         "", limits_.tokens ? "tokens" : "requests", std::move(extra));
+  return false;
+}
+
+bool Gateway::Call::Budget() {
+  const auto tp = g_.prices_.TokenPricesFor(call_.model);
+  const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
+                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
+                                                              : g_.options_.max_output_tokens * call_.n;
+  const Money worst = CostCeil(call_.WorstPromptTokens(), tp.input_per_mtok) + CostCeil(out, tp.output_per_mtok);
+  Status st = g_.accounts_->Hold(id_, key_.tenant_id, worst);
+  if (st.ok()) {
+    held_ = true;
+    return true;
+  }
+  g_.limits_.Settle(key_.key_id, tpm_reserved_, 0, g_.clock_->Now(), /*request_back=*/true);
+  tpm_reserved_ = 0;
+  if (st.code() == StatusCode::kResourceExhausted) {
+    Refuse(429, "insufficient_quota",
+           fmt::format("you exceeded your current quota: the prepaid balance does not cover this request's worst "
+                       "case (${}); {}",
+                       FormatMoney(worst), st.message()),
+           "", "insufficient_quota", Header("x-should-retry", "false"));
+  } else {
+    Refuse(500, "internal_error", st.message(), "", "server_error");
+  }
+  return false;
+}
+
+void Gateway::Call::Models() {
+  std::string data;
+  for (const std::string& m : g_.router_.Models()) {
+    data += fmt::format("{}{{\"id\":{},\"object\":\"model\",\"created\":0,\"owned_by\":\"landlord\"}}",
+                        data.empty() ? "" : ",", nlohmann::json(m).dump());
+  }
+  down_->Send(HeadFor(200, "application/json"), fmt::format("{{\"object\":\"list\",\"data\":[{}]}}", data));
+}
+
+Downstream::Head Gateway::Call::HeadFor(int status, std::string content_type) {
+  Downstream::Head h;
+  h.status = status;
+  h.content_type = std::move(content_type);
+  h.headers.emplace_back("x-request-id", id_);
+  if (limits_.limit_requests > 0) {
+    h.headers.emplace_back("x-ratelimit-limit-requests", std::to_string(limits_.limit_requests));
+    h.headers.emplace_back("x-ratelimit-remaining-requests", std::to_string(limits_.remaining_requests));
+    h.headers.emplace_back("x-ratelimit-reset-requests", FormatResetDuration(limits_.reset_requests));
+  }
+  if (limits_.limit_tokens > 0) {
+    h.headers.emplace_back("x-ratelimit-limit-tokens", std::to_string(limits_.limit_tokens));
+    h.headers.emplace_back("x-ratelimit-remaining-tokens", std::to_string(limits_.remaining_tokens));
+    h.headers.emplace_back("x-ratelimit-reset-tokens", FormatResetDuration(limits_.reset_tokens));
+  }
+  if (!replica_.empty()) h.headers.emplace_back("x-landlord-replica", replica_);
+  return h;
+}
+
+void Gateway::Call::Refuse(int status, std::string_view code, std::string message, std::string_view param,
+                           std::string_view type, std::vector<std::pair<std::string, std::string>> extra) {
+  ++g_.by_code_[{model_label_, status}];
+  Downstream::Head h = HeadFor(status, "application/json");
+  for (auto& kv : extra) h.headers.push_back(std::move(kv));
+  down_->Send(std::move(h), ErrorJson(code, message, param, type));
+}
+
+void Gateway::Call::Attempt() {
+  const Time now = g_.clock_->Now();
+  Replica* r = attempt_ < g_.options_.max_attempts ? g_.router_.Pick(call_.model, call_.prefix_hash, tried_, now) : nullptr;
+  if (r == nullptr) {
+    replica_.clear();
+    Meter(0, 0);
+    Refuse(503, "no_replica_available",
+           tried_.empty() ? fmt::format("no replica of `{}` is available", call_.model)
+                          : fmt::format("no replica of `{}` could take the request ({})", call_.model, errors_),
+           "",
+           "server_error");
+    return;
+  }
+  ++attempt_;
+  replica_ = r->id;
+  route_tokens_ = tpm_reserved_ > 0 ? tpm_reserved_ : call_.EstimatedPromptTokens() + 1;
+  g_.router_.Begin(r, route_tokens_);
+  auto& idle = g_.pool_->idle[replica_];
+  reused_ = !idle.empty();
+  if (reused_) {
+    conn_ = std::move(idle.back());
+    idle.pop_back();
+    Send();
+    return;
+  }
+  Connect();
+}
+
+void Gateway::Call::Connect() {
+  Replica* r = g_.router_.Find(replica_);
+  conn_ = std::make_unique<beast::tcp_stream>(g_.ioc_);
+  auto& eps = g_.pool_->endpoints[replica_];
+  if (eps.empty()) {
+    beast::error_code ec;
+    eps = g_.pool_->resolver.resolve(r->host, r->port, ec);
+    if (ec) {
+      FailedBeforeFirstByte(fmt::format("resolve {}:{}: {}", r->host, r->port, ec.message()));
+      return;
+    }
+  }
+  conn_->expires_after(std::chrono::milliseconds(g_.options_.connect_timeout.ms));
+  conn_->async_connect(eps, [self = shared_from_this()](beast::error_code ec, const tcp::endpoint&) {
+    if (ec) {
+      self->FailedBeforeFirstByte(fmt::format("connect: {}", ec.message()));
+      return;
+    }
+    beast::error_code ignored;
+    self->conn_->socket().set_option(tcp::no_delay(true), ignored);
+    self->Send();
+  });
+}
+
+void Gateway::Call::Send() {
+  Replica* r = g_.router_.Find(replica_);
+  upreq_ = std::make_unique<http::request<http::string_body>>();
+  upreq_->method(http::verb::post);
+  upreq_->version(11);
+  const std::string_view path = EndpointPath(call_.endpoint);
+  upreq_->target(beast::string_view(path.data(), path.size()));
+  upreq_->set(http::field::host, r->host + ":" + r->port);
+  upreq_->set(http::field::content_type, "application/json");
+  upreq_->set("x-request-id", id_);
+  upreq_->keep_alive(true);
+  upreq_->body() = upstream_body_;
+  upreq_->prepare_payload();
+  conn_->expires_after(std::chrono::milliseconds(g_.options_.first_byte_timeout.ms));
+  http::async_write(*conn_, *upreq_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (ec) {
+      self->FailedBeforeFirstByte(fmt::format("send: {}", ec.message()));
+      return;
+    }
+    self->buf_.clear();
+    self->parser_.emplace();
+    self->parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // streams are unbounded; whole bodies are capped in ReadBody
+    http::async_read_header(*self->conn_, self->buf_, *self->parser_, [self](beast::error_code e, size_t) {
+      if (e) {
+        self->FailedBeforeFirstByte(fmt::format("no response: {}", e.message()));
+        return;
+      }
+      self->OnHeader();
+    });
+  });
+}
+
+void Gateway::Call::FailedBeforeFirstByte(const std::string& why) {
+  CloseConn();
+  EndRoute();
+  if (!down_->open()) {  // the client left while we were trying
+    Meter(0, 0);
+    return;
+  }
+  if (reused_ && !stale_retried_) {
+    // A kept-alive connection the replica had closed: once more on a fresh one, same replica.
+    stale_retried_ = true;
+    --attempt_;
+    Replica* r = g_.router_.Find(replica_);
+    if (r != nullptr) {
+      g_.router_.Begin(r, route_tokens_);
+      reused_ = false;
+      Connect();
+      return;
+    }
+  }
+  ++g_.stats_.upstream_failures;
+  ++g_.stats_.retries;
+  g_.router_.Failed(replica_, g_.clock_->Now());
+  tried_.push_back(replica_);
+  errors_ += fmt::format("{}{}: {}", errors_.empty() ? "" : "; ", replica_, why);
+  stale_retried_ = false;
+  Attempt();
+}
+
+void Gateway::Call::OnHeader() {
+  auto& res = parser_->get();
+  status_ = static_cast<int>(res.result_int());
+  // A replica that is overloaded or broken answers 502/503/504: try another while nothing has
+  // reached the client.
+  if (status_ == 502 || status_ == 503 || status_ == 504) {
+    FailedBeforeFirstByte(fmt::format("HTTP {}", status_));
+    return;
+  }
+  const std::string_view ct = Sv(res[http::field::content_type]);
+  streaming_ = status_ == 200 && ct.rfind("text/event-stream", 0) == 0;
+  if (streaming_) {
+    Downstream::Head h = HeadFor(200, "text/event-stream");
+    h.headers.emplace_back("cache-control", "no-cache");
+    ++g_.by_code_[{model_label_, 200}];
+    down_->Begin(std::move(h));
+  }
+  ReadBody();
+}
+
+void Gateway::Call::ReadBody() {
+  if (streaming_ && !down_->open()) {
+    FailedMidStream("the client went away");
+    return;
+  }
+  parser_->get().body().data = chunk_;
+  parser_->get().body().size = sizeof(chunk_);
+  conn_->expires_after(std::chrono::milliseconds(g_.options_.idle_timeout.ms));
+  // read_some: whatever arrived, not a full buffer (a stream's events go on as they come).
+  http::async_read_some(*conn_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      if (self->streaming_) {
+        self->FailedMidStream(ec.message());
+      } else {
+        self->FailedBeforeFirstByte(fmt::format("response body: {}", ec.message()));
+      }
+      return;
+    }
+    const size_t n = sizeof(self->chunk_) - self->parser_->get().body().size;
+    self->OnBytes(self->chunk_, n);
+    if (self->parser_->is_done()) {
+      self->Finish();
+    } else if (!self->streaming_ && self->body_.size() > self->g_.options_.max_response_bytes) {
+      self->FailedBeforeFirstByte("the response is too large");
+    } else {
+      self->ReadBody();
+    }
+  });
+}
+
+void Gateway::Call::OnBytes(const char* data, size_t n) {
+  if (!streaming_) {
+    body_.append(data, n);
+    return;
+  }
+  pending_.append(data, n);
+  std::string out;
+  size_t start = 0;
+  for (;;) {
+    size_t end = pending_.find("\n\n", start);
+    size_t sep = 2;
+    const size_t crlf = pending_.find("\r\n\r\n", start);
+    if (crlf != std::string::npos && (end == std::string::npos || crlf < end)) {
+      end = crlf;
+      sep = 4;
+    }
+    if (end == std::string::npos) break;
+    const std::string_view event(pending_.data() + start, end + sep - start);
+    start = end + sep;
+    const size_t data_at = event.find("data:");
+    std::string_view payload = data_at == std::string_view::npos ? std::string_view() : event.substr(data_at + 5);
+    while (!payload.empty() && (payload.front() == ' ')) payload.remove_prefix(1);
+    while (!payload.empty() && (payload.back() == '\n' || payload.back() == '\r')) payload.remove_suffix(1);
+    bool forward = true;
+    if (payload == "[DONE]") {
+      done_seen_ = true;
+    } else if (!payload.empty()) {
+      int64_t p = 0, c = 0;
+      if (payload.find("\"usage\":{") != std::string_view::npos || payload.find("\"usage\": {") != std::string_view::npos) {
+        if (ReadUsage(payload, &p, &c)) {
+          has_usage_ = true;
+          usage_in_ = p;
+          usage_out_ = c;
+        }
+      }
+      // The usage-only chunk (no choices) goes to the client only if it asked for usage.
+      const bool usage_only = has_usage_ && (payload.find("\"choices\":[]") != std::string_view::npos ||
+                                             payload.find("\"choices\": []") != std::string_view::npos);
+      if (usage_only) {
+        forward = call_.client_wants_usage;
+      } else {
+        ++delivered_;
+      }
+    }
+    if (forward) out.append(event);
+  }
+  pending_.erase(0, start);
+  if (!out.empty()) down_->Chunk(std::move(out));
+}
+
+void Gateway::Call::Finish() {
+  const bool keep = parser_->get().keep_alive();
+  EndRoute();
+  if (keep && conn_) {
+    auto& idle = g_.pool_->idle[replica_];
+    if (idle.size() < Pool::kMaxIdle) {
+      conn_->expires_never();
+      idle.push_back(std::move(conn_));
+    }
+  }
+  CloseConn();
+  if (streaming_) {
+    if (!pending_.empty()) down_->Chunk(std::move(pending_));
+    down_->End();
+    Meter(has_usage_ ? usage_in_ : call_.EstimatedPromptTokens(), has_usage_ ? usage_out_ : delivered_);
+    return;
+  }
+  int64_t p = 0, c = 0;
+  if (status_ >= 200 && status_ < 300 && ReadUsage(body_, &p, &c)) {
+    Meter(p, c);
+  } else {
+    Meter(0, 0);  // an error answer: nothing was generated
+  }
+  ++g_.by_code_[{model_label_, status_}];
+  auto& res = parser_->get();
+  std::string ct(Sv(res[http::field::content_type]));
+  down_->Send(HeadFor(status_, ct.empty() ? "application/json" : ct), std::move(body_));
+}
+
+void Gateway::Call::FailedMidStream(const std::string& why) {
+  CloseConn();
+  EndRoute();
+  ++g_.stats_.interrupted_streams;
+  if (down_->open()) {
+    // Not a client going away: the replica failed.
+    ++g_.stats_.upstream_failures;
+    g_.router_.Failed(replica_, g_.clock_->Now());
+    down_->Chunk(fmt::format("data: {}\n\n",
+                             ErrorJson("upstream_failed",
+                                       fmt::format("the model replica failed mid-stream ({}); {} chunks were delivered "
+                                                   "and only they are billed",
+                                                   why, delivered_),
+                                       "", "server_error")));
+    down_->End();
+  }
+  // What reached the client: the prompt (it was read) and the chunks delivered.
+  Meter(call_.EstimatedPromptTokens(), delivered_);
+}
+
+void Gateway::Call::Meter(int64_t input, int64_t output) {
+  if (metered_) return;
+  metered_ = true;
+  if (tpm_reserved_ > 0) g_.limits_.Settle(key_.key_id, tpm_reserved_, input + output, g_.clock_->Now());
+  if (!held_) return;
+  Accounts::Usage u{.key = fmt::format("{}:{}", id_, std::max(attempt_, 1)),
+                    .tenant_id = key_.tenant_id,
+                    .model = call_.model,
+                    .input_tokens = input,
+                    .output_tokens = output};
+  g_.accounts_->Settle(id_, u);
+  g_.stats_.input_tokens += input;
+  g_.stats_.output_tokens += output;
+}
+
+// ---- Gateway ----
+
+Gateway::Gateway(net::io_context& ioc, GatewayOptions options, market::PriceBook prices, Accounts* accounts,
+                 const Clock* clock)
+    : ioc_(ioc),
+      options_(std::move(options)),
+      prices_(std::move(prices)),
+      accounts_(accounts),
+      clock_(clock),
+      router_(options_.router),
+      pool_(std::make_unique<Pool>(ioc)) {
+  std::random_device rd;
+  boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+Gateway::~Gateway() = default;
+
+Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOptions options,
+                                                 market::PriceBook prices, Accounts* accounts, const Clock* clock) {
+  std::unique_ptr<Gateway> g(new Gateway(ioc, std::move(options), std::move(prices), accounts, clock));
+  int n = 0;
+  for (const UpstreamConfig& u : g->options_.upstreams) {
+    Replica r;
+    r.id = fmt::format("rep_up{}", ++n);
+    r.model = u.model;
+    LL_RETURN_IF_ERROR(ParseHttpUrl(u.url, &r.host, &r.port));
+    g->router_.Add(std::move(r));
+  }
+  for (const SimModelConfig& m : g->options_.sim_models) {
+    for (int i = 0; i < m.replicas; ++i) {
+      FakeModelOptions fo;
+      fo.model = m.model;
+      fo.name = fmt::format("rep_sim{}", ++n);
+      fo.tokens_per_s = m.tokens_per_s;
+      fo.first_token = m.first_token;
+      fo.exit_on_crash = false;
+      LL_ASSIGN_OR_RETURN(auto fake, FakeModel::Start(ioc, fo));
+      Replica r;
+      r.id = fo.name;
+      r.model = m.model;
+      const std::string addr = fake->address();
+      r.host = addr.substr(0, addr.rfind(':'));
+      r.port = addr.substr(addr.rfind(':') + 1);
+      g->router_.Add(std::move(r));
+      g->sim_.emplace_back(fo.name, std::move(fake));
+    }
+  }
+  return g;
+}
+
+bool Gateway::Handles(std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  return path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/completions" ||
+         path == "/v1/embeddings";
+}
+
+void Gateway::Handle(GatewayRequest req, std::shared_ptr<Downstream> down) {
+  ++stats_.requests;
+  std::make_shared<Call>(*this, std::move(req), std::move(down))->Start();
+}
+
+void Gateway::AddReplica(Replica r) { router_.Add(std::move(r)); }
+
+void Gateway::Shutdown() {
+  for (auto& [name, fake] : sim_) fake->Kill();
+  auto live = live_;
+  for (Call* c : live) c->Abort();
+  pool_->idle.clear();
+}
+
+void Gateway::DrainReplica(const std::string& id) {
+  router_.Drain(id);
+  pool_->idle.erase(id);  // idle connections go; in-flight requests finish on theirs
+}
+
+FakeModel* Gateway::SimReplica(const std::string& id) {
+  for (auto& [name, fake] : sim_) {
+    if (name == id) return fake.get();
+  }
+  return nullptr;
+}
+
+std::string Gateway::MetricsText() const {
+  std::string out =
+      "# HELP landlord_gateway_requests_total model API requests by model and status\n"
+      "# TYPE landlord_gateway_requests_total counter\n";
+  for (const auto& [k, n] : by_code_) {
+    out += fmt::format("landlord_gateway_requests_total{{model=\"{}\",code=\"{}\"}} {}\n", k.first, k.second, n);
+  }
+  out += fmt::format(
+      "# HELP landlord_gateway_tokens_total tokens metered\n# TYPE landlord_gateway_tokens_total counter\n"
+      "landlord_gateway_tokens_total{{kind=\"input\"}} {}\nlandlord_gateway_tokens_total{{kind=\"output\"}} {}\n"
+      "# HELP landlord_gateway_retries_total attempts retried on another replica before the first byte\n"
+      "# TYPE landlord_gateway_retries_total counter\nlandlord_gateway_retries_total {}\n"
+      "# HELP landlord_gateway_upstream_failures_total replica failures seen\n"
+      "# TYPE landlord_gateway_upstream_failures_total counter\nlandlord_gateway_upstream_failures_total {}\n"
+      "# HELP landlord_gateway_interrupted_streams_total streams that ended early\n"
+      "# TYPE landlord_gateway_interrupted_streams_total counter\nlandlord_gateway_interrupted_streams_total {}\n"
+      "# HELP landlord_gateway_prefix_affinity_total requests sent to their prefix's preferred replica\n"
+      "# TYPE landlord_gateway_prefix_affinity_total counter\nlandlord_gateway_prefix_affinity_total {}\n"
+      "# HELP landlord_gateway_in_flight requests in flight\n# TYPE landlord_gateway_in_flight gauge\n"
+      "landlord_gateway_in_flight {}\n",
+      stats_.input_tokens, stats_.output_tokens, stats_.retries, stats_.upstream_failures, stats_.interrupted_streams,
+      router_.affinity_hits(), in_flight_);
+  out += "# HELP landlord_gateway_replica_outstanding_tokens tokens in flight per replica\n"
+         "# TYPE landlord_gateway_replica_outstanding_tokens gauge\n";
+  for (const Replica& r : router_.replicas()) {
+    out += fmt::format("landlord_gateway_replica_outstanding_tokens{{replica=\"{}\",model=\"{}\",draining=\"{}\"}} {}\n",
+                       r.id, r.model, r.draining ? 1 : 0, r.outstanding_tokens);
+  }
+  return out;
+}
+
+}  // namespace ll::gateway

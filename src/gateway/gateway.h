@@ -1,0 +1,178 @@
+// The OpenAI-compatible model API: `GET /v1/models`, `POST /v1/chat/completions`,
+// `/v1/completions` and `/v1/embeddings`, proxied to model replicas as a filter chain (Envoy
+// `decodeHeaders` style: each filter answers or lets the request go on):
+//
+//   auth    the tenant's API key (401 invalid_api_key)
+//   parse   only the fields the filters need (simdjson on demand; 400 naming the field)
+//   limits  requests and tokens per minute per key (429 rate_limit_exceeded, retry-after)
+//   budget  holds the request's worst case on the prepaid balance (429 insufficient_quota,
+//           x-should-retry: false)
+//   route   least outstanding tokens with prefix affinity (router.h); a replica that fails
+//           before the first byte is ejected and the request retried on another
+//   meter   settles the hold to the tokens used and records them once (idempotency key
+//           request id + attempt), interrupted streams included
+//
+// Streams pass through event by event without buffering the response. The upstream is always
+// asked for usage (`stream_options.include_usage`); its usage chunk is dropped if the client
+// did not ask for it. A stream that breaks after its first byte ends with an error event (a
+// stream that just stops looks like success to SDKs), and only what was delivered is billed.
+//
+// Single-threaded: everything runs on the one io_context given (the control plane's thread).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/clock.h"
+#include "core/money.h"
+#include "gateway/fake_model.h"
+#include "gateway/limits.h"
+#include "gateway/router.h"
+#include "market/price_book.h"
+
+namespace ll::gateway {
+
+// A static upstream: the owner's own model server (vLLM, SGLang, llama.cpp server, ...).
+struct UpstreamConfig {
+  std::string model;
+  std::string url;  // http://HOST:PORT
+};
+
+// Simulated replicas started in-process (fake_model.h), as the sim fleet's model servers.
+struct SimModelConfig {
+  std::string model;
+  int replicas = 2;
+  double tokens_per_s = 50;
+  Duration first_token = Duration::Millis(50);
+};
+
+struct GatewayOptions {
+  int64_t rpm = 600;            // requests per minute per key (0: no limit)
+  int64_t tpm = 1'000'000;      // tokens per minute per key (0: no limit)
+  int64_t max_output_tokens = 4096;  // a request without max_tokens is held for this many
+  size_t prefix_bytes = 2048;   // prompt bytes hashed for affinity
+  int max_attempts = 3;         // replicas tried before the first byte
+  Duration connect_timeout = Duration::Seconds(2);
+  Duration first_byte_timeout = Duration::Seconds(60);
+  Duration idle_timeout = Duration::Seconds(60);  // between stream bytes
+  size_t max_response_bytes = 64u << 20;
+  RouterOptions router;
+  std::vector<UpstreamConfig> upstreams;
+  std::vector<SimModelConfig> sim_models;
+};
+
+// What the gateway needs from the ledger (the control plane in `landlord serve`).
+class Accounts {
+ public:
+  struct Key {
+    std::string tenant_id;
+    std::string key_id;
+  };
+  struct Usage {
+    std::string key;  // idempotency key: request id + attempt
+    std::string tenant_id;
+    std::string model;
+    int64_t input_tokens = 0, output_tokens = 0;
+  };
+  virtual ~Accounts() = default;
+  virtual std::optional<Key> Authenticate(std::string_view api_key) = 0;
+  // Holds `amount` of the tenant's prepaid balance under `hold_id`; kResourceExhausted with
+  // the reason when the balance is short.
+  virtual Status Hold(const std::string& hold_id, const std::string& tenant_id, Money amount) = 0;
+  // Charges the usage (never more than the hold) and releases the rest of the hold.
+  virtual void Settle(const std::string& hold_id, const Usage& usage) = 0;
+};
+
+// The client side of one request, implemented by the HTTP server's connection.
+class Downstream {
+ public:
+  struct Head {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+  };
+  virtual ~Downstream() = default;
+  // A whole response.
+  virtual void Send(Head head, std::string body) = 0;
+  // A streamed one: the head, chunks, then End().
+  virtual void Begin(Head head) = 0;
+  virtual void Chunk(std::string data) = 0;
+  virtual void End() = 0;
+  // False once the client is gone (the gateway then stops the upstream).
+  virtual bool open() const = 0;
+};
+
+struct GatewayRequest {
+  std::string method;
+  std::string target;
+  std::string authorization;
+  std::string body;
+};
+
+class Gateway {
+ public:
+  // Starts the configured simulated replicas and registers the static upstreams.
+  static Result<std::unique_ptr<Gateway>> Create(boost::asio::io_context& ioc, GatewayOptions options,
+                                                 market::PriceBook prices, Accounts* accounts, const Clock* clock);
+  ~Gateway();
+
+  // Whether `target` is one of the gateway's routes.
+  static bool Handles(std::string_view target);
+  void Handle(GatewayRequest req, std::shared_ptr<Downstream> down);
+
+  // Replicas placed or reclaimed by the fleet: add one, or drain it (no new requests; those
+  // in flight finish) and remove it when they have.
+  void AddReplica(Replica r);
+  void DrainReplica(const std::string& id);
+  // The simulated replicas (to kill one in tests).
+  FakeModel* SimReplica(const std::string& id);
+
+  const Router& router() const { return router_; }
+  // Prometheus text: requests, tokens, retries, failures, affinity, replicas.
+  std::string MetricsText() const;
+  // Stops the simulated replicas and drops every upstream connection: what is pending ends
+  // (aborted) at the next turns of the io_context, which the caller runs before destroying
+  // the gateway.
+  void Shutdown();
+  // In-flight requests (graceful shutdown waits for them).
+  int64_t in_flight() const { return in_flight_; }
+
+  struct Stats {
+    int64_t requests = 0, retries = 0, upstream_failures = 0, interrupted_streams = 0;
+    int64_t input_tokens = 0, output_tokens = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  class Call;
+  friend class Call;
+  Gateway(boost::asio::io_context& ioc, GatewayOptions options, market::PriceBook prices, Accounts* accounts,
+          const Clock* clock);
+
+  boost::asio::io_context& ioc_;
+  GatewayOptions options_;
+  market::PriceBook prices_;
+  Accounts* accounts_;
+  const Clock* clock_;
+  Router router_;
+  RateLimits limits_;
+  struct Pool;  // idle keep-alive connections per replica
+  std::unique_ptr<Pool> pool_;
+  uint64_t boot_id_ = 0;  // request ids are unique across restarts: idempotency keys use them
+  uint64_t next_request_ = 0;
+  std::vector<std::pair<std::string, std::unique_ptr<FakeModel>>> sim_;
+  int64_t in_flight_ = 0;
+  std::set<Call*> live_;
+  Stats stats_;
+  std::map<std::pair<std::string, int>, int64_t> by_code_;  // (model, status) → requests
+};
+
+}  // namespace ll::gateway

@@ -1,0 +1,57 @@
+#include "gateway/http_util.h"
+
+#include <charconv>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace ll::gateway {
+
+Result<boost::asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return Status::Invalid(fmt::format("listen address `{}`: expected HOST:PORT", listen));
+  std::string host = listen.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(host, ec);
+  if (ec) return Status::Invalid(fmt::format("listen address `{}`: {}", listen, ec.message()));
+  const std::string port_text = listen.substr(colon + 1);
+  int port = -1;
+  auto [p, e] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (e != std::errc() || p != port_text.data() + port_text.size() || port < 0 || port > 65535) {
+    return Status::Invalid(fmt::format("listen address `{}`: bad port", listen));
+  }
+  return boost::asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(port));
+}
+
+Status ParseHttpUrl(const std::string& url, std::string* host, std::string* port) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.rfind(kScheme, 0) != 0) return Status::Invalid(fmt::format("`{}`: expected http://HOST:PORT", url));
+  std::string rest = url.substr(kScheme.size());
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.size() >= 3 && rest.substr(rest.size() - 3) == "/v1") rest.resize(rest.size() - 3);
+  if (rest.find('/') != std::string::npos) return Status::Invalid(fmt::format("`{}`: expected http://HOST:PORT", url));
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string::npos || rest.back() == ']') {
+    *host = rest;
+    *port = "80";
+  } else {
+    *host = rest.substr(0, colon);
+    *port = rest.substr(colon + 1);
+  }
+  if (host->size() >= 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  int p = -1;
+  auto [end, e] = std::from_chars(port->data(), port->data() + port->size(), p);
+  if (host->empty() || e != std::errc() || end != port->data() + port->size() || p <= 0 || p > 65535) {
+    return Status::Invalid(fmt::format("`{}`: expected http://HOST:PORT", url));
+  }
+  return Status::Ok();
+}
+
+std::string ErrorJson(std::string_view code, std::string_view message, std::string_view param, std::string_view type) {
+  nlohmann::json e = {{"message", message}, {"type", type}, {"code", code}, {"param", nullptr}};
+  if (!param.empty()) e["param"] = param;
+  return nlohmann::json{{"error", e}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace ll::gateway

@@ -1,0 +1,24 @@
+// Small HTTP helpers shared by the gateway, the fake model server and the control plane's server.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "core/status.h"
+
+namespace ll::gateway {
+
+// "HOST:PORT" (port 0: any free port) → an endpoint; errors name the text.
+Result<boost::asio::ip::tcp::endpoint> ParseListen(const std::string& listen);
+
+// "http://HOST:PORT" → host and port; errors name the text.
+Status ParseHttpUrl(const std::string& url, std::string* host, std::string* port);
+
+// OpenAI-style error body: {"error": {"message", "type", "code", "param"}} (param null when
+// empty). `type` defaults from nothing: pass "invalid_request_error", "server_error", ...
+std::string ErrorJson(std::string_view code, std::string_view message, std::string_view param,
+                      std::string_view type);
+
+}  // namespace ll::gateway

@@ -1,0 +1,99 @@
+#include "gateway/limits.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace ll::gateway {
+
+void TokenBucket::Refill(Time now) {
+  if (now <= at_) return;
+  const int64_t ms = (now - at_).ms;
+  const int64_t full = rate_ * kUnit;
+  // level + rate × ms, capped; ms is bounded so that the product cannot overflow.
+  level_ = ms >= kUnit ? full : std::min(full, level_ + rate_ * ms);
+  at_ = now;
+}
+
+bool TokenBucket::Take(int64_t n, Time now) {
+  Refill(now);
+  if (n * kUnit > level_) return false;
+  level_ -= n * kUnit;
+  return true;
+}
+
+void TokenBucket::Give(int64_t n, Time now) {
+  Refill(now);
+  level_ = std::min(rate_ * kUnit, level_ + n * kUnit);
+}
+
+int64_t TokenBucket::Remaining(Time now) {
+  Refill(now);
+  return std::max<int64_t>(0, level_ / kUnit);
+}
+
+Duration TokenBucket::WaitFor(int64_t n, Time now) {
+  Refill(now);
+  const int64_t missing = n * kUnit - level_;
+  if (missing <= 0) return Duration{};
+  return Duration::Millis((missing + rate_ - 1) / rate_);
+}
+
+Duration TokenBucket::UntilFull(Time now) {
+  Refill(now);
+  return Duration::Millis((rate_ * kUnit - level_ + rate_ - 1) / rate_);
+}
+
+RateLimits::Decision RateLimits::Take(const std::string& key, int64_t rpm, int64_t tpm, int64_t tokens, Time now) {
+  Buckets& b = keys_[key];
+  if (b.rpm != rpm) {
+    b.rpm = rpm;
+    if (rpm > 0) b.requests = TokenBucket(rpm, now);
+  }
+  if (b.tpm != tpm) {
+    b.tpm = tpm;
+    if (tpm > 0) b.tokens = TokenBucket(tpm, now);
+  }
+  Decision d;
+  d.limit_requests = rpm;
+  d.limit_tokens = tpm;
+  if (tpm > 0 && tokens > tpm) {
+    d.ok = false;
+    d.never = true;
+    d.tokens = true;
+  } else if (rpm > 0 && b.requests.Remaining(now) < 1) {
+    d.ok = false;
+    d.retry_after = b.requests.WaitFor(1, now);
+  } else if (tpm > 0 && !b.tokens.Take(tokens, now)) {
+    d.ok = false;
+    d.tokens = true;
+    d.retry_after = b.tokens.WaitFor(tokens, now);
+  } else if (rpm > 0) {
+    b.requests.Take(1, now);
+  }
+  if (rpm > 0) {
+    d.remaining_requests = b.requests.Remaining(now);
+    d.reset_requests = b.requests.UntilFull(now);
+  }
+  if (tpm > 0) {
+    d.remaining_tokens = b.tokens.Remaining(now);
+    d.reset_tokens = b.tokens.UntilFull(now);
+  }
+  return d;
+}
+
+void RateLimits::Settle(const std::string& key, int64_t reserved, int64_t used, Time now, bool request_back) {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  if (request_back && it->second.rpm > 0) it->second.requests.Give(1, now);
+  if (it->second.tpm > 0 && reserved != used) it->second.tokens.Give(reserved - used, now);
+}
+
+std::string FormatResetDuration(Duration d) {
+  int64_t ms = std::max<int64_t>(0, d.ms);
+  if (ms < 1000) return fmt::format("{}ms", ms);
+  if (ms < 60'000) return ms % 1000 == 0 ? fmt::format("{}s", ms / 1000) : fmt::format("{:.3g}s", ms / 1000.0);
+  return fmt::format("{}m{}s", ms / 60'000, (ms % 60'000 + 999) / 1000);
+}
+
+}  // namespace ll::gateway

@@ -1,0 +1,244 @@
+// The model API end to end over loopback: a real `landlord serve`, real `landlord fake-model`
+// replica processes (killed for real in the fault tests), the real HTTP client; billing read
+// back from the server's ledger.
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "api/serve_test_util.h"
+#include "core/money.h"
+
+namespace ll::testing {
+namespace {
+
+using nlohmann::json;
+
+// A `landlord fake-model` process.
+class FakeModelProcess {
+ public:
+  ~FakeModelProcess() { Kill9(); }
+  void Start(std::vector<std::string> args) {
+    args.insert(args.begin(), {"fake-model", "--listen", "127.0.0.1:0"});
+    auto c = SpawnLandlord(LL_LANDLORD_BIN, args, kAdminKey);
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    child_ = *c;
+  }
+  void Kill9() {
+    if (child_.pid > 0) StopServe(child_, SIGKILL);
+  }
+  const std::string& url() const { return child_.url; }
+
+ private:
+  ServeChild child_;
+};
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  // `gateway` is the [gateway] table's body (upstreams and limits).
+  void StartServer(const std::string& gateway) {
+    dir_ = TempDir();
+    server_.Start(TestConfig(dir_, "spot-all", "[gateway]\nmeter_flush_ms = 5\n" + gateway));
+    key_ = NewTenantKey(server_, "acme", &tenant_);
+  }
+  void TearDown() override {
+    if (server_.running()) {
+      EXPECT_EQ(server_.Stop(), 0);
+    }
+    if (!dir_.empty()) std::system(("rm -rf " + dir_).c_str());
+  }
+  std::string Upstream(const FakeModelProcess& f, const std::string& model = "m") {
+    return fmt::format("[[gateway.upstreams]]\nmodel = \"{}\"\nurl = \"{}\"\n", model, f.url());
+  }
+  void Credit(const std::string& amount) {
+    auto r = server_.Client(kAdminKey).Request("POST", "/admin/credits", json{{"tenant_id", tenant_}, {"amount", amount}}.dump());
+    ASSERT_TRUE(r.ok());
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
+  cli::HttpResponse Post(const std::string& path, const json& body, const std::string& key = "") {
+    auto r = server_.Client(key.empty() ? key_ : key).Request("POST", path, body.dump());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : cli::HttpResponse{};
+  }
+  static json Chat(int max_tokens, bool stream, const std::string& text = "hello") {
+    json b = {{"model", "m"}, {"messages", {{{"role", "user"}, {"content", text}}}}, {"max_tokens", max_tokens}};
+    if (stream) b["stream"] = true;
+    return b;
+  }
+  json Get(const std::string& target, const std::string& key = "") {
+    auto r = server_.Client(key.empty() ? key_ : key).Request("GET", target);
+    EXPECT_TRUE(r.ok());
+    return r.ok() ? Json(*r) : json();
+  }
+  // The tenant's token usage records, once the group commit has run.
+  std::vector<json> TokenUsage() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::vector<json> out;
+    json all = Get("/v1/usage");
+    for (const json& u : all["data"]) {
+      if (u["source"] == "tokens") out.push_back(u);
+    }
+    if (out.empty()) std::fprintf(stderr, "usage: %s\n", all.dump().c_str());
+    return out;
+  }
+
+  std::string dir_, key_, tenant_;
+  ServeProcess server_;
+};
+
+// Data events of an SSE body (the text after "data: ").
+std::vector<std::string> DataEvents(const std::string& body) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while ((pos = body.find("data: ", pos)) != std::string::npos) {
+    size_t end = body.find("\n\n", pos);
+    out.push_back(body.substr(pos + 6, end - pos - 6));
+    pos = end;
+  }
+  return out;
+}
+
+TEST_F(GatewayTest, ReplicaFailingBeforeTheFirstByteIsRetriedElsewhereAndBilledOnce) {
+  FakeModelProcess bad, good;
+  bad.Start({"--model", "m", "--name", "bad", "--crash-before-first-byte"});
+  good.Start({"--model", "m", "--name", "good", "--tokens-per-s", "0"});
+  StartServer("affinity = false\n" + Upstream(bad) + Upstream(good));
+  Credit("1.00");
+  // The first request reaches `bad`, which dies reading it; the rest find it refusing
+  // connections. Every one is answered by `good`, streamed or not.
+  for (int i = 0; i < 6; ++i) {
+    cli::HttpResponse r = Post("/v1/chat/completions", Chat(4, i % 2 == 1));
+    ASSERT_EQ(r.status, 200) << r.body;
+    if (i % 2 == 1) {
+      auto events = DataEvents(r.body);
+      ASSERT_FALSE(events.empty());
+      EXPECT_EQ(events.back(), "[DONE]");
+      EXPECT_EQ(events.size(), 5u) << r.body;  // 4 tokens and [DONE]; no usage chunk (not asked)
+    } else {
+      EXPECT_EQ(Json(r)["usage"]["completion_tokens"], 4);
+    }
+  }
+  std::vector<json> usage = TokenUsage();
+  ASSERT_EQ(usage.size(), 12u);  // 6 requests × (input, output), each once
+  int64_t total = 0, out_tokens = 0;
+  for (const json& u : usage) {
+    total += u["amount_micros"].get<int64_t>();
+    if (u["kind"] == "output_tokens") out_tokens += u["quantity"].get<int64_t>();
+  }
+  EXPECT_EQ(out_tokens, 24);
+  json balance = Get("/v1/balance");
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
+  EXPECT_EQ(balance["held"], "0.00");
+  // The failure shows in the metrics.
+  auto m = server_.Client("").Request("GET", "/metrics");
+  ASSERT_TRUE(m.ok());
+  EXPECT_NE(m->body.find("landlord_gateway_retries_total "), std::string::npos);
+  EXPECT_EQ(m->body.find("landlord_gateway_retries_total 0\n"), std::string::npos);
+}
+
+TEST_F(GatewayTest, MidStreamFailureEndsWithAnErrorEventAndOnlyDeliveredTokensAreBilled) {
+  FakeModelProcess fake;
+  fake.Start({"--model", "m", "--tokens-per-s", "0", "--crash-after-tokens", "3"});
+  StartServer(Upstream(fake));
+  Credit("1.00");
+  json body = Chat(10, true);
+  body["stream_options"] = {{"include_usage", true}};
+  cli::HttpResponse r = Post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200);
+  auto events = DataEvents(r.body);
+  ASSERT_EQ(events.size(), 4u) << r.body;  // three tokens, then the error
+  json err = json::parse(events.back());
+  EXPECT_EQ(err["error"]["code"], "upstream_failed") << r.body;
+  EXPECT_EQ(r.body.find("[DONE]"), std::string::npos);
+  std::vector<json> usage = TokenUsage();
+  ASSERT_EQ(usage.size(), 2u);
+  for (const json& u : usage) {
+    if (u["kind"] == "output_tokens") {
+      EXPECT_EQ(u["quantity"], 3);
+    }
+  }
+  // With its only replica dead the model is unavailable: 503, nothing billed.
+  cli::HttpResponse again = Post("/v1/chat/completions", Chat(2, false));
+  EXPECT_EQ(again.status, 503) << again.body;
+  EXPECT_EQ(TokenUsage().size(), 2u);
+}
+
+TEST_F(GatewayTest, ReplicaKilledWithSigkillMidStream) {
+  FakeModelProcess fake;
+  fake.Start({"--model", "m", "--tokens-per-s", "20"});
+  StartServer(Upstream(fake));
+  Credit("1.00");
+  std::thread killer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    fake.Kill9();
+  });
+  cli::HttpResponse r = Post("/v1/chat/completions", Chat(100, true));  // 5 s of tokens
+  killer.join();
+  auto events = DataEvents(r.body);
+  ASSERT_GE(events.size(), 2u) << r.body;
+  EXPECT_EQ(json::parse(events.back())["error"]["code"], "upstream_failed") << r.body;
+  const int64_t delivered = static_cast<int64_t>(events.size()) - 1;
+  for (const json& u : TokenUsage()) {
+    if (u["kind"] == "output_tokens") {
+      EXPECT_EQ(u["quantity"], delivered);
+    }
+  }
+}
+
+TEST_F(GatewayTest, KeysLimitsBudgetsAndBadInput) {
+  FakeModelProcess fake;
+  fake.Start({"--model", "m", "--tokens-per-s", "0"});
+  StartServer("rpm = 3\ntpm = 1000\n" + Upstream(fake));
+  // Keys: none, wrong, the admin's.
+  for (const std::string& k : {std::string("ll_wrong"), std::string(kAdminKey)}) {
+    cli::HttpResponse r = Post("/v1/chat/completions", Chat(4, false), k);
+    EXPECT_EQ(r.status, 401);
+    EXPECT_EQ(Json(r)["error"]["code"], "invalid_api_key");
+  }
+  // No balance: insufficient_quota, and SDKs are told not to retry.
+  cli::HttpResponse broke = Post("/v1/chat/completions", Chat(4, false));
+  EXPECT_EQ(broke.status, 429);
+  EXPECT_EQ(Json(broke)["error"]["code"], "insufficient_quota");
+  Credit("1.00");
+  // Bad input names the field and costs nothing.
+  cli::HttpResponse bad = Post("/v1/chat/completions", json{{"model", "m"}, {"messages", "hi"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(Json(bad)["error"]["param"], "messages");
+  EXPECT_EQ(Post("/v1/chat/completions", json{{"model", "nope"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}).status, 404);
+  // A request alone over the token limit can never pass.
+  cli::HttpResponse huge = Post("/v1/chat/completions", Chat(5000, false));
+  EXPECT_EQ(huge.status, 429);
+  // Three requests a minute: the fourth waits.
+  int ok = 0, limited = 0;
+  for (int i = 0; i < 4; ++i) {
+    cli::HttpResponse r = Post("/v1/chat/completions", Chat(4, false));
+    ok += r.status == 200;
+    limited += r.status == 429 && Json(r)["error"]["code"] == "rate_limit_exceeded";
+  }
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(limited, 1);
+  json balance = Get("/v1/balance");
+  EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_EQ(TokenUsage().size(), 6u);  // only the three that ran
+}
+
+TEST_F(GatewayTest, SimulatedReplicasServeByDefault) {
+  dir_ = TempDir();
+  server_.Start(TestConfig(dir_, "spot-all"));
+  key_ = NewTenantKey(server_, "acme", &tenant_);
+  Credit("1.00");
+  json models = Get("/v1/models");
+  ASSERT_EQ(models["data"].size(), 1u) << models.dump();
+  const std::string model = models["data"][0]["id"];
+  json body = {{"model", model}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 3}};
+  cli::HttpResponse r = Post("/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json(r)["usage"]["completion_tokens"], 3);
+  EXPECT_EQ(TokenUsage().size(), 2u);
+}
+
+}  // namespace
+}  // namespace ll::testing

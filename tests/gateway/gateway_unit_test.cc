@@ -1,0 +1,227 @@
+// The gateway's pure parts: request parsing and the upstream rewrite, token buckets, routing.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/rng.h"
+#include "gateway/api_call.h"
+#include "gateway/limits.h"
+#include "gateway/router.h"
+
+namespace ll::gateway {
+namespace {
+
+using nlohmann::json;
+
+ApiCall MustParse(Endpoint e, const std::string& body) {
+  ParseError pe;
+  auto c = ParseApiCall(e, body, 64, &pe);
+  EXPECT_TRUE(c.ok()) << body << ": " << pe.param << ": " << pe.message;
+  return c.ok() ? *c : ApiCall{};
+}
+
+ParseError MustFail(Endpoint e, const std::string& body) {
+  ParseError pe;
+  auto c = ParseApiCall(e, body, 64, &pe);
+  EXPECT_FALSE(c.ok()) << body;
+  return pe;
+}
+
+TEST(ApiCall, ReadsWhatTheFiltersNeed) {
+  ApiCall c = MustParse(Endpoint::kChatCompletions,
+                        R"({"model":"m","messages":[{"role":"system","content":"be brief"},)"
+                        R"({"role":"user","content":[{"type":"text","text":"hello"}]}],"max_tokens":7,"stream":true,)"
+                        R"("stream_options":{"include_usage":true},"n":2,"temperature":0.5})");
+  EXPECT_EQ(c.model, "m");
+  EXPECT_TRUE(c.stream);
+  EXPECT_TRUE(c.client_wants_usage);
+  EXPECT_EQ(c.max_tokens, 7);
+  EXPECT_EQ(c.n, 2);
+  EXPECT_EQ(c.messages, 2);
+  // Role names and contents, "system:" + "be brief" + "user:" + "hello".
+  EXPECT_EQ(c.prompt_bytes, 7 + 8 + 5 + 5);
+  EXPECT_EQ(c.EstimatedPromptTokens(), (25 + 3) / 4);
+  EXPECT_GE(c.WorstPromptTokens(), c.prompt_bytes);
+
+  ApiCall p = MustParse(Endpoint::kCompletions, R"({"model":"m","prompt":[[1,2,3],[4]],"max_completion_tokens":3})");
+  EXPECT_EQ(p.prompt_token_ids, 4);
+  EXPECT_EQ(p.max_tokens, 3);
+  ApiCall e = MustParse(Endpoint::kEmbeddings, R"({"model":"m","input":["a","bb"]})");
+  EXPECT_EQ(e.messages, 2);
+  EXPECT_EQ(e.prompt_bytes, 3);
+}
+
+TEST(ApiCall, SharedPrefixesHashAlikeOthersNot) {
+  const std::string sys = std::string(100, 's');
+  auto body = [&](const std::string& user) {
+    return json{{"model", "m"}, {"messages", {{{"role", "system"}, {"content", sys}}, {{"role", "user"}, {"content", user}}}}}.dump();
+  };
+  // Only the first 64 bytes are hashed (MustParse): the same system prompt, the same hash.
+  EXPECT_EQ(MustParse(Endpoint::kChatCompletions, body("a")).prefix_hash,
+            MustParse(Endpoint::kChatCompletions, body("b")).prefix_hash);
+  ApiCall other = MustParse(Endpoint::kChatCompletions,
+                            json{{"model", "m"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}}.dump());
+  EXPECT_NE(MustParse(Endpoint::kChatCompletions, body("a")).prefix_hash, other.prefix_hash);
+}
+
+TEST(ApiCall, BadInputNamesTheField) {
+  struct Case {
+    Endpoint e;
+    std::string body, param, code;
+  };
+  const std::vector<Case> cases = {
+      {Endpoint::kChatCompletions, "", "", "invalid_json"},
+      {Endpoint::kChatCompletions, "{", "", "invalid_json"},
+      {Endpoint::kChatCompletions, "[1]", "", "invalid_json"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[]} x)", "", "invalid_json"},
+      {Endpoint::kChatCompletions, R"({"messages":[{"role":"user","content":"x"}]})", "model", "missing_field"},
+      {Endpoint::kChatCompletions, R"({"model":3,"messages":[]})", "model", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":""})", "model", "invalid_value"},
+      {Endpoint::kChatCompletions, R"({"model":"m"})", "messages", "missing_field"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":{}})", "messages", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[]})", "messages", "invalid_value"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[3]})", "messages[0]", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"content":"x"}]})", "messages[0].role", "missing_field"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":5}]})", "messages[0].content", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":0})", "max_tokens", "invalid_value"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":"5"})", "max_tokens", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":99999999999})", "max_tokens", "invalid_value"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":3})", "stream_options", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":1}})", "stream_options.include_usage", "invalid_type"},
+      {Endpoint::kChatCompletions, R"({"model":"m","messages":[{"role":"user","content":"x"}],"n":0})", "n", "invalid_value"},
+      {Endpoint::kCompletions, R"({"model":"m","prompt":{}})", "prompt", "invalid_type"},
+      {Endpoint::kCompletions, R"({"model":"m","prompt":[]})", "prompt", "invalid_value"},
+      {Endpoint::kCompletions, R"({"model":"m","prompt":[-1]})", "prompt[0]", "invalid_type"},
+      {Endpoint::kEmbeddings, R"({"model":"m"})", "input", "missing_field"},
+  };
+  for (const Case& c : cases) {
+    ParseError pe = MustFail(c.e, c.body);
+    EXPECT_EQ(pe.param, c.param) << c.body << ": " << pe.message;
+    EXPECT_EQ(pe.code, c.code) << c.body << ": " << pe.message;
+    EXPECT_FALSE(pe.message.empty());
+  }
+}
+
+// The body sent upstream is the client's, with only stream_options changed.
+TEST(ApiCall, UpstreamBodyAsksForUsageOnStreamsAndDropsStreamOptionsOtherwise) {
+  auto rewrite = [](const std::string& body) {
+    ApiCall c = MustParse(Endpoint::kChatCompletions, body);
+    std::string out = UpstreamBody(body, c);
+    json j = json::parse(out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << out;
+    return j;
+  };
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
+  json a = rewrite(R"({"model":"m",)" + msgs + R"(,"stream":true})");
+  EXPECT_EQ(a["stream_options"], json({{"include_usage", true}}));
+  json b = rewrite(R"({"model":"m",)" + msgs + R"(,"stream":true,"stream_options":{"include_usage":false}})");
+  EXPECT_EQ(b["stream_options"], json({{"include_usage", true}}));
+  json c = rewrite(R"({"model":"m","stream_options" : {"include_usage":true} ,)" + msgs + "}");
+  EXPECT_FALSE(c.contains("stream_options"));
+  EXPECT_EQ(c["model"], "m");
+  json d = rewrite(R"({"model":"m",)" + msgs + R"(,"stream_options":null})");
+  EXPECT_FALSE(d.contains("stream_options"));
+  json e = rewrite(R"({"stream":true,"stream_options":{"include_usage":true,"x":{"y":[1]}},"model":"m",)" + msgs + "}");
+  EXPECT_EQ(e["stream_options"], json({{"include_usage", true}}));
+  EXPECT_EQ(e["messages"][0]["content"], "x");
+  // Untouched otherwise: byte for byte.
+  const std::string plain = R"({"model":"m", )" + msgs + R"(, "temperature": 0.25})";
+  EXPECT_EQ(UpstreamBody(plain, MustParse(Endpoint::kChatCompletions, plain)), plain);
+}
+
+TEST(TokenBucket, RefillsContinuouslyAndCapsAtTheLimit) {
+  TokenBucket b(60, Time{0});  // one a second
+  EXPECT_TRUE(b.Take(60, Time{0}));
+  EXPECT_FALSE(b.Take(1, Time{0}));
+  EXPECT_EQ(b.WaitFor(1, Time{0}), Duration::Millis(1000));
+  EXPECT_FALSE(b.Take(1, Time{999}));
+  EXPECT_TRUE(b.Take(1, Time{1000}));
+  EXPECT_EQ(b.Remaining(Time{1'000'000}), 60);  // capped
+  b.Give(-30, Time{1'000'000});                  // used more than reserved
+  EXPECT_EQ(b.Remaining(Time{1'000'000}), 30);
+}
+
+TEST(RateLimits, RequestsAndTokensPerKeyWithSettlement) {
+  RateLimits l;
+  Time t{0};
+  auto d = l.Take("k", 2, 100, 40, t);
+  EXPECT_TRUE(d.ok);
+  EXPECT_EQ(d.remaining_requests, 1);
+  EXPECT_EQ(d.remaining_tokens, 60);
+  d = l.Take("k", 2, 100, 70, t);  // tokens short
+  EXPECT_FALSE(d.ok);
+  EXPECT_TRUE(d.tokens);
+  EXPECT_GT(d.retry_after.ms, 0);
+  l.Settle("k", 40, 10, t);  // used 10 of 40: 30 back
+  EXPECT_TRUE(l.Take("k", 2, 100, 70, t).ok);
+  d = l.Take("k", 2, 100, 1, t);  // third request in the minute
+  EXPECT_FALSE(d.ok);
+  EXPECT_FALSE(d.tokens);
+  EXPECT_EQ(d.retry_after, Duration::Millis(30'000));
+  d = l.Take("k", 2, 100, 101, Time{120'000});
+  EXPECT_FALSE(d.ok);
+  EXPECT_TRUE(d.never);
+  EXPECT_TRUE(l.Take("other", 2, 100, 100, t).ok);  // keys are separate
+  EXPECT_TRUE(l.Take("free", 0, 0, 1'000'000, t).ok);  // 0: no limit
+  EXPECT_EQ(FormatResetDuration(Duration::Millis(250)), "250ms");
+  EXPECT_EQ(FormatResetDuration(Duration::Millis(2000)), "2s");
+  EXPECT_EQ(FormatResetDuration(Duration::Millis(360'000)), "6m0s");
+}
+
+Replica NewReplica(std::string id, std::string model) {
+  Replica r;
+  r.id = std::move(id);
+  r.model = std::move(model);
+  r.host = "127.0.0.1";
+  r.port = "1";
+  return r;
+}
+
+Router ThreeReplicas(RouterOptions o = {}) {
+  Router r(o);
+  for (int i = 1; i <= 3; ++i) r.Add(NewReplica("rep_" + std::to_string(i), "m"));
+  r.Add(NewReplica("rep_other", "x"));
+  return r;
+}
+
+TEST(Router, SamePrefixSameReplicaUntilItIsBusy) {
+  Router r = ThreeReplicas();
+  Replica* first = r.Pick("m", 42, {}, Time{0});
+  ASSERT_NE(first, nullptr);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(r.Pick("m", 42, {}, Time{0})->id, first->id);
+  // Busy past the slack: the least-loaded replica takes it.
+  r.Begin(first, 10'000);
+  Replica* spill = r.Pick("m", 42, {}, Time{0});
+  EXPECT_NE(spill->id, first->id);
+  r.End(first->id, 10'000);
+  EXPECT_EQ(r.Pick("m", 42, {}, Time{0})->id, first->id);
+  // Prefixes spread over the replicas.
+  std::map<std::string, int> seen;
+  for (uint64_t h = 0; h < 3000; ++h) ++seen[r.Pick("m", Rng(h).Next(), {}, Time{0})->id];
+  EXPECT_EQ(seen.size(), 3u);
+  for (auto& [id, n] : seen) EXPECT_GT(n, 800) << id;
+}
+
+TEST(Router, LeastLoadedWithoutAffinityAndSkipsDrainingFailedExcluded) {
+  RouterOptions o;
+  o.affinity = false;
+  Router r = ThreeReplicas(o);
+  r.Begin(r.Find("rep_1"), 5);
+  r.Begin(r.Find("rep_2"), 3);
+  r.Begin(r.Find("rep_3"), 4);
+  EXPECT_EQ(r.Pick("m", 1, {}, Time{0})->id, "rep_2");
+  EXPECT_TRUE(r.Drain("rep_2"));
+  EXPECT_EQ(r.Pick("m", 1, {}, Time{0})->id, "rep_3");
+  r.Failed("rep_3", Time{0});
+  EXPECT_EQ(r.Pick("m", 1, {}, Time{0})->id, "rep_1");
+  EXPECT_EQ(r.Pick("m", 1, {"rep_1"}, Time{0}), nullptr);
+  // The ejection ends.
+  EXPECT_EQ(r.Pick("m", 1, {"rep_1"}, Time{0} + o.eject_for)->id, "rep_3");
+  EXPECT_EQ(r.Pick("nope", 1, {}, Time{0}), nullptr);
+  EXPECT_TRUE(r.Serves("x"));
+  EXPECT_FALSE(r.Serves("nope"));
+}
+
+}  // namespace
+}  // namespace ll::gateway
