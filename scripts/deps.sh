@@ -11,6 +11,12 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm for the `openai` SDK tests (tests/node): checked as commands, as a machine may
+# have Node from elsewhere with its own npm; Debian's are nodejs (18) and npm.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+# nginx: the baseline proxy of the gateway benchmark (`make bench`).
+[ "${1:-}" = bench ] && { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx); }
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing missing Debian packages: ${missing[*]}" >&2
 SUDO=""

@@ -149,6 +149,7 @@ class Server final : public HttpServer {
   }
 
   std::string address() const override { return fmt::format("{}:{}", bound_.address().to_string(), bound_.port()); }
+  size_t connections() const override { return sessions_.size(); }
 
   void Shutdown() override {
     if (stopping_) return;

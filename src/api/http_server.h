@@ -24,6 +24,8 @@ class HttpServer {
   virtual ~HttpServer() = default;
   // "127.0.0.1:PORT" as bound.
   virtual std::string address() const = 0;
+  // Open client connections (after Shutdown: those still finishing a request).
+  virtual size_t connections() const = 0;
   // Stops accepting, ends event streams, lets in-flight requests finish.
   virtual void Shutdown() = 0;
 };

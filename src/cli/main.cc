@@ -14,11 +14,44 @@
 #include "api/config.h"
 #include "cli/client.h"
 #include "cli/serve.h"
+#include "gateway/prefix_sim.h"
 #include "sim/experiment.h"
 #include "sim/report.h"
 #include "sim/trace.h"
 
 namespace {
+
+int RunRouting(const std::string& spec, ll::gateway::PrefixSimOptions o) {
+  auto t = ll::sim::ReadLlmTrace(spec);
+  if (!t.ok()) {
+    fmt::print(stderr, "landlord routing: {}\n", t.status().message());
+    return 2;
+  }
+  std::vector<ll::gateway::BlockRequest> trace;
+  for (auto& r : t->requests) {
+    if (r.blocks.empty()) {
+      fmt::print(stderr, "landlord routing: `{}` has no KV block ids (`hash_ids`): use a Mooncake trace\n", spec);
+      return 2;
+    }
+    trace.push_back({r.offset, r.input_tokens, r.output_tokens, std::move(r.blocks)});
+  }
+  fmt::print("{} requests from {}; {} replicas, {} blocks of prefix cache each\n\n", trace.size(), spec, o.replicas,
+             o.cache_blocks);
+  fmt::print("| routing | prefix-cache hit rate | busiest replica's share of requests |\n|---|---:|---:|\n");
+  auto row = [&](const std::string& name, const ll::gateway::PrefixSimOptions& opt) {
+    auto r = ll::gateway::SimulatePrefixRouting(trace, opt);
+    fmt::print("| {} | {:.3f} | {:.3f} |\n", name, r.hit_rate, r.max_load_share);
+  };
+  ll::gateway::PrefixSimOptions least = o;
+  least.router.affinity = false;
+  row("least outstanding tokens", least);
+  row(fmt::format("prefix affinity ({} blocks, slack {} tokens)", o.affinity_blocks, o.router.slack_tokens), o);
+  ll::gateway::PrefixSimOptions bound = o;
+  bound.replicas = 1;
+  bound.cache_blocks = int64_t{1} << 40;
+  row("bound: one replica, unlimited cache", bound);
+  return 0;
+}
 
 std::vector<std::string> Split(const std::string& s) {
   std::vector<std::string> out;
@@ -187,12 +220,30 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   sim->add_flag("--check-invariants", check, "Check every allocator rule after every event (slow)");
 
+  std::string routing_trace = "mooncake:data/mooncake_fast25/conversation_trace.jsonl";
+  ll::gateway::PrefixSimOptions routing;
+  auto* rt = app.add_subcommand("routing",
+                                "Replay an LLM trace with KV block ids (Mooncake) against N replicas' prefix caches: "
+                                "the gateway's prefix-affinity routing vs plain least-loaded");
+  rt->add_option("--trace", routing_trace, "mooncake:FILE (needs `hash_ids`)")->capture_default_str();
+  rt->add_option("--replicas", routing.replicas, "Model replicas")->check(CLI::Range(1, 1024))->capture_default_str();
+  rt->add_option("--cache-blocks", routing.cache_blocks, "Prefix-cache capacity per replica, in 512-token blocks")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  rt->add_option("--affinity-blocks", routing.affinity_blocks, "Leading blocks hashed for affinity")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  rt->add_option("--slack-tokens", routing.router.slack_tokens, "Affinity's load bound past the least-loaded replica")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+
   auto serve = ll::cli::AddServeCommand(app);
   auto client = ll::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
   if (auto rc = serve()) return *rc;
   if (auto rc = client()) return *rc;
+  if (rt->parsed()) return RunRouting(routing_trace, routing);
   if (sim->parsed()) {
     return RunSim(trace, policies, notice_s, external, inference, json, svg, seed, load_scale, nodes, gpus_per_node,
                   config, check, cooldown_min, delay_budget, reserved_h);

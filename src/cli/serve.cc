@@ -96,17 +96,26 @@ int RunServe(const ServeArgs& a) {
 
   boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   boost::asio::steady_timer deadline(ioc);
+  std::function<void()> wait;  // stops the loop once no connection is left (or time is up)
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (ec) return;
     fmt::print(stderr, "landlord serve: stopping (in-flight requests finish)\n");
     (*server)->Shutdown();
     (*cp)->Advance();
     accounts.Flush();
-    // In-flight requests get a few seconds; then the loop stops regardless.
-    deadline.expires_after(std::chrono::seconds(5));
-    deadline.async_wait([&](const boost::system::error_code& e) {
-      if (!e) ioc.stop();
-    });
+    // In-flight requests get up to 5 s; the loop stops as soon as none is left.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    wait = [&, until]() {
+      if ((*server)->connections() == 0 || std::chrono::steady_clock::now() >= until) {
+        ioc.stop();
+        return;
+      }
+      deadline.expires_after(std::chrono::milliseconds(10));
+      deadline.async_wait([&](const boost::system::error_code& e) {
+        if (!e) wait();
+      });
+    };
+    wait();
   });
   ioc.run();
   // Everything still pending ends now (aborted), while the objects it refers to live.
@@ -114,8 +123,10 @@ int RunServe(const ServeArgs& a) {
   if (gw) gw->Shutdown();
   accounts.Flush();  // metered usage still in the group-commit window
   signals.cancel();
+  deadline.cancel();
   ioc.restart();
-  ioc.run_for(std::chrono::seconds(2));
+  for (int i = 0; i < 100 && ioc.poll() > 0; ++i) {
+  }
   return 0;
 }
 

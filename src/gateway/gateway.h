@@ -58,7 +58,7 @@ struct GatewayOptions {
   int64_t rpm = 600;            // requests per minute per key (0: no limit)
   int64_t tpm = 1'000'000;      // tokens per minute per key (0: no limit)
   int64_t max_output_tokens = 4096;  // a request without max_tokens is held for this many
-  size_t prefix_bytes = 2048;   // prompt bytes hashed for affinity
+  size_t prefix_bytes = 4096;   // prompt bytes hashed for affinity (about two 512-token KV blocks)
   int max_attempts = 3;         // replicas tried before the first byte
   Duration connect_timeout = Duration::Seconds(2);
   Duration first_byte_timeout = Duration::Seconds(60);

@@ -23,7 +23,7 @@ namespace ll::gateway {
 
 struct RouterOptions {
   bool affinity = true;          // false: plain least outstanding tokens
-  int64_t slack_tokens = 4096;   // how far past the least-loaded replica affinity may go ...
+  int64_t slack_tokens = 32768;  // how far past the least-loaded replica affinity may go ...
   int64_t slack_permille = 250;  // ... plus this share of the least-loaded one's tokens
   Duration eject_for = Duration::Seconds(5);
 };

@@ -20,6 +20,7 @@ struct TimedRequest {
   int64_t ms = 0;  // absolute (Azure) or relative (Mooncake) milliseconds
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;
+  std::vector<uint64_t> blocks;
 };
 
 // Offsets from the first request; stable so that equal times keep file (and file-list) order.
@@ -30,8 +31,8 @@ LlmTrace Finish(std::string spec, std::vector<TimedRequest> timed) {
   trace.spec = std::move(spec);
   trace.requests.reserve(timed.size());
   const int64_t first = timed.empty() ? 0 : timed.front().ms;
-  for (const TimedRequest& r : timed) {
-    trace.requests.push_back({Duration::Millis(r.ms - first), r.input_tokens, r.output_tokens});
+  for (TimedRequest& r : timed) {
+    trace.requests.push_back({Duration::Millis(r.ms - first), r.input_tokens, r.output_tokens, std::move(r.blocks)});
   }
   const Duration last = trace.requests.empty() ? Duration{} : trace.requests.back().offset;
   // A span of at least a second keeps request rates finite for a one-instant trace.
@@ -59,7 +60,7 @@ Status ReadAzureFile(const std::string& path, std::vector<TimedRequest>* out) {
     LL_ASSIGN_OR_RETURN(int64_t output, in.Int(c_out));
     if (input < 0) return in.FieldError(c_in, "must not be negative");
     if (output < 0) return in.FieldError(c_out, "must not be negative");
-    out->push_back({t->ms, input, output});
+    out->push_back({t->ms, input, output, {}});
   }
   if (out->size() == before) {
     return Status::Invalid(path + ":" + std::to_string(in.line_number() + 1) +
@@ -117,6 +118,7 @@ Result<LlmTrace> ReadMooncake(const std::string& spec, const std::string& path) 
       };
       double ts = 0;
       int64_t input = 0, output = 0;
+      std::vector<uint64_t> blocks;
       simdjson::ondemand::document doc;
       simdjson::error_code error =
           parser.iterate(padded.data() + offset, line.size(), capacity).get(doc);
@@ -149,11 +151,25 @@ Result<LlmTrace> ReadMooncake(const std::string& spec, const std::string& path) 
           if (v < 0) return lines.FieldError(key, "must not be negative");
           (key == "input_length" ? input : output) = v;
           (key == "input_length" ? has_in : has_out) = true;
+        } else if (key == "hash_ids") {
+          simdjson::ondemand::array ids;
+          if ((error = field.value().get_array().get(ids))) {
+            return lines.FieldError(key, std::string("expected an array of block ids (") +
+                                             simdjson::error_message(error) + ")");
+          }
+          for (auto id_r : ids) {
+            uint64_t id = 0;
+            if ((error = std::move(id_r).get_uint64().get(id))) {
+              return lines.FieldError(key, std::string("expected block ids ≥ 0 (") +
+                                               simdjson::error_message(error) + ")");
+            }
+            blocks.push_back(id);
+          }
         }
-        // Other fields (hash_ids) are skipped unread by the iteration.
+        // Other fields are skipped unread by the iteration.
       }
       if (!has_time || !has_in || !has_out) return lines.FieldError(next_missing(), "missing");
-      timed.push_back({static_cast<int64_t>(std::llround(ts)), input, output});
+      timed.push_back({static_cast<int64_t>(std::llround(ts)), input, output, std::move(blocks)});
     }
   } catch (const simdjson::simdjson_error& e) {
     return lines.Error(std::string("invalid JSON: ") + e.what());

@@ -95,6 +95,9 @@ struct LlmRequest {
   Duration offset;  // since the trace's first request
   int64_t input_tokens = 0;
   int64_t output_tokens = 0;
+  // Mooncake: the ids of the prompt's 512-token blocks (equal ids, equal content), for
+  // prefix-cache studies; empty for Azure.
+  std::vector<uint64_t> blocks;
 };
 
 struct LlmTrace {

@@ -191,10 +191,10 @@ TEST(Router, SamePrefixSameReplicaUntilItIsBusy) {
   ASSERT_NE(first, nullptr);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(r.Pick("m", 42, {}, Time{0})->id, first->id);
   // Busy past the slack: the least-loaded replica takes it.
-  r.Begin(first, 10'000);
+  r.Begin(first, 100'000);
   Replica* spill = r.Pick("m", 42, {}, Time{0});
   EXPECT_NE(spill->id, first->id);
-  r.End(first->id, 10'000);
+  r.End(first->id, 100'000);
   EXPECT_EQ(r.Pick("m", 42, {}, Time{0})->id, first->id);
   // Prefixes spread over the replicas.
   std::map<std::string, int> seen;

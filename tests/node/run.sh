@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# End-to-end tests of the model API gateway with the official `openai` npm client.
+#
+#   LANDLORD_BIN=build/dev/landlord bash tests/node/run.sh
+#
+# Installs the client from package-lock.json (npm ci) when node_modules is missing or older
+# than the lockfile, then runs every tests/node/*.test.mjs with Node's test runner.
+# LANDLORD_BIN defaults to build/release/landlord. Exits non-zero on any failure.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+fail() {
+  echo "tests/node: $*" >&2
+  exit 1
+}
+
+command -v node >/dev/null 2>&1 ||
+  fail "node is not installed (Debian: apt-get install nodejs npm; scripts/deps.sh installs them)"
+command -v npm >/dev/null 2>&1 ||
+  fail "npm is not installed (Debian: apt-get install npm; scripts/deps.sh installs it)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+[ "$node_major" -ge 18 ] || fail "node $(node --version) is too old: the tests need Node 18 or later"
+
+export LANDLORD_BIN="${LANDLORD_BIN:-$ROOT/build/release/landlord}"
+case "$LANDLORD_BIN" in
+  /*) ;;
+  *) LANDLORD_BIN="$PWD/$LANDLORD_BIN" ;;
+esac
+[ -x "$LANDLORD_BIN" ] || fail "no landlord binary at $LANDLORD_BIN (build it, or set LANDLORD_BIN)"
+
+# npm ci only when needed: no node_modules, or the lockfile changed since the last install
+# (npm writes node_modules/.package-lock.json on every install).
+stamp="$HERE/node_modules/.package-lock.json"
+if [ ! -d "$HERE/node_modules" ] || [ ! -f "$stamp" ] || [ "$HERE/package-lock.json" -nt "$stamp" ]; then
+  echo "tests/node: npm ci"
+  (cd "$HERE" && npm ci --no-audit --no-fund) || fail "npm ci failed"
+fi
+
+shopt -s nullglob
+files=("$HERE"/*.test.mjs)
+[ "${#files[@]}" -gt 0 ] || fail "no tests in $HERE"
+echo "tests/node: $(node --version), openai $(node -p "require('$HERE/node_modules/openai/package.json').version"), LANDLORD_BIN=$LANDLORD_BIN"
+# Explicit files rather than a directory: Node 22+ reads --test arguments as globs.
+exec node --test "${files[@]}"
