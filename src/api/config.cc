@@ -271,7 +271,7 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
     g.upstreams.push_back({*model, *url});
     return Status::Ok();
   }));
-  return ReadTableArray(root, path, "gateway", "sim_models", {"model", "replicas", "tokens_per_s", "first_token_ms"},
+  return ReadTableArray(root, path, "gateway", "sim_models", {"model", "replicas", "gpus_per_replica", "tokens_per_s", "first_token_ms"},
                         [&](const toml::table& t, auto bad) {
                           gateway::SimModelConfig m;
                           auto model = t["model"].value<std::string>();
@@ -281,6 +281,11 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
                             auto v = n.value<int64_t>();
                             if (!v || *v < 1 || *v > 64) return bad("replicas", "must be an integer in [1, 64]");
                             m.replicas = static_cast<int>(*v);
+                          }
+                          if (auto n = t["gpus_per_replica"]; n) {
+                            auto v = n.value<int64_t>();
+                            if (!v || *v < 0 || *v > 4096) return bad("gpus_per_replica", "must be an integer in [0, 4096]");
+                            m.gpus_per_replica = static_cast<int>(*v);
                           }
                           if (auto n = t["tokens_per_s"]; n) {
                             auto v = n.value<double>();

@@ -51,7 +51,7 @@ struct ServeConfig {
 
   static gateway::GatewayOptions DefaultGatewayOptions() {
     gateway::GatewayOptions g;
-    g.sim_models.push_back({.model = "landlord-sim-8b", .replicas = 2, .tokens_per_s = 50,
+    g.sim_models.push_back({.model = "landlord-sim-8b", .replicas = 2, .gpus_per_replica = 8, .tokens_per_s = 50,
                             .first_token = Duration::Millis(50)});
     return g;
   }

@@ -379,7 +379,36 @@ void ControlPlane::WarmUp(Time until) {
 
 void ControlPlane::Advance() {
   AdvanceTo(clock_->Now());
+  if (replica_host_ != nullptr) PlaceReplicas(now_);
   Flush();
+}
+
+void ControlPlane::SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models) {
+  replica_host_ = host;
+  replica_models_ = std::move(models);
+  Advance();
+}
+
+void ControlPlane::PlaceReplicas(Time now) {
+  for (const gateway::SimModelConfig& m : replica_models_) {
+    if (m.gpus_per_replica <= 0) continue;
+    int live = 0;
+    for (const auto& [tag, r] : replicas_) live += r.model == m.model && !r.noticed;
+    for (; live < m.replicas; ++live) {
+      const uint64_t tag = kReplicaTag | next_replica_tag_;
+      bool placed = false;
+      for (int p = 0; p < alloc_->pool_count() && !placed; ++p) {
+        if (!overrides_->sellable[p]) continue;
+        // Priced at the floor: among outsiders an inference holder is reclaimed first anyway.
+        placing_model_ = m.model;
+        auto h = alloc_->PlaceOutside(alloc::HolderClass::kInference, PoolId{static_cast<uint32_t>(p)},
+                                      m.gpus_per_replica, floor_, floor_, tag, now);
+        placed = h.ok();
+      }
+      if (!placed) break;  // no room now: tried again on the next step
+      ++next_replica_tag_;
+    }
+  }
 }
 
 void ControlPlane::AdvanceTo(Time now) {
@@ -581,6 +610,15 @@ void ControlPlane::Flush() {
 
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
+  if (h.cls == alloc::HolderClass::kInference) {
+    // Placed by PlaceReplicas (a placement starts at once or fails): `placing_model_`.
+    auto id = replica_host_->StartReplica(placing_model_);
+    LL_CHECK(id.ok());  // the model is one of [[gateway.sim_models]]; a loopback listener
+    ReplicaSlot slot{.model = placing_model_, .id = *id, .holder = h.id};
+    replicas_[h.tag] = slot;
+    ++replica_starts_;
+    return;
+  }
   LeasesChanged();
   Lease& l = leases_[h.tag];
   live_.insert(h.tag);
@@ -594,6 +632,13 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
 
 void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) {
   if (!h.outside()) return;
+  if (h.cls == alloc::HolderClass::kInference) {
+    if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
+      it->second.noticed = true;
+      replica_host_->DrainReplica(it->second.id);
+    }
+    return;
+  }
   LeasesChanged();
   Lease& l = leases_[h.tag];
   l.rec.state = "noticed";
@@ -605,6 +650,14 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
 
 void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
   if (!h.outside() || reason == alloc::EndReason::kRejected) return;
+  if (h.cls == alloc::HolderClass::kInference) {
+    if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
+      replica_host_->StopReplica(it->second.id);
+      replica_reclaims_ += reason == alloc::EndReason::kReclaimed;
+      replicas_.erase(it);
+    }
+    return;
+  }
   LeasesChanged();
   Lease& l = leases_[h.tag];
   live_.erase(h.tag);
@@ -1067,7 +1120,14 @@ Reply ControlPlane::Fleet() {
     if (h.state != HolderState::kActive && h.state != HolderState::kNoticed) continue;
     for (const auto& s : h.shares) {
       json e = {{"class", alloc::HolderClassName(h.cls)}, {"gpus", s.gpus}};
-      if (h.outside()) {
+      if (h.cls == alloc::HolderClass::kInference) {
+        auto it = replicas_.find(h.tag);
+        if (it != replicas_.end()) {
+          e["replica"] = it->second.id;
+          e["model"] = it->second.model;
+          e["state"] = it->second.noticed ? "draining" : "serving";
+        }
+      } else if (h.outside()) {
         e["lease"] = leases_[h.tag].rec.id;
         e["tenant_id"] = leases_[h.tag].rec.tenant_id;
         e["state"] = leases_[h.tag].rec.state;

@@ -161,6 +161,13 @@ class ControlPlane final : public alloc::Listener {
   // Brings the fleet to the clock's now and commits what changed.
   void Advance();
 
+  // ---- model replicas on the fleet (the gateway's inference capacity) ----
+  // From now on keeps `models[i].replicas` replicas of each model with gpus_per_replica > 0
+  // placed on the fleet as inference holders (reclaimed first when the owner needs GPUs): a
+  // notice drains the replica, its end stops it, and free GPUs start it again. Replicas are
+  // not persisted: after a restart they are placed anew. `host` must outlive the object.
+  void SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models);
+
  private:
   struct Lease {
     store::LeaseRecord rec;
@@ -270,6 +277,20 @@ class ControlPlane final : public alloc::Listener {
     ++market_version_;
     rate_dirty_ = true;
   }
+  // Replicas: inference holders tagged kReplicaTag | n.
+  static constexpr uint64_t kReplicaTag = uint64_t{1} << 62;
+  struct ReplicaSlot {
+    std::string model, id;
+    HolderId holder;
+    bool noticed = false;
+  };
+  void PlaceReplicas(Time now);
+  gateway::ReplicaHost* replica_host_ = nullptr;
+  std::vector<gateway::SimModelConfig> replica_models_;
+  std::map<uint64_t, ReplicaSlot> replicas_;  // by tag: placed and not ended
+  uint64_t next_replica_tag_ = 0;
+  std::string placing_model_;
+  int64_t replica_starts_ = 0, replica_reclaims_ = 0;
   int64_t reclaims_ = 0, leases_started_ = 0;
   int64_t bookings_missed_ = 0;  // booked reserved leases that could not start
 };

@@ -69,6 +69,7 @@ int RunServe(const ServeArgs& a) {
     auto g = gateway::Gateway::Create(ioc, config.gateway, config.prices, &accounts, wall.get());
     if (!g.ok()) return Fail(g.status().message());
     gw = std::move(*g);
+    (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);  // replicas on the fleet's GPUs
   }
   auto server = api::HttpServer::Start(ioc, **cp, config, gw.get());
   if (!server.ok()) return Fail(server.status().message());
@@ -85,8 +86,8 @@ int RunServe(const ServeArgs& a) {
   if (gw) {
     for (const std::string& m : gw->router().Models()) {
       int n = 0;
-      for (const auto& r : gw->router().replicas()) n += r.model == m;
-      fmt::print("model API: {} ({} replica{}) at http://{}/v1 (OpenAI-compatible; tenant keys)\n", m, n,
+      for (const auto& r : gw->router().replicas()) n += r.model == m && !r.draining;
+      fmt::print("model API: {} ({} replica{} serving) at http://{}/v1 (OpenAI-compatible; tenant keys)\n", m, n,
                  n == 1 ? "" : "s", (*server)->address());
     }
   }

@@ -141,7 +141,7 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   int attempt_ = 0;
   std::vector<std::string> tried_;
   std::string errors_;  // why each tried replica failed
-  std::string replica_;
+  std::string replica_, host_, port_;  // the replica may leave the router while we talk to it
   int64_t route_tokens_ = 0;
   std::unique_ptr<beast::tcp_stream> conn_;
   bool reused_ = false, stale_retried_ = false;
@@ -332,6 +332,8 @@ void Gateway::Call::Attempt() {
   }
   ++attempt_;
   replica_ = r->id;
+  host_ = r->host;
+  port_ = r->port;
   route_tokens_ = tpm_reserved_ > 0 ? tpm_reserved_ : call_.EstimatedPromptTokens() + 1;
   g_.router_.Begin(r, route_tokens_);
   auto& idle = g_.pool_->idle[replica_];
@@ -346,14 +348,13 @@ void Gateway::Call::Attempt() {
 }
 
 void Gateway::Call::Connect() {
-  Replica* r = g_.router_.Find(replica_);
   conn_ = std::make_unique<beast::tcp_stream>(g_.ioc_);
   auto& eps = g_.pool_->endpoints[replica_];
   if (eps.empty()) {
     beast::error_code ec;
-    eps = g_.pool_->resolver.resolve(r->host, r->port, ec);
+    eps = g_.pool_->resolver.resolve(host_, port_, ec);
     if (ec) {
-      FailedBeforeFirstByte(fmt::format("resolve {}:{}: {}", r->host, r->port, ec.message()));
+      FailedBeforeFirstByte(fmt::format("resolve {}:{}: {}", host_, port_, ec.message()));
       return;
     }
   }
@@ -370,13 +371,12 @@ void Gateway::Call::Connect() {
 }
 
 void Gateway::Call::Send() {
-  Replica* r = g_.router_.Find(replica_);
   upreq_ = std::make_unique<http::request<http::string_body>>();
   upreq_->method(http::verb::post);
   upreq_->version(11);
   const std::string_view path = EndpointPath(call_.endpoint);
   upreq_->target(beast::string_view(path.data(), path.size()));
-  upreq_->set(http::field::host, r->host + ":" + r->port);
+  upreq_->set(http::field::host, host_ + ":" + port_);
   upreq_->set(http::field::content_type, "application/json");
   upreq_->set("x-request-id", id_);
   upreq_->keep_alive(true);
@@ -614,34 +614,66 @@ Gateway::~Gateway() = default;
 Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOptions options,
                                                  market::PriceBook prices, Accounts* accounts, const Clock* clock) {
   std::unique_ptr<Gateway> g(new Gateway(ioc, std::move(options), std::move(prices), accounts, clock));
-  int n = 0;
   for (const UpstreamConfig& u : g->options_.upstreams) {
     Replica r;
-    r.id = fmt::format("rep_up{}", ++n);
+    r.id = fmt::format("rep_up{}", ++g->next_replica_);
     r.model = u.model;
     LL_RETURN_IF_ERROR(ParseHttpUrl(u.url, &r.host, &r.port));
     g->router_.Add(std::move(r));
   }
   for (const SimModelConfig& m : g->options_.sim_models) {
-    for (int i = 0; i < m.replicas; ++i) {
-      FakeModelOptions fo;
-      fo.model = m.model;
-      fo.name = fmt::format("rep_sim{}", ++n);
-      fo.tokens_per_s = m.tokens_per_s;
-      fo.first_token = m.first_token;
-      fo.exit_on_crash = false;
-      LL_ASSIGN_OR_RETURN(auto fake, FakeModel::Start(ioc, fo));
+    if (m.gpus_per_replica > 0) {
+      // Placed by the fleet: known to the router (a model with no replica running yet is
+      // unavailable, 503, rather than unknown, 404) through a placeholder that never routes.
       Replica r;
-      r.id = fo.name;
+      r.id = "rep_" + m.model + "_unplaced";
       r.model = m.model;
-      const std::string addr = fake->address();
-      r.host = addr.substr(0, addr.rfind(':'));
-      r.port = addr.substr(addr.rfind(':') + 1);
+      r.draining = true;
       g->router_.Add(std::move(r));
-      g->sim_.emplace_back(fo.name, std::move(fake));
+      continue;
     }
+    for (int i = 0; i < m.replicas; ++i) LL_RETURN_IF_ERROR(g->StartSim(m).status());
   }
   return g;
+}
+
+Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
+  FakeModelOptions fo;
+  fo.model = m.model;
+  fo.name = fmt::format("rep_sim{}", ++next_replica_);
+  fo.tokens_per_s = m.tokens_per_s;
+  fo.first_token = m.first_token;
+  fo.exit_on_crash = false;
+  LL_ASSIGN_OR_RETURN(auto fake, FakeModel::Start(ioc_, fo));
+  Replica r;
+  r.id = fo.name;
+  r.model = m.model;
+  const std::string addr = fake->address();
+  r.host = addr.substr(0, addr.rfind(':'));
+  r.port = addr.substr(addr.rfind(':') + 1);
+  router_.Add(std::move(r));
+  sim_.emplace_back(fo.name, std::move(fake));
+  return fo.name;
+}
+
+Result<std::string> Gateway::StartReplica(const std::string& model) {
+  for (const SimModelConfig& m : options_.sim_models) {
+    if (m.model == model) return StartSim(m);
+  }
+  return Status::NotFound(fmt::format("no simulated model `{}` in [[gateway.sim_models]]", model));
+}
+
+void Gateway::StopReplica(const std::string& id) {
+  router_.Remove(id);
+  pool_->idle.erase(id);
+  pool_->endpoints.erase(id);
+  for (auto it = sim_.begin(); it != sim_.end(); ++it) {
+    if (it->first == id) {
+      it->second->Kill();
+      sim_.erase(it);
+      return;
+    }
+  }
 }
 
 bool Gateway::Handles(std::string_view target) {
@@ -654,8 +686,6 @@ void Gateway::Handle(GatewayRequest req, std::shared_ptr<Downstream> down) {
   ++stats_.requests;
   std::make_shared<Call>(*this, std::move(req), std::move(down))->Start();
 }
-
-void Gateway::AddReplica(Replica r) { router_.Add(std::move(r)); }
 
 void Gateway::Shutdown() {
   for (auto& [name, fake] : sim_) fake->Kill();

@@ -50,6 +50,9 @@ struct UpstreamConfig {
 struct SimModelConfig {
   std::string model;
   int replicas = 2;
+  // GPUs each replica holds on the fleet (an inference holder the allocator places, drains
+  // and reclaims like any outsider); 0: the replicas run beside the fleet and hold none.
+  int gpus_per_replica = 8;
   double tokens_per_s = 50;
   Duration first_token = Duration::Millis(50);
 };
@@ -91,6 +94,19 @@ class Accounts {
   virtual void Settle(const std::string& hold_id, const Usage& usage) = 0;
 };
 
+// Model replicas started and stopped by the fleet (the control plane places each on GPUs of
+// the fleet as an inference holder): the gateway routes to them.
+class ReplicaHost {
+ public:
+  virtual ~ReplicaHost() = default;
+  // Starts a replica of `model` and routes to it; returns its id.
+  virtual Result<std::string> StartReplica(const std::string& model) = 0;
+  // Reclaim notice: no new requests; in-flight ones go on until StopReplica.
+  virtual void DrainReplica(const std::string& id) = 0;
+  // The GPUs are gone: the replica stops (what is still in flight fails over or errors).
+  virtual void StopReplica(const std::string& id) = 0;
+};
+
 // The client side of one request, implemented by the HTTP server's connection.
 class Downstream {
  public:
@@ -117,21 +133,22 @@ struct GatewayRequest {
   std::string body;
 };
 
-class Gateway {
+class Gateway final : public ReplicaHost {
  public:
-  // Starts the configured simulated replicas and registers the static upstreams.
+  // Registers the static upstreams and starts the simulated replicas that hold no fleet GPUs
+  // (gpus_per_replica = 0); the others start when the fleet places them (StartReplica).
   static Result<std::unique_ptr<Gateway>> Create(boost::asio::io_context& ioc, GatewayOptions options,
                                                  market::PriceBook prices, Accounts* accounts, const Clock* clock);
-  ~Gateway();
+  ~Gateway() override;
 
   // Whether `target` is one of the gateway's routes.
   static bool Handles(std::string_view target);
   void Handle(GatewayRequest req, std::shared_ptr<Downstream> down);
 
-  // Replicas placed or reclaimed by the fleet: add one, or drain it (no new requests; those
-  // in flight finish) and remove it when they have.
-  void AddReplica(Replica r);
-  void DrainReplica(const std::string& id);
+  // ReplicaHost: simulated replicas placed by the fleet.
+  Result<std::string> StartReplica(const std::string& model) override;
+  void DrainReplica(const std::string& id) override;
+  void StopReplica(const std::string& id) override;
   // The simulated replicas (to kill one in tests).
   FakeModel* SimReplica(const std::string& id);
 
@@ -168,7 +185,9 @@ class Gateway {
   std::unique_ptr<Pool> pool_;
   uint64_t boot_id_ = 0;  // request ids are unique across restarts: idempotency keys use them
   uint64_t next_request_ = 0;
+  Result<std::string> StartSim(const SimModelConfig& m);
   std::vector<std::pair<std::string, std::unique_ptr<FakeModel>>> sim_;
+  int next_replica_ = 0;
   int64_t in_flight_ = 0;
   std::set<Call*> live_;
   Stats stats_;

@@ -45,8 +45,12 @@ name = "{2}"
 notice_s = 20
 reserved_min_history_h = 24
 {3}
+{4}
 )",
-                                     dir, WriteTraceCsv(dir), policy, extra);
+                                     dir, WriteTraceCsv(dir), policy, extra,
+                                     // The lease tests count the fleet's GPUs: no model replicas on it
+                                     // unless a test configures the gateway.
+                                     extra.find("[gateway]") == std::string::npos ? "[gateway]\nsim_models = []" : "");
   return path;
 }
 

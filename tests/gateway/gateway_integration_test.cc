@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -68,7 +69,7 @@ class GatewayTest : public ::testing::Test {
     if (stream) b["stream"] = true;
     return b;
   }
-  json Get(const std::string& target, const std::string& key = "") {
+  json Get(const std::string& target, const std::string& key = "") const {
     auto r = server_.Client(key.empty() ? key_ : key).Request("GET", target);
     EXPECT_TRUE(r.ok());
     return r.ok() ? Json(*r) : json();
@@ -225,19 +226,49 @@ TEST_F(GatewayTest, KeysLimitsBudgetsAndBadInput) {
   EXPECT_EQ(TokenUsage().size(), 6u);  // only the three that ran
 }
 
-TEST_F(GatewayTest, SimulatedReplicasServeByDefault) {
-  dir_ = TempDir();
-  server_.Start(TestConfig(dir_, "spot-all"));
-  key_ = NewTenantKey(server_, "acme", &tenant_);
+// Replicas hold GPUs of the fleet as inference holders: the owner's demand reclaims them
+// first; the notice drains them (in-flight requests finish, new ones go elsewhere or get 503)
+// and they stop at reclaim_at.
+TEST_F(GatewayTest, SimulatedReplicasArePlacedOnTheFleetAndDrainedOnReclaim) {
+  StartServer(
+      "[[gateway.sim_models]]\nmodel = \"m\"\nreplicas = 2\ngpus_per_replica = 8\ntokens_per_s = 20\n"
+      "first_token_ms = 0\n");
   Credit("1.00");
-  json models = Get("/v1/models");
-  ASSERT_EQ(models["data"].size(), 1u) << models.dump();
-  const std::string model = models["data"][0]["id"];
-  json body = {{"model", model}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 3}};
-  cli::HttpResponse r = Post("/v1/chat/completions", body);
-  ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(Json(r)["usage"]["completion_tokens"], 3);
-  EXPECT_EQ(TokenUsage().size(), 2u);
+  auto inference = [&] {
+    std::set<std::string> replicas;
+    const json fleet = Get("/admin/fleet", kAdminKey);
+    for (const json& n : fleet["nodes"]) {
+      for (const json& h : n["holders"]) {
+        if (h["class"] == "inference") replicas.insert(h["replica"].get<std::string>() + "/" + h["state"].get<std::string>());
+      }
+    }
+    return replicas;
+  };
+  ASSERT_EQ(inference().size(), 2u) << Get("/admin/fleet", kAdminKey).dump();
+  for (const std::string& r : inference()) EXPECT_NE(r.find("/serving"), std::string::npos) << r;
+  EXPECT_EQ(Post("/v1/chat/completions", Chat(2, false)).status, 200);
+  // A stream of 10 tokens (0.5 s) is in flight when the owner takes the whole fleet back.
+  cli::HttpResponse streamed;
+  std::thread client([&] { streamed = Post("/v1/chat/completions", Chat(10, true)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  int status = 0;
+  auto r = server_.Client(kAdminKey).Request("POST", "/admin/internal-jobs", json{{"gpus", 24}, {"duration_s", 3600}}.dump());
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 201) << r->body;
+  (void)status;
+  // Noticed (20 s of server time: 1 s of wall time): draining, no new requests.
+  for (const std::string& rep : inference()) EXPECT_NE(rep.find("/draining"), std::string::npos) << rep;
+  cli::HttpResponse refused = Post("/v1/chat/completions", Chat(2, false));
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  client.join();
+  ASSERT_EQ(streamed.status, 200);
+  EXPECT_EQ(DataEvents(streamed.body).back(), "[DONE]") << "the in-flight stream finished within the notice";
+  // At reclaim_at the replicas stop and their GPUs go to the owner.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_TRUE(inference().empty());
+  EXPECT_EQ(Post("/v1/chat/completions", Chat(2, false)).status, 503);
+  // Billed: the first request and the stream, once each.
+  EXPECT_EQ(TokenUsage().size(), 4u);
 }
 
 }  // namespace
