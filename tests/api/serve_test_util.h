@@ -32,6 +32,7 @@ class ServeProcess {
   int Stop();
   void Kill9();
   bool running() const { return child_.pid > 0; }
+  pid_t pid() const { return child_.pid; }
   const std::string& url() const { return child_.url; }
   std::string address() const { return child_.url.substr(7); }
 
