@@ -232,12 +232,12 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
                                          "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models"}));
   const toml::table& root = r.root();
   if (auto e = root["gateway"]["enabled"]; e) {
-    auto v = e.value<bool>();
+    auto v = e.is_boolean() ? e.value<bool>() : std::nullopt;  // value<bool>() also takes 0/1
     if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.enabled` must be true or false", path, e.node()->source().begin.line));
     c->gateway_enabled = *v;
   }
   if (auto e = root["gateway"]["affinity"]; e) {
-    auto v = e.value<bool>();
+    auto v = e.is_boolean() ? e.value<bool>() : std::nullopt;
     if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.affinity` must be true or false", path, e.node()->source().begin.line));
     c->gateway.router.affinity = *v;
   }

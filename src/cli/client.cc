@@ -55,6 +55,7 @@ struct State {
   std::string id;
   std::string name;
   std::string tenant;
+  std::string amount;  // admin credit
   std::string start_at;
   std::string period;
   bool csv = false;
@@ -719,6 +720,14 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   Register(s.get(), key_create, [](State& st) {
     Json body = {{"tenant_id", st.tenant}};
     return Call(st.common, "POST", "/admin/keys", body.dump(), PrintNewKey);
+  });
+
+  CLI::App* credit = admin->add_subcommand("credit", "Add to a tenant's prepaid balance (the model API's budget)");
+  credit->add_option("--tenant", s->tenant, "Tenant id (ten_...)")->required();
+  credit->add_option("--amount", s->amount, "Dollars, e.g. 10.00")->required();
+  Register(s.get(), credit, [](State& st) {
+    Json body = {{"tenant_id", st.tenant}, {"amount", st.amount}};
+    return Call(st.common, "POST", "/admin/credits", body.dump(), PrintObject);
   });
 
   return [s]() -> std::optional<int> {

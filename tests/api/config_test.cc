@@ -66,5 +66,41 @@ TEST_F(ConfigTest, BadPricesNameTheFileLineAndKey) {
   }
 }
 
+TEST_F(ConfigTest, TheGatewayTableIsReadAndCheckedToo) {
+  ServeConfig c;
+  ASSERT_TRUE(LoadServeConfig(std::string(LL_SOURCE_DIR) + "/docs/serve.example.toml", &c).ok());
+  EXPECT_EQ(c.gateway.rpm, 600);
+  ASSERT_EQ(c.gateway.sim_models.size(), 1u);
+  EXPECT_EQ(c.gateway.sim_models[0].gpus_per_replica, 8);
+  EXPECT_TRUE(c.gateway.upstreams.empty());
+
+  ServeConfig u;
+  ASSERT_TRUE(LoadServeConfig(Write("[gateway]\nrpm = 5\n[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"http://127.0.0.1:9000/v1\"\n"), &u).ok());
+  EXPECT_EQ(u.gateway.rpm, 5);
+  ASSERT_EQ(u.gateway.upstreams.size(), 1u);
+  EXPECT_TRUE(u.gateway.sim_models.empty()) << "upstreams replace the simulated default";
+
+  struct Case {
+    const char* toml;
+    const char* expect;
+  } cases[] = {
+      {"[gateway]\nrpm = -1\n", "c.toml:2: `gateway.rpm`"},
+      {"[gateway]\naffinity = 1\n", "c.toml:2: `gateway.affinity` must be true or false"},
+      {"[gateway]\nbogus = 1\n", "c.toml:2: unknown key `gateway.bogus`"},
+      {"[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"ftp://x\"\n", "c.toml:3: `gateway.upstreams` [0].url"},
+      {"[[gateway.upstreams]]\nurl = \"http://127.0.0.1:1\"\n", "`gateway.upstreams` [0].model"},
+      {"[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"http://h:1\"\nkey = 1\n", "unknown key `key`"},
+      {"[[gateway.sim_models]]\nmodel = \"m\"\nreplicas = 0\n", "c.toml:3: `gateway.sim_models` [0].replicas"},
+      {"[[gateway.sim_models]]\nmodel = \"m\"\ngpus_per_replica = -8\n", "[0].gpus_per_replica"},
+  };
+  for (const auto& k : cases) {
+    ServeConfig cfg;
+    Status st = LoadServeConfig(Write(k.toml), &cfg);
+    EXPECT_FALSE(st.ok()) << k.toml;
+    if (st.ok()) continue;
+    EXPECT_NE(st.message().find(k.expect), std::string::npos) << k.toml << " → " << st.message();
+  }
+}
+
 }  // namespace
 }  // namespace ll::api
