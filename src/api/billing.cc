@@ -386,6 +386,19 @@ std::vector<store::UsageRecord> ControlPlane::TokenRecords(const std::string& ke
   return out;
 }
 
+Reply ControlPlane::VerifyKey(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"key"});
+  auto key = f.Str("key", true);
+  if (!f.ok()) return f.error();
+  auto k = TenantKey(*key);
+  if (!k) return ErrorReply(404, "key_not_found", "no tenant has this key", "key");
+  Reply r;
+  r.body = {{"object", "key"}, {"tenant_id", k->tenant_id}, {"key_id", k->key_id}};
+  return r;
+}
+
 std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view key) const {
   if (key.empty() || key.size() > 256) return std::nullopt;
   auto it = keys_by_hash_.find(HashApiKey(key));
@@ -405,6 +418,26 @@ Status ControlPlane::GatewayHold(const std::string& hold_id, const std::string& 
   return Status::Ok();
 }
 
+namespace {
+
+// Settles `hold_id` to the records' cost (never more than the hold: the records are cut to what
+// was charged) and returns the charge.
+Money ChargeUsage(ledger::Balance& b, const std::string& hold_id, std::vector<store::UsageRecord>& records) {
+  int64_t cost = 0;
+  for (const auto& r : records) cost += r.amount_micros;
+  auto charged = b.Settle(hold_id, Money::Micros(cost));
+  LL_CHECK(charged.ok());
+  // Over the hold (an upstream that ignored max_tokens): bill what was charged, last records first.
+  for (int64_t over = cost - charged->micros, i = static_cast<int64_t>(records.size()) - 1; over > 0 && i >= 0; --i) {
+    const int64_t cut = std::min(over, records[i].amount_micros);
+    records[i].amount_micros -= cut;
+    over -= cut;
+  }
+  return *charged;
+}
+
+}  // namespace
+
 void ControlPlane::GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
   auto it = gateway_holds_.find(hold_id);
   if (it == gateway_holds_.end()) return;
@@ -412,16 +445,7 @@ void ControlPlane::GatewaySettle(const std::string& hold_id, const gateway::Acco
   gateway_holds_.erase(it);
   std::vector<store::UsageRecord> records =
       TokenRecords(usage.key, usage.tenant_id, usage.model, usage.input_tokens, usage.output_tokens, Now());
-  int64_t cost = 0;
-  for (const auto& r : records) cost += r.amount_micros;
-  auto charged = b.Settle(hold_id, Money::Micros(cost));
-  LL_CHECK(charged.ok());
-  // Over the hold (an upstream that ignored max_tokens): bill what was charged, output first.
-  for (int64_t over = cost - charged->micros, i = static_cast<int64_t>(records.size()) - 1; over > 0 && i >= 0; --i) {
-    const int64_t cut = std::min(over, records[i].amount_micros);
-    records[i].amount_micros -= cut;
-    over -= cut;
-  }
+  ChargeUsage(b, hold_id, records);
   if (usage.input_tokens == 0 && usage.output_tokens == 0) return;  // nothing used: only the hold goes
   pending_.balances.push_back({usage.tenant_id, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
   for (auto& r : records) pending_.usage.push_back(std::move(r));
@@ -474,7 +498,8 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
   if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"amount", "usage"});
-  auto amount = f.Dollars("amount", true);
+  // Without `amount`, the charge is the usage's own cost (what a standalone gateway sends).
+  auto amount = f.Dollars("amount", !body.contains("usage"));
   if (!f.ok()) return f.error();
   std::vector<store::UsageRecord> usage;
   if (body.contains("usage")) {
@@ -495,8 +520,14 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
     return r;
   }
   store::HoldRecord h = it->second;
+  for (const auto& u : usage) {
+    if (u.tenant_id != h.tenant_id) {
+      return ErrorReply(400, "invalid_value", fmt::format("usage of `{}` cannot settle a hold of `{}`", u.tenant_id, h.tenant_id),
+                        "usage");
+    }
+  }
   ledger::Balance& b = balances_[h.tenant_id];
-  auto charged = b.Settle(hold_id, *amount);
+  Result<Money> charged = amount ? b.Settle(hold_id, *amount) : ChargeUsage(b, hold_id, usage);
   LL_CHECK(charged.ok());
   h.charged_micros = charged->micros;
   open_holds_.erase(it);

@@ -123,6 +123,8 @@ class ControlPlane final : public alloc::Listener {
   // "input_tokens", "output_tokens", "at"?}]}, each counted once by its key.
   Reply IngestUsage(const nlohmann::json& body);
   // ---- the model API's side of the ledger (gateway::Accounts, see GatewayAccounts) ----
+  // {"key"} → the tenant and key id of a tenant's key, or 404 (a standalone gateway asks).
+  Reply VerifyKey(const nlohmann::json& body);
   // The tenant and key id of a tenant's API key (the admin key is not one).
   std::optional<gateway::Accounts::Key> TenantKey(std::string_view key) const;
   // Holds `amount` of the tenant's balance in memory only: a crash drops the hold with nothing

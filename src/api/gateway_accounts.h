@@ -18,9 +18,12 @@ class GatewayAccounts final : public gateway::Accounts {
   GatewayAccounts(ControlPlane& cp, boost::asio::io_context& ioc, Duration window)
       : cp_(cp), timer_(ioc), window_(window) {}
 
-  std::optional<Key> Authenticate(std::string_view api_key) override { return cp_.TenantKey(api_key); }
-  Status Hold(const std::string& hold_id, const std::string& tenant_id, Money amount) override {
-    return cp_.GatewayHold(hold_id, tenant_id, amount);
+  void Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) override {
+    done(cp_.TenantKey(api_key));
+  }
+  void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
+            std::function<void(Status)> done) override {
+    done(cp_.GatewayHold(hold_id, tenant_id, amount));
   }
   void Settle(const std::string& hold_id, const Usage& usage) override;
   // Commits now (shutdown).

@@ -72,6 +72,24 @@ class HttpMetrics {
 
 class Server;
 
+// A standalone gateway's own routes besides the model API: health and metrics.
+Routed GatewayOnlyRoute(const Request& r) {
+  Routed out;
+  const std::string_view path = r.target.substr(0, r.target.find('?'));
+  if (path == "/healthz" && r.method == "GET") {
+    out.route = "GET /healthz";
+    out.reply.body = {{"status", "ok"}, {"role", "gateway"}};
+  } else if (path == "/metrics" && r.method == "GET") {
+    out.route = "GET /metrics";
+    out.reply.body = std::string();
+    out.reply.content_type = "text/plain; version=0.0.4";
+  } else {
+    out.route = "other";
+    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}` on a gateway (the control plane has it)", path));
+  }
+  return out;
+}
+
 // The method as a metrics label (a bounded set).
 std::string_view MethodLabelOf(std::string_view m) {
   for (std::string_view k : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
@@ -129,7 +147,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Server final : public HttpServer {
  public:
-  Server(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config, gateway::Gateway* gw)
+  Server(net::io_context& ioc, ControlPlane* cp, const ServeConfig& config, gateway::Gateway* gw)
       : cp_(cp), config_(config), gateway_(gw), acceptor_(ioc), tick_(ioc) {}
 
   Status Listen() {
@@ -162,7 +180,7 @@ class Server final : public HttpServer {
     for (Session* s : sessions) s->Close();
   }
 
-  ControlPlane& cp() { return cp_; }
+  ControlPlane* cp() { return cp_; }
   gateway::Gateway* gateway() { return gateway_; }
   const ServeConfig& config() const { return config_; }
   HttpMetrics& metrics() { return metrics_; }
@@ -198,14 +216,15 @@ class Server final : public HttpServer {
   }
 
   void Tick() {
-    cp_.Advance();
+    if (cp_ == nullptr) return;
+    cp_->Advance();
     tick_.expires_after(std::chrono::milliseconds(config_.tick.ms));
     tick_.async_wait([this](beast::error_code ec) {
       if (!ec && !stopping_) Tick();
     });
   }
 
-  ControlPlane& cp_;
+  ControlPlane* cp_;  // null in a standalone gateway
   ServeConfig config_;
   gateway::Gateway* gateway_;
   tcp::acceptor acceptor_;
@@ -221,7 +240,7 @@ Session::Session(tcp::socket socket, Server& server) : stream_(std::move(socket)
 }
 
 Session::~Session() {
-  if (token_ != 0) server_.cp().Unsubscribe(token_);
+  if (token_ != 0) server_.cp()->Unsubscribe(token_);
   server_.Remove(this);
 }
 
@@ -282,7 +301,11 @@ void Session::OnRead(beast::error_code ec) {
   r.target = Sv(req.target());
   r.authorization = Sv(req[http::field::authorization]);
   r.body = req.body();
-  routed = Route(server_.cp(), r);
+  if (server_.cp() == nullptr) {
+    routed = GatewayOnlyRoute(r);
+  } else {
+    routed = Route(*server_.cp(), r);
+  }
   if (routed.stream) {
     StartStream(routed, t0);
     return;
@@ -342,7 +365,7 @@ void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_
       after = 0;
     }
   }
-  auto past = server_.cp().LeaseEvents(routed.principal, routed.lease_id, after);
+  auto past = server_.cp()->LeaseEvents(routed.principal, routed.lease_id, after);
   if (!past.ok()) {
     Routed r = routed;
     r.reply = ErrorReply(404, "lease_not_found", past.status().message(), "id");
@@ -366,7 +389,7 @@ void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_
     return;
   }
   std::weak_ptr<Session> weak = shared_from_this();
-  token_ = server_.cp().Subscribe(routed.lease_id, [weak](const LeaseEvent& e) {
+  token_ = server_.cp()->Subscribe(routed.lease_id, [weak](const LeaseEvent& e) {
     auto self = weak.lock();
     if (!self || self->closing_) return false;
     self->Push(FormatEvent(e), false);
@@ -515,7 +538,14 @@ void Session::BeginGateway(gateway::Downstream::Head head) {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config,
                                                       gateway::Gateway* gw) {
-  auto s = std::make_unique<Server>(ioc, cp, config, gw);
+  auto s = std::make_unique<Server>(ioc, &cp, config, gw);
+  LL_RETURN_IF_ERROR(s->Listen());
+  return std::unique_ptr<HttpServer>(std::move(s));
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::StartGateway(net::io_context& ioc, const ServeConfig& config,
+                                                             gateway::Gateway& gw) {
+  auto s = std::make_unique<Server>(ioc, nullptr, config, &gw);
   LL_RETURN_IF_ERROR(s->Listen());
   return std::unique_ptr<HttpServer>(std::move(s));
 }

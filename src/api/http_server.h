@@ -24,6 +24,9 @@ class HttpServer {
   virtual ~HttpServer() = default;
   // "127.0.0.1:PORT" as bound.
   virtual std::string address() const = 0;
+  // A standalone gateway: the model API, /healthz and /metrics only.
+  static Result<std::unique_ptr<HttpServer>> StartGateway(boost::asio::io_context& ioc, const ServeConfig& config,
+                                                          gateway::Gateway& gw);
   // Open client connections (after Shutdown: those still finishing a request).
   virtual size_t connections() const = 0;
   // Stops accepting, ends event streams, lets in-flight requests finish.

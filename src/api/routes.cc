@@ -143,6 +143,15 @@ Routed Route(ControlPlane& cp, const Request& req) {
       }
       return out;
     }
+    if (seg.size() == 3 && seg[1] == "keys" && seg[2] == "verify") {
+      out.route = "POST /admin/keys/verify";
+      if (m != "POST") {
+        out.reply = MethodNotAllowed(m, path);
+      } else if (auto b = body()) {
+        out.reply = cp.VerifyKey(*b);
+      }
+      return out;
+    }
     std::string_view what = seg.size() == 2 ? seg[1] : "";
     out.route = fmt::format("{} /admin/{}", MethodLabel(m), what);
     if (what == "tenants" && m == "POST") {

@@ -12,11 +12,14 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "api/config.h"
 #include "api/control_plane.h"
 #include "api/gateway_accounts.h"
 #include "api/http_server.h"
+#include "cli/http_client.h"
+#include "cli/remote_accounts.h"
 #include "gateway/fake_model.h"
 #include "gateway/gateway.h"
 #include "core/clock.h"
@@ -36,6 +39,42 @@ struct ServeArgs {
 int Fail(const std::string& message) {
   fmt::print(stderr, "landlord serve: {}\n", message);
   return 2;
+}
+
+// Runs `ioc` until SIGTERM or SIGINT; then stops `server` accepting, calls `on_stop`, and ends
+// the loop as soon as no connection is left (in-flight requests finish), 5 s at most.
+void RunUntilSignal(boost::asio::io_context& ioc, api::HttpServer& server, const std::function<void()>& on_stop) {
+  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
+  boost::asio::steady_timer deadline(ioc);
+  std::function<void()> wait;
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    server.Shutdown();
+    on_stop();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    wait = [&, until]() {
+      if (server.connections() == 0 || std::chrono::steady_clock::now() >= until) {
+        ioc.stop();
+        return;
+      }
+      deadline.expires_after(std::chrono::milliseconds(10));
+      deadline.async_wait([&](const boost::system::error_code& e) {
+        if (!e) wait();
+      });
+    };
+    wait();
+  });
+  ioc.run();
+  signals.cancel();
+  deadline.cancel();
+}
+
+// After the loop stopped and everything was shut down: runs the handlers that are left (their
+// operations end as aborted) while the objects they refer to still live.
+void Drain(boost::asio::io_context& ioc) {
+  ioc.restart();
+  for (int i = 0; i < 100 && ioc.poll() > 0; ++i) {
+  }
 }
 
 int RunServe(const ServeArgs& a) {
@@ -95,39 +134,64 @@ int RunServe(const ServeArgs& a) {
              (*server)->address());
   std::fflush(stdout);
 
-  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
-  boost::asio::steady_timer deadline(ioc);
-  std::function<void()> wait;  // stops the loop once no connection is left (or time is up)
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (ec) return;
+  RunUntilSignal(ioc, **server, [&] {
     fmt::print(stderr, "landlord serve: stopping (in-flight requests finish)\n");
-    (*server)->Shutdown();
     (*cp)->Advance();
     accounts.Flush();
-    // In-flight requests get up to 5 s; the loop stops as soon as none is left.
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    wait = [&, until]() {
-      if ((*server)->connections() == 0 || std::chrono::steady_clock::now() >= until) {
-        ioc.stop();
-        return;
-      }
-      deadline.expires_after(std::chrono::milliseconds(10));
-      deadline.async_wait([&](const boost::system::error_code& e) {
-        if (!e) wait();
-      });
-    };
-    wait();
   });
-  ioc.run();
   // Everything still pending ends now (aborted), while the objects it refers to live.
   (*server)->Shutdown();
   if (gw) gw->Shutdown();
   accounts.Flush();  // metered usage still in the group-commit window
-  signals.cancel();
-  deadline.cancel();
-  ioc.restart();
-  for (int i = 0; i < 100 && ioc.poll() > 0; ++i) {
+  Drain(ioc);
+  return 0;
+}
+
+struct GatewayArgs {
+  std::string config;
+  std::string listen;
+  std::string control_plane;
+};
+
+// A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
+int RunGateway(const GatewayArgs& a) {
+  auto fail = [](const std::string& m) {
+    fmt::print(stderr, "landlord gateway: {}\n", m);
+    return 2;
+  };
+  api::ServeConfig config;
+  if (!a.config.empty()) {
+    Status st = api::LoadServeConfig(a.config, &config);
+    if (!st.ok()) return fail(st.message());
   }
+  if (!a.listen.empty()) config.listen = a.listen;
+  auto url = ParseUrl(a.control_plane);
+  if (!url.ok()) return fail(fmt::format("--control-plane: {}", url.status().message()));
+  const char* admin = std::getenv("LANDLORD_ADMIN_KEY");
+  if (admin == nullptr || *admin == 0) return fail("LANDLORD_ADMIN_KEY must hold the control plane's admin key");
+  // No fleet here: simulated replicas run beside it.
+  for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
+  // The control plane must answer before the gateway takes traffic.
+  {
+    HttpClient probe(*url, admin);
+    auto r = probe.Request("GET", "/healthz", "", Duration::Seconds(5));
+    if (!r.ok()) return fail(fmt::format("the control plane at {} does not answer: {}", a.control_plane, r.status().message()));
+  }
+  std::unique_ptr<Clock> wall = NewSystemClock();
+  boost::asio::io_context ioc(1);
+  RemoteAccounts accounts(ioc, *url, admin, wall.get());
+  auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, &accounts, wall.get());
+  if (!gw.ok()) return fail(gw.status().message());
+  auto server = api::HttpServer::StartGateway(ioc, config, **gw);
+  if (!server.ok()) return fail(server.status().message());
+  fmt::print("landlord gateway: listening on http://{}\n", (*server)->address());
+  fmt::print("control plane: {}; models: {}\n", a.control_plane, fmt::join((*gw)->router().Models(), ", "));
+  std::fflush(stdout);
+  RunUntilSignal(ioc, **server, [] {});
+  (*server)->Shutdown();
+  (*gw)->Shutdown();
+  Drain(ioc);
+  accounts.Stop(Duration::Seconds(5));  // settlements in flight reach the ledger
   return 0;
 }
 
@@ -177,7 +241,14 @@ std::function<std::optional<int>()> AddServeCommand(CLI::App& app) {
                  "Exit on a completion request after reading it (fault tests)");
   fake->add_option("--crash-after-tokens", fo->crash_after_tokens, "Exit after streaming N tokens (fault tests)")
       ->check(CLI::Range(0, 1'000'000));
-  return [cmd, args, fake, fo, first_ms]() -> std::optional<int> {
+  auto ga = std::make_shared<GatewayArgs>();
+  CLI::App* gwc = app.add_subcommand(
+      "gateway", "Run the model API alone (scale-out), against a control plane's ledger (LANDLORD_ADMIN_KEY)");
+  gwc->add_option("--control-plane", ga->control_plane, "The control plane's URL, e.g. http://127.0.0.1:8080")->required();
+  gwc->add_option("--config", ga->config, "TOML file: [server], [gateway] and [prices] as for `serve`");
+  gwc->add_option("--listen", ga->listen, "HOST:PORT (port 0: any free port); default 127.0.0.1:8080");
+  return [cmd, args, fake, fo, first_ms, gwc, ga]() -> std::optional<int> {
+    if (gwc->parsed()) return RunGateway(*ga);
     if (fake->parsed()) {
       fo->first_token = Duration::Millis(*first_ms);
       return RunFakeModel(*fo);

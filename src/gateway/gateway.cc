@@ -93,11 +93,11 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   void Start();
 
  private:
-  // Filters.
-  bool Auth();
+  // Filters. Auth and Budget may answer later (a remote ledger): they go on with `next`.
+  void Auth(std::function<void()> next);
   bool Parse(Endpoint e);
   bool Limit();
-  bool Budget();
+  void Budget(std::function<void()> next);
   // Upstream.
   void Attempt();
   void Connect();
@@ -164,13 +164,13 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
 void Gateway::Call::Start() {
   const std::string_view target = req_.target;
   const std::string_view path = target.substr(0, target.find('?'));
+  auto self = shared_from_this();
   if (path == "/v1/models") {
     if (req_.method != "GET") {
       Refuse(405, "method_not_allowed", "use GET on `/v1/models`", "", "invalid_request_error");
       return;
     }
-    if (!Auth()) return;
-    Models();
+    Auth([self] { self->Models(); });
     return;
   }
   Endpoint e = path == "/v1/chat/completions" ? Endpoint::kChatCompletions
@@ -180,14 +180,18 @@ void Gateway::Call::Start() {
     Refuse(405, "method_not_allowed", fmt::format("use POST on `{}`", path), "", "invalid_request_error");
     return;
   }
-  if (!Auth() || !Parse(e) || !Limit() || !Budget()) return;
-  upstream_body_ = UpstreamBody(req_.body, call_);
-  req_.body.clear();
-  req_.body.shrink_to_fit();
-  Attempt();
+  Auth([self, e] {
+    if (!self->Parse(e) || !self->Limit()) return;
+    self->Budget([self] {
+      self->upstream_body_ = UpstreamBody(self->req_.body, self->call_);
+      self->req_.body.clear();
+      self->req_.body.shrink_to_fit();
+      self->Attempt();
+    });
+  });
 }
 
-bool Gateway::Call::Auth() {
+void Gateway::Call::Auth(std::function<void()> next) {
   constexpr std::string_view kPrefix = "Bearer ";
   std::string_view a = req_.authorization;
   std::string_view token;
@@ -196,16 +200,23 @@ bool Gateway::Call::Auth() {
     while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
     while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   }
-  std::optional<Accounts::Key> k;
-  if (!token.empty()) k = g_.accounts_->Authenticate(token);
-  if (!k) {
-    Refuse(401, "invalid_api_key",
-           token.empty() ? "no API key: send `Authorization: Bearer <key>`" : "incorrect API key provided", "",
-           "invalid_request_error", Header("www-authenticate", "Bearer"));
-    return false;
+  auto refuse = [this](bool none) {
+    Refuse(401, "invalid_api_key", none ? "no API key: send `Authorization: Bearer <key>`" : "incorrect API key provided",
+           "", "invalid_request_error", Header("www-authenticate", "Bearer"));
+  };
+  if (token.empty() || token.size() > 256) {
+    refuse(token.empty());
+    return;
   }
-  key_ = std::move(*k);
-  return true;
+  g_.accounts_->Authenticate(std::string(token), [self = shared_from_this(), next = std::move(next),
+                                                  refuse](std::optional<Accounts::Key> k) {
+    if (!k) {
+      refuse(false);
+      return;
+    }
+    self->key_ = std::move(*k);
+    next();
+  });
 }
 
 bool Gateway::Call::Parse(Endpoint e) {
@@ -256,29 +267,31 @@ bool Gateway::Call::Limit() {
   return false;
 }
 
-bool Gateway::Call::Budget() {
+void Gateway::Call::Budget(std::function<void()> next) {
   const auto tp = g_.prices_.TokenPricesFor(call_.model);
   const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
                       : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
                                                               : g_.options_.max_output_tokens * call_.n;
   const Money worst = CostCeil(call_.WorstPromptTokens(), tp.input_per_mtok) + CostCeil(out, tp.output_per_mtok);
-  Status st = g_.accounts_->Hold(id_, key_.tenant_id, worst);
-  if (st.ok()) {
-    held_ = true;
-    return true;
-  }
-  g_.limits_.Settle(key_.key_id, tpm_reserved_, 0, g_.clock_->Now(), /*request_back=*/true);
-  tpm_reserved_ = 0;
-  if (st.code() == StatusCode::kResourceExhausted) {
-    Refuse(429, "insufficient_quota",
-           fmt::format("you exceeded your current quota: the prepaid balance does not cover this request's worst "
-                       "case (${}); {}",
-                       FormatMoney(worst), st.message()),
-           "", "insufficient_quota", Header("x-should-retry", "false"));
-  } else {
-    Refuse(500, "internal_error", st.message(), "", "server_error");
-  }
-  return false;
+  g_.accounts_->Hold(id_, key_.tenant_id, worst, [self = shared_from_this(), next = std::move(next), worst](Status st) {
+    if (st.ok()) {
+      self->held_ = true;
+      next();
+      return;
+    }
+    self->g_.limits_.Settle(self->key_.key_id, self->tpm_reserved_, 0, self->g_.clock_->Now(), /*request_back=*/true);
+    self->tpm_reserved_ = 0;
+    if (st.code() == StatusCode::kResourceExhausted) {
+      self->Refuse(429, "insufficient_quota",
+                   fmt::format("you exceeded your current quota: the prepaid balance does not cover this request's "
+                               "worst case (${}); {}",
+                               FormatMoney(worst), st.message()),
+                   "", "insufficient_quota", Header("x-should-retry", "false"));
+    } else {
+      self->Refuse(503, "ledger_unavailable", fmt::format("the ledger cannot hold the request's budget: {}", st.message()),
+                   "", "server_error");
+    }
+  });
 }
 
 void Gateway::Call::Models() {

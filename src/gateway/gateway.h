@@ -72,7 +72,9 @@ struct GatewayOptions {
   std::vector<SimModelConfig> sim_models;
 };
 
-// What the gateway needs from the ledger (the control plane in `landlord serve`).
+// What the gateway needs from the ledger: the control plane, in `landlord serve` (answers at
+// once) or over HTTP from a standalone `landlord gateway` (answers later, on the gateway's
+// io_context). Callbacks run on the gateway's thread.
 class Accounts {
  public:
   struct Key {
@@ -86,10 +88,12 @@ class Accounts {
     int64_t input_tokens = 0, output_tokens = 0;
   };
   virtual ~Accounts() = default;
-  virtual std::optional<Key> Authenticate(std::string_view api_key) = 0;
+  // The tenant key's owner, or nullopt for a key that is not a tenant's.
+  virtual void Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) = 0;
   // Holds `amount` of the tenant's prepaid balance under `hold_id`; kResourceExhausted with
-  // the reason when the balance is short.
-  virtual Status Hold(const std::string& hold_id, const std::string& tenant_id, Money amount) = 0;
+  // the reason when the balance is short, another error when the ledger cannot be reached.
+  virtual void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
+                    std::function<void(Status)> done) = 0;
   // Charges the usage (never more than the hold) and releases the rest of the hold.
   virtual void Settle(const std::string& hold_id, const Usage& usage) = 0;
 };

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -269,6 +270,50 @@ TEST_F(GatewayTest, SimulatedReplicasArePlacedOnTheFleetAndDrainedOnReclaim) {
   EXPECT_EQ(Post("/v1/chat/completions", Chat(2, false)).status, 503);
   // Billed: the first request and the stream, once each.
   EXPECT_EQ(TokenUsage().size(), 4u);
+}
+
+// `landlord gateway`: the model API in its own process, against the control plane's ledger
+// over HTTP (keys, holds, settlements): billed once on the control plane.
+TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
+  FakeModelProcess fake;
+  fake.Start({"--model", "m", "--tokens-per-s", "0"});
+  StartServer("enabled = false\n");
+  Credit("1.00");
+  std::ofstream(dir_ + "/gw.toml") << fmt::format(
+      "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\n[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"{}\"\n", fake.url());
+  auto gw = SpawnLandlord(LL_LANDLORD_BIN, {"gateway", "--control-plane", server_.url(), "--config", dir_ + "/gw.toml"},
+                          kAdminKey);
+  ASSERT_TRUE(gw.ok()) << gw.status().ToString();
+  auto url = cli::ParseUrl(gw->url);
+  ASSERT_TRUE(url.ok());
+  auto post = [&](const std::string& key, const json& body) {
+    cli::HttpClient c(*url, key);
+    auto r = c.Request("POST", "/v1/chat/completions", body.dump());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : cli::HttpResponse{};
+  };
+  cli::HttpResponse plain = post(key_, Chat(4, false));
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  cli::HttpResponse streamed = post(key_, Chat(3, true));
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_EQ(DataEvents(streamed.body).back(), "[DONE]");
+  EXPECT_EQ(post("ll_wrong", Chat(4, false)).status, 401);
+  EXPECT_EQ(post(kAdminKey, Chat(4, false)).status, 401);
+  std::string poor_tenant;
+  const std::string poor = NewTenantKey(server_, "poor", &poor_tenant);
+  cli::HttpResponse broke = post(poor, Chat(4, false));
+  EXPECT_EQ(broke.status, 429);
+  EXPECT_EQ(Json(broke)["error"]["code"], "insufficient_quota");
+  // Settlements reach the control plane in the background: wait for them.
+  std::vector<json> usage;
+  for (int i = 0; i < 100 && usage.size() < 4; ++i) usage = TokenUsage();
+  ASSERT_EQ(usage.size(), 4u);
+  int64_t total = 0;
+  for (const json& u : usage) total += u["amount_micros"].get<int64_t>();
+  json balance = Get("/v1/balance");
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
+  EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_EQ(StopServe(*gw, SIGTERM), 0);
 }
 
 }  // namespace

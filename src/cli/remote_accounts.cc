@@ -1,0 +1,140 @@
+#include "cli/remote_accounts.h"
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace ll::cli {
+
+using nlohmann::json;
+
+RemoteAccounts::RemoteAccounts(boost::asio::io_context& ioc, Url control_plane, std::string admin_key,
+                               const Clock* clock, int workers, Duration key_ttl)
+    : ioc_(ioc), url_(std::move(control_plane)), admin_key_(std::move(admin_key)), clock_(clock), key_ttl_(key_ttl) {
+  for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Run(); });
+}
+
+RemoteAccounts::~RemoteAccounts() { Stop(Duration{}); }
+
+void RemoteAccounts::Stop(Duration wait) {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(wait.ms), [this] { return jobs_.empty() && unsettled_ == 0; });
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+int64_t RemoteAccounts::unsettled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return unsettled_;
+}
+
+void RemoteAccounts::Run() {
+  HttpClient client(url_, admin_key_);
+  for (;;) {
+    std::function<void(HttpClient&)> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job(client);
+    cv_.notify_all();
+  }
+}
+
+void RemoteAccounts::Enqueue(std::function<void(HttpClient&)> job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void RemoteAccounts::Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) {
+  const Time now = clock_->Now();
+  if (auto it = keys_.find(api_key); it != keys_.end() && now < it->second.until) {
+    done(it->second.key);
+    return;
+  }
+  Enqueue([this, api_key, done = std::move(done)](HttpClient& c) mutable {
+    auto r = c.Request("POST", "/admin/keys/verify", json{{"key", api_key}}.dump(), Duration::Seconds(5));
+    std::optional<Key> key;
+    bool cache = false;
+    if (r.ok() && r->status == 200) {
+      json j = json::parse(r->body, nullptr, false);
+      if (j.is_object() && j.contains("tenant_id") && j.contains("key_id")) {
+        key = Key{j["tenant_id"].get<std::string>(), j["key_id"].get<std::string>()};
+        cache = true;
+      }
+    } else if (r.ok() && r->status == 404) {
+      cache = true;  // a wrong key: remembered briefly, so a flood of them costs the control plane little
+    }
+    boost::asio::post(ioc_, [this, api_key, key, cache, done = std::move(done)] {
+      if (cache) {
+        const Duration ttl = key ? key_ttl_ : Duration::Seconds(2);
+        if (keys_.size() > 100'000) keys_.clear();  // bounded: a cache, not a table
+        keys_[api_key] = {key, clock_->Now() + ttl};
+      }
+      done(key);
+    });
+  });
+}
+
+void RemoteAccounts::Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
+                          std::function<void(Status)> done) {
+  Enqueue([this, hold_id, tenant_id, amount, done = std::move(done)](HttpClient& c) mutable {
+    auto r = c.Request("POST", "/admin/holds",
+                       json{{"id", hold_id}, {"tenant_id", tenant_id}, {"amount", FormatMoney(amount)}}.dump(),
+                       Duration::Seconds(5));
+    Status st;
+    if (!r.ok()) {
+      st = Status::Io(fmt::format("the control plane did not answer: {}", r.status().message()));
+    } else if (r->status == 201 || r->status == 200) {
+      st = Status::Ok();
+    } else if (r->status == 402) {
+      json j = json::parse(r->body, nullptr, false);
+      st = Status::Exhausted(j.is_object() ? j["error"].value("message", "balance short") : "balance short");
+    } else {
+      st = Status::Io(fmt::format("the control plane answered {}", r->status));
+    }
+    boost::asio::post(ioc_, [st, done = std::move(done)] { done(st); });
+  });
+}
+
+void RemoteAccounts::Settle(const std::string& hold_id, const Usage& usage) {
+  json body = {{"usage", json::array()}};
+  if (usage.input_tokens > 0 || usage.output_tokens > 0) {
+    body["usage"].push_back({{"key", usage.key},
+                             {"tenant_id", usage.tenant_id},
+                             {"model", usage.model},
+                             {"input_tokens", usage.input_tokens},
+                             {"output_tokens", usage.output_tokens}});
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++unsettled_;
+  }
+  Enqueue([this, hold_id, text = body.dump()](HttpClient& c) {
+    // Until acknowledged: the usage keys and the hold id make a repeat count once.
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      auto r = c.Request("POST", "/admin/holds/" + hold_id + "/settle", text, Duration::Seconds(5));
+      if (r.ok() && (r->status == 200 || r->status == 404)) break;
+      if (r.ok() && r->status >= 400 && r->status < 500) {
+        fmt::print(stderr, "landlord gateway: settlement of `{}` refused: {} {}\n", hold_id, r->status, r->body);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 6)));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    --unsettled_;
+  });
+}
+
+}  // namespace ll::cli
