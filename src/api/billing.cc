@@ -395,7 +395,7 @@ Reply ControlPlane::VerifyKey(const json& body) {
   auto k = TenantKey(*key);
   if (!k) return ErrorReply(404, "key_not_found", "no tenant has this key", "key");
   Reply r;
-  r.body = {{"object", "key"}, {"tenant_id", k->tenant_id}, {"key_id", k->key_id}};
+  r.body = {{"object", "key"}, {"tenant_id", k->tenant_id}, {"key_id", k->key_id}, {"rpm", k->rpm}, {"tpm", k->tpm}};
   return r;
 }
 
@@ -403,7 +403,7 @@ std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view k
   if (key.empty() || key.size() > 256) return std::nullopt;
   auto it = keys_by_hash_.find(HashApiKey(key));
   if (it == keys_by_hash_.end() || it->second.admin) return std::nullopt;
-  return gateway::Accounts::Key{it->second.tenant_id, it->second.id};
+  return gateway::Accounts::Key{it->second.tenant_id, it->second.id, it->second.rpm, it->second.tpm};
 }
 
 Status ControlPlane::GatewayHold(const std::string& hold_id, const std::string& tenant_id, Money amount) {

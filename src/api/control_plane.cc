@@ -1076,8 +1076,10 @@ Reply ControlPlane::CreateTenant(const json& body) {
 Reply ControlPlane::CreateKey(const json& body) {
   if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
   Fields f(body);
-  f.Only({"tenant_id"});
+  f.Only({"tenant_id", "rpm", "tpm"});
   auto tenant = f.Str("tenant_id", true);
+  auto rpm = f.Int("rpm", 0, 100'000'000, false);
+  auto tpm = f.Int("tpm", 0, 10'000'000'000, false);
   if (!f.ok()) return f.error();
   if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
   std::string key = NewApiKey();
@@ -1086,13 +1088,15 @@ Reply ControlPlane::CreateKey(const json& body) {
   k.tenant_id = *tenant;
   k.hash = HashApiKey(key);
   k.created = clock_->Now();
+  k.rpm = rpm.value_or(0);
+  k.tpm = tpm.value_or(0);
   keys_by_hash_[k.hash] = k;
   pending_.keys.push_back(k);
   Advance();
   Reply r;
   r.status = 201;
   r.body = {{"id", k.id}, {"object", "api_key"}, {"tenant_id", k.tenant_id}, {"key", key},
-            {"note", "the key is shown only once; only its hash is stored"}};
+            {"rpm", k.rpm}, {"tpm", k.tpm}, {"note", "the key is shown only once; only its hash is stored"}};
   return r;
 }
 

@@ -56,6 +56,7 @@ struct State {
   std::string name;
   std::string tenant;
   std::string amount;  // admin credit
+  int64_t rpm = 0, tpm = 0;  // admin key create
   std::string start_at;
   std::string period;
   bool csv = false;
@@ -717,8 +718,14 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   CLI::App* key_create =
       key->add_subcommand("create", "Create an API key for a tenant (shown once)");
   key_create->add_option("--tenant", s->tenant, "Tenant id (ten_...)")->required();
+  key_create->add_option("--rpm", s->rpm, "Model API requests per minute for this key (default: the server's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}));
+  key_create->add_option("--tpm", s->tpm, "Model API tokens per minute for this key (default: the server's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10'000'000'000}));
   Register(s.get(), key_create, [](State& st) {
     Json body = {{"tenant_id", st.tenant}};
+    if (st.rpm > 0) body["rpm"] = st.rpm;
+    if (st.tpm > 0) body["tpm"] = st.tpm;
     return Call(st.common, "POST", "/admin/keys", body.dump(), PrintNewKey);
   });
 

@@ -70,7 +70,8 @@ void RemoteAccounts::Authenticate(const std::string& api_key, std::function<void
     if (r.ok() && r->status == 200) {
       json j = json::parse(r->body, nullptr, false);
       if (j.is_object() && j.contains("tenant_id") && j.contains("key_id")) {
-        key = Key{j["tenant_id"].get<std::string>(), j["key_id"].get<std::string>()};
+        key = Key{j["tenant_id"].get<std::string>(), j["key_id"].get<std::string>(), j.value("rpm", int64_t{0}),
+                  j.value("tpm", int64_t{0})};
         cache = true;
       }
     } else if (r.ok() && r->status == 404) {

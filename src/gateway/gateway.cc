@@ -241,7 +241,8 @@ bool Gateway::Call::Limit() {
                       : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
                                                               : g_.options_.max_output_tokens * call_.n;
   tpm_reserved_ = call_.EstimatedPromptTokens() + out;
-  limits_ = g_.limits_.Take(key_.key_id, g_.options_.rpm, g_.options_.tpm, tpm_reserved_, g_.clock_->Now());
+  limits_ = g_.limits_.Take(key_.key_id, key_.rpm > 0 ? key_.rpm : g_.options_.rpm,
+                            key_.tpm > 0 ? key_.tpm : g_.options_.tpm, tpm_reserved_, g_.clock_->Now());
   if (limits_.ok) return true;
   const int64_t needed = tpm_reserved_;
   tpm_reserved_ = 0;

@@ -80,6 +80,7 @@ class Accounts {
   struct Key {
     std::string tenant_id;
     std::string key_id;
+    int64_t rpm = 0, tpm = 0;  // the key's own limits; 0: the gateway's
   };
   struct Usage {
     std::string key;  // idempotency key: request id + attempt

@@ -31,6 +31,7 @@ struct KeyRecord {
   std::string hash;       // hex of the key's hash; the key itself is never stored
   bool admin = false;
   Time created;
+  int64_t rpm = 0, tpm = 0;  // the model API's limits for this key (0: the gateway's defaults)
 };
 
 // A lease as persisted. Times are kTimeMax when not (yet) set.

@@ -222,9 +222,21 @@ TEST_F(GatewayTest, KeysLimitsBudgetsAndBadInput) {
   }
   EXPECT_EQ(ok, 3);
   EXPECT_EQ(limited, 1);
+  // A key of its own limits: one request a minute, whatever the server's default.
+  auto k = server_.Client(kAdminKey).Request("POST", "/admin/keys", json{{"tenant_id", tenant_}, {"rpm", 1}}.dump());
+  ASSERT_TRUE(k.ok());
+  ASSERT_EQ(k->status, 201) << k->body;
+  const std::string slow = Json(*k)["key"];
+  EXPECT_EQ(Post("/v1/chat/completions", Chat(4, false), slow).status, 200);
+  cli::HttpResponse second = Post("/v1/chat/completions", Chat(4, false), slow);
+  EXPECT_EQ(second.status, 429);
+  EXPECT_EQ(Json(second)["error"]["type"], "requests");
+  auto bad_limit = server_.Client(kAdminKey).Request("POST", "/admin/keys", json{{"tenant_id", tenant_}, {"rpm", -1}}.dump());
+  ASSERT_TRUE(bad_limit.ok());
+  EXPECT_EQ(bad_limit->status, 400);
   json balance = Get("/v1/balance");
   EXPECT_EQ(balance["held"], "0.00");
-  EXPECT_EQ(TokenUsage().size(), 6u);  // only the three that ran
+  EXPECT_EQ(TokenUsage().size(), 8u);  // only the four that ran
 }
 
 // Replicas hold GPUs of the fleet as inference holders: the owner's demand reclaims them

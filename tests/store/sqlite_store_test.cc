@@ -173,6 +173,8 @@ TEST_F(SqliteStoreTest, RoundTripsEveryRecordType) {
   Batch b;
   b.tenants = {Tenant("ten_b"), Tenant("ten_a", kT0 + 5)};
   b.keys = {Key("key_2", "ten_a"), Key("key_1", "", /*admin=*/true)};
+  b.keys[0].rpm = 60;
+  b.keys[0].tpm = 90'000;
   b.leases = {FullLease("lease_2", "ten_a"), FreshLease("lease_1", "ten_b")};
   b.events = {Event("lease_1", "ten_b", "active", kT0 + 30)};
   b.internal_jobs = {
@@ -201,6 +203,9 @@ TEST_F(SqliteStoreTest, RoundTripsEveryRecordType) {
   EXPECT_EQ((*keys)[1].id, "key_2");
   EXPECT_EQ((*keys)[1].tenant_id, "ten_a");
   EXPECT_FALSE((*keys)[1].admin);
+  EXPECT_EQ((*keys)[1].rpm, 60);
+  EXPECT_EQ((*keys)[1].tpm, 90'000);
+  EXPECT_EQ((*keys)[0].rpm, 0);
 
   auto leases = store->Leases();
   ASSERT_TRUE(leases.ok()) << leases.status().ToString();
@@ -598,7 +603,7 @@ TEST_F(SqliteStoreTest, UsageIsIngestedExactlyOnceByKey) {
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find("ten_nobody"), std::string::npos) << st.ToString();
   EXPECT_EQ(store->Usage("", "")->size(), 4u);
-  EXPECT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 3);
+  EXPECT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 4);
 }
 
 TEST_F(SqliteStoreTest, PriceHistoriesRoundTrip) {

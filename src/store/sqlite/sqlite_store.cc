@@ -145,6 +145,11 @@ CREATE TABLE holds (
 ) STRICT;
 CREATE INDEX holds_open ON holds(tenant_id) WHERE charged_micros IS NULL;
 )sql",
+    // 4: per-key limits of the model API (0: the gateway's defaults).
+    R"sql(
+ALTER TABLE api_keys ADD COLUMN rpm INTEGER NOT NULL DEFAULT 0 CHECK (rpm >= 0);
+ALTER TABLE api_keys ADD COLUMN tpm INTEGER NOT NULL DEFAULT 0 CHECK (tpm >= 0);
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -160,7 +165,7 @@ constexpr const char* kRecordMigration =
 constexpr const char* kInsertTenant =
     "INSERT INTO tenants(id, name, created_ms) VALUES(?1, ?2, ?3)";
 constexpr const char* kInsertKey =
-    "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 constexpr const char* kUpsertLease =
     "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, "
     "created_ms, started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, "
@@ -185,7 +190,7 @@ constexpr const char* kUpsertSetting =
 
 constexpr const char* kSelectTenants = "SELECT id, name, created_ms FROM tenants ORDER BY id";
 constexpr const char* kSelectKeys =
-    "SELECT id, tenant_id, hash, admin, created_ms FROM api_keys ORDER BY id";
+    "SELECT id, tenant_id, hash, admin, created_ms, rpm, tpm FROM api_keys ORDER BY id";
 constexpr const char* kSelectLeases =
     "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
     "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement "
@@ -677,7 +682,7 @@ Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs, i
     LL_RETURN_IF_ERROR(Write(insert_key_, fmt::format("key `{}` (tenant `{}`)", k.id, k.tenant_id),
                              [&](Binder& b) {
                                b.Text(k.id).TextOrNull(k.tenant_id).Text(k.hash);
-                               b.Int(k.admin ? 1 : 0).At(k.created);
+                               b.Int(k.admin ? 1 : 0).At(k.created).Int(k.rpm).Int(k.tpm);
                              }));
   }
   for (const LeaseRecord& l : batch.leases) {
@@ -762,6 +767,8 @@ Result<std::vector<KeyRecord>> SqliteStore::Keys() {
     k.hash = r.Text();
     k.admin = r.Int() != 0;
     k.created = r.At();
+    k.rpm = r.Int();
+    k.tpm = r.Int();
     return k;
   });
 }
