@@ -54,9 +54,11 @@ $(BENCHB)/CMakeCache.txt: | deps
 	cmake -S . -B $(BENCHB) -DCMAKE_BUILD_TYPE=Release -DLL_BUILD_TESTS=OFF -DLL_BUILD_BENCH=ON $(CMAKE_FLAGS)
 
 bench: deps $(BENCHB)/CMakeCache.txt
+	scripts/deps.sh bench
 	cmake --build $(BENCHB) -j$(JOBS)
 	$(BENCHB)/bench/landlord_bench --benchmark_counters_tabular=true
 	$(BENCHB)/bench/landlord_api_bench
+	LANDLORD_BIN=$(BENCHB)/landlord bench/gateway_bench.sh --json $(BENCHB)/gateway_bench.json
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

@@ -1,6 +1,7 @@
 #include "api/control_plane.h"
 
 #include <algorithm>
+#include <unordered_set>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -579,6 +580,16 @@ void ControlPlane::Flush() {
     internal_placement_[p] = std::move(text);
   }
   if (pending_.empty()) return;
+  // A balance is a snapshot: only the last one of each tenant in the batch needs writing (a
+  // group commit of gateway usage holds one per request).
+  if (pending_.balances.size() > 1) {
+    std::vector<store::BalanceRecord> last;
+    std::unordered_set<std::string> seen;
+    for (auto it = pending_.balances.rbegin(); it != pending_.balances.rend(); ++it) {
+      if (seen.insert(it->tenant_id).second) last.push_back(std::move(*it));
+    }
+    pending_.balances = std::move(last);
+  }
   Status st = store_->Commit(pending_);
   LL_CHECK(st.ok());  // fail-stop: the store holds what was acknowledged; a restart resumes from it
   last_usage_inserted_ = pending_.usage_inserted;

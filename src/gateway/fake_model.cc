@@ -60,7 +60,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
 class Server final : public std::enable_shared_from_this<Server> {
  public:
-  Server(net::io_context& ioc, FakeModelOptions o) : ioc_(ioc), o_(std::move(o)), acceptor_(ioc) {}
+  Server(net::io_context& ioc, FakeModelOptions o) : o_(std::move(o)), acceptor_(ioc) {}
 
   Status Listen() {
     LL_ASSIGN_OR_RETURN(tcp::endpoint ep, ParseListen(o_.listen));
@@ -100,7 +100,6 @@ class Server final : public std::enable_shared_from_this<Server> {
     });
   }
 
-  net::io_context& ioc_;
   FakeModelOptions o_;
   tcp::acceptor acceptor_;
   tcp::endpoint bound_;

@@ -99,6 +99,7 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   bool Limit();
   void Budget(std::function<void()> next);
   // Upstream.
+  void MakeUpstreamRequest();
   void Attempt();
   void Connect();
   void Send();
@@ -131,7 +132,6 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   std::string id_;
   Accounts::Key key_;
   ApiCall call_;
-  std::string upstream_body_;
   std::string model_label_ = "-";
   // Reservations.
   int64_t tpm_reserved_ = 0;
@@ -183,9 +183,7 @@ void Gateway::Call::Start() {
   Auth([self, e] {
     if (!self->Parse(e) || !self->Limit()) return;
     self->Budget([self] {
-      self->upstream_body_ = UpstreamBody(self->req_.body, self->call_);
-      self->req_.body.clear();
-      self->req_.body.shrink_to_fit();
+      self->MakeUpstreamRequest();
       self->Attempt();
     });
   });
@@ -384,18 +382,23 @@ void Gateway::Call::Connect() {
   });
 }
 
-void Gateway::Call::Send() {
+// Built once; every attempt sends it (with its replica's Host).
+void Gateway::Call::MakeUpstreamRequest() {
   upreq_ = std::make_unique<http::request<http::string_body>>();
   upreq_->method(http::verb::post);
   upreq_->version(11);
   const std::string_view path = EndpointPath(call_.endpoint);
   upreq_->target(beast::string_view(path.data(), path.size()));
-  upreq_->set(http::field::host, host_ + ":" + port_);
   upreq_->set(http::field::content_type, "application/json");
   upreq_->set("x-request-id", id_);
   upreq_->keep_alive(true);
-  upreq_->body() = upstream_body_;
+  upreq_->body() = UpstreamBody(req_.body, call_);
   upreq_->prepare_payload();
+  req_.body = std::string();
+}
+
+void Gateway::Call::Send() {
+  upreq_->set(http::field::host, host_ + ":" + port_);
   conn_->expires_after(std::chrono::milliseconds(g_.options_.first_byte_timeout.ms));
   http::async_write(*conn_, *upreq_, [self = shared_from_this()](beast::error_code ec, size_t) {
     if (ec) {
