@@ -18,8 +18,8 @@ class GatewayAccounts final : public gateway::Accounts {
   GatewayAccounts(ControlPlane& cp, boost::asio::io_context& ioc, Duration window)
       : cp_(cp), timer_(ioc), window_(window) {}
 
-  void Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) override {
-    done(cp_.TenantKey(api_key));
+  void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override {
+    done(Status::Ok(), cp_.TenantKey(api_key));
   }
   void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
             std::function<void(Status)> done) override {

@@ -107,6 +107,15 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session();
   void Start() { Read(); }
   void Close();
+  // Drops the connection now, whatever is in flight (the last step of a shutdown).
+  void Abort() {
+    closing_ = true;
+    proxying_ = false;
+    if (ping_) ping_->cancel();
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
 
   // The gateway's answers (SessionDownstream).
   void SendGateway(gateway::Downstream::Head head, std::string body);
@@ -168,6 +177,9 @@ class Server final : public HttpServer {
 
   std::string address() const override { return fmt::format("{}:{}", bound_.address().to_string(), bound_.port()); }
   size_t connections() const override { return sessions_.size(); }
+  void CloseAll() override {
+    for (Session* s : sessions_) s->Abort();
+  }
 
   void Shutdown() override {
     if (stopping_) return;
@@ -246,9 +258,8 @@ Session::~Session() {
 
 void Session::Close() {
   if (ping_) ping_->cancel();
-  if (proxying_) {
-    // A gateway response in flight finishes; then the connection closes (stopping()).
-  } else if (streaming_) {
+  if (proxying_) return;  // a gateway response in flight finishes; then the connection closes (stopping())
+  if (streaming_) {
     Push("", true);  // the last chunk ends the stream cleanly
   } else if (!parser_ || !parser_->is_header_done()) {
     // Idle between requests: nothing in flight.

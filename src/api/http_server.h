@@ -29,6 +29,8 @@ class HttpServer {
                                                           gateway::Gateway& gw);
   // Open client connections (after Shutdown: those still finishing a request).
   virtual size_t connections() const = 0;
+  // Drops every connection at once (after Shutdown's grace period).
+  virtual void CloseAll() = 0;
   // Stops accepting, ends event streams, lets in-flight requests finish.
   virtual void Shutdown() = 0;
 };

@@ -44,7 +44,11 @@ void RemoteAccounts::Run() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    job(client);
+    try {
+      job(client);
+    } catch (const std::exception& e) {  // a job must not end the process from a worker thread
+      fmt::print(stderr, "landlord gateway: ledger call failed: {}\n", e.what());
+    }
     cv_.notify_all();
   }
 }
@@ -57,15 +61,19 @@ void RemoteAccounts::Enqueue(std::function<void(HttpClient&)> job) {
   cv_.notify_one();
 }
 
-void RemoteAccounts::Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) {
+void RemoteAccounts::Authenticate(const std::string& api_key,
+                                  std::function<void(Status, std::optional<Key>)> done) {
   const Time now = clock_->Now();
   if (auto it = keys_.find(api_key); it != keys_.end() && now < it->second.until) {
-    done(it->second.key);
+    done(Status::Ok(), it->second.key);
     return;
   }
   Enqueue([this, api_key, done = std::move(done)](HttpClient& c) mutable {
-    auto r = c.Request("POST", "/admin/keys/verify", json{{"key", api_key}}.dump(), Duration::Seconds(5));
+    // Header bytes need not be UTF-8: such a key is no key of ours, and must not throw here.
+    auto r = c.Request("POST", "/admin/keys/verify",
+                       json{{"key", api_key}}.dump(-1, ' ', false, json::error_handler_t::replace), Duration::Seconds(5));
     std::optional<Key> key;
+    Status st;
     bool cache = false;
     if (r.ok() && r->status == 200) {
       json j = json::parse(r->body, nullptr, false);
@@ -76,14 +84,16 @@ void RemoteAccounts::Authenticate(const std::string& api_key, std::function<void
       }
     } else if (r.ok() && r->status == 404) {
       cache = true;  // a wrong key: remembered briefly, so a flood of them costs the control plane little
+    } else {
+      st = Status::Io(r.ok() ? fmt::format("the control plane answered {}", r->status) : r.status().message());
     }
-    boost::asio::post(ioc_, [this, api_key, key, cache, done = std::move(done)] {
+    boost::asio::post(ioc_, [this, api_key, key, cache, st, done = std::move(done)] {
       if (cache) {
         const Duration ttl = key ? key_ttl_ : Duration::Seconds(2);
         if (keys_.size() > 100'000) keys_.clear();  // bounded: a cache, not a table
         keys_[api_key] = {key, clock_->Now() + ttl};
       }
-      done(key);
+      done(st, key);
     });
   });
 }
@@ -97,6 +107,8 @@ void RemoteAccounts::Hold(const std::string& hold_id, const std::string& tenant_
     Status st;
     if (!r.ok()) {
       st = Status::Io(fmt::format("the control plane did not answer: {}", r.status().message()));
+      // It may have committed the hold all the same: release it (a hold never made is a 404).
+      c.Request("POST", "/admin/holds/" + hold_id + "/settle", R"({"usage":[]})", Duration::Seconds(5)).status();
     } else if (r->status == 201 || r->status == 200) {
       st = Status::Ok();
     } else if (r->status == 402) {

@@ -31,7 +31,7 @@ class RemoteAccounts final : public gateway::Accounts {
                  int workers = 4, Duration key_ttl = Duration::Seconds(30));
   ~RemoteAccounts() override;
 
-  void Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) override;
+  void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override;
   void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
             std::function<void(Status)> done) override;
   void Settle(const std::string& hold_id, const Usage& usage) override;

@@ -142,8 +142,9 @@ int RunServe(const ServeArgs& a) {
   // Everything still pending ends now (aborted), while the objects it refers to live.
   (*server)->Shutdown();
   if (gw) gw->Shutdown();
-  accounts.Flush();  // metered usage still in the group-commit window
+  (*server)->CloseAll();
   Drain(ioc);
+  accounts.Flush();  // metered usage in the group-commit window, aborted calls' included
   return 0;
 }
 
@@ -190,8 +191,10 @@ int RunGateway(const GatewayArgs& a) {
   RunUntilSignal(ioc, **server, [] {});
   (*server)->Shutdown();
   (*gw)->Shutdown();
+  (*server)->CloseAll();
   Drain(ioc);
   accounts.Stop(Duration::Seconds(5));  // settlements in flight reach the ledger
+  Drain(ioc);  // the answers the ledger's threads posted, while the gateway still lives
   return 0;
 }
 

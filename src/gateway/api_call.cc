@@ -223,7 +223,7 @@ std::string_view EndpointPath(Endpoint e) {
 int64_t ApiCall::EstimatedPromptTokens() const { return (prompt_bytes + 3) / 4 + prompt_token_ids; }
 
 int64_t ApiCall::WorstPromptTokens() const {
-  return prompt_bytes + prompt_token_ids + kTemplateTokensPerMessage * (messages + 1);
+  return std::max(prompt_bytes, body_bytes) + prompt_token_ids + kTemplateTokensPerMessage * (messages + 1);
 }
 
 Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t prefix_bytes, ParseError* error) {
@@ -252,6 +252,11 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
     const char* key_end = key_start + 1;
     while (*key_end != '"') key_end += *key_end == '\\' ? 2 : 1;
     const std::string_view key(key_start + 1, static_cast<size_t>(key_end - key_start - 1));
+    if (key.find('\\') != std::string_view::npos) {
+      // "max_tok\u0065ns" would pass us by and still reach the model: refused.
+      p.Fail(std::string(key), "field names with escapes are not accepted", "invalid_value");
+      return Status::Invalid(error->message);
+    }
     bool ok = true;
     if (key == "model") {
       std::string_view m;
@@ -299,7 +304,10 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
         }
       }
     } else if (key == "max_tokens" || key == "max_completion_tokens") {
-      ok = p.Int(f.value(), std::string(key), 1, kMaxTokensLimit, &call.max_tokens);
+      // Both may be sent; servers differ on which wins, so the larger one is held and metered.
+      int64_t v = -1;
+      ok = p.Int(f.value(), std::string(key), 1, kMaxTokensLimit, &v);
+      call.max_tokens = std::max(call.max_tokens, v);
     } else if (key == "n") {
       ok = p.Int(f.value(), "n", 1, kMaxChoices, &call.n);
     }
@@ -317,35 +325,50 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
   const char* trailing = nullptr;
   if (!doc.current_location().get(trailing)) return invalid("the body is not valid JSON: bytes after the object");
   call.prefix_hash = p.hash();
+  call.body_bytes = static_cast<int64_t>(body.size());
   return call;
 }
 
-std::string UpstreamBody(std::string_view body, const ApiCall& call) {
+std::string UpstreamBody(std::string_view body, const ApiCall& call, int64_t default_max_tokens) {
   constexpr std::string_view kWithUsage = "\"stream_options\":{\"include_usage\":true}";
+  // Members to add after the opening brace.
+  std::string add;
+  if (call.endpoint != Endpoint::kEmbeddings && call.max_tokens < 0) {
+    add += fmt::format("\"max_tokens\":{},", default_max_tokens);
+  }
+  if (call.stream && call.stream_options_begin == std::string::npos) add += std::string(kWithUsage) + ",";
+  std::string_view rest = body;
   std::string out;
-  out.reserve(body.size() + kWithUsage.size() + 2);
+  out.reserve(body.size() + add.size() + kWithUsage.size());
   if (call.stream_options_begin != std::string::npos) {
     const size_t b = call.stream_options_begin, e = call.stream_options_end;
+    std::string edited;
     if (call.stream) {
-      out.append(body.substr(0, b)).append(kWithUsage).append(body.substr(e));
-      return out;
+      edited.append(body.substr(0, b)).append(kWithUsage).append(body.substr(e));
+    } else {
+      // Remove the member and one comma next to it.
+      size_t after = e;
+      while (after < body.size() && (body[after] == ' ' || body[after] == '\t' || body[after] == '\n' || body[after] == '\r')) ++after;
+      if (after < body.size() && body[after] == ',') {
+        edited.append(body.substr(0, b)).append(body.substr(after + 1));
+      } else {
+        size_t before = b;
+        while (before > 0 && body[before - 1] != ',' && body[before - 1] != '{') --before;
+        if (before > 0 && body[before - 1] == ',') --before;
+        edited.append(body.substr(0, before)).append(body.substr(e));
+      }
     }
-    // Remove the member and one comma next to it.
-    size_t after = e;
-    while (after < body.size() && (body[after] == ' ' || body[after] == '\t' || body[after] == '\n' || body[after] == '\r')) ++after;
-    if (after < body.size() && body[after] == ',') {
-      out.append(body.substr(0, b)).append(body.substr(after + 1));
-      return out;
-    }
-    size_t before = b;
-    while (before > 0 && body[before - 1] != ',' && body[before - 1] != '{') --before;
-    if (before > 0 && body[before - 1] == ',') --before;
-    out.append(body.substr(0, before)).append(body.substr(e));
-    return out;
+    if (add.empty()) return edited;
+    out = std::move(edited);
+    rest = out;
+    std::string with;
+    const size_t brace = rest.find('{');
+    with.append(rest.substr(0, brace + 1)).append(add).append(rest.substr(brace + 1));
+    return with;
   }
-  if (!call.stream) return std::string(body);
+  if (add.empty()) return std::string(body);
   const size_t brace = body.find('{');  // the parse found an object: there is one
-  out.append(body.substr(0, brace + 1)).append(kWithUsage).append(",").append(body.substr(brace + 1));
+  out.append(body.substr(0, brace + 1)).append(add).append(body.substr(brace + 1));
   return out;
 }
 

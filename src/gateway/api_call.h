@@ -26,6 +26,7 @@ struct ApiCall {
   int64_t messages = 0;             // chat messages, or prompts / inputs
   int64_t prompt_bytes = 0;         // bytes of prompt text (message contents, prompt, input)
   int64_t prompt_token_ids = 0;     // prompts given as token ids count one token each
+  int64_t body_bytes = 0;           // the whole body: tools, schemas and all reach the model
   uint64_t prefix_hash = 0;         // of the first `prefix_bytes` of the prompt text
   // The top-level `stream_options` member's byte span in the body ([begin, end)), if any.
   size_t stream_options_begin = std::string::npos;
@@ -34,8 +35,9 @@ struct ApiCall {
   // The prompt tokens to count against a tokens-per-minute limit before the upstream says:
   // about four bytes a token.
   int64_t EstimatedPromptTokens() const;
-  // An upper bound on the prompt tokens whatever the tokenizer (a token is at least a byte),
-  // plus the chat template's tokens per message: what a budget holds before the request.
+  // An upper bound on the prompt tokens whatever the tokenizer (a token is at least a byte): the
+  // whole body (tool schemas and all) plus the chat template's tokens per message; what a
+  // budget holds before the request.
   int64_t WorstPromptTokens() const;
 };
 
@@ -51,7 +53,9 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
 
 // The body to send upstream: a streamed request always asks for usage
 // (`"stream_options":{"include_usage":true}`, replacing what the client sent), a non-streamed
-// one loses `stream_options` (some servers reject it there). Other bytes are kept as they are.
-std::string UpstreamBody(std::string_view body, const ApiCall& call);
+// one loses `stream_options` (some servers reject it there), and a completion without a token
+// limit gets `"max_tokens": default_max_tokens` (what its budget held: an upstream would
+// otherwise generate to the end of its context). Other bytes are kept as they are.
+std::string UpstreamBody(std::string_view body, const ApiCall& call, int64_t default_max_tokens);
 
 }  // namespace ll::gateway

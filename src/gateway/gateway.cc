@@ -207,7 +207,12 @@ void Gateway::Call::Auth(std::function<void()> next) {
     return;
   }
   g_.accounts_->Authenticate(std::string(token), [self = shared_from_this(), next = std::move(next),
-                                                  refuse](std::optional<Accounts::Key> k) {
+                                                  refuse](Status st, std::optional<Accounts::Key> k) {
+    if (!st.ok()) {  // the ledger could not say: not the client's fault, and worth a retry
+      self->Refuse(503, "ledger_unavailable", fmt::format("the API key cannot be checked now: {}", st.message()), "",
+                   "server_error");
+      return;
+    }
     if (!k) {
       refuse(false);
       return;
@@ -331,7 +336,9 @@ void Gateway::Call::Refuse(int status, std::string_view code, std::string messag
 
 void Gateway::Call::Attempt() {
   const Time now = g_.clock_->Now();
-  Replica* r = attempt_ < g_.options_.max_attempts ? g_.router_.Pick(call_.model, call_.prefix_hash, tried_, now) : nullptr;
+  Replica* r = attempt_ < g_.options_.max_attempts && !g_.stopping_
+                   ? g_.router_.Pick(call_.model, call_.prefix_hash, tried_, now)
+                   : nullptr;
   if (r == nullptr) {
     replica_.clear();
     Meter(0, 0);
@@ -392,12 +399,19 @@ void Gateway::Call::MakeUpstreamRequest() {
   upreq_->set(http::field::content_type, "application/json");
   upreq_->set("x-request-id", id_);
   upreq_->keep_alive(true);
-  upreq_->body() = UpstreamBody(req_.body, call_);
+  upreq_->body() = UpstreamBody(req_.body, call_, g_.options_.max_output_tokens);
   upreq_->prepare_payload();
   req_.body = std::string();
 }
 
 void Gateway::Call::Send() {
+  // What a failed attempt read is dropped.
+  status_ = 0;
+  streaming_ = false;
+  body_.clear();
+  pending_.clear();
+  has_usage_ = done_seen_ = false;
+  delivered_ = 0;
   upreq_->set(http::field::host, host_ + ":" + port_);
   conn_->expires_after(std::chrono::milliseconds(g_.options_.first_byte_timeout.ms));
   http::async_write(*conn_, *upreq_, [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -425,7 +439,7 @@ void Gateway::Call::FailedBeforeFirstByte(const std::string& why) {
     Meter(0, 0);
     return;
   }
-  if (reused_ && !stale_retried_) {
+  if (reused_ && !stale_retried_ && !g_.stopping_ && status_ == 0) {
     // A kept-alive connection the replica had closed: once more on a fresh one, same replica.
     stale_retried_ = true;
     --attempt_;
@@ -462,6 +476,10 @@ void Gateway::Call::OnHeader() {
     h.headers.emplace_back("cache-control", "no-cache");
     ++g_.by_code_[{model_label_, 200}];
     down_->Begin(std::move(h));
+  }
+  if (parser_->is_done()) {  // no body (Content-Length: 0, 204): nothing more to read
+    Finish();
+    return;
   }
   ReadBody();
 }
@@ -567,6 +585,9 @@ void Gateway::Call::Finish() {
   int64_t p = 0, c = 0;
   if (status_ >= 200 && status_ < 300 && ReadUsage(body_, &p, &c)) {
     Meter(p, c);
+  } else if (status_ >= 200 && status_ < 300) {
+    // An upstream that reports no usage: the prompt's estimate and the answer's bytes / 4.
+    Meter(call_.EstimatedPromptTokens(), static_cast<int64_t>(body_.size() + 3) / 4);
   } else {
     Meter(0, 0);  // an error answer: nothing was generated
   }
@@ -705,6 +726,7 @@ void Gateway::Handle(GatewayRequest req, std::shared_ptr<Downstream> down) {
 }
 
 void Gateway::Shutdown() {
+  stopping_ = true;  // aborted calls do not try another replica
   for (auto& [name, fake] : sim_) fake->Kill();
   auto live = live_;
   for (Call* c : live) c->Abort();

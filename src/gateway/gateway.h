@@ -89,8 +89,10 @@ class Accounts {
     int64_t input_tokens = 0, output_tokens = 0;
   };
   virtual ~Accounts() = default;
-  // The tenant key's owner, or nullopt for a key that is not a tenant's.
-  virtual void Authenticate(const std::string& api_key, std::function<void(std::optional<Key>)> done) = 0;
+  // The tenant key's owner, or nullopt for a key that is not a tenant's; a Status that is not
+  // Ok when the ledger could not be asked (the gateway answers 503, not 401).
+  virtual void Authenticate(const std::string& api_key,
+                            std::function<void(Status, std::optional<Key>)> done) = 0;
   // Holds `amount` of the tenant's prepaid balance under `hold_id`; kResourceExhausted with
   // the reason when the balance is short, another error when the ledger cannot be reached.
   virtual void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
@@ -194,6 +196,7 @@ class Gateway final : public ReplicaHost {
   std::vector<std::pair<std::string, std::unique_ptr<FakeModel>>> sim_;
   int next_replica_ = 0;
   int64_t in_flight_ = 0;
+  bool stopping_ = false;
   std::set<Call*> live_;
   Stats stats_;
   std::map<std::pair<std::string, int>, int64_t> by_code_;  // (model, status) → requests

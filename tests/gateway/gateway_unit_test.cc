@@ -107,7 +107,7 @@ TEST(ApiCall, BadInputNamesTheField) {
 TEST(ApiCall, UpstreamBodyAsksForUsageOnStreamsAndDropsStreamOptionsOtherwise) {
   auto rewrite = [](const std::string& body) {
     ApiCall c = MustParse(Endpoint::kChatCompletions, body);
-    std::string out = UpstreamBody(body, c);
+    std::string out = UpstreamBody(body, c, 4096);
     json j = json::parse(out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << out;
     return j;
@@ -119,15 +119,21 @@ TEST(ApiCall, UpstreamBodyAsksForUsageOnStreamsAndDropsStreamOptionsOtherwise) {
   EXPECT_EQ(b["stream_options"], json({{"include_usage", true}}));
   json c = rewrite(R"({"model":"m","stream_options" : {"include_usage":true} ,)" + msgs + "}");
   EXPECT_FALSE(c.contains("stream_options"));
+  EXPECT_EQ(c["max_tokens"], 4096);
   EXPECT_EQ(c["model"], "m");
   json d = rewrite(R"({"model":"m",)" + msgs + R"(,"stream_options":null})");
   EXPECT_FALSE(d.contains("stream_options"));
   json e = rewrite(R"({"stream":true,"stream_options":{"include_usage":true,"x":{"y":[1]}},"model":"m",)" + msgs + "}");
   EXPECT_EQ(e["stream_options"], json({{"include_usage", true}}));
   EXPECT_EQ(e["messages"][0]["content"], "x");
+  // A request without a token limit gets the one its budget held.
+  EXPECT_EQ(a["max_tokens"], 4096);
   // Untouched otherwise: byte for byte.
-  const std::string plain = R"({"model":"m", )" + msgs + R"(, "temperature": 0.25})";
-  EXPECT_EQ(UpstreamBody(plain, MustParse(Endpoint::kChatCompletions, plain)), plain);
+  const std::string plain = R"({"model":"m", )" + msgs + R"(, "temperature": 0.25, "max_tokens": 9})";
+  EXPECT_EQ(UpstreamBody(plain, MustParse(Endpoint::kChatCompletions, plain), 4096), plain);
+  // Both limits: the larger is held; escaped field names are refused.
+  EXPECT_EQ(MustParse(Endpoint::kChatCompletions, R"({"model":"m",)" + msgs + R"(,"max_completion_tokens":100,"max_tokens":1})").max_tokens, 100);
+  EXPECT_EQ(MustFail(Endpoint::kChatCompletions, R"({"model":"m",)" + msgs + R"(,"max_tok\)" "u0065ns\":100}").code, "invalid_value");
 }
 
 TEST(TokenBucket, RefillsContinuouslyAndCapsAtTheLimit) {
