@@ -770,6 +770,7 @@ std::string Gateway::MetricsText() const {
   out += "# HELP landlord_gateway_replica_outstanding_tokens tokens in flight per replica\n"
          "# TYPE landlord_gateway_replica_outstanding_tokens gauge\n";
   for (const Replica& r : router_.replicas()) {
+    if (r.host.empty()) continue;  // a placeholder for a model with no replica placed yet
     out += fmt::format("landlord_gateway_replica_outstanding_tokens{{replica=\"{}\",model=\"{}\",draining=\"{}\"}} {}\n",
                        r.id, r.model, r.draining ? 1 : 0, r.outstanding_tokens);
   }
