@@ -108,6 +108,7 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   void OnBytes(const char* data, size_t n);
   void Finish();
   void FailedBeforeFirstByte(const std::string& why);
+  void TimedOut();
   void FailedMidStream(const std::string& why);
   void Meter(int64_t input, int64_t output);
   void Refuse(int status, std::string_view code, std::string message, std::string_view param, std::string_view type,
@@ -423,6 +424,12 @@ void Gateway::Call::Send() {
     self->parser_.emplace();
     self->parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // streams are unbounded; whole bodies are capped in ReadBody
     http::async_read_header(*self->conn_, self->buf_, *self->parser_, [self](beast::error_code e, size_t) {
+      if (e == beast::error::timeout) {
+        // Slow, not broken: a server sends a whole answer's header when it is done, so a long
+        // generation looks like this. Trying another replica would only generate it again.
+        self->TimedOut();
+        return;
+      }
       if (e) {
         self->FailedBeforeFirstByte(fmt::format("no response: {}", e.message()));
         return;
@@ -430,6 +437,16 @@ void Gateway::Call::Send() {
       self->OnHeader();
     });
   });
+}
+
+void Gateway::Call::TimedOut() {
+  CloseConn();
+  EndRoute();
+  Meter(0, 0);  // what the replica may have generated never reached anyone
+  Refuse(504, "upstream_timeout",
+         fmt::format("the model replica `{}` sent no answer within {} s (`[gateway] first_byte_timeout_s`)", replica_,
+                     g_.options_.first_byte_timeout.ms / 1000),
+         "", "server_error");
 }
 
 void Gateway::Call::FailedBeforeFirstByte(const std::string& why) {

@@ -64,7 +64,8 @@ struct GatewayOptions {
   size_t prefix_bytes = 4096;   // prompt bytes hashed for affinity (about two 512-token KV blocks)
   int max_attempts = 3;         // replicas tried before the first byte
   Duration connect_timeout = Duration::Seconds(2);
-  Duration first_byte_timeout = Duration::Seconds(60);
+  // Connect to the response header: a non-streamed answer's whole generation (504 past it).
+  Duration first_byte_timeout = Duration::Seconds(600);
   Duration idle_timeout = Duration::Seconds(60);  // between stream bytes
   size_t max_response_bytes = 64u << 20;
   RouterOptions router;

@@ -284,6 +284,24 @@ TEST_F(GatewayTest, SimulatedReplicasArePlacedOnTheFleetAndDrainedOnReclaim) {
   EXPECT_EQ(TokenUsage().size(), 4u);
 }
 
+// A replica that is only slow (no header in first_byte_timeout_s) gets 504, not a retry that
+// would generate the answer again elsewhere; nothing is billed and the hold goes.
+TEST_F(GatewayTest, ASlowReplicaAnswers504WithoutRetry) {
+  FakeModelProcess slow, other;
+  slow.Start({"--model", "m", "--name", "slow", "--first-token-ms", "3000"});
+  other.Start({"--model", "m", "--name", "other", "--first-token-ms", "3000"});
+  StartServer("first_byte_timeout_s = 1\naffinity = false\n" + Upstream(slow) + Upstream(other));
+  Credit("1.00");
+  const auto t0 = std::chrono::steady_clock::now();
+  cli::HttpResponse r = Post("/v1/chat/completions", Chat(4, false));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.status, 504) << r.body;
+  EXPECT_EQ(Json(r)["error"]["code"], "upstream_timeout");
+  EXPECT_LT(waited, std::chrono::milliseconds(2500)) << "one attempt, not one per replica";
+  EXPECT_EQ(Get("/v1/balance")["held"], "0.00");
+  EXPECT_TRUE(TokenUsage().empty());
+}
+
 // `landlord gateway`: the model API in its own process, against the control plane's ledger
 // over HTTP (keys, holds, settlements): billed once on the control plane.
 TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
