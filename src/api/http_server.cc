@@ -90,14 +90,6 @@ Routed GatewayOnlyRoute(const Request& r) {
   return out;
 }
 
-// The method as a metrics label (a bounded set).
-std::string_view MethodLabelOf(std::string_view m) {
-  for (std::string_view k : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
-    if (m == k) return k;
-  }
-  return "OTHER";
-}
-
 // Boost 1.74's Beast has its own string_view.
 std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -160,15 +152,7 @@ class Server final : public HttpServer {
       : cp_(cp), config_(config), gateway_(gw), acceptor_(ioc), tick_(ioc) {}
 
   Status Listen() {
-    auto parsed = gateway::ParseListen(config_.listen);
-    if (!parsed.ok()) return Status::Invalid(fmt::format("--listen: {}", parsed.status().message()));
-    const tcp::endpoint ep = *parsed;
-    beast::error_code ec;
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Io(fmt::format("cannot listen on {}: {}", config_.listen, ec.message()));
+    LL_RETURN_IF_ERROR(gateway::OpenAcceptor(acceptor_, config_.listen));
     bound_ = acceptor_.local_endpoint();
     Accept();
     Tick();
@@ -515,7 +499,7 @@ void Session::HandleGateway() {
   g.authorization = std::string(Sv(req[http::field::authorization]));
   g.body = std::move(req.body());
   const std::string_view path = std::string_view(g.target).substr(0, g.target.find('?'));
-  gateway_route_ = fmt::format("{} {}", MethodLabelOf(g.method), path);
+  gateway_route_ = fmt::format("{} {}", gateway::MethodLabel(g.method), path);
   proxying_ = true;
   proxy_keep_ = req.keep_alive();
   stream_.expires_never();

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "gateway/http_util.h"
+
 namespace ll::api {
 namespace {
 
@@ -46,14 +48,6 @@ std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
   return v;
 }
 
-// The method as a metrics label: the standard ones, else "OTHER" (labels stay a bounded set).
-std::string_view MethodLabel(std::string_view m) {
-  for (std::string_view k : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
-    if (m == k) return k;
-  }
-  return "OTHER";
-}
-
 Reply MethodNotAllowed(std::string_view method, std::string_view path) {
   return ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
 }
@@ -71,14 +65,6 @@ std::string ReplyText(const Reply& reply) {
   return reply.body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string_view BearerToken(std::string_view a) {
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
-  a.remove_prefix(kPrefix.size());
-  while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
-  while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
-  return a;
-}
 
 Routed Route(ControlPlane& cp, const Request& req) {
   Routed out;
@@ -112,7 +98,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
     out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
     return out;
   }
-  auto who = cp.Authenticate(BearerToken(req.authorization));
+  auto who = cp.Authenticate(gateway::BearerToken(req.authorization));
   if (!who) {
     out.route = "unauthorized";
     out.reply = ErrorReply(401, "invalid_api_key",
@@ -153,7 +139,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
       return out;
     }
     std::string_view what = seg.size() == 2 ? seg[1] : "";
-    out.route = fmt::format("{} /admin/{}", MethodLabel(m), what);
+    out.route = fmt::format("{} /admin/{}", gateway::MethodLabel(m), what);
     if (what == "tenants" && m == "POST") {
       if (auto b = body()) out.reply = cp.CreateTenant(*b);
     } else if (what == "keys" && m == "POST") {
@@ -189,7 +175,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
 
   // Tenant API (an admin key may read and release any lease too).
   if (seg.size() == 2 && seg[1] == "leases") {
-    out.route = fmt::format("{} /v1/leases", MethodLabel(m));
+    out.route = fmt::format("{} /v1/leases", gateway::MethodLabel(m));
     if (m == "POST") {
       if (auto b = body()) out.reply = cp.CreateLease(*who, *b);
     } else if (m == "GET") {
@@ -207,7 +193,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
       out.reply = MethodNotAllowed(m, path);
     }
   } else if (seg.size() == 3 && seg[1] == "leases") {
-    out.route = fmt::format("{} /v1/leases/{{id}}", MethodLabel(m));
+    out.route = fmt::format("{} /v1/leases/{{id}}", gateway::MethodLabel(m));
     std::string id(seg[2]);
     if (m == "GET") {
       out.reply = cp.GetLease(*who, id);

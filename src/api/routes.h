@@ -31,7 +31,4 @@ Routed Route(ControlPlane& cp, const Request& req);
 // field value) may be invalid UTF-8: it is replaced (U+FFFD), never a throw.
 std::string ReplyText(const Reply& reply);
 
-// The bearer token of an Authorization header value ("" if none).
-std::string_view BearerToken(std::string_view authorization);
-
 }  // namespace ll::api

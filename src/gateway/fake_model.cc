@@ -63,13 +63,7 @@ class Server final : public std::enable_shared_from_this<Server> {
   Server(net::io_context& ioc, FakeModelOptions o) : o_(std::move(o)), acceptor_(ioc) {}
 
   Status Listen() {
-    LL_ASSIGN_OR_RETURN(tcp::endpoint ep, ParseListen(o_.listen));
-    beast::error_code ec;
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Io(fmt::format("cannot listen on {}: {}", o_.listen, ec.message()));
+    LL_RETURN_IF_ERROR(OpenAcceptor(acceptor_, o_.listen));
     bound_ = acceptor_.local_endpoint();
     Accept();
     return Status::Ok();

@@ -191,14 +191,7 @@ void Gateway::Call::Start() {
 }
 
 void Gateway::Call::Auth(std::function<void()> next) {
-  constexpr std::string_view kPrefix = "Bearer ";
-  std::string_view a = req_.authorization;
-  std::string_view token;
-  if (a.size() > kPrefix.size() && a.substr(0, kPrefix.size()) == kPrefix) {
-    token = a.substr(kPrefix.size());
-    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-    while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-  }
+  const std::string_view token = BearerToken(req_.authorization);
   auto refuse = [this](bool none) {
     Refuse(401, "invalid_api_key", none ? "no API key: send `Authorization: Bearer <key>`" : "incorrect API key provided",
            "", "invalid_request_error", Header("www-authenticate", "Bearer"));

@@ -24,6 +24,33 @@ Result<boost::asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
   return boost::asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(port));
 }
 
+Status OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor, const std::string& listen) {
+  LL_ASSIGN_OR_RETURN(boost::asio::ip::tcp::endpoint ep, ParseListen(listen));
+  boost::system::error_code ec;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(boost::asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(boost::asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Io(fmt::format("cannot listen on {}: {}", listen, ec.message()));
+  return Status::Ok();
+}
+
+std::string_view BearerToken(std::string_view a) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (a.size() <= kPrefix.size() || a.substr(0, kPrefix.size()) != kPrefix) return {};
+  a.remove_prefix(kPrefix.size());
+  while (!a.empty() && a.front() == ' ') a.remove_prefix(1);
+  while (!a.empty() && a.back() == ' ') a.remove_suffix(1);
+  return a;
+}
+
+std::string_view MethodLabel(std::string_view m) {
+  for (std::string_view k : {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}) {
+    if (m == k) return k;
+  }
+  return "OTHER";
+}
+
 Status ParseHttpUrl(const std::string& url, std::string* host, std::string* port) {
   constexpr std::string_view kScheme = "http://";
   if (url.rfind(kScheme, 0) != 0) return Status::Invalid(fmt::format("`{}`: expected http://HOST:PORT", url));

@@ -13,6 +13,16 @@ namespace ll::gateway {
 // "HOST:PORT" (port 0: any free port) → an endpoint; errors name the text.
 Result<boost::asio::ip::tcp::endpoint> ParseListen(const std::string& listen);
 
+// Opens, binds (reuse_address) and listens `acceptor` on `listen` ("HOST:PORT", port 0: any
+// free one); errors name the address.
+Status OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor, const std::string& listen);
+
+// The bearer token of an Authorization header value ("" if none), spaces trimmed.
+std::string_view BearerToken(std::string_view authorization);
+
+// An HTTP method as a metrics label: the standard ones, else "OTHER" (labels stay a bounded set).
+std::string_view MethodLabel(std::string_view method);
+
 // "http://HOST:PORT" → host and port; errors name the text.
 Status ParseHttpUrl(const std::string& url, std::string* host, std::string* port);
 
