@@ -35,6 +35,7 @@ $(ASAN)/CMakeCache.txt: | deps
 # Unit tests under ASan+UBSan, then the whole-system tests against the release binary, then
 # the API fuzz target for FUZZ_SECONDS.
 test: deps $(ASAN)/CMakeCache.txt build
+	scripts/deps.sh test
 	cmake --build $(ASAN) -j$(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -L unit -j$(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -LE unit -j$(JOBS)

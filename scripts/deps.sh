@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the build needs, only those that are missing.
 # Usage: scripts/deps.sh [build|test|bench]
+# The dashboard is built with npm packages (web/package-lock.json: TypeScript, esbuild, uPlot),
+# installed by scripts/web.sh; `test` adds Debian's Chromium for its browser test.
 set -euo pipefail
 pkgs=(build-essential cmake ccache pkg-config
       libcli11-dev nlohmann-json3-dev libsimdjson-dev libfmt-dev libspdlog-dev
@@ -15,6 +17,8 @@ done
 # have Node from elsewhere with its own npm; Debian's are nodejs (18) and npm.
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Chromium: the browser of the dashboard's end-to-end test and benchmark (driven by playwright-core).
+case "${1:-}" in test | bench) [ -x /usr/bin/chromium ] || missing+=(chromium) ;; esac
 # nginx: the baseline proxy of the gateway benchmark (`make bench`).
 [ "${1:-}" = bench ] && { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx); }
 [ ${#missing[@]} -eq 0 ] && exit 0

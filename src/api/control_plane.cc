@@ -439,8 +439,14 @@ void ControlPlane::Step(Time now) {
     s.internal = alloc_->TotalInternal();
     s.reserved = alloc_->TotalReserved();
     s.spot = alloc_->TotalSpot();
-    s.free = alloc_->TotalCapacity() - s.internal - s.reserved - s.spot - alloc_->TotalInference();
+    s.inference = alloc_->TotalInference();
+    s.free = alloc_->TotalCapacity() - s.internal - s.reserved - s.spot - s.inference;
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      s.demand += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).internal_want;
+      s.forecast += forecast_->Quantile(p, 1.0, now, now + config_.sample_every);
+    }
     s.spot_price = spot_price_;
+    s.revenue_micros = static_cast<int64_t>(revenue_rate_ms_ / 3'600'000);
     samples_.push_back(s);
     if (samples_.size() > 10'000) samples_.erase(samples_.begin(), samples_.begin() + 1'000);
     last_sample_ = now;
@@ -608,12 +614,14 @@ void ControlPlane::Flush() {
     data["clock_speed"] = clock_->speed();
     ev.data = data.dump();
     ev.final = FinalState(e.type);
-    auto [b, en] = watchers_.equal_range(e.lease_id);
-    for (auto w = b; w != en;) {
-      if (!w->second.second(ev)) {
-        w = watchers_.erase(w);
-      } else {
-        ++w;
+    for (const std::string& key : {e.lease_id, std::string("*")}) {
+      auto [b, en] = watchers_.equal_range(key);
+      for (auto w = b; w != en;) {
+        if (!w->second.second(ev)) {
+          w = watchers_.erase(w);
+        } else {
+          ++w;
+        }
       }
     }
   }
@@ -711,6 +719,7 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
   }
   return {{"id", r.id},
           {"object", "lease"},
+          {"tenant_id", r.tenant_id},
           {"kind", r.kind},
           {"state", r.state},
           {"gpus", r.gpus},

@@ -144,7 +144,8 @@ class ControlPlane final : public alloc::Listener {
   std::string ReportMetrics();
   // Past events of the lease after `after` (all of them for 0), or a 404 reply.
   Result<std::vector<LeaseEvent>> LeaseEvents(const Principal& who, const std::string& id, int64_t after);
-  // Live events of the lease; the callback returns false to unsubscribe.
+  // Live events of the lease (`*`: of every lease, for the owner); the callback returns false
+  // to unsubscribe.
   uint64_t Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn);
   void Unsubscribe(uint64_t token);
 
@@ -157,6 +158,14 @@ class ControlPlane final : public alloc::Listener {
   Reply AddInternalJob(const nlohmann::json& body);
   Reply Timeseries();
   Reply Health();
+  // ---- the owner's dashboard (dashboard.cc) ----
+  // Everything the dashboard shows but the fleet map: GPUs by class now and over time (with
+  // the owner's demand against its forecast), spot price, revenue, cost per token, leases,
+  // recent reclaims, tenants with their usage. Series are thinned to at most `max_points`.
+  Reply Dashboard(size_t max_points = 1500);
+  // The fleet map, compact enough for 100,000 GPUs: each node's holders as indices into one
+  // table of holders (class, lease or replica, tenant, state).
+  Reply FleetMap();
   // DESIGN.md metrics and fleet gauges, Prometheus text format.
   std::string Metrics();
 
@@ -192,8 +201,11 @@ class ControlPlane final : public alloc::Listener {
   std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
   struct Sample {
     Time t;
-    Gpus internal = 0, reserved = 0, spot = 0, free = 0;
+    Gpus internal = 0, reserved = 0, spot = 0, inference = 0, free = 0;
+    Gpus demand = 0;    // the owner's demand (running and waiting)
+    Gpus forecast = 0;  // the forecast of it over the next sample interval
     Money spot_price;
+    int64_t revenue_micros = 0;  // lease revenue accrued since start
   };
 
   ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store);

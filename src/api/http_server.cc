@@ -12,6 +12,7 @@
 
 #include "api/routes.h"
 #include "gateway/http_util.h"
+#include "web/web_assets.h"
 
 namespace ll::api {
 namespace {
@@ -123,6 +124,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRead(beast::error_code ec);
   void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
   void StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  // The owner's dashboard: its page and assets (public: they hold no data), and its live feed.
+  bool ServeAsset(std::string_view method, std::string_view path);
+  void StartDashboardStream(std::chrono::steady_clock::time_point t0);
+  void PushDashboard();
   void BeginChunked(std::shared_ptr<http::response<http::empty_body>> head);
   void WriteNext();
   void KeepAlive();
@@ -142,6 +147,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<std::pair<std::string, bool>> out_;  // chunks; `true` on the last one
   uint64_t token_ = 0;
   std::unique_ptr<net::steady_timer> ping_;
+  std::string last_map_;  // the fleet map last pushed to a dashboard
+  int pushes_ = 0;
   std::shared_ptr<http::response<http::empty_body>> stream_head_;
   std::shared_ptr<http::response_serializer<http::empty_body>> stream_sr_;
 };
@@ -291,6 +298,7 @@ void Session::OnRead(beast::error_code ec) {
     HandleGateway();
     return;
   }
+  if (server_.cp() != nullptr && ServeAsset(Sv(req.method_string()), Sv(req.target()))) return;
   Request r;
   r.method = Sv(req.method_string());
   r.target = Sv(req.target());
@@ -350,7 +358,90 @@ std::string FormatEvent(const LeaseEvent& e) {
   return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.seq, e.type, e.data);
 }
 
+bool Session::ServeAsset(std::string_view method, std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  std::string_view name;
+  if (path == "/" || path == "/index.html") {
+    name = "index.html";
+  } else if (path.starts_with("/assets/")) {
+    name = path.substr(8);
+  } else {
+    return false;
+  }
+  const web::Asset* a = web::FindAsset(name);
+  if (a == nullptr || name.find('/') != std::string_view::npos) return false;  // the API's 404
+  if (method != "GET") {
+    Routed r;
+    r.route = "GET /assets";
+    r.reply = ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
+    Respond(r, std::chrono::steady_clock::now());
+    return true;
+  }
+  t0_ = std::chrono::steady_clock::now();
+  auto res = std::make_shared<http::response<http::string_body>>(http::status::ok, 11);
+  res->set(http::field::server, "landlord");
+  res->set(http::field::content_type, beast::string_view(a->content_type.data(), a->content_type.size()));
+  res->set(http::field::cache_control, "no-cache");
+  res->set("x-content-type-options", "nosniff");
+  // Same-origin only: the page loads nothing from elsewhere and talks only to this server.
+  res->set("content-security-policy",
+           "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
+           "frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+  res->body() = std::string(a->body);
+  Finish(res, name == "index.html" ? "GET /" : "GET /assets", 200);
+  return true;
+}
+
+// The dashboard's feed: a `dashboard` snapshot and the `fleet` map at once, then a snapshot
+// every second and the map when it changed (checked every 2 s), and every lease's events as
+// they are committed (`event: <type>`, as on a lease's own stream).
+void Session::StartDashboardStream(std::chrono::steady_clock::time_point t0) {
+  server_.metrics().Observe("GET /admin/stream", 200,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok, 11);
+  head->set(http::field::content_type, "text/event-stream");
+  head->set(http::field::cache_control, "no-cache");
+  BeginChunked(std::move(head));
+  Push(": landlord dashboard\n\n", false);
+  if (server_.stopping()) {
+    Push("", true);
+    return;
+  }
+  std::weak_ptr<Session> weak = shared_from_this();
+  token_ = server_.cp()->Subscribe("*", [weak](const LeaseEvent& e) {
+    auto self = weak.lock();
+    if (!self || self->closing_) return false;
+    self->Push(FormatEvent(e), false);
+    return true;
+  });
+  PushDashboard();
+}
+
+void Session::PushDashboard() {
+  if (closing_) return;
+  ControlPlane& cp = *server_.cp();
+  Push(fmt::format("event: dashboard\ndata: {}\n\n", ReplyText(cp.Dashboard())), false);
+  if (pushes_++ % 2 == 0) {
+    std::string map = ReplyText(cp.FleetMap());
+    if (map != last_map_) {
+      Push(fmt::format("event: fleet\ndata: {}\n\n", map), false);
+      last_map_ = std::move(map);
+    }
+  }
+  ping_ = std::make_unique<net::steady_timer>(stream_.get_executor());
+  ping_->expires_after(std::chrono::seconds(1));
+  // The timer's handler owns the session while it streams (nothing else may be pending).
+  ping_->async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->closing_) return;
+    self->PushDashboard();
+  });
+}
+
 void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0) {
+  if (routed.lease_id == "*") {
+    StartDashboardStream(t0);
+    return;
+  }
   int64_t after = 0;
   std::string_view last = Sv(parser_->get()["Last-Event-ID"]);
   if (!last.empty()) {

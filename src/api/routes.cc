@@ -138,6 +138,11 @@ Routed Route(ControlPlane& cp, const Request& req) {
       }
       return out;
     }
+    if (seg.size() == 3 && seg[1] == "fleet" && seg[2] == "map") {
+      out.route = "GET /admin/fleet/map";
+      out.reply = m == "GET" ? cp.FleetMap() : MethodNotAllowed(m, path);
+      return out;
+    }
     std::string_view what = seg.size() == 2 ? seg[1] : "";
     out.route = fmt::format("{} /admin/{}", gateway::MethodLabel(m), what);
     if (what == "tenants" && m == "POST") {
@@ -154,6 +159,13 @@ Routed Route(ControlPlane& cp, const Request& req) {
       if (auto b = body()) out.reply = cp.AddInternalJob(*b);
     } else if (what == "timeseries" && m == "GET") {
       out.reply = cp.Timeseries();
+    } else if (what == "dashboard" && m == "GET") {
+      out.reply = cp.Dashboard();
+    } else if (what == "stream" && m == "GET") {
+      // The dashboard's live feed: snapshots and every lease's events (http_server.cc).
+      out.stream = true;
+      out.lease_id = "*";
+      out.principal = *who;
     } else if (what == "credits" && m == "POST") {
       if (auto b = body()) out.reply = cp.Credit(*b);
     } else if (what == "holds" && m == "POST") {
@@ -164,7 +176,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
       out.reply = cp.Report(std::string(QueryParam(query, "period").value_or("")));
     } else if (what == "tenants" || what == "keys" || what == "fleet" || what == "policy" ||
                what == "internal-jobs" || what == "timeseries" || what == "credits" || what == "holds" ||
-               what == "usage" || what == "report") {
+               what == "usage" || what == "report" || what == "dashboard" || what == "stream") {
       out.reply = MethodNotAllowed(m, path);
     } else {
       out.route = "other";

@@ -19,7 +19,8 @@ struct Request {
 struct Routed {
   Reply reply;
   std::string route;  // a label for metrics: "POST /v1/leases", "GET /v1/leases/{id}", ...
-  // Set for GET /v1/leases/{id}/events by an authorised caller: the server streams instead.
+  // Set for GET /v1/leases/{id}/events by an authorised caller, and for the owner's
+  // GET /admin/stream (lease_id `*`): the server streams instead.
   bool stream = false;
   std::string lease_id;
   Principal principal;

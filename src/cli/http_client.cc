@@ -411,6 +411,7 @@ struct HttpClient::Impl {
     HttpResponse out;
     out.status = static_cast<int>(res.result_int());
     out.content_type = std::string(View(res[http::field::content_type]));
+    for (const auto& f : res) out.headers[Lower(std::string(View(f.name_string())))] = std::string(View(f.value()));
     out.body = std::move(res.body());
     if (!res.keep_alive()) Close();
     return out;

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -35,6 +36,7 @@ struct HttpResponse {
   int status = 0;
   std::string body;
   std::string content_type;
+  std::map<std::string, std::string> headers;  // by lower-case name (the last of repeated ones)
 };
 
 // The Status for an HTTP error response (status >= 400): the message is the server's

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -93,7 +94,8 @@ ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
 }
 
 int RunSim(const std::string& trace_spec, const std::string& policies, int64_t notice_s, const std::string& external,
-           const std::string& inference, const std::string& json, const std::string& svg, uint64_t seed,
+           const std::string& inference, const std::string& json, const std::string& svg, const std::string& html,
+           uint64_t seed,
            double load_scale, int nodes, int gpus_per_node, const std::string& config, bool check, int64_t cooldown_min,
            double delay_budget, int64_t reserved_h) {
   ll::sim::ExperimentOptions eo;
@@ -139,16 +141,15 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
     return 2;
   }
   std::fputs(ll::sim::FormatTable(*report).c_str(), stdout);
-  if (!json.empty()) {
-    ll::Status st = ll::sim::WriteJson(json, *report);
-    if (!st.ok()) {
-      fmt::print(stderr, "landlord sim: {}\n", st.message());
-      return 1;
-    }
-  }
-  if (!svg.empty()) {
-    ll::Status st = ll::sim::WriteSvg(svg, report->landlord_series,
-                                      fmt::format("landlord on {}: GPUs by class", trace->spec));
+  const std::string title = fmt::format("landlord on {}: GPUs by class", trace->spec);
+  const std::pair<const std::string*, std::function<ll::Status()>> outputs[] = {
+      {&json, [&] { return ll::sim::WriteJson(json, *report); }},
+      {&svg, [&] { return ll::sim::WriteSvg(svg, report->landlord_series, title); }},
+      {&html, [&] { return ll::sim::WriteHtml(html, *report, fmt::format("landlord sim on {}", trace->spec)); }},
+  };
+  for (const auto& [path, write] : outputs) {
+    if (path->empty()) continue;
+    ll::Status st = write();
     if (!st.ok()) {
       fmt::print(stderr, "landlord sim: {}\n", st.message());
       return 1;
@@ -172,7 +173,7 @@ int main(int argc, char** argv) {
   int64_t notice_s = 120;
   std::string external = "saturating";
   std::string inference;
-  std::string json, svg, config;
+  std::string json, svg, html, config;
   uint64_t seed = 1;
   double load_scale = 0.7;
   int nodes = 0, gpus_per_node = 8;
@@ -199,6 +200,9 @@ int main(int argc, char** argv) {
                   "replicas serve `inference.tokens_per_s_per_gpu` from --config");
   sim->add_option("--json", json, "Write the metrics as JSON to FILE");
   sim->add_option("--svg", svg, "Write a stacked chart of the fleet by class (landlord policy) to FILE");
+  sim->add_option("--html", html,
+                  "Write one self-contained HTML report to FILE: the policy table and the dashboard's charts "
+                  "(landlord policy)");
   sim->add_option("--seed", seed, "Seed for every random choice")->capture_default_str();
   sim->add_option("--load-scale", load_scale, "openb: target owner utilization of the fleet")
       ->check(CLI::Range(0.01, 5.0))
@@ -245,7 +249,7 @@ int main(int argc, char** argv) {
   if (auto rc = client()) return *rc;
   if (rt->parsed()) return RunRouting(routing_trace, routing);
   if (sim->parsed()) {
-    return RunSim(trace, policies, notice_s, external, inference, json, svg, seed, load_scale, nodes, gpus_per_node,
+    return RunSim(trace, policies, notice_s, external, inference, json, svg, html, seed, load_scale, nodes, gpus_per_node,
                   config, check, cooldown_min, delay_budget, reserved_h);
   }
   return 0;

@@ -489,6 +489,12 @@ class Run final : public alloc::Listener {
     s.spot = alloc_->TotalSpot();
     s.inference = alloc_->TotalInference();
     s.idle = alloc_->TotalCapacity() - s.internal - s.reserved - s.spot - s.inference;
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      s.demand += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).internal_want;
+      if (forecast_) s.forecast += forecast_->Quantile(p, 1.0, now_, now_ + options_.sample_every);
+    }
+    s.spot_price_micros = price_.micros;
+    s.revenue_micros = static_cast<int64_t>(revenue_rate_ms_ / 3'600'000);
     s.in_gap = InGap(now_);
     series_.push_back(s);
   }

@@ -57,6 +57,10 @@ struct FleetSample {
   int32_t spot = 0;
   int32_t inference = 0;
   int32_t idle = 0;
+  int32_t demand = 0;    // the owner's demand (running and waiting)
+  int32_t forecast = 0;  // the forecast of it over the next sample interval
+  int64_t spot_price_micros = 0;
+  int64_t revenue_micros = 0;  // lease revenue accrued so far
   bool in_gap = false;
 };
 

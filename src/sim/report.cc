@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/time.h"
+#include "web/web_assets.h"
 
 namespace ll::sim {
 namespace {
@@ -375,7 +376,9 @@ std::string FormatTable(const SimReport& report) {
   return out;
 }
 
-std::string ToJson(const SimReport& report) {
+namespace {
+
+nlohmann::ordered_json ReportJson(const SimReport& report) {
   using Json = nlohmann::ordered_json;
   const TraceSummary& t = report.trace;
   Json trace = Json::object();
@@ -409,8 +412,87 @@ std::string ToJson(const SimReport& report) {
   Json root = Json::object();
   root["trace"] = std::move(trace);
   root["policies"] = std::move(policies);
+  return root;
+}
+
+// Text placed inside an inline <script> or <style> must not close it (`</script`, `</style`)
+// nor open an HTML comment (`<!--`). In JSON every `<` becomes `\u003c`. In the bundle and the
+// styles a `\` goes between `<` and `/` or `!`: the same characters inside a string, the only
+// place where they can occur in minified code (today's bundle has none).
+std::string InlineSafe(std::string_view text, bool json) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '<' && json) {
+      out += "\\u003c";
+    } else if (c == '<' && i + 1 < text.size() && (text[i + 1] == '/' || text[i + 1] == '!')) {
+      out += '<';
+      out += '\\';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string ToJson(const SimReport& report) {
   // Trace descriptions come from files; replacing invalid UTF-8 keeps dump() from throwing.
-  return root.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return ReportJson(report).dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+std::string ToHtml(const SimReport& report, const std::string& title) {
+  using Json = nlohmann::ordered_json;
+  Json root = ReportJson(report);
+  Json data = Json::object();
+  data["title"] = title;
+  data["trace"] = root["trace"];
+  Json policies = Json::array();
+  for (auto& [name, metrics] : root["policies"].items()) policies.push_back({{"name", name}, {"metrics", metrics}});
+  data["policies"] = std::move(policies);
+  // The landlord policy's run, one point per sample (data gaps left out).
+  Json t = Json::array(), internal = Json::array(), reserved = Json::array(), spot = Json::array(),
+       inference = Json::array(), idle = Json::array(), price = Json::array(), demand = Json::array(),
+       forecast = Json::array(), revenue = Json::array();
+  for (const FleetSample& x : report.landlord_series) {
+    if (x.in_gap) continue;
+    t.push_back(static_cast<double>(x.t.ms) / 1000.0);
+    internal.push_back(x.internal);
+    reserved.push_back(x.reserved);
+    spot.push_back(x.spot);
+    inference.push_back(x.inference);
+    idle.push_back(x.idle);
+    price.push_back(static_cast<double>(x.spot_price_micros) / 1e6);
+    demand.push_back(x.demand);
+    forecast.push_back(x.forecast);
+    revenue.push_back(static_cast<double>(x.revenue_micros) / 1e6);
+  }
+  data["series"] = {{"t", t},         {"internal", internal}, {"reserved", reserved}, {"spot", spot},
+                    {"inference", inference}, {"idle", idle}, {"spot_price", price},    {"demand", demand},
+                    {"forecast", forecast},   {"revenue_usd", revenue}};
+  const web::Asset* js = web::FindAsset("app.js");
+  const web::Asset* css = web::FindAsset("app.css");
+  std::string html = "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  html += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>";
+  for (char c : title) {
+    if (c == '<') html += "&lt;";
+    else if (c == '&') html += "&amp;";
+    else html += c;
+  }
+  html += "</title>\n<style>\n";
+  html += InlineSafe(css != nullptr ? css->body : "", false);
+  html += "\n</style>\n</head>\n<body>\n<div id=\"app\"></div>\n<script>window.__LANDLORD_REPORT__ = ";
+  html += InlineSafe(data.dump(-1, ' ', false, Json::error_handler_t::replace), true);
+  html += ";</script>\n<script>\n";
+  html += InlineSafe(js != nullptr ? js->body : "", false);
+  html += "\n</script>\n</body>\n</html>\n";
+  return html;
+}
+
+Status WriteHtml(const std::string& path, const SimReport& report, const std::string& title) {
+  return WriteFileAtomically(path, ToHtml(report, title));
 }
 
 Status WriteJson(const std::string& path, const SimReport& report) {

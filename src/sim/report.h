@@ -17,6 +17,12 @@ std::string FormatTable(const SimReport& report);
 std::string ToJson(const SimReport& report);
 Status WriteJson(const std::string& path, const SimReport& report);
 
+// One self-contained HTML page (the dashboard's own charts and styles inlined, nothing
+// fetched): the policy comparison table and, for the landlord policy's run, GPUs by class,
+// revenue, spot price and the owner's demand against its forecast.
+std::string ToHtml(const SimReport& report, const std::string& title);
+Status WriteHtml(const std::string& path, const SimReport& report, const std::string& title);
+
 // A self-contained SVG: GPUs by class over time (internal, reserved, spot, inference, idle),
 // stacked, with data gaps shaded and a legend.
 std::string ToSvg(const std::vector<FleetSample>& series, const std::string& title);

@@ -8,7 +8,6 @@
 // or tests/node/run.sh, which installs the client first.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -19,13 +18,13 @@ import { fileURLToPath } from 'node:url';
 
 import OpenAI from 'openai';
 
+import { spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.LANDLORD_BIN
   ? path.resolve(process.env.LANDLORD_BIN)
   : path.resolve(HERE, '../../build/release/landlord');
 const ADMIN_KEY = 'node-test-admin-key-0123456789';
-const START_TIMEOUT_MS = 15_000;
-const STOP_TIMEOUT_MS = 10_000;
 // Usage is committed by a group commit a few ms after a request ends (meter_flush_ms = 5).
 const COMMIT_WAIT_MS = 50;
 const USAGE_POLL_MS = 5_000;
@@ -37,82 +36,7 @@ if (!existsSync(BIN)) {
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-// Every child this file starts, so that none outlives it even if a hook never runs.
-const children = new Set();
-process.on('exit', () => {
-  for (const c of children) {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-// Spawns `landlord ARGS...` and resolves once its first stdout line names the URL it listens on.
-function spawnLandlord(args, { env = {} } = {}) {
-  const proc = spawn(BIN, args, {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.add(proc);
-  let stdout = '';
-  let stderr = '';
-  const exited = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      children.delete(proc);
-      resolve({ code, signal });
-    });
-  });
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (d) => {
-    stderr += d;
-  });
-  proc.stdout.setEncoding('utf8');
-  const describeProc = () => `\`landlord ${args.join(' ')}\`\nstdout:\n${stdout}\nstderr:\n${stderr}`;
-  const url = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      reject(new Error(`no listening line within ${START_TIMEOUT_MS} ms from ${describeProc()}`));
-    }, START_TIMEOUT_MS);
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.stdout.on('data', (d) => {
-      // Keep draining stdout after the first line so that the pipe never fills.
-      const first = stdout.length === 0 || !stdout.includes('\n');
-      stdout += d;
-      if (first && stdout.includes('\n')) {
-        clearTimeout(timer);
-        const line = stdout.slice(0, stdout.indexOf('\n'));
-        const m = /^landlord [a-z-]+: listening on (http:\/\/127\.0\.0\.1:\d+)$/.exec(line);
-        if (m) resolve(m[1]);
-        else reject(new Error(`unexpected first stdout line ${JSON.stringify(line)} from ${describeProc()}`));
-      }
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`exited (code ${code}, signal ${signal}) before listening: ${describeProc()}`));
-    });
-  });
-  return {
-    proc,
-    url,
-    exited,
-    describe: describeProc,
-    // SIGTERM, then SIGKILL if it does not go; resolves to how it exited.
-    async stop(signal = 'SIGTERM') {
-      if (proc.exitCode !== null || proc.signalCode !== null) return exited;
-      proc.kill(signal);
-      const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(timer);
-      }
-    },
-  };
-}
+const spawnLandlord = (args, opts) => spawnLandlordAt(BIN, args, opts);
 
 const stopping = [];
 after(async () => {
