@@ -122,6 +122,7 @@ int RunServe(const ServeArgs& a) {
   }
   fmt::print("fleet: {} GPUs from {} at {}x; policy {}; store {}/landlord.db\n", trace->total_gpus(), trace->spec,
              config.speed, config.policy, config.data_dir);
+  fmt::print("dashboard: http://{}/ (log in with the admin key)\n", (*server)->address());
   if (gw) {
     for (const std::string& m : gw->router().Models()) {
       int n = 0;

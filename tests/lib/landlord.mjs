@@ -18,8 +18,9 @@ process.on('exit', () => {
 });
 
 // Spawns `landlord ARGS...` and resolves once its first stdout line names the URL it listens on.
-export function spawnLandlord(bin, args, { env = {} } = {}) {
+export function spawnLandlord(bin, args, { env = {}, cwd = undefined } = {}) {
   const proc = spawn(bin, args, {
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
