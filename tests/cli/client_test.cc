@@ -163,23 +163,29 @@ TEST(SseParserTest, StopsWhenTheCallbackSaysSo) {
 
 // --- StatusFromResponse --------------------------------------------------------------------------
 
+HttpResponse Resp(int status, std::string body, std::string content_type) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  r.content_type = std::move(content_type);
+  return r;
+}
+
 TEST(HttpClientTest, StatusFromResponseUsesTheServerMessage) {
-  EXPECT_TRUE(StatusFromResponse({200, "{}", "application/json"}).ok());
-  Status st = StatusFromResponse(
-      {409, R"({"error": {"message": "no capacity for 64 GPUs", "type": "conflict_error",
+  EXPECT_TRUE(StatusFromResponse(Resp(200, "{}", "application/json")).ok());
+  Status st = StatusFromResponse(Resp(409, R"({"error": {"message": "no capacity for 64 GPUs", "type": "conflict_error",
                 "code": "insufficient_capacity", "param": null}})",
-       "application/json"});
+       "application/json"));
   EXPECT_EQ(st.code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(st.message(), "no capacity for 64 GPUs");
-  st = StatusFromResponse(
-      {409, R"({"error": {"message": "term too long", "code": "forecast_conflict"}})", ""});
+  st = StatusFromResponse(Resp(409, R"({"error": {"message": "term too long", "code": "forecast_conflict"}})", ""));
   EXPECT_EQ(st.code(), StatusCode::kConflict);
-  st = StatusFromResponse({404, R"({"error": {"message": "no lease `x`"}})", ""});
+  st = StatusFromResponse(Resp(404, R"({"error": {"message": "no lease `x`"}})", ""));
   EXPECT_EQ(st.code(), StatusCode::kNotFound);
   EXPECT_EQ(st.message(), "no lease `x`");
-  st = StatusFromResponse({502, "<html>Bad Gateway</html>\nmore", "text/html"});
+  st = StatusFromResponse(Resp(502, "<html>Bad Gateway</html>\nmore", "text/html"));
   EXPECT_EQ(st.message(), "HTTP 502: <html>Bad Gateway</html>");
-  st = StatusFromResponse({401, "", ""});
+  st = StatusFromResponse(Resp(401, "", ""));
   EXPECT_EQ(st.message(), "HTTP 401");
 }
 

@@ -18,6 +18,7 @@ export interface RenderStats {
   leaseEvents: number;
   firstRenderMs: number | null;
   mapDrawMs: number | null; // the last fleet map draw
+  points: number; // samples in the charts now
 }
 
 export async function startDashboard(
@@ -32,7 +33,7 @@ export async function startDashboard(
     getJson<FleetMap>(key, "/admin/fleet/map"),
   ]);
 
-  const stats: RenderStats = { snapshots: 0, maps: 0, leaseEvents: 0, firstRenderMs: null, mapDrawMs: null };
+  const stats: RenderStats = { snapshots: 0, maps: 0, leaseEvents: 0, firstRenderMs: null, mapDrawMs: null, points: 0 };
   (window as unknown as { __landlord: unknown }).__landlord = stats;
 
   const status = el("span", { class: "live", id: "live" }, "connecting");
@@ -144,6 +145,7 @@ export async function startDashboard(
     kPerGpu.value.textContent = fmtUsd(d.report.since_start.revenue_per_gpu_h, 4);
     kCost.value.textContent = fmtUsd(d.report.since_start.cost_per_mtok_usd, 4);
     for (const c of charts) c.update(d.series);
+    stats.points = d.series.t.length;
     renderLeases();
     setRows(reclaims.body, d.reclaims.map((r) =>
       el("tr", { "data-lease": r.lease },
