@@ -79,11 +79,10 @@ Reply ControlPlane::Dashboard(size_t max_points) {
     if (tenants.size() >= 100) break;
     auto lines = store_->InvoiceLines(id, period);
     LL_CHECK(lines.ok());
-    int64_t billed = 0, tokens = 0, gpu_ms = 0;
+    int64_t billed = 0, tokens = 0;
     for (const auto& u : *lines) {
       billed += u.amount_micros;
       if (u.unit == "tokens") tokens += u.quantity;
-      if (u.unit != "tokens") gpu_ms += u.quantity;
     }
     int live_leases = 0, gpus = 0;
     if (auto it = by_tenant_.find(id); it != by_tenant_.end()) {
