@@ -19,6 +19,13 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Chromium: the browser of the dashboard's end-to-end test and benchmark (driven by playwright-core).
 case "${1:-}" in test | bench) [ -x /usr/bin/chromium ] || missing+=(chromium) ;; esac
+# Slurm, munge, slurmdbd with MariaDB (sacct) and curl: the slurm backend's test (tests/slurm),
+# which starts its own daemons on loopback.
+if [ "${1:-}" = test ]; then
+  for p in slurmctld slurmd slurm-client munge slurmdbd mariadb-server-core mariadb-client-core curl; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
 # nginx: the baseline proxy of the gateway benchmark (`make bench`).
 [ "${1:-}" = bench ] && { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx); }
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -694,6 +694,22 @@ Status Allocator::RestoreInternal(PoolId pool, const std::vector<Share>& shares)
   return Status::Ok();
 }
 
+void Allocator::PlaceInternal(PoolId pool, const std::vector<Share>& shares, Time now) {
+  LL_CHECK(options_.occupancy);
+  Holder& ih = holders_[pool_internal_[pool.v].v];
+  ReleaseAll(ih);
+  for (const Share& s : shares) {
+    if (!s.node.valid() || s.node.v >= nodes_.size() || nodes_[s.node.v].pool != pool) continue;
+    const Gpus g = std::min(s.gpus, nodes_[s.node.v].free);
+    if (g > 0) Take(ih, s.node, g);
+  }
+  PoolCounters& pc = pools_[pool.v];
+  pc.internal_want = ih.gpus;
+  UpdateWaiting(pool);
+  policy_->OnDemand(View(pool), now);
+  EnforceLimit(pool, now);
+}
+
 void Allocator::Release(HolderId id, Time now) {
   Holder& h = holders_[id.v];
   LL_CHECK(h.outside() && h.state != HolderState::kEnded);

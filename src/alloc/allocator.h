@@ -151,6 +151,11 @@ class Allocator {
   // exactly `shares` (the server persists where the owner's demand sits, so a restart
   // rebuilds the same free nodes). Validated first: an error changes nothing.
   Status RestoreInternal(PoolId pool, const std::vector<Share>& shares);
+  // Occupancy mode, for a backend that knows where the owner's work runs (Slurm): the owner
+  // holds exactly `shares` of `pool` from now on, and wants no more than that, so nothing is
+  // reclaimed for it here (the backend's scheduler does that itself). A share on GPUs an
+  // outsider still holds is cut to what is free.
+  void PlaceInternal(PoolId pool, const std::vector<Share>& shares, Time now);
   // Occupancy mode: where the owner's GPUs of `pool` are, by node.
   const std::vector<Share>& InternalShares(PoolId pool) const { return holders_[pool_internal_[pool.v].v].shares; }
   // The tenant gives the GPUs back (any outside holder, noticed or not).

@@ -333,9 +333,21 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("clock", {"speed"}));
   LL_RETURN_IF_ERROR(r.Real("clock", "speed", 0.001, 1e7, &c->speed));
 
-  LL_RETURN_IF_ERROR(r.Known("fleet", {"backend", "trace", "nodes", "gpus_per_node", "history_h"}));
+  LL_RETURN_IF_ERROR(r.Known("fleet", {"backend", "trace", "nodes", "gpus_per_node", "history_h", "slurm_partition",
+                                       "slurm_notify_url", "slurm_access", "slurm_sanitize", "slurm_poll_ms",
+                                       "slurm_start_timeout_s"}));
   LL_RETURN_IF_ERROR(r.Str("fleet", "backend", &c->backend));
-  if (c->backend != "sim") return Status::Invalid(fmt::format("{}: `fleet.backend` must be \"sim\"", path));
+  if (c->backend != "sim" && c->backend != "slurm") {
+    return Status::Invalid(fmt::format("{}: `fleet.backend` must be \"sim\" or \"slurm\", got \"{}\"", path, c->backend));
+  }
+  LL_RETURN_IF_ERROR(r.Str("fleet", "slurm_partition", &c->slurm.partition));
+  LL_RETURN_IF_ERROR(r.Str("fleet", "slurm_notify_url", &c->slurm.notify_url));
+  LL_RETURN_IF_ERROR(r.Str("fleet", "slurm_access", &c->slurm.access));
+  LL_RETURN_IF_ERROR(r.Str("fleet", "slurm_sanitize", &c->slurm.sanitize));
+  int64_t poll_ms = c->slurm.poll.ms;
+  LL_RETURN_IF_ERROR(r.Int("fleet", "slurm_poll_ms", 100, 600'000, &poll_ms));
+  c->slurm.poll = Duration::Millis(poll_ms);
+  LL_RETURN_IF_ERROR(r.Seconds("fleet", "slurm_start_timeout_s", 1, 86400, &c->slurm.start_timeout));
   LL_RETURN_IF_ERROR(r.Str("fleet", "trace", &c->trace));
   LL_RETURN_IF_ERROR(r.Int("fleet", "nodes", 0, 1'000'000, &c->nodes));
   LL_RETURN_IF_ERROR(r.Int("fleet", "gpus_per_node", 1, 64, &c->gpus_per_node));

@@ -7,6 +7,7 @@
 
 #include "core/status.h"
 #include "core/time.h"
+#include "fleet/slurm.h"
 #include "gateway/gateway.h"
 #include "market/price_book.h"
 
@@ -30,6 +31,7 @@ struct ServeConfig {
   int nodes = 0;  // csv/sacct traces: fleet size (0: fit the trace)
   int gpus_per_node = 8;
   Duration history = Duration::Hours(24 * 15);  // of the trace, learned before serving
+  fleet::SlurmOptions slurm;  // backend = "slurm": the slurm_* keys
   // [policy]
   std::string policy = "landlord";
   Duration notice = Duration::Seconds(120);

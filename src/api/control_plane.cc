@@ -500,6 +500,10 @@ void ControlPlane::StartBookings(Time now) {
 }
 
 void ControlPlane::SetDemand(Time now) {
+  if (slurm_ != nullptr) {
+    PollSlurm(now);
+    return;
+  }
   std::erase_if(jobs_, [&](const store::InternalJobRecord& j) { return j.end <= now; });
   std::vector<Gpus> want(fleet_.pool_count(), 0);
   for (int p = 0; p < fleet_.pool_count(); ++p) want[p] = DemandAt(p, now);
@@ -640,6 +644,15 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   }
   LeasesChanged();
   Lease& l = leases_[h.tag];
+  if (slurm_ != nullptr) {
+    std::vector<std::pair<std::string, Gpus>> nodes;
+    for (const auto& sh : h.shares) nodes.emplace_back(fleet_.trace().nodes[sh.node.v].name, sh.gpus);
+    Status st = slurm_->StartLease(l.rec.id, nodes, h.cls == HolderClass::kReserved ? h.term_end : kTimeMax, now);
+    if (!st.ok()) {
+      slurm_error_ = st.message();
+      l.lost = fmt::format("slurm did not take the holder job: {}", st.message());
+    }
+  }
   live_.insert(h.tag);
   l.rec.state = "active";
   l.rec.started = now;
@@ -681,6 +694,15 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   Lease& l = leases_[h.tag];
   live_.erase(h.tag);
   l.rec.ended = now;
+  if (slurm_ != nullptr) slurm_->EndLease(l.rec.id);
+  if (!l.lost.empty()) {
+    // The holder is gone without Landlord (slurm): billing stops when it went.
+    if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
+    l.rec.state = "ended";
+    l.rec.end_reason = "holder_lost";
+    Emit(l, l.rec.state, l.rec.ended, {{"message", l.lost}});
+    return;
+  }
   if (reason == alloc::EndReason::kReclaimed) {
     ++reclaims_;
     l.rec.state = "reclaimed";
@@ -715,7 +737,11 @@ int ControlPlane::PoolIndex(std::string_view name) const {
 json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
   json nodes = json::array();
   if (auto shares = ParsePlacement(r.placement); shares.ok()) {
-    for (const auto& s : *shares) nodes.push_back({{"node", fleet_.trace().nodes[s.node.v].name}, {"gpus", s.gpus}});
+    for (const auto& s : *shares) {
+      json n = {{"node", fleet_.trace().nodes[s.node.v].name}, {"gpus", s.gpus}};
+      if (slurm_ != nullptr) n["access"] = slurm_->Access(fleet_.trace().nodes[s.node.v].name);
+      nodes.push_back(std::move(n));
+    }
   }
   return {{"id", r.id},
           {"object", "lease"},
@@ -787,8 +813,16 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
 
   AdvanceTo(clock_->Now());
   const Time now = now_;
-  const Gpus want = static_cast<Gpus>(*gpus);
+  Gpus want = static_cast<Gpus>(*gpus);
   const Duration notice = alloc_->options().notice;
+  if (slurm_ != nullptr) {
+    if (!slurm_->available()) {
+      Flush();
+      return ErrorReply(503, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
+    }
+    // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
+    if (kind == "reserved") want = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(want, alloc_->fleet().max_node_gpus()));
+  }
   if (start_at && (*start_at < now + notice || *start_at > now + Duration::Hours(24 * 365))) {
     Flush();
     return ErrorReply(400, "invalid_value",
@@ -911,6 +945,15 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   }
   by_tenant_[lease.rec.tenant_id].push_back(index);
   dirty_leases_.push_back(index);
+  if (slurm_ != nullptr && !slurm_error_.empty() && lease.holder.valid() && live_.contains(index)) {
+    // Slurm refused the holder job: the lease ends at once (nothing billed) and the tenant is told.
+    const std::string why = std::move(slurm_error_);
+    slurm_error_.clear();
+    lease.lost_at = now;
+    alloc_->Release(lease.holder, now);
+    Flush();
+    return ErrorReply(503, "fleet_unavailable", fmt::format("slurm did not take the lease `{}`: {}", lease.rec.id, why));
+  }
   Flush();  // persisted before it is acknowledged
   Reply r;
   r.status = 201;
@@ -1242,6 +1285,9 @@ Reply ControlPlane::PutPolicy(const json& body) {
 }
 
 Reply ControlPlane::AddInternalJob(const json& body) {
+  if (slurm_ != nullptr) {
+    return ErrorReply(409, "slurm_fleet", "on a slurm fleet the owner's jobs are Slurm's: submit them with sbatch");
+  }
   if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"pool", "gpus", "duration_s"});
@@ -1290,6 +1336,16 @@ Reply ControlPlane::Health() {
   Advance();
   Reply r;
   r.body = {{"status", "ok"}, {"now", FormatUtc(now_)}, {"clock_speed", clock_->speed()}};
+  if (slurm_ != nullptr) {
+    json drained = json::object();
+    for (const auto& [node, why] : slurm_->drained()) drained[node] = why;
+    r.body["fleet"] = {{"backend", "slurm"},
+                       {"partition", slurm_->options().partition},
+                       {"status", slurm_->available() ? "ok" : "unavailable"},
+                       {"message", slurm_->status()},
+                       {"drained", drained}};
+    if (!slurm_->available()) r.body["status"] = "degraded";
+  }
   return r;
 }
 

@@ -29,6 +29,7 @@
 #include "api/config.h"
 #include "core/clock.h"
 #include "fleet/sim_fleet.h"
+#include "fleet/slurm.h"
 #include "forecast/forecast.h"
 #include "gateway/gateway.h"
 #include "ledger/ledger.h"
@@ -179,11 +180,24 @@ class ControlPlane final : public alloc::Listener {
   // not persisted: after a restart they are placed anew. `host` must outlive the object.
   void SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models);
 
+  // ---- the `slurm` fleet backend (fleet/slurm.h) ----
+  // From now on the owner's GPUs are where Slurm runs other jobs (read every poll), each lease
+  // is a holder job, and Slurm's preemption notices and lost holders end leases. The fleet
+  // given to Open must be the backend's nodes (SlurmTrace). Leases live at the call are
+  // adopted (their holders found by name). `slurm` must outlive the object.
+  void SetSlurm(fleet::SlurmBackend* slurm);
+  // A holder job's notice (`POST /slurm/notice` {"lease", "token", "node"}): Slurm is
+  // preempting the lease; it gets its reclaim notice now, reclaim_at = now + the notice
+  // (the partition's GraceTime).
+  Reply SlurmNotice(const nlohmann::json& body);
+
  private:
   struct Lease {
     store::LeaseRecord rec;
     HolderId holder;
     bool releasing = false;  // the tenant asked; OnEnd reports it as `released`
+    std::string lost;        // slurm: why the holder is gone without Landlord; OnEnd reports it
+    Time lost_at = kTimeMax;  // when (billing stops there)
     std::vector<ledger::PricePoint> prices;  // what it paid per GPU-hour, from its start
     size_t billed = 0;  // completed usage events already committed (the store ignores repeats)
   };
@@ -307,6 +321,15 @@ class ControlPlane final : public alloc::Listener {
   int64_t replica_starts_ = 0, replica_reclaims_ = 0;
   int64_t reclaims_ = 0, leases_started_ = 0;
   int64_t bookings_missed_ = 0;  // booked reserved leases that could not start
+  // The slurm backend (null for the sim fleet).
+  fleet::SlurmBackend* slurm_ = nullptr;
+  std::string slurm_error_;  // why the last holder could not be submitted (OnStart)
+  std::vector<std::pair<std::string, Gpus>> slurm_owner_;  // the owner's GPUs as last placed
+  void PollSlurm(Time now);
 };
+
+// The fleet of a `slurm` backend as the control plane takes it: the partition's nodes in one
+// pool, no trace demand (the owner's demand is read from Slurm), time from `now - history`.
+sim::Trace SlurmTrace(const fleet::SlurmBackend& slurm, Time now, Duration history);
 
 }  // namespace ll::api

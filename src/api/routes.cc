@@ -91,6 +91,18 @@ Routed Route(ControlPlane& cp, const Request& req) {
     }
     return out;
   }
+  if (seg.size() == 2 && seg[0] == "slurm" && seg[1] == "notice") {
+    // A slurm holder job's preemption notice: authenticated by the lease's token in the body.
+    out.route = "POST /slurm/notice";
+    if (m != "POST") {
+      out.reply = MethodNotAllowed(m, path);
+    } else if (auto j = ParseBody(req.body); !j.ok()) {
+      out.reply = ErrorReply(400, "invalid_json", j.status().message());
+    } else {
+      out.reply = cp.SlurmNotice(*j);
+    }
+    return out;
+  }
   const bool v1 = !seg.empty() && seg[0] == "v1";
   const bool admin = !seg.empty() && seg[0] == "admin";
   if (!v1 && !admin) {

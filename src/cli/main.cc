@@ -15,6 +15,7 @@
 #include "api/config.h"
 #include "cli/client.h"
 #include "cli/serve.h"
+#include "fleet/slurm.h"
 #include "gateway/prefix_sim.h"
 #include "sim/experiment.h"
 #include "sim/report.h"
@@ -158,6 +159,33 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
   return 0;
 }
 
+int RunSlurmCheck(const std::string& config_path, const std::string& partition, int64_t notice_s) {
+  ll::api::ServeConfig config;
+  if (!config_path.empty()) {
+    ll::Status st = ll::api::LoadServeConfig(config_path, &config);
+    if (!st.ok()) {
+      fmt::print(stderr, "landlord slurm check: {}\n", st.message());
+      return 2;
+    }
+  }
+  if (!partition.empty()) config.slurm.partition = partition;
+  if (notice_s > 0) config.notice = ll::Duration::Seconds(notice_s);
+  auto problems = ll::fleet::CheckSlurm(config.slurm.partition, config.notice);
+  if (!problems.ok()) {
+    fmt::print(stderr, "landlord slurm check: {}\n", problems.status().message());
+    return 2;
+  }
+  if (problems->empty()) {
+    fmt::print("ok: partition `{}` is preempted by every other partition (partition_prio, CANCEL) after a GraceTime of "
+               "{} s, the reclaim notice\n",
+               config.slurm.partition, config.notice.ms / 1000);
+    return 0;
+  }
+  for (const std::string& p : *problems) fmt::print("change: {}\n", p);
+  fmt::print("{} change{} needed; then `scontrol reconfigure`\n", problems->size(), problems->size() == 1 ? "" : "s");
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,10 +269,22 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
       ->capture_default_str();
 
+  std::string slurm_config, slurm_partition;
+  int64_t slurm_notice_s = 0;
+  auto* slurm = app.add_subcommand("slurm", "The slurm fleet backend")->require_subcommand(1);
+  auto* slurm_check = slurm->add_subcommand(
+      "check", "Check that the Slurm cluster (SLURM_CONF) is set up for `[fleet] backend = \"slurm\"` and print "
+               "exactly what to change");
+  slurm_check->add_option("--config", slurm_config, "landlord serve's TOML (the partition and the notice)");
+  slurm_check->add_option("--partition", slurm_partition, "The landlord partition (default: the config's, or landlord)");
+  slurm_check->add_option("--notice-s", slurm_notice_s, "The reclaim notice in seconds (default: the config's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+
   auto serve = ll::cli::AddServeCommand(app);
   auto client = ll::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
+  if (slurm_check->parsed()) return RunSlurmCheck(slurm_config, slurm_partition, slurm_notice_s);
   if (auto rc = serve()) return *rc;
   if (auto rc = client()) return *rc;
   if (rt->parsed()) return RunRouting(routing_trace, routing);

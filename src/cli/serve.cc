@@ -89,14 +89,28 @@ int RunServe(const ServeArgs& a) {
   if (mkdir(config.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Fail(fmt::format("cannot create --data-dir `{}`: {}", config.data_dir, std::strerror(errno)));
   }
-  sim::ReadOptions ro;
-  ro.fleet.nodes = config.nodes;
-  ro.fleet.gpus_per_node = config.gpus_per_node;
-  auto trace = sim::ReadTrace(config.trace, ro);
+  std::unique_ptr<Clock> wall = NewSystemClock();
+  std::unique_ptr<fleet::SlurmBackend> slurm;
+  Result<sim::Trace> trace = Status::Invalid("no trace");
+  if (config.backend == "slurm") {
+    // A real cluster runs on real time, and places no simulated replicas.
+    if (config.speed != 1) fmt::print(stderr, "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)\n");
+    config.speed = 1;
+    for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
+    config.slurm.state_dir = config.data_dir + "/slurm";
+    auto b = fleet::SlurmBackend::Open(config.slurm);
+    if (!b.ok()) return Fail(b.status().message());
+    slurm = std::move(*b);
+    trace = api::SlurmTrace(*slurm, wall->Now(), config.history);
+  } else {
+    sim::ReadOptions ro;
+    ro.fleet.nodes = config.nodes;
+    ro.fleet.gpus_per_node = config.gpus_per_node;
+    trace = sim::ReadTrace(config.trace, ro);
+  }
   if (!trace.ok()) return Fail(trace.status().message());
   auto store = store::OpenSqliteStore(config.data_dir + "/landlord.db");
   if (!store.ok()) return Fail(store.status().message());
-  std::unique_ptr<Clock> wall = NewSystemClock();
   const char* env_key = std::getenv("LANDLORD_ADMIN_KEY");
   auto cp = api::ControlPlane::Open(config, *trace, store->get(), wall.get(), env_key != nullptr ? env_key : "");
   if (!cp.ok()) return Fail(cp.status().message());
@@ -112,6 +126,10 @@ int RunServe(const ServeArgs& a) {
   }
   auto server = api::HttpServer::Start(ioc, **cp, config, gw.get());
   if (!server.ok()) return Fail(server.status().message());
+  if (slurm) {
+    if (slurm->options().notify_url.empty()) slurm->set_notify_url("http://" + (*server)->address());
+    (*cp)->SetSlurm(slurm.get());
+  }
   // The first line is the address: scripts and tests read it (`--listen 127.0.0.1:0`).
   fmt::print("landlord serve: listening on http://{}\n", (*server)->address());
   const std::string& key = (*cp)->admin_key_once();
@@ -122,6 +140,8 @@ int RunServe(const ServeArgs& a) {
   }
   fmt::print("fleet: {} GPUs from {} at {}x; policy {}; store {}/landlord.db\n", trace->total_gpus(), trace->spec,
              config.speed, config.policy, config.data_dir);
+  if (slurm) fmt::print("slurm: holders in partition `{}`; notices to {}\n", slurm->options().partition,
+                        slurm->options().notify_url);
   fmt::print("dashboard: http://{}/ (log in with the admin key)\n", (*server)->address());
   if (gw) {
     for (const std::string& m : gw->router().Models()) {

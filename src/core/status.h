@@ -18,6 +18,7 @@ enum class StatusCode {
   kResourceExhausted,  // no capacity
   kIoError,
   kInternal,
+  kUnavailable,  // a service behind us (e.g. slurmctld) cannot be reached now; worth a retry
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -33,6 +34,8 @@ class [[nodiscard]] Status {
   static Status Conflict(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
   static Status Exhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status Io(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
+  static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

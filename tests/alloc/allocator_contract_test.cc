@@ -1094,5 +1094,32 @@ TEST(AllocatorPolicy, MakePolicyNamesAndErrors) {
   EXPECT_EQ((*MakePolicy("baseline", ctx))->SellLimit(v, Time{}), 0);
 }
 
+// A backend that knows where the owner runs (Slurm) places the owner's GPUs itself: exactly
+// there, never reclaiming for it (the scheduler preempts on its own), and a share on GPUs a
+// lease still holds is cut to what is free.
+TEST(AllocatorPlacement, PlaceInternalPutsTheOwnerWhereTheBackendSaysAndReclaimsNothing) {
+  Recorder rec;
+  Allocator a(UniformFleet(4, 8, 1, 4), Options(true), Named("spot-all"), &rec);
+  const Time t{kMonday};
+  const PoolId p{0};
+  a.PlaceInternal(p, {{NodeId{2}, 8}, {NodeId{3}, 3}}, t);
+  EXPECT_EQ(a.pool(p).internal_held, 11);
+  EXPECT_EQ(a.pool(p).internal_want, 11);
+  ASSERT_EQ(a.InternalShares(p).size(), 2u);
+  HolderId lease = Spot(a, p, 16, 300'000, t);
+  EXPECT_EQ(NodesOf(a.holder(lease)), (std::vector<uint32_t>{0, 1}));  // the idle nodes
+  // The owner moves onto the lease's node (the scheduler preempted it): cut to what is free,
+  // and no notice from the allocator.
+  a.PlaceInternal(p, {{NodeId{0}, 8}, {NodeId{3}, 5}}, t + Duration::Seconds(1));
+  EXPECT_EQ(a.pool(p).internal_held, 5);
+  EXPECT_EQ(a.pool(p).internal_want, 5);
+  EXPECT_TRUE(rec.Noticed().empty());
+  EXPECT_EQ(a.holder(lease).state, HolderState::kActive);
+  a.Release(lease, t + Duration::Seconds(2));
+  a.PlaceInternal(p, {{NodeId{0}, 8}, {NodeId{3}, 5}}, t + Duration::Seconds(3));
+  EXPECT_EQ(a.pool(p).internal_held, 13);
+  a.CheckInvariants(t + Duration::Seconds(3));
+}
+
 }  // namespace
 }  // namespace ll::alloc

@@ -83,3 +83,18 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined } = {}) {
   };
 }
 
+
+// `call(method, route, key, body)` against the server at `baseUrl()` (read at each call): the
+// status, the parsed JSON body (undefined when empty) and the raw text.
+export function apiClient(baseUrl, timeoutMs = 20_000) {
+  return async (method, route, key, body) => {
+    const res = await fetch(`${baseUrl()}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : undefined, text };
+  };
+}

@@ -1,0 +1,94 @@
+// The control plane on a real Slurm cluster (fleet/slurm.h): the owner's GPUs follow Slurm,
+// leases become holder jobs, and Slurm's preemptions become reclaim notices.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "api/control_plane.h"
+#include "api/fields.h"
+
+namespace ll::api {
+
+using nlohmann::json;
+
+sim::Trace SlurmTrace(const fleet::SlurmBackend& slurm, Time now, Duration history) {
+  sim::Trace t;
+  t.spec = "slurm:" + slurm.options().partition;
+  t.description = fmt::format("Slurm partition `{}` ({} nodes)", slurm.options().partition, slurm.nodes().size());
+  t.kind = sim::DemandKind::kOccupancy;
+  t.begin = now - history;
+  t.end = now + Duration::Hours(24 * 365 * 50);
+  sim::PoolSpec pool{.name = slurm.options().partition, .gpus = 0};
+  for (const fleet::SlurmNode& n : slurm.nodes()) {
+    t.nodes.push_back({.name = n.name, .pool = 0, .rack = 0, .gpus = n.gpus, .model = "slurm"});
+    pool.gpus += n.gpus;
+  }
+  t.pools.push_back(pool);
+  return t;
+}
+
+void ControlPlane::SetSlurm(fleet::SlurmBackend* slurm) {
+  slurm_ = slurm;
+  for (size_t i : live_) slurm_->Adopt(leases_[i].rec.id, clock_->Now());
+  PollSlurm(clock_->Now());
+  Flush();
+}
+
+void ControlPlane::PollSlurm(Time now) {
+  auto poll = slurm_->Poll(now);
+  if (!poll) return;
+  // Holders gone without Landlord: their leases end when the holder went.
+  for (const auto& [id, what] : poll->lost) {
+    auto it = lease_index_.find(id);
+    if (it == lease_index_.end()) continue;
+    Lease& l = leases_[it->second];
+    if (!live_.contains(it->second) || !l.holder.valid()) continue;
+    l.lost = what.second;
+    l.lost_at = what.first;
+    alloc_->Release(l.holder, now);
+  }
+  // The owner's GPUs exactly where Slurm runs other work.
+  if (poll->owner != slurm_owner_) {
+    slurm_owner_ = poll->owner;
+    std::vector<alloc::Share> shares;
+    for (const auto& [name, gpus] : poll->owner) {
+      for (size_t n = 0; n < fleet_.trace().nodes.size(); ++n) {
+        if (fleet_.trace().nodes[n].name == name) shares.push_back({NodeId{static_cast<uint32_t>(n)}, gpus});
+      }
+    }
+    const PoolId pool{0};
+    alloc_->PlaceInternal(pool, shares, now);
+    demand_[0] = alloc_->pool(pool).internal_want;
+    forecast_->Observe(0, demand_[0], now);
+  }
+}
+
+Reply ControlPlane::SlurmNotice(const json& body) {
+  if (slurm_ == nullptr) return ErrorReply(404, "not_found", "this server has no slurm fleet");
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"lease", "token", "node"});
+  auto lease = f.Str("lease", true);
+  auto token = f.Str("token", true);
+  auto node = f.Str("node", false);
+  if (!f.ok()) return f.error();
+  if (!slurm_->CheckToken(*lease, *token)) {
+    return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}` with that token", *lease), "lease");
+  }
+  AdvanceTo(clock_->Now());
+  auto it = lease_index_.find(*lease);
+  if (it == lease_index_.end()) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
+  Lease& l = leases_[it->second];
+  Reply r;
+  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == "active" && l.rec.kind == "spot") {
+    // Slurm is preempting it: the notice runs from now (the partition's GraceTime).
+    alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
+    fmt::print(stderr, "landlord serve: slurm preempts {} (node {}): reclaim notice\n", l.rec.id, node.value_or("?"));
+  }
+  Flush();
+  r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", l.rec.state},
+            {"reclaim_at", l.rec.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(l.rec.reclaim_at))}};
+  return r;
+}
+
+}  // namespace ll::api

@@ -1,0 +1,278 @@
+// The slurm fleet backend against real Slurm daemons (started by tests/slurm/run.sh, which sets
+// SLURM_CONF and SLURM_CI_DIR): `landlord slurm check`; owner jobs via sbatch; idle nodes sold as
+// a spot lease (a holder job) the tenant sees with node names; an owner job that needs them
+// makes Slurm preempt the holder, the tenant gets `reclaim_notice` within 5 s with reclaim_at
+// at the grace end, the lease ends and the owner job starts; a reserved lease (a Slurm
+// reservation) keeps the owner off its nodes; a holder killed outside Landlord ends its lease
+// at that moment; a failed sanitize drains its node; slurmctld down and back; and
+// `landlord sim --trace sacct:FILE` on this cluster's own accounting.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+
+import { apiClient, spawnLandlord } from '../lib/landlord.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BIN = path.resolve(process.env.LANDLORD_BIN);
+const CLUSTER_DIR = process.env.SLURM_CI_DIR;
+const ADMIN_KEY = 'slurm-test-admin-key-0123456789abcdef';
+const GRACE_S = 20;
+
+if (!process.env.SLURM_CONF || !CLUSTER_DIR) throw new Error('run through tests/slurm/run.sh (SLURM_CONF, SLURM_CI_DIR)');
+
+function sh(cmd, ...args) {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+const jobState = (id) => spawnSync('squeue', ['-h', '-j', String(id), '-o', '%T'], { encoding: 'utf8' }).stdout.trim();
+const sbatch = (...args) => sh('sbatch', '--parsable', '--output=/dev/null', ...args);
+
+async function waitFor(what, fn, timeoutMs = 30_000, everyMs = 200) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+// Every event of a lease's SSE stream, as they come, until stop().
+function watch(url, key, id) {
+  const events = [];
+  const controller = new AbortController();
+  const done = (async () => {
+    const res = await fetch(`${url}/v1/leases/${id}/events`, { headers: { authorization: `Bearer ${key}` }, signal: controller.signal });
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done: end } = await reader.read();
+      if (end) return;
+      buf += decoder.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const type = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (type && data) events.push({ type, at: Date.now(), data: JSON.parse(data) });
+      }
+    }
+  })().catch(() => {});
+  return { events, stop: () => { controller.abort(); return done; } };
+}
+
+// One `landlord serve` on the cluster with `policy`, a tenant and its key, for the tests `body`
+// adds (each server stops before the next starts: holder job names are per server).
+function withServe(policy, title, body) {
+  describe(title, () => {
+    const env = {};
+    let serve;
+    const call = apiClient(() => env.url);
+    const lease = async (id) => (await call('GET', `/v1/leases/${id}`, env.tenantKey)).json;
+    const sellable = async () => (await call('GET', '/v1/quotes', env.tenantKey)).json.spot.available_gpus;
+
+    before(async () => {
+      const dir = (env.dir = await fs.mkdtemp(path.join(os.tmpdir(), 'landlord-slurm-serve-')));
+      const config = path.join(dir, 'serve.toml');
+      // A sanitize run fails on a node for which the test drops a flag file.
+      await fs.writeFile(config, `[server]
+listen = "127.0.0.1:0"
+data_dir = "${path.join(dir, 'data')}"
+tick_ms = 100
+[fleet]
+backend = "slurm"
+slurm_partition = "landlord"
+slurm_poll_ms = 300
+slurm_access = "ssh tenant@{node}.cluster.example"
+slurm_sanitize = "test ! -e ${dir}/fail-$SLURMD_NODENAME"
+history_h = 168
+[policy]
+name = "${policy}"
+notice_s = ${GRACE_S}
+warmup_h = 0
+cooldown_min = 0
+reserved_min_history_h = 0
+[gateway]
+sim_models = []
+`);
+      serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
+      env.url = await serve.url;
+      const t = await call('POST', '/admin/tenants', ADMIN_KEY, { name: 'acme' });
+      assert.equal(t.status, 201, t.text);
+      const k = await call('POST', '/admin/keys', ADMIN_KEY, { tenant_id: t.json.id });
+      assert.equal(k.status, 201, k.text);
+      env.tenantKey = k.json.key;
+    });
+    after(async () => {
+      spawnSync('scancel', ['--user=root']);
+      const exit = await serve?.stop();
+      assert.deepEqual(exit, { code: 0, signal: null }, `landlord serve exits 0 on SIGTERM:\n${serve?.describe()}`);
+      await fs.rm(env.dir, { recursive: true, force: true });
+    });
+
+    body({ env, call, lease, sellable });
+  });
+}
+
+withServe('landlord', 'slurm backend: the check, and reserved leases (landlord policy)', ({ env, call, lease, sellable }) => {
+  test('landlord slurm check: this cluster is right; a notice longer than GraceTime is named with its fix', () => {
+    const ok = spawnSync(BIN, ['slurm', 'check', '--notice-s', String(GRACE_S)], { encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /^ok: partition `landlord`/);
+    const bad = spawnSync(BIN, ['slurm', 'check', '--notice-s', '300'], { encoding: 'utf8' });
+    assert.equal(bad.status, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, /partition `landlord` has GraceTime=20: set `GraceTime=300`/);
+    const none = spawnSync(BIN, ['slurm', 'check', '--partition', 'nope', '--notice-s', '20'], { encoding: 'utf8' });
+    assert.equal(none.status, 1);
+    assert.match(none.stdout, /no partition `nope`: add `PartitionName=nope/);
+  });
+
+  test('a reserved lease keeps the owner off its nodes for its term; killed outside, it ends then', async () => {
+    // Only the landlord policy sells terms; its forecast has seen no owner demand yet.
+    const r = await call('POST', '/v1/leases', env.tenantKey, { kind: 'reserved', gpus: 16, duration_s: 3600 });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    const nodes = r.json.nodes.map((n) => n.node).sort();
+    const resv = sh('scontrol', 'show', 'reservation', `ll_${id}`);
+    assert.ok(resv.includes(`Nodes=${sh('scontrol', 'show', 'hostlist', nodes.join(','))} `), resv);
+    const holder = await waitFor('the holder job to run', () => {
+      const line = sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%i %T');
+      return /RUNNING/.test(line) ? line.split(' ')[0] : null;
+    });
+    // The owner wants every node: it waits, and the lease stays active.
+    const own = sbatch('-p', 'internal', '-N4', '--exclusive', '--gres=gpu:8', '-J', 'owner-c', '--wrap', 'sleep 3600');
+    await sleep(8_000);
+    assert.equal(jobState(own), 'PENDING');
+    assert.equal((await lease(id)).state, 'active');
+    assert.equal(jobState(holder), 'RUNNING');
+    sh('scancel', own);
+
+    // A sanitize run will fail on the lease's first node.
+    await fs.writeFile(path.join(env.dir, `fail-${nodes[0]}`), '');
+    // An admin cancels the holder by hand: the lease ends at that moment.
+    const killedAt = Date.now();
+    sh('scancel', holder);
+    const l = await waitFor('the lease to end', async () => {
+      const x = await lease(id);
+      return x.state === 'ended' ? x : null;
+    }, 40_000, 500);
+    assert.equal(l.end_reason, 'holder_lost');
+    const off = Math.abs(Date.parse(l.ended_at) - killedAt);
+    assert.ok(off <= 2_000, `billing stops when the holder went (ended_at ${off} ms from the scancel)`);
+    // Its reservation is gone, and the failed sanitize drained the node (and says why).
+    await waitFor('the reservation to go', () => spawnSync('scontrol', ['show', 'reservation', `ll_${id}`]).status !== 0);
+    const health = await waitFor('the node to be drained', async () => {
+      const h = (await call('GET', '/healthz', '')).json;
+      return h.fleet.drained[nodes[0]] ? h : null;
+    });
+    assert.match(health.fleet.drained[nodes[0]], /sanitize failed/);
+    assert.match(sh('sinfo', '-h', '-n', nodes[0], '-o', '%t'), /drain/);
+    assert.equal(health.fleet.drained[nodes[1]], undefined, 'the node that passed is not drained');
+    sh('scontrol', 'update', `nodename=${nodes[0]}`, 'state=resume');
+  });
+
+});
+
+withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all policy)', ({ env, call, lease, sellable }) => {
+  test('spot lease on idle nodes; the owner needs them; Slurm preempts; notice, reclaim, owner runs', async () => {
+    // The owner already runs a job on one node: 24 GPUs are idle and for sale.
+    const own1 = sbatch('-p', 'internal', '-N1', '--exclusive', '--gres=gpu:8', '-J', 'owner-a', '--wrap', 'sleep 3600');
+    await waitFor('the owner job to run', () => jobState(own1) === 'RUNNING');
+    await waitFor('the owner job to count', async () => {
+      const f = (await call('GET', '/admin/fleet', ADMIN_KEY)).json;
+      return f.pools[0].internal === 8 && (await sellable()) === 24;
+    }, 20_000);
+
+    const r = await call('POST', '/v1/leases', env.tenantKey, { kind: 'spot', gpus: 16, max_price_per_gpu_hour: '5.00' });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    assert.equal(r.json.state, 'active');
+    const nodes = r.json.nodes.map((n) => n.node).sort();
+    assert.equal(nodes.length, 2);
+    assert.match(r.json.nodes[0].access, /^ssh tenant@n\d\.cluster\.example$/);
+    const ownNode = sh('squeue', '-h', '-j', own1, '-o', '%N');
+    assert.ok(!nodes.includes(ownNode), `the lease (${nodes}) is not on the owner's node ${ownNode}`);
+    // The holder job runs on exactly those nodes.
+    const holder = await waitFor('the holder job to run', () => {
+      const line = sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%i %T %N');
+      return /RUNNING/.test(line) ? line.split(' ') : null;
+    });
+    assert.deepEqual(sh('scontrol', 'show', 'hostnames', holder[2]).split('\n').sort(), nodes);
+
+    // The owner now needs three nodes: only the lease's can give them.
+    const w = watch(env.url, env.tenantKey, id);
+    const t0 = Date.now();
+    const own2 = sbatch('-p', 'internal', '-N3', '--exclusive', '--gres=gpu:8', '-J', 'owner-b', '--wrap', 'sleep 3600');
+    const notice = await waitFor('reclaim_notice', () => w.events.find((e) => e.type === 'reclaim_notice'), 15_000, 50);
+    const latency = notice.at - t0;
+    console.log(`# reclaim_notice ${latency} ms after the owner's sbatch (Slurm signals the holder's step)`);
+    assert.ok(latency < 5_000, `notice within 5 s of the preemption (${latency} ms)`);
+    const l = notice.data.lease;
+    const grace = Date.parse(l.reclaim_at) - Date.parse(l.noticed_at);
+    assert.ok(Math.abs(grace - GRACE_S * 1000) <= 1000, `reclaim_at is the grace end (${grace} ms after the notice)`);
+    assert.ok(Math.abs(Date.parse(l.noticed_at) - t0) < 5_000);
+    // The lease ends at reclaim_at, and the owner's job starts on its nodes.
+    const ended = await waitFor('the lease to end', () => w.events.find((e) => e.type === 'reclaimed'), 40_000, 100);
+    assert.equal(ended.data.lease.ended_at, l.reclaim_at);
+    await waitFor('the owner job to start', () => jobState(own2) === 'RUNNING', 60_000, 500);
+    console.log(`# owner job started ${Date.now() - t0} ms after its sbatch (grace ${GRACE_S} s)`);
+    const runsOn = sh('scontrol', 'show', 'hostnames', sh('squeue', '-h', '-j', own2, '-o', '%N')).split('\n');
+    for (const n of nodes) assert.ok(runsOn.includes(n), `the owner runs on the lease's node ${n}`);
+    await w.stop();
+    // Billed up to reclaim_at: the usage's last line ends there.
+    const usage = await call('GET', '/v1/usage', env.tenantKey);
+    const mine = usage.json.data.filter((u) => u.lease_id === id);
+    assert.ok(mine.length > 0, usage.text);
+    assert.equal(mine.map((u) => u.end).sort().at(-1), l.reclaim_at);
+    sh('scancel', own1, own2);
+  });
+
+  test('slurmctld down: a clear status, no lease lost, back when it returns', async () => {
+    await waitFor('GPUs for sale', async () => (await sellable()) >= 8, 60_000, 500);
+    const r = await call('POST', '/v1/leases', env.tenantKey, { kind: 'spot', gpus: 8, max_price_per_gpu_hour: '5.00' });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    await waitFor('the holder job to run', () => /RUNNING/.test(sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%T')));
+    sh('bash', path.join(HERE, 'cluster.sh'), 'ctld-stop');
+    try {
+      const h = await waitFor('the fleet to be unavailable', async () => {
+        const x = (await call('GET', '/healthz', '')).json;
+        return x.fleet.status === 'unavailable' ? x : null;
+      }, 40_000, 500);
+      assert.equal(h.status, 'degraded');
+      assert.ok(h.fleet.message.length > 0);
+      const refused = await call('POST', '/v1/leases', env.tenantKey, { kind: 'spot', gpus: 8, max_price_per_gpu_hour: '5.00' });
+      assert.equal(refused.status, 503, refused.text);
+      assert.equal(refused.json.error.code, 'fleet_unavailable');
+      assert.equal((await lease(id)).state, 'active', 'nothing is ended while Slurm cannot be asked');
+    } finally {
+      sh('bash', path.join(HERE, 'cluster.sh'), 'ctld-start');
+    }
+    await waitFor('the fleet to be back', async () => (await call('GET', '/healthz', '')).json.fleet.status === 'ok', 40_000, 500);
+    await sleep(2_000);  // a few reads after the return
+    assert.equal((await lease(id)).state, 'active');
+    assert.match(sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%T'), /RUNNING/);
+    const released = await call('DELETE', `/v1/leases/${id}`, env.tenantKey);
+    assert.equal(released.status, 200, released.text);
+    await waitFor('the holder to go', () => !/RUNNING|COMPLETING/.test(sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%T')), 30_000);
+  });
+
+  test('landlord sim --trace sacct:FILE on this cluster\'s own accounting', async () => {
+    const file = path.join(env.dir, 'sacct.txt');
+    const text = sh('sacct', '--parsable2', '--allusers', '--starttime', 'now-1hours',
+      '--format', 'JobID,Submit,Start,End,AllocTRES,Partition');
+    await fs.writeFile(file, text + '\n');
+    assert.match(text, /owner|internal/);
+    const sim = spawnSync(BIN, ['sim', '--trace', `sacct:${file}`, '--nodes', '4', '--policies', 'baseline,landlord'],
+      { encoding: 'utf8' });
+    assert.equal(sim.status, 0, sim.stdout + sim.stderr);
+    assert.match(sim.stdout, /harvest_ratio/);
+    assert.match(sim.stdout, /landlord/);
+  });
+});
