@@ -635,7 +635,20 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
   if (h.cls == alloc::HolderClass::kInference) {
     // Placed by PlaceReplicas (a placement starts at once or fails): `placing_model_`.
-    auto id = replica_host_->StartReplica(placing_model_);
+    Result<std::string> id = Status::Internal("unset");
+    if (slurm_ != nullptr) {
+      // A Slurm job on the node; it registers its URL when it answers (SlurmReplicaUp).
+      const int n = static_cast<int>(replica_starts_);
+      id = fmt::format("rep_slurm{}", n + 1);
+      Status st = slurm_->StartReplica(*id, placing_model_, fleet_.trace().nodes[h.shares.at(0).node.v].name,
+                                       h.gpus, slurm_->options().model_port + n, now);
+      if (!st.ok()) {
+        fmt::print(stderr, "landlord serve: slurm did not take replica {}: {}\n", *id, st.message());
+        slurm_lost_replicas_.push_back(*id);
+      }
+    } else {
+      id = replica_host_->StartReplica(placing_model_);
+    }
     LL_CHECK(id.ok());  // the model is one of [[gateway.sim_models]]; a loopback listener
     ReplicaSlot slot{.model = placing_model_, .id = *id, .holder = h.id};
     replicas_[h.tag] = slot;
@@ -685,6 +698,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   if (h.cls == alloc::HolderClass::kInference) {
     if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
       replica_host_->StopReplica(it->second.id);
+      if (slurm_ != nullptr) slurm_->EndLease(it->second.id);
       replica_reclaims_ += reason == alloc::EndReason::kReclaimed;
       replicas_.erase(it);
     }

@@ -190,6 +190,9 @@ class ControlPlane final : public alloc::Listener {
   // preempting the lease; it gets its reclaim notice now, reclaim_at = now + the notice
   // (the partition's GraceTime).
   Reply SlurmNotice(const nlohmann::json& body);
+  // A replica job's registration (`POST /slurm/replica` {"replica", "token", "url"}): its model
+  // server answers at `url`; the gateway routes to it from now on.
+  Reply SlurmReplicaUp(const nlohmann::json& body);
 
  private:
   struct Lease {
@@ -325,6 +328,7 @@ class ControlPlane final : public alloc::Listener {
   fleet::SlurmBackend* slurm_ = nullptr;
   std::string slurm_error_;  // why the last holder could not be submitted (OnStart)
   std::vector<std::pair<std::string, Gpus>> slurm_owner_;  // the owner's GPUs as last placed
+  std::vector<std::string> slurm_lost_replicas_;  // replica jobs Slurm did not take (ended next poll)
   void PollSlurm(Time now);
 };
 

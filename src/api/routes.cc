@@ -91,15 +91,16 @@ Routed Route(ControlPlane& cp, const Request& req) {
     }
     return out;
   }
-  if (seg.size() == 2 && seg[0] == "slurm" && seg[1] == "notice") {
-    // A slurm holder job's preemption notice: authenticated by the lease's token in the body.
-    out.route = "POST /slurm/notice";
+  if (seg.size() == 2 && seg[0] == "slurm" && (seg[1] == "notice" || seg[1] == "replica")) {
+    // A slurm job's preemption notice, or a replica job's registration: authenticated by the
+    // lease's (replica's) token in the body.
+    out.route = fmt::format("POST /slurm/{}", seg[1]);
     if (m != "POST") {
       out.reply = MethodNotAllowed(m, path);
     } else if (auto j = ParseBody(req.body); !j.ok()) {
       out.reply = ErrorReply(400, "invalid_json", j.status().message());
     } else {
-      out.reply = cp.SlurmNotice(*j);
+      out.reply = seg[1] == "notice" ? cp.SlurmNotice(*j) : cp.SlurmReplicaUp(*j);
     }
     return out;
   }

@@ -37,8 +37,21 @@ void ControlPlane::SetSlurm(fleet::SlurmBackend* slurm) {
 void ControlPlane::PollSlurm(Time now) {
   auto poll = slurm_->Poll(now);
   if (!poll) return;
+  for (const std::string& id : slurm_lost_replicas_) poll->lost[id] = {now, "slurm did not take the job"};
+  slurm_lost_replicas_.clear();
   // Holders gone without Landlord: their leases end when the holder went.
   for (const auto& [id, what] : poll->lost) {
+    if (id.rfind("rep_", 0) == 0) {
+      // A replica's job: its GPUs go back (the gateway stops routing to it in OnEnd).
+      for (const auto& [tag, slot] : replicas_) {
+        if (slot.id == id) {
+          fmt::print(stderr, "landlord serve: replica {} is gone: {}\n", id, what.second);
+          alloc_->Release(slot.holder, now);
+          break;
+        }
+      }
+      continue;
+    }
     auto it = lease_index_.find(id);
     if (it == lease_index_.end()) continue;
     Lease& l = leases_[it->second];
@@ -76,6 +89,15 @@ Reply ControlPlane::SlurmNotice(const json& body) {
     return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}` with that token", *lease), "lease");
   }
   AdvanceTo(clock_->Now());
+  for (const auto& [tag, slot] : replicas_) {
+    if (slot.id != *lease) continue;
+    // A replica's job is being preempted: drain it (OnNotice) for the notice.
+    if (!slot.noticed) alloc_->Notice(slot.holder, alloc::NoticeReason::kInternalDemand, now_);
+    Flush();
+    Reply r;
+    r.body = {{"object", "notice"}, {"replica", *lease}, {"state", "draining"}};
+    return r;
+  }
   auto it = lease_index_.find(*lease);
   if (it == lease_index_.end()) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
   Lease& l = leases_[it->second];
@@ -89,6 +111,31 @@ Reply ControlPlane::SlurmNotice(const json& body) {
   r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", l.rec.state},
             {"reclaim_at", l.rec.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(l.rec.reclaim_at))}};
   return r;
+}
+
+Reply ControlPlane::SlurmReplicaUp(const json& body) {
+  if (slurm_ == nullptr || replica_host_ == nullptr) return ErrorReply(404, "not_found", "this server has no slurm replicas");
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"replica", "token", "url"});
+  auto id = f.Str("replica", true);
+  auto token = f.Str("token", true);
+  auto url = f.Str("url", true);
+  if (!f.ok()) return f.error();
+  if (!slurm_->CheckToken(*id, *token)) {
+    return ErrorReply(404, "replica_not_found", fmt::format("no replica `{}` with that token", *id), "replica");
+  }
+  for (const auto& [tag, slot] : replicas_) {
+    if (slot.id != *id) continue;
+    if (slot.noticed) break;  // already draining: not routed to again
+    Status st = replica_host_->AddEndpoint(slot.id, slot.model, *url);
+    if (!st.ok()) return ErrorReply(400, "invalid_value", fmt::format("`url`: {}", st.message()), "url");
+    fmt::print(stderr, "landlord serve: replica {} of {} serves at {}\n", slot.id, slot.model, *url);
+    Reply r;
+    r.body = {{"object", "replica"}, {"id", slot.id}, {"model", slot.model}, {"url", *url}, {"state", "serving"}};
+    return r;
+  }
+  return ErrorReply(404, "replica_not_found", fmt::format("no live replica `{}`", *id), "replica");
 }
 
 }  // namespace ll::api

@@ -96,7 +96,11 @@ int RunServe(const ServeArgs& a) {
     // A real cluster runs on real time, and places no simulated replicas.
     if (config.speed != 1) fmt::print(stderr, "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)\n");
     config.speed = 1;
-    for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
+    // Replicas on the fleet are Slurm jobs running `slurm_model_command`; without one they run
+    // beside the fleet.
+    if (config.slurm.model_command.empty()) {
+      for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
+    }
     config.slurm.state_dir = config.data_dir + "/slurm";
     auto b = fleet::SlurmBackend::Open(config.slurm);
     if (!b.ok()) return Fail(b.status().message());
@@ -122,7 +126,6 @@ int RunServe(const ServeArgs& a) {
     auto g = gateway::Gateway::Create(ioc, config.gateway, config.prices, &accounts, wall.get());
     if (!g.ok()) return Fail(g.status().message());
     gw = std::move(*g);
-    (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);  // replicas on the fleet's GPUs
   }
   auto server = api::HttpServer::Start(ioc, **cp, config, gw.get());
   if (!server.ok()) return Fail(server.status().message());
@@ -130,6 +133,8 @@ int RunServe(const ServeArgs& a) {
     if (slurm->options().notify_url.empty()) slurm->set_notify_url("http://" + (*server)->address());
     (*cp)->SetSlurm(slurm.get());
   }
+  // Replicas on the fleet's GPUs (after the fleet backend: on Slurm they are jobs).
+  if (gw) (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);
   // The first line is the address: scripts and tests read it (`--listen 127.0.0.1:0`).
   fmt::print("landlord serve: listening on http://{}\n", (*server)->address());
   const std::string& key = (*cp)->admin_key_once();

@@ -32,8 +32,10 @@ struct Output {
   std::string out, err;
 };
 
-// Runs argv (found on PATH) with a time limit; stdin is /dev/null.
-Result<Output> Run(const std::vector<std::string>& argv, Duration timeout = Duration::Seconds(15)) {
+// Runs argv (found on PATH) with a time limit; stdin is /dev/null; `env` ("K=V") is added to
+// (or replaces in) the server's environment.
+Result<Output> Run(const std::vector<std::string>& argv, Duration timeout = Duration::Seconds(15),
+                   const std::vector<std::string>& env = {}) {
   int out_pipe[2], err_pipe[2];
   if (pipe2(out_pipe, O_CLOEXEC) != 0) return Status::Internal(fmt::format("pipe: {}", std::strerror(errno)));
   if (pipe2(err_pipe, O_CLOEXEC) != 0) {
@@ -49,8 +51,17 @@ Result<Output> Run(const std::vector<std::string>& argv, Duration timeout = Dura
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    bool replaced = false;
+    for (const std::string& x : env) replaced = replaced || kv.substr(0, kv.find('=') + 1) == x.substr(0, x.find('=') + 1);
+    if (!replaced) envp.push_back(*e);
+  }
+  for (const std::string& x : env) envp.push_back(const_cast<char*>(x.c_str()));
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   close(out_pipe[1]);
   close(err_pipe[1]);
@@ -113,8 +124,8 @@ std::string Trim(std::string s) {
 }
 
 // `cmd args...` whose non-zero exit is an error carrying its stderr.
-Result<std::string> Call(const std::vector<std::string>& argv) {
-  LL_ASSIGN_OR_RETURN(Output o, Run(argv));
+Result<std::string> Call(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
+  LL_ASSIGN_OR_RETURN(Output o, Run(argv, Duration::Seconds(15), env));
   if (o.rc != 0) {
     std::string what;
     for (const std::string& a : argv) what += (what.empty() ? "" : " ") + a;
@@ -146,6 +157,18 @@ Gpus GpusOf(const std::string& gres) {
   return total;
 }
 
+// The job id `sbatch --parsable` printed ("123" or "123;cluster").
+Result<int64_t> JobId(const std::string& out) {
+  const std::string text = Trim(out);
+  const std::string id = text.substr(0, text.find(';'));
+  int64_t job = 0;
+  auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), job);
+  if (ec != std::errc() || p != id.data() + id.size() || job <= 0) {
+    return Status::Internal(fmt::format("sbatch answered `{}`", text));
+  }
+  return job;
+}
+
 bool Terminal(const std::string& state) {
   return state != "PENDING" && state != "RUNNING" && state != "COMPLETING" && state != "CONFIGURING" &&
          state != "SUSPENDED" && state != "REQUEUED" && state != "RESIZING";
@@ -172,6 +195,36 @@ while :; do
   sleep 2
 done
 )SH";
+
+constexpr const char* kReplicaScript = R"SH(#!/bin/bash
+# landlord model replica job: runs the model server on its node, registers its URL with landlord
+# once it answers, and on Slurm's preemption SIGTERM reports the notice (landlord drains it) and
+# keeps serving what is in flight until the grace ends.
+STEP=$(cat <<'STEP_END'
+post() {
+  curl -fsS -m 5 -o /dev/null -X POST "$LL_NOTIFY_URL/slurm/$1" -H 'content-type: application/json' --data "$2" || true
+}
+trap 'post notice "{\"lease\":\"$LL_LEASE\",\"token\":\"$LL_TOKEN\",\"node\":\"$SLURMD_NODENAME\"}"' TERM
+bash -c "$LL_MODEL_COMMAND" &
+server=$!
+for _ in $(seq 1200); do
+  curl -fsS -m 2 -o /dev/null "http://$LL_ADDR:$LL_PORT/v1/models" && break
+  kill -0 $server 2>/dev/null || exit 1
+  sleep 0.5
+done
+post replica "{\"replica\":\"$LL_LEASE\",\"token\":\"$LL_TOKEN\",\"url\":\"http://$LL_ADDR:$LL_PORT\"}"
+while kill -0 $server 2>/dev/null; do sleep 3600 & wait $!; done
+STEP_END
+)
+exec srun --ntasks=1 bash -c "$STEP"
+)SH";
+
+std::string Fill(std::string text, const std::vector<std::pair<std::string, std::string>>& vars) {
+  for (const auto& [k, v] : vars) {
+    for (size_t at = text.find(k); at != std::string::npos; at = text.find(k, at + v.size())) text.replace(at, k.size(), v);
+  }
+  return text;
+}
 
 }  // namespace
 
@@ -247,6 +300,7 @@ Result<std::vector<SlurmNode>> ParseSinfoJson(const std::string& text, const std
     node.name = n["name"].get<std::string>();
     node.gpus = n.contains("gres") && n["gres"].is_string() ? GpusOf(n["gres"].get<std::string>()) : 0;
     node.state = n.contains("state") && n["state"].is_string() ? n["state"].get<std::string>() : "unknown";
+    node.address = n.contains("address") && n["address"].is_string() ? n["address"].get<std::string>() : node.name;
     std::string s = node.state;
     std::transform(s.begin(), s.end(), s.begin(), ::tolower);
     node.usable = s != "down" && s != "unknown" && s != "error" && s != "future";
@@ -339,6 +393,13 @@ Status SlurmBackend::Init() {
   out << kHolderScript;
   out.close();
   if (!out || chmod(script_.c_str(), 0755) != 0) return Status::Internal(fmt::format("cannot write `{}`", script_));
+  replica_script_ = options_.state_dir + "/replica.sh";
+  std::ofstream rs(replica_script_, std::ios::trunc);
+  rs << kReplicaScript;
+  rs.close();
+  if (!rs || chmod(replica_script_.c_str(), 0755) != 0) {
+    return Status::Internal(fmt::format("cannot write `{}`", replica_script_));
+  }
   Read();  // the first read before the server takes requests
   worker_ = std::thread([this] { Work(); });
   return Status::Ok();
@@ -421,11 +482,8 @@ void SlurmBackend::Work() {
       auto out = Call({"sbatch", "--parsable", "--partition=" + options_.partition, "--job-name=ll_sanitize_" + node,
                        "--nodelist=" + node, "--nodes=1", "--exclusive", "--output=/dev/null", "--error=/dev/null",
                        "--wrap=" + options_.sanitize});
-      int64_t job = 0;
-      if (out.ok()) {
-        const std::string id = Trim(*out);
-        std::from_chars(id.data(), id.data() + id.size(), job);
-      }
+      auto id = out.ok() ? JobId(*out) : Result<int64_t>(out.status());
+      const int64_t job = id.ok() ? *id : 0;
       std::lock_guard<std::mutex> g(mu_);
       if (job > 0) {
         sanitizing_[job] = node;
@@ -499,8 +557,8 @@ std::optional<SlurmPoll> SlurmBackend::Poll(Time now) {
   }
   std::map<std::string, const SlurmJob*> mine;
   for (const SlurmJob& j : jobs) {
-    if (j.name.rfind("ll_lease_", 0) == 0 && j.partition == options_.partition) {
-      const std::string lease = j.name.substr(3);
+    if (j.name.rfind("ll_", 0) == 0 && j.name.rfind("ll_sanitize_", 0) != 0 && j.partition == options_.partition) {
+      const std::string lease = j.name.substr(3);  // a lease's or a replica's id
       auto h = held_.find(lease);
       if (h != held_.end() && h->second.job < 0 && !Terminal(j.state)) h->second.job = j.id;  // adopted
       if (h != held_.end() && h->second.job == j.id) mine[lease] = &j;
@@ -572,11 +630,32 @@ Status SlurmBackend::StartLease(const std::string& lease_id, const std::vector<s
     if (reserved) RunLogged({"scontrol", "delete", "reservation=" + JobName(lease_id)});
     return out.status();
   }
-  int64_t job = 0;
-  const std::string id = Trim(*out).substr(0, Trim(*out).find(';'));
-  auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), job);
-  if (ec != std::errc() || job <= 0) return Status::Internal(fmt::format("sbatch answered `{}`", Trim(*out)));
+  LL_ASSIGN_OR_RETURN(const int64_t job, JobId(*out));
   held_[lease_id] = Held{.job = job, .submitted = now, .running = false, .reservation = reserved};
+  return Status::Ok();
+}
+
+Status SlurmBackend::StartReplica(const std::string& replica_id, const std::string& model, const std::string& node,
+                                  Gpus gpus, int port, Time now) {
+  if (options_.notify_url.empty()) return Status::Invalid("no URL for the replicas' registration (`fleet.slurm_notify_url`)");
+  std::string addr = node;
+  for (const SlurmNode& n : nodes_) {
+    if (n.name == node) addr = n.address;
+  }
+  const std::string command = Fill(options_.model_command, {{"{model}", model}, {"{addr}", addr},
+                                                             {"{port}", std::to_string(port)}, {"{node}", node}});
+  // The command goes through sbatch's own environment (--export=ALL takes it along): --export
+  // itself splits on commas.
+  auto out = Call({"sbatch", "--parsable", "--partition=" + options_.partition, "--job-name=" + JobName(replica_id),
+                   "--nodelist=" + node, "--nodes=1", fmt::format("--gres=gpu:{}", gpus), "--output=/dev/null",
+                   "--error=/dev/null",
+                   "--export=ALL,LL_NOTIFY_URL=" + options_.notify_url + ",LL_LEASE=" + replica_id + ",LL_TOKEN=" +
+                       Token(replica_id) + ",LL_ADDR=" + addr + fmt::format(",LL_PORT={}", port),
+                   replica_script_},
+                  {"LL_MODEL_COMMAND=" + command});
+  LL_RETURN_IF_ERROR(out.status());
+  LL_ASSIGN_OR_RETURN(const int64_t job, JobId(*out));
+  held_[replica_id] = Held{.job = job, .submitted = now, .running = false, .reservation = false};
   return Status::Ok();
 }
 

@@ -54,6 +54,11 @@ struct SlurmOptions {
   // Run on each node of an ended lease before it is sold again (e.g. `nvidia-smi -r && ...`);
   // empty: none. A non-zero exit drains the node.
   std::string sanitize;
+  // Model replicas placed on the fleet run this as a Slurm job on their node ({model}, {addr},
+  // {port}, {node} are filled in); it must serve the OpenAI API at http://{addr}:{port}.
+  // Empty: replicas run beside the fleet, as on no fleet.
+  std::string model_command;
+  int model_port = 18000;  // replica n listens on model_port + n
   Duration poll = Duration::Seconds(1);          // wall time between squeue/sinfo reads
   Duration start_timeout = Duration::Seconds(60);  // a holder still pending after this is given up
   std::string state_dir;  // the holder script and the notice key (the server's data_dir/slurm)
@@ -63,6 +68,7 @@ struct SlurmNode {
   std::string name;
   Gpus gpus = 0;
   std::string state;  // sinfo's, e.g. "idle", "mixed", "down"
+  std::string address;  // NodeAddr
   bool usable = true;  // not down, drained, failing or unknown
 };
 
@@ -112,6 +118,10 @@ class SlurmBackend {
   // reservation of the whole nodes until term_end first.
   Status StartLease(const std::string& lease_id, const std::vector<std::pair<std::string, Gpus>>& nodes,
                     Time term_end, Time now);
+  // A model replica as a job on `node` running `model_command`; once the server answers, the
+  // job posts its URL to `POST /slurm/replica` (the same token scheme as notices).
+  Status StartReplica(const std::string& replica_id, const std::string& model, const std::string& node, Gpus gpus,
+                      int port, Time now);
   // A lease whose holder was started before a restart: found again by its job name.
   void Adopt(const std::string& lease_id, Time now);
   // Landlord ends the lease: the holder is cancelled, the reservation deleted, and the nodes
@@ -142,6 +152,7 @@ class SlurmBackend {
   std::map<std::string, Held> held_;  // live leases by id (the control plane's thread)
   std::string key_;     // for the per-lease notice tokens
   std::string script_;  // the holder job's script
+  std::string replica_script_;
 
   // Shared with the worker, under mu_.
   mutable std::mutex mu_;

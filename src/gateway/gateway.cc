@@ -711,6 +711,16 @@ Result<std::string> Gateway::StartReplica(const std::string& model) {
   return Status::NotFound(fmt::format("no simulated model `{}` in [[gateway.sim_models]]", model));
 }
 
+Status Gateway::AddEndpoint(const std::string& id, const std::string& model, const std::string& url) {
+  Replica r;
+  r.id = id;
+  r.model = model;
+  LL_RETURN_IF_ERROR(ParseHttpUrl(url, &r.host, &r.port));
+  if (router_.Find(id) != nullptr) router_.Remove(id);
+  router_.Add(std::move(r));
+  return Status::Ok();
+}
+
 void Gateway::StopReplica(const std::string& id) {
   router_.Remove(id);
   pool_->idle.erase(id);

@@ -111,6 +111,8 @@ class ReplicaHost {
   virtual Result<std::string> StartReplica(const std::string& model) = 0;
   // Reclaim notice: no new requests; in-flight ones go on until StopReplica.
   virtual void DrainReplica(const std::string& id) = 0;
+  // A replica started elsewhere (a Slurm job) is up at `url` (http://HOST:PORT): route to it.
+  virtual Status AddEndpoint(const std::string& id, const std::string& model, const std::string& url) = 0;
   // The GPUs are gone: the replica stops (what is still in flight fails over or errors).
   virtual void StopReplica(const std::string& id) = 0;
 };
@@ -155,6 +157,7 @@ class Gateway final : public ReplicaHost {
 
   // ReplicaHost: simulated replicas placed by the fleet.
   Result<std::string> StartReplica(const std::string& model) override;
+  Status AddEndpoint(const std::string& id, const std::string& model, const std::string& url) override;
   void DrainReplica(const std::string& id) override;
   void StopReplica(const std::string& id) override;
   // The simulated replicas (to kill one in tests).

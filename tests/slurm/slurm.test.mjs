@@ -69,7 +69,8 @@ function watch(url, key, id) {
 
 // One `landlord serve` on the cluster with `policy`, a tenant and its key, for the tests `body`
 // adds (each server stops before the next starts: holder job names are per server).
-function withServe(policy, title, body) {
+// `extra`: more [fleet] lines, and the [gateway] table's contents.
+function withServe(policy, title, body, extra = { fleet: '', gateway: 'sim_models = []' }) {
   describe(title, () => {
     const env = {};
     let serve;
@@ -92,6 +93,7 @@ slurm_poll_ms = 300
 slurm_access = "ssh tenant@{node}.cluster.example"
 slurm_sanitize = "test ! -e ${dir}/fail-$SLURMD_NODENAME"
 history_h = 168
+${extra.fleet}
 [policy]
 name = "${policy}"
 notice_s = ${GRACE_S}
@@ -99,7 +101,7 @@ warmup_h = 0
 cooldown_min = 0
 reserved_min_history_h = 0
 [gateway]
-sim_models = []
+${extra.gateway}
 `);
       serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
       env.url = await serve.url;
@@ -275,4 +277,39 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
     assert.match(sim.stdout, /harvest_ratio/);
     assert.match(sim.stdout, /landlord/);
   });
+});
+
+// Model replicas placed on the fleet run as Slurm jobs (`slurm_model_command`): here the
+// simulated model server, `landlord fake-model`, on the node's address.
+withServe('spot-all', 'slurm backend: model replicas as Slurm jobs', ({ env, call }) => {
+  const chat = () => fetch(`${env.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${env.tenantKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'slurm-8b', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 }),
+    signal: AbortSignal.timeout(20_000),
+  });
+
+  test('the replica job registers and serves; the owner preempts it and the gateway stops using it', async () => {
+    const tenant = (await call('GET', '/v1/balance', env.tenantKey)).json.tenant_id;
+    const c = await call('POST', '/admin/credits', ADMIN_KEY, { tenant_id: tenant, amount: '10.00' });
+    assert.equal(c.status, 200, c.text);
+    // The replica's job runs in the landlord partition and registers its URL once it answers.
+    await waitFor('the replica job to run', () => /RUNNING/.test(sh('squeue', '-h', '-n', 'll_rep_slurm1', '-o', '%T')));
+    const res = await waitFor('the replica to serve', async () => {
+      const r = await chat();
+      return r.status === 200 ? r : null;
+    }, 60_000, 500);
+    assert.equal(res.headers.get('x-landlord-replica'), 'rep_slurm1');
+    assert.equal((await res.json()).object, 'chat.completion');
+    // The owner needs every node: Slurm preempts the replica; the gateway drains it at once.
+    const own = sbatch('-p', 'internal', '-N4', '--exclusive', '--gres=gpu:8', '-J', 'owner-r', '--wrap', 'sleep 3600');
+    await waitFor('the replica to be drained', async () => (await chat()).status === 503, 15_000, 200);
+    await waitFor('the owner job to run', () => jobState(own) === 'RUNNING', 60_000, 500);
+    const models = (await call('GET', '/v1/models', env.tenantKey)).json;
+    assert.deepEqual(models.data.map((m) => m.id), ['slurm-8b'], 'the model is still known (503, not 404)');
+    sh('scancel', own);
+  });
+}, {
+  fleet: `slurm_model_command = "${BIN} fake-model --listen {addr}:{port} --model {model} --tokens-per-s 0"`,
+  gateway: '[[gateway.sim_models]]\nmodel = "slurm-8b"\nreplicas = 1\ngpus_per_replica = 8',
 });
