@@ -393,8 +393,9 @@ bool Session::ServeAsset(std::string_view method, std::string_view target) {
 }
 
 // The dashboard's feed: a `dashboard` snapshot and the `fleet` map at once, then a snapshot
-// every second and the map when it changed (checked every 2 s), and every lease's events as
-// they are committed (`event: <type>`, as on a lease's own stream).
+// every second and the map when it changed (checked every 2 s), both skipped while the reader
+// is behind, and every lease's events as they are committed (`event: <type>`, as on a lease's
+// own stream).
 void Session::StartDashboardStream(std::chrono::steady_clock::time_point t0) {
   server_.metrics().Observe("GET /admin/stream", 200,
                             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -420,8 +421,11 @@ void Session::StartDashboardStream(std::chrono::steady_clock::time_point t0) {
 void Session::PushDashboard() {
   if (closing_) return;
   ControlPlane& cp = *server_.cp();
-  Push(fmt::format("event: dashboard\ndata: {}\n\n", ReplyText(cp.Dashboard())), false);
-  if (pushes_++ % 2 == 0) {
+  // A reader that has not taken the last snapshots yet gets no new one (they would only pile
+  // up: a 100,000-GPU map is a few hundred KB); lease events still go out.
+  const bool behind = out_.size() > 2;
+  if (!behind) Push(fmt::format("event: dashboard\ndata: {}\n\n", ReplyText(cp.Dashboard())), false);
+  if (!behind && pushes_++ % 2 == 0) {
     std::string map = ReplyText(cp.FleetMap());
     if (map != last_map_) {
       Push(fmt::format("event: fleet\ndata: {}\n\n", map), false);

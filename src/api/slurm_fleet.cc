@@ -29,6 +29,7 @@ sim::Trace SlurmTrace(const fleet::SlurmBackend& slurm, Time now, Duration histo
 
 void ControlPlane::SetSlurm(fleet::SlurmBackend* slurm) {
   slurm_ = slurm;
+  slurm_->CancelStrayReplicas();
   for (size_t i : live_) slurm_->Adopt(leases_[i].rec.id, clock_->Now());
   PollSlurm(clock_->Now());
   Flush();

@@ -659,6 +659,23 @@ Status SlurmBackend::StartReplica(const std::string& replica_id, const std::stri
   return Status::Ok();
 }
 
+void SlurmBackend::CancelStrayReplicas() {
+  std::vector<int64_t> stray;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const SlurmJob& j : read_jobs_) {
+      if (j.name.rfind("ll_rep_", 0) == 0 && j.partition == options_.partition && !Terminal(j.state) &&
+          !held_.contains(j.name.substr(3))) {
+        stray.push_back(j.id);
+      }
+    }
+  }
+  for (int64_t id : stray) {
+    fmt::print(stderr, "landlord serve: cancelling replica job {} of an earlier run\n", id);
+    Queue({"scancel", "--signal=KILL", std::to_string(id)});
+  }
+}
+
 void SlurmBackend::Adopt(const std::string& lease_id, Time now) {
   held_[lease_id] = Held{.job = -1, .submitted = now, .running = true, .reservation = false};
 }

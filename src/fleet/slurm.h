@@ -122,6 +122,8 @@ class SlurmBackend {
   // job posts its URL to `POST /slurm/replica` (the same token scheme as notices).
   Status StartReplica(const std::string& replica_id, const std::string& model, const std::string& node, Gpus gpus,
                       int port, Time now);
+  // Replica jobs of an earlier run of the server (replicas are not persisted): cancelled.
+  void CancelStrayReplicas();
   // A lease whose holder was started before a restart: found again by its job name.
   void Adopt(const std::string& lease_id, Time now);
   // Landlord ends the lease: the holder is cancelled, the reservation deleted, and the nodes
