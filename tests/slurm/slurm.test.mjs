@@ -182,7 +182,7 @@ withServe('landlord', 'slurm backend: the check, and reserved leases (landlord p
 });
 
 withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all policy)', ({ env, call, lease, sellable }) => {
-  test('spot lease on idle nodes; the owner needs them; Slurm preempts; notice, reclaim, owner runs', async () => {
+  test('spot lease on idle nodes; the owner needs them; Slurm preempts; notice, reclaim, owner runs', async (t) => {
     // The owner already runs a job on one node: 24 GPUs are idle and for sale.
     const own1 = sbatch('-p', 'internal', '-N1', '--exclusive', '--gres=gpu:8', '-J', 'owner-a', '--wrap', 'sleep 3600');
     await waitFor('the owner job to run', () => jobState(own1) === 'RUNNING');
@@ -211,14 +211,20 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
     const w = watch(env.url, env.tenantKey, id);
     const t0 = Date.now();
     const own2 = sbatch('-p', 'internal', '-N3', '--exclusive', '--gres=gpu:8', '-J', 'owner-b', '--wrap', 'sleep 3600');
-    const notice = await waitFor('reclaim_notice', () => w.events.find((e) => e.type === 'reclaim_notice'), 15_000, 50);
-    const latency = notice.at - t0;
-    console.log(`# reclaim_notice ${latency} ms after the owner's sbatch (Slurm signals the holder's step)`);
+    t.after(() => spawnSync('scancel', [own1, own2]));
+    // Slurm preempts at its main scheduler's next pass, or at the next backfill pass (every 30 s):
+    // the notice is timed from the preemption Slurm records on the holder (`preempt_time`).
+    const notice = await waitFor('reclaim_notice', () => w.events.find((e) => e.type === 'reclaim_notice'), 60_000, 50);
+    const job = JSON.parse(sh('squeue', '--json')).jobs.find((j) => String(j.job_id) === holder[0]);
+    const preemptedAt = job?.preempt_time > 0 ? job.preempt_time * 1000 : t0;
+    const latency = notice.at - preemptedAt;
+    console.log(`# reclaim_notice ${notice.at - t0} ms after the owner's sbatch, ${latency} ms after Slurm's ` +
+      `preemption (preempt_time, whole seconds)`);
+    assert.ok(job?.preempt_time > 0, 'Slurm records the preemption');
     assert.ok(latency < 5_000, `notice within 5 s of the preemption (${latency} ms)`);
     const l = notice.data.lease;
     const grace = Date.parse(l.reclaim_at) - Date.parse(l.noticed_at);
     assert.ok(Math.abs(grace - GRACE_S * 1000) <= 1000, `reclaim_at is the grace end (${grace} ms after the notice)`);
-    assert.ok(Math.abs(Date.parse(l.noticed_at) - t0) < 5_000);
     // The lease ends at reclaim_at, and the owner's job starts on its nodes.
     const ended = await waitFor('the lease to end', () => w.events.find((e) => e.type === 'reclaimed'), 40_000, 100);
     assert.equal(ended.data.lease.ended_at, l.reclaim_at);
@@ -267,7 +273,8 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
 
   test('landlord sim --trace sacct:FILE on this cluster\'s own accounting', async () => {
     const file = path.join(env.dir, 'sacct.txt');
-    const text = sh('sacct', '--parsable2', '--allusers', '--starttime', 'now-1hours',
+    // The owner's history: its partition's jobs (the landlord partition's are the leases).
+    const text = sh('sacct', '--parsable2', '--allusers', '--starttime', 'now-1hours', '--partition', 'internal',
       '--format', 'JobID,Submit,Start,End,AllocTRES,Partition');
     await fs.writeFile(file, text + '\n');
     assert.match(text, /owner|internal/);
