@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake ccache pkg-config
       libcli11-dev nlohmann-json3-dev libsimdjson-dev libfmt-dev libspdlog-dev
       libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libboost-dev libsqlite3-dev libsodium-dev wrk
+      libboost-dev libsqlite3-dev libsodium-dev libpqxx-dev postgresql wrk
       clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -188,4 +188,8 @@ class Store {
 // table `schema_migrations`). Errors name the file.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
+// WORK IN PROGRESS (issue 8): connects to `url` (postgresql://…) and brings its schema up to
+// date under an advisory lock.
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
+
 }  // namespace ll::store

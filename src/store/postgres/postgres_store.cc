@@ -1,0 +1,418 @@
+// WORK IN PROGRESS (branch wip/postgres-store, issue 8): the PostgreSQL implementation of
+// Store with libpqxx. Same schema as sqlite/ in PostgreSQL's dialect, the same numbered
+// migrations (applied under an advisory lock, so several servers may start at once), one
+// transaction per Commit() (synchronous_commit on: durable when it returns). Not wired into
+// `serve` yet and not yet run by the store's contract tests.
+#include <fmt/format.h>
+
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <pqxx/pqxx>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "core/time.h"
+#include "store/store.h"
+
+namespace ll::store {
+namespace {
+
+constexpr const char* kMigrations[] = {
+    R"sql(
+CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_ms BIGINT NOT NULL);
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY, tenant_id TEXT REFERENCES tenants(id), hash TEXT NOT NULL UNIQUE,
+  admin SMALLINT NOT NULL CHECK (admin IN (0, 1)), created_ms BIGINT NOT NULL);
+CREATE INDEX api_keys_by_tenant ON api_keys(tenant_id);
+CREATE TABLE leases (
+  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), kind TEXT NOT NULL, state TEXT NOT NULL,
+  pool BIGINT NOT NULL, gpus BIGINT NOT NULL, price_micros BIGINT NOT NULL, max_price_micros BIGINT NOT NULL,
+  created_ms BIGINT, started_ms BIGINT, noticed_at_ms BIGINT, reclaim_at_ms BIGINT, term_end_ms BIGINT,
+  ended_ms BIGINT, end_reason TEXT NOT NULL, placement TEXT NOT NULL);
+CREATE INDEX leases_by_tenant ON leases(tenant_id);
+CREATE TABLE lease_events (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, lease_id TEXT NOT NULL REFERENCES leases(id),
+  tenant_id TEXT NOT NULL, type TEXT NOT NULL, at_ms BIGINT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX lease_events_by_lease ON lease_events(lease_id, seq);
+CREATE TABLE internal_jobs (id TEXT PRIMARY KEY, pool BIGINT NOT NULL, gpus BIGINT NOT NULL,
+  start_ms BIGINT NOT NULL, end_ms BIGINT);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+)sql",
+    R"sql(
+CREATE TABLE lease_prices (lease_id TEXT NOT NULL REFERENCES leases(id), at_ms BIGINT NOT NULL,
+  price_micros BIGINT NOT NULL CHECK (price_micros >= 0), PRIMARY KEY (lease_id, at_ms));
+CREATE TABLE spot_prices (at_ms BIGINT PRIMARY KEY, price_micros BIGINT NOT NULL CHECK (price_micros >= 0));
+CREATE TABLE usage_events (
+  key TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), source TEXT NOT NULL, ref TEXT NOT NULL,
+  kind TEXT NOT NULL, period TEXT NOT NULL, start_ms BIGINT NOT NULL, end_ms BIGINT NOT NULL CHECK (end_ms >= start_ms),
+  quantity BIGINT NOT NULL CHECK (quantity >= 0), unit TEXT NOT NULL,
+  unit_price_micros BIGINT NOT NULL CHECK (unit_price_micros >= 0), amount_micros BIGINT NOT NULL CHECK (amount_micros >= 0));
+CREATE INDEX usage_by_tenant_period ON usage_events(tenant_id, period, start_ms);
+)sql",
+    R"sql(
+CREATE TABLE balances (
+  tenant_id TEXT PRIMARY KEY REFERENCES tenants(id), credited_micros BIGINT NOT NULL CHECK (credited_micros >= 0),
+  charged_micros BIGINT NOT NULL CHECK (charged_micros >= 0 AND charged_micros <= credited_micros));
+CREATE TABLE holds (
+  id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), amount_micros BIGINT NOT NULL CHECK (amount_micros >= 0),
+  charged_micros BIGINT CHECK (charged_micros IS NULL OR (charged_micros >= 0 AND charged_micros <= amount_micros)),
+  created_ms BIGINT NOT NULL);
+CREATE INDEX holds_open ON holds(tenant_id) WHERE charged_micros IS NULL;
+)sql",
+    R"sql(
+ALTER TABLE api_keys ADD COLUMN rpm BIGINT NOT NULL DEFAULT 0 CHECK (rpm >= 0);
+ALTER TABLE api_keys ADD COLUMN tpm BIGINT NOT NULL DEFAULT 0 CHECK (tpm >= 0);
+)sql",
+};
+constexpr int64_t kSchemaVersion = std::size(kMigrations);
+
+std::optional<int64_t> MsOrNull(Time t) { return t == kTimeMax ? std::nullopt : std::optional<int64_t>(t.ms); }
+Time AtOrMax(const pqxx::field& f) { return f.is_null() ? kTimeMax : Time{f.as<int64_t>()}; }
+std::optional<std::string> TextOrNull(const std::string& s) { return s.empty() ? std::nullopt : std::optional(s); }
+
+class PostgresStore final : public Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::string& url) {
+    try {
+      std::unique_ptr<PostgresStore> s(new PostgresStore(url));
+      LL_RETURN_IF_ERROR(s->Migrate());
+      return std::unique_ptr<Store>(std::move(s));
+    } catch (const std::exception& e) {
+      return Status::Io(fmt::format("store `{}`: {}", Redacted(url), e.what()));
+    }
+  }
+
+  Status Commit(Batch& batch) override {
+    if (batch.empty()) return Status::Ok();
+    return Guard("commit", [&] {
+      pqxx::work w(conn_);
+      std::vector<int64_t> seqs;
+      for (const auto& t : batch.tenants) {
+        w.exec_params("INSERT INTO tenants(id, name, created_ms) VALUES($1, $2, $3)", t.id, t.name, t.created.ms);
+      }
+      for (const auto& k : batch.keys) {
+        w.exec_params("INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES($1,$2,$3,$4,$5,$6,$7)",
+                      k.id, TextOrNull(k.tenant_id), k.hash, k.admin ? 1 : 0, k.created.ms, k.rpm, k.tpm);
+      }
+      for (const auto& l : batch.leases) {
+        w.exec_params(
+            "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
+            "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement) "
+            "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT(id) DO UPDATE SET "
+            "tenant_id = excluded.tenant_id, kind = excluded.kind, state = excluded.state, pool = excluded.pool, "
+            "gpus = excluded.gpus, price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
+            "created_ms = excluded.created_ms, started_ms = excluded.started_ms, noticed_at_ms = excluded.noticed_at_ms, "
+            "reclaim_at_ms = excluded.reclaim_at_ms, term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
+            "end_reason = excluded.end_reason, placement = excluded.placement",
+            l.id, l.tenant_id, l.kind, l.state, l.pool, l.gpus, l.price_micros, l.max_price_micros, MsOrNull(l.created),
+            MsOrNull(l.started), MsOrNull(l.noticed_at), MsOrNull(l.reclaim_at), MsOrNull(l.term_end),
+            MsOrNull(l.ended), l.end_reason, l.placement);
+      }
+      for (const auto& e : batch.events) {
+        auto r = w.exec_params1(
+            "INSERT INTO lease_events(lease_id, tenant_id, type, at_ms, data) VALUES($1,$2,$3,$4,$5) RETURNING seq",
+            e.lease_id, e.tenant_id, e.type, e.at.ms, e.data);
+        seqs.push_back(r[0].as<int64_t>());
+      }
+      for (const auto& j : batch.internal_jobs) {
+        w.exec_params("INSERT INTO internal_jobs(id, pool, gpus, start_ms, end_ms) VALUES($1,$2,$3,$4,$5) "
+                      "ON CONFLICT(id) DO UPDATE SET pool = excluded.pool, gpus = excluded.gpus, "
+                      "start_ms = excluded.start_ms, end_ms = excluded.end_ms",
+                      j.id, j.pool, j.gpus, j.start.ms, MsOrNull(j.end));
+      }
+      for (const auto& [k, v] : batch.settings) {
+        w.exec_params("INSERT INTO settings(key, value) VALUES($1,$2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                      k, v);
+      }
+      for (const auto& p : batch.lease_prices) {
+        w.exec_params("INSERT INTO lease_prices(lease_id, at_ms, price_micros) VALUES($1,$2,$3) "
+                      "ON CONFLICT(lease_id, at_ms) DO UPDATE SET price_micros = excluded.price_micros",
+                      p.lease_id, p.at.ms, p.price_micros);
+      }
+      for (const auto& p : batch.spot_prices) {
+        w.exec_params("INSERT INTO spot_prices(at_ms, price_micros) VALUES($1,$2) "
+                      "ON CONFLICT(at_ms) DO UPDATE SET price_micros = excluded.price_micros",
+                      p.at.ms, p.price_micros);
+      }
+      int64_t inserted = 0;
+      for (const auto& u : batch.usage) {
+        auto r = w.exec_params(
+            "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
+            "unit_price_micros, amount_micros) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT(key) DO NOTHING",
+            u.key, u.tenant_id, u.source, u.ref, u.kind, u.period, u.start.ms, u.end.ms, u.quantity, u.unit,
+            u.unit_price_micros, u.amount_micros);
+        inserted += r.affected_rows();
+      }
+      for (const auto& b : batch.balances) {
+        w.exec_params("INSERT INTO balances(tenant_id, credited_micros, charged_micros) VALUES($1,$2,$3) "
+                      "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
+                      "charged_micros = excluded.charged_micros",
+                      b.tenant_id, b.credited_micros, b.charged_micros);
+      }
+      for (const auto& h : batch.holds) {
+        w.exec_params("INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
+                      "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros",
+                      h.id, h.tenant_id, h.amount_micros,
+                      h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms);
+      }
+      w.commit();
+      for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
+      batch.usage_inserted = inserted;
+    });
+  }
+
+  Result<std::vector<TenantRecord>> Tenants() override {
+    return Rows<TenantRecord>("read tenants", "SELECT id, name, created_ms FROM tenants ORDER BY id", [](const pqxx::row& r) {
+      return TenantRecord{r[0].c_str(), r[1].c_str(), Time{r[2].as<int64_t>()}};
+    });
+  }
+  Result<std::vector<KeyRecord>> Keys() override {
+    return Rows<KeyRecord>("read keys", "SELECT id, tenant_id, hash, admin, created_ms, rpm, tpm FROM api_keys ORDER BY id",
+                           [](const pqxx::row& r) {
+                             KeyRecord k;
+                             k.id = r[0].c_str();
+                             k.tenant_id = r[1].is_null() ? "" : r[1].c_str();
+                             k.hash = r[2].c_str();
+                             k.admin = r[3].as<int>() != 0;
+                             k.created = Time{r[4].as<int64_t>()};
+                             k.rpm = r[5].as<int64_t>();
+                             k.tpm = r[6].as<int64_t>();
+                             return k;
+                           });
+  }
+  Result<std::vector<LeaseRecord>> Leases() override {
+    return Rows<LeaseRecord>(
+        "read leases",
+        "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, started_ms, "
+        "noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement FROM leases ORDER BY id",
+        [](const pqxx::row& r) {
+          LeaseRecord l;
+          l.id = r[0].c_str();
+          l.tenant_id = r[1].c_str();
+          l.kind = r[2].c_str();
+          l.state = r[3].c_str();
+          l.pool = r[4].as<int>();
+          l.gpus = r[5].as<int>();
+          l.price_micros = r[6].as<int64_t>();
+          l.max_price_micros = r[7].as<int64_t>();
+          l.created = AtOrMax(r[8]);
+          l.started = AtOrMax(r[9]);
+          l.noticed_at = AtOrMax(r[10]);
+          l.reclaim_at = AtOrMax(r[11]);
+          l.term_end = AtOrMax(r[12]);
+          l.ended = AtOrMax(r[13]);
+          l.end_reason = r[14].c_str();
+          l.placement = r[15].c_str();
+          return l;
+        });
+  }
+  Result<std::vector<LeaseEventRecord>> LeaseEvents(const std::string& lease_id, int64_t after) override {
+    return Rows<LeaseEventRecord>(
+        "read events",
+        "SELECT seq, lease_id, tenant_id, type, at_ms, data FROM lease_events WHERE lease_id = $1 AND seq > $2 ORDER BY seq",
+        [](const pqxx::row& r) {
+          return LeaseEventRecord{r[0].as<int64_t>(), r[1].c_str(), r[2].c_str(), r[3].c_str(),
+                                  Time{r[4].as<int64_t>()}, r[5].c_str()};
+        },
+        lease_id, after);
+  }
+  Result<std::vector<InternalJobRecord>> InternalJobs() override {
+    return Rows<InternalJobRecord>("read internal jobs",
+                                   "SELECT id, pool, gpus, start_ms, end_ms FROM internal_jobs ORDER BY id",
+                                   [](const pqxx::row& r) {
+                                     return InternalJobRecord{r[0].c_str(), r[1].as<int>(), r[2].as<int>(),
+                                                              Time{r[3].as<int64_t>()}, AtOrMax(r[4])};
+                                   });
+  }
+  Result<std::optional<std::string>> Setting(const std::string& key) override {
+    LL_ASSIGN_OR_RETURN(auto v, Rows<std::string>("read setting", "SELECT value FROM settings WHERE key = $1",
+                                                  [](const pqxx::row& r) { return std::string(r[0].c_str()); }, key));
+    if (v.empty()) return std::optional<std::string>();
+    return std::optional<std::string>(v.front());
+  }
+  Result<int64_t> LastEventSeq() override {
+    LL_ASSIGN_OR_RETURN(auto v, Rows<int64_t>("read the last event seq", "SELECT COALESCE(MAX(seq), 0) FROM lease_events",
+                                              [](const pqxx::row& r) { return r[0].as<int64_t>(); }));
+    return v.front();
+  }
+  Result<std::vector<LeasePriceRecord>> LeasePrices() override {
+    return Rows<LeasePriceRecord>("read lease prices",
+                                  "SELECT lease_id, at_ms, price_micros FROM lease_prices ORDER BY lease_id, at_ms",
+                                  [](const pqxx::row& r) {
+                                    return LeasePriceRecord{r[0].c_str(), Time{r[1].as<int64_t>()}, r[2].as<int64_t>()};
+                                  });
+  }
+  Result<std::vector<SpotPriceRecord>> SpotPrices(Time from, Time to) override {
+    return Rows<SpotPriceRecord>(
+        "read spot prices",
+        "SELECT at_ms, price_micros FROM spot_prices WHERE at_ms >= (SELECT COALESCE(MAX(at_ms), $1) FROM spot_prices "
+        "WHERE at_ms <= $1) AND at_ms < $2 ORDER BY at_ms",
+        [](const pqxx::row& r) { return SpotPriceRecord{Time{r[0].as<int64_t>()}, r[1].as<int64_t>()}; }, from.ms, to.ms);
+  }
+  Result<std::vector<UsageRecord>> Usage(const std::string& tenant_id, const std::string& period) override {
+    return Rows<UsageRecord>("read usage",
+                             std::string(kUsageColumns) +
+                                 " FROM usage_events WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR period = $2) "
+                                 "ORDER BY start_ms, key",
+                             ReadUsage, tenant_id, period);
+  }
+  Result<std::vector<UsageRecord>> UsagePage(const std::string& tenant_id, const std::string& period,
+                                             int64_t after_start_ms, const std::string& after_key, int limit) override {
+    return Rows<UsageRecord>("read usage",
+                             std::string(kUsageColumns) +
+                                 " FROM usage_events WHERE ($1 = '' OR tenant_id = $1) AND ($2 = '' OR period = $2) "
+                                 "AND (start_ms, key) > ($3, $4) ORDER BY start_ms, key LIMIT $5",
+                             ReadUsage, tenant_id, period, after_start_ms, after_key, limit);
+  }
+  Result<std::vector<UsageRecord>> InvoiceLines(const std::string& tenant_id, const std::string& period) override {
+    return Rows<UsageRecord>(
+        "read an invoice",
+        "SELECT ref, kind, unit, unit_price_micros, SUM(quantity), SUM(amount_micros) FROM usage_events "
+        "WHERE tenant_id = $1 AND period = $2 GROUP BY ref, kind, unit, unit_price_micros "
+        "ORDER BY ref, kind, unit, unit_price_micros",
+        [&](const pqxx::row& r) {
+          UsageRecord u;
+          u.tenant_id = tenant_id;
+          u.period = period;
+          u.ref = r[0].c_str();
+          u.kind = r[1].c_str();
+          u.unit = r[2].c_str();
+          u.unit_price_micros = r[3].as<int64_t>();
+          u.quantity = r[4].as<int64_t>();
+          u.amount_micros = r[5].as<int64_t>();
+          return u;
+        },
+        tenant_id, period);
+  }
+  Result<std::vector<UsageRecord>> UsageTotals(const std::string& period) override {
+    return Rows<UsageRecord>(
+        "read usage totals",
+        "SELECT kind, SUM(quantity), SUM(amount_micros) FROM usage_events WHERE $1 = '' OR period = $1 "
+        "GROUP BY kind ORDER BY kind",
+        [&](const pqxx::row& r) {
+          UsageRecord u;
+          u.period = period;
+          u.kind = r[0].c_str();
+          u.quantity = r[1].as<int64_t>();
+          u.amount_micros = r[2].as<int64_t>();
+          return u;
+        },
+        period);
+  }
+  Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant_id) override {
+    return Rows<std::pair<std::string, int64_t>>(
+        "read invoice periods",
+        "SELECT period, SUM(amount_micros) FROM usage_events WHERE tenant_id = $1 GROUP BY period ORDER BY period DESC",
+        [](const pqxx::row& r) { return std::make_pair(std::string(r[0].c_str()), r[1].as<int64_t>()); }, tenant_id);
+  }
+  Result<std::vector<BalanceRecord>> Balances() override {
+    return Rows<BalanceRecord>(
+        "read balances", "SELECT tenant_id, credited_micros, charged_micros FROM balances ORDER BY tenant_id",
+        [](const pqxx::row& r) { return BalanceRecord{r[0].c_str(), r[1].as<int64_t>(), r[2].as<int64_t>()}; });
+  }
+  Result<std::vector<HoldRecord>> OpenHolds() override {
+    return Rows<HoldRecord>("read open holds",
+                            std::string(kHoldColumns) + " FROM holds WHERE charged_micros IS NULL ORDER BY id", ReadHold);
+  }
+  Result<std::optional<HoldRecord>> Hold(const std::string& id) override {
+    LL_ASSIGN_OR_RETURN(auto h, Rows<HoldRecord>("read a hold", std::string(kHoldColumns) + " FROM holds WHERE id = $1",
+                                                 ReadHold, id));
+    if (h.empty()) return std::optional<HoldRecord>();
+    return std::optional<HoldRecord>(h.front());
+  }
+
+ private:
+  static constexpr const char* kUsageColumns =
+      "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
+      "amount_micros";
+  static constexpr const char* kHoldColumns =
+      "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms";
+  static UsageRecord ReadUsage(const pqxx::row& r) {
+    UsageRecord u;
+    u.key = r[0].c_str();
+    u.tenant_id = r[1].c_str();
+    u.source = r[2].c_str();
+    u.ref = r[3].c_str();
+    u.kind = r[4].c_str();
+    u.period = r[5].c_str();
+    u.start = Time{r[6].as<int64_t>()};
+    u.end = Time{r[7].as<int64_t>()};
+    u.quantity = r[8].as<int64_t>();
+    u.unit = r[9].c_str();
+    u.unit_price_micros = r[10].as<int64_t>();
+    u.amount_micros = r[11].as<int64_t>();
+    return u;
+  }
+  static HoldRecord ReadHold(const pqxx::row& r) {
+    return HoldRecord{r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(), Time{r[4].as<int64_t>()}};
+  }
+  // The URL without its password, for messages.
+  static std::string Redacted(const std::string& url) {
+    const size_t at = url.find('@'), colon = url.find(':', url.find("://") + 3);
+    if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
+    return url.substr(0, colon) + ":***" + url.substr(at);
+  }
+
+  explicit PostgresStore(const std::string& url) : url_(Redacted(url)), conn_(url) {}
+
+  template <typename Fn>
+  Status Guard(std::string_view what, Fn fn) {
+    try {
+      fn();
+      return Status::Ok();
+    } catch (const pqxx::unique_violation& e) {
+      return Status::Conflict(fmt::format("store `{}`: {}: {}", url_, what, e.what()));
+    } catch (const pqxx::integrity_constraint_violation& e) {
+      return Status::Invalid(fmt::format("store `{}`: {}: {}", url_, what, e.what()));
+    } catch (const std::exception& e) {
+      return Status::Io(fmt::format("store `{}`: {}: {}", url_, what, e.what()));
+    }
+  }
+
+  template <typename T, typename ReadFn, typename... Args>
+  Result<std::vector<T>> Rows(std::string_view what, const std::string& sql, ReadFn read, Args&&... args) {
+    std::vector<T> out;
+    Status st = Guard(what, [&] {
+      pqxx::read_transaction t(conn_);
+      for (const auto& row : t.exec_params(sql, std::forward<Args>(args)...)) out.push_back(read(row));
+    });
+    if (!st.ok()) return st;
+    return out;
+  }
+
+  Status Migrate() {
+    return Guard("migrate", [&] {
+      pqxx::work w(conn_);
+      // One migrator at a time across every server sharing the database.
+      w.exec("SELECT pg_advisory_xact_lock(7342001)");
+      w.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)");
+      std::set<int64_t> applied;
+      for (const auto& r : w.exec("SELECT version FROM schema_migrations")) applied.insert(r[0].as<int64_t>());
+      if (!applied.empty() && *applied.rbegin() > kSchemaVersion) {
+        throw std::runtime_error(fmt::format("schema version {} is newer than this build knows (up to {})",
+                                             *applied.rbegin(), kSchemaVersion));
+      }
+      for (int64_t v = 1; v <= kSchemaVersion; ++v) {
+        if (applied.contains(v)) continue;
+        w.exec(kMigrations[v - 1]);
+        w.exec_params("INSERT INTO schema_migrations(version, applied_at_ms) VALUES($1, "
+                      "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+                      v);
+      }
+      w.commit();
+    });
+  }
+
+  std::string url_;
+  pqxx::connection conn_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url) { return PostgresStore::Open(url); }
+
+}  // namespace ll::store
