@@ -35,7 +35,7 @@ CREATE TABLE leases (
   ended_ms BIGINT, end_reason TEXT NOT NULL, placement TEXT NOT NULL);
 CREATE INDEX leases_by_tenant ON leases(tenant_id);
 CREATE TABLE lease_events (
-  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, lease_id TEXT NOT NULL REFERENCES leases(id),
+  seq BIGINT PRIMARY KEY, lease_id TEXT NOT NULL REFERENCES leases(id),
   tenant_id TEXT NOT NULL, type TEXT NOT NULL, at_ms BIGINT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX lease_events_by_lease ON lease_events(lease_id, seq);
 CREATE TABLE internal_jobs (id TEXT PRIMARY KEY, pool BIGINT NOT NULL, gpus BIGINT NOT NULL,
@@ -88,17 +88,22 @@ class PostgresStore final : public Store {
 
   Status Commit(Batch& batch) override {
     if (batch.empty()) return Status::Ok();
-    return Guard("commit", [&] {
+    // Errors name the record being written, in the caller's terms (as the SQLite store does).
+    std::string what = "commit: begin";
+    return Guard(what, [&] {
       pqxx::work w(conn_);
       std::vector<int64_t> seqs;
       for (const auto& t : batch.tenants) {
+        what = fmt::format("commit: tenant `{}`", t.id);
         w.exec_params("INSERT INTO tenants(id, name, created_ms) VALUES($1, $2, $3)", t.id, t.name, t.created.ms);
       }
       for (const auto& k : batch.keys) {
+        what = fmt::format("commit: key `{}` (tenant `{}`)", k.id, k.tenant_id);
         w.exec_params("INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES($1,$2,$3,$4,$5,$6,$7)",
                       k.id, TextOrNull(k.tenant_id), k.hash, k.admin ? 1 : 0, k.created.ms, k.rpm, k.tpm);
       }
       for (const auto& l : batch.leases) {
+        what = fmt::format("commit: lease `{}` (tenant `{}`)", l.id, l.tenant_id);
         w.exec_params(
             "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
             "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement) "
@@ -112,34 +117,45 @@ class PostgresStore final : public Store {
             MsOrNull(l.started), MsOrNull(l.noticed_at), MsOrNull(l.reclaim_at), MsOrNull(l.term_end),
             MsOrNull(l.ended), l.end_reason, l.placement);
       }
-      for (const auto& e : batch.events) {
-        auto r = w.exec_params1(
-            "INSERT INTO lease_events(lease_id, tenant_id, type, at_ms, data) VALUES($1,$2,$3,$4,$5) RETURNING seq",
-            e.lease_id, e.tenant_id, e.type, e.at.ms, e.data);
-        seqs.push_back(r[0].as<int64_t>());
+      if (!batch.events.empty()) {
+        // Seqs without gaps, as in SQLite: a sequence would be consumed by a batch that then
+        // fails. Writers of events take turns (one control plane leads anyway).
+        w.exec("SELECT pg_advisory_xact_lock(7342002)");
+        int64_t next = w.exec1("SELECT COALESCE(MAX(seq), 0) FROM lease_events")[0].as<int64_t>();
+        for (const auto& e : batch.events) {
+          what = fmt::format("commit: event `{}` of lease `{}`", e.type, e.lease_id);
+          w.exec_params("INSERT INTO lease_events(seq, lease_id, tenant_id, type, at_ms, data) VALUES($1,$2,$3,$4,$5,$6)",
+                        ++next, e.lease_id, e.tenant_id, e.type, e.at.ms, e.data);
+          seqs.push_back(next);
+        }
       }
       for (const auto& j : batch.internal_jobs) {
+        what = fmt::format("commit: internal job `{}`", j.id);
         w.exec_params("INSERT INTO internal_jobs(id, pool, gpus, start_ms, end_ms) VALUES($1,$2,$3,$4,$5) "
                       "ON CONFLICT(id) DO UPDATE SET pool = excluded.pool, gpus = excluded.gpus, "
                       "start_ms = excluded.start_ms, end_ms = excluded.end_ms",
                       j.id, j.pool, j.gpus, j.start.ms, MsOrNull(j.end));
       }
       for (const auto& [k, v] : batch.settings) {
+        what = fmt::format("commit: setting `{}`", k);
         w.exec_params("INSERT INTO settings(key, value) VALUES($1,$2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                       k, v);
       }
       for (const auto& p : batch.lease_prices) {
+        what = fmt::format("commit: price of lease `{}`", p.lease_id);
         w.exec_params("INSERT INTO lease_prices(lease_id, at_ms, price_micros) VALUES($1,$2,$3) "
                       "ON CONFLICT(lease_id, at_ms) DO UPDATE SET price_micros = excluded.price_micros",
                       p.lease_id, p.at.ms, p.price_micros);
       }
       for (const auto& p : batch.spot_prices) {
+        what = "commit: spot price";
         w.exec_params("INSERT INTO spot_prices(at_ms, price_micros) VALUES($1,$2) "
                       "ON CONFLICT(at_ms) DO UPDATE SET price_micros = excluded.price_micros",
                       p.at.ms, p.price_micros);
       }
       int64_t inserted = 0;
       for (const auto& u : batch.usage) {
+        what = fmt::format("commit: usage `{}` (tenant `{}`)", u.key, u.tenant_id);
         auto r = w.exec_params(
             "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
             "unit_price_micros, amount_micros) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT(key) DO NOTHING",
@@ -148,17 +164,20 @@ class PostgresStore final : public Store {
         inserted += r.affected_rows();
       }
       for (const auto& b : batch.balances) {
+        what = fmt::format("commit: balance of tenant `{}`", b.tenant_id);
         w.exec_params("INSERT INTO balances(tenant_id, credited_micros, charged_micros) VALUES($1,$2,$3) "
                       "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
                       "charged_micros = excluded.charged_micros",
                       b.tenant_id, b.credited_micros, b.charged_micros);
       }
       for (const auto& h : batch.holds) {
+        what = fmt::format("commit: hold `{}` (tenant `{}`)", h.id, h.tenant_id);
         w.exec_params("INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
                       "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros",
                       h.id, h.tenant_id, h.amount_micros,
                       h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms);
       }
+      what = "commit";
       w.commit();
       for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
       batch.usage_inserted = inserted;
@@ -360,7 +379,7 @@ class PostgresStore final : public Store {
   explicit PostgresStore(const std::string& url) : url_(Redacted(url)), conn_(url) {}
 
   template <typename Fn>
-  Status Guard(std::string_view what, Fn fn) {
+  Status Guard(const std::string& what, Fn fn) {
     try {
       fn();
       return Status::Ok();
@@ -374,7 +393,7 @@ class PostgresStore final : public Store {
   }
 
   template <typename T, typename ReadFn, typename... Args>
-  Result<std::vector<T>> Rows(std::string_view what, const std::string& sql, ReadFn read, Args&&... args) {
+  Result<std::vector<T>> Rows(const std::string& what, const std::string& sql, ReadFn read, Args&&... args) {
     std::vector<T> out;
     Status st = Guard(what, [&] {
       pqxx::read_transaction t(conn_);
