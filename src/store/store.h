@@ -1,6 +1,6 @@
 // Persistence behind one interface (LevelDB `Env` style): the control plane's tenants, API
 // keys, leases with their event history, injected owner jobs and a few settings. One
-// implementation per database: sqlite/ now, postgres/ later.
+// implementation per database: sqlite/ (the embedded default) and postgres/.
 //
 // Durability contract: when Commit() returns Ok, everything in the batch is on disk (a kill -9
 // right after loses none of it) and either all of the batch is applied or none of it.
@@ -188,8 +188,8 @@ class Store {
 // table `schema_migrations`). Errors name the file.
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
-// WORK IN PROGRESS (issue 8): connects to `url` (postgresql://…) and brings its schema up to
-// date under an advisory lock.
+// Connects to `url` (postgresql://…) and brings its schema up to date under an advisory lock
+// (several servers may share the database). Not yet selectable in `serve` (issue 8).
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
 
 }  // namespace ll::store

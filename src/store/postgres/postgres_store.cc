@@ -1,8 +1,9 @@
-// WORK IN PROGRESS (branch wip/postgres-store, issue 8): the PostgreSQL implementation of
-// Store with libpqxx. Same schema as sqlite/ in PostgreSQL's dialect, the same numbered
-// migrations (applied under an advisory lock, so several servers may start at once), one
-// transaction per Commit() (synchronous_commit on: durable when it returns). Not wired into
-// `serve` yet and not yet run by the store's contract tests.
+// The PostgreSQL implementation of Store with libpqxx (issue 8, in progress: not yet wired
+// into `serve` or `gateway`). The same schema as sqlite/ in PostgreSQL's dialect and the same
+// numbered migrations, applied under an advisory lock so that several servers may start at
+// once. One transaction per Commit() (synchronous_commit on: durable when it returns); events
+// are numbered without gaps under a second advisory lock. The store contract suite
+// (tests/store, StoreContract/postgres) runs it against a throwaway server.
 #include <fmt/format.h>
 
 #include <iterator>
