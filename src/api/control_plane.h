@@ -328,6 +328,7 @@ class ControlPlane final : public alloc::Listener {
   fleet::SlurmBackend* slurm_ = nullptr;
   std::string slurm_error_;  // why the last holder could not be submitted (OnStart)
   std::vector<std::pair<std::string, Gpus>> slurm_owner_;  // the owner's GPUs as last placed
+  std::unordered_map<std::string, uint32_t> slurm_node_index_;  // node name → index into the fleet
   std::vector<std::string> slurm_lost_replicas_;  // replica jobs Slurm did not take (ended next poll)
   void PollSlurm(Time now);
 };

@@ -185,6 +185,10 @@ class Server final : public HttpServer {
 
   ControlPlane* cp() { return cp_; }
   gateway::Gateway* gateway() { return gateway_; }
+  // The dashboard's snapshot and fleet map as JSON text, computed at most every 500 ms of wall
+  // time and shared by every open dashboard (each reads SQL aggregates and walks the fleet).
+  const std::string& DashboardText() { return Cached(dashboard_, [&] { return ReplyText(cp_->Dashboard()); }); }
+  const std::string& FleetMapText() { return Cached(fleet_map_, [&] { return ReplyText(cp_->FleetMap()); }); }
   const ServeConfig& config() const { return config_; }
   HttpMetrics& metrics() { return metrics_; }
   bool stopping() const { return stopping_; }
@@ -226,6 +230,23 @@ class Server final : public HttpServer {
       if (!ec && !stopping_) Tick();
     });
   }
+
+  struct Snapshot {
+    std::chrono::steady_clock::time_point at;
+    std::string text;
+    bool valid = false;
+  };
+  template <typename Fn>
+  const std::string& Cached(Snapshot& s, Fn make) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!s.valid || now - s.at >= std::chrono::milliseconds(500)) {
+      s.text = make();
+      s.at = now;
+      s.valid = true;
+    }
+    return s.text;
+  }
+  Snapshot dashboard_, fleet_map_;
 
   ControlPlane* cp_;  // null in a standalone gateway
   ServeConfig config_;
@@ -420,16 +441,15 @@ void Session::StartDashboardStream(std::chrono::steady_clock::time_point t0) {
 
 void Session::PushDashboard() {
   if (closing_) return;
-  ControlPlane& cp = *server_.cp();
   // A reader that has not taken the last snapshots yet gets no new one (they would only pile
   // up: a 100,000-GPU map is a few hundred KB); lease events still go out.
   const bool behind = out_.size() > 2;
-  if (!behind) Push(fmt::format("event: dashboard\ndata: {}\n\n", ReplyText(cp.Dashboard())), false);
+  if (!behind) Push(fmt::format("event: dashboard\ndata: {}\n\n", server_.DashboardText()), false);
   if (!behind && pushes_++ % 2 == 0) {
-    std::string map = ReplyText(cp.FleetMap());
+    const std::string& map = server_.FleetMapText();
     if (map != last_map_) {
       Push(fmt::format("event: fleet\ndata: {}\n\n", map), false);
-      last_map_ = std::move(map);
+      last_map_ = map;
     }
   }
   ping_ = std::make_unique<net::steady_timer>(stream_.get_executor());

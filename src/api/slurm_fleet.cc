@@ -29,6 +29,9 @@ sim::Trace SlurmTrace(const fleet::SlurmBackend& slurm, Time now, Duration histo
 
 void ControlPlane::SetSlurm(fleet::SlurmBackend* slurm) {
   slurm_ = slurm;
+  for (size_t n = 0; n < fleet_.trace().nodes.size(); ++n) {
+    slurm_node_index_[fleet_.trace().nodes[n].name] = static_cast<uint32_t>(n);
+  }
   slurm_->CancelStrayReplicas();
   for (size_t i : live_) slurm_->Adopt(leases_[i].rec.id, clock_->Now());
   PollSlurm(clock_->Now());
@@ -66,9 +69,7 @@ void ControlPlane::PollSlurm(Time now) {
     slurm_owner_ = poll->owner;
     std::vector<alloc::Share> shares;
     for (const auto& [name, gpus] : poll->owner) {
-      for (size_t n = 0; n < fleet_.trace().nodes.size(); ++n) {
-        if (fleet_.trace().nodes[n].name == name) shares.push_back({NodeId{static_cast<uint32_t>(n)}, gpus});
-      }
+      if (auto it = slurm_node_index_.find(name); it != slurm_node_index_.end()) shares.push_back({NodeId{it->second}, gpus});
     }
     const PoolId pool{0};
     alloc_->PlaceInternal(pool, shares, now);

@@ -419,13 +419,7 @@ bool SlurmBackend::CheckToken(const std::string& lease_id, const std::string& to
   return token.size() == want.size() && sodium_memcmp(token.data(), want.data(), want.size()) == 0;
 }
 
-std::string SlurmBackend::Access(const std::string& node) const {
-  std::string out = options_.access;
-  for (size_t at = out.find("{node}"); at != std::string::npos; at = out.find("{node}", at + node.size())) {
-    out.replace(at, 6, node);
-  }
-  return out;
-}
+std::string SlurmBackend::Access(const std::string& node) const { return Fill(options_.access, {{"{node}", node}}); }
 
 SlurmBackend::~SlurmBackend() {
   {
