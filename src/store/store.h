@@ -181,6 +181,13 @@ class Store {
   virtual Result<std::vector<UsageRecord>> UsageTotals(const std::string& period) = 0;
   // The invoice periods with usage of `tenant_id`, newest first, with their totals.
   virtual Result<std::vector<std::pair<std::string, int64_t>>> UsagePeriods(const std::string& tenant_id) = 0;
+
+  // Leadership among the servers that share the database (one active control plane, issue 8):
+  // true when this instance holds it, taking it if it is free; false while another holds it.
+  // Held for as long as the store's connection lives, and the store's writes go through that
+  // same connection, so a server that lost it can no longer write (fencing). A standby calls it
+  // until it gets true; the leader calls it again to check. SQLite: one server per file.
+  virtual Result<bool> TryLead() { return true; }
 };
 
 // Opens (creating if needed) the SQLite database at `path` in WAL mode with full
@@ -189,7 +196,11 @@ class Store {
 Result<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path);
 
 // Connects to `url` (postgresql://…) and brings its schema up to date under an advisory lock
-// (several servers may share the database). Not yet selectable in `serve` (issue 8).
+// (several servers may share the database). The connection is never silently re-opened: once
+// it is lost, every call fails (a leader that lost it must not go on writing).
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
+
+// Whether `spec` names a PostgreSQL database (postgres:// or postgresql://).
+bool IsPostgresUrl(std::string_view spec);
 
 }  // namespace ll::store

@@ -744,6 +744,28 @@ TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending
   EXPECT_EQ((*store->Balances())[0].charged_micros, 5'000'000);
 }
 
+TEST_P(StoreContract, OneLeaderAtATimeAndTheLockGoesWithItsConnection) {
+  // Ok(true) / Ok(false), or the error's text.
+  auto lead = [](Store& s) -> std::string {
+    auto r = s.TryLead();
+    return r.ok() ? (*r ? "leads" : "stands by") : r.status().ToString();
+  };
+  auto first = Open();
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(lead(*first), "leads");
+  EXPECT_EQ(lead(*first), "leads") << "asking again while leading keeps it";
+  if (Backend() == "sqlite") return;  // one server per file: nothing to share
+  auto second = Open();
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(lead(*second), "stands by") << "two leaders at once";
+  EXPECT_EQ(lead(*first), "leads");
+  first.reset();  // the leader's connection goes (as when its process dies): so does the lock
+  EXPECT_EQ(lead(*second), "leads");
+  auto third = Open();
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(lead(*third), "stands by");
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, testing::Values("sqlite", "postgres"),
                          [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 

@@ -1,10 +1,11 @@
-// The PostgreSQL implementation of Store with libpqxx (issue 8, in progress: not yet wired
-// into `serve` or `gateway`). The same schema as sqlite/ in PostgreSQL's dialect and the same
+// The PostgreSQL implementation of Store with libpqxx (`landlord serve --store postgresql://…`,
+// `landlord gateway --store …`). The same schema as sqlite/ in PostgreSQL's dialect and the same
 // numbered migrations, applied under an advisory lock so that several servers may start at
 // once. One transaction per Commit() (synchronous_commit on: durable when it returns); events
 // are numbered without gaps under a second advisory lock. The store contract suite
 // (tests/store, StoreContract/postgres) runs it against a throwaway server.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <iterator>
 #include <memory>
@@ -80,7 +81,14 @@ class PostgresStore final : public Store {
   static Result<std::unique_ptr<Store>> Open(const std::string& url) {
     try {
       std::unique_ptr<PostgresStore> s(new PostgresStore(url));
+      // A lost connection stays lost: libpqxx 6 would otherwise re-open it quietly and drop the
+      // leader's lock unnoticed. (Deprecated there because 7 never re-opens: the same behaviour.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      s->conn_.inhibit_reactivation(true);
+#pragma GCC diagnostic pop
       LL_RETURN_IF_ERROR(s->Migrate());
+      s->Prepare();
       return std::unique_ptr<Store>(std::move(s));
     } catch (const std::exception& e) {
       return Status::Io(fmt::format("store `{}`: {}", Redacted(url), e.what()));
@@ -90,99 +98,172 @@ class PostgresStore final : public Store {
   Status Commit(Batch& batch) override {
     if (batch.empty()) return Status::Ok();
     // Errors name the record being written, in the caller's terms (as the SQLite store does).
+    // Every statement is prepared once per connection (no parsing or planning per row).
     std::string what = "commit: begin";
     return Guard(what, [&] {
       pqxx::work w(conn_);
       std::vector<int64_t> seqs;
       for (const auto& t : batch.tenants) {
         what = fmt::format("commit: tenant `{}`", t.id);
-        w.exec_params("INSERT INTO tenants(id, name, created_ms) VALUES($1, $2, $3)", t.id, t.name, t.created.ms);
+        w.exec_prepared("tenant", t.id, t.name, t.created.ms);
       }
       for (const auto& k : batch.keys) {
         what = fmt::format("commit: key `{}` (tenant `{}`)", k.id, k.tenant_id);
-        w.exec_params("INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES($1,$2,$3,$4,$5,$6,$7)",
-                      k.id, TextOrNull(k.tenant_id), k.hash, k.admin ? 1 : 0, k.created.ms, k.rpm, k.tpm);
+        w.exec_prepared("key", k.id, TextOrNull(k.tenant_id), k.hash, k.admin ? 1 : 0, k.created.ms, k.rpm, k.tpm);
       }
       for (const auto& l : batch.leases) {
         what = fmt::format("commit: lease `{}` (tenant `{}`)", l.id, l.tenant_id);
-        w.exec_params(
-            "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
-            "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement) "
-            "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT(id) DO UPDATE SET "
-            "tenant_id = excluded.tenant_id, kind = excluded.kind, state = excluded.state, pool = excluded.pool, "
-            "gpus = excluded.gpus, price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
-            "created_ms = excluded.created_ms, started_ms = excluded.started_ms, noticed_at_ms = excluded.noticed_at_ms, "
-            "reclaim_at_ms = excluded.reclaim_at_ms, term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
-            "end_reason = excluded.end_reason, placement = excluded.placement",
-            l.id, l.tenant_id, l.kind, l.state, l.pool, l.gpus, l.price_micros, l.max_price_micros, MsOrNull(l.created),
-            MsOrNull(l.started), MsOrNull(l.noticed_at), MsOrNull(l.reclaim_at), MsOrNull(l.term_end),
-            MsOrNull(l.ended), l.end_reason, l.placement);
+        w.exec_prepared("lease", l.id, l.tenant_id, l.kind, l.state, l.pool, l.gpus, l.price_micros, l.max_price_micros,
+                        MsOrNull(l.created), MsOrNull(l.started), MsOrNull(l.noticed_at), MsOrNull(l.reclaim_at),
+                        MsOrNull(l.term_end), MsOrNull(l.ended), l.end_reason, l.placement);
       }
       if (!batch.events.empty()) {
         // Seqs without gaps, as in SQLite: a sequence would be consumed by a batch that then
         // fails. Writers of events take turns (one control plane leads anyway).
-        w.exec("SELECT pg_advisory_xact_lock(7342002)");
-        int64_t next = w.exec1("SELECT COALESCE(MAX(seq), 0) FROM lease_events")[0].as<int64_t>();
+        w.exec_prepared("events_lock");
+        int64_t next = w.exec_prepared1("events_max")[0].as<int64_t>();
         for (const auto& e : batch.events) {
           what = fmt::format("commit: event `{}` of lease `{}`", e.type, e.lease_id);
-          w.exec_params("INSERT INTO lease_events(seq, lease_id, tenant_id, type, at_ms, data) VALUES($1,$2,$3,$4,$5,$6)",
-                        ++next, e.lease_id, e.tenant_id, e.type, e.at.ms, e.data);
+          w.exec_prepared("event", ++next, e.lease_id, e.tenant_id, e.type, e.at.ms, e.data);
           seqs.push_back(next);
         }
       }
       for (const auto& j : batch.internal_jobs) {
         what = fmt::format("commit: internal job `{}`", j.id);
-        w.exec_params("INSERT INTO internal_jobs(id, pool, gpus, start_ms, end_ms) VALUES($1,$2,$3,$4,$5) "
-                      "ON CONFLICT(id) DO UPDATE SET pool = excluded.pool, gpus = excluded.gpus, "
-                      "start_ms = excluded.start_ms, end_ms = excluded.end_ms",
-                      j.id, j.pool, j.gpus, j.start.ms, MsOrNull(j.end));
+        w.exec_prepared("internal_job", j.id, j.pool, j.gpus, j.start.ms, MsOrNull(j.end));
       }
       for (const auto& [k, v] : batch.settings) {
         what = fmt::format("commit: setting `{}`", k);
-        w.exec_params("INSERT INTO settings(key, value) VALUES($1,$2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                      k, v);
+        w.exec_prepared("setting", k, v);
       }
       for (const auto& p : batch.lease_prices) {
         what = fmt::format("commit: price of lease `{}`", p.lease_id);
-        w.exec_params("INSERT INTO lease_prices(lease_id, at_ms, price_micros) VALUES($1,$2,$3) "
-                      "ON CONFLICT(lease_id, at_ms) DO UPDATE SET price_micros = excluded.price_micros",
-                      p.lease_id, p.at.ms, p.price_micros);
+        w.exec_prepared("lease_price", p.lease_id, p.at.ms, p.price_micros);
       }
       for (const auto& p : batch.spot_prices) {
         what = "commit: spot price";
-        w.exec_params("INSERT INTO spot_prices(at_ms, price_micros) VALUES($1,$2) "
-                      "ON CONFLICT(at_ms) DO UPDATE SET price_micros = excluded.price_micros",
-                      p.at.ms, p.price_micros);
+        w.exec_prepared("spot_price", p.at.ms, p.price_micros);
       }
-      int64_t inserted = 0;
-      for (const auto& u : batch.usage) {
-        what = fmt::format("commit: usage `{}` (tenant `{}`)", u.key, u.tenant_id);
-        auto r = w.exec_params(
-            "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
-            "unit_price_micros, amount_micros) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT(key) DO NOTHING",
-            u.key, u.tenant_id, u.source, u.ref, u.kind, u.period, u.start.ms, u.end.ms, u.quantity, u.unit,
-            u.unit_price_micros, u.amount_micros);
-        inserted += r.affected_rows();
-      }
+      what = "commit: usage";
+      const int64_t inserted = InsertUsage(w, batch.usage, &what);
       for (const auto& b : batch.balances) {
         what = fmt::format("commit: balance of tenant `{}`", b.tenant_id);
-        w.exec_params("INSERT INTO balances(tenant_id, credited_micros, charged_micros) VALUES($1,$2,$3) "
-                      "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
-                      "charged_micros = excluded.charged_micros",
-                      b.tenant_id, b.credited_micros, b.charged_micros);
+        w.exec_prepared("balance", b.tenant_id, b.credited_micros, b.charged_micros);
       }
       for (const auto& h : batch.holds) {
         what = fmt::format("commit: hold `{}` (tenant `{}`)", h.id, h.tenant_id);
-        w.exec_params("INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
-                      "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros",
-                      h.id, h.tenant_id, h.amount_micros,
-                      h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms);
+        w.exec_prepared("hold", h.id, h.tenant_id, h.amount_micros,
+                        h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms);
       }
       what = "commit";
       w.commit();
       for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
       batch.usage_inserted = inserted;
     });
+  }
+
+  // Usage is the bulk of what a busy ledger writes: all of a batch's records go in one
+  // statement (arrays unnested), each skipped if its key is stored. If that fails, the records
+  // are tried one by one (after a savepoint) so that the error names the one refused.
+  int64_t InsertUsage(pqxx::work& w, const std::vector<UsageRecord>& usage, std::string* what) {
+    if (usage.empty()) return 0;
+    std::vector<std::string> text[8];  // key, tenant_id, source, ref, kind, period, unit (and spare)
+    std::vector<int64_t> num[5];       // start_ms, end_ms, quantity, unit_price_micros, amount_micros
+    for (auto& v : text) v.reserve(usage.size());
+    for (auto& v : num) v.reserve(usage.size());
+    for (const auto& u : usage) {
+      for (auto [i, f] : {std::pair{0, &u.key}, {1, &u.tenant_id}, {2, &u.source}, {3, &u.ref}, {4, &u.kind},
+                          {5, &u.period}, {6, &u.unit}}) {
+        text[i].push_back(*f);
+      }
+      num[0].push_back(u.start.ms);
+      num[1].push_back(u.end.ms);
+      num[2].push_back(u.quantity);
+      num[3].push_back(u.unit_price_micros);
+      num[4].push_back(u.amount_micros);
+    }
+    w.exec_prepared("usage_savepoint");
+    try {
+      auto r = w.exec_prepared("usage_many", TextArray(text[0]), TextArray(text[1]), TextArray(text[2]),
+                               TextArray(text[3]), TextArray(text[4]), TextArray(text[5]), IntArray(num[0]),
+                               IntArray(num[1]), IntArray(num[2]), TextArray(text[6]), IntArray(num[3]),
+                               IntArray(num[4]));
+      return r.affected_rows();
+    } catch (const pqxx::sql_error&) {
+      w.exec_prepared("usage_rollback");  // back to the savepoint: find the record refused (that throws, naming it)
+    }
+    int64_t inserted = 0;
+    for (const auto& u : usage) {
+      *what = fmt::format("commit: usage `{}` (tenant `{}`)", u.key, u.tenant_id);
+      inserted += w.exec_prepared("usage_one", u.key, u.tenant_id, u.source, u.ref, u.kind, u.period, u.start.ms,
+                                  u.end.ms, u.quantity, u.unit, u.unit_price_micros, u.amount_micros)
+                      .affected_rows();
+    }
+    return inserted;  // (every record went in one by one: the array statement's failure was transient)
+  }
+
+  // PostgreSQL array literals: {"a","b"} (quotes and backslashes escaped) and {1,2}.
+  static std::string TextArray(const std::vector<std::string>& v) {
+    std::string out = "{";
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i > 0) out += ',';
+      out += '"';
+      for (char c : v[i]) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+      }
+      out += '"';
+    }
+    return out + "}";
+  }
+  static std::string IntArray(const std::vector<int64_t>& v) { return "{" + fmt::format("{}", fmt::join(v, ",")) + "}"; }
+
+  // The statements Commit() runs, prepared on the connection (libpqxx prepares each on first use).
+  void Prepare() {
+    conn_.prepare("tenant", "INSERT INTO tenants(id, name, created_ms) VALUES($1, $2, $3)");
+    conn_.prepare("key", "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES($1,$2,$3,$4,$5,$6,$7)");
+    conn_.prepare("lease",
+                  "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
+                  "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement) "
+                  "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT(id) DO UPDATE SET "
+                  "tenant_id = excluded.tenant_id, kind = excluded.kind, state = excluded.state, pool = excluded.pool, "
+                  "gpus = excluded.gpus, price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
+                  "created_ms = excluded.created_ms, started_ms = excluded.started_ms, noticed_at_ms = excluded.noticed_at_ms, "
+                  "reclaim_at_ms = excluded.reclaim_at_ms, term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
+                  "end_reason = excluded.end_reason, placement = excluded.placement");
+    conn_.prepare("events_lock", "SELECT pg_advisory_xact_lock(7342002)");
+    conn_.prepare("events_max", "SELECT COALESCE(MAX(seq), 0) FROM lease_events");
+    conn_.prepare("event", "INSERT INTO lease_events(seq, lease_id, tenant_id, type, at_ms, data) VALUES($1,$2,$3,$4,$5,$6)");
+    conn_.prepare("internal_job",
+                  "INSERT INTO internal_jobs(id, pool, gpus, start_ms, end_ms) VALUES($1,$2,$3,$4,$5) "
+                  "ON CONFLICT(id) DO UPDATE SET pool = excluded.pool, gpus = excluded.gpus, "
+                  "start_ms = excluded.start_ms, end_ms = excluded.end_ms");
+    conn_.prepare("setting",
+                  "INSERT INTO settings(key, value) VALUES($1,$2) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    conn_.prepare("lease_price",
+                  "INSERT INTO lease_prices(lease_id, at_ms, price_micros) VALUES($1,$2,$3) "
+                  "ON CONFLICT(lease_id, at_ms) DO UPDATE SET price_micros = excluded.price_micros");
+    conn_.prepare("spot_price",
+                  "INSERT INTO spot_prices(at_ms, price_micros) VALUES($1,$2) "
+                  "ON CONFLICT(at_ms) DO UPDATE SET price_micros = excluded.price_micros");
+    static constexpr const char* kUsageColumns =
+        "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
+        "unit_price_micros, amount_micros) ";
+    conn_.prepare("usage_many", std::string(kUsageColumns) +
+                                    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+                                    "$6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], "
+                                    "$12::bigint[]) ON CONFLICT(key) DO NOTHING");
+    conn_.prepare("usage_savepoint", "SAVEPOINT usage");
+    conn_.prepare("usage_rollback", "ROLLBACK TO SAVEPOINT usage");
+    conn_.prepare("usage_one", std::string(kUsageColumns) +
+                                   "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT(key) DO NOTHING");
+    conn_.prepare("balance",
+                  "INSERT INTO balances(tenant_id, credited_micros, charged_micros) VALUES($1,$2,$3) "
+                  "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
+                  "charged_micros = excluded.charged_micros");
+    conn_.prepare("hold",
+                  "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
+                  "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros");
   }
 
   Result<std::vector<TenantRecord>> Tenants() override {
@@ -427,6 +508,21 @@ class PostgresStore final : public Store {
     });
   }
 
+  Result<bool> TryLead() override {
+    bool held = false;
+    Status st = Guard("leadership", [&] {
+      pqxx::nontransaction n(conn_);
+      // Already ours (a session-level lock is re-entrant: do not stack it), else take it if free.
+      held = n.exec1("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                     "pid = pg_backend_pid() AND classid = 0 AND objid = " + std::to_string(kLeaderLock) + ")")[0]
+                 .as<bool>();
+      if (!held) held = n.exec1("SELECT pg_try_advisory_lock(" + std::to_string(kLeaderLock) + ")")[0].as<bool>();
+    });
+    if (!st.ok()) return st;
+    return held;
+  }
+
+  static constexpr int64_t kLeaderLock = 7342003;  // (7342001: migrations, 7342002: event numbering)
   std::string url_;
   pqxx::connection conn_;
 };
@@ -434,5 +530,9 @@ class PostgresStore final : public Store {
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url) { return PostgresStore::Open(url); }
+
+bool IsPostgresUrl(std::string_view spec) {
+  return spec.starts_with("postgresql://") || spec.starts_with("postgres://");
+}
 
 }  // namespace ll::store
