@@ -320,11 +320,31 @@ Reply ControlPlane::Credit(const json& body) {
 Reply ControlPlane::Reserve(const json& body) {
   if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
   Fields f(body);
-  f.Only({"id", "tenant_id", "amount"});
+  f.Only({"id", "tenant_id", "amount", "limits"});
   auto id = f.Str("id", true);
   auto tenant = f.Str("tenant_id", true);
   auto amount = f.Dollars("amount", true);
   if (f.ok() && !ValidClientId(*id, 128)) f.Fail("invalid_value", "`id` must be 1..128 of [A-Za-z0-9_.:/-]", "id");
+  // A standalone gateway's request also takes its share of the key's rate limits, which this
+  // control plane keeps for every gateway: {"key_id", "rpm", "tpm", "tokens"}.
+  std::optional<gateway::Accounts::Admission> limits;
+  if (f.ok() && body.contains("limits")) {
+    const json& l = body["limits"];
+    if (!l.is_object()) {
+      f.Fail("invalid_type", "`limits` must be an object", "limits");
+    } else {
+      Fields lf(l, "limits.");
+      lf.Only({"key_id", "rpm", "tpm", "tokens"});
+      auto key_id = lf.Str("key_id", true);
+      auto rpm = lf.Int("rpm", 0, 1'000'000'000, true);
+      auto tpm = lf.Int("tpm", 0, 1'000'000'000'000, true);
+      auto tokens = lf.Int("tokens", 0, 1'000'000'000'000, true);
+      if (lf.ok() && !ValidClientId(*key_id, 128)) lf.Fail("invalid_value", "`limits.key_id` must be 1..128 of [A-Za-z0-9_.:/-]", "limits.key_id");
+      if (!lf.ok()) return lf.error();
+      limits = gateway::Accounts::Admission{.hold_id = *id, .tenant_id = *tenant, .key_id = *key_id, .rpm = *rpm,
+                                            .tpm = *tpm, .tokens = *tokens, .amount = *amount};
+    }
+  }
   if (!f.ok()) return f.error();
   if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
   auto hold_json = [&](const store::HoldRecord& h) {
@@ -349,9 +369,25 @@ Reply ControlPlane::Reserve(const json& body) {
     r.body = hold_json(**stored);
     return r;
   }
+  gateway::RateLimits::Decision decision;
+  if (limits) {
+    decision = TakeLimits(*limits);
+    if (!decision.ok) {
+      Reply r = ErrorReply(429, "rate_limit_exceeded",
+                           fmt::format("the key's {} per minute are used up", decision.tokens ? "tokens" : "requests"),
+                           decision.tokens ? "tokens" : "requests");
+      r.body["limits"] = gateway::DecisionJson(decision);
+      return r;
+    }
+  }
   ledger::Balance& b = balances_[*tenant];
   Status st = b.Reserve(*id, *amount);
-  if (!st.ok()) return ErrorReply(402, "insufficient_quota", st.message(), "amount");
+  if (!st.ok()) {
+    SettleLimits(*id, 0, /*request_back=*/true);
+    Reply r = ErrorReply(402, "insufficient_quota", st.message(), "amount");
+    if (limits) r.body["limits"] = gateway::DecisionJson(decision);
+    return r;
+  }
   store::HoldRecord h{*id, *tenant, amount->micros, -1, Now()};
   open_holds_[*id] = h;
   pending_.holds.push_back(h);
@@ -360,6 +396,7 @@ Reply ControlPlane::Reserve(const json& body) {
   r.status = 201;
   r.body = hold_json(h);
   r.body["balance"] = BalanceJson(*tenant);
+  if (limits) r.body["limits"] = gateway::DecisionJson(decision);
   return r;
 }
 
@@ -406,15 +443,33 @@ std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view k
   return gateway::Accounts::Key{it->second.tenant_id, it->second.id, it->second.rpm, it->second.tpm};
 }
 
-Status ControlPlane::GatewayHold(const std::string& hold_id, const std::string& tenant_id, Money amount) {
-  if (!tenants_.contains(tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", tenant_id));
-  ledger::Balance& b = balances_[tenant_id];
-  Status st = b.Reserve(hold_id, amount);
-  if (st.code() == StatusCode::kResourceExhausted) {
-    return Status::Exhausted(fmt::format("the balance available is ${}", FormatMoney(b.available())));
+gateway::RateLimits::Decision ControlPlane::TakeLimits(const gateway::Accounts::Admission& a) {
+  gateway::RateLimits::Decision d = limits_.Take(a.key_id, a.rpm, a.tpm, a.tokens, wall_->Now());
+  if (d.ok) limit_holds_[a.hold_id] = {a.key_id, a.tokens};
+  return d;
+}
+
+void ControlPlane::SettleLimits(const std::string& hold_id, int64_t used, bool request_back) {
+  auto it = limit_holds_.find(hold_id);
+  if (it == limit_holds_.end()) return;  // taken by a leader before this one, or never
+  limits_.Settle(it->second.key_id, it->second.reserved, used, wall_->Now(), request_back);
+  limit_holds_.erase(it);
+}
+
+Status ControlPlane::GatewayAdmit(const gateway::Accounts::Admission& a, gateway::RateLimits::Decision* decision) {
+  if (!tenants_.contains(a.tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", a.tenant_id));
+  *decision = TakeLimits(a);
+  if (!decision->ok) return Status::Ok();
+  ledger::Balance& b = balances_[a.tenant_id];
+  Status st = b.Reserve(a.hold_id, a.amount);
+  if (!st.ok()) {
+    SettleLimits(a.hold_id, 0, /*request_back=*/true);  // refused before it reached a model
+    if (st.code() == StatusCode::kResourceExhausted) {
+      return Status::Exhausted(fmt::format("the balance available is ${}", FormatMoney(b.available())));
+    }
+    return st;
   }
-  LL_RETURN_IF_ERROR(st);
-  gateway_holds_[hold_id] = tenant_id;
+  gateway_holds_[a.hold_id] = a.tenant_id;
   return Status::Ok();
 }
 
@@ -441,6 +496,7 @@ Money ChargeUsage(ledger::Balance& b, const std::string& hold_id, std::vector<st
 void ControlPlane::GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
   auto it = gateway_holds_.find(hold_id);
   if (it == gateway_holds_.end()) return;
+  SettleLimits(hold_id, usage.input_tokens + usage.output_tokens, false);
   ledger::Balance& b = balances_[it->second];
   gateway_holds_.erase(it);
   std::vector<store::UsageRecord> records =
@@ -526,6 +582,9 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
                         "usage");
     }
   }
+  int64_t used_tokens = 0;
+  for (const auto& u : usage) used_tokens += u.quantity;
+  SettleLimits(hold_id, used_tokens, false);
   ledger::Balance& b = balances_[h.tenant_id];
   Result<Money> charged = amount ? b.Settle(hold_id, *amount) : ChargeUsage(b, hold_id, usage);
   LL_CHECK(charged.ok());

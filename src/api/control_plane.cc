@@ -180,6 +180,7 @@ Status ControlPlane::InitClock(const Clock* wall) {
 
 Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
   const sim::Trace& trace = fleet_.trace();
+  wall_ = wall;
   LL_RETURN_IF_ERROR(InitClock(wall));
 
   // The owner's settings: config first, then what PUT /admin/policy saved.

@@ -128,9 +128,10 @@ class ControlPlane final : public alloc::Listener {
   Reply VerifyKey(const nlohmann::json& body);
   // The tenant and key id of a tenant's API key (the admin key is not one).
   std::optional<gateway::Accounts::Key> TenantKey(std::string_view key) const;
-  // Holds `amount` of the tenant's balance in memory only: a crash drops the hold with nothing
-  // charged, as the request it covered is gone too.
-  Status GatewayHold(const std::string& hold_id, const std::string& tenant_id, Money amount);
+  // Admits a request of the in-process gateway: takes it from the key's rate limits (see
+  // TakeLimits), then holds `amount` of the tenant's balance in memory only (a crash drops the
+  // hold with nothing charged, as the request it covered is gone too).
+  Status GatewayAdmit(const gateway::Accounts::Admission& a, gateway::RateLimits::Decision* decision);
   // Charges the usage's cost (never more than the hold; the records are cut to what was
   // charged) and queues it with its usage records. Durable at the next Flush: group commit.
   void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage);
@@ -281,6 +282,18 @@ class ControlPlane final : public alloc::Listener {
   std::map<std::string, ledger::Balance> balances_;           // by tenant
   std::map<std::string, store::HoldRecord> open_holds_;       // by hold id
   std::unordered_map<std::string, std::string> gateway_holds_;  // the gateway's (in memory): hold id → tenant
+  // The model API's rate limits, shared by every gateway in front of this control plane (the
+  // in-process one and standalone ones alike), on the wall clock. In memory: a new leader or a
+  // restart starts them full. `limit_holds_`: each admitted request's token reservation.
+  gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a);
+  void SettleLimits(const std::string& hold_id, int64_t used, bool request_back);
+  gateway::RateLimits limits_;
+  struct LimitHold {
+    std::string key_id;
+    int64_t reserved = 0;
+  };
+  std::unordered_map<std::string, LimitHold> limit_holds_;
+  const Clock* wall_ = nullptr;
   int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 
   store::Batch pending_;

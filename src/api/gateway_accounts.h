@@ -21,9 +21,10 @@ class GatewayAccounts final : public gateway::Accounts {
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override {
     done(Status::Ok(), cp_.TenantKey(api_key));
   }
-  void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
-            std::function<void(Status)> done) override {
-    done(cp_.GatewayHold(hold_id, tenant_id, amount));
+  void Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) override {
+    gateway::RateLimits::Decision d;
+    Status st = cp_.GatewayAdmit(a, &d);
+    done(st, d);
   }
   void Settle(const std::string& hold_id, const Usage& usage) override;
   // Commits now (shutdown).

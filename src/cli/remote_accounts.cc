@@ -1,5 +1,7 @@
 #include "cli/remote_accounts.h"
 
+#include <optional>
+
 #include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -8,9 +10,34 @@ namespace ll::cli {
 
 using nlohmann::json;
 
-RemoteAccounts::RemoteAccounts(boost::asio::io_context& ioc, Url control_plane, std::string admin_key,
+// A keep-alive connection to the control plane that asks where it is again after a call that
+// could not reach it (a standby may have taken over). Never retries a call itself: the callers
+// know which calls are safe to repeat.
+class RemoteAccounts::Leader {
+ public:
+  explicit Leader(RemoteAccounts& owner) : owner_(owner) {}
+  Result<HttpResponse> Request(std::string_view method, std::string_view target, const std::string& body) {
+    if (!client_) {
+      Result<Url> url = [&] {
+        std::lock_guard<std::mutex> lock(owner_.locate_mu_);
+        return owner_.locate_();
+      }();
+      if (!url.ok()) return Status::Io(fmt::format("no control plane: {}", url.status().message()));
+      client_.emplace(*url, owner_.admin_key_);
+    }
+    auto r = client_->Request(method, target, body, Duration::Seconds(5));
+    if (!r.ok()) client_.reset();
+    return r;
+  }
+
+ private:
+  RemoteAccounts& owner_;
+  std::optional<HttpClient> client_;
+};
+
+RemoteAccounts::RemoteAccounts(boost::asio::io_context& ioc, Locator locate, std::string admin_key,
                                const Clock* clock, int workers, Duration key_ttl)
-    : ioc_(ioc), url_(std::move(control_plane)), admin_key_(std::move(admin_key)), clock_(clock), key_ttl_(key_ttl) {
+    : ioc_(ioc), locate_(std::move(locate)), admin_key_(std::move(admin_key)), clock_(clock), key_ttl_(key_ttl) {
   for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Run(); });
 }
 
@@ -34,9 +61,9 @@ int64_t RemoteAccounts::unsettled() const {
 }
 
 void RemoteAccounts::Run() {
-  HttpClient client(url_, admin_key_);
+  Leader client(*this);
   for (;;) {
-    std::function<void(HttpClient&)> job;
+    std::function<void(Leader&)> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
@@ -53,7 +80,7 @@ void RemoteAccounts::Run() {
   }
 }
 
-void RemoteAccounts::Enqueue(std::function<void(HttpClient&)> job) {
+void RemoteAccounts::Enqueue(std::function<void(Leader&)> job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(std::move(job));
@@ -68,10 +95,10 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
     done(Status::Ok(), it->second.key);
     return;
   }
-  Enqueue([this, api_key, done = std::move(done)](HttpClient& c) mutable {
+  Enqueue([this, api_key, done = std::move(done)](Leader& c) mutable {
     // Header bytes need not be UTF-8: such a key is no key of ours, and must not throw here.
     auto r = c.Request("POST", "/admin/keys/verify",
-                       json{{"key", api_key}}.dump(-1, ' ', false, json::error_handler_t::replace), Duration::Seconds(5));
+                       json{{"key", api_key}}.dump(-1, ' ', false, json::error_handler_t::replace));
     std::optional<Key> key;
     Status st;
     bool cache = false;
@@ -98,26 +125,42 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
   });
 }
 
-void RemoteAccounts::Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
-                          std::function<void(Status)> done) {
-  Enqueue([this, hold_id, tenant_id, amount, done = std::move(done)](HttpClient& c) mutable {
+void RemoteAccounts::Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++unsettled_;  // until the answer says whether a hold is left to release
+  }
+  Enqueue([this, a, done = std::move(done)](Leader& c) mutable {
     auto r = c.Request("POST", "/admin/holds",
-                       json{{"id", hold_id}, {"tenant_id", tenant_id}, {"amount", FormatMoney(amount)}}.dump(),
-                       Duration::Seconds(5));
+                       json{{"id", a.hold_id},
+                            {"tenant_id", a.tenant_id},
+                            {"amount", FormatMoney(a.amount)},
+                            {"limits", {{"key_id", a.key_id}, {"rpm", a.rpm}, {"tpm", a.tpm}, {"tokens", a.tokens}}}}
+                           .dump());
     Status st;
+    gateway::RateLimits::Decision d;
+    json j = r.ok() ? json::parse(r->body, nullptr, false) : json();
+    if (j.is_object() && j.contains("limits")) d = gateway::DecisionFromJson(j["limits"]);
     if (!r.ok()) {
       st = Status::Io(fmt::format("the control plane did not answer: {}", r.status().message()));
-      // It may have committed the hold all the same: release it (a hold never made is a 404).
-      c.Request("POST", "/admin/holds/" + hold_id + "/settle", R"({"usage":[]})", Duration::Seconds(5)).status();
     } else if (r->status == 201 || r->status == 200) {
       st = Status::Ok();
+    } else if (r->status == 429) {
+      d.ok = false;  // refused by the rate limits (the decision says which and until when)
     } else if (r->status == 402) {
-      json j = json::parse(r->body, nullptr, false);
       st = Status::Exhausted(j.is_object() ? j["error"].value("message", "balance short") : "balance short");
     } else {
       st = Status::Io(fmt::format("the control plane answered {}", r->status));
     }
-    boost::asio::post(ioc_, [st, done = std::move(done)] { done(st); });
+    boost::asio::post(ioc_, [st, d, done = std::move(done)] { done(st, d); });
+    if (!r.ok()) {
+      // It may have committed the hold all the same (and then died, a standby taking over with
+      // the hold): release it as a settlement is made, until acknowledged (never made: a 404).
+      SettleUntilAcknowledged(c, a.hold_id, R"({"usage":[]})");
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    --unsettled_;
   });
 }
 
@@ -134,20 +177,22 @@ void RemoteAccounts::Settle(const std::string& hold_id, const Usage& usage) {
     std::lock_guard<std::mutex> lock(mu_);
     ++unsettled_;
   }
-  Enqueue([this, hold_id, text = body.dump()](HttpClient& c) {
-    // Until acknowledged: the usage keys and the hold id make a repeat count once.
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      auto r = c.Request("POST", "/admin/holds/" + hold_id + "/settle", text, Duration::Seconds(5));
-      if (r.ok() && (r->status == 200 || r->status == 404)) break;
-      if (r.ok() && r->status >= 400 && r->status < 500) {
-        fmt::print(stderr, "landlord gateway: settlement of `{}` refused: {} {}\n", hold_id, r->status, r->body);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 6)));
+  Enqueue([this, hold_id, text = body.dump()](Leader& c) { SettleUntilAcknowledged(c, hold_id, text); });
+}
+
+void RemoteAccounts::SettleUntilAcknowledged(Leader& c, const std::string& hold_id, const std::string& body) {
+  // Through a change of leader too: the usage keys and the hold id make a repeat count once.
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    auto r = c.Request("POST", "/admin/holds/" + hold_id + "/settle", body);
+    if (r.ok() && (r->status == 200 || r->status == 404)) break;
+    if (r.ok() && r->status >= 400 && r->status < 500) {
+      fmt::print(stderr, "landlord gateway: settlement of `{}` refused: {} {}\n", hold_id, r->status, r->body);
+      break;
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    --unsettled_;
-  });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 6)));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  --unsettled_;
 }
 
 }  // namespace ll::cli

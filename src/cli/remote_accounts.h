@@ -1,11 +1,16 @@
 // The ledger of a standalone `landlord gateway`: the control plane's admin API over HTTP.
 //
 // Keys are checked with `POST /admin/keys/verify` and cached (`key_ttl`; a wrong key for a
-// shorter time); holds are `POST /admin/holds` (durable on the control plane before the request
-// goes upstream); settlements `POST /admin/holds/{id}/settle` with the usage records, retried
-// until the control plane acknowledges them (the usage keys make a retry count once). The HTTP
-// calls run on `workers` threads, each with its own keep-alive connection; their answers come
-// back on the gateway's io_context.
+// shorter time); a request is admitted with `POST /admin/holds` carrying its share of the key's
+// rate limits (kept by the control plane for every gateway) and its budget hold (durable on the
+// control plane before the request goes upstream); settlements `POST /admin/holds/{id}/settle`
+// with the usage records, retried until the control plane acknowledges them (the usage keys
+// make a retry count once). The HTTP calls run on `workers` threads, each with its own
+// keep-alive connection; their answers come back on the gateway's io_context.
+//
+// Where the control plane is comes from `locate`: a fixed URL (`--control-plane`) or the
+// leader the shared store names (`--store`). A call that cannot reach it asks `locate` again
+// before the next one, so the gateway follows a standby that took over.
 #pragma once
 
 #include <condition_variable>
@@ -27,13 +32,14 @@ namespace ll::cli {
 
 class RemoteAccounts final : public gateway::Accounts {
  public:
-  RemoteAccounts(boost::asio::io_context& ioc, Url control_plane, std::string admin_key, const Clock* clock,
+  using Locator = std::function<Result<Url>()>;
+  // `locate` is called from the worker threads, one at a time.
+  RemoteAccounts(boost::asio::io_context& ioc, Locator locate, std::string admin_key, const Clock* clock,
                  int workers = 4, Duration key_ttl = Duration::Seconds(30));
   ~RemoteAccounts() override;
 
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override;
-  void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
-            std::function<void(Status)> done) override;
+  void Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) override;
   void Settle(const std::string& hold_id, const Usage& usage) override;
 
   // Settlements not yet acknowledged (shutdown waits for them, up to a point).
@@ -42,11 +48,16 @@ class RemoteAccounts final : public gateway::Accounts {
   void Stop(Duration wait);
 
  private:
+  class Leader;  // a worker's connection to wherever the control plane is now
   void Run();
-  void Enqueue(std::function<void(HttpClient&)> job);
+  void Enqueue(std::function<void(Leader&)> job);
+  // POSTs the settlement until the control plane acknowledges it (20 tries, backing off to
+  // 3.2 s: a standby has taken over well within that); counts `unsettled_` down.
+  void SettleUntilAcknowledged(Leader& c, const std::string& hold_id, const std::string& body);
 
   boost::asio::io_context& ioc_;
-  Url url_;
+  Locator locate_;
+  std::mutex locate_mu_;
   std::string admin_key_;
   const Clock* clock_;
   Duration key_ttl_;
@@ -59,7 +70,7 @@ class RemoteAccounts final : public gateway::Accounts {
   // Work for the HTTP threads.
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void(HttpClient&)>> jobs_;
+  std::deque<std::function<void(Leader&)>> jobs_;
   bool stopping_ = false;
   int64_t unsettled_ = 0;
   std::vector<std::thread> threads_;

@@ -96,8 +96,8 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   // Filters. Auth and Budget may answer later (a remote ledger): they go on with `next`.
   void Auth(std::function<void()> next);
   bool Parse(Endpoint e);
-  bool Limit();
-  void Budget(std::function<void()> next);
+  void Admit(std::function<void()> next);
+  void RefuseLimits(int64_t needed);
   // Upstream.
   void MakeUpstreamRequest();
   void Attempt();
@@ -134,9 +134,9 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   Accounts::Key key_;
   ApiCall call_;
   std::string model_label_ = "-";
-  // Reservations.
-  int64_t tpm_reserved_ = 0;
+  // What the ledger admitted.
   RateLimits::Decision limits_;
+  int64_t admitted_tokens_ = 0;  // the prompt's estimate + the output ceiling
   bool held_ = false;
   // Attempts.
   int attempt_ = 0;
@@ -182,8 +182,8 @@ void Gateway::Call::Start() {
     return;
   }
   Auth([self, e] {
-    if (!self->Parse(e) || !self->Limit()) return;
-    self->Budget([self] {
+    if (!self->Parse(e)) return;
+    self->Admit([self] {
       self->MakeUpstreamRequest();
       self->Attempt();
     });
@@ -233,16 +233,44 @@ bool Gateway::Call::Parse(Endpoint e) {
   return true;
 }
 
-bool Gateway::Call::Limit() {
+void Gateway::Call::Admit(std::function<void()> next) {
   const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
                       : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
                                                               : g_.options_.max_output_tokens * call_.n;
-  tpm_reserved_ = call_.EstimatedPromptTokens() + out;
-  limits_ = g_.limits_.Take(key_.key_id, key_.rpm > 0 ? key_.rpm : g_.options_.rpm,
-                            key_.tpm > 0 ? key_.tpm : g_.options_.tpm, tpm_reserved_, g_.clock_->Now());
-  if (limits_.ok) return true;
-  const int64_t needed = tpm_reserved_;
-  tpm_reserved_ = 0;
+  const auto tp = g_.prices_.TokenPricesFor(call_.model);
+  Accounts::Admission a{.hold_id = id_,
+                        .tenant_id = key_.tenant_id,
+                        .key_id = key_.key_id,
+                        .rpm = key_.rpm > 0 ? key_.rpm : g_.options_.rpm,
+                        .tpm = key_.tpm > 0 ? key_.tpm : g_.options_.tpm,
+                        .tokens = call_.EstimatedPromptTokens() + out,
+                        .amount = CostCeil(call_.WorstPromptTokens(), tp.input_per_mtok) + CostCeil(out, tp.output_per_mtok)};
+  admitted_tokens_ = a.tokens;
+  g_.accounts_->Admit(a, [self = shared_from_this(), next = std::move(next), a](Status st, RateLimits::Decision d) {
+    self->limits_ = d;
+    if (!d.ok) {
+      self->RefuseLimits(a.tokens);
+      return;
+    }
+    if (st.ok()) {
+      self->held_ = true;
+      next();
+      return;
+    }
+    if (st.code() == StatusCode::kResourceExhausted) {
+      self->Refuse(429, "insufficient_quota",
+                   fmt::format("you exceeded your current quota: the prepaid balance does not cover this request's "
+                               "worst case (${}); {}",
+                               FormatMoney(a.amount), st.message()),
+                   "", "insufficient_quota", Header("x-should-retry", "false"));
+    } else {
+      self->Refuse(503, "ledger_unavailable", fmt::format("the ledger cannot hold the request's budget: {}", st.message()),
+                   "", "server_error");
+    }
+  });
+}
+
+void Gateway::Call::RefuseLimits(int64_t needed) {
   std::vector<std::pair<std::string, std::string>> extra;
   extra.reserve(2);  // (GCC 12 warns falsely on growing an empty vector here: -Warray-bounds)
   if (limits_.never) {
@@ -251,7 +279,7 @@ bool Gateway::Call::Limit() {
                        "`max_tokens` or the prompt",
                        needed, limits_.limit_tokens),
            "", "tokens", Header("x-should-retry", "false"));
-    return false;
+    return;
   }
   const int64_t ms = std::max<int64_t>(1, limits_.retry_after.ms);
   extra.emplace_back("retry-after", std::to_string((ms + 999) / 1000));
@@ -262,34 +290,6 @@ bool Gateway::Call::Limit() {
                         : fmt::format("rate limit reached: {} requests per minute; retry in {}", limits_.limit_requests,
                                       FormatResetDuration(limits_.retry_after)),
          "", limits_.tokens ? "tokens" : "requests", std::move(extra));
-  return false;
-}
-
-void Gateway::Call::Budget(std::function<void()> next) {
-  const auto tp = g_.prices_.TokenPricesFor(call_.model);
-  const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
-                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
-                                                              : g_.options_.max_output_tokens * call_.n;
-  const Money worst = CostCeil(call_.WorstPromptTokens(), tp.input_per_mtok) + CostCeil(out, tp.output_per_mtok);
-  g_.accounts_->Hold(id_, key_.tenant_id, worst, [self = shared_from_this(), next = std::move(next), worst](Status st) {
-    if (st.ok()) {
-      self->held_ = true;
-      next();
-      return;
-    }
-    self->g_.limits_.Settle(self->key_.key_id, self->tpm_reserved_, 0, self->g_.clock_->Now(), /*request_back=*/true);
-    self->tpm_reserved_ = 0;
-    if (st.code() == StatusCode::kResourceExhausted) {
-      self->Refuse(429, "insufficient_quota",
-                   fmt::format("you exceeded your current quota: the prepaid balance does not cover this request's "
-                               "worst case (${}); {}",
-                               FormatMoney(worst), st.message()),
-                   "", "insufficient_quota", Header("x-should-retry", "false"));
-    } else {
-      self->Refuse(503, "ledger_unavailable", fmt::format("the ledger cannot hold the request's budget: {}", st.message()),
-                   "", "server_error");
-    }
-  });
 }
 
 void Gateway::Call::Models() {
@@ -347,7 +347,7 @@ void Gateway::Call::Attempt() {
   replica_ = r->id;
   host_ = r->host;
   port_ = r->port;
-  route_tokens_ = tpm_reserved_ > 0 ? tpm_reserved_ : call_.EstimatedPromptTokens() + 1;
+  route_tokens_ = std::max<int64_t>(1, admitted_tokens_);
   g_.router_.Begin(r, route_tokens_);
   auto& idle = g_.pool_->idle[replica_];
   reused_ = !idle.empty();
@@ -630,7 +630,6 @@ void Gateway::Call::FailedMidStream(const std::string& why) {
 void Gateway::Call::Meter(int64_t input, int64_t output) {
   if (metered_) return;
   metered_ = true;
-  if (tpm_reserved_ > 0) g_.limits_.Settle(key_.key_id, tpm_reserved_, input + output, g_.clock_->Now());
   if (!held_) return;
   Accounts::Usage u{.key = fmt::format("{}:{}", id_, std::max(attempt_, 1)),
                     .tenant_id = key_.tenant_id,

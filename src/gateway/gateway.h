@@ -6,7 +6,8 @@
 //   parse   only the fields the filters need (simdjson on demand; 400 naming the field)
 //   limits  requests and tokens per minute per key (429 rate_limit_exceeded, retry-after)
 //   budget  holds the request's worst case on the prepaid balance (429 insufficient_quota,
-//           x-should-retry: false)
+//           x-should-retry: false); both in one call to the ledger, which keeps the limits so
+//           that every gateway in front of it shares them
 //   route   least outstanding tokens with prefix affinity (router.h); a replica that fails
 //           before the first byte is ejected and the request retried on another
 //   meter   settles the hold to the tokens used and records them once (idempotency key
@@ -75,13 +76,23 @@ struct GatewayOptions {
 
 // What the gateway needs from the ledger: the control plane, in `landlord serve` (answers at
 // once) or over HTTP from a standalone `landlord gateway` (answers later, on the gateway's
-// io_context). Callbacks run on the gateway's thread.
+// io_context). Callbacks run on the gateway's thread. Rate limits are the ledger's too, so
+// that every gateway in front of one control plane shares them (no "limit × gateways").
 class Accounts {
  public:
   struct Key {
     std::string tenant_id;
     std::string key_id;
     int64_t rpm = 0, tpm = 0;  // the key's own limits; 0: the gateway's
+  };
+  // One request asking in: its share of the key's rate limits and its worst case's cost.
+  struct Admission {
+    std::string hold_id;  // the request id
+    std::string tenant_id;
+    std::string key_id;
+    int64_t rpm = 0, tpm = 0;  // the limits in force (0: that limit is off)
+    int64_t tokens = 0;        // reserved against `tpm`: the prompt's estimate + the output ceiling
+    Money amount;              // held on the prepaid balance
   };
   struct Usage {
     std::string key;  // idempotency key: request id + attempt
@@ -94,11 +105,13 @@ class Accounts {
   // Ok when the ledger could not be asked (the gateway answers 503, not 401).
   virtual void Authenticate(const std::string& api_key,
                             std::function<void(Status, std::optional<Key>)> done) = 0;
-  // Holds `amount` of the tenant's prepaid balance under `hold_id`; kResourceExhausted with
-  // the reason when the balance is short, another error when the ledger cannot be reached.
-  virtual void Hold(const std::string& hold_id, const std::string& tenant_id, Money amount,
-                    std::function<void(Status)> done) = 0;
-  // Charges the usage (never more than the hold) and releases the rest of the hold.
+  // Takes the request from the key's rate limits, then holds `amount` of the tenant's prepaid
+  // balance under `hold_id` (or neither). `done` gets the limits' decision (not ok: refused by
+  // them) and, when they let it in, the hold's status: kResourceExhausted with the reason when
+  // the balance is short, another error when the ledger cannot be reached.
+  virtual void Admit(const Admission& a, std::function<void(Status, RateLimits::Decision)> done) = 0;
+  // Charges the usage (never more than the hold), releases the rest of the hold and settles the
+  // token reservation to the tokens used.
   virtual void Settle(const std::string& hold_id, const Usage& usage) = 0;
 };
 
@@ -191,7 +204,6 @@ class Gateway final : public ReplicaHost {
   Accounts* accounts_;
   const Clock* clock_;
   Router router_;
-  RateLimits limits_;
   struct Pool;  // idle keep-alive connections per replica
   std::unique_ptr<Pool> pool_;
   uint64_t boot_id_ = 0;  // request ids are unique across restarts: idempotency keys use them

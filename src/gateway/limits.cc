@@ -89,6 +89,37 @@ void RateLimits::Settle(const std::string& key, int64_t reserved, int64_t used, 
   if (it->second.tpm > 0 && reserved != used) it->second.tokens.Give(reserved - used, now);
 }
 
+nlohmann::json DecisionJson(const RateLimits::Decision& d) {
+  return {{"ok", d.ok},
+          {"never", d.never},
+          {"tokens", d.tokens},
+          {"retry_after_ms", d.retry_after.ms},
+          {"limit_requests", d.limit_requests},
+          {"remaining_requests", d.remaining_requests},
+          {"reset_requests_ms", d.reset_requests.ms},
+          {"limit_tokens", d.limit_tokens},
+          {"remaining_tokens", d.remaining_tokens},
+          {"reset_tokens_ms", d.reset_tokens.ms}};
+}
+
+RateLimits::Decision DecisionFromJson(const nlohmann::json& j) {
+  RateLimits::Decision d;
+  if (!j.is_object()) return d;
+  auto num = [&](const char* k) { return j.contains(k) && j[k].is_number_integer() ? j[k].get<int64_t>() : int64_t{0}; };
+  auto flag = [&](const char* k, bool def) { return j.contains(k) && j[k].is_boolean() ? j[k].get<bool>() : def; };
+  d.ok = flag("ok", true);
+  d.never = flag("never", false);
+  d.tokens = flag("tokens", false);
+  d.retry_after = Duration::Millis(num("retry_after_ms"));
+  d.limit_requests = num("limit_requests");
+  d.remaining_requests = num("remaining_requests");
+  d.reset_requests = Duration::Millis(num("reset_requests_ms"));
+  d.limit_tokens = num("limit_tokens");
+  d.remaining_tokens = num("remaining_tokens");
+  d.reset_tokens = Duration::Millis(num("reset_tokens_ms"));
+  return d;
+}
+
 std::string FormatResetDuration(Duration d) {
   int64_t ms = std::max<int64_t>(0, d.ms);
   if (ms < 1000) return fmt::format("{}ms", ms);

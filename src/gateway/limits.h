@@ -10,6 +10,8 @@
 #include <string>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
+
 #include "core/time.h"
 
 namespace ll::gateway {
@@ -67,6 +69,11 @@ class RateLimits {
   };
   std::unordered_map<std::string, Buckets> keys_;
 };
+
+// A decision as JSON (a control plane's answer to a standalone gateway) and back; a field
+// missing reads as its default.
+nlohmann::json DecisionJson(const RateLimits::Decision& d);
+RateLimits::Decision DecisionFromJson(const nlohmann::json& j);
 
 // "1s", "250ms", "6m0s" (the x-ratelimit-reset-* format OpenAI uses).
 std::string FormatResetDuration(Duration d);

@@ -417,6 +417,55 @@ TEST_F(ServeTest, ConcurrentReservationsNeverOverspendABalance) {
   EXPECT_EQ(status, 404);
 }
 
+// The rate limits a control plane keeps for every standalone gateway: a hold with `limits`
+// takes one request and its tokens from the key's buckets, a refusal is 429 with the decision
+// (and holds nothing), a settlement gives back what was not used, and bad `limits` name the
+// field.
+TEST_F(ServeTest, HoldsTakeTheKeysRateLimitsSharedByEveryGateway) {
+  StartServer("spot-all");
+  std::string tenant;
+  NewTenantKey(server_, "acme", &tenant);
+  int status = 0;
+  Call(kAdminKey, "POST", "/admin/credits", {{"tenant_id", tenant}, {"amount", "10.00"}}, &status);
+  ASSERT_EQ(status, 200);
+  auto hold = [&](const std::string& id, int64_t tokens) {
+    return Call(kAdminKey, "POST", "/admin/holds",
+                {{"id", id}, {"tenant_id", tenant}, {"amount", "0.01"},
+                 {"limits", {{"key_id", "key_x"}, {"rpm", 100}, {"tpm", 1000}, {"tokens", tokens}}}},
+                &status);
+  };
+  json first = hold("h1", 600);
+  ASSERT_EQ(status, 201) << first.dump();
+  EXPECT_EQ(first["limits"]["ok"], true);
+  EXPECT_EQ(first["limits"]["limit_tokens"], 1000);
+  EXPECT_EQ(first["limits"]["remaining_tokens"], 400);
+  json refused = hold("h2", 600);  // 400 left: refused, and nothing is held for it
+  ASSERT_EQ(status, 429) << refused.dump();
+  EXPECT_EQ(refused["error"]["code"], "rate_limit_exceeded");
+  EXPECT_EQ(refused["limits"]["ok"], false);
+  EXPECT_EQ(refused["limits"]["tokens"], true);
+  EXPECT_GT(refused["limits"]["retry_after_ms"].get<int64_t>(), 0);
+  EXPECT_EQ(Call(kAdminKey, "GET", "/v1/balance?tenant_id=" + tenant)["held"], "0.01");
+  // h1 used 100 of its 600 tokens: the other 500 come back, so 600 fit again.
+  Call(kAdminKey, "POST", "/admin/holds/h1/settle",
+       {{"usage", {{{"key", "h1:1"}, {"tenant_id", tenant}, {"model", "m"}, {"input_tokens", 60}, {"output_tokens", 40}}}}},
+       &status);
+  ASSERT_EQ(status, 200);
+  json again = hold("h3", 600);
+  EXPECT_EQ(status, 201) << again.dump();
+  for (const auto& [limits, param] : std::vector<std::pair<json, std::string>>{
+           {json{{"key_id", "key_x"}, {"rpm", 1}, {"tpm", 1}}, "limits.tokens"},
+           {json{{"key_id", "key_x"}, {"rpm", -1}, {"tpm", 1}, {"tokens", 1}}, "limits.rpm"},
+           {json{{"key_id", "key x"}, {"rpm", 1}, {"tpm", 1}, {"tokens", 1}}, "limits.key_id"},
+           {json{{"key_id", "key_x"}, {"rpm", 1}, {"tpm", 1}, {"tokens", 1}, {"other", 1}}, "limits.other"},
+           {json("no"), "limits"}}) {
+    json e = Call(kAdminKey, "POST", "/admin/holds",
+                  {{"id", "h9"}, {"tenant_id", tenant}, {"amount", "0.01"}, {"limits", limits}}, &status);
+    EXPECT_EQ(status, 400) << limits.dump();
+    EXPECT_EQ(e["error"]["param"], param) << e.dump();
+  }
+}
+
 // Token usage reported over loopback at full speed, the server killed (SIGKILL) at 10 random
 // points: after each restart every acknowledged event is there, once.
 TEST_F(ServeTest, KillNineDuringUsageIngestionLosesNothingAcknowledged) {
