@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include "gateway/http_util.h"
+#include "store/store.h"
 
 namespace ll::api {
 namespace {
@@ -105,13 +106,13 @@ class Reader {
     return Status::Ok();
   }
 
- private:
   Status Error(const char* table, const char* key, std::string_view what) {
     auto node = t_[table][key].node();
     int line = node != nullptr ? static_cast<int>(node->source().begin.line) : 0;
     return Status::Invalid(fmt::format("{}:{}: `{}{}.{}` {}", path_, line, prefix_, table, key, what));
   }
 
+ private:
   const toml::table& t_;
   std::string path_;
   std::string prefix_;
@@ -319,10 +320,15 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
     if (!ok) return Status::Invalid(fmt::format("{}:{}: unknown table `{}`", path, v.source().begin.line, k.str()));
   }
   Reader r(t, path);
-  LL_RETURN_IF_ERROR(r.Known("server", {"listen", "data_dir", "max_connections", "max_body_bytes",
+  LL_RETURN_IF_ERROR(r.Known("server", {"listen", "data_dir", "store", "max_connections", "max_body_bytes",
                                         "request_timeout_s", "tick_ms"}));
   LL_RETURN_IF_ERROR(r.Str("server", "listen", &c->listen));
   LL_RETURN_IF_ERROR(r.Str("server", "data_dir", &c->data_dir));
+  LL_RETURN_IF_ERROR(r.Str("server", "store", &c->store));
+  if (!c->store.empty() && !store::IsPostgresUrl(c->store)) {
+    return r.Error("server", "store", "must be a postgresql:// URL (SQLite is the default: leave it out and set "
+                   "`server.data_dir`)");
+  }
   LL_RETURN_IF_ERROR(r.Int("server", "max_connections", 1, 1'000'000, &c->max_connections));
   LL_RETURN_IF_ERROR(r.Int("server", "max_body_bytes", 1024, 64 << 20, &c->max_body_bytes));
   LL_RETURN_IF_ERROR(r.Seconds("server", "request_timeout_s", 1, 3600, &c->request_timeout));

@@ -17,6 +17,9 @@ struct ServeConfig {
   // [server]
   std::string listen = "127.0.0.1:8080";
   std::string data_dir = "landlord-data";
+  // The store: "" for SQLite in `data_dir` (the embedded default), or a postgresql:// URL shared
+  // by several servers (one leads, the others stand by) and standalone gateways.
+  std::string store;
   int max_connections = 1024;
   size_t max_body_bytes = 1 << 20;
   // A request (headers and body) must arrive within this, counted from the end of the last

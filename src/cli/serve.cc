@@ -5,14 +5,19 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <csignal>
 #include <cstring>
 #include <memory>
+#include <thread>
+
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include "api/config.h"
 #include "api/control_plane.h"
@@ -20,9 +25,9 @@
 #include "api/http_server.h"
 #include "cli/http_client.h"
 #include "cli/remote_accounts.h"
+#include "core/clock.h"
 #include "gateway/fake_model.h"
 #include "gateway/gateway.h"
-#include "core/clock.h"
 #include "sim/trace.h"
 #include "store/store.h"
 
@@ -33,8 +38,63 @@ struct ServeArgs {
   std::string config;
   std::string listen;
   std::string data_dir;
+  std::string store;
   double speed = 0;
 };
+
+// Set by SIGTERM/SIGINT while a standby waits (before the io_context's own handlers exist).
+volatile std::sig_atomic_t g_stop_standby = 0;
+
+// Opens the store `config` names: SQLite in the data dir, or a shared PostgreSQL database.
+Result<std::unique_ptr<store::Store>> OpenStore(const api::ServeConfig& config) {
+  if (!config.store.empty()) return store::OpenPostgresStore(config.store);
+  return store::OpenSqliteStore(config.data_dir + "/landlord.db");
+}
+
+// What the startup lines call the store (a URL without its password).
+std::string StoreName(const api::ServeConfig& config) {
+  if (config.store.empty()) return config.data_dir + "/landlord.db";
+  auto at = config.store.find('@');
+  auto scheme = config.store.find("://");
+  if (at == std::string::npos || scheme == std::string::npos || at < scheme) return config.store;
+  return config.store.substr(0, scheme + 3) + "…" + config.store.substr(at);
+}
+
+// A standby: waits until this server holds the store's leadership (false: stopped by a signal
+// first). Says once on stderr that it stands by, and when it takes over.
+bool WaitToLead(store::Store& store, const std::string& name, std::string* error) {
+  auto on_signal = [](int) { g_stop_standby = 1; };
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  bool said = false;
+  for (;;) {
+    auto lead = store.TryLead();
+    if (!lead.ok()) {
+      *error = lead.status().message();
+      return false;
+    }
+    if (*lead) break;
+    if (!said) {
+      fmt::print(stderr, "landlord serve: standby: another server leads on {}; taking over when it stops\n", name);
+      said = true;
+    }
+    if (g_stop_standby) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (g_stop_standby) return false;
+  }
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
+  if (said) fmt::print(stderr, "landlord serve: leading now: rebuilding from the store\n");
+  return true;
+}
+
+// The leader's address in the shared store: standalone gateways (`--store`) read it.
+Status PublishLeader(store::Store& store, const std::string& address, const Clock& wall) {
+  store::Batch b;
+  nlohmann::json j = {{"url", "http://" + address}, {"pid", static_cast<int64_t>(getpid())}, {"since", FormatUtc(wall.Now())}};
+  b.settings.emplace_back("leader", j.dump());
+  return store.Commit(b);
+}
 
 int Fail(const std::string& message) {
   fmt::print(stderr, "landlord serve: {}\n", message);
@@ -85,6 +145,10 @@ int RunServe(const ServeArgs& a) {
   }
   if (!a.listen.empty()) config.listen = a.listen;
   if (!a.data_dir.empty()) config.data_dir = a.data_dir;
+  if (!a.store.empty()) {
+    if (!store::IsPostgresUrl(a.store)) return Fail("--store must be a postgresql:// URL (SQLite is the default: use --data-dir)");
+    config.store = a.store;
+  }
   if (a.speed > 0) config.speed = a.speed;
   if (mkdir(config.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Fail(fmt::format("cannot create --data-dir `{}`: {}", config.data_dir, std::strerror(errno)));
@@ -113,8 +177,17 @@ int RunServe(const ServeArgs& a) {
     trace = sim::ReadTrace(config.trace, ro);
   }
   if (!trace.ok()) return Fail(trace.status().message());
-  auto store = store::OpenSqliteStore(config.data_dir + "/landlord.db");
+  auto store = OpenStore(config);
   if (!store.ok()) return Fail(store.status().message());
+  // One active control plane per database: the others stand by until it stops (its connection,
+  // and with it the lock, goes with its process), then rebuild everything from the store.
+  {
+    std::string error;
+    if (!WaitToLead(**store, StoreName(config), &error)) {
+      if (!error.empty()) return Fail(error);
+      return 0;  // stopped while standing by
+    }
+  }
   const char* env_key = std::getenv("LANDLORD_ADMIN_KEY");
   auto cp = api::ControlPlane::Open(config, *trace, store->get(), wall.get(), env_key != nullptr ? env_key : "");
   if (!cp.ok()) return Fail(cp.status().message());
@@ -143,8 +216,8 @@ int RunServe(const ServeArgs& a) {
   } else {
     fmt::print("admin key: the one created on first start (or LANDLORD_ADMIN_KEY)\n");
   }
-  fmt::print("fleet: {} GPUs from {} at {}x; policy {}; store {}/landlord.db\n", trace->total_gpus(), trace->spec,
-             config.speed, config.policy, config.data_dir);
+  fmt::print("fleet: {} GPUs from {} at {}x; policy {}; store {}\n", trace->total_gpus(), trace->spec, config.speed,
+             config.policy, StoreName(config));
   if (slurm) fmt::print("slurm: holders in partition `{}`; notices to {}\n", slurm->options().partition,
                         slurm->options().notify_url);
   fmt::print("dashboard: http://{}/ (log in with the admin key)\n", (*server)->address());
@@ -159,8 +232,31 @@ int RunServe(const ServeArgs& a) {
   fmt::print("try:   LANDLORD_URL=http://{} LANDLORD_API_KEY=<key> landlord admin tenant create acme\n",
              (*server)->address());
   std::fflush(stdout);
+  if (!config.store.empty()) {
+    Status st = PublishLeader(**store, (*server)->address(), *wall);
+    if (!st.ok()) return Fail(st.message());
+  }
+  // A leader that lost the database (and with it the lock) stops at once: a standby leads now,
+  // and the store's connection refuses this one's writes anyway.
+  boost::asio::steady_timer lead_check(ioc);
+  std::function<void()> check_lead = [&] {
+    lead_check.expires_after(std::chrono::seconds(1));
+    lead_check.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto lead = (*store)->TryLead();
+      if (!lead.ok() || !*lead) {
+        fmt::print(stderr, "landlord serve: lost the store's leadership ({}): stopping\n",
+                   lead.ok() ? "another server holds it" : lead.status().message());
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+      check_lead();
+    });
+  };
+  if (!config.store.empty()) check_lead();
 
   RunUntilSignal(ioc, **server, [&] {
+    lead_check.cancel();
     fmt::print(stderr, "landlord serve: stopping (in-flight requests finish)\n");
     (*cp)->Advance();
     accounts.Flush();
@@ -178,7 +274,19 @@ struct GatewayArgs {
   std::string config;
   std::string listen;
   std::string control_plane;
+  std::string store;
 };
+
+// The leader a shared store names (PublishLeader).
+Result<Url> LeaderUrl(store::Store& store) {
+  LL_ASSIGN_OR_RETURN(auto text, store.Setting("leader"));
+  if (!text) return Status::NotFound("no control plane leads yet (none has started on this database)");
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("url") || !j["url"].is_string()) {
+    return Status::Invalid("store: setting `leader` is corrupt");
+  }
+  return ParseUrl(j["url"].get<std::string>());
+}
 
 // A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
 int RunGateway(const GatewayArgs& a) {
@@ -192,27 +300,52 @@ int RunGateway(const GatewayArgs& a) {
     if (!st.ok()) return fail(st.message());
   }
   if (!a.listen.empty()) config.listen = a.listen;
-  auto url = ParseUrl(a.control_plane);
-  if (!url.ok()) return fail(fmt::format("--control-plane: {}", url.status().message()));
+  if (a.control_plane.empty() == a.store.empty()) return fail("give one of --control-plane URL and --store postgresql://…");
   const char* admin = std::getenv("LANDLORD_ADMIN_KEY");
   if (admin == nullptr || *admin == 0) return fail("LANDLORD_ADMIN_KEY must hold the control plane's admin key");
+  // Where the control plane is: a fixed URL, or whichever server leads on the shared store.
+  std::unique_ptr<store::Store> shared;
+  RemoteAccounts::Locator locate;
+  std::string where = a.control_plane;
+  if (!a.store.empty()) {
+    if (!store::IsPostgresUrl(a.store)) return fail("--store must be a postgresql:// URL");
+    auto st = store::OpenPostgresStore(a.store);
+    if (!st.ok()) return fail(st.status().message());
+    shared = std::move(*st);
+    locate = [s = shared.get()] { return LeaderUrl(*s); };
+    api::ServeConfig named;
+    named.store = a.store;
+    where = "the leader on " + StoreName(named);
+  } else {
+    auto url = ParseUrl(a.control_plane);
+    if (!url.ok()) return fail(fmt::format("--control-plane: {}", url.status().message()));
+    locate = [u = *url]() -> Result<Url> { return u; };
+  }
   // No fleet here: simulated replicas run beside it.
   for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
-  // The control plane must answer before the gateway takes traffic.
-  {
-    HttpClient probe(*url, admin);
-    auto r = probe.Request("GET", "/healthz", "", Duration::Seconds(5));
-    if (!r.ok()) return fail(fmt::format("the control plane at {} does not answer: {}", a.control_plane, r.status().message()));
+  // The control plane must answer before the gateway takes traffic (a leader may still be
+  // starting: up to 30 s).
+  for (int i = 0;; ++i) {
+    auto url = locate();
+    Status st = url.status();
+    if (url.ok()) {
+      HttpClient probe(*url, admin);
+      st = probe.Request("GET", "/healthz", "", Duration::Seconds(5)).status();
+    }
+    if (st.ok()) break;
+    if (i == 0) fmt::print(stderr, "landlord gateway: waiting for the control plane ({}): {}\n", where, st.message());
+    if (i >= 60) return fail(fmt::format("the control plane ({}) does not answer: {}", where, st.message()));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   std::unique_ptr<Clock> wall = NewSystemClock();
   boost::asio::io_context ioc(1);
-  RemoteAccounts accounts(ioc, *url, admin, wall.get());
+  RemoteAccounts accounts(ioc, locate, admin, wall.get());
   auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, &accounts, wall.get());
   if (!gw.ok()) return fail(gw.status().message());
   auto server = api::HttpServer::StartGateway(ioc, config, **gw);
   if (!server.ok()) return fail(server.status().message());
   fmt::print("landlord gateway: listening on http://{}\n", (*server)->address());
-  fmt::print("control plane: {}; models: {}\n", a.control_plane, fmt::join((*gw)->router().Models(), ", "));
+  fmt::print("control plane: {}; models: {}\n", where, fmt::join((*gw)->router().Models(), ", "));
   std::fflush(stdout);
   RunUntilSignal(ioc, **server, [] {});
   (*server)->Shutdown();
@@ -250,6 +383,9 @@ std::function<std::optional<int>()> AddServeCommand(CLI::App& app) {
   cmd->add_option("--config", args->config, "TOML file (see docs/serve.example.toml)");
   cmd->add_option("--listen", args->listen, "HOST:PORT to listen on (port 0: any free port); default 127.0.0.1:8080");
   cmd->add_option("--data-dir", args->data_dir, "Directory of the SQLite store; default landlord-data");
+  cmd->add_option("--store", args->store,
+                  "A PostgreSQL database shared with other servers (postgresql://…) instead of SQLite: one leads, "
+                  "the others stand by");
   cmd->add_option("--speed", args->speed, "Server-clock seconds per wall second for the sim fleet; default 60")
       ->check(CLI::Range(0.001, 1e7));
   auto fo = std::make_shared<gateway::FakeModelOptions>();
@@ -273,7 +409,9 @@ std::function<std::optional<int>()> AddServeCommand(CLI::App& app) {
   auto ga = std::make_shared<GatewayArgs>();
   CLI::App* gwc = app.add_subcommand(
       "gateway", "Run the model API alone (scale-out), against a control plane's ledger (LANDLORD_ADMIN_KEY)");
-  gwc->add_option("--control-plane", ga->control_plane, "The control plane's URL, e.g. http://127.0.0.1:8080")->required();
+  gwc->add_option("--control-plane", ga->control_plane, "The control plane's URL, e.g. http://127.0.0.1:8080");
+  gwc->add_option("--store", ga->store,
+                  "The control planes' shared PostgreSQL database (postgresql://…): follow whichever one leads");
   gwc->add_option("--config", ga->config, "TOML file: [server], [gateway] and [prices] as for `serve`");
   gwc->add_option("--listen", ga->listen, "HOST:PORT (port 0: any free port); default 127.0.0.1:8080");
   return [cmd, args, fake, fo, first_ms, gwc, ga]() -> std::optional<int> {

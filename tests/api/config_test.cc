@@ -102,5 +102,17 @@ TEST_F(ConfigTest, TheGatewayTableIsReadAndCheckedToo) {
   }
 }
 
+TEST_F(ConfigTest, TheStoreIsSqliteUnlessAPostgresUrlIsGiven) {
+  ServeConfig c;
+  ASSERT_TRUE(LoadServeConfig(Write("[server]\ndata_dir = \"d\"\n"), &c).ok());
+  EXPECT_EQ(c.store, "") << "SQLite in data_dir by default";
+  ASSERT_TRUE(LoadServeConfig(Write("[server]\nstore = \"postgresql://u@db/landlord\"\n"), &c).ok());
+  EXPECT_EQ(c.store, "postgresql://u@db/landlord");
+  ServeConfig bad;
+  Status st = LoadServeConfig(Write("[server]\n\nstore = \"sqlite:/tmp/x.db\"\n"), &bad);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("c.toml:3: `server.store` must be a postgresql:// URL"), std::string::npos) << st.message();
+}
+
 }  // namespace
 }  // namespace ll::api
