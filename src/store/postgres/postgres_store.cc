@@ -95,10 +95,85 @@ class PostgresStore final : public Store {
     }
   }
 
+  // One round trip for the whole batch (plus BEGIN and COMMIT, and the event numbering): every
+  // statement is sent in one text, values quoted by libpq. A batch the database refuses is then
+  // written again statement by statement, which names the record refused (or, if the refusal
+  // was transient, commits it).
   Status Commit(Batch& batch) override {
     if (batch.empty()) return Status::Ok();
+    try {
+      CommitInOneText(batch);
+      return Status::Ok();
+    } catch (const pqxx::sql_error&) {
+      return CommitStatementByStatement(batch);
+    } catch (const std::exception& e) {
+      return Status::Io(fmt::format("store `{}`: commit: {}", url_, e.what()));
+    }
+  }
+
+  void CommitInOneText(Batch& batch) {
+    pqxx::work w(conn_);
+    std::vector<int64_t> seqs;
+    int64_t next = 0;
+    if (!batch.events.empty()) {
+      w.exec_prepared("events_lock");
+      next = w.exec_prepared1("events_max")[0].as<int64_t>();
+    }
+    auto q = [&](const std::string& v) { return w.quote(v); };
+    auto n = [](int64_t v) { return std::to_string(v); };
+    auto ms = [](Time t) { return t == kTimeMax ? std::string("NULL") : std::to_string(t.ms); };
+    std::string sql;
+    auto add = [&](std::string_view prepared, std::initializer_list<std::string> values) {
+      sql += "EXECUTE ";
+      sql += prepared;
+      sql += '(';
+      bool first = true;
+      for (const auto& v : values) {
+        if (!first) sql += ',';
+        sql += v;
+        first = false;
+      }
+      sql += ");\n";
+    };
+    for (const auto& t : batch.tenants) add("tenant", {q(t.id), q(t.name), n(t.created.ms)});
+    for (const auto& k : batch.keys) {
+      add("key", {q(k.id), k.tenant_id.empty() ? "NULL" : q(k.tenant_id), q(k.hash), n(k.admin ? 1 : 0),
+                  n(k.created.ms), n(k.rpm), n(k.tpm)});
+    }
+    for (const auto& l : batch.leases) {
+      add("lease", {q(l.id), q(l.tenant_id), q(l.kind), q(l.state), n(l.pool), n(l.gpus), n(l.price_micros),
+                    n(l.max_price_micros), ms(l.created), ms(l.started), ms(l.noticed_at), ms(l.reclaim_at),
+                    ms(l.term_end), ms(l.ended), q(l.end_reason), q(l.placement)});
+    }
+    for (const auto& e : batch.events) {
+      add("event", {n(++next), q(e.lease_id), q(e.tenant_id), q(e.type), n(e.at.ms), q(e.data)});
+      seqs.push_back(next);
+    }
+    for (const auto& j : batch.internal_jobs) add("internal_job", {q(j.id), n(j.pool), n(j.gpus), n(j.start.ms), ms(j.end)});
+    for (const auto& [k, v] : batch.settings) add("setting", {q(k), q(v)});
+    for (const auto& p : batch.lease_prices) add("lease_price", {q(p.lease_id), n(p.at.ms), n(p.price_micros)});
+    for (const auto& p : batch.spot_prices) add("spot_price", {n(p.at.ms), n(p.price_micros)});
+    for (const auto& b : batch.balances) add("balance", {q(b.tenant_id), n(b.credited_micros), n(b.charged_micros)});
+    for (const auto& h : batch.holds) {
+      add("hold", {q(h.id), q(h.tenant_id), n(h.amount_micros), h.charged_micros < 0 ? "NULL" : n(h.charged_micros),
+                   n(h.created.ms)});
+    }
+    // Last, so that its count is what the text returns: the usage records that were new.
+    if (!batch.usage.empty()) {
+      UsageArrays a(batch.usage);
+      sql += "WITH ins AS (" + std::string(kUsageInsert) + "SELECT * FROM unnest(";
+      for (int i = 0; i < 12; ++i) sql += (i > 0 ? "," : "") + q(a.column[i]) + "::" + kUsageTypes[i] + "[]";
+      sql += ") ON CONFLICT(key) DO NOTHING RETURNING 1) SELECT count(*) FROM ins";
+    }
+    pqxx::result r = w.exec(sql);
+    const int64_t inserted = batch.usage.empty() ? 0 : r[0][0].as<int64_t>();
+    w.commit();
+    for (size_t i = 0; i < seqs.size(); ++i) batch.events[i].seq = seqs[i];
+    batch.usage_inserted = inserted;
+  }
+
+  Status CommitStatementByStatement(Batch& batch) {
     // Errors name the record being written, in the caller's terms (as the SQLite store does).
-    // Every statement is prepared once per connection (no parsing or planning per row).
     std::string what = "commit: begin";
     return Guard(what, [&] {
       pqxx::work w(conn_);
@@ -167,27 +242,12 @@ class PostgresStore final : public Store {
   // are tried one by one (after a savepoint) so that the error names the one refused.
   int64_t InsertUsage(pqxx::work& w, const std::vector<UsageRecord>& usage, std::string* what) {
     if (usage.empty()) return 0;
-    std::vector<std::string> text[8];  // key, tenant_id, source, ref, kind, period, unit (and spare)
-    std::vector<int64_t> num[5];       // start_ms, end_ms, quantity, unit_price_micros, amount_micros
-    for (auto& v : text) v.reserve(usage.size());
-    for (auto& v : num) v.reserve(usage.size());
-    for (const auto& u : usage) {
-      for (auto [i, f] : {std::pair{0, &u.key}, {1, &u.tenant_id}, {2, &u.source}, {3, &u.ref}, {4, &u.kind},
-                          {5, &u.period}, {6, &u.unit}}) {
-        text[i].push_back(*f);
-      }
-      num[0].push_back(u.start.ms);
-      num[1].push_back(u.end.ms);
-      num[2].push_back(u.quantity);
-      num[3].push_back(u.unit_price_micros);
-      num[4].push_back(u.amount_micros);
-    }
+    UsageArrays a(usage);
     w.exec_prepared("usage_savepoint");
     try {
-      auto r = w.exec_prepared("usage_many", TextArray(text[0]), TextArray(text[1]), TextArray(text[2]),
-                               TextArray(text[3]), TextArray(text[4]), TextArray(text[5]), IntArray(num[0]),
-                               IntArray(num[1]), IntArray(num[2]), TextArray(text[6]), IntArray(num[3]),
-                               IntArray(num[4]));
+      auto r = w.exec_prepared("usage_many", a.column[0], a.column[1], a.column[2], a.column[3], a.column[4],
+                               a.column[5], a.column[6], a.column[7], a.column[8], a.column[9], a.column[10],
+                               a.column[11]);
       return r.affected_rows();
     } catch (const pqxx::sql_error&) {
       w.exec_prepared("usage_rollback");  // back to the savepoint: find the record refused (that throws, naming it)
@@ -202,21 +262,37 @@ class PostgresStore final : public Store {
     return inserted;  // (every record went in one by one: the array statement's failure was transient)
   }
 
-  // PostgreSQL array literals: {"a","b"} (quotes and backslashes escaped) and {1,2}.
-  static std::string TextArray(const std::vector<std::string>& v) {
-    std::string out = "{";
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (i > 0) out += ',';
-      out += '"';
-      for (char c : v[i]) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
+  // A batch's usage records as 12 PostgreSQL array literals, one per column of usage_events
+  // in kUsageInsert's order: {"a","b"} (quotes and backslashes escaped) or {1,2}.
+  struct UsageArrays {
+    explicit UsageArrays(const std::vector<UsageRecord>& usage) {
+      for (auto& c : column) c = "{";
+      for (size_t i = 0; i < usage.size(); ++i) {
+        const UsageRecord& u = usage[i];
+        const char* sep = i == 0 ? "" : ",";
+        Text(0, sep, u.key), Text(1, sep, u.tenant_id), Text(2, sep, u.source), Text(3, sep, u.ref);
+        Text(4, sep, u.kind), Text(5, sep, u.period), Int(6, sep, u.start.ms), Int(7, sep, u.end.ms);
+        Int(8, sep, u.quantity), Text(9, sep, u.unit), Int(10, sep, u.unit_price_micros), Int(11, sep, u.amount_micros);
       }
-      out += '"';
+      for (auto& c : column) c += '}';
     }
-    return out + "}";
-  }
-  static std::string IntArray(const std::vector<int64_t>& v) { return "{" + fmt::format("{}", fmt::join(v, ",")) + "}"; }
+    void Text(int i, const char* sep, const std::string& v) {
+      column[i] += sep;
+      column[i] += '"';
+      for (char c : v) {
+        if (c == '"' || c == '\\') column[i] += '\\';
+        column[i] += c;
+      }
+      column[i] += '"';
+    }
+    void Int(int i, const char* sep, int64_t v) { fmt::format_to(std::back_inserter(column[i]), "{}{}", sep, v); }
+    std::string column[12];
+  };
+  static constexpr const char* kUsageInsert =
+      "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
+      "unit_price_micros, amount_micros) ";
+  static constexpr const char* kUsageTypes[12] = {"text",   "text",   "text",   "text", "text",   "text",
+                                                  "bigint", "bigint", "bigint", "text", "bigint", "bigint"};
 
   // The statements Commit() runs, prepared on the connection (libpqxx prepares each on first use).
   void Prepare() {
@@ -246,16 +322,13 @@ class PostgresStore final : public Store {
     conn_.prepare("spot_price",
                   "INSERT INTO spot_prices(at_ms, price_micros) VALUES($1,$2) "
                   "ON CONFLICT(at_ms) DO UPDATE SET price_micros = excluded.price_micros");
-    static constexpr const char* kUsageColumns =
-        "INSERT INTO usage_events(key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, "
-        "unit_price_micros, amount_micros) ";
-    conn_.prepare("usage_many", std::string(kUsageColumns) +
-                                    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-                                    "$6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], "
-                                    "$12::bigint[]) ON CONFLICT(key) DO NOTHING");
+    std::string arrays;
+    for (int i = 0; i < 12; ++i) arrays += fmt::format("{}${}::{}[]", i > 0 ? ", " : "", i + 1, kUsageTypes[i]);
+    conn_.prepare("usage_many",
+                  fmt::format("{}SELECT * FROM unnest({}) ON CONFLICT(key) DO NOTHING", kUsageInsert, arrays));
     conn_.prepare("usage_savepoint", "SAVEPOINT usage");
     conn_.prepare("usage_rollback", "ROLLBACK TO SAVEPOINT usage");
-    conn_.prepare("usage_one", std::string(kUsageColumns) +
+    conn_.prepare("usage_one", std::string(kUsageInsert) +
                                    "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT(key) DO NOTHING");
     conn_.prepare("balance",
                   "INSERT INTO balances(tenant_id, credited_micros, charged_micros) VALUES($1,$2,$3) "
@@ -264,6 +337,11 @@ class PostgresStore final : public Store {
     conn_.prepare("hold",
                   "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
                   "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros");
+    // Now, not on first use: CommitInOneText runs them by name (EXECUTE) in one text.
+    for (const char* name : {"tenant", "key", "lease", "event", "internal_job", "setting", "lease_price", "spot_price",
+                             "balance", "hold"}) {
+      conn_.prepare_now(name);
+    }
   }
 
   Result<std::vector<TenantRecord>> Tenants() override {
