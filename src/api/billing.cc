@@ -566,7 +566,15 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
   }
   auto it = open_holds_.find(hold_id);
   if (it == open_holds_.end()) {
-    // A retry after the settlement went through gets its answer again.
+    // A retry after the settlement went through gets its answer again (settled in the batch not
+    // yet committed, or in the store).
+    for (const auto& h : pending_.holds) {
+      if (h.id != hold_id || h.charged_micros < 0) continue;
+      Reply r;
+      r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"},
+                {"charged", FormatMoney(Money::Micros(h.charged_micros))}};
+      return r;
+    }
     auto stored = store_->Hold(hold_id);
     LL_CHECK(stored.ok());
     if (!*stored) return ErrorReply(404, "hold_not_found", fmt::format("no hold `{}`", hold_id), "id");

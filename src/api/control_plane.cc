@@ -571,6 +571,7 @@ void ControlPlane::Emit(Lease& l, std::string type, Time at, json extra) {
 }
 
 void ControlPlane::Flush() {
+  if (defer_commits_) return;  // the server commits after the request (group commit)
   std::sort(dirty_leases_.begin(), dirty_leases_.end());
   dirty_leases_.erase(std::unique(dirty_leases_.begin(), dirty_leases_.end()), dirty_leases_.end());
   for (size_t i : dirty_leases_) {

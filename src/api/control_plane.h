@@ -137,6 +137,10 @@ class ControlPlane final : public alloc::Listener {
   void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage);
   // Commits whatever is queued (the gateway's usage): durable when it returns.
   void FlushPending() { Flush(); }
+  // Group commit of the hold API (standalone gateways admit and settle every request with it):
+  // while deferred, the writes a request makes stay queued; the server then commits once for
+  // all the requests that arrived together (FlushPending) and answers each after that.
+  void DeferCommits(bool on) { defer_commits_ = on; }
   bool HasPendingWrites() const { return !pending_.empty(); }
   // The owner's report: billed revenue by class for `period` (default: this month) and, since
   // the server started, GPU-hours and utilization by class, revenue per GPU-hour and the cost
@@ -294,6 +298,7 @@ class ControlPlane final : public alloc::Listener {
   };
   std::unordered_map<std::string, LimitHold> limit_holds_;
   const Clock* wall_ = nullptr;
+  bool defer_commits_ = false;
   int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 
   store::Batch pending_;

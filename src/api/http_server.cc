@@ -185,6 +185,20 @@ class Server final : public HttpServer {
 
   ControlPlane* cp() { return cp_; }
   gateway::Gateway* gateway() { return gateway_; }
+  // Runs `respond` once the control plane's queued writes are committed: one commit for every
+  // request handled before the loop gets to it (group commit).
+  void AfterCommit(std::function<void()> respond) {
+    after_commit_.push_back(std::move(respond));
+    if (commit_posted_) return;
+    commit_posted_ = true;
+    net::post(acceptor_.get_executor(), [this] {
+      commit_posted_ = false;
+      cp_->FlushPending();
+      std::vector<std::function<void()>> waiting;
+      waiting.swap(after_commit_);
+      for (auto& f : waiting) f();
+    });
+  }
   // The dashboard's snapshot and fleet map as JSON text, computed at most every 500 ms of wall
   // time and shared by every open dashboard (each reads SQL aggregates and walks the fleet).
   const std::string& DashboardText() { return Cached(dashboard_, [&] { return ReplyText(cp_->Dashboard()); }); }
@@ -256,6 +270,8 @@ class Server final : public HttpServer {
   net::steady_timer tick_;
   HttpMetrics metrics_;
   std::set<Session*> sessions_;
+  std::vector<std::function<void()>> after_commit_;  // answers waiting for the group commit
+  bool commit_posted_ = false;
   bool stopping_ = false;
 };
 
@@ -327,6 +343,16 @@ void Session::OnRead(beast::error_code ec) {
   r.body = req.body();
   if (server_.cp() == nullptr) {
     routed = GatewayOnlyRoute(r);
+  } else if (r.method == "POST" && r.target.starts_with("/admin/holds")) {
+    // Admissions and settlements of standalone gateways: committed together with the others of
+    // this turn of the loop, each answered once durable.
+    server_.cp()->DeferCommits(true);
+    routed = Route(*server_.cp(), r);
+    server_.cp()->DeferCommits(false);
+    if (server_.cp()->HasPendingWrites()) {
+      server_.AfterCommit([self = shared_from_this(), routed, t0] { self->Respond(routed, t0); });
+      return;
+    }
   } else {
     routed = Route(*server_.cp(), r);
   }

@@ -35,7 +35,7 @@ class RemoteAccounts final : public gateway::Accounts {
   using Locator = std::function<Result<Url>()>;
   // `locate` is called from the worker threads, one at a time.
   RemoteAccounts(boost::asio::io_context& ioc, Locator locate, std::string admin_key, const Clock* clock,
-                 int workers = 4, Duration key_ttl = Duration::Seconds(30));
+                 int workers = 16, Duration key_ttl = Duration::Seconds(30));
   ~RemoteAccounts() override;
 
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override;
