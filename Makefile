@@ -61,6 +61,7 @@ bench: deps $(BENCHB)/CMakeCache.txt
 	$(BENCHB)/bench/landlord_api_bench
 	LANDLORD_BIN=$(BENCHB)/landlord bench/gateway_bench.sh --json $(BENCHB)/gateway_bench.json
 	node bench/dashboard_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/dashboard_bench.json
+	LANDLORD_BIN=$(BENCHB)/landlord bench/store_bench.sh --json $(BENCHB)/store_bench.json
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

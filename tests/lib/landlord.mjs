@@ -17,8 +17,9 @@ process.on('exit', () => {
   }
 });
 
-// Spawns `landlord ARGS...` and resolves once its first stdout line names the URL it listens on.
-export function spawnLandlord(bin, args, { env = {}, cwd = undefined } = {}) {
+// Spawns `landlord ARGS...` and resolves once its first stdout line names the URL it listens on
+// (a standby `serve` prints it only when it takes over: give it a longer `startTimeoutMs`).
+export function spawnLandlord(bin, args, { env = {}, cwd = undefined, startTimeoutMs = START_TIMEOUT_MS } = {}) {
   const proc = spawn(bin, args, {
     cwd,
     env: { ...process.env, ...env },
@@ -41,8 +42,8 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined } = {}) {
   const describeProc = () => `\`landlord ${args.join(' ')}\`\nstdout:\n${stdout}\nstderr:\n${stderr}`;
   const url = new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      reject(new Error(`no listening line within ${START_TIMEOUT_MS} ms from ${describeProc()}`));
-    }, START_TIMEOUT_MS);
+      reject(new Error(`no listening line within ${startTimeoutMs} ms from ${describeProc()}`));
+    }, startTimeoutMs);
     proc.on('error', (e) => {
       clearTimeout(timer);
       reject(e);
@@ -69,6 +70,8 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined } = {}) {
     url,
     exited,
     describe: describeProc,
+    // What it printed so far.
+    output: () => ({ stdout, stderr }),
     // SIGTERM, then SIGKILL if it does not go; resolves to how it exited.
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null || proc.signalCode !== null) return exited;
@@ -84,17 +87,27 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined } = {}) {
 }
 
 
-// `call(method, route, key, body)` against the server at `baseUrl()` (read at each call): the
-// status, the parsed JSON body (undefined when empty) and the raw text.
+// One API call: `method route` on `base` with the bearer `key` and a JSON `body` (none when
+// undefined). Resolves to the status, the headers, the parsed JSON body (undefined when empty
+// or not JSON) and the raw text.
+export async function request(base, method, route, key, body, timeoutMs = 20_000) {
+  const res = await fetch(`${base}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+// `call(method, route, key, body)` against the server at `baseUrl()` (read at each call).
 export function apiClient(baseUrl, timeoutMs = 20_000) {
-  return async (method, route, key, body) => {
-    const res = await fetch(`${baseUrl()}${route}`, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await res.text();
-    return { status: res.status, json: text ? JSON.parse(text) : undefined, text };
-  };
+  return (method, route, key, body) => request(baseUrl(), method, route, key, body ?? undefined, timeoutMs);
 }

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 import OpenAI from 'openai';
 
-import { spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
+import { request, spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.LANDLORD_BIN
@@ -119,25 +119,10 @@ ${upstreamToml}`,
     stopping.push(this.stop().then((exit) => ({ url: this.url, exit })));
   }
 
-  async http(method, route, key, body) {
-    const res = await fetch(`${this.url}${route}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${key}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const text = await res.text();
-    let json;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    return { status: res.status, headers: res.headers, text, json };
+  http(method, route, key, body) {
+    return request(this.url, method, route, key, body, 10_000);
   }
+
 
   async admin(route, body, wantStatus) {
     const r = await this.http('POST', route, ADMIN_KEY, body);

@@ -11,10 +11,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-fail() {
-  echo "tests/node: $*" >&2
-  exit 1
-}
+LL_RUNNER=tests/node
+# shellcheck source=../lib/runner.sh
+source "$ROOT/tests/lib/runner.sh"
 
 command -v node >/dev/null 2>&1 ||
   fail "node is not installed (Debian: apt-get install nodejs npm; scripts/deps.sh installs them)"
@@ -23,12 +22,7 @@ command -v npm >/dev/null 2>&1 ||
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 18 ] || fail "node $(node --version) is too old: the tests need Node 18 or later"
 
-export LANDLORD_BIN="${LANDLORD_BIN:-$ROOT/build/release/landlord}"
-case "$LANDLORD_BIN" in
-  /*) ;;
-  *) LANDLORD_BIN="$PWD/$LANDLORD_BIN" ;;
-esac
-[ -x "$LANDLORD_BIN" ] || fail "no landlord binary at $LANDLORD_BIN (build it, or set LANDLORD_BIN)"
+ll_landlord_bin
 
 # npm ci only when needed: no node_modules, or the lockfile changed since the last install
 # (npm writes node_modules/.package-lock.json on every install).

@@ -13,21 +13,15 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-fail() {
-  echo "tests/slurm: $*" >&2
-  exit 1
-}
+LL_RUNNER=tests/slurm
+# shellcheck source=../lib/runner.sh
+source "$ROOT/tests/lib/runner.sh"
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root: slurmd starts jobs as their users (CI runs as root)"
 for b in munged slurmctld slurmd sbatch slurmdbd mariadbd curl node; do
   command -v "$b" >/dev/null 2>&1 || fail "\`$b\` is missing: scripts/deps.sh test installs the Debian packages"
 done
-export LANDLORD_BIN="${LANDLORD_BIN:-$ROOT/build/release/landlord}"
-case "$LANDLORD_BIN" in
-  /*) ;;
-  *) LANDLORD_BIN="$PWD/$LANDLORD_BIN" ;;
-esac
-[ -x "$LANDLORD_BIN" ] || fail "no landlord binary at $LANDLORD_BIN (build it, or set LANDLORD_BIN)"
+ll_landlord_bin
 
 export SLURM_CI_DIR
 SLURM_CI_DIR="$(mktemp -d /tmp/landlord-slurm.XXXXXX)"

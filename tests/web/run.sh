@@ -13,20 +13,14 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 WEB="$ROOT/web"
 
-fail() {
-  echo "tests/web: $*" >&2
-  exit 1
-}
+LL_RUNNER=tests/web
+# shellcheck source=../lib/runner.sh
+source "$ROOT/tests/lib/runner.sh"
 
 command -v node >/dev/null 2>&1 || fail "node is not installed (Debian: apt-get install nodejs npm; scripts/deps.sh installs them)"
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] ||
   fail "no Chromium at ${CHROMIUM:-/usr/bin/chromium} (Debian: apt-get install chromium; scripts/deps.sh installs it)"
-export LANDLORD_BIN="${LANDLORD_BIN:-$ROOT/build/release/landlord}"
-case "$LANDLORD_BIN" in
-  /*) ;;
-  *) LANDLORD_BIN="$PWD/$LANDLORD_BIN" ;;
-esac
-[ -x "$LANDLORD_BIN" ] || fail "no landlord binary at $LANDLORD_BIN (build it, or set LANDLORD_BIN)"
+ll_landlord_bin
 
 stamp="$WEB/node_modules/.package-lock.json"
 if [ ! -d "$WEB/node_modules" ] || [ ! -f "$stamp" ] || [ "$WEB/package-lock.json" -nt "$stamp" ]; then
