@@ -39,6 +39,7 @@ struct ServeArgs {
   std::string listen;
   std::string data_dir;
   std::string store;
+  std::string advertise;
   double speed = 0;
 };
 
@@ -88,10 +89,10 @@ bool WaitToLead(store::Store& store, const std::string& name, std::string* error
   return true;
 }
 
-// The leader's address in the shared store: standalone gateways (`--store`) read it.
-Status PublishLeader(store::Store& store, const std::string& address, const Clock& wall) {
+// The leader's URL in the shared store: standalone gateways (`--store`) read it.
+Status PublishLeader(store::Store& store, const std::string& url, const Clock& wall) {
   store::Batch b;
-  nlohmann::json j = {{"url", "http://" + address}, {"pid", static_cast<int64_t>(getpid())}, {"since", FormatUtc(wall.Now())}};
+  nlohmann::json j = {{"url", url}, {"pid", static_cast<int64_t>(getpid())}, {"since", FormatUtc(wall.Now())}};
   b.settings.emplace_back("leader", j.dump());
   return store.Commit(b);
 }
@@ -148,6 +149,11 @@ int RunServe(const ServeArgs& a) {
   if (!a.store.empty()) {
     if (!store::IsPostgresUrl(a.store)) return Fail("--store must be a postgresql:// URL (SQLite is the default: use --data-dir)");
     config.store = a.store;
+  }
+  if (!a.advertise.empty()) {
+    auto u = ParseUrl(a.advertise);
+    if (!u.ok()) return Fail(fmt::format("--advertise: {}", u.status().message()));
+    if (config.store.empty()) return Fail("--advertise goes with --store (it tells gateways where the leader is)");
   }
   if (a.speed > 0) config.speed = a.speed;
   if (mkdir(config.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -233,7 +239,9 @@ int RunServe(const ServeArgs& a) {
              (*server)->address());
   std::fflush(stdout);
   if (!config.store.empty()) {
-    Status st = PublishLeader(**store, (*server)->address(), *wall);
+    // What gateways on other machines reach: --advertise, else the address bound (fine on one
+    // host; a wildcard address such as 0.0.0.0 is only reachable there).
+    Status st = PublishLeader(**store, a.advertise.empty() ? "http://" + (*server)->address() : a.advertise, *wall);
     if (!st.ok()) return Fail(st.message());
   }
   // A leader that lost the database (and with it the lock) stops at once: a standby leads now,
@@ -386,6 +394,9 @@ std::function<std::optional<int>()> AddServeCommand(CLI::App& app) {
   cmd->add_option("--store", args->store,
                   "A PostgreSQL database shared with other servers (postgresql://…) instead of SQLite: one leads, "
                   "the others stand by");
+  cmd->add_option("--advertise", args->advertise,
+                  "With --store: the URL gateways reach this server at once it leads, e.g. http://10.0.0.1:8080 "
+                  "(default: http:// and the address it listens on)");
   cmd->add_option("--speed", args->speed, "Server-clock seconds per wall second for the sim fleet; default 60")
       ->check(CLI::Range(0.001, 1e7));
   auto fo = std::make_shared<gateway::FakeModelOptions>();
