@@ -321,7 +321,8 @@ struct HttpClient::Impl {
     ec = Run([&](auto handler) { stream.async_connect(endpoints, std::move(handler)); });
     if (ec) {
       Close();
-      return Status::Io(fmt::format("cannot connect to {}: {}", address, Describe(ec, timeout)));
+      // kUnavailable: nothing was sent, so any request may be tried elsewhere (another leader).
+      return Status::Unavailable(fmt::format("cannot connect to {}: {}", address, Describe(ec, timeout)));
     }
     stream.socket().set_option(tcp::no_delay(true), ec);
     stream.socket().set_option(asio::socket_base::keep_alive(true), ec);

@@ -90,9 +90,9 @@ class HttpClient {
 
   // Sends `method target` (the target is put after the URL's base path) with `body` as
   // application/json when it is not empty, and returns the response, whatever its status.
-  // `timeout` bounds connecting, sending and receiving together. Fails with kIoError on a
-  // transport error (the message names the server's address) and kInvalidArgument on an
-  // unknown method.
+  // `timeout` bounds connecting, sending and receiving together. Fails with kUnavailable when
+  // it cannot connect (nothing was sent), kIoError on another transport error (the message
+  // names the server's address) and kInvalidArgument on an unknown method.
   Result<HttpResponse> Request(std::string_view method, std::string_view target,
                                const std::string& body = "",
                                Duration timeout = Duration::Seconds(30));

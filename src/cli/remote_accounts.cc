@@ -11,23 +11,27 @@ namespace ll::cli {
 using nlohmann::json;
 
 // A keep-alive connection to the control plane that asks where it is again after a call that
-// could not reach it (a standby may have taken over). Never retries a call itself: the callers
-// know which calls are safe to repeat.
+// could not reach it (a standby may have taken over). A call that could not connect (nothing
+// sent) is tried once more at the address asked again; other failures are the caller's to
+// retry, as it knows which calls are safe to repeat.
 class RemoteAccounts::Leader {
  public:
   explicit Leader(RemoteAccounts& owner) : owner_(owner) {}
   Result<HttpResponse> Request(std::string_view method, std::string_view target, const std::string& body) {
-    if (!client_) {
-      Result<Url> url = [&] {
-        std::lock_guard<std::mutex> lock(owner_.locate_mu_);
-        return owner_.locate_();
-      }();
-      if (!url.ok()) return Status::Io(fmt::format("no control plane: {}", url.status().message()));
-      client_.emplace(*url, owner_.admin_key_);
+    for (int attempt = 0;; ++attempt) {
+      if (!client_) {
+        Result<Url> url = [&] {
+          std::lock_guard<std::mutex> lock(owner_.locate_mu_);
+          return owner_.locate_();
+        }();
+        if (!url.ok()) return Status::Io(fmt::format("no control plane: {}", url.status().message()));
+        client_.emplace(*url, owner_.admin_key_);
+      }
+      auto r = client_->Request(method, target, body, Duration::Seconds(5));
+      if (r.ok()) return r;
+      client_.reset();
+      if (attempt > 0 || r.status().code() != StatusCode::kUnavailable) return r;
     }
-    auto r = client_->Request(method, target, body, Duration::Seconds(5));
-    if (!r.ok()) client_.reset();
-    return r;
   }
 
  private:

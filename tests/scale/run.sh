@@ -25,7 +25,7 @@ ll_landlord_bin
 source "$ROOT/scripts/pg_throwaway.sh"
 trap pg_throwaway_stop EXIT
 pg_throwaway_start || fail "no PostgreSQL server"
-export LL_PG_URL="$PG_URL"
+export LL_PG_URL="$PG_URL" LL_PG_BIN="$PG_BIN"
 
 echo "tests/scale: $(node --version), PostgreSQL $PG_VERSION at $PG_DIR, LANDLORD_BIN=$LANDLORD_BIN"
 status=0

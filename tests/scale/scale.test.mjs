@@ -9,6 +9,7 @@
 //   bash tests/scale/run.sh          (starts the throwaway PostgreSQL server, then this file)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -23,6 +24,7 @@ const BIN = process.env.LANDLORD_BIN
   ? path.resolve(process.env.LANDLORD_BIN)
   : path.resolve(HERE, '../../build/release/landlord');
 const PG = process.env.LL_PG_URL;
+const PSQL = path.join(process.env.LL_PG_BIN ?? '/usr/bin', 'psql');
 const ADMIN_KEY = 'scale-test-admin-key-0123456789';
 const MODEL = 'scale-sim';
 // The prices the config sets: $ per million tokens.
@@ -148,7 +150,7 @@ ${common}`,
 });
 
 after(async () => {
-  const procs = [cluster.leader, cluster.standby, ...(cluster.gateways ?? [])].filter(Boolean);
+  const procs = [cluster.leader, cluster.standby, cluster.third, ...(cluster.gateways ?? [])].filter(Boolean);
   await Promise.all(procs.map((p) => p.stop()));
   if (cluster.dir) await fs.rm(cluster.dir, { recursive: true, force: true });
 });
@@ -325,5 +327,33 @@ describe('three gateways, one leader, one standby, one PostgreSQL', () => {
       `# failover: standby led in ${took.toFixed(2)} s; ${ok.length} answers billed once, ` +
         `${answers.length - ok.length} 503 while no server led`,
     );
+  });
+
+  test('a leader that loses its database session stops, and a standby takes over', async () => {
+    // The leader now is the old standby; a third server stands by behind it.
+    const third = spawnLandlord(
+      ['serve', '--config', cluster.serveConfig, '--store', PG, '--data-dir', path.join(cluster.dir, 'c')],
+      { startTimeoutMs: 600_000 },
+    );
+    third.url.catch(() => {});
+    cluster.third = third;
+    await waitFor('the third server to stand by', () => third.output().stderr.includes('standby'), 15_000);
+    // The database ends the leader's session (a network cut, an administrator): its lock goes.
+    const cut = execFileSync(PSQL, [
+      PG,
+      '-Atc',
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7342003 AND granted",
+    ]).toString().trim();
+    assert.equal(cut, '1', 'one session held the leader lock');
+    const cutAt = Date.now();
+    const exit = await cluster.standby.exited;
+    assert.deepEqual(exit, { code: 3, signal: null }, 'the deposed leader stops (status 3)');
+    assert.match(cluster.standby.output().stderr, /lost the store's leadership/);
+    const url = await third.url;
+    assert.ok((Date.now() - cutAt) / 1000 <= 10, 'the third server leads within 10 s');
+    cluster.leaderUrl = url;
+    const t = await tenant('after-fencing');
+    const r = await chat(cluster.gatewayUrls[0], t.key, 'after the fencing');
+    assert.equal(r.status, 200, `the gateways follow the third leader: ${r.text ?? r.error}`);
   });
 });
