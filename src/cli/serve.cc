@@ -54,11 +54,7 @@ Result<std::unique_ptr<store::Store>> OpenStore(const api::ServeConfig& config) 
 
 // What the startup lines call the store (a URL without its password).
 std::string StoreName(const api::ServeConfig& config) {
-  if (config.store.empty()) return config.data_dir + "/landlord.db";
-  auto at = config.store.find('@');
-  auto scheme = config.store.find("://");
-  if (at == std::string::npos || scheme == std::string::npos || at < scheme) return config.store;
-  return config.store.substr(0, scheme + 3) + "…" + config.store.substr(at);
+  return config.store.empty() ? config.data_dir + "/landlord.db" : store::RedactedUrl(config.store);
 }
 
 // A standby: waits until this server holds the store's leadership (false: stopped by a signal

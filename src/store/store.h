@@ -202,5 +202,8 @@ Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url);
 
 // Whether `spec` names a PostgreSQL database (postgres:// or postgresql://).
 bool IsPostgresUrl(std::string_view spec);
+// `url` as messages and logs may show it: its password, in the authority or as a parameter,
+// replaced by ***.
+std::string RedactedUrl(const std::string& url);
 
 }  // namespace ll::store

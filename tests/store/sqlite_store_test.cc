@@ -766,6 +766,17 @@ TEST_P(StoreContract, OneLeaderAtATimeAndTheLockGoesWithItsConnection) {
   EXPECT_EQ(lead(*third), "stands by");
 }
 
+TEST(PostgresUrlTest, PasswordsAreRedactedWhereverTheyAre) {
+  EXPECT_EQ(RedactedUrl("postgresql://u:secret@db:5432/landlord"), "postgresql://u:***@db:5432/landlord");
+  EXPECT_EQ(RedactedUrl("postgresql://u@db/landlord?password=secret&sslmode=require"),
+            "postgresql://u@db/landlord?password=***&sslmode=require");
+  EXPECT_EQ(RedactedUrl("postgresql:///landlord?host=/tmp/x&password=s"), "postgresql:///landlord?host=/tmp/x&password=***");
+  EXPECT_EQ(RedactedUrl("postgresql:///landlord?host=/tmp/x"), "postgresql:///landlord?host=/tmp/x");
+  EXPECT_TRUE(IsPostgresUrl("postgres://db/x"));
+  EXPECT_TRUE(IsPostgresUrl("postgresql://db/x"));
+  EXPECT_FALSE(IsPostgresUrl("sqlite:/tmp/x.db"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, testing::Values("sqlite", "postgres"),
                          [](const testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 

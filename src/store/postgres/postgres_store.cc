@@ -91,7 +91,7 @@ class PostgresStore final : public Store {
       s->Prepare();
       return std::unique_ptr<Store>(std::move(s));
     } catch (const std::exception& e) {
-      return Status::Io(fmt::format("store `{}`: {}", Redacted(url), e.what()));
+      return Status::Io(fmt::format("store `{}`: {}", RedactedUrl(url), e.what()));
     }
   }
 
@@ -530,13 +530,7 @@ class PostgresStore final : public Store {
     return HoldRecord{r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(), Time{r[4].as<int64_t>()}};
   }
   // The URL without its password, for messages.
-  static std::string Redacted(const std::string& url) {
-    const size_t at = url.find('@'), colon = url.find(':', url.find("://") + 3);
-    if (at == std::string::npos || colon == std::string::npos || colon > at) return url;
-    return url.substr(0, colon) + ":***" + url.substr(at);
-  }
-
-  explicit PostgresStore(const std::string& url) : url_(Redacted(url)), conn_(url) {}
+  explicit PostgresStore(const std::string& url) : url_(RedactedUrl(url)), conn_(url) {}
 
   template <typename Fn>
   Status Guard(const std::string& what, Fn fn) {
@@ -608,6 +602,22 @@ class PostgresStore final : public Store {
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenPostgresStore(const std::string& url) { return PostgresStore::Open(url); }
+
+std::string RedactedUrl(const std::string& url) {
+  std::string out = url;
+  const size_t scheme = out.find("://");
+  const size_t at = out.find('@'), colon = out.find(':', scheme == std::string::npos ? 0 : scheme + 3);
+  if (scheme != std::string::npos && at != std::string::npos && colon != std::string::npos && colon < at) {
+    out = out.substr(0, colon) + ":***" + out.substr(at);
+  }
+  // libpq also takes the password as a parameter: ?password=… or &password=…
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    if (p > 0 && out[p - 1] != '?' && out[p - 1] != '&') continue;
+    const size_t end = out.find('&', p);
+    out = out.substr(0, p + 9) + "***" + (end == std::string::npos ? "" : out.substr(end));
+  }
+  return out;
+}
 
 bool IsPostgresUrl(std::string_view spec) {
   return spec.starts_with("postgresql://") || spec.starts_with("postgres://");
