@@ -93,7 +93,7 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   void Start();
 
  private:
-  // Filters. Auth and Budget may answer later (a remote ledger): they go on with `next`.
+  // Filters. Auth and Admit may answer later (a remote ledger): they go on with `next`.
   void Auth(std::function<void()> next);
   bool Parse(Endpoint e);
   void Admit(std::function<void()> next);
