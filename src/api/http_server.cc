@@ -5,6 +5,8 @@
 #include <map>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <array>
+
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -647,17 +649,39 @@ void Session::HandleGateway() {
   server_.gateway()->Handle(std::move(g), std::make_shared<SessionDownstream>(shared_from_this()));
 }
 
+// The model API's whole answers are the hot path: the head is written as one string and sent
+// with the body in one gather write (no Beast fields or serializer). Header names and values
+// are the gateway's own or come from an upstream's parsed head (no CR or LF in either).
 void Session::SendGateway(gateway::Downstream::Head head, std::string body) {
   proxying_ = false;
-  auto res = std::make_shared<http::response<http::string_body>>();
-  res->version(11);
-  res->result(static_cast<http::status>(head.status));
-  res->set(http::field::server, "landlord");
-  res->set(http::field::content_type, head.content_type);
-  for (auto& [k, v] : head.headers) res->set(k, v);
-  res->body() = std::move(body);
   if (closing_) return;
-  Finish(res, gateway_route_, head.status);
+  const bool keep = parser_ && parser_->is_header_done() && parser_->get().keep_alive() && !server_.stopping();
+  struct Out {
+    std::string head, body;
+  };
+  auto out = std::make_shared<Out>();
+  out->body = std::move(body);
+  out->head.reserve(160 + 64 * head.headers.size());
+  auto it = std::back_inserter(out->head);
+  const auto reason = http::obsolete_reason(static_cast<http::status>(head.status));
+  fmt::format_to(it, "HTTP/1.1 {} {}\r\nServer: landlord\r\nContent-Type: {}\r\n", head.status,
+                 std::string_view(reason.data(), reason.size()), head.content_type);
+  for (const auto& [k, v] : head.headers) fmt::format_to(it, "{}: {}\r\n", k, v);
+  const bool http10 = parser_ && parser_->get().version() == 10;
+  fmt::format_to(it, "{}Content-Length: {}\r\n\r\n",
+                 !keep ? "Connection: close\r\n" : http10 ? "Connection: keep-alive\r\n" : "", out->body.size());
+  server_.metrics().Observe(gateway_route_, head.status,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
+  std::array<net::const_buffer, 2> buffers{net::buffer(out->head), net::buffer(out->body)};
+  net::async_write(stream_, buffers, [self = shared_from_this(), out, keep](beast::error_code ec, size_t) {
+    if (ec) return;
+    if (keep && !self->closing_) {
+      self->Read();
+    } else {
+      beast::error_code ignored;
+      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    }
+  });
 }
 
 void Session::BeginGateway(gateway::Downstream::Head head) {
