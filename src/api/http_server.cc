@@ -122,6 +122,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void HandleGateway();
   // Writes `res` and then reads the next request (keep-alive) or closes.
   void Finish(std::shared_ptr<http::response<http::string_body>> res, const std::string& route, int status);
+  // After a whole answer is written: the next request (keep-alive), or the end.
+  void Written(beast::error_code ec, bool keep);
   void Read();
   void OnRead(beast::error_code ec);
   void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
@@ -393,14 +395,18 @@ void Session::Finish(std::shared_ptr<http::response<http::string_body>> res, con
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   server_.metrics().Observe(route, status, seconds);
   http::async_write(stream_, *res, [self = shared_from_this(), res, keep](beast::error_code ec, size_t) {
-    if (ec) return;
-    if (keep && !self->closing_) {
-      self->Read();
-    } else {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    }
+    self->Written(ec, keep);
   });
+}
+
+void Session::Written(beast::error_code ec, bool keep) {
+  if (ec) return;
+  if (keep && !closing_) {
+    Read();
+  } else {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
 }
 
 std::string FormatEvent(const LeaseEvent& e) {
@@ -674,13 +680,7 @@ void Session::SendGateway(gateway::Downstream::Head head, std::string body) {
                             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count());
   std::array<net::const_buffer, 2> buffers{net::buffer(out->head), net::buffer(out->body)};
   net::async_write(stream_, buffers, [self = shared_from_this(), out, keep](beast::error_code ec, size_t) {
-    if (ec) return;
-    if (keep && !self->closing_) {
-      self->Read();
-    } else {
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    }
+    self->Written(ec, keep);
   });
 }
 
