@@ -445,7 +445,8 @@ std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view k
 
 gateway::RateLimits::Decision ControlPlane::TakeLimits(const gateway::Accounts::Admission& a) {
   gateway::RateLimits::Decision d = limits_.Take(a.key_id, a.rpm, a.tpm, a.tokens, wall_->Now());
-  if (d.ok) limit_holds_[a.hold_id] = {a.key_id, a.tokens};
+  // Nothing to give back later when both limits are off (no entry on the hot path for it).
+  if (d.ok && (a.rpm > 0 || a.tpm > 0)) limit_holds_[a.hold_id] = {a.key_id, a.tokens};
   return d;
 }
 

@@ -87,6 +87,23 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined, startTimeo
 }
 
 
+// The small sim fleet the end-to-end tests serve from: 4 nodes of 8 GPUs replaying the owner's
+// trace `trace` (a csv file) at 20x, sold spot-all with a 20 s notice; `policyExtra`: more
+// [policy] lines. The [clock], [fleet] and [policy] tables of a serve config.
+export function smallFleetToml(trace, policyExtra = '') {
+  return `[clock]
+speed = 20
+[fleet]
+trace = "csv:${trace}"
+nodes = 4
+gpus_per_node = 8
+history_h = 360
+[policy]
+name = "spot-all"
+notice_s = 20
+${policyExtra}`;
+}
+
 // One API call: `method route` on `base` with the bearer `key` and a JSON `body` (none when
 // undefined). Resolves to the status, the headers, the parsed JSON body (undefined when empty
 // or not JSON) and the raw text.

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 import OpenAI from 'openai';
 
-import { request, spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
+import { request, smallFleetToml, spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.LANDLORD_BIN
@@ -68,18 +68,7 @@ listen = "127.0.0.1:0"
 data_dir = "${path.join(s.dir, 'data')}"
 request_timeout_s = 1
 tick_ms = 20
-[clock]
-speed = 20
-[fleet]
-trace = "csv:${trace}"
-nodes = 4
-gpus_per_node = 8
-history_h = 360
-[policy]
-name = "spot-all"
-notice_s = 20
-reserved_min_history_h = 24
-[gateway]
+${smallFleetToml(trace, 'reserved_min_history_h = 24\n')}[gateway]
 meter_flush_ms = 5
 ${gateway}
 ${upstreamToml}`,

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-import { request, spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
+import { request, smallFleetToml, spawnLandlord as spawnLandlordAt } from '../lib/landlord.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = process.env.LANDLORD_BIN
@@ -121,17 +121,7 @@ first_token_ms = 0
     `[server]
 listen = "127.0.0.1:0"
 tick_ms = 20
-[clock]
-speed = 20
-[fleet]
-trace = "csv:${trace}"
-nodes = 4
-gpus_per_node = 8
-history_h = 360
-[policy]
-name = "spot-all"
-notice_s = 20
-${common}`,
+${smallFleetToml(trace)}${common}`,
   );
   const gatewayConfig = path.join(cluster.dir, 'gateway.toml');
   await fs.writeFile(gatewayConfig, `[server]\nlisten = "127.0.0.1:0"\n${common}`);
