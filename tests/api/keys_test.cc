@@ -1,0 +1,2 @@
+// Regression tests (issue 15).
+#include <gtest/gtest.h>
