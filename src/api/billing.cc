@@ -439,7 +439,7 @@ Reply ControlPlane::VerifyKey(const json& body) {
 std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view key) const {
   if (key.empty() || key.size() > 256) return std::nullopt;
   auto it = keys_by_hash_.find(HashApiKey(key));
-  if (it == keys_by_hash_.end() || it->second.admin) return std::nullopt;
+  if (it == keys_by_hash_.end() || it->second.admin || !KeyUsable(it->second)) return std::nullopt;
   return gateway::Accounts::Key{it->second.tenant_id, it->second.id, it->second.rpm, it->second.tpm};
 }
 

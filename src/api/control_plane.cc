@@ -239,7 +239,7 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
   bool have_admin = false;
   for (auto& k : keys) {
     have_admin = have_admin || k.admin;
-    keys_by_hash_[k.hash] = k;
+    IndexKey(k);
   }
   const Time now = clock_->Now();
   auto add_admin = [&](const std::string& key) {
@@ -248,7 +248,7 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
     k.hash = HashApiKey(key);
     k.admin = true;
     k.created = now;
-    keys_by_hash_[k.hash] = k;
+    IndexKey(k);
     pending_.keys.push_back(k);
   };
   if (!admin_key_env.empty()) {
@@ -738,7 +738,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
 std::optional<Principal> ControlPlane::Authenticate(std::string_view key) const {
   if (key.empty() || key.size() > 256) return std::nullopt;
   auto it = keys_by_hash_.find(HashApiKey(key));
-  if (it == keys_by_hash_.end()) return std::nullopt;
+  if (it == keys_by_hash_.end() || !KeyUsable(it->second)) return std::nullopt;
   return Principal{it->second.admin, it->second.tenant_id};
 }
 
@@ -1149,33 +1149,6 @@ Reply ControlPlane::CreateTenant(const json& body) {
   Reply r;
   r.status = 201;
   r.body = {{"id", t.id}, {"object", "tenant"}, {"name", t.name}, {"created_at", FormatUtc(t.created)}};
-  return r;
-}
-
-Reply ControlPlane::CreateKey(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
-  Fields f(body);
-  f.Only({"tenant_id", "rpm", "tpm"});
-  auto tenant = f.Str("tenant_id", true);
-  auto rpm = f.Int("rpm", 0, 100'000'000, false);
-  auto tpm = f.Int("tpm", 0, 10'000'000'000, false);
-  if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
-  std::string key = NewApiKey();
-  store::KeyRecord k;
-  k.id = MakeExternalId("key", ++key_count_);
-  k.tenant_id = *tenant;
-  k.hash = HashApiKey(key);
-  k.created = clock_->Now();
-  k.rpm = rpm.value_or(0);
-  k.tpm = tpm.value_or(0);
-  keys_by_hash_[k.hash] = k;
-  pending_.keys.push_back(k);
-  Advance();
-  Reply r;
-  r.status = 201;
-  r.body = {{"id", k.id}, {"object", "api_key"}, {"tenant_id", k.tenant_id}, {"key", key},
-            {"rpm", k.rpm}, {"tpm", k.tpm}, {"note", "the key is shown only once; only its hash is stored"}};
   return r;
 }
 

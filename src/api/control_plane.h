@@ -157,7 +157,16 @@ class ControlPlane final : public alloc::Listener {
 
   // ---- owner API ----
   Reply CreateTenant(const nlohmann::json& body);
+  // ---- API keys (keys.cc) ----
+  // {"tenant_id", "rpm"?, "tpm"?, "name"?, "expires_at"? | "expires_in_s"?} → 201 with the key
+  // (shown only here).
   Reply CreateKey(const nlohmann::json& body);
+  // Keys in id order (of `tenant_id` only, when set), without secrets: at most `limit` after
+  // the key `after`.
+  Reply ListKeys(const std::string& tenant_id, int limit = 100, const std::string& after = "");
+  // Revokes a tenant key from now on (again: unchanged); 404 for an unknown id, 409 for an
+  // admin key.
+  Reply RevokeKey(const std::string& id);
   Reply Fleet();
   Reply GetPolicy();
   Reply PutPolicy(const nlohmann::json& body);
@@ -272,7 +281,12 @@ class ControlPlane final : public alloc::Listener {
 
   std::map<std::string, store::TenantRecord> tenants_;
   std::unordered_map<std::string, store::KeyRecord> keys_by_hash_;
+  std::map<std::string, std::string> key_hash_by_id_;  // key id → hash, in id order
   size_t key_count_ = 0;
+  // Keys (keys.cc): neither revoked nor expired on the server clock now.
+  bool KeyUsable(const store::KeyRecord& k) const;
+  void IndexKey(const store::KeyRecord& k);
+  nlohmann::json KeyJson(const store::KeyRecord& k) const;
   std::vector<Lease> leases_;
   std::unordered_map<std::string, size_t> lease_index_;
   std::unordered_map<std::string, std::vector<size_t>> by_tenant_;  // tenant id → lease indices, ascending

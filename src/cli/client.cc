@@ -57,6 +57,8 @@ struct State {
   std::string tenant;
   std::string amount;  // admin credit
   int64_t rpm = 0, tpm = 0;  // admin key create
+  std::string expires_at;    // admin key create
+  int64_t expires_in_s = 0;  // admin key create
   std::string start_at;
   std::string period;
   bool csv = false;
@@ -263,11 +265,31 @@ std::unique_ptr<HttpClient> NewClient(const CommonOptions& o, int* exit_code) {
     *exit_code =
         Fail(Status::Invalid("no API key: pass `--key KEY` or set LANDLORD_API_KEY"), kExitUsage);
     return nullptr;
+  if (Field(k, "name") != "-") fmt::print("Name: {}\n", Field(k, "name"));
+  if (Field(k, "expires_at") != "-") fmt::print("Expires at: {} (server clock)\n", TimeField(k, "expires_at"));
   }
   return std::make_unique<HttpClient>(std::move(*url), o.key);
 }
 
 // Sends one request and prints the answer: raw with `--json`, else through `print`.
+// `admin key list`: no secrets in it, only each key's first characters.
+void PrintKeys(const Json& list) {
+  const Json& data = list.at("data");
+  if (data.empty()) {
+    fmt::print("no keys\n");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const Json& k : data) {
+    rows.push_back({Field(k, "id"), k.value("admin", false) ? "(admin)" : Field(k, "tenant_id"), Field(k, "prefix"),
+                    Field(k, "state"), TimeField(k, "created_at"), TimeField(k, "expires_at"),
+                    TimeField(k, "revoked_at"), Field(k, "name")});
+  }
+  PrintTable({"ID", "TENANT", "PREFIX", "STATE", "CREATED", "EXPIRES", "REVOKED", "NAME"},
+             {false, false, false, false, false, false, false, false}, rows);
+  if (list.value("has_more", false)) fmt::print("more: --after {}\n", Field(data.back(), "id"));
+}
+
 int Call(const CommonOptions& o, std::string_view method, const std::string& target,
          const std::string& body, const std::function<void(const Json&)>& print) {
   int exit_code = 0;
@@ -740,12 +762,35 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   return [s]() -> std::optional<int> {
     for (auto& [cmd, run] : s->commands) {
       if (!cmd->parsed()) continue;
+  key_create->add_option("--name", s->name, "A label for the key (shown by `key list`)");
+  auto* expires_at =
+      key_create->add_option("--expires-at", s->expires_at, "Stop working then (UTC, e.g. 2024-01-16T08:00:00Z; server clock)");
+  key_create->add_option("--expires-in", s->expires_in_s, "Stop working this many seconds from now (server clock)")
+      ->check(CLI::PositiveNumber)
+      ->excludes(expires_at);
       try {
         return run(*s);
       } catch (const std::exception& e) {  // e.g. fmt failing to write to a closed pipe
         return Fail(Status(StatusCode::kInternal, e.what()));
+    if (!st.name.empty()) body["name"] = st.name;
+    if (!st.expires_at.empty()) body["expires_at"] = st.expires_at;
+    if (st.expires_in_s > 0) body["expires_in_s"] = st.expires_in_s;
       }
     }
+  CLI::App* key_list = key->add_subcommand("list", "List API keys, oldest first (no secrets: only their first characters)");
+  key_list->add_option("--tenant", s->tenant, "Only this tenant's keys (ten_...)");
+  key_list->add_option("--limit", s->limit, "At most this many (1..1000); default 100")->check(CLI::Range(1, 1000));
+  key_list->add_option("--after", s->after, "Only keys after this key id (the next page)");
+  Register(s.get(), key_list, [](State& st) {
+    const std::string limit = st.limit > 0 ? std::to_string(st.limit) : "";
+    return Call(st.common, "GET", "/admin/keys" + Query({{"tenant_id", st.tenant}, {"limit", limit}, {"after", st.after}}),
+                "", PrintKeys);
+  });
+  CLI::App* key_revoke = key->add_subcommand("revoke", "Revoke an API key: refused from now on (again: no change)");
+  key_revoke->add_option("id", s->id, "Key id (key_...)")->required();
+  Register(s.get(), key_revoke, [](State& st) {
+    return Call(st.common, "DELETE", "/admin/keys/" + PathSegment(st.id), "", PrintObject);
+  });
     return std::nullopt;
   };
 }

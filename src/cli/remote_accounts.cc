@@ -99,7 +99,11 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
     done(Status::Ok(), it->second.key);
     return;
   }
-  Enqueue([this, api_key, done = std::move(done)](Leader& c) mutable {
+  // A busy key whose entry just ran out asks once, not once per request that arrives meanwhile.
+  auto [waiting, first] = verifying_.try_emplace(api_key);
+  waiting->second.push_back(std::move(done));
+  if (!first) return;
+  Enqueue([this, api_key](Leader& c) {
     // Header bytes need not be UTF-8: such a key is no key of ours, and must not throw here.
     auto r = c.Request("POST", "/admin/keys/verify",
                        json{{"key", api_key}}.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -124,7 +128,8 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
         if (keys_.size() > 100'000) keys_.clear();  // bounded: a cache, not a table
         keys_[api_key] = {key, clock_->Now() + ttl};
       }
-      done(st, key);
+      auto waiting = verifying_.extract(api_key);  // first: a callback may ask again
+      for (auto& done : waiting.mapped()) done(st, key);
     });
   });
 }

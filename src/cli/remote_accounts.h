@@ -1,7 +1,9 @@
 // The ledger of a standalone `landlord gateway`: the control plane's admin API over HTTP.
 //
-// Keys are checked with `POST /admin/keys/verify` and cached (`key_ttl`; a wrong key for a
-// shorter time); a request is admitted with `POST /admin/holds` carrying its share of the key's
+// Keys are checked with `POST /admin/keys/verify` and cached for `key_ttl` (5 s; a wrong key
+// for 2 s), counted from the control plane's answer: a key revoked (or expired) there is refused
+// here at most `key_ttl` later. One verification per key is in flight at a time; requests that
+// arrive meanwhile wait for its answer; a request is admitted with `POST /admin/holds` carrying its share of the key's
 // rate limits (kept by the control plane for every gateway) and its budget hold (durable on the
 // control plane before the request goes upstream); settlements `POST /admin/holds/{id}/settle`
 // with the usage records, retried until the control plane acknowledges them (the usage keys
@@ -35,7 +37,10 @@ class RemoteAccounts final : public gateway::Accounts {
   using Locator = std::function<Result<Url>()>;
   // `locate` is called from the worker threads, one at a time.
   RemoteAccounts(boost::asio::io_context& ioc, Locator locate, std::string admin_key, const Clock* clock,
-                 int workers = 16, Duration key_ttl = Duration::Seconds(30));
+                 int workers = 16, Duration key_ttl = kKeyTtl);
+  // How long a verified key is trusted without asking again: the bound on how long a revoked
+  // key still works on a standalone gateway (docs/api.md).
+  static constexpr Duration kKeyTtl = Duration::Seconds(5);
   ~RemoteAccounts() override;
 
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override;
@@ -69,6 +74,8 @@ class RemoteAccounts final : public gateway::Accounts {
   std::unordered_map<std::string, Cached> keys_;
   // Work for the HTTP threads.
   mutable std::mutex mu_;
+  // Keys being verified now, with the requests waiting for the answer (gateway thread only).
+  std::unordered_map<std::string, std::vector<std::function<void(Status, std::optional<Key>)>>> verifying_;
   std::condition_variable cv_;
   std::deque<std::function<void(Leader&)>> jobs_;
   bool stopping_ = false;

@@ -32,6 +32,17 @@ struct KeyRecord {
   bool admin = false;
   Time created;
   int64_t rpm = 0, tpm = 0;  // the model API's limits for this key (0: the gateway's defaults)
+  std::string name{};        // the owner's label ("" for none)
+  std::string prefix{};      // the key's first characters ("ll_1a2b"), to tell keys apart; "" if unknown
+  Time expires = kTimeMax;   // refused from then on (server clock); kTimeMax: never
+  Time revoked = kTimeMax;   // when it was revoked; kTimeMax: not revoked
+};
+
+// Revokes a stored key from `at` on. A key stays revoked at its first revocation time; an id
+// not stored is ignored (the control plane revokes only keys it loaded or created).
+struct KeyRevocation {
+  std::string key_id;
+  Time at;
 };
 
 // A lease as persisted. Times are kTimeMax when not (yet) set.
@@ -117,11 +128,13 @@ struct HoldRecord {
   Time created;
 };
 
-// One atomic write. Leases are upserted by id; events are appended (their seq is assigned
+// One atomic write. Keys are inserted (a second insert of an id is a conflict), then revoked;
+// leases are upserted by id; events are appended (their seq is assigned
 // in order); settings are upserted by key; usage is inserted unless its key is stored.
 struct Batch {
   std::vector<TenantRecord> tenants;
   std::vector<KeyRecord> keys;
+  std::vector<KeyRevocation> key_revocations;  // applied after `keys`
   std::vector<LeaseRecord> leases;
   std::vector<LeaseEventRecord> events;
   std::vector<InternalJobRecord> internal_jobs;
@@ -133,7 +146,7 @@ struct Batch {
   std::vector<HoldRecord> holds;        // upserted by id
   int64_t usage_inserted = 0;  // out: how many usage records were new
   bool empty() const {
-    return tenants.empty() && keys.empty() && leases.empty() && events.empty() &&
+    return tenants.empty() && keys.empty() && key_revocations.empty() && leases.empty() && events.empty() &&
            internal_jobs.empty() && settings.empty() && lease_prices.empty() && spot_prices.empty() &&
            usage.empty() && balances.empty() && holds.empty();
   }

@@ -766,6 +766,76 @@ TEST_P(StoreContract, OneLeaderAtATimeAndTheLockGoesWithItsConnection) {
   EXPECT_EQ(lead(*third), "stands by");
 }
 
+// Key management (issue 15): a key's name, prefix and expiry round-trip; a revocation keeps
+// its first time, and one for an id never stored changes nothing.
+TEST_P(StoreContract, KeysKeepNameExpiryAndTheirFirstRevocation) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Batch b;
+  b.tenants = {Tenant("ten_a")};
+  b.keys = {Key("key_1", "ten_a"), Key("key_2", "ten_a")};
+  b.keys[0].name = "ci runner \xC3\xA9";
+  b.keys[0].prefix = "ll_1a2b3c4d";
+  b.keys[0].expires = Time{kT0 + 3'600'000};
+  ASSERT_TRUE(store->Commit(b).ok());
+
+  Batch revoke;
+  revoke.key_revocations = {{"key_1", Time{kT0 + 50}}, {"key_nowhere", Time{kT0 + 50}}};
+  Status st = store->Commit(revoke);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  Batch again;
+  again.key_revocations = {{"key_1", Time{kT0 + 99}}};
+  ASSERT_TRUE(store->Commit(again).ok());
+
+  auto keys = store->Keys();
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  ASSERT_EQ(keys->size(), 2u);
+  const KeyRecord& k1 = (*keys)[0];
+  EXPECT_EQ(k1.name, "ci runner \xC3\xA9");
+  EXPECT_EQ(k1.prefix, "ll_1a2b3c4d");
+  EXPECT_EQ(k1.expires.ms, kT0 + 3'600'000);
+  EXPECT_EQ(k1.revoked.ms, kT0 + 50);
+  const KeyRecord& k2 = (*keys)[1];
+  EXPECT_EQ(k2.name, "");
+  EXPECT_EQ(k2.prefix, "");
+  EXPECT_EQ(k2.expires, kTimeMax);
+  EXPECT_EQ(k2.revoked, kTimeMax);
+}
+
+// A database from before migration 5 (no key names, expiry or revocation): its keys load
+// with none of them, and can then be revoked.
+TEST_F(SqliteStoreTest, KeysStoredBeforeKeyManagementMigrateWithoutExpiryOrRevocation) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+  }
+  // Back to schema 4, as an older server left it, with a key in it.
+  for (const char* sql : {"ALTER TABLE api_keys DROP COLUMN name", "ALTER TABLE api_keys DROP COLUMN prefix",
+                          "ALTER TABLE api_keys DROP COLUMN expires_ms", "ALTER TABLE api_keys DROP COLUMN revoked_ms",
+                          "DELETE FROM schema_migrations WHERE version = 5",
+                          "INSERT INTO tenants(id, name, created_ms) VALUES('ten_a', 'a', 1)",
+                          "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) "
+                          "VALUES('key_1', 'ten_a', 'h1', 0, 2, 60, 0)"}) {
+    EXPECT_EQ(RawQuery(sql), -1) << sql;
+  }
+  ASSERT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 4);
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(RawQuery("SELECT MAX(version) FROM schema_migrations"), 5);
+  auto keys = store->Keys();
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ((*keys)[0].hash, "h1");
+  EXPECT_EQ((*keys)[0].rpm, 60);
+  EXPECT_EQ((*keys)[0].name, "");
+  EXPECT_EQ((*keys)[0].expires, kTimeMax);
+  EXPECT_EQ((*keys)[0].revoked, kTimeMax);
+  Batch revoke;
+  revoke.key_revocations = {{"key_1", Time{kT0}}};
+  ASSERT_TRUE(store->Commit(revoke).ok());
+  EXPECT_EQ((*store->Keys())[0].revoked.ms, kT0);
+}
+
 TEST(PostgresUrlTest, PasswordsAreRedactedWhereverTheyAre) {
   EXPECT_EQ(RedactedUrl("postgresql://u:secret@db:5432/landlord"), "postgresql://u:***@db:5432/landlord");
   EXPECT_EQ(RedactedUrl("postgresql://u@db/landlord?password=secret&sslmode=require"),

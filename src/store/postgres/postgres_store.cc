@@ -69,6 +69,13 @@ CREATE INDEX holds_open ON holds(tenant_id) WHERE charged_micros IS NULL;
 ALTER TABLE api_keys ADD COLUMN rpm BIGINT NOT NULL DEFAULT 0 CHECK (rpm >= 0);
 ALTER TABLE api_keys ADD COLUMN tpm BIGINT NOT NULL DEFAULT 0 CHECK (tpm >= 0);
 )sql",
+    // Key management: a label, the key's first characters, expiry and revocation (NULL: never).
+    R"sql(
+ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN expires_ms BIGINT;
+ALTER TABLE api_keys ADD COLUMN revoked_ms BIGINT;
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -138,8 +145,9 @@ class PostgresStore final : public Store {
     for (const auto& t : batch.tenants) add("tenant", {q(t.id), q(t.name), n(t.created.ms)});
     for (const auto& k : batch.keys) {
       add("key", {q(k.id), k.tenant_id.empty() ? "NULL" : q(k.tenant_id), q(k.hash), n(k.admin ? 1 : 0),
-                  n(k.created.ms), n(k.rpm), n(k.tpm)});
+                  n(k.created.ms), n(k.rpm), n(k.tpm), q(k.name), q(k.prefix), ms(k.expires), ms(k.revoked)});
     }
+    for (const auto& r : batch.key_revocations) add("key_revoke", {q(r.key_id), n(r.at.ms)});
     for (const auto& l : batch.leases) {
       add("lease", {q(l.id), q(l.tenant_id), q(l.kind), q(l.state), n(l.pool), n(l.gpus), n(l.price_micros),
                     n(l.max_price_micros), ms(l.created), ms(l.started), ms(l.noticed_at), ms(l.reclaim_at),
@@ -184,7 +192,12 @@ class PostgresStore final : public Store {
       }
       for (const auto& k : batch.keys) {
         what = fmt::format("commit: key `{}` (tenant `{}`)", k.id, k.tenant_id);
-        w.exec_prepared("key", k.id, TextOrNull(k.tenant_id), k.hash, k.admin ? 1 : 0, k.created.ms, k.rpm, k.tpm);
+        w.exec_prepared("key", k.id, TextOrNull(k.tenant_id), k.hash, k.admin ? 1 : 0, k.created.ms, k.rpm, k.tpm,
+                        k.name, k.prefix, MsOrNull(k.expires), MsOrNull(k.revoked));
+      }
+      for (const auto& r : batch.key_revocations) {
+        what = fmt::format("commit: revocation of key `{}`", r.key_id);
+        w.exec_prepared("key_revoke", r.key_id, r.at.ms);
       }
       for (const auto& l : batch.leases) {
         what = fmt::format("commit: lease `{}` (tenant `{}`)", l.id, l.tenant_id);
@@ -297,7 +310,10 @@ class PostgresStore final : public Store {
   // The statements Commit() runs, prepared on the connection (libpqxx prepares each on first use).
   void Prepare() {
     conn_.prepare("tenant", "INSERT INTO tenants(id, name, created_ms) VALUES($1, $2, $3)");
-    conn_.prepare("key", "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES($1,$2,$3,$4,$5,$6,$7)");
+    conn_.prepare("key",
+                  "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm, name, prefix, expires_ms, "
+                  "revoked_ms) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)");
+    conn_.prepare("key_revoke", "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1");
     conn_.prepare("lease",
                   "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
                   "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement) "
@@ -338,7 +354,7 @@ class PostgresStore final : public Store {
                   "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
                   "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros");
     // Now, not on first use: CommitInOneText runs them by name (EXECUTE) in one text.
-    for (const char* name : {"tenant", "key", "lease", "event", "internal_job", "setting", "lease_price", "spot_price",
+    for (const char* name : {"tenant", "key", "key_revoke", "lease", "event", "internal_job", "setting", "lease_price", "spot_price",
                              "balance", "hold"}) {
       conn_.prepare_now(name);
     }
@@ -350,7 +366,9 @@ class PostgresStore final : public Store {
     });
   }
   Result<std::vector<KeyRecord>> Keys() override {
-    return Rows<KeyRecord>("read keys", "SELECT id, tenant_id, hash, admin, created_ms, rpm, tpm FROM api_keys ORDER BY id",
+    return Rows<KeyRecord>("read keys",
+                           "SELECT id, tenant_id, hash, admin, created_ms, rpm, tpm, name, prefix, expires_ms, revoked_ms "
+                           "FROM api_keys ORDER BY id",
                            [](const pqxx::row& r) {
                              KeyRecord k;
                              k.id = r[0].c_str();
@@ -360,6 +378,10 @@ class PostgresStore final : public Store {
                              k.created = Time{r[4].as<int64_t>()};
                              k.rpm = r[5].as<int64_t>();
                              k.tpm = r[6].as<int64_t>();
+                             k.name = r[7].c_str();
+                             k.prefix = r[8].c_str();
+                             k.expires = AtOrMax(r[9]);
+                             k.revoked = AtOrMax(r[10]);
                              return k;
                            });
   }

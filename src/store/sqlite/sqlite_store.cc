@@ -150,6 +150,14 @@ CREATE INDEX holds_open ON holds(tenant_id) WHERE charged_micros IS NULL;
 ALTER TABLE api_keys ADD COLUMN rpm INTEGER NOT NULL DEFAULT 0 CHECK (rpm >= 0);
 ALTER TABLE api_keys ADD COLUMN tpm INTEGER NOT NULL DEFAULT 0 CHECK (tpm >= 0);
 )sql",
+    // 5: key management: a label, the key's first characters, expiry and revocation (NULL:
+    // never). Keys stored before keep working: no name, no prefix, no expiry.
+    R"sql(
+ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN expires_ms INTEGER;
+ALTER TABLE api_keys ADD COLUMN revoked_ms INTEGER;
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -165,7 +173,9 @@ constexpr const char* kRecordMigration =
 constexpr const char* kInsertTenant =
     "INSERT INTO tenants(id, name, created_ms) VALUES(?1, ?2, ?3)";
 constexpr const char* kInsertKey =
-    "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm, name, prefix, expires_ms, revoked_ms) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+constexpr const char* kRevokeKey = "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1";
 constexpr const char* kUpsertLease =
     "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, "
     "created_ms, started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, "
@@ -190,7 +200,8 @@ constexpr const char* kUpsertSetting =
 
 constexpr const char* kSelectTenants = "SELECT id, name, created_ms FROM tenants ORDER BY id";
 constexpr const char* kSelectKeys =
-    "SELECT id, tenant_id, hash, admin, created_ms, rpm, tpm FROM api_keys ORDER BY id";
+    "SELECT id, tenant_id, hash, admin, created_ms, rpm, tpm, name, prefix, expires_ms, revoked_ms FROM api_keys "
+    "ORDER BY id";
 constexpr const char* kSelectLeases =
     "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
     "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement "
@@ -444,7 +455,7 @@ class SqliteStore final : public Store {
   DbPtr db_;
 
   StmtPtr begin_, commit_, rollback_;
-  StmtPtr insert_tenant_, insert_key_, upsert_lease_, insert_event_, upsert_job_, upsert_setting_;
+  StmtPtr insert_tenant_, insert_key_, revoke_key_, upsert_lease_, insert_event_, upsert_job_, upsert_setting_;
   StmtPtr select_tenants_, select_keys_, select_leases_, select_events_, select_jobs_,
       select_setting_, select_last_seq_;
   StmtPtr upsert_lease_price_, upsert_spot_price_, insert_usage_, select_lease_prices_, select_spot_prices_,
@@ -575,6 +586,7 @@ Status SqliteStore::PrepareStatements() {
       {"ROLLBACK", &rollback_},
       {kInsertTenant, &insert_tenant_},
       {kInsertKey, &insert_key_},
+      {kRevokeKey, &revoke_key_},
       {kUpsertLease, &upsert_lease_},
       {kInsertEvent, &insert_event_},
       {kUpsertJob, &upsert_job_},
@@ -683,7 +695,12 @@ Status SqliteStore::WriteBatch(const Batch& batch, std::vector<int64_t>* seqs, i
                              [&](Binder& b) {
                                b.Text(k.id).TextOrNull(k.tenant_id).Text(k.hash);
                                b.Int(k.admin ? 1 : 0).At(k.created).Int(k.rpm).Int(k.tpm);
+                               b.Text(k.name).Text(k.prefix).AtOrNull(k.expires).AtOrNull(k.revoked);
                              }));
+  }
+  for (const KeyRevocation& r : batch.key_revocations) {
+    LL_RETURN_IF_ERROR(Write(revoke_key_, fmt::format("revocation of key `{}`", r.key_id),
+                             [&](Binder& b) { b.Text(r.key_id).At(r.at); }));
   }
   for (const LeaseRecord& l : batch.leases) {
     LL_RETURN_IF_ERROR(Write(
@@ -769,6 +786,10 @@ Result<std::vector<KeyRecord>> SqliteStore::Keys() {
     k.created = r.At();
     k.rpm = r.Int();
     k.tpm = r.Int();
+    k.name = r.Text();
+    k.prefix = r.Text();
+    k.expires = r.AtOrMax();
+    k.revoked = r.AtOrMax();
     return k;
   });
 }

@@ -1,0 +1,178 @@
+// The control plane's API keys: creation (with an optional name and expiry), the listing
+// (never a secret: only hashes are stored), revocation, and the check every request makes.
+// A revoked or expired key is refused by the very next request on this server; standalone
+// gateways ask `POST /admin/keys/verify` and cache its answer for a bounded time
+// (cli/remote_accounts.h).
+#include <fmt/format.h>
+
+#include "api/auth.h"
+#include "api/control_plane.h"
+#include "api/fields.h"
+
+namespace ll::api {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxKeyName = 100;
+// The furthest expiry accepted: about ten years of the server clock.
+constexpr Duration kMaxKeyLife = Duration::Hours(24 * 3660);
+// Characters of a new key kept to tell keys apart in listings: "ll_" and 8 of its 64 hex
+// digits (32 of its 256 random bits; the rest stay secret).
+constexpr size_t kKeyPrefix = 11;
+
+json TimeOrNull(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
+json TextOrNull(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
+
+// Why `name` is not a usable label, or empty. Control characters (C0, DEL, C1 in UTF-8) would
+// garble the terminals and logs the name is shown in.
+std::string BadName(const std::string& name) {
+  if (name.empty() || name.size() > kMaxKeyName) return fmt::format("`name` must be 1..{} bytes", kMaxKeyName);
+  for (size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    const bool c1 = c == 0xC2 && i + 1 < name.size() && static_cast<unsigned char>(name[i + 1]) >= 0x80 &&
+                    static_cast<unsigned char>(name[i + 1]) <= 0x9F;
+    if (c < 0x20 || c == 0x7F || c1) return fmt::format("`name` must not contain control characters (byte {})", i);
+  }
+  return "";
+}
+
+const char* KeyState(const store::KeyRecord& k, Time now) {
+  if (k.revoked != kTimeMax) return "revoked";
+  if (k.expires != kTimeMax && now >= k.expires) return "expired";
+  return "active";
+}
+
+// Up to a whole second: the API shows times in seconds, so `expires_at` as shown is exact.
+Time CeilSecond(Time t) { return Time{(t.ms + 999) / 1000 * 1000}; }
+
+// `expires_at` (RFC 3339, server clock) or `expires_in_s`: when the key stops working, or
+// kTimeMax for never. Errors go to `f`.
+Time KeyExpiry(Fields& f, Time now) {
+  auto at_text = f.Str("expires_at", false);
+  auto in_s = f.Int("expires_in_s", 1, kMaxKeyLife.ms / 1000, false);
+  if (!f.ok()) return kTimeMax;
+  if (at_text && in_s) {
+    f.Fail("invalid_value", "give one of `expires_at` and `expires_in_s`", "expires_in_s");
+    return kTimeMax;
+  }
+  if (in_s) return CeilSecond(now + Duration::Seconds(*in_s));
+  if (!at_text) return kTimeMax;
+  auto t = ParseUtc(*at_text);
+  if (!t.ok()) {
+    f.Fail("invalid_value", fmt::format("`expires_at`: {}", t.status().message()), "expires_at");
+    return kTimeMax;
+  }
+  if (*t <= now || *t > now + kMaxKeyLife) {
+    f.Fail("invalid_value",
+           fmt::format("`expires_at` must be after the server's now ({}) and at most 3660 days later", FormatUtc(now)),
+           "expires_at");
+    return kTimeMax;
+  }
+  return CeilSecond(*t);
+}
+
+}  // namespace
+
+bool ControlPlane::KeyUsable(const store::KeyRecord& k) const {
+  return k.revoked == kTimeMax && (k.expires == kTimeMax || clock_->Now() < k.expires);
+}
+
+void ControlPlane::IndexKey(const store::KeyRecord& k) {
+  keys_by_hash_[k.hash] = k;
+  key_hash_by_id_[k.id] = k.hash;
+}
+
+json ControlPlane::KeyJson(const store::KeyRecord& k) const {
+  return {{"id", k.id},
+          {"object", "api_key"},
+          {"tenant_id", TextOrNull(k.tenant_id)},
+          {"name", TextOrNull(k.name)},
+          {"prefix", TextOrNull(k.prefix)},
+          {"admin", k.admin},
+          {"rpm", k.rpm},
+          {"tpm", k.tpm},
+          {"created_at", TimeOrNull(k.created)},
+          {"expires_at", TimeOrNull(k.expires)},
+          {"revoked_at", TimeOrNull(k.revoked)},
+          {"state", KeyState(k, clock_->Now())}};
+}
+
+Reply ControlPlane::CreateKey(const json& body) {
+  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  Fields f(body);
+  f.Only({"tenant_id", "rpm", "tpm", "name", "expires_at", "expires_in_s"});
+  auto tenant = f.Str("tenant_id", true);
+  auto rpm = f.Int("rpm", 0, 100'000'000, false);
+  auto tpm = f.Int("tpm", 0, 10'000'000'000, false);
+  auto name = f.Str("name", false);
+  if (f.ok() && name) {
+    if (std::string bad = BadName(*name); !bad.empty()) f.Fail("invalid_value", bad, "name");
+  }
+  const Time now = clock_->Now();
+  const Time expires = KeyExpiry(f, now);
+  if (!f.ok()) return f.error();
+  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  std::string key = NewApiKey();
+  store::KeyRecord k;
+  k.id = MakeExternalId("key", ++key_count_);
+  k.tenant_id = *tenant;
+  k.hash = HashApiKey(key);
+  k.created = now;
+  k.rpm = rpm.value_or(0);
+  k.tpm = tpm.value_or(0);
+  k.name = name.value_or("");
+  k.prefix = key.substr(0, kKeyPrefix);
+  k.expires = expires;
+  IndexKey(k);
+  pending_.keys.push_back(k);
+  Advance();
+  Reply r;
+  r.status = 201;
+  r.body = KeyJson(k);
+  r.body["key"] = key;
+  r.body["note"] = "the key is shown only once; only its hash is stored";
+  return r;
+}
+
+Reply ControlPlane::ListKeys(const std::string& tenant_id, int limit, const std::string& after) {
+  if (!tenant_id.empty() && !tenants_.contains(tenant_id)) {
+    return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
+  }
+  json data = json::array();
+  bool has_more = false;
+  for (auto it = after.empty() ? key_hash_by_id_.begin() : key_hash_by_id_.upper_bound(after);
+       it != key_hash_by_id_.end(); ++it) {
+    const store::KeyRecord& k = keys_by_hash_.at(it->second);
+    if (!tenant_id.empty() && k.tenant_id != tenant_id) continue;
+    if (static_cast<int>(data.size()) == limit) {
+      has_more = true;
+      break;
+    }
+    data.push_back(KeyJson(k));
+  }
+  Reply r;
+  r.body = {{"object", "list"}, {"data", std::move(data)}, {"has_more", has_more}};
+  return r;
+}
+
+Reply ControlPlane::RevokeKey(const std::string& id) {
+  auto it = key_hash_by_id_.find(id);
+  if (it == key_hash_by_id_.end()) return ErrorReply(404, "key_not_found", fmt::format("no key `{}`", id));
+  store::KeyRecord& k = keys_by_hash_.at(it->second);
+  if (k.admin) {
+    return ErrorReply(409, "admin_key",
+                      fmt::format("`{}` is an admin key: it cannot be revoked over the API", id));
+  }
+  if (k.revoked == kTimeMax) {  // revoking again changes nothing
+    k.revoked = clock_->Now();
+    pending_.key_revocations.push_back({k.id, k.revoked});
+    Advance();
+  }
+  Reply r;
+  r.body = KeyJson(k);
+  return r;
+}
+
+}  // namespace ll::api
