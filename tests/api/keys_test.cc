@@ -44,7 +44,9 @@ class KeysTest : public ::testing::Test {
   }
   void TearDown() override {
     if (gateway_.pid > 0) StopServe(gateway_, SIGKILL);
-    if (server_.running()) EXPECT_EQ(server_.Stop(), 0);
+    if (server_.running()) {
+      EXPECT_EQ(server_.Stop(), 0);
+    }
     if (fake_.pid > 0) StopServe(fake_, SIGKILL);
     std::system(("rm -rf " + dir_).c_str());
   }
@@ -218,7 +220,9 @@ TEST_F(KeysTest, ExpiredKeyIsRefusedFromItsExpiryOnTheServerClock) {
   auto expires = ParseUtc(brief["expires_at"].get<std::string>());
   ASSERT_TRUE(expires.ok()) << brief.dump();
   const int early = LeasesStatus(brief_key);
-  if (ServerNow() < *expires) EXPECT_EQ(early, 200) << "a key works until its expiry";
+  if (ServerNow() < *expires) {
+    EXPECT_EQ(early, 200) << "a key works until its expiry";
+  }
   // Wait for the promised time on the server's own clock, then no longer.
   const auto deadline = Clock::now() + std::chrono::seconds(10);
   while (ServerNow() < *expires && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
