@@ -247,31 +247,13 @@ void PrintQuote(const Json& q) {
 void PrintNewKey(const Json& k) {
   fmt::print("Created API key {} for tenant {}:\n\n    {}\n\n", Field(k, "id"),
              Field(k, "tenant_id"), Field(k, "key"));
+  if (Field(k, "name") != "-") fmt::print("Name: {}\n", Field(k, "name"));
+  if (Field(k, "expires_at") != "-") fmt::print("Expires at: {} (server clock)\n", TimeField(k, "expires_at"));
   fmt::print(
       "This is the only time the key is shown: store it now (the server keeps only a hash).\n"
       "Use it with `--key` or `export LANDLORD_API_KEY=...`.\n");
 }
 
-// --- requests ----------------------------------------------------------------------------------
-
-// The client for `o`, or exit code 2 with the reason printed.
-std::unique_ptr<HttpClient> NewClient(const CommonOptions& o, int* exit_code) {
-  auto url = ParseUrl(o.url);
-  if (!url.ok()) {
-    *exit_code = Fail(url.status(), kExitUsage);
-    return nullptr;
-  }
-  if (o.key.empty()) {
-    *exit_code =
-        Fail(Status::Invalid("no API key: pass `--key KEY` or set LANDLORD_API_KEY"), kExitUsage);
-    return nullptr;
-  if (Field(k, "name") != "-") fmt::print("Name: {}\n", Field(k, "name"));
-  if (Field(k, "expires_at") != "-") fmt::print("Expires at: {} (server clock)\n", TimeField(k, "expires_at"));
-  }
-  return std::make_unique<HttpClient>(std::move(*url), o.key);
-}
-
-// Sends one request and prints the answer: raw with `--json`, else through `print`.
 // `admin key list`: no secrets in it, only each key's first characters.
 void PrintKeys(const Json& list) {
   const Json& data = list.at("data");
@@ -290,6 +272,24 @@ void PrintKeys(const Json& list) {
   if (list.value("has_more", false)) fmt::print("more: --after {}\n", Field(data.back(), "id"));
 }
 
+// --- requests ----------------------------------------------------------------------------------
+
+// The client for `o`, or exit code 2 with the reason printed.
+std::unique_ptr<HttpClient> NewClient(const CommonOptions& o, int* exit_code) {
+  auto url = ParseUrl(o.url);
+  if (!url.ok()) {
+    *exit_code = Fail(url.status(), kExitUsage);
+    return nullptr;
+  }
+  if (o.key.empty()) {
+    *exit_code =
+        Fail(Status::Invalid("no API key: pass `--key KEY` or set LANDLORD_API_KEY"), kExitUsage);
+    return nullptr;
+  }
+  return std::make_unique<HttpClient>(std::move(*url), o.key);
+}
+
+// Sends one request and prints the answer: raw with `--json`, else through `print`.
 int Call(const CommonOptions& o, std::string_view method, const std::string& target,
          const std::string& body, const std::function<void(const Json&)>& print) {
   int exit_code = 0;
@@ -744,39 +744,21 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}));
   key_create->add_option("--tpm", s->tpm, "Model API tokens per minute for this key (default: the server's)")
       ->check(CLI::Range(int64_t{1}, int64_t{10'000'000'000}));
-  Register(s.get(), key_create, [](State& st) {
-    Json body = {{"tenant_id", st.tenant}};
-    if (st.rpm > 0) body["rpm"] = st.rpm;
-    if (st.tpm > 0) body["tpm"] = st.tpm;
-    return Call(st.common, "POST", "/admin/keys", body.dump(), PrintNewKey);
-  });
-
-  CLI::App* credit = admin->add_subcommand("credit", "Add to a tenant's prepaid balance (the model API's budget)");
-  credit->add_option("--tenant", s->tenant, "Tenant id (ten_...)")->required();
-  credit->add_option("--amount", s->amount, "Dollars, e.g. 10.00")->required();
-  Register(s.get(), credit, [](State& st) {
-    Json body = {{"tenant_id", st.tenant}, {"amount", st.amount}};
-    return Call(st.common, "POST", "/admin/credits", body.dump(), PrintObject);
-  });
-
-  return [s]() -> std::optional<int> {
-    for (auto& [cmd, run] : s->commands) {
-      if (!cmd->parsed()) continue;
   key_create->add_option("--name", s->name, "A label for the key (shown by `key list`)");
   auto* expires_at =
       key_create->add_option("--expires-at", s->expires_at, "Stop working then (UTC, e.g. 2024-01-16T08:00:00Z; server clock)");
   key_create->add_option("--expires-in", s->expires_in_s, "Stop working this many seconds from now (server clock)")
       ->check(CLI::PositiveNumber)
       ->excludes(expires_at);
-      try {
-        return run(*s);
-      } catch (const std::exception& e) {  // e.g. fmt failing to write to a closed pipe
-        return Fail(Status(StatusCode::kInternal, e.what()));
+  Register(s.get(), key_create, [](State& st) {
+    Json body = {{"tenant_id", st.tenant}};
+    if (st.rpm > 0) body["rpm"] = st.rpm;
+    if (st.tpm > 0) body["tpm"] = st.tpm;
     if (!st.name.empty()) body["name"] = st.name;
     if (!st.expires_at.empty()) body["expires_at"] = st.expires_at;
     if (st.expires_in_s > 0) body["expires_in_s"] = st.expires_in_s;
-      }
-    }
+    return Call(st.common, "POST", "/admin/keys", body.dump(), PrintNewKey);
+  });
   CLI::App* key_list = key->add_subcommand("list", "List API keys, oldest first (no secrets: only their first characters)");
   key_list->add_option("--tenant", s->tenant, "Only this tenant's keys (ten_...)");
   key_list->add_option("--limit", s->limit, "At most this many (1..1000); default 100")->check(CLI::Range(1, 1000));
@@ -791,6 +773,24 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   Register(s.get(), key_revoke, [](State& st) {
     return Call(st.common, "DELETE", "/admin/keys/" + PathSegment(st.id), "", PrintObject);
   });
+
+  CLI::App* credit = admin->add_subcommand("credit", "Add to a tenant's prepaid balance (the model API's budget)");
+  credit->add_option("--tenant", s->tenant, "Tenant id (ten_...)")->required();
+  credit->add_option("--amount", s->amount, "Dollars, e.g. 10.00")->required();
+  Register(s.get(), credit, [](State& st) {
+    Json body = {{"tenant_id", st.tenant}, {"amount", st.amount}};
+    return Call(st.common, "POST", "/admin/credits", body.dump(), PrintObject);
+  });
+
+  return [s]() -> std::optional<int> {
+    for (auto& [cmd, run] : s->commands) {
+      if (!cmd->parsed()) continue;
+      try {
+        return run(*s);
+      } catch (const std::exception& e) {  // e.g. fmt failing to write to a closed pipe
+        return Fail(Status(StatusCode::kInternal, e.what()));
+      }
+    }
     return std::nullopt;
   };
 }

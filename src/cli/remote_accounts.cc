@@ -122,7 +122,7 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
     } else {
       st = Status::Io(r.ok() ? fmt::format("the control plane answered {}", r->status) : r.status().message());
     }
-    boost::asio::post(ioc_, [this, api_key, key, cache, st, done = std::move(done)] {
+    boost::asio::post(ioc_, [this, api_key, key, cache, st] {
       if (cache) {
         const Duration ttl = key ? key_ttl_ : Duration::Seconds(2);
         if (keys_.size() > 100'000) keys_.clear();  // bounded: a cache, not a table
