@@ -1,9 +1,14 @@
 // The gateway's ledger inside `landlord serve`: keys, holds and metered usage go straight to
 // the control plane (same thread). Usage is group-committed: the first settlement after a
 // commit arms a timer of `window`, and everything settled until it fires is committed in one
-// transaction (one fsync for many requests). A kill -9 can lose at most the last window's
-// usage (never a tenant's credit, never a hold's release: holds live in memory only).
+// transaction (one fsync for many requests). Each settlement's `durable` callback runs after
+// that commit, and the gateway holds back the answer's last bytes until then: a kill -9 loses
+// only usage of answers that never completed (never a tenant's credit, never a hold's release:
+// holds live in memory only).
 #pragma once
+
+#include <functional>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -26,8 +31,8 @@ class GatewayAccounts final : public gateway::Accounts {
     Status st = cp_.GatewayAdmit(a, &d);
     done(st, d);
   }
-  void Settle(const std::string& hold_id, const Usage& usage) override;
-  // Commits now (shutdown).
+  void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) override;
+  // Commits now and runs the settlements' callbacks (shutdown).
   void Flush();
 
  private:
@@ -35,6 +40,7 @@ class GatewayAccounts final : public gateway::Accounts {
   boost::asio::steady_timer timer_;
   Duration window_;
   bool armed_ = false;
+  std::vector<std::function<void(Status)>> waiting_;  // settled, durable at the next commit
 };
 
 }  // namespace ll::api

@@ -165,7 +165,7 @@ void RemoteAccounts::Admit(const Admission& a, std::function<void(Status, gatewa
     if (!r.ok()) {
       // It may have committed the hold all the same (and then died, a standby taking over with
       // the hold): release it as a settlement is made, until acknowledged (never made: a 404).
-      SettleUntilAcknowledged(c, a.hold_id, R"({"usage":[]})");
+      (void)SettleUntilAcknowledged(c, a.hold_id, R"({"usage":[]})");  // nothing billed: nobody waits
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
@@ -173,7 +173,7 @@ void RemoteAccounts::Admit(const Admission& a, std::function<void(Status, gatewa
   });
 }
 
-void RemoteAccounts::Settle(const std::string& hold_id, const Usage& usage) {
+void RemoteAccounts::Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) {
   json body = {{"usage", json::array()}};
   if (usage.input_tokens > 0 || usage.output_tokens > 0) {
     body["usage"].push_back({{"key", usage.key},
@@ -186,22 +186,35 @@ void RemoteAccounts::Settle(const std::string& hold_id, const Usage& usage) {
     std::lock_guard<std::mutex> lock(mu_);
     ++unsettled_;
   }
-  Enqueue([this, hold_id, text = body.dump()](Leader& c) { SettleUntilAcknowledged(c, hold_id, text); });
+  Enqueue([this, hold_id, text = body.dump(), durable = std::move(durable)](Leader& c) mutable {
+    Status st = SettleUntilAcknowledged(c, hold_id, text);
+    if (durable) boost::asio::post(ioc_, [st, durable = std::move(durable)] { durable(st); });
+  });
 }
 
-void RemoteAccounts::SettleUntilAcknowledged(Leader& c, const std::string& hold_id, const std::string& body) {
+Status RemoteAccounts::SettleUntilAcknowledged(Leader& c, const std::string& hold_id, const std::string& body) {
   // Through a change of leader too: the usage keys and the hold id make a repeat count once.
+  Status st = Status::Io("the control plane did not acknowledge the settlement");
   for (int attempt = 0; attempt < 20; ++attempt) {
     auto r = c.Request("POST", "/admin/holds/" + hold_id + "/settle", body);
-    if (r.ok() && (r->status == 200 || r->status == 404)) break;
+    if (r.ok() && r->status == 200) {
+      st = Status::Ok();  // answered once committed (the hold API's group commit)
+      break;
+    }
+    if (r.ok() && r->status == 404) {
+      st = Status::NotFound(fmt::format("the control plane knows no hold `{}`", hold_id));
+      break;
+    }
     if (r.ok() && r->status >= 400 && r->status < 500) {
       fmt::print(stderr, "landlord gateway: settlement of `{}` refused: {} {}\n", hold_id, r->status, r->body);
+      st = Status::Invalid(fmt::format("the control plane refused the settlement: HTTP {}", r->status));
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 6)));
   }
   std::lock_guard<std::mutex> lock(mu_);
   --unsettled_;
+  return st;
 }
 
 }  // namespace ll::cli

@@ -7,8 +7,10 @@
 // rate limits (kept by the control plane for every gateway) and its budget hold (durable on the
 // control plane before the request goes upstream); settlements `POST /admin/holds/{id}/settle`
 // with the usage records, retried until the control plane acknowledges them (the usage keys
-// make a retry count once). The HTTP calls run on `workers` threads, each with its own
-// keep-alive connection; their answers come back on the gateway's io_context.
+// make a retry count once); the control plane acknowledges once they are committed, and only
+// then does the gateway complete the answer (`durable`). The HTTP calls run on `workers`
+// threads, each with its own keep-alive connection; their answers come back on the gateway's
+// io_context.
 //
 // Where the control plane is comes from `locate`: a fixed URL (`--control-plane`) or the
 // leader the shared store names (`--store`). A call that cannot reach it asks `locate` again
@@ -45,7 +47,7 @@ class RemoteAccounts final : public gateway::Accounts {
 
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override;
   void Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) override;
-  void Settle(const std::string& hold_id, const Usage& usage) override;
+  void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) override;
 
   // Settlements not yet acknowledged (shutdown waits for them, up to a point).
   int64_t unsettled() const;
@@ -57,8 +59,9 @@ class RemoteAccounts final : public gateway::Accounts {
   void Run();
   void Enqueue(std::function<void(Leader&)> job);
   // POSTs the settlement until the control plane acknowledges it (20 tries, backing off to
-  // 3.2 s: a standby has taken over well within that); counts `unsettled_` down.
-  void SettleUntilAcknowledged(Leader& c, const std::string& hold_id, const std::string& body);
+  // 3.2 s: a standby has taken over well within that); counts `unsettled_` down. Ok once
+  // acknowledged (committed on the control plane).
+  Status SettleUntilAcknowledged(Leader& c, const std::string& hold_id, const std::string& body);
 
   boost::asio::io_context& ioc_;
   Locator locate_;
@@ -72,10 +75,10 @@ class RemoteAccounts final : public gateway::Accounts {
     Time until;
   };
   std::unordered_map<std::string, Cached> keys_;
-  // Keys being verified now, with the requests waiting for the answer (gateway thread only).
-  std::unordered_map<std::string, std::vector<std::function<void(Status, std::optional<Key>)>>> verifying_;
   // Work for the HTTP threads.
   mutable std::mutex mu_;
+  // Keys being verified now, with the requests waiting for the answer (gateway thread only).
+  std::unordered_map<std::string, std::vector<std::function<void(Status, std::optional<Key>)>>> verifying_;
   std::condition_variable cv_;
   std::deque<std::function<void(Leader&)>> jobs_;
   bool stopping_ = false;

@@ -271,6 +271,7 @@ int RunServe(const ServeArgs& a) {
   (*server)->CloseAll();
   Drain(ioc);
   accounts.Flush();  // metered usage in the group-commit window, aborted calls' included
+  Drain(ioc);        // the answers that waited for it (to closed connections by now)
   return 0;
 }
 

@@ -66,28 +66,6 @@ bool ReadUsage(std::string_view json, int64_t* prompt, int64_t* completion) {
   return true;
 }
 
-constexpr std::string_view kModelPrefix = "/v1/models/";
-
-// `%XX` escapes decoded (a model id such as `org/name` may come as `org%2Fname`).
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    c = static_cast<char>(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 // One extra response header (a function: GCC 12 misreads a braced list here, -Warray-bounds).
 std::vector<std::pair<std::string, std::string>> Header(std::string name, std::string value) {
   std::vector<std::pair<std::string, std::string>> v;
@@ -130,14 +108,18 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   void ReadBody();
   void OnBytes(const char* data, size_t n);
   void Finish();
+  // The answer's last bytes, once its usage is durable (or could not be made so).
+  void EndStream(const Status& durable);
+  void Answer(const Status& durable, const std::string& content_type);
   void FailedBeforeFirstByte(const std::string& why);
   void TimedOut();
   void FailedMidStream(const std::string& why);
-  void Meter(int64_t input, int64_t output);
+  // Settles the hold to the usage (once); `durable` runs when it is committed (at once for no
+  // usage: nothing to lose).
+  void Meter(int64_t input, int64_t output, std::function<void(Status)> durable = {});
   void Refuse(int status, std::string_view code, std::string message, std::string_view param, std::string_view type,
               std::vector<std::pair<std::string, std::string>> extra = {});
   void Models();
-  void Model(const std::string& id);
   Downstream::Head HeadFor(int status, std::string content_type);
   void CloseConn() {
     if (conn_) {
@@ -181,6 +163,9 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   std::string body_;     // a whole (non-streamed) response
   std::string pending_;  // a partial stream event
   bool done_seen_ = false;
+  // From the usage chunk or `[DONE]` on, events wait here for the usage's commit.
+  bool holding_ = false;
+  std::string tail_;
   int64_t delivered_ = 0;  // content events sent to the client
   bool has_usage_ = false;
   int64_t usage_in_ = 0, usage_out_ = 0;
@@ -191,16 +176,12 @@ void Gateway::Call::Start() {
   const std::string_view target = req_.target;
   const std::string_view path = target.substr(0, target.find('?'));
   auto self = shared_from_this();
-  if (path == "/v1/models" || path.starts_with(kModelPrefix)) {
+  if (path == "/v1/models") {
     if (req_.method != "GET") {
-      Refuse(405, "method_not_allowed", fmt::format("use GET on `{}`", path), "", "invalid_request_error");
+      Refuse(405, "method_not_allowed", "use GET on `/v1/models`", "", "invalid_request_error");
       return;
     }
-    if (path == "/v1/models") {
-      Auth([self] { self->Models(); });
-    } else {
-      Auth([self, id = PercentDecode(path.substr(kModelPrefix.size()))] { self->Model(id); });
-    }
+    Auth([self] { self->Models(); });
     return;
   }
   Endpoint e = path == "/v1/chat/completions" ? Endpoint::kChatCompletions
@@ -264,8 +245,8 @@ bool Gateway::Call::Parse(Endpoint e) {
 
 void Gateway::Call::Admit(std::function<void()> next) {
   const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
-                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.Generated()
-                                                              : g_.options_.max_output_tokens * call_.Generated();
+                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
+                                                              : g_.options_.max_output_tokens * call_.n;
   const auto tp = g_.prices_.TokenPricesFor(call_.model);
   Accounts::Admission a{.hold_id = id_,
                         .tenant_id = key_.tenant_id,
@@ -321,25 +302,13 @@ void Gateway::Call::RefuseLimits(int64_t needed) {
          "", limits_.tokens ? "tokens" : "requests", std::move(extra));
 }
 
-std::string Gateway::ModelJson(const std::string& model) const {
-  auto it = model_created_.find(model);
-  const int64_t created = it != model_created_.end() ? it->second : started_s_;
-  return fmt::format("{{\"id\":{},\"object\":\"model\",\"created\":{},\"owned_by\":\"landlord\"}}",
-                     nlohmann::json(model).dump(), created);
-}
-
 void Gateway::Call::Models() {
   std::string data;
-  for (const std::string& m : g_.router_.Models()) data += (data.empty() ? "" : ",") + g_.ModelJson(m);
-  down_->Send(HeadFor(200, "application/json"), fmt::format("{{\"object\":\"list\",\"data\":[{}]}}", data));
-}
-
-void Gateway::Call::Model(const std::string& id) {
-  if (!g_.router_.Serves(id)) {
-    Refuse(404, "model_not_found", fmt::format("the model `{}` does not exist", id), "model", "invalid_request_error");
-    return;
+  for (const std::string& m : g_.router_.Models()) {
+    data += fmt::format("{}{{\"id\":{},\"object\":\"model\",\"created\":0,\"owned_by\":\"landlord\"}}",
+                        data.empty() ? "" : ",", nlohmann::json(m).dump());
   }
-  down_->Send(HeadFor(200, "application/json"), g_.ModelJson(id));
+  down_->Send(HeadFor(200, "application/json"), fmt::format("{{\"object\":\"list\",\"data\":[{}]}}", data));
 }
 
 Downstream::Head Gateway::Call::HeadFor(int status, std::string content_type) {
@@ -591,6 +560,7 @@ void Gateway::Call::OnBytes(const char* data, size_t n) {
     bool forward = true;
     if (payload == "[DONE]") {
       done_seen_ = true;
+      holding_ = true;
     } else if (!payload.empty()) {
       int64_t p = 0, c = 0;
       if (payload.find("\"usage\":{") != std::string_view::npos || payload.find("\"usage\": {") != std::string_view::npos) {
@@ -605,11 +575,12 @@ void Gateway::Call::OnBytes(const char* data, size_t n) {
                                              payload.find("\"choices\": []") != std::string_view::npos);
       if (usage_only) {
         forward = call_.client_wants_usage;
+        holding_ = true;
       } else {
         ++delivered_;
       }
     }
-    if (forward) out.append(event);
+    if (forward) (holding_ ? tail_ : out).append(event);
   }
   pending_.erase(0, start);
   if (!out.empty()) down_->Chunk(std::move(out));
@@ -626,25 +597,48 @@ void Gateway::Call::Finish() {
     }
   }
   CloseConn();
+  auto self = shared_from_this();
   if (streaming_) {
-    if (!pending_.empty()) down_->Chunk(std::move(pending_));
-    down_->End();
-    Meter(has_usage_ ? usage_in_ : call_.EstimatedPromptTokens(), has_usage_ ? usage_out_ : delivered_);
+    tail_ += pending_;
+    pending_.clear();
+    Meter(has_usage_ ? usage_in_ : call_.EstimatedPromptTokens(), has_usage_ ? usage_out_ : delivered_,
+          [self](Status st) { self->EndStream(st); });
     return;
   }
+  std::string ct(Sv(parser_->get()[http::field::content_type]));
+  auto answer = [self, ct](Status st) { self->Answer(st, ct); };
   int64_t p = 0, c = 0;
   if (status_ >= 200 && status_ < 300 && ReadUsage(body_, &p, &c)) {
-    Meter(p, c);
+    Meter(p, c, answer);
   } else if (status_ >= 200 && status_ < 300) {
     // An upstream that reports no usage: the prompt's estimate and the answer's bytes / 4.
-    Meter(call_.EstimatedPromptTokens(), static_cast<int64_t>(body_.size() + 3) / 4);
+    Meter(call_.EstimatedPromptTokens(), static_cast<int64_t>(body_.size() + 3) / 4, answer);
   } else {
-    Meter(0, 0);  // an error answer: nothing was generated
+    Meter(0, 0, answer);  // an error answer: nothing was generated
+  }
+}
+
+void Gateway::Call::EndStream(const Status& durable) {
+  if (durable.ok()) {
+    if (!tail_.empty()) down_->Chunk(std::move(tail_));
+  } else {
+    // Never `[DONE]` for an answer whose usage may be lost.
+    down_->Chunk(fmt::format(
+        "data: {}\n\n",
+        ErrorJson("ledger_unavailable", fmt::format("the answer's usage could not be recorded: {}", durable.message()),
+                  "", "server_error")));
+  }
+  down_->End();
+}
+
+void Gateway::Call::Answer(const Status& durable, const std::string& content_type) {
+  if (!durable.ok()) {
+    Refuse(503, "ledger_unavailable",
+           fmt::format("the answer's usage could not be recorded: {}", durable.message()), "", "server_error");
+    return;
   }
   ++g_.by_code_[{model_label_, status_}];
-  auto& res = parser_->get();
-  std::string ct(Sv(res[http::field::content_type]));
-  down_->Send(HeadFor(status_, ct.empty() ? "application/json" : ct), std::move(body_));
+  down_->Send(HeadFor(status_, content_type.empty() ? "application/json" : content_type), std::move(body_));
 }
 
 void Gateway::Call::FailedMidStream(const std::string& why) {
@@ -667,18 +661,23 @@ void Gateway::Call::FailedMidStream(const std::string& why) {
   Meter(call_.EstimatedPromptTokens(), delivered_);
 }
 
-void Gateway::Call::Meter(int64_t input, int64_t output) {
-  if (metered_) return;
+void Gateway::Call::Meter(int64_t input, int64_t output, std::function<void(Status)> durable) {
+  const bool settle = !metered_ && held_;
   metered_ = true;
-  if (!held_) return;
-  Accounts::Usage u{.key = fmt::format("{}:{}", id_, std::max(attempt_, 1)),
-                    .tenant_id = key_.tenant_id,
-                    .model = call_.model,
-                    .input_tokens = input,
-                    .output_tokens = output};
-  g_.accounts_->Settle(id_, u);
-  g_.stats_.input_tokens += input;
-  g_.stats_.output_tokens += output;
+  const bool used = input > 0 || output > 0;
+  if (settle) {
+    Accounts::Usage u{.key = fmt::format("{}:{}", id_, std::max(attempt_, 1)),
+                      .tenant_id = key_.tenant_id,
+                      .model = call_.model,
+                      .input_tokens = input,
+                      .output_tokens = output};
+    // Nothing used, nothing billed: the answer does not wait for the hold's release.
+    g_.accounts_->Settle(id_, u, used ? std::move(durable) : nullptr);
+    g_.stats_.input_tokens += input;
+    g_.stats_.output_tokens += output;
+    if (used) return;
+  }
+  if (durable) durable(Status::Ok());
 }
 
 // ---- Gateway ----
@@ -694,7 +693,6 @@ Gateway::Gateway(net::io_context& ioc, GatewayOptions options, market::PriceBook
       pool_(std::make_unique<Pool>(ioc)) {
   std::random_device rd;
   boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  started_s_ = clock_->Now().ms / 1000;
 }
 
 Gateway::~Gateway() = default;
@@ -707,7 +705,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOp
     r.id = fmt::format("rep_up{}", ++g->next_replica_);
     r.model = u.model;
     LL_RETURN_IF_ERROR(ParseHttpUrl(u.url, &r.host, &r.port));
-    g->AddReplica(std::move(r));
+    g->router_.Add(std::move(r));
   }
   for (const SimModelConfig& m : g->options_.sim_models) {
     if (m.gpus_per_replica > 0) {
@@ -717,17 +715,12 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOp
       r.id = "rep_" + m.model + "_unplaced";
       r.model = m.model;
       r.draining = true;
-      g->AddReplica(std::move(r));
+      g->router_.Add(std::move(r));
       continue;
     }
     for (int i = 0; i < m.replicas; ++i) LL_RETURN_IF_ERROR(g->StartSim(m).status());
   }
   return g;
-}
-
-void Gateway::AddReplica(Replica r) {
-  model_created_.emplace(r.model, clock_->Now().ms / 1000);  // a model's first replica: when it was registered
-  router_.Add(std::move(r));
 }
 
 Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
@@ -737,7 +730,6 @@ Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
   fo.tokens_per_s = m.tokens_per_s;
   fo.first_token = m.first_token;
   fo.exit_on_crash = false;
-  fo.clock = clock_;  // `created` in the gateway's clock
   LL_ASSIGN_OR_RETURN(auto fake, FakeModel::Start(ioc_, fo));
   Replica r;
   r.id = fo.name;
@@ -745,7 +737,7 @@ Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
   const std::string addr = fake->address();
   r.host = addr.substr(0, addr.rfind(':'));
   r.port = addr.substr(addr.rfind(':') + 1);
-  AddReplica(std::move(r));
+  router_.Add(std::move(r));
   sim_.emplace_back(fo.name, std::move(fake));
   return fo.name;
 }
@@ -763,7 +755,7 @@ Status Gateway::AddEndpoint(const std::string& id, const std::string& model, con
   r.model = model;
   LL_RETURN_IF_ERROR(ParseHttpUrl(url, &r.host, &r.port));
   if (router_.Find(id) != nullptr) router_.Remove(id);
-  AddReplica(std::move(r));
+  router_.Add(std::move(r));
   return Status::Ok();
 }
 
@@ -782,7 +774,6 @@ void Gateway::StopReplica(const std::string& id) {
 
 bool Gateway::Handles(std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
-  if (path.starts_with(kModelPrefix) && path.size() > kModelPrefix.size()) return true;  // GET /v1/models/{id}
   return path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/completions" ||
          path == "/v1/embeddings";
 }

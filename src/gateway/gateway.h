@@ -1,4 +1,4 @@
-// The OpenAI-compatible model API: `GET /v1/models` (and `/v1/models/{id}`), `POST /v1/chat/completions`,
+// The OpenAI-compatible model API: `GET /v1/models`, `POST /v1/chat/completions`,
 // `/v1/completions` and `/v1/embeddings`, proxied to model replicas as a filter chain (Envoy
 // `decodeHeaders` style: each filter answers or lets the request go on):
 //
@@ -11,7 +11,9 @@
 //   route   least outstanding tokens with prefix affinity (router.h); a replica that fails
 //           before the first byte is ejected and the request retried on another
 //   meter   settles the hold to the tokens used and records them once (idempotency key
-//           request id + attempt), interrupted streams included
+//           request id + attempt), interrupted streams included. An answer completes only
+//           once its usage is durable: a whole body is sent, and a stream's usage chunk and
+//           `[DONE]` are, after the settlement's commit (its tokens never wait for it)
 //
 // Streams pass through event by event without buffering the response. The upstream is always
 // asked for usage (`stream_options.include_usage`); its usage chunk is dropped if the client
@@ -111,8 +113,10 @@ class Accounts {
   // the balance is short, another error when the ledger cannot be reached.
   virtual void Admit(const Admission& a, std::function<void(Status, RateLimits::Decision)> done) = 0;
   // Charges the usage (never more than the hold), releases the rest of the hold and settles the
-  // token reservation to the tokens used.
-  virtual void Settle(const std::string& hold_id, const Usage& usage) = 0;
+  // token reservation to the tokens used. `durable` (may be empty) is called once, on the
+  // gateway's thread, when the usage is committed (Ok: a kill -9 cannot lose it now) or could
+  // not be (the ledger gave up): the answer's last bytes wait for it.
+  virtual void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) = 0;
 };
 
 // Model replicas started and stopped by the fleet (the control plane places each on GPUs of
@@ -209,12 +213,6 @@ class Gateway final : public ReplicaHost {
   uint64_t boot_id_ = 0;  // request ids are unique across restarts: idempotency keys use them
   uint64_t next_request_ = 0;
   Result<std::string> StartSim(const SimModelConfig& m);
-  // Routes to `r`; a model seen first is registered now (its `created` in `/v1/models`).
-  void AddReplica(Replica r);
-  // The model object of `GET /v1/models` and `/v1/models/{id}`.
-  std::string ModelJson(const std::string& model) const;
-  std::map<std::string, int64_t> model_created_;  // unix seconds
-  int64_t started_s_ = 0;
   std::vector<std::pair<std::string, std::unique_ptr<FakeModel>>> sim_;
   int next_replica_ = 0;
   int64_t in_flight_ = 0;
