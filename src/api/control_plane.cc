@@ -22,7 +22,7 @@ namespace {
 
 const char* ErrorType(int status) {
   switch (status) {
-    case 401: return "authentication_error";
+    case 401: return "invalid_request_error";  // OpenAI's own (code `invalid_api_key`), as the model API answers
     case 402: return "insufficient_quota";
     case 403: return "permission_error";
     case 404: return "not_found_error";

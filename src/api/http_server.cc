@@ -647,7 +647,8 @@ void Session::HandleGateway() {
   g.target = std::string(Sv(req.target()));
   g.authorization = std::string(Sv(req[http::field::authorization]));
   g.body = std::move(req.body());
-  const std::string_view path = std::string_view(g.target).substr(0, g.target.find('?'));
+  std::string_view path = std::string_view(g.target).substr(0, g.target.find('?'));
+  if (path.starts_with("/v1/models/")) path = "/v1/models/{id}";  // a bounded set of metric labels
   gateway_route_ = fmt::format("{} {}", gateway::MethodLabel(g.method), path);
   proxying_ = true;
   proxy_keep_ = req.keep_alive();

@@ -151,14 +151,14 @@ Routed Route(ControlPlane& cp, const Request& req) {
       }
       return out;
     }
-    if (seg.size() == 3 && seg[1] == "fleet" && seg[2] == "map") {
-      out.route = "GET /admin/fleet/map";
-      out.reply = m == "GET" ? cp.FleetMap() : MethodNotAllowed(m, path);
-      return out;
-    }
     if (seg.size() == 3 && seg[1] == "keys") {
       out.route = fmt::format("{} /admin/keys/{{id}}", gateway::MethodLabel(m));
       out.reply = m == "DELETE" ? cp.RevokeKey(std::string(seg[2])) : MethodNotAllowed(m, path);
+      return out;
+    }
+    if (seg.size() == 3 && seg[1] == "fleet" && seg[2] == "map") {
+      out.route = "GET /admin/fleet/map";
+      out.reply = m == "GET" ? cp.FleetMap() : MethodNotAllowed(m, path);
       return out;
     }
     std::string_view what = seg.size() == 2 ? seg[1] : "";
@@ -167,16 +167,16 @@ Routed Route(ControlPlane& cp, const Request& req) {
       if (auto b = body()) out.reply = cp.CreateTenant(*b);
     } else if (what == "keys" && m == "POST") {
       if (auto b = body()) out.reply = cp.CreateKey(*b);
-    } else if (what == "fleet" && m == "GET") {
-      out.reply = cp.Fleet();
-    } else if (what == "policy" && m == "GET") {
-      out.reply = cp.GetPolicy();
-    } else if (what == "policy" && m == "PUT") {
     } else if (what == "keys" && m == "GET") {
       auto limit = ParseInt(QueryParam(query, "limit").value_or("100"), 1, 1000);
       out.reply = limit ? cp.ListKeys(std::string(QueryParam(query, "tenant_id").value_or("")), static_cast<int>(*limit),
                                       std::string(QueryParam(query, "after").value_or("")))
                         : ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
+    } else if (what == "fleet" && m == "GET") {
+      out.reply = cp.Fleet();
+    } else if (what == "policy" && m == "GET") {
+      out.reply = cp.GetPolicy();
+    } else if (what == "policy" && m == "PUT") {
       if (auto b = body()) out.reply = cp.PutPolicy(*b);
     } else if (what == "internal-jobs" && m == "POST") {
       if (auto b = body()) out.reply = cp.AddInternalJob(*b);

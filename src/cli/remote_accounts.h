@@ -75,10 +75,10 @@ class RemoteAccounts final : public gateway::Accounts {
     Time until;
   };
   std::unordered_map<std::string, Cached> keys_;
-  // Work for the HTTP threads.
-  mutable std::mutex mu_;
   // Keys being verified now, with the requests waiting for the answer (gateway thread only).
   std::unordered_map<std::string, std::vector<std::function<void(Status, std::optional<Key>)>>> verifying_;
+  // Work for the HTTP threads.
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void(Leader&)>> jobs_;
   bool stopping_ = false;

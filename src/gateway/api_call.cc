@@ -1,8 +1,11 @@
 #include "gateway/api_call.h"
 
-#include <simdjson.h>
+#include <algorithm>
+#include <initializer_list>
+#include <vector>
 
 #include <fmt/format.h>
+#include <simdjson.h>
 
 namespace ll::gateway {
 namespace {
@@ -32,6 +35,10 @@ class PrefixHash {
   uint64_t h_ = 0xcbf29ce484222325ULL;
   size_t left_;
 };
+
+bool KnownRole(std::string_view r) {
+  return r == "system" || r == "developer" || r == "user" || r == "assistant" || r == "tool" || r == "function";
+}
 
 // Parsing state: the call being filled in and the first error.
 class Parser {
@@ -108,6 +115,10 @@ class Parser {
         if (key == "role") {
           std::string_view role;
           if (f.value().get_string().get(role)) return Type(mp + ".role", "a string");
+          if (!KnownRole(role)) {
+            return Fail(mp + ".role", fmt::format("`{}.role` must be one of `system`, `developer`, `user`, `assistant`, "
+                                                  "`tool`, `function`", mp));
+          }
           Text(role);
           Text(":");
           has_role = true;
@@ -199,6 +210,145 @@ class Parser {
     return true;
   }
 
+  // A number in [lo, hi] (integers too), or null.
+  bool Number(od::value v, const std::string& param, double lo, double hi) {
+    od::json_type t;
+    if (v.type().get(t)) return Type(param, "a number");
+    if (t == od::json_type::null) return true;
+    double x;
+    if (t != od::json_type::number || v.get_double().get(x)) return Type(param, "a number");
+    if (!(x >= lo && x <= hi)) return Fail(param, fmt::format("`{}` must be in [{}, {}], got {}", param, lo, hi, x));
+    return true;
+  }
+
+  // A string (one of `allowed`, when given), or null.
+  bool String(od::value v, const std::string& param, std::initializer_list<std::string_view> allowed = {}) {
+    od::json_type t;
+    if (v.type().get(t)) return Type(param, "a string");
+    if (t == od::json_type::null) return true;
+    std::string_view s;
+    if (t != od::json_type::string || v.get_string().get(s)) return Type(param, "a string");
+    if (allowed.size() == 0 || std::find(allowed.begin(), allowed.end(), s) != allowed.end()) return true;
+    std::string names;
+    for (std::string_view a : allowed) names += fmt::format("{}`{}`", names.empty() ? "" : ", ", a);
+    return Fail(param, fmt::format("`{}` must be one of {}", param, names));
+  }
+
+  // A JSON value of one of the kinds in `kinds` (null always passes).
+  bool Kind(od::value v, const std::string& param, std::initializer_list<od::json_type> kinds, const char* what) {
+    od::json_type t;
+    if (v.type().get(t)) return Type(param, what);
+    if (t == od::json_type::null) return true;
+    if (std::find(kinds.begin(), kinds.end(), t) == kinds.end()) return Type(param, what);
+    return true;
+  }
+
+  // `stop`: a string or an array of up to 4 strings, or null.
+  bool Stop(od::value v) {
+    od::json_type t;
+    if (v.type().get(t)) return Type("stop", "a string or an array of strings");
+    if (t == od::json_type::null || t == od::json_type::string) return String(v, "stop");
+    od::array a;
+    if (t != od::json_type::array || v.get_array().get(a)) return Type("stop", "a string or an array of strings");
+    size_t i = 0;
+    for (auto e : a) {
+      std::string_view s;
+      if (e.get_string().get(s)) return Type(fmt::format("stop[{}]", i), "a string");
+      if (++i > 4) return Fail("stop", "`stop` may hold at most 4 sequences");
+    }
+    return true;
+  }
+
+  // `logit_bias`: an object of token id → number in [-100, 100], or null.
+  bool LogitBias(od::value v) {
+    od::json_type t;
+    if (v.type().get(t)) return Type("logit_bias", "an object");
+    if (t == od::json_type::null) return true;
+    od::object o;
+    if (t != od::json_type::object || v.get_object().get(o)) return Type("logit_bias", "an object");
+    for (auto f_r : o) {
+      od::field f;
+      std::string_view key;
+      if (std::move(f_r).get(f) || f.unescaped_key().get(key)) return Type("logit_bias", "an object");
+      if (!Number(f.value(), fmt::format("logit_bias.{}", key), -100, 100)) return false;
+    }
+    return true;
+  }
+
+  // The optional fields the gateway does not read but forwards: each must have the type the
+  // OpenAI API gives it, so that what a replica would refuse (or read differently) never
+  // reaches it. Fields nobody knows (a server's own extensions) pass as they are.
+  bool Forwarded(Endpoint e, std::string_view key, od::value v, int64_t* best_of) {
+    using J = od::json_type;
+    const std::string k(key);
+    const bool chat = e == Endpoint::kChatCompletions, text = e == Endpoint::kCompletions;
+    if (e == Endpoint::kEmbeddings) {
+      if (key == "encoding_format") return String(v, k, {"float", "base64"});
+      if (key == "dimensions") { int64_t d; return Int(v, k, 1, 1'000'000, &d); }
+      if (key == "user") return String(v, k);
+      return true;
+    }
+    if (key == "temperature") return Number(v, k, 0, 2);
+    if (key == "top_p") return Number(v, k, 0, 1);
+    if (key == "presence_penalty" || key == "frequency_penalty") return Number(v, k, -2, 2);
+    if (key == "seed") { int64_t s; return Int(v, k, INT64_MIN, INT64_MAX, &s); }
+    if (key == "user") return String(v, k);
+    if (key == "stop") return Stop(v);
+    if (key == "logit_bias") return LogitBias(v);
+    if (key == "logprobs" && chat) { bool b; return Bool(v, k, &b); }
+    if (key == "logprobs" && text) { int64_t n; return Int(v, k, 0, 20, &n); }
+    if (key == "top_logprobs" && chat) { int64_t n; return Int(v, k, 0, 20, &n); }
+    if (key == "echo" && text) { bool b; return Bool(v, k, &b); }
+    if (key == "suffix" && text) return String(v, k);
+    if (key == "best_of" && text) return Int(v, k, 1, kMaxChoices, best_of);
+    if (!chat) return true;
+    if (key == "parallel_tool_calls" || key == "store") { bool b; return Bool(v, k, &b); }
+    if (key == "tools" || key == "functions" || key == "modalities") return Kind(v, k, {J::array}, "an array");
+    if (key == "response_format" || key == "metadata" || key == "audio" || key == "prediction" ||
+        key == "web_search_options") {
+      return Kind(v, k, {J::object}, "an object");
+    }
+    if (key == "tool_choice" || key == "function_call") return Kind(v, k, {J::string, J::object}, "a string or an object");
+    if (key == "reasoning_effort" || key == "service_tier") return String(v, k);
+    return true;
+  }
+
+  // `stream_options`: an object (its `include_usage` a boolean) or null; notes its byte span
+  // in the body (from `key_at`, its key's opening quote, in `base`) for UpstreamBody.
+  bool StreamOptions(od::value v, size_t key_at, const char* base) {
+    od::json_type t;
+    od::object o;
+    std::string_view raw;
+    if (v.type().get(t) || (t != od::json_type::object && t != od::json_type::null)) return Type("stream_options", "an object");
+    if (t == od::json_type::null) {
+      raw = v.raw_json_token();
+      call_->stream_options_begin = key_at;
+      call_->stream_options_end = static_cast<size_t>(raw.data() - base) + 4;
+      return true;
+    }
+    if (v.get_object().get(o) || o.raw_json().get(raw)) return Type("stream_options", "an object");
+    call_->stream_options_begin = key_at;
+    call_->stream_options_end = static_cast<size_t>(raw.data() - base) + raw.size();
+    while (call_->stream_options_end > 0 && base[call_->stream_options_end - 1] != '}') --call_->stream_options_end;
+    // raw_json() consumed the object: read its fields from a copy.
+    const simdjson::padded_string sub(raw);
+    od::parser sub_parser;
+    od::document sub_doc;
+    od::object so;
+    if (sub_parser.iterate(sub).get(sub_doc) || sub_doc.get_object().get(so)) {
+      return Fail("", "the body is not valid JSON", "invalid_json");
+    }
+    for (auto sf_r : so) {
+      od::field sf;
+      std::string_view skey;
+      if (std::move(sf_r).get(sf) || sf.unescaped_key().get(skey)) return Fail("", "the body is not valid JSON", "invalid_json");
+      bool ignored = false;
+      if (skey == "include_usage" && !Bool(sf.value(), "stream_options.include_usage", &call_->client_wants_usage)) return false;
+      if (skey == "include_obfuscation" && !Bool(sf.value(), "stream_options.include_obfuscation", &ignored)) return false;
+    }
+    return true;
+  }
+
   uint64_t hash() const { return hash_.value(); }
   bool failed() const { return failed_; }
 
@@ -240,6 +390,7 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
   od::object root;
   if (parser.iterate(padded).get(doc) || doc.get_object().get(root)) return invalid("the body must be a JSON object");
   bool has_model = false, has_prompt = false;
+  std::vector<std::string_view> seen;  // the fields read so far
   const std::string_view prompt_field = endpoint == Endpoint::kChatCompletions ? "messages"
                                         : endpoint == Endpoint::kCompletions   ? "prompt"
                                                                                : "input";
@@ -274,43 +425,22 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
     } else if (key == "stream" && endpoint != Endpoint::kEmbeddings) {
       ok = p.Bool(f.value(), "stream", &call.stream);
     } else if (key == "stream_options" && endpoint != Endpoint::kEmbeddings) {
-      od::value v = f.value();
-      od::json_type t;
-      od::object o;
-      std::string_view raw;
-      if (v.type().get(t) || (t != od::json_type::object && t != od::json_type::null)) {
-        ok = p.Type("stream_options", "an object");
-      } else if (t == od::json_type::null) {
-        raw = v.raw_json_token();
-        call.stream_options_begin = static_cast<size_t>(key_start - padded.data());
-        call.stream_options_end = static_cast<size_t>(raw.data() - padded.data()) + 4;
-      } else if (v.get_object().get(o) || o.raw_json().get(raw)) {
-        ok = p.Type("stream_options", "an object");
-      } else {
-        call.stream_options_begin = static_cast<size_t>(key_start - padded.data());
-        call.stream_options_end = static_cast<size_t>(raw.data() - padded.data()) + raw.size();
-        while (call.stream_options_end > 0 && padded.data()[call.stream_options_end - 1] != '}') --call.stream_options_end;
-        // raw_json() consumed the object: read its one field we need from a copy.
-        const simdjson::padded_string sub(raw);
-        od::parser sub_parser;
-        od::document sub_doc;
-        od::object so;
-        if (sub_parser.iterate(sub).get(sub_doc) || sub_doc.get_object().get(so)) return invalid("the body is not valid JSON");
-        for (auto sf_r : so) {
-          od::field sf;
-          std::string_view skey;
-          if (std::move(sf_r).get(sf) || sf.unescaped_key().get(skey)) return invalid("the body is not valid JSON");
-          if (skey == "include_usage") ok = ok && p.Bool(sf.value(), "stream_options.include_usage", &call.client_wants_usage);
-        }
-      }
+      ok = p.StreamOptions(f.value(), static_cast<size_t>(key_start - padded.data()), padded.data());
     } else if (key == "max_tokens" || key == "max_completion_tokens") {
       // Both may be sent; servers differ on which wins, so the larger one is held and metered.
       int64_t v = -1;
       ok = p.Int(f.value(), std::string(key), 1, kMaxTokensLimit, &v);
       call.max_tokens = std::max(call.max_tokens, v);
-    } else if (key == "n") {
+    } else if (key == "n" && endpoint != Endpoint::kEmbeddings) {
       ok = p.Int(f.value(), "n", 1, kMaxChoices, &call.n);
+    } else {
+      ok = p.Forwarded(endpoint, key, f.value(), &call.best_of);
     }
+    if (ok && std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      // `{"stream": false, "stream": true}`: servers differ on which one counts.
+      ok = p.Fail(std::string(key), fmt::format("`{}` is given twice", key));
+    }
+    seen.push_back(key);
     if (!ok) return Status::Invalid(error->message);
   }
   if (!has_model) {
@@ -319,6 +449,10 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
   }
   if (!has_prompt) {
     p.Fail(std::string(prompt_field), fmt::format("`{}` is required", prompt_field), "missing_field");
+    return Status::Invalid(error->message);
+  }
+  if (call.best_of > 0 && call.best_of < call.n) {
+    p.Fail("best_of", fmt::format("`best_of` ({}) must be at least `n` ({})", call.best_of, call.n));
     return Status::Invalid(error->message);
   }
   // Trailing bytes after the object are not JSON.

@@ -1,6 +1,9 @@
 // What the gateway reads of an OpenAI-style request body, parsed on demand with simdjson: only
 // the fields the filters need (model, stream, token limits, the prompt's size and first bytes),
-// never a DOM of the whole body. And the one rewrite it makes before sending it upstream.
+// never a DOM of the whole body. The other fields of the OpenAI API are type-checked (what is
+// forwarded must be what the API allows: no `"stream": "yes"` or `"temperature": "hot"`
+// reaching a replica); fields it does not know pass. And the one rewrite it makes before
+// sending it upstream.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +26,7 @@ struct ApiCall {
   bool client_wants_usage = false;  // `stream_options.include_usage` as the client sent it
   int64_t max_tokens = -1;          // `max_tokens` / `max_completion_tokens`; -1 when absent
   int64_t n = 1;                    // choices asked for
+  int64_t best_of = 0;              // completions generated to pick `n` from; 0: not given
   int64_t messages = 0;             // chat messages, or prompts / inputs
   int64_t prompt_bytes = 0;         // bytes of prompt text (message contents, prompt, input)
   int64_t prompt_token_ids = 0;     // prompts given as token ids count one token each
@@ -32,6 +36,8 @@ struct ApiCall {
   size_t stream_options_begin = std::string::npos;
   size_t stream_options_end = std::string::npos;
 
+  // Completions the model generates (each up to the token limit): what a budget holds for.
+  int64_t Generated() const { return n > best_of ? n : best_of; }
   // The prompt tokens to count against a tokens-per-minute limit before the upstream says:
   // about four bytes a token.
   int64_t EstimatedPromptTokens() const;

@@ -3,12 +3,15 @@
 #include <cstdlib>
 #include <set>
 
+#include <sodium.h>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include "core/check.h"
 #include "gateway/api_call.h"
 #include "gateway/http_util.h"
 
@@ -21,6 +24,17 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 class Server;
+
+// 128 random bits in hex (libsodium's CSPRNG): completion ids no other replica or restart repeats.
+std::string RandomId() {
+  static const bool ok = sodium_init() >= 0;
+  LL_CHECK(ok);
+  unsigned char raw[16];
+  randombytes_buf(raw, sizeof raw);
+  char hex[2 * sizeof raw + 1];
+  sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+  return hex;
+}
 
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
@@ -43,6 +57,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void NextToken();
   void WriteChunk(std::string text, bool last_after);
   void Crash();
+  std::string Id() const;
+  std::string Usage() const;
 
   beast::tcp_stream stream_;
   std::shared_ptr<Server> owner_;  // connections keep the server alive (shutdown in any order)
@@ -53,14 +69,24 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // The request being answered.
   ApiCall call_;
   int64_t prompt_tokens_ = 0, tokens_ = 0, sent_ = 0;
-  std::string id_;
+  std::string id_;        // 128 random bits in hex
+  int64_t created_ = 0;   // unix seconds
   std::shared_ptr<http::response<http::empty_body>> head_;
   std::shared_ptr<http::response_serializer<http::empty_body>> sr_;
 };
 
 class Server final : public std::enable_shared_from_this<Server> {
  public:
-  Server(net::io_context& ioc, FakeModelOptions o) : o_(std::move(o)), acceptor_(ioc) {}
+  Server(net::io_context& ioc, FakeModelOptions o) : o_(std::move(o)), acceptor_(ioc) {
+    if (o_.clock == nullptr) {
+      own_clock_ = NewSystemClock();
+      o_.clock = own_clock_.get();
+    }
+    started_ = Created();
+  }
+  // Unix seconds now: an answer's `created`.
+  int64_t Created() const { return o_.clock->Now().ms / 1000; }
+  int64_t started() const { return started_; }
 
   Status Listen() {
     LL_RETURN_IF_ERROR(OpenAcceptor(acceptor_, o_.listen));
@@ -82,7 +108,7 @@ class Server final : public std::enable_shared_from_this<Server> {
   bool killed() const { return killed_; }
   void Add(Conn* c) { conns_.insert(c); }
   void Remove(Conn* c) { conns_.erase(c); }
-  int64_t NextId() { return ++requests_; }
+  void Count() { ++requests_; }
 
  private:
   void Accept() {
@@ -95,6 +121,8 @@ class Server final : public std::enable_shared_from_this<Server> {
   }
 
   FakeModelOptions o_;
+  std::unique_ptr<Clock> own_clock_;
+  int64_t started_ = 0;
   tcp::acceptor acceptor_;
   tcp::endpoint bound_;
   std::set<Conn*> conns_;
@@ -143,7 +171,8 @@ void Conn::Handle() {
   const std::string_view target(req_.target().data(), req_.target().size());
   const std::string& model = server_.options().model;
   if (req_.method() == http::verb::get && target == "/v1/models") {
-    Reply(http::status::ok, fmt::format(R"({{"object":"list","data":[{{"id":"{}","object":"model","created":0,"owned_by":"landlord"}}]}})", model));
+    Reply(http::status::ok, fmt::format(R"({{"object":"list","data":[{{"id":"{}","object":"model","created":{},"owned_by":"landlord"}}]}})",
+                                        model, server_.started()));
     return;
   }
   if (req_.method() == http::verb::get && target == "/healthz") {
@@ -172,7 +201,9 @@ void Conn::Handle() {
     return;
   }
   call_ = std::move(*call);
-  id_ = fmt::format("{}-{}", server_.options().name, server_.NextId());
+  server_.Count();
+  id_ = RandomId();
+  created_ = server_.Created();
   if (server_.options().crash_before_first_byte) {
     Crash();
     return;
@@ -213,17 +244,31 @@ std::string Filler(int64_t tokens) {
   return s;
 }
 
+// The answer's id: "chatcmpl-…" or "cmpl-…".
+std::string Conn::Id() const {
+  return fmt::format("{}-{}", call_.endpoint == Endpoint::kChatCompletions ? "chatcmpl" : "cmpl", id_);
+}
+
+std::string Conn::Usage() const {
+  const int64_t out = tokens_ * call_.n;  // every choice's tokens
+  return fmt::format(R"("usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})", prompt_tokens_, out,
+                     prompt_tokens_ + out);
+}
+
 void Conn::Generate() {
   const bool chat = call_.endpoint == Endpoint::kChatCompletions;
   const std::string finish = call_.max_tokens == tokens_ ? "length" : "stop";
-  const std::string usage = fmt::format(R"("usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}})",
-                                        prompt_tokens_, tokens_, prompt_tokens_ + tokens_);
-  std::string body =
-      chat ? fmt::format(R"({{"id":"chatcmpl-{}","object":"chat.completion","created":1700000000,"model":"{}","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"{}"}}],{}}})",
-                         id_, call_.model, Filler(tokens_), finish, usage)
-           : fmt::format(R"({{"id":"cmpl-{}","object":"text_completion","created":1700000000,"model":"{}","choices":[{{"index":0,"text":"{}","logprobs":null,"finish_reason":"{}"}}],{}}})",
-                         id_, call_.model, Filler(tokens_), finish, usage);
-  Reply(http::status::ok, std::move(body));
+  const std::string text = Filler(tokens_);
+  std::string choices;
+  for (int64_t i = 0; i < call_.n; ++i) {
+    if (i > 0) choices += ',';
+    choices += chat ? fmt::format(R"({{"index":{},"message":{{"role":"assistant","content":"{}"}},"finish_reason":"{}"}})", i,
+                                  text, finish)
+                    : fmt::format(R"({{"index":{},"text":"{}","logprobs":null,"finish_reason":"{}"}})", i, text, finish);
+  }
+  Reply(http::status::ok,
+        fmt::format(R"({{"id":"{}","object":"{}","created":{},"model":"{}","choices":[{}],{}}})", Id(),
+                    chat ? "chat.completion" : "text_completion", created_, call_.model, choices, Usage()));
 }
 
 void Conn::Stream() {
@@ -245,6 +290,7 @@ void Conn::NextToken() {
   const FakeModelOptions& o = server_.options();
   const bool chat = call_.endpoint == Endpoint::kChatCompletions;
   const std::string usage_null = call_.client_wants_usage ? R"(,"usage":null)" : "";
+  const char* object = chat ? "chat.completion.chunk" : "text_completion";
   std::string out;
   do {
     if (o.crash_after_tokens >= 0 && sent_ >= o.crash_after_tokens) {
@@ -257,24 +303,22 @@ void Conn::NextToken() {
     if (sent_ < tokens_) {
       const bool last = sent_ + 1 == tokens_;
       const std::string finish = !last ? "null" : call_.max_tokens == tokens_ ? R"("length")" : R"("stop")";
-      if (chat) {
-        const char* role = sent_ == 0 ? R"("role":"assistant",)" : "";
-        out += fmt::format(R"(data: {{"id":"chatcmpl-{}","object":"chat.completion.chunk","created":1700000000,"model":"{}","choices":[{{"index":0,"delta":{{{}"content":"tok "}},"finish_reason":{}}}]{}}})"
+      for (int64_t i = 0; i < call_.n; ++i) {  // one chunk per choice
+        const std::string choice =
+            chat ? fmt::format(R"({{"index":{},"delta":{{{}"content":"tok "}},"finish_reason":{}}})", i,
+                               sent_ == 0 ? R"("role":"assistant",)" : "", finish)
+                 : fmt::format(R"({{"index":{},"text":"tok ","logprobs":null,"finish_reason":{}}})", i, finish);
+        out += fmt::format(R"(data: {{"id":"{}","object":"{}","created":{},"model":"{}","choices":[{}]{}}})"
                            "\n\n",
-                           id_, call_.model, role, finish, usage_null);
-      } else {
-        out += fmt::format(R"(data: {{"id":"cmpl-{}","object":"text_completion","created":1700000000,"model":"{}","choices":[{{"index":0,"text":"tok ","logprobs":null,"finish_reason":{}}}]{}}})"
-                           "\n\n",
-                           id_, call_.model, finish, usage_null);
+                           Id(), object, created_, call_.model, choice, usage_null);
       }
       ++sent_;
     }
     if (sent_ == tokens_) {
       if (call_.client_wants_usage) {
-        out += fmt::format(R"(data: {{"id":"{}-{}","object":"{}","created":1700000000,"model":"{}","choices":[],"usage":{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{}}}}})"
+        out += fmt::format(R"(data: {{"id":"{}","object":"{}","created":{},"model":"{}","choices":[],{}}})"
                            "\n\n",
-                           chat ? "chatcmpl" : "cmpl", id_, chat ? "chat.completion.chunk" : "text_completion", call_.model,
-                           prompt_tokens_, tokens_, prompt_tokens_ + tokens_);
+                           Id(), object, created_, call_.model, Usage());
       }
       out += "data: [DONE]\n\n";
       WriteChunk(std::move(out), true);

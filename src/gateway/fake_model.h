@@ -2,7 +2,9 @@
 // tokens at a configured speed (no weights, no GPU: the text is filler). It stands in for the
 // vLLM / SGLang / llama.cpp replicas that the sim fleet would place on its GPUs, and serves as
 // the fixture upstream in tests and benchmarks. Usage is reported like OpenAI's: in the body,
-// and in a last stream chunk only when `stream_options.include_usage` is set.
+// and in a last stream chunk only when `stream_options.include_usage` is set. Answers have `n`
+// choices, a random id (`chatcmpl-` + 128 random bits in hex: unique across replicas and
+// restarts) and `created` from the clock given.
 //
 // Faults for tests: crash (the process exits, or in-process: every connection is dropped)
 // after reading a request but before answering it, or after streaming N tokens.
@@ -13,6 +15,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "core/clock.h"
 #include "core/status.h"
 #include "core/time.h"
 
@@ -30,6 +33,8 @@ struct FakeModelOptions {
   // Crash by exiting the process (a `landlord fake-model` process) or, in-process, by dropping
   // every connection and the listener.
   bool exit_on_crash = true;
+  // The answers' `created` (unix seconds); nullptr: the system clock. Outlives the server.
+  const Clock* clock = nullptr;
 };
 
 class FakeModel {

@@ -66,6 +66,28 @@ bool ReadUsage(std::string_view json, int64_t* prompt, int64_t* completion) {
   return true;
 }
 
+constexpr std::string_view kModelPrefix = "/v1/models/";
+
+// `%XX` escapes decoded (a model id such as `org/name` may come as `org%2Fname`).
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    c = static_cast<char>(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 // One extra response header (a function: GCC 12 misreads a braced list here, -Warray-bounds).
 std::vector<std::pair<std::string, std::string>> Header(std::string name, std::string value) {
   std::vector<std::pair<std::string, std::string>> v;
@@ -120,6 +142,7 @@ class Gateway::Call : public std::enable_shared_from_this<Call> {
   void Refuse(int status, std::string_view code, std::string message, std::string_view param, std::string_view type,
               std::vector<std::pair<std::string, std::string>> extra = {});
   void Models();
+  void Model(const std::string& id);
   Downstream::Head HeadFor(int status, std::string content_type);
   void CloseConn() {
     if (conn_) {
@@ -176,12 +199,16 @@ void Gateway::Call::Start() {
   const std::string_view target = req_.target;
   const std::string_view path = target.substr(0, target.find('?'));
   auto self = shared_from_this();
-  if (path == "/v1/models") {
+  if (path == "/v1/models" || path.starts_with(kModelPrefix)) {
     if (req_.method != "GET") {
-      Refuse(405, "method_not_allowed", "use GET on `/v1/models`", "", "invalid_request_error");
+      Refuse(405, "method_not_allowed", fmt::format("use GET on `{}`", path), "", "invalid_request_error");
       return;
     }
-    Auth([self] { self->Models(); });
+    if (path == "/v1/models") {
+      Auth([self] { self->Models(); });
+    } else {
+      Auth([self, id = PercentDecode(path.substr(kModelPrefix.size()))] { self->Model(id); });
+    }
     return;
   }
   Endpoint e = path == "/v1/chat/completions" ? Endpoint::kChatCompletions
@@ -245,8 +272,8 @@ bool Gateway::Call::Parse(Endpoint e) {
 
 void Gateway::Call::Admit(std::function<void()> next) {
   const int64_t out = call_.endpoint == Endpoint::kEmbeddings ? 0
-                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.n
-                                                              : g_.options_.max_output_tokens * call_.n;
+                      : call_.max_tokens > 0                  ? call_.max_tokens * call_.Generated()
+                                                              : g_.options_.max_output_tokens * call_.Generated();
   const auto tp = g_.prices_.TokenPricesFor(call_.model);
   Accounts::Admission a{.hold_id = id_,
                         .tenant_id = key_.tenant_id,
@@ -302,13 +329,25 @@ void Gateway::Call::RefuseLimits(int64_t needed) {
          "", limits_.tokens ? "tokens" : "requests", std::move(extra));
 }
 
+std::string Gateway::ModelJson(const std::string& model) const {
+  auto it = model_created_.find(model);
+  const int64_t created = it != model_created_.end() ? it->second : started_s_;
+  return fmt::format("{{\"id\":{},\"object\":\"model\",\"created\":{},\"owned_by\":\"landlord\"}}",
+                     nlohmann::json(model).dump(), created);
+}
+
 void Gateway::Call::Models() {
   std::string data;
-  for (const std::string& m : g_.router_.Models()) {
-    data += fmt::format("{}{{\"id\":{},\"object\":\"model\",\"created\":0,\"owned_by\":\"landlord\"}}",
-                        data.empty() ? "" : ",", nlohmann::json(m).dump());
-  }
+  for (const std::string& m : g_.router_.Models()) data += (data.empty() ? "" : ",") + g_.ModelJson(m);
   down_->Send(HeadFor(200, "application/json"), fmt::format("{{\"object\":\"list\",\"data\":[{}]}}", data));
+}
+
+void Gateway::Call::Model(const std::string& id) {
+  if (!g_.router_.Serves(id)) {
+    Refuse(404, "model_not_found", fmt::format("the model `{}` does not exist", id), "model", "invalid_request_error");
+    return;
+  }
+  down_->Send(HeadFor(200, "application/json"), g_.ModelJson(id));
 }
 
 Downstream::Head Gateway::Call::HeadFor(int status, std::string content_type) {
@@ -693,6 +732,7 @@ Gateway::Gateway(net::io_context& ioc, GatewayOptions options, market::PriceBook
       pool_(std::make_unique<Pool>(ioc)) {
   std::random_device rd;
   boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  started_s_ = clock_->Now().ms / 1000;
 }
 
 Gateway::~Gateway() = default;
@@ -705,7 +745,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOp
     r.id = fmt::format("rep_up{}", ++g->next_replica_);
     r.model = u.model;
     LL_RETURN_IF_ERROR(ParseHttpUrl(u.url, &r.host, &r.port));
-    g->router_.Add(std::move(r));
+    g->AddReplica(std::move(r));
   }
   for (const SimModelConfig& m : g->options_.sim_models) {
     if (m.gpus_per_replica > 0) {
@@ -715,12 +755,17 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOp
       r.id = "rep_" + m.model + "_unplaced";
       r.model = m.model;
       r.draining = true;
-      g->router_.Add(std::move(r));
+      g->AddReplica(std::move(r));
       continue;
     }
     for (int i = 0; i < m.replicas; ++i) LL_RETURN_IF_ERROR(g->StartSim(m).status());
   }
   return g;
+}
+
+void Gateway::AddReplica(Replica r) {
+  model_created_.emplace(r.model, clock_->Now().ms / 1000);  // a model's first replica: when it was registered
+  router_.Add(std::move(r));
 }
 
 Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
@@ -730,6 +775,7 @@ Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
   fo.tokens_per_s = m.tokens_per_s;
   fo.first_token = m.first_token;
   fo.exit_on_crash = false;
+  fo.clock = clock_;  // `created` in the gateway's clock
   LL_ASSIGN_OR_RETURN(auto fake, FakeModel::Start(ioc_, fo));
   Replica r;
   r.id = fo.name;
@@ -737,7 +783,7 @@ Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
   const std::string addr = fake->address();
   r.host = addr.substr(0, addr.rfind(':'));
   r.port = addr.substr(addr.rfind(':') + 1);
-  router_.Add(std::move(r));
+  AddReplica(std::move(r));
   sim_.emplace_back(fo.name, std::move(fake));
   return fo.name;
 }
@@ -755,7 +801,7 @@ Status Gateway::AddEndpoint(const std::string& id, const std::string& model, con
   r.model = model;
   LL_RETURN_IF_ERROR(ParseHttpUrl(url, &r.host, &r.port));
   if (router_.Find(id) != nullptr) router_.Remove(id);
-  router_.Add(std::move(r));
+  AddReplica(std::move(r));
   return Status::Ok();
 }
 
@@ -774,6 +820,7 @@ void Gateway::StopReplica(const std::string& id) {
 
 bool Gateway::Handles(std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
+  if (path.starts_with(kModelPrefix) && path.size() > kModelPrefix.size()) return true;  // GET /v1/models/{id}
   return path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/completions" ||
          path == "/v1/embeddings";
 }

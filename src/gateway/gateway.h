@@ -1,4 +1,4 @@
-// The OpenAI-compatible model API: `GET /v1/models`, `POST /v1/chat/completions`,
+// The OpenAI-compatible model API: `GET /v1/models` (and `/v1/models/{id}`), `POST /v1/chat/completions`,
 // `/v1/completions` and `/v1/embeddings`, proxied to model replicas as a filter chain (Envoy
 // `decodeHeaders` style: each filter answers or lets the request go on):
 //
@@ -213,6 +213,12 @@ class Gateway final : public ReplicaHost {
   uint64_t boot_id_ = 0;  // request ids are unique across restarts: idempotency keys use them
   uint64_t next_request_ = 0;
   Result<std::string> StartSim(const SimModelConfig& m);
+  // Routes to `r`; a model seen first is registered now (its `created` in `/v1/models`).
+  void AddReplica(Replica r);
+  // The model object of `GET /v1/models` and `/v1/models/{id}`.
+  std::string ModelJson(const std::string& model) const;
+  std::map<std::string, int64_t> model_created_;  // unix seconds
+  int64_t started_s_ = 0;
   std::vector<std::pair<std::string, std::unique_ptr<FakeModel>>> sim_;
   int next_replica_ = 0;
   int64_t in_flight_ = 0;
