@@ -286,6 +286,7 @@ class Parser {
       if (key == "encoding_format") return String(v, k, {"float", "base64"});
       if (key == "dimensions") { int64_t d; return Int(v, k, 1, 1'000'000, &d); }
       if (key == "user") return String(v, k);
+      if (key == "stream") { bool b; return Bool(v, k, &b); }  // not streamed, but never mistyped
       return true;
     }
     if (key == "temperature") return Number(v, k, 0, 2);

@@ -68,26 +68,6 @@ bool ReadUsage(std::string_view json, int64_t* prompt, int64_t* completion) {
 
 constexpr std::string_view kModelPrefix = "/v1/models/";
 
-// `%XX` escapes decoded (a model id such as `org/name` may come as `org%2Fname`).
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    c = static_cast<char>(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
 // One extra response header (a function: GCC 12 misreads a braced list here, -Warray-bounds).
 std::vector<std::pair<std::string, std::string>> Header(std::string name, std::string value) {
   std::vector<std::pair<std::string, std::string>> v;

@@ -26,6 +26,10 @@ std::string_view MethodLabel(std::string_view method);
 // "http://HOST:PORT" → host and port; errors name the text.
 Status ParseHttpUrl(const std::string& url, std::string* host, std::string* port);
 
+// `%XX` escapes decoded (a path segment: `org%2Fname` is `org/name`); malformed ones kept as
+// they are.
+std::string PercentDecode(std::string_view s);
+
 // OpenAI-style error body: {"error": {"message", "type", "code", "param"}} (param null when
 // empty). `type` defaults from nothing: pass "invalid_request_error", "server_error", ...
 std::string ErrorJson(std::string_view code, std::string_view message, std::string_view param,

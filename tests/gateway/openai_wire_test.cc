@@ -174,6 +174,9 @@ TEST_F(OpenAiWireTest, MistypedFieldsAreRefusedNamingThemAndCostNothing) {
   cli::HttpResponse bo = Send("POST", "/v1/completions", R"({"model":"m","prompt":"hi","n":3,"best_of":2})");
   EXPECT_EQ(bo.status, 400) << bo.body;
   EXPECT_EQ(Json(bo)["error"]["param"], "best_of");
+  cli::HttpResponse es = Send("POST", "/v1/embeddings", R"({"model":"m","input":"hi","stream":"yes"})");
+  EXPECT_EQ(es.status, 400) << es.body;
+  EXPECT_EQ(Json(es)["error"]["param"], "stream");
   cli::HttpResponse ef = Send("POST", "/v1/embeddings", R"({"model":"m","input":"hi","encoding_format":"png"})");
   EXPECT_EQ(ef.status, 400) << ef.body;
   EXPECT_EQ(Json(ef)["error"]["param"], "encoding_format");
