@@ -363,6 +363,7 @@ class ControlPlane final : public alloc::Listener {
   std::unordered_map<std::string, uint32_t> slurm_node_index_;  // node name → index into the fleet
   std::vector<std::string> slurm_lost_replicas_;  // replica jobs Slurm did not take (ended next poll)
   void PollSlurm(Time now);
+  void SlurmPreempted(const std::string& id, const std::string& why);
 };
 
 // The fleet of a `slurm` backend as the control plane takes it: the partition's nodes in one

@@ -64,6 +64,9 @@ void ControlPlane::PollSlurm(Time now) {
     l.lost_at = what.first;
     alloc_->Release(l.holder, now);
   }
+  // Holders Slurm preempts, as squeue shows them: the notice even when the holder's step
+  // missed Slurm's SIGTERM (it started after the preemption, or its post did not arrive).
+  for (const auto& [id, at] : poll->preempted) SlurmPreempted(id, fmt::format("squeue: preempted at {}", FormatUtc(at)));
   // The owner's GPUs exactly where Slurm runs other work.
   if (poll->owner != slurm_owner_) {
     slurm_owner_ = poll->owner;
@@ -91,28 +94,39 @@ Reply ControlPlane::SlurmNotice(const json& body) {
     return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}` with that token", *lease), "lease");
   }
   AdvanceTo(clock_->Now());
+  SlurmPreempted(*lease, fmt::format("node {}", node.value_or("?")));
+  Flush();
   for (const auto& [tag, slot] : replicas_) {
     if (slot.id != *lease) continue;
-    // A replica's job is being preempted: drain it (OnNotice) for the notice.
-    if (!slot.noticed) alloc_->Notice(slot.holder, alloc::NoticeReason::kInternalDemand, now_);
-    Flush();
+    // A replica's job is being preempted: drained (OnNotice) for the notice.
     Reply r;
     r.body = {{"object", "notice"}, {"replica", *lease}, {"state", "draining"}};
     return r;
   }
   auto it = lease_index_.find(*lease);
   if (it == lease_index_.end()) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
-  Lease& l = leases_[it->second];
+  const Lease& l = leases_[it->second];
   Reply r;
-  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == "active" && l.rec.kind == "spot") {
-    // Slurm is preempting it: the notice runs from now (the partition's GraceTime).
-    alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
-    fmt::print(stderr, "landlord serve: slurm preempts {} (node {}): reclaim notice\n", l.rec.id, node.value_or("?"));
-  }
-  Flush();
   r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", l.rec.state},
             {"reclaim_at", l.rec.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(l.rec.reclaim_at))}};
   return r;
+}
+
+// Slurm is preempting the job of `id` (a lease's holder, or a replica's job): the notice runs
+// from now, the partition's GraceTime. Once: a lease already noticed or ended is left as it is.
+void ControlPlane::SlurmPreempted(const std::string& id, const std::string& why) {
+  for (const auto& [tag, slot] : replicas_) {
+    if (slot.id != id) continue;
+    if (!slot.noticed) alloc_->Notice(slot.holder, alloc::NoticeReason::kInternalDemand, now_);
+    return;
+  }
+  auto it = lease_index_.find(id);
+  if (it == lease_index_.end()) return;
+  const Lease& l = leases_[it->second];
+  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == "active" && l.rec.kind == "spot") {
+    alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
+    fmt::print(stderr, "landlord serve: slurm preempts {} ({}): reclaim notice\n", l.rec.id, why);
+  }
 }
 
 Reply ControlPlane::SlurmReplicaUp(const json& body) {

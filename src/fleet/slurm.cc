@@ -187,7 +187,13 @@ notify() {
     --data "{\"lease\":\"$LL_LEASE\",\"token\":\"$LL_TOKEN\",\"node\":\"$SLURMD_NODENAME\"}" || true
 }
 trap notify TERM
-while :; do sleep 3600 & wait $!; done
+# The sleep keeps no pipe of the step's: one left behind by a kill must not hold the step's
+# output open (slurmstepd then waits 60 s for it, and the nodes stay COMPLETING).
+while :; do
+  sleep 3600 </dev/null >/dev/null 2>&1 &
+  wait $!
+  kill $! 2>/dev/null
+done
 STEP_END
 )
 while :; do
@@ -213,7 +219,7 @@ for _ in $(seq 1200); do
   sleep 0.5
 done
 post replica "{\"replica\":\"$LL_LEASE\",\"token\":\"$LL_TOKEN\",\"url\":\"http://$LL_ADDR:$LL_PORT\"}"
-while kill -0 $server 2>/dev/null; do sleep 3600 & wait $!; done
+while kill -0 $server 2>/dev/null; do sleep 3600 </dev/null >/dev/null 2>&1 & wait $!; done
 STEP_END
 )
 exec srun --ntasks=1 bash -c "$STEP"
@@ -340,6 +346,7 @@ Result<std::vector<SlurmJob>> ParseSqueueJson(const std::string& text) {
     LL_ASSIGN_OR_RETURN(job.nodes, ExpandHostlist(str(x, "nodes")));
     job.gpus_per_node = GpusOf(str(x, "tres_per_node"));
     if (Terminal(job.state) && num(x, "end_time") > 0) job.end = Time::FromSeconds(num(x, "end_time"));
+    if (num(x, "preempt_time") > 0) job.preempted = Time::FromSeconds(num(x, "preempt_time"));
     job.exit_code = static_cast<int>(num(x, "exit_code"));
     out.push_back(std::move(job));
   }
@@ -574,6 +581,7 @@ std::optional<SlurmPoll> SlurmBackend::Poll(Time now) {
     }
     const SlurmJob& j = *it->second;
     if (j.state == "RUNNING") held.running = true;
+    if (j.state == "RUNNING" && j.preempted.ms > 0) p.preempted[lease] = j.preempted;
     if (Terminal(j.state)) {
       const Time at = j.end.ms > 0 && j.end < now ? j.end : now;
       p.lost[lease] = {at, fmt::format("the holder job {} ended outside landlord ({})", j.id, j.state)};

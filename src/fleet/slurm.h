@@ -80,6 +80,9 @@ struct SlurmJob {
   std::vector<std::string> nodes;  // expanded
   Gpus gpus_per_node = 0;
   Time end;  // 0 when unknown
+  // When Slurm preempted it (`preempt_time`): the start of its GraceTime while it runs on, the
+  // kill once it is COMPLETING. 0 when not preempted.
+  Time preempted;
   int exit_code = 0;
 };
 
@@ -94,6 +97,10 @@ struct SlurmPoll {
   std::vector<std::pair<std::string, Gpus>> owner;  // node name → GPUs not Landlord's (busy or unusable)
   // Leases whose holder is gone without Landlord ending it: id → (when, why).
   std::map<std::string, std::pair<Time, std::string>> lost;
+  // Leases (and replicas) whose holder Slurm has preempted and still runs, in its grace time:
+  // id → when Slurm preempted it. The holder's step also posts the notice, but only a step that
+  // already runs gets Slurm's SIGTERM: this read is what a holder that missed it relies on.
+  std::map<std::string, Time> preempted;
 };
 
 class SlurmBackend {

@@ -54,6 +54,12 @@ TEST(SlurmSqueue, JobsWithExpandedNodesGpusAndEnds) {
   EXPECT_EQ((*j)[0].end.ms, 0) << "a running job's end_time is its limit, not an end";
   EXPECT_EQ((*j)[1].end, Time::FromSeconds(1796055356));
   EXPECT_EQ((*j)[1].gpus_per_node, 2);
+  EXPECT_EQ((*j)[0].preempted.ms, 0) << "not preempted: preempt_time absent";
+  // In its grace time a preempted job runs on with preempt_time set (the grace start).
+  auto grace = ParseSqueueJson(R"J({"jobs": [{"job_id": 9, "name": "ll_lease_000002", "job_state": "RUNNING",
+    "partition": "landlord", "nodes": "n4", "preempt_time": 1796234639, "end_time": 1796234659}]})J");
+  ASSERT_TRUE(grace.ok()) << grace.status().ToString();
+  EXPECT_EQ((*grace)[0].preempted, Time::FromSeconds(1796234639));
   auto down = ParseSqueueJson(R"J({"errors": [{"description": "Failed while looking for jobs", "error": "x"}], "jobs": []})J");
   ASSERT_FALSE(down.ok());
   EXPECT_NE(down.status().message().find("Failed while looking for jobs"), std::string::npos);

@@ -114,6 +114,10 @@ ${extra.gateway}
     after(async () => {
       spawnSync('scancel', ['--user=root']);
       const exit = await serve?.stop();
+      // LL_SLURM_SERVE_LOG=FILE: each server's stderr goes there too (what it saw of Slurm).
+      if (process.env.LL_SLURM_SERVE_LOG && serve) {
+        await fs.appendFile(process.env.LL_SLURM_SERVE_LOG, `== ${title}\n${serve.output().stderr}`);
+      }
       assert.deepEqual(exit, { code: 0, signal: null }, `landlord serve exits 0 on SIGTERM:\n${serve?.describe()}`);
       await fs.rm(env.dir, { recursive: true, force: true });
     });
@@ -181,6 +185,10 @@ withServe('landlord', 'slurm backend: the check, and reserved leases (landlord p
 
 });
 
+// The holders' own notices go nowhere here (`slurm_notify_url` where nothing listens): the
+// notice must come from what squeue says (`preempt_time`), as it must for a holder whose step
+// starts after Slurm's preemption SIGTERM and so never gets it (a busy host). The replica run
+// below keeps the posted notices.
 withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all policy)', ({ env, call, lease, sellable }) => {
   test('spot lease on idle nodes; the owner needs them; Slurm preempts; notice, reclaim, owner runs', async (t) => {
     // The owner already runs a job on one node: 24 GPUs are idle and for sale.
@@ -213,7 +221,8 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
     const own2 = sbatch('-p', 'internal', '-N3', '--exclusive', '--gres=gpu:8', '-J', 'owner-b', '--wrap', 'sleep 3600');
     t.after(() => spawnSync('scancel', [own1, own2]));
     // Slurm preempts at its main scheduler's next pass, or at the next backfill pass (every 30 s):
-    // the notice is timed from the preemption Slurm records on the holder (`preempt_time`).
+    // the notice is timed from the preemption Slurm records on the holder (`preempt_time`), and
+    // comes from the server's own reads of squeue (the holder's posts go nowhere here).
     const notice = await waitFor('reclaim_notice', () => w.events.find((e) => e.type === 'reclaim_notice'), 60_000, 50);
     const job = JSON.parse(sh('squeue', '--json')).jobs.find((j) => String(j.job_id) === holder[0]);
     const preemptedAt = job?.preempt_time > 0 ? job.preempt_time * 1000 : t0;
@@ -225,9 +234,18 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
     const l = notice.data.lease;
     const grace = Date.parse(l.reclaim_at) - Date.parse(l.noticed_at);
     assert.ok(Math.abs(grace - GRACE_S * 1000) <= 1000, `reclaim_at is the grace end (${grace} ms after the notice)`);
-    // The lease ends at reclaim_at, and the owner's job starts on its nodes.
-    const ended = await waitFor('the lease to end', () => w.events.find((e) => e.type === 'reclaimed'), 40_000, 100);
-    assert.equal(ended.data.lease.ended_at, l.reclaim_at);
+    // The lease ends at reclaim_at (the server's promise): `reclaimed` comes within 2 s of it,
+    // however busy the host, and before Slurm's own kill at the grace end can end it otherwise.
+    const reclaimAt = Date.parse(l.reclaim_at);
+    const final = await waitFor('the lease to end', () => w.events.find((e) => e.type === 'reclaimed' || e.type === 'ended'),
+      Math.max(0, reclaimAt + 2_000 - Date.now()), 50).catch((e) => e);
+    const lateness = final instanceof Error ? Date.now() - reclaimAt : final.at - reclaimAt;
+    console.log(`# reclaimed ${lateness} ms after reclaim_at (${final instanceof Error ? 'not yet' : final.type})`);
+    assert.ok(!(final instanceof Error), `no end of the lease within 2 s of reclaim_at ${l.reclaim_at}: ` +
+      `${JSON.stringify(w.events.map((e) => [e.type, e.at - reclaimAt]))}`);
+    assert.equal(final.type, 'reclaimed', JSON.stringify(final.data));
+    assert.ok(lateness <= 2_000, `reclaimed within 2 s of reclaim_at (${lateness} ms)`);
+    assert.equal(final.data.lease.ended_at, l.reclaim_at);
     await waitFor('the owner job to start', () => jobState(own2) === 'RUNNING', 60_000, 500);
     console.log(`# owner job started ${Date.now() - t0} ms after its sbatch (grace ${GRACE_S} s)`);
     const runsOn = sh('scontrol', 'show', 'hostnames', sh('squeue', '-h', '-j', own2, '-o', '%N')).split('\n');
@@ -284,7 +302,7 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
     assert.match(sim.stdout, /harvest_ratio/);
     assert.match(sim.stdout, /landlord/);
   });
-});
+}, { fleet: 'slurm_notify_url = "http://127.0.0.1:9"', gateway: 'sim_models = []' });
 
 // Model replicas placed on the fleet run as Slurm jobs (`slurm_model_command`): here the
 // simulated model server, `landlord fake-model`, on the node's address.
