@@ -15,7 +15,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr size_t kMaxKeyName = 100;
+constexpr size_t kMaxKeyName = 200;  // as a tenant's name
 // The furthest expiry accepted: about ten years of the server clock.
 constexpr Duration kMaxKeyLife = Duration::Hours(24 * 3660);
 // Characters of a new key kept to tell keys apart in listings: "ll_" and 8 of its 64 hex

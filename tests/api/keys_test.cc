@@ -200,7 +200,7 @@ TEST_F(KeysTest, BadFieldsAreNamedAndCreateNothing) {
   expect_400({{"name", "bell\x07"}}, "name");
   expect_400({{"name", "c1 \xC2\x85"}}, "name");
   expect_400({{"name", ""}}, "name");
-  expect_400({{"name", std::string(101, 'x')}}, "name");
+  expect_400({{"name", std::string(201, 'x')}}, "name");
   expect_400({{"name", 7}}, "name");
   expect_400({{"expires_at", "2001-01-01T00:00:00Z"}}, "expires_at");  // before the server's now
   expect_400({{"expires_at", "tomorrow"}}, "expires_at");
@@ -208,8 +208,8 @@ TEST_F(KeysTest, BadFieldsAreNamedAndCreateNothing) {
   expect_400({{"expires_in_s", "60"}}, "expires_in_s");
   expect_400({{"expires_in_s", 60}, {"expires_at", "2999-01-01T00:00:00Z"}}, "expires_in_s");
   EXPECT_EQ(Json(Admin("GET", "/admin/keys"))["data"].size(), before);
-  // A name of 100 bytes with non-ASCII letters is fine.
-  EXPECT_EQ(CreateKey({{"name", std::string(98, 'x') + "\xC3\xA9"}})["name"], std::string(98, 'x') + "\xC3\xA9");
+  // A name of 200 bytes with non-ASCII letters is fine.
+  EXPECT_EQ(CreateKey({{"name", std::string(198, 'x') + "\xC3\xA9"}})["name"], std::string(198, 'x') + "\xC3\xA9");
 }
 
 TEST_F(KeysTest, ExpiredKeyIsRefusedFromItsExpiryOnTheServerClock) {
