@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/json_depth.h"
 #include "gateway/http_util.h"
 
 namespace ll::api {
@@ -54,6 +55,10 @@ Reply MethodNotAllowed(std::string_view method, std::string_view path) {
 
 Result<json> ParseBody(std::string_view body) {
   if (body.empty()) return json::object();
+  // Before any DOM exists: copying or freeing one recurses once per level.
+  if (JsonNestsDeeperThan(body)) {
+    return Status::Invalid(fmt::format("the body nests arrays and objects deeper than {} levels", kMaxJsonDepth));
+  }
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Invalid("the body is not valid JSON");
   return j;

@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "core/json_depth.h"
+
 namespace ll::gateway {
 namespace {
 
@@ -385,6 +387,9 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
     p.Fail("", std::move(message), "invalid_json");
     return Status::Invalid(error->message);
   };
+  if (JsonNestsDeeperThan(body)) {
+    return invalid(fmt::format("the body nests arrays and objects deeper than {} levels", kMaxJsonDepth));
+  }
   const simdjson::padded_string padded(body);
   od::parser parser;
   od::document doc;
