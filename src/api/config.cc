@@ -81,13 +81,20 @@ class Reader {
     std::string text;
     if (auto s = node.value<std::string>()) {
       text = *s;
+    } else if (auto i = node.value_exact<int64_t>()) {
+      text = std::to_string(*i);
     } else if (auto d = node.value<double>()) {
-      text = fmt::format("{:.6f}", *d);
+      auto m = MoneyFromDouble(*d);  // 0.1234567 is refused, never rounded
+      if (!m.ok()) return Error(table, key, m.status().message());
+      text = FormatMoney(*m);
     } else {
       return Error(table, key, "must be a dollar amount");
     }
     auto m = ParseMoney(text);
     if (!m.ok()) return Error(table, key, m.status().message());
+    if (m->micros < 0 || *m > kMaxAmount) {
+      return Error(table, key, fmt::format("must be a dollar amount in [0, {}]", FormatMoney(kMaxAmount)));
+    }
     *out = *m;
     return Status::Ok();
   }

@@ -55,25 +55,51 @@ class Fields {
     return it->get<std::string>();
   }
 
-  std::optional<Money> Dollars(const char* key, bool required) {
+  // A name a person gives (a tenant's, a key's): 1..max_bytes of UTF-8 without control
+  // characters (a NUL or CR/LF would forge lines in logs, CSV invoices and the dashboard).
+  std::optional<std::string> Text(const char* key, bool required, size_t max_bytes = 200) {
+    auto v = Str(key, required);
+    if (!v) return v;
+    if (v->empty() || v->size() > max_bytes) {
+      Fail("invalid_value", fmt::format("`{}` must be 1..{} bytes", Name(key), max_bytes), Name(key));
+      return std::nullopt;
+    }
+    for (unsigned char c : *v) {
+      if (c < 0x20 || c == 0x7f) {
+        Fail("invalid_value", fmt::format("`{}` must not contain control characters (found 0x{:02x})", Name(key), c),
+             Name(key));
+        return std::nullopt;
+      }
+    }
+    return v;
+  }
+
+  // A dollar amount in [0, max], as a string ("2.50") or a JSON number (2.5): both forms obey the
+  // same rules (at most 6 decimals, nothing rounded, the same cap).
+  std::optional<Money> Dollars(const char* key, bool required, Money max = kMaxAmount) {
     const nlohmann::json* it = Find(key, required);
     if (it == nullptr) return std::nullopt;
     std::string text;
     if (it->is_string()) {
       text = it->get<std::string>();
-    } else if (it->is_number()) {
-      double d = it->get<double>();
-      if (!std::isfinite(d) || d < 0 || d > 1e9) {
-        Fail("invalid_value", fmt::format("`{}` must be a dollar amount in [0, 1e9]", Name(key)), Name(key));
+    } else if (it->is_number_integer()) {
+      text = it->dump();
+    } else if (it->is_number_float()) {
+      auto m = MoneyFromDouble(it->get<double>());
+      if (!m.ok()) {
+        Fail("invalid_value", fmt::format("`{}`: {}", Name(key), m.status().message()), Name(key));
         return std::nullopt;
       }
-      text = fmt::format("{:.6f}", d);
+      text = FormatMoney(*m);
     } else {
       Fail("invalid_type", fmt::format("`{}` must be a dollar amount (string or number)", Name(key)),
            Name(key));
       return std::nullopt;
     }
     auto m = ParseMoney(text);
+    if (m.ok() && (m->micros < 0 || *m > max)) {
+      m = Status::Invalid(fmt::format("must be a dollar amount in [0, {}]", FormatMoney(max)));
+    }
     if (!m.ok()) {
       Fail("invalid_value", fmt::format("`{}`: {}", Name(key), m.status().message()), Name(key));
       return std::nullopt;

@@ -1,6 +1,8 @@
 #include "core/money.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -37,6 +39,16 @@ Result<Money> ParseMoney(std::string_view s) {
   return Money{neg ? -v : v};
 }
 
+Result<Money> MoneyFromDouble(double d) {
+  if (!std::isfinite(d)) return Status::Invalid("a money amount must be a finite number");
+  // Six decimals, then back: the same double only if six decimals hold the number written.
+  const std::string fixed = fmt::format("{:.6f}", d);
+  if (std::strtod(fixed.c_str(), nullptr) != d) {
+    return Status::Invalid(fmt::format("money `{}` has more than 6 decimals", d));
+  }
+  return ParseMoney(fixed);
+}
+
 std::string FormatMoney(Money m) {
   uint64_t v = m.micros < 0 ? 0 - static_cast<uint64_t>(m.micros) : static_cast<uint64_t>(m.micros);
   std::string out = fmt::format("{}{}.{:06d}", m.micros < 0 ? "-" : "", v / 1'000'000, v % 1'000'000);
@@ -47,9 +59,17 @@ std::string FormatMoney(Money m) {
   return out;
 }
 
+std::optional<Money> CheckedAdd(Money a, Money b) {
+  int64_t sum = 0;
+  if (__builtin_add_overflow(a.micros, b.micros, &sum)) return std::nullopt;
+  return Money{sum};
+}
+
 Money CostOfGpuTime(Money price_per_gpu_hour, int64_t gpu_ms) {
-  __int128 p = static_cast<__int128>(price_per_gpu_hour.micros) * gpu_ms;
-  return Money{static_cast<int64_t>(p / 3'600'000)};
+  const __int128 cost = static_cast<__int128>(price_per_gpu_hour.micros) * gpu_ms / 3'600'000;
+  if (cost > INT64_MAX) return Money{INT64_MAX};
+  if (cost < INT64_MIN) return Money{INT64_MIN};
+  return Money{static_cast<int64_t>(cost)};
 }
 
 }  // namespace ll

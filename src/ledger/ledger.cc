@@ -165,7 +165,14 @@ Result<Balance> Balance::Restore(Money credited, Money charged, const std::map<s
   return b;
 }
 
-void Balance::Credit(Money m) { credited_ += m; }
+Status Balance::Credit(Money m) {
+  auto sum = CheckedAdd(credited_, m);
+  if (!sum || *sum > kMaxBalance) {
+    return Status::Invalid(fmt::format("the balance would pass the most one may hold, ${}", FormatMoney(kMaxBalance)));
+  }
+  credited_ = *sum;
+  return Status::Ok();
+}
 
 Status Balance::Reserve(const std::string& hold_id, Money worst) {
   if (worst.micros < 0) return Status::Invalid("reserve: the amount must be ≥ 0");

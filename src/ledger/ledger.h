@@ -111,7 +111,8 @@ class Balance {
   Money charged() const { return charged_; }
   Money held() const { return held_; }
 
-  void Credit(Money m);
+  // Adds `m` (> 0); kInvalidArgument, changing nothing, when the balance would pass kMaxBalance.
+  Status Credit(Money m);
   // Holds `worst` (≥ 0) under `hold_id`; kResourceExhausted if the available balance is short,
   // kConflict if the id is in use.
   Status Reserve(const std::string& hold_id, Money worst);

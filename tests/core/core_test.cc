@@ -7,6 +7,7 @@
 
 #include "core/clock.h"
 #include "core/ids.h"
+#include "core/json_depth.h"
 #include "core/money.h"
 #include "core/rng.h"
 #include "core/status.h"
@@ -75,6 +76,24 @@ TEST(CoreMoney, Arithmetic) {
   EXPECT_EQ(a.micros, 2'500'000);
   EXPECT_LT(b, a);
   EXPECT_DOUBLE_EQ(a.dollars(), 2.5);
+}
+
+TEST(CoreMoney, SumsAreCheckedAndCostsSaturate) {
+  EXPECT_EQ(CheckedAdd(Money::Micros(1), Money::Micros(2)), Money::Micros(3));
+  EXPECT_FALSE(CheckedAdd(Money::Micros(INT64_MAX), Money::Micros(1)).has_value());
+  EXPECT_FALSE(CheckedAdd(Money::Micros(INT64_MIN), Money::Micros(-1)).has_value());
+  // $1e9 an hour on 1,024 GPUs for a year is beyond int64 micro-dollars: the maximum, not a wrap.
+  EXPECT_EQ(CostOfGpuTime(kMaxAmount, int64_t{1024} * 365 * 24 * 3'600'000), Money::Micros(INT64_MAX));
+}
+
+TEST(CoreJson, NestingDepthIsReadWithoutParsing) {
+  EXPECT_FALSE(JsonNestsDeeperThan("[[[]]]", 3));
+  EXPECT_TRUE(JsonNestsDeeperThan("[[[[]]]]", 3));
+  EXPECT_TRUE(JsonNestsDeeperThan(R"({"a":{"b":[{"c":1}]}})", 3));
+  EXPECT_FALSE(JsonNestsDeeperThan(R"({"a":"[[[[[[\"[[[["})", 1)) << "brackets in strings do not count";
+  EXPECT_TRUE(JsonNestsDeeperThan(std::string(150'000, '[')));
+  EXPECT_FALSE(JsonNestsDeeperThan(std::string(64, '[')));
+  EXPECT_FALSE(JsonNestsDeeperThan("]]]]][", 1)) << "stray closers do not go below zero";
 }
 
 TEST(CoreMoney, CostOfGpuTimeIsExact) {

@@ -109,6 +109,18 @@ TEST(LedgerTest, RandomHistoriesAddUpExactlyToTheMicroDollar) {
   EXPECT_EQ(invoiced, owed_by_tenant);
 }
 
+TEST(LedgerTest, ACreditPastTheMostABalanceHoldsIsRefusedAndChangesNothing) {
+  ledger::Balance b;
+  ASSERT_TRUE(b.Credit(kMaxBalance).ok());
+  Status st = b.Credit(Money::Micros(1));
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(b.available(), kMaxBalance);
+  ledger::Balance c;
+  ASSERT_TRUE(c.Credit(Money::Micros(1)).ok());
+  EXPECT_FALSE(c.Credit(Money::Micros(INT64_MAX)).ok()) << "an overflowing sum is refused, not wrapped";
+  EXPECT_EQ(c.available(), Money::Micros(1));
+}
+
 TEST(LedgerTest, ALeaseAcrossAMonthBoundaryIsSplitThere) {
   LeaseUsage u{"ten_a", "lease_1", "spot", 8, At("2024-01-31T23:00:00Z"), At("2024-02-01T01:00:00Z"),
                {{At("2024-01-01T00:00:00Z"), Money::Dollars(2)}}};
@@ -246,7 +258,7 @@ TEST(LedgerTest, BalanceIsNeverOverspent) {
       ASSERT_TRUE(r.Settle(open[k], Money::Micros(static_cast<int64_t>(rng() % 30'000'000))).ok());
       open.erase(open.begin() + static_cast<std::ptrdiff_t>(k));
     } else if (op == 9 && rng() % 100 == 0) {
-      r.Credit(Money::Dollars(10));
+      ASSERT_TRUE(r.Credit(Money::Dollars(10)).ok());
       credited += Money::Dollars(10);
     }
     ASSERT_GE(r.available().micros, 0);
