@@ -24,6 +24,10 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+// What a closing connection reads and throws away so that its client reads the answer (a 413)
+// rather than a reset: bodies of a few times the limit, as SDKs send them.
+constexpr size_t kMaxLingerBytes = size_t{256} << 20;
+
 // Request counters and latency histograms per route and status.
 class HttpMetrics {
  public:
@@ -124,6 +128,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void Finish(std::shared_ptr<http::response<http::string_body>> res, const std::string& route, int status);
   // After a whole answer is written: the next request (keep-alive), or the end.
   void Written(beast::error_code ec, bool keep);
+  // The end of a connection whose client may still be sending (RFC 9112 §9.6): a client that
+  // writes a whole body over the limit before it reads would get a reset, not the 413, if the
+  // socket closed with its bytes unread. So: FIN, then read and discard until the client closes,
+  // kMaxLingerBytes or the request timeout, then close.
+  void LingerAndClose();
+  void Discard();
   void Read();
   void OnRead(beast::error_code ec);
   void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
@@ -155,6 +165,8 @@ class Session : public std::enable_shared_from_this<Session> {
   int pushes_ = 0;
   std::shared_ptr<http::response<http::empty_body>> stream_head_;
   std::shared_ptr<http::response_serializer<http::empty_body>> stream_sr_;
+  std::unique_ptr<std::array<char, 64 * 1024>> discard_;  // while lingering
+  size_t discarded_ = 0;
 };
 
 class Server final : public HttpServer {
@@ -404,9 +416,30 @@ void Session::Written(beast::error_code ec, bool keep) {
   if (keep && !closing_) {
     Read();
   } else {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    LingerAndClose();
   }
+}
+
+void Session::LingerAndClose() {
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  if (server_.stopping()) return;
+  // The whole drain, not each read, gets the request timeout (at least 5 s).
+  stream_.expires_after(std::chrono::milliseconds(std::max<int64_t>(server_.config().request_timeout.ms, 5000)));
+  discard_ = std::make_unique<std::array<char, 64 * 1024>>();
+  Discard();
+}
+
+void Session::Discard() {
+  stream_.async_read_some(net::buffer(*discard_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    self->discarded_ += n;
+    if (ec || self->discarded_ > kMaxLingerBytes || self->server_.stopping()) {
+      beast::error_code ignored;
+      self->stream_.socket().close(ignored);
+      return;
+    }
+    self->Discard();
+  });
 }
 
 std::string FormatEvent(const LeaseEvent& e) {
