@@ -1,5 +1,7 @@
 #include "cli/serve.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -8,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <unistd.h>
@@ -98,6 +101,43 @@ int Fail(const std::string& message) {
   return 2;
 }
 
+// The exit status of a server that found its data dir held by another one (2 is any other
+// startup error, 3 a lost leadership).
+constexpr int kExitDataDirLocked = 4;
+
+// Creates the data dir if needed and holds an exclusive lock on `DIR/lock` for the life of the
+// process (the kernel drops it with the process, kill -9 included): two servers on one SQLite
+// file would hand out the same ids and overwrite each other's balances. Returns the lock's fd;
+// `*held` is set when another process holds it.
+Result<int> LockDataDir(const std::string& dir, bool* held) {
+  *held = false;
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::Io(fmt::format("cannot create --data-dir `{}`: {}", dir, std::strerror(errno)));
+  }
+  const std::string path = dir + "/lock";
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Io(fmt::format("cannot open `{}`: {}", path, std::strerror(errno)));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char pid[32] = {};
+    const ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    close(fd);
+    if (err != EWOULDBLOCK) return Status::Io(fmt::format("cannot lock `{}`: {}", path, std::strerror(err)));
+    *held = true;
+    std::string who(pid, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+    return Status::Conflict(fmt::format(
+        "the data dir `{}` is in use by another landlord serve{}: one server per data dir (stop it, or "
+        "give this one its own --data-dir)",
+        dir, who.empty() ? "" : " (pid " + who + ")"));
+  }
+  const std::string me = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, me.data(), me.size(), 0) != static_cast<ssize_t>(me.size())) {
+    // The pid is only for the message of a second server; the lock is what counts.
+  }
+  return fd;
+}
+
 // Runs `ioc` until SIGTERM or SIGINT; then stops `server` accepting, calls `on_stop`, and ends
 // the loop as soon as no connection is left (in-flight requests finish), 5 s at most.
 void RunUntilSignal(boost::asio::io_context& ioc, api::HttpServer& server, const std::function<void()>& on_stop) {
@@ -152,8 +192,21 @@ int RunServe(const ServeArgs& a) {
     if (config.store.empty()) return Fail("--advertise goes with --store (it tells gateways where the leader is)");
   }
   if (a.speed > 0) config.speed = a.speed;
-  if (mkdir(config.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Fail(fmt::format("cannot create --data-dir `{}`: {}", config.data_dir, std::strerror(errno)));
+  // Everything is validated before anything is created: a bad trace leaves no data dir behind.
+  std::optional<sim::Trace> sim_trace;
+  if (config.backend != "slurm") {
+    sim::ReadOptions ro;
+    ro.fleet.nodes = config.nodes;
+    ro.fleet.gpus_per_node = config.gpus_per_node;
+    auto t = sim::ReadTrace(config.trace, ro);
+    if (!t.ok()) return Fail(t.status().message());
+    sim_trace = std::move(*t);
+  }
+  bool locked_out = false;
+  auto lock = LockDataDir(config.data_dir, &locked_out);
+  if (!lock.ok()) {
+    Fail(lock.status().message());
+    return locked_out ? kExitDataDirLocked : 2;
   }
   std::unique_ptr<Clock> wall = NewSystemClock();
   std::unique_ptr<fleet::SlurmBackend> slurm;
@@ -173,10 +226,7 @@ int RunServe(const ServeArgs& a) {
     slurm = std::move(*b);
     trace = api::SlurmTrace(*slurm, wall->Now(), config.history);
   } else {
-    sim::ReadOptions ro;
-    ro.fleet.nodes = config.nodes;
-    ro.fleet.gpus_per_node = config.gpus_per_node;
-    trace = sim::ReadTrace(config.trace, ro);
+    trace = std::move(*sim_trace);
   }
   if (!trace.ok()) return Fail(trace.status().message());
   auto store = OpenStore(config);
