@@ -77,11 +77,29 @@ std::string EnvOr(const char* name, std::string_view fallback) {
   return v != nullptr && *v != '\0' ? std::string(v) : std::string(fallback);
 }
 
-int Fail(const Status& st, int code = kExitError) {
+// Set for a `--json` command: its errors are JSON on stdout too, so that a script reads one
+// format whatever happens.
+bool g_json_errors = false;
+
+// Prints an error: a line on stderr, or with `--json` an OpenAI-style error object on stdout
+// (`body`, the server's own error object, when it sent one). Returns `code` (the exit status).
+int Fail(const Status& st, int code = kExitError, const std::string& body = "") {
+  if (!g_json_errors) {
+    std::fflush(stdout);
+    fmt::print(stderr, "landlord: {}\n", st.message());
+    return code;
+  }
+  Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("error")) {
+    j = {{"error", {{"message", st.message()}, {"type", "cli_error"}, {"code", StatusCodeName(st.code())}}}};
+  }
+  fmt::print("{}\n", j.dump());
   std::fflush(stdout);
-  fmt::print(stderr, "landlord: {}\n", st.message());
   return code;
 }
+
+// The error of an HTTP answer of 400 or more.
+int FailResponse(const HttpResponse& res) { return Fail(StatusFromResponse(res), kExitError, res.body); }
 
 // Percent-encodes one path segment (an id typed by a person).
 std::string PathSegment(std::string_view s) {
@@ -297,7 +315,7 @@ int Call(const CommonOptions& o, std::string_view method, const std::string& tar
   if (client == nullptr) return exit_code;
   auto res = client->Request(method, target, body);
   if (!res.ok()) return Fail(res.status());
-  if (res->status >= 400) return Fail(StatusFromResponse(*res));
+  if (res->status >= 400) return FailResponse(*res);
   if (o.json) {
     fmt::print("{}", res->body);
     if (res->body.empty() || res->body.back() != '\n') fmt::print("\n");
@@ -376,7 +394,7 @@ int RunInvoiceShow(State& st) {
   if (client == nullptr) return exit_code;
   auto res = client->Request("GET", target);
   if (!res.ok()) return Fail(res.status());
-  if (res->status >= 400) return Fail(StatusFromResponse(*res));
+  if (res->status >= 400) return FailResponse(*res);
   fmt::print("{}", res->body);
   return 0;
 }
@@ -785,6 +803,7 @@ std::function<std::optional<int>()> AddClientCommands(CLI::App& app) {
   return [s]() -> std::optional<int> {
     for (auto& [cmd, run] : s->commands) {
       if (!cmd->parsed()) continue;
+      g_json_errors = s->common.json;
       try {
         return run(*s);
       } catch (const std::exception& e) {  // e.g. fmt failing to write to a closed pipe
