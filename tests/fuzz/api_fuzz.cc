@@ -1,6 +1,8 @@
-// libFuzzer target: the lease API's request parsing and validation, end to end below the
+// libFuzzer target: every route's request parsing and validation, end to end below the
 // transport. Each input is one request, routed (api::Route) into a ControlPlane over a real
-// SQLite store, exactly as `landlord serve` does after Beast has framed it.
+// SQLite store, exactly as `landlord serve` does after Beast has framed it; a model API route
+// (/v1/chat/completions, /v1/completions, /v1/embeddings) goes to the gateway's parser
+// (gateway::ParseApiCall), which is all the gateway does with a body before it is admitted.
 //
 // Input (text, so the seeds and the dictionary read naturally):
 //   line 1: WHO METHOD TARGET [+SECONDS]
@@ -22,6 +24,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +34,7 @@
 #include "api/control_plane.h"
 #include "api/routes.h"
 #include "core/clock.h"
+#include "gateway/api_call.h"
 #include "sim/trace.h"
 #include "store/store.h"
 
@@ -187,6 +191,26 @@ World& TheWorld() {
   return *w;
 }
 
+// The model API's parser: never crashes, and every refusal names its field's code.
+bool ModelApi(std::string_view method, std::string_view target, std::string_view body) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  std::optional<gateway::Endpoint> endpoint;
+  for (auto e : {gateway::Endpoint::kChatCompletions, gateway::Endpoint::kCompletions, gateway::Endpoint::kEmbeddings}) {
+    if (path == gateway::EndpointPath(e)) endpoint = e;
+  }
+  if (!endpoint || method != "POST") return false;
+  gateway::ParseError error;
+  auto call = gateway::ParseApiCall(*endpoint, body, 256, &error);
+  if (!call.ok()) {
+    FUZZ_CHECK(!error.message.empty() && !error.code.empty(), "a refusal without a message: {}",
+               call.status().message());
+  } else {
+    FUZZ_CHECK(call->EstimatedPromptTokens() >= 0 && call->WorstPromptTokens() >= call->EstimatedPromptTokens(),
+               "token estimates {} {}", call->EstimatedPromptTokens(), call->WorstPromptTokens());
+  }
+  return true;
+}
+
 void OneInput(std::string_view in) {
   World& w = TheWorld();
   size_t nl = in.find('\n');
@@ -217,6 +241,7 @@ void OneInput(std::string_view in) {
     w.wall.Advance(Duration::Seconds(s));
   }
 
+  if (ModelApi(method, target, body_text)) return;
   w.cp->Advance();  // time's own changes are committed before the request is looked at
   const int64_t commits = w.store->commits;
   Routed r = Route(*w.cp, Request{.method = method, .target = target, .authorization = auth, .body = body_text});
