@@ -56,7 +56,8 @@ class Fields {
   }
 
   // A name a person gives (a tenant's, a key's): 1..max_bytes of UTF-8 without control
-  // characters (a NUL or CR/LF would forge lines in logs, CSV invoices and the dashboard).
+  // characters (a NUL or CR/LF would forge lines in logs, CSV invoices and the dashboard; C1
+  // ones garble terminals).
   std::optional<std::string> Text(const char* key, bool required, size_t max_bytes = 200) {
     auto v = Str(key, required);
     if (!v) return v;
@@ -64,9 +65,13 @@ class Fields {
       Fail("invalid_value", fmt::format("`{}` must be 1..{} bytes", Name(key), max_bytes), Name(key));
       return std::nullopt;
     }
-    for (unsigned char c : *v) {
-      if (c < 0x20 || c == 0x7f) {
-        Fail("invalid_value", fmt::format("`{}` must not contain control characters (found 0x{:02x})", Name(key), c),
+    const std::string& text = *v;
+    for (size_t i = 0; i < text.size(); ++i) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      // C0, DEL, and C1 (U+0080..U+009F: 0xC2 0x80..0x9F in UTF-8).
+      const bool c1 = c == 0xC2 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xE0) == 0x80;
+      if (c < 0x20 || c == 0x7f || c1) {
+        Fail("invalid_value", fmt::format("`{}` must not contain control characters (byte {})", Name(key), i),
              Name(key));
         return std::nullopt;
       }

@@ -139,9 +139,10 @@ Result<int> LockDataDir(const std::string& dir, bool* held) {
 }
 
 // Runs `ioc` until SIGTERM or SIGINT; then stops `server` accepting, calls `on_stop`, and ends
-// the loop as soon as no connection is left (in-flight requests finish), 5 s at most.
-void RunUntilSignal(boost::asio::io_context& ioc, api::HttpServer& server, const std::function<void()>& on_stop) {
-  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
+// the loop as soon as no connection is left (in-flight requests finish), 5 s at most. `signals`
+// is made before the first line is printed: a SIGTERM right after it still ends cleanly.
+void RunUntilSignal(boost::asio::io_context& ioc, boost::asio::signal_set& signals, api::HttpServer& server,
+                    const std::function<void()>& on_stop) {
   boost::asio::steady_timer deadline(ioc);
   std::function<void()> wait;
   signals.async_wait([&](const boost::system::error_code& ec, int) {
@@ -245,6 +246,7 @@ int RunServe(const ServeArgs& a) {
   if (!cp.ok()) return Fail(cp.status().message());
 
   boost::asio::io_context ioc(1);
+  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   api::GatewayAccounts accounts(**cp, ioc, config.meter_flush);
   std::unique_ptr<gateway::Gateway> gw;
   if (config.gateway_enabled) {
@@ -309,7 +311,7 @@ int RunServe(const ServeArgs& a) {
   };
   if (!config.store.empty()) check_lead();
 
-  RunUntilSignal(ioc, **server, [&] {
+  RunUntilSignal(ioc, signals, **server, [&] {
     lead_check.cancel();
     fmt::print(stderr, "landlord serve: stopping (in-flight requests finish)\n");
     (*cp)->Advance();
@@ -394,6 +396,7 @@ int RunGateway(const GatewayArgs& a) {
   }
   std::unique_ptr<Clock> wall = NewSystemClock();
   boost::asio::io_context ioc(1);
+  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   RemoteAccounts accounts(ioc, locate, admin, wall.get());
   auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, &accounts, wall.get());
   if (!gw.ok()) return fail(gw.status().message());
@@ -402,7 +405,7 @@ int RunGateway(const GatewayArgs& a) {
   fmt::print("landlord gateway: listening on http://{}\n", (*server)->address());
   fmt::print("control plane: {}; models: {}\n", where, fmt::join((*gw)->router().Models(), ", "));
   std::fflush(stdout);
-  RunUntilSignal(ioc, **server, [] {});
+  RunUntilSignal(ioc, signals, **server, [] {});
   (*server)->Shutdown();
   (*gw)->Shutdown();
   (*server)->CloseAll();
@@ -419,10 +422,10 @@ int RunFakeModel(const gateway::FakeModelOptions& o) {
     fmt::print(stderr, "landlord fake-model: {}\n", fake.status().message());
     return 2;
   }
+  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);  // before the first line (a SIGTERM may follow it)
   fmt::print("landlord fake-model: listening on http://{}\n", (*fake)->address());
   fmt::print("model {} at {} tokens/s (simulated: no weights, filler text)\n", o.model, o.tokens_per_s);
   std::fflush(stdout);
-  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
     if (!ec) ioc.stop();
   });
