@@ -28,6 +28,12 @@ SLURM_CI_DIR="$(mktemp -d /tmp/landlord-slurm.XXXXXX)"
 export SLURM_CI_DBD=1 SLURM_CI_GRACE=20
 export SLURM_CONF="$SLURM_CI_DIR/etc/slurm.conf"
 cleanup() {
+  local rc=$?
+  # A failure shows what slurmctld did (preemptions, kills, slow RPCs).
+  if [ "$rc" -ne 0 ] && [ -f "$SLURM_CI_DIR/log/slurmctld.log" ]; then
+    echo "tests/slurm: the end of slurmctld.log:"
+    grep -v -e pmix -e 'Could not open' -e 'NOTE:' "$SLURM_CI_DIR/log/slurmctld.log" | tail -n 60
+  fi
   bash "$HERE/cluster.sh" stop --purge >/dev/null 2>&1 || true
   rm -rf "$SLURM_CI_DIR"
 }

@@ -223,7 +223,8 @@ withServe('spot-all', 'slurm backend: spot leases, preemption, outages (spot-all
     // Slurm preempts at its main scheduler's next pass, or at the next backfill pass (every 30 s):
     // the notice is timed from the preemption Slurm records on the holder (`preempt_time`), and
     // comes from the server's own reads of squeue (the holder's posts go nowhere here).
-    const notice = await waitFor('reclaim_notice', () => w.events.find((e) => e.type === 'reclaim_notice'), 60_000, 50);
+    const notice = await waitFor('reclaim_notice', () => w.events.find((e) => e.type === 'reclaim_notice'), 60_000, 50)
+      .catch((e) => assert.fail(`${e.message}; the lease's events: ${JSON.stringify(w.events.map((x) => x.data))}`));
     const job = JSON.parse(sh('squeue', '--json')).jobs.find((j) => String(j.job_id) === holder[0]);
     const preemptedAt = job?.preempt_time > 0 ? job.preempt_time * 1000 : t0;
     const latency = notice.at - preemptedAt;
