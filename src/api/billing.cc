@@ -461,10 +461,16 @@ Status ControlPlane::GatewayAdmit(const gateway::Accounts::Admission& a, gateway
   if (!tenants_.contains(a.tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", a.tenant_id));
   *decision = TakeLimits(a);
   if (!decision->ok) return Status::Ok();
+  Status st = GatewayHold(a);
+  if (!st.ok()) SettleLimits(a.hold_id, 0, /*request_back=*/true);  // refused before it reached a model
+  return st;
+}
+
+Status ControlPlane::GatewayHold(const gateway::Accounts::Admission& a) {
+  if (!tenants_.contains(a.tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", a.tenant_id));
   ledger::Balance& b = balances_[a.tenant_id];
   Status st = b.Reserve(a.hold_id, a.amount);
   if (!st.ok()) {
-    SettleLimits(a.hold_id, 0, /*request_back=*/true);  // refused before it reached a model
     if (st.code() == StatusCode::kResourceExhausted) {
       return Status::Exhausted(fmt::format("the balance available is ${}", FormatMoney(b.available())));
     }

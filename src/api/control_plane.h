@@ -132,6 +132,12 @@ class ControlPlane final : public alloc::Listener {
   // TakeLimits), then holds `amount` of the tenant's balance in memory only (a crash drops the
   // hold with nothing charged, as the request it covered is gone too).
   Status GatewayAdmit(const gateway::Accounts::Admission& a, gateway::RateLimits::Decision* decision);
+  // The two halves of GatewayAdmit. TakeLimits reserves the request and its tokens on the key's
+  // rate limits (SettleLimits returns them: all of the tokens but `used`, and the request too
+  // with `request_back`); GatewayHold holds `a.amount` of the tenant's balance in memory.
+  gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a);
+  void SettleLimits(const std::string& hold_id, int64_t used, bool request_back);
+  Status GatewayHold(const gateway::Accounts::Admission& a);
   // Charges the usage's cost (never more than the hold; the records are cut to what was
   // charged) and queues it with its usage records. Durable at the next Flush: group commit.
   void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage);
@@ -303,8 +309,6 @@ class ControlPlane final : public alloc::Listener {
   // The model API's rate limits, shared by every gateway in front of this control plane (the
   // in-process one and standalone ones alike), on the wall clock. In memory: a new leader or a
   // restart starts them full. `limit_holds_`: each admitted request's token reservation.
-  gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a);
-  void SettleLimits(const std::string& hold_id, int64_t used, bool request_back);
   gateway::RateLimits limits_;
   struct LimitHold {
     std::string key_id;
