@@ -204,7 +204,7 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
     if (j.contains("sellable")) overrides_->sellable = j["sellable"].get<std::vector<bool>>();
     if (overrides_->sellable.size() != trace.pools.size()) return Status::Invalid("store: setting `policy` does not match the fleet");
   }
-  spot_price_ = floor_;
+  market_.set_floor(floor_);
 
   // The allocator, forecast and policy, as `landlord sim` builds them.
   std::vector<Gpus> caps;
@@ -428,12 +428,7 @@ void ControlPlane::Step(Time now) {
     if (billed_month_ != kTimeMax) dirty_leases_.insert(dirty_leases_.end(), live_.begin(), live_.end());
     billed_month_ = MonthStartUtc(now);
   }
-  Integrate(now);
-  alloc_->AdvanceTo(now);
-  StartBookings(now);
-  SetDemand(now);
-  alloc_->Rebalance(now);
-  ClearMarket(now);
+  step::Step(*alloc_, *this, now);
   if (last_sample_ == kTimeMax || now - last_sample_ >= config_.sample_every) {
     Sample s;
     s.t = now;
@@ -446,7 +441,7 @@ void ControlPlane::Step(Time now) {
       s.demand += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).internal_want;
       s.forecast += forecast_->Quantile(p, 1.0, now, now + config_.sample_every);
     }
-    s.spot_price = spot_price_;
+    s.spot_price = market_.price();
     s.revenue_micros = static_cast<int64_t>(revenue_rate_ms_ / 3'600'000);
     samples_.push_back(s);
     if (samples_.size() > 10'000) samples_.erase(samples_.begin(), samples_.begin() + 1'000);
@@ -500,6 +495,8 @@ void ControlPlane::StartBookings(Time now) {
   }
 }
 
+void ControlPlane::Market(Time now) { ClearMarket(now); }
+
 void ControlPlane::SetDemand(Time now) {
   if (slurm_ != nullptr) {
     PollSlurm(now);
@@ -522,34 +519,26 @@ void ControlPlane::SetDemand(Time now) {
 // Skipped when nothing it reads changed since the last run (the lease set and states, the
 // sellable supply, the floor): the answer would be the same and it walks every live lease.
 void ControlPlane::ClearMarket(Time now) {
-  Gpus sellable = 0;
-  for (int p = 0; p < alloc_->pool_count(); ++p) sellable += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now);
-  if (market_version_ == cleared_.version && sellable == cleared_.sellable && floor_ == cleared_.floor) return;
-  cleared_ = {market_version_, sellable, floor_};
-  std::vector<market::Bid> bids;
-  Gpus supply = sellable;
+  if (!market_.Due(*alloc_, now, /*requests_waiting=*/false)) return;
+  std::vector<step::SpotMarket::Holder> holders;
   for (size_t i : live_) {
     const Lease& l = leases_[i];
-    if (l.rec.kind != "spot" || l.rec.state != "active") continue;
-    bids.push_back({i, l.rec.gpus, Money::Micros(l.rec.max_price_micros)});
-    supply += l.rec.gpus;
+    if (l.rec.kind == "spot") holders.push_back({i, l.holder});
   }
-  market::Clearing c = market::ClearSpot(std::move(bids), supply, floor_);
-  spot_price_ = c.price;
-  if (spot_price_ != recorded_spot_) {
-    pending_.spot_prices.push_back({now, spot_price_.micros});
-    recorded_spot_ = spot_price_;
-  }
-  for (uint64_t i : c.losers) alloc_->Notice(leases_[i].holder, alloc::NoticeReason::kPriceAboveMax, now);
-  for (uint64_t i : c.winners) {
+  auto cleared = market_.Clear(*alloc_, now, holders, {}, [&](uint64_t i, HolderId, Money) {
     Lease& l = leases_[i];
-    if (l.rec.price_micros == spot_price_.micros) continue;
-    alloc_->SetPrice(l.holder, spot_price_);
-    l.rec.price_micros = spot_price_.micros;
-    l.prices.push_back({now, spot_price_});
-    pending_.lease_prices.push_back({l.rec.id, now, spot_price_.micros});
+    const Money price = market_.price();
+    l.rec.price_micros = price.micros;
+    l.prices.push_back({now, price});
+    pending_.lease_prices.push_back({l.rec.id, now, price.micros});
     rate_dirty_ = true;
-    Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(spot_price_)}});
+    if (decisions_ != nullptr) decisions_->Repriced(now, i, price);
+    Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(price)}});
+  });
+  (void)cleared;
+  if (market_.price() != recorded_spot_) {
+    pending_.spot_prices.push_back({now, market_.price().micros});
+    recorded_spot_ = market_.price();
   }
 }
 
@@ -663,6 +652,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
     return;
   }
   LeasesChanged();
+  if (decisions_ != nullptr) decisions_->Started(now, h.tag, h);
   Lease& l = leases_[h.tag];
   if (slurm_ != nullptr) {
     std::vector<std::pair<std::string, Gpus>> nodes;
@@ -692,6 +682,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
     return;
   }
   LeasesChanged();
+  if (decisions_ != nullptr) decisions_->Noticed(now, h.tag, h, reason);
   Lease& l = leases_[h.tag];
   l.rec.state = "noticed";
   l.rec.noticed_at = now;
@@ -712,6 +703,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
     return;
   }
   LeasesChanged();
+  if (decisions_ != nullptr) decisions_->Ended(now, h.tag, reason);
   Lease& l = leases_[h.tag];
   live_.erase(h.tag);
   l.rec.ended = now;
@@ -866,34 +858,22 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
     lease_index_.erase(lease.rec.id);
     leases_.pop_back();
   };
-  // Candidate pools: the one asked for, else every pool, most room first.
-  std::vector<int> pools;
-  for (int p = 0; p < fleet_.pool_count(); ++p) {
-    if (pool < 0 || p == pool) pools.push_back(p);
-  }
+  // Candidate pools: the one asked for, else every pool (most room first, see step::Place*).
+  const std::vector<int> pools = step::CandidatePools(fleet_.pool_count(), pool);
   if (kind == "spot") {
-    if (*max_price < spot_price_) {
+    if (*max_price < market_.price()) {
       forget();
       Flush();
       return ErrorReply(409, "price_below_market",
                         fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(*max_price),
-                                    FormatMoney(spot_price_)),
+                                    FormatMoney(market_.price())),
                         "max_price_per_gpu_hour");
     }
-    std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) {
-      return alloc_->Sellable(PoolId{static_cast<uint32_t>(a)}, now) > alloc_->Sellable(PoolId{static_cast<uint32_t>(b)}, now);
-    });
-    Status last = Status::Exhausted("no sellable GPUs");
-    for (int p : pools) {
-      lease.rec.pool = p;
-      auto id = alloc_->PlaceOutside(HolderClass::kSpot, PoolId{static_cast<uint32_t>(p)}, want, spot_price_,
-                                     *max_price, index, now);
-      if (id.ok()) {
-        lease.holder = *id;
-        break;
-      }
-      last = id.status();
-    }
+    int placed = -1;
+    auto id = step::PlaceSpot(*alloc_, pools, want, market_.price(), *max_price, index, now, &placed);
+    if (id.ok()) lease.holder = *id;
+    lease.rec.pool = placed;
+    const Status last = id.status();
     if (!lease.holder.valid()) {
       forget();
       Flush();
@@ -910,16 +890,16 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
       return start > now ? alloc_->BookableRoom(pid, until, now) : alloc_->ReservedRoom(pid, until, now);
     };
     for (int p : pools) best_room = std::max(best_room, room_for(p, end));
-    std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) { return room_for(a, end) > room_for(b, end); });
     bool booked = false;
-    for (int p : pools) {
-      lease.rec.pool = p;
-      const PoolId pid{static_cast<uint32_t>(p)};
-      if (start > now) {
+    if (start > now) {
+      std::vector<int> by_room = pools;
+      std::stable_sort(by_room.begin(), by_room.end(), [&](int a, int b) { return room_for(a, end) > room_for(b, end); });
+      for (int p : by_room) {
         // Booked: promised out of the forecast now, placed at `start`.
-        const Gpus g = alloc_->RoundToNodes(pid, want);
+        const Gpus g = alloc_->RoundToNodes(PoolId{static_cast<uint32_t>(p)}, want);
         if (g > room_for(p, end)) continue;
         overrides_->bookings.push_back({index, p, g, start, end});
+        lease.rec.pool = p;
         lease.rec.gpus = g;
         lease.rec.price_micros = price.micros;
         lease.rec.state = "scheduled";
@@ -927,11 +907,8 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
         booked = true;
         break;
       }
-      auto id = alloc_->PlaceReserved(pid, want, end, price, index, now);
-      if (id.ok()) {
-        lease.holder = *id;
-        break;
-      }
+    } else if (auto id = step::PlaceReserved(*alloc_, pools, want, end, price, index, now, &lease.rec.pool); id.ok()) {
+      lease.holder = *id;
     }
     if (!lease.holder.valid() && !booked) {
       // The longest offered term that `gpus` would fit in, for the message.
@@ -1101,7 +1078,7 @@ Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
     if (gpus) q["available"] = room >= *gpus;
     reserved.push_back(q);
   }
-  json spot = {{"price_per_gpu_hour", FormatMoney(spot_price_)}, {"available_gpus", spot_room}};
+  json spot = {{"price_per_gpu_hour", FormatMoney(market_.price())}, {"available_gpus", spot_room}};
   if (gpus) spot["available"] = spot_room >= *gpus;
   Reply r;
   r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"reserved", reserved}};
@@ -1131,7 +1108,7 @@ Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
   }
   Reply r;
   r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
-            {"spot_per_gpu_hour", FormatMoney(spot_price_)},
+            {"spot_per_gpu_hour", FormatMoney(market_.price())},
             {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
             {"reserved", reserved},
             {"now", FormatUtc(now_)}};
@@ -1270,6 +1247,7 @@ Reply ControlPlane::PutPolicy(const json& body) {
   if (floor) {
     floor_ = *floor;
     alloc_->SetFloor(floor_);
+    market_.set_floor(floor_);
   }
   if (headroom) overrides_->headroom = static_cast<int>(*headroom);
   if (sellable) overrides_->sellable = *sellable;
@@ -1370,7 +1348,7 @@ std::string ControlPlane::Metrics() {
   metric("reserved_violations", "counter", "reserved leases preempted or booked ones that could not start (must be 0)",
          static_cast<double>(alloc_->reserved_violations() + bookings_missed_));
   metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
-  metric("spot_price_usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(spot_price_.micros) / 1e6);
+  metric("market_.price()usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(market_.price().micros) / 1e6);
   out += ReportMetrics();
   out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";
   out += fmt::format("landlord_gpus{{class=\"internal\"}} {}\n", alloc_->TotalInternal());

@@ -33,6 +33,8 @@
 #include "forecast/forecast.h"
 #include "gateway/gateway.h"
 #include "ledger/ledger.h"
+#include "step/decisions.h"
+#include "step/step.h"
 #include "store/store.h"
 
 namespace ll::api {
@@ -75,7 +77,7 @@ class ScaledClock final : public Clock {
   double speed_;
 };
 
-class ControlPlane final : public alloc::Listener {
+class ControlPlane final : public alloc::Listener, private step::Phases {
  public:
   // The owner's headroom, sellable pools and the booked reserved leases, shared with the
   // policy wrapper that applies them (control_plane.cc).
@@ -192,6 +194,9 @@ class ControlPlane final : public alloc::Listener {
 
   // Brings the fleet to the clock's now and commits what changed.
   void Advance();
+  // From now on writes what the core decides about leases to `log` (a lease's number is its
+  // index: 0 for lease_1); null: no more. Tests compare it with the simulator's.
+  void SetDecisionLog(step::DecisionLog* log) { decisions_ = log; }
 
   // ---- model replicas on the fleet (the gateway's inference capacity) ----
   // From now on keeps `models[i].replicas` replicas of each model with gpus_per_replica > 0
@@ -257,10 +262,12 @@ class ControlPlane final : public alloc::Listener {
   std::vector<Time> DemandChanges(Time t0, Time t1) const;
   void AdvanceTo(Time now);
   void Step(Time now);
-  void StartBookings(Time now);
-  void SetDemand(Time now);
+  // step::Phases: the step itself is step::Step, shared with `landlord sim`.
+  void Integrate(Time now) override;
+  void StartBookings(Time now) override;
+  void SetDemand(Time now) override;
+  void Market(Time now) override;
   void ClearMarket(Time now);
-  void Integrate(Time now);
   void Flush();
   void Emit(Lease& l, std::string type, Time at, nlohmann::json extra = {});
   Lease* Find(const Principal& who, const std::string& id);
@@ -282,7 +289,9 @@ class ControlPlane final : public alloc::Listener {
   std::unique_ptr<alloc::Allocator> alloc_;
   std::shared_ptr<Overrides> overrides_;  // the owner's headroom and sellable pools
   market::PriceBook prices_;
-  Money floor_, spot_price_;
+  Money floor_;
+  step::SpotMarket market_{Money{}};  // the spot price and when to clear again
+  step::DecisionLog* decisions_ = nullptr;
   std::string admin_key_once_;
 
   std::map<std::string, store::TenantRecord> tenants_;
@@ -333,15 +342,8 @@ class ControlPlane final : public alloc::Listener {
   __int128 revenue_rate_ms_ = 0;  // Σ price(µ$/GPU-h) × GPUs × ms
   __int128 rate_ = 0;             // Σ price × GPUs over the live leases, when !rate_dirty_
   bool rate_dirty_ = true;
-  // What the last market clearing read: it is skipped while these stay the same.
-  uint64_t market_version_ = 0;  // bumped on every lease start, notice and end
-  struct Cleared {
-    uint64_t version = ~uint64_t{0};
-    Gpus sellable = -1;
-    Money floor;
-  } cleared_;
-  void LeasesChanged() {
-    ++market_version_;
+  void LeasesChanged() {  // on every lease start, notice and end
+    market_.Changed();
     rate_dirty_ = true;
   }
   // Replicas: inference holders tagged kReplicaTag | n.

@@ -123,7 +123,7 @@ Reply ControlPlane::Dashboard(size_t max_points) {
               {"idle", capacity - alloc_->TotalInternal() - alloc_->TotalReserved() - alloc_->TotalSpot() -
                            alloc_->TotalInference()},
               {"waiting", alloc_->InternalWaiting()}}},
-            {"spot_price", FormatMoney(spot_price_)},
+            {"spot_price", FormatMoney(market_.price())},
             {"report", report.body},
             {"series",
              {{"t", t},

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "forecast/forecast.h"
 #include "market/auction.h"
+#include "step/step.h"
 
 namespace ll::sim {
 namespace {
@@ -93,10 +94,10 @@ double Quantile(std::vector<double> v, double q) {
   return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
 }
 
-class Run final : public alloc::Listener {
+class Run final : public alloc::Listener, private step::Phases {
  public:
   Run(const Trace& trace, const SimOptions& options, const BaselineRecord* baseline)
-      : trace_(trace), options_(options), baseline_(baseline), rng_(options.seed) {}
+      : trace_(trace), options_(options), baseline_(baseline), rng_(options.seed), market_(options.prices.Floor()) {}
 
   Status Init(const std::string& policy_name) {
     policy_name_ = policy_name;
@@ -132,7 +133,6 @@ class Run final : public alloc::Listener {
     if (!fleet.ok()) return fleet.status();
     alloc_ = std::make_unique<Allocator>(spec, ao, std::move(policy).value(), this);
     floor_ = ao.floor;
-    price_ = floor_;
     record_.demand.resize(trace_.pools.size());
     last_want_.assign(trace_.pools.size(), -1);
     if (trace_.kind == DemandKind::kJobs) {
@@ -160,17 +160,19 @@ class Run final : public alloc::Listener {
       Time next = queue_.empty() ? trace_.end : Time{queue_.top().t};
       Time deadline = alloc_->NextDeadline();
       Time t = std::min({next, deadline, trace_.end});
-      Integrate(t);
       if (deadline <= t) {
-        alloc_->AdvanceTo(t);
+        event_ = nullptr;
+        step::Step(*alloc_, *this, t);
         ++events;
         AfterEvent();
         continue;
       }
+      Integrate(t);
       if (t >= trace_.end) break;
       Event e = queue_.top();
       queue_.pop();
-      Handle(e);
+      event_ = &e;
+      step::Step(*alloc_, *this, t);
       ++events;
       AfterEvent();
       if (progress != nullptr && (events & 0xffff) == 0) progress((now_ - trace_.begin).ms / span, arg);
@@ -189,12 +191,20 @@ class Run final : public alloc::Listener {
       return;
     }
     ++leases_;
-    if (h.cls != HolderClass::kInference) rate_ += static_cast<__int128>(h.price.micros) * h.gpus;
+    if (h.cls != HolderClass::kInference) {
+      rate_ += static_cast<__int128>(h.price.micros) * h.gpus;
+      market_.Changed();
+    }
   }
-  void OnNotice(const Holder&, Time, NoticeReason) override {}
+  void OnNotice(const Holder& h, Time, NoticeReason) override {
+    if (h.outside() && h.cls != HolderClass::kInference) market_.Changed();
+  }
   void OnEnd(const Holder& h, Time now, EndReason reason) override {
     if (!h.outside() || reason == EndReason::kRejected) return;
-    if (h.cls != HolderClass::kInference) rate_ -= static_cast<__int128>(h.price.micros) * h.want;
+    if (h.cls != HolderClass::kInference) {
+      rate_ -= static_cast<__int128>(h.price.micros) * h.want;
+      market_.Changed();
+    }
     if (reason == EndReason::kReclaimed) {
       ++reclaims_;
       if (h.cls == HolderClass::kSpot) ++spot_preemptions_;
@@ -203,6 +213,17 @@ class Run final : public alloc::Listener {
   }
 
  private:
+  // ---- step::Phases: the event being handled (null for the allocator's own deadlines) is the
+  // owner's demand or the tenants'; the market runs on ticks (requests from a job trace wait
+  // for the next tick's auction, as a batch).
+  void Integrate(Time now) override { IntegrateTo(now); }
+  void SetDemand(Time) override {
+    if (event_ != nullptr && event_->type != EventType::kTick) Handle(*event_);
+  }
+  void Market(Time) override {
+    if (event_ != nullptr && event_->type == EventType::kTick) Handle(*event_);
+  }
+
   void Push(Time t, EventType type, uint64_t index) { queue_.push({t.ms, seq_++, type, index}); }
 
   // Gaps are sorted and disjoint (checked in Init): the first gap ending after t decides.
@@ -213,7 +234,7 @@ class Run final : public alloc::Listener {
   }
 
   // Adds the state since now_ to the totals; gap time counts for nothing.
-  void Integrate(Time t) {
+  void IntegrateTo(Time t) {
     if (t <= now_) return;
     const auto& gaps = trace_.gaps;
     const bool was_in_gap = InGap(now_);
@@ -241,7 +262,7 @@ class Run final : public alloc::Listener {
     inference_ms_ += static_cast<int64_t>(alloc_->TotalInference()) * ms;
     waiting_ms_ += static_cast<int64_t>(alloc_->InternalWaiting()) * ms;
     revenue_rate_ms_ += rate_ * ms;
-    price_ms_ += static_cast<__int128>(price_.micros) * ms;
+    price_ms_ += static_cast<__int128>(market_.price().micros) * ms;
     priced_ms_ += ms;
     if (inference_enabled_) ServeTokens(ms);
   }
@@ -294,8 +315,8 @@ class Run final : public alloc::Listener {
     if (options_.check_invariants) alloc_->CheckInvariants(now_);
   }
 
+  // The tick's tenant demand (the step rebalanced just before).
   void Tick() {
-    alloc_->Rebalance(now_);
     if (inference_enabled_) SizeInference();
     if (!is_baseline_) {
       OfferReserved();
@@ -346,44 +367,28 @@ class Run final : public alloc::Listener {
     }
   }
 
-  // Spot requests from a job trace: uniform-price auction over sellable GPUs.
+  // Spot requests from a job trace: they bid in the spot market (step::SpotMarket) beside the
+  // spot holders; a request that wins is placed in the first pool that can take it.
   void ClearMarket() {
-    std::vector<market::Bid> bids;
-    Gpus supply = 0;
-    for (int p = 0; p < alloc_->pool_count(); ++p) supply += alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_);
-    for (HolderId id : active_spot_) {
-      const Holder& h = alloc_->holder(id);
-      if (h.state == alloc::HolderState::kActive) {
-        bids.push_back({(uint64_t{1} << 40) + id.v, h.gpus, h.max_price});
-        supply += h.gpus;
-      }
-    }
     // Requests wait at most an hour for capacity, then go elsewhere.
     std::erase_if(waiting_ext_, [&](uint64_t i) { return now_ - ext_[i].arrive > Duration::Hours(1); });
-    for (uint64_t i : waiting_ext_) bids.push_back({i, ext_[i].gpus, ext_[i].max_price});
-    market::Clearing c = market::ClearSpot(std::move(bids), supply, floor_);
-    price_ = c.price;
-    for (uint64_t key : c.losers) {
-      if (key >= (uint64_t{1} << 40)) {
-        alloc_->Notice(HolderId{static_cast<uint32_t>(key - (uint64_t{1} << 40))}, NoticeReason::kPriceAboveMax, now_);
-      }
-    }
+    std::vector<market::Bid> waiting;
+    for (uint64_t i : waiting_ext_) waiting.push_back({i, ext_[i].gpus, ext_[i].max_price});
+    std::vector<step::SpotMarket::Holder> holders;
+    for (HolderId id : active_spot_) holders.push_back({(uint64_t{1} << 40) + id.v, id});
+    if (!market_.Due(*alloc_, now_, !waiting.empty())) return;
+    auto cleared = market_.Clear(*alloc_, now_, holders, std::move(waiting), [&](uint64_t, HolderId id, Money old) {
+      rate_ += static_cast<__int128>(market_.price().micros - old.micros) * alloc_->holder(id).gpus;
+    });
     std::erase_if(active_spot_, [&](HolderId id) { return alloc_->holder(id).state == alloc::HolderState::kEnded; });
-    for (HolderId id : active_spot_) {
-      if (alloc_->holder(id).state == alloc::HolderState::kActive && alloc_->holder(id).max_price >= price_) {
-        Money old = alloc_->holder(id).price;
-        alloc_->SetPrice(id, price_);
-        rate_ += static_cast<__int128>(price_.micros - old.micros) * alloc_->holder(id).gpus;
-      }
-    }
-    for (uint64_t key : c.winners) {
-      if (key >= (uint64_t{1} << 40)) continue;
+    const Money price = market_.price();
+    for (uint64_t key : cleared.winners) {
       const ExternalRequest& r = ext_[key];
       // The pool with the most room that can place it.
       for (int p = 0; p < alloc_->pool_count(); ++p) {
         PoolId pool{static_cast<uint32_t>(p)};
         if (alloc_->Sellable(pool, now_) < r.gpus) continue;
-        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, r.gpus, price_, r.max_price, key, now_);
+        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, r.gpus, price, r.max_price, key, now_);
         if (id.ok()) {
           active_spot_.push_back(*id);
           Push(now_ + r.duration, EventType::kExtEnd, id->v);
@@ -459,7 +464,7 @@ class Run final : public alloc::Listener {
         ++have;
       }
     }
-    if (have < need && earn > price_) {
+    if (have < need && earn > market_.price()) {
       // Make room: spot leases in the pool with the most spot get a notice.
       int best = -1;
       for (int p = 0; p < alloc_->pool_count(); ++p) {
@@ -493,7 +498,7 @@ class Run final : public alloc::Listener {
       s.demand += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).internal_want;
       if (forecast_) s.forecast += forecast_->Quantile(p, 1.0, now_, now_ + options_.sample_every);
     }
-    s.spot_price_micros = price_.micros;
+    s.spot_price_micros = market_.price().micros;
     s.revenue_micros = static_cast<int64_t>(revenue_rate_ms_ / 3'600'000);
     s.in_gap = InGap(now_);
     series_.push_back(s);
@@ -577,7 +582,9 @@ class Run final : public alloc::Listener {
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
   uint64_t seq_ = 0;
   Time now_;
-  Money floor_, price_;
+  Money floor_;
+  step::SpotMarket market_;
+  const Event* event_ = nullptr;  // the event of the step being taken
   bool saturating_ = true;
   std::vector<ExternalRequest> ext_;
   std::vector<uint64_t> waiting_ext_;
