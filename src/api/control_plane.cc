@@ -415,10 +415,20 @@ void ControlPlane::PlaceReplicas(Time now) {
 
 void ControlPlane::AdvanceTo(Time now) {
   if (now < now_) now = now_;  // the clock never runs backwards for the core
-  // Each change of the owner's demand is taken at its own time, not at the next tick: the
-  // policy then sees the same history however the server ticks, and a restart (WarmUp)
-  // replays it exactly.
-  for (Time t : DemandChanges(now_, now)) Step(t);
+  // Each change of the owner's demand, and each of the allocator's deadlines (a reclaim, the
+  // end of a term), is taken at its own time, not at the next tick: the policy then sees the
+  // same history however the server ticks, a restart (WarmUp) replays it exactly, and the
+  // steps are those `landlord sim` takes (tests/step/sim_predicts_serve_test.cc).
+  const std::vector<Time> changes = DemandChanges(now_, now);
+  for (size_t i = 0;;) {
+    const Time next = i < changes.size() ? changes[i] : now;
+    if (const Time deadline = alloc_->NextDeadline(); deadline < next) {
+      Step(std::max(deadline, now_));
+      continue;
+    }
+    if (i == changes.size()) break;
+    Step(changes[i++]);
+  }
   Step(now);
 }
 
@@ -536,6 +546,7 @@ void ControlPlane::ClearMarket(Time now) {
     Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(price)}});
   });
   (void)cleared;
+  if (decisions_ != nullptr) decisions_->Price(now, market_.price());
   if (market_.price() != recorded_spot_) {
     pending_.spot_prices.push_back({now, market_.price().micros});
     recorded_spot_ = market_.price();
@@ -775,14 +786,7 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
           {"nodes", nodes}};
 }
 
-Money ControlPlane::ReservedPriceFor(Duration d) const {
-  const market::ReservedTerm* best = nullptr;
-  for (const auto& t : prices_.reserved_terms) {
-    if (t.term <= d && (best == nullptr || t.term > best->term)) best = &t;
-  }
-  market::ReservedTerm none{d, 0};
-  return std::max(floor_, prices_.ReservedPrice(best != nullptr ? *best : none));
-}
+Money ControlPlane::ReservedPriceFor(Duration d) const { return step::ReservedPrice(prices_, d, floor_); }
 
 Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   if (who.admin) return ErrorReply(403, "tenant_only", "leases are created with a tenant key");

@@ -196,7 +196,10 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void Advance();
   // From now on writes what the core decides about leases to `log` (a lease's number is its
   // index: 0 for lease_1); null: no more. Tests compare it with the simulator's.
-  void SetDecisionLog(step::DecisionLog* log) { decisions_ = log; }
+  void SetDecisionLog(step::DecisionLog* log) {
+    decisions_ = log;
+    if (log != nullptr) log->Price(now_, market_.price());  // where the log starts from
+  }
 
   // ---- model replicas on the fleet (the gateway's inference capacity) ----
   // From now on keeps `models[i].replicas` replicas of each model with gpus_per_replica > 0
