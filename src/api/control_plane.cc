@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "api/auth.h"
+#include "api/control_plane_internal.h"
 #include "api/fields.h"
 #include "core/check.h"
 #include "market/auction.h"
@@ -32,11 +33,10 @@ const char* ErrorType(int status) {
   }
 }
 
+}  // namespace
+
 json TimeJson(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
 
-
-
-// "node:gpus,..." in node order.
 std::string FormatPlacement(std::vector<alloc::Share> shares) {
   std::sort(shares.begin(), shares.end(), [](auto& a, auto& b) { return a.node < b.node; });
   std::string out;
@@ -66,10 +66,7 @@ Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
   return out;
 }
 
-// A final state, or the event that reports reaching it (they share names).
 bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
-
-}  // namespace
 
 Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
   Reply r;
@@ -86,34 +83,6 @@ Time ScaledClock::Now() const {
   double elapsed = static_cast<double>((wall_->Now() - origin_wall_).ms) * speed_;
   return origin_ + Duration::Millis(static_cast<int64_t>(elapsed));
 }
-
-// The owner's settings over the named policy: extra headroom and which pools may be sold.
-struct ControlPlane::Overrides {
-  int headroom = 0;
-  std::vector<bool> sellable;
-  // Reserved leases booked for a later start (`start_at`): their GPUs are promised from
-  // `start` on, and spot sales make way for them from `start - notice` on.
-  struct Booking {
-    size_t lease;
-    int pool;
-    Gpus gpus;
-    Time start, end;
-  };
-  std::vector<Booking> bookings;
-  Duration notice;
-  // GPUs of `pool` booked with a start before `end` (they count against a new term ending then).
-  Gpus BookedBefore(int pool, Time end) const {
-    Gpus g = 0;
-    for (const auto& b : bookings) g += b.pool == pool && b.start < end ? b.gpus : 0;
-    return g;
-  }
-  // GPUs of `pool` whose booked start is within the notice of `now`: not for sale.
-  Gpus BookedSoon(int pool, Time now) const {
-    Gpus g = 0;
-    for (const auto& b : bookings) g += b.pool == pool && now >= b.start - notice ? b.gpus : 0;
-    return g;
-  }
-};
 
 namespace {
 
@@ -788,286 +757,6 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
 
 Money ControlPlane::ReservedPriceFor(Duration d) const { return step::ReservedPrice(prices_, d, floor_); }
 
-Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
-  if (who.admin) return ErrorReply(403, "tenant_only", "leases are created with a tenant key");
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
-  Fields f(body);
-  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at"});
-  std::string kind = f.Str("kind", false).value_or("spot");
-  auto gpus = f.Int("gpus", 1, 1024, true);
-  auto pool_name = f.Str("pool", false);
-  std::optional<Money> max_price;
-  std::optional<int64_t> duration_s;
-  std::optional<std::string> start_text;
-  std::optional<Time> start_at;
-  if (f.ok() && kind == "spot") {
-    max_price = f.Dollars("max_price_per_gpu_hour", true);
-    if (f.ok() && body.contains("duration_s")) f.Fail("invalid_value", "`duration_s` is for reserved leases", "duration_s");
-    if (f.ok() && body.contains("start_at")) f.Fail("invalid_value", "`start_at` is for reserved leases", "start_at");
-  } else if (f.ok() && kind == "reserved") {
-    duration_s = f.Int("duration_s", 60, 365LL * 24 * 3600, true);
-    start_text = f.Str("start_at", false);
-    if (f.ok() && start_text) {
-      auto t = ParseUtc(*start_text);
-      if (!t.ok()) {
-        f.Fail("invalid_value", fmt::format("`start_at`: {}", t.status().message()), "start_at");
-      } else {
-        start_at = *t;
-      }
-    }
-    if (f.ok() && body.contains("max_price_per_gpu_hour")) {
-      f.Fail("invalid_value", "`max_price_per_gpu_hour` is for spot leases", "max_price_per_gpu_hour");
-    }
-  } else if (f.ok()) {
-    f.Fail("invalid_value", fmt::format("`kind` must be \"spot\" or \"reserved\", got \"{}\"", kind), "kind");
-  }
-  int pool = -1;
-  if (f.ok() && pool_name) {
-    pool = PoolIndex(*pool_name);
-    if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
-  }
-  if (!f.ok()) return f.error();
-
-  AdvanceTo(clock_->Now());
-  const Time now = now_;
-  Gpus want = static_cast<Gpus>(*gpus);
-  const Duration notice = alloc_->options().notice;
-  if (slurm_ != nullptr) {
-    if (!slurm_->available()) {
-      Flush();
-      return ErrorReply(503, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
-    }
-    // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
-    if (kind == "reserved") want = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(want, alloc_->fleet().max_node_gpus()));
-  }
-  if (start_at && (*start_at < now + notice || *start_at > now + Duration::Hours(24 * 365))) {
-    Flush();
-    return ErrorReply(400, "invalid_value",
-                      fmt::format("`start_at` must be from the reclaim notice ({} s) after the server's now ({}) to a "
-                                  "year later, so that spot leases can make way; leave it out to start now",
-                                  notice.ms / 1000, FormatUtc(now)),
-                      "start_at");
-  }
-  const Time start = start_at.value_or(now);
-  Lease l;
-  l.rec.id = MakeExternalId("lease", leases_.size() + 1);
-  l.rec.tenant_id = who.tenant_id;
-  l.rec.kind = kind;
-  l.rec.created = now;
-  const size_t index = leases_.size();
-  lease_index_[l.rec.id] = index;
-  leases_.push_back(l);
-  Lease& lease = leases_.back();
-  auto forget = [&] {
-    lease_index_.erase(lease.rec.id);
-    leases_.pop_back();
-  };
-  // Candidate pools: the one asked for, else every pool (most room first, see step::Place*).
-  const std::vector<int> pools = step::CandidatePools(fleet_.pool_count(), pool);
-  if (kind == "spot") {
-    if (*max_price < market_.price()) {
-      forget();
-      Flush();
-      return ErrorReply(409, "price_below_market",
-                        fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(*max_price),
-                                    FormatMoney(market_.price())),
-                        "max_price_per_gpu_hour");
-    }
-    int placed = -1;
-    auto id = step::PlaceSpot(*alloc_, pools, want, market_.price(), *max_price, index, now, &placed);
-    if (id.ok()) lease.holder = *id;
-    lease.rec.pool = placed;
-    const Status last = id.status();
-    if (!lease.holder.valid()) {
-      forget();
-      Flush();
-      return ErrorReply(409, "insufficient_capacity",
-                        fmt::format("no {} GPUs can be sold now: {}", want, last.message()), "gpus");
-    }
-    lease.rec.max_price_micros = max_price->micros;
-  } else {
-    const Time end = start + Duration::Seconds(*duration_s);
-    Money price = ReservedPriceFor(Duration::Seconds(*duration_s));
-    Gpus best_room = 0;
-    auto room_for = [&](int p, Time until) {
-      const PoolId pid{static_cast<uint32_t>(p)};
-      return start > now ? alloc_->BookableRoom(pid, until, now) : alloc_->ReservedRoom(pid, until, now);
-    };
-    for (int p : pools) best_room = std::max(best_room, room_for(p, end));
-    bool booked = false;
-    if (start > now) {
-      std::vector<int> by_room = pools;
-      std::stable_sort(by_room.begin(), by_room.end(), [&](int a, int b) { return room_for(a, end) > room_for(b, end); });
-      for (int p : by_room) {
-        // Booked: promised out of the forecast now, placed at `start`.
-        const Gpus g = alloc_->RoundToNodes(PoolId{static_cast<uint32_t>(p)}, want);
-        if (g > room_for(p, end)) continue;
-        overrides_->bookings.push_back({index, p, g, start, end});
-        lease.rec.pool = p;
-        lease.rec.gpus = g;
-        lease.rec.price_micros = price.micros;
-        lease.rec.state = "scheduled";
-        lease.rec.started = start;
-        booked = true;
-        break;
-      }
-    } else if (auto id = step::PlaceReserved(*alloc_, pools, want, end, price, index, now, &lease.rec.pool); id.ok()) {
-      lease.holder = *id;
-    }
-    if (!lease.holder.valid() && !booked) {
-      // The longest offered term that `gpus` would fit in, for the message.
-      json longest = nullptr;
-      for (const auto& t : prices_.reserved_terms) {
-        Gpus room = 0;
-        for (int p : pools) room = std::max(room, room_for(p, start + t.term));
-        if (room >= want) longest = t.term.ms / 1000;
-      }
-      forget();
-      Flush();
-      Reply r = ErrorReply(
-          409, "forecast_conflict",
-          fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s from {}; the largest "
-                      "accepted now for that term is {} GPUs{}",
-                      want, *duration_s, FormatUtc(start), best_room,
-                      longest.is_null() ? "" : fmt::format(", and {} GPUs fit a term of {} s", want, longest.get<int64_t>())),
-          "gpus");
-      r.body["error"]["accepted"] = {{"gpus", best_room}, {"duration_s", *duration_s}, {"longest_term_s_for_gpus", longest}};
-      return r;
-    }
-    lease.rec.term_end = end;
-    if (booked) {
-      Emit(lease, "scheduled", now, {{"start_at", FormatUtc(start)}});
-      LeasesChanged();
-    }
-  }
-  if (lease.holder.valid()) {
-    const alloc::Holder& h = alloc_->holder(lease.holder);
-    lease.rec.gpus = h.gpus;
-    lease.rec.price_micros = h.price.micros;
-  }
-  by_tenant_[lease.rec.tenant_id].push_back(index);
-  dirty_leases_.push_back(index);
-  if (slurm_ != nullptr && !slurm_error_.empty() && lease.holder.valid() && live_.contains(index)) {
-    // Slurm refused the holder job: the lease ends at once (nothing billed) and the tenant is told.
-    const std::string why = std::move(slurm_error_);
-    slurm_error_.clear();
-    lease.lost_at = now;
-    alloc_->Release(lease.holder, now);
-    Flush();
-    return ErrorReply(503, "fleet_unavailable", fmt::format("slurm did not take the lease `{}`: {}", lease.rec.id, why));
-  }
-  Flush();  // persisted before it is acknowledged
-  Reply r;
-  r.status = 201;
-  r.body = LeaseJson(lease.rec);
-  return r;
-}
-
-ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string& id) {
-  auto it = lease_index_.find(id);
-  if (it == lease_index_.end()) return nullptr;
-  Lease& l = leases_[it->second];
-  if (!who.admin && l.rec.tenant_id != who.tenant_id) return nullptr;  // 404, never 403
-  return &l;
-}
-
-Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::string& after) {
-  Advance();
-  // The caller's leases in creation order (the owner sees all of them).
-  static const std::vector<size_t> kNone;
-  std::vector<size_t> all;
-  const std::vector<size_t>* mine = &kNone;
-  if (who.admin) {
-    all.resize(leases_.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    mine = &all;
-  } else if (auto it = by_tenant_.find(who.tenant_id); it != by_tenant_.end()) {
-    mine = &it->second;
-  }
-  size_t end = mine->size();  // newest first: walk back from here
-  if (!after.empty()) {
-    const Lease* cursor = Find(who, after);
-    if (cursor == nullptr) return ErrorReply(400, "invalid_value", fmt::format("`after`: no lease `{}`", after), "after");
-    end = std::lower_bound(mine->begin(), mine->end(), lease_index_.at(after)) - mine->begin();
-  }
-  json data = json::array();
-  size_t i = end;
-  for (; i > 0 && data.size() < static_cast<size_t>(limit); --i) data.push_back(LeaseJson(leases_[(*mine)[i - 1]].rec));
-  Reply r;
-  r.body = {{"object", "list"}, {"data", data}, {"has_more", i > 0}};
-  return r;
-}
-
-Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
-  Advance();
-  Lease* l = Find(who, id);
-  if (l == nullptr) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  Reply r;
-  r.body = LeaseJson(l->rec);
-  return r;
-}
-
-Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
-  AdvanceTo(clock_->Now());
-  Lease* l = Find(who, id);
-  if (l == nullptr) {
-    Flush();
-    return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  }
-  if (l->rec.state == "scheduled") {
-    // A booking not yet started: cancelled, nothing was held.
-    std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == lease_index_.at(id); });
-    l->rec.state = "released";
-    l->rec.end_reason = "released";
-    l->rec.ended = now_;
-    Emit(*l, "released", now_);
-    LeasesChanged();
-  } else if (!FinalState(l->rec.state)) {
-    l->releasing = true;
-    alloc_->Release(l->holder, now_);
-  }
-  Flush();
-  Reply r;
-  r.body = LeaseJson(l->rec);
-  return r;
-}
-
-Result<std::vector<LeaseEvent>> ControlPlane::LeaseEvents(const Principal& who, const std::string& id, int64_t after) {
-  Advance();
-  Lease* l = Find(who, id);
-  if (l == nullptr) return Status::NotFound(fmt::format("no lease `{}`", id));
-  LL_ASSIGN_OR_RETURN(auto records, store_->LeaseEvents(id, after));
-  std::vector<LeaseEvent> out;
-  for (const auto& e : records) {
-    LeaseEvent ev;
-    ev.seq = e.seq;
-    ev.type = e.type;
-    ev.data = e.data;
-    if (ev.data.find("\"lease\":") == std::string::npos) {
-      // Written before payloads were stored whole: the lease as it is now.
-      json data = json::parse(e.data, nullptr, false);
-      if (!data.is_object()) data = json::object();
-      data["lease"] = LeaseJson(l->rec);
-      data["now"] = FormatUtc(now_);
-      data["clock_speed"] = clock_->speed();
-      ev.data = data.dump();
-    }
-    ev.final = FinalState(e.type);
-    out.push_back(std::move(ev));
-  }
-  return out;
-}
-
-uint64_t ControlPlane::Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn) {
-  uint64_t token = next_token_++;
-  watchers_.emplace(lease_id, std::make_pair(token, std::move(fn)));
-  return token;
-}
-
-void ControlPlane::Unsubscribe(uint64_t token) {
-  std::erase_if(watchers_, [&](const auto& w) { return w.second.first == token; });
-}
-
 Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
   Advance();
   Gpus spot_room = 0;
@@ -1243,7 +932,7 @@ Reply ControlPlane::PutPolicy(const json& body) {
     }
   }
   if (!f.ok()) return f.error();
-  AdvanceTo(clock_->Now());
+  Work work(this);
   if (notice) {
     alloc_->SetNotice(Duration::Seconds(*notice));
     overrides_->notice = Duration::Seconds(*notice);
@@ -1259,7 +948,6 @@ Reply ControlPlane::PutPolicy(const json& body) {
   // Apply at once: limits (notices for what is now over them) and the market at the new floor.
   alloc_->Rebalance(now_);
   ClearMarket(now_);
-  Flush();
   return GetPolicy();
 }
 
@@ -1279,7 +967,7 @@ Reply ControlPlane::AddInternalJob(const json& body) {
     if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
   }
   if (!f.ok()) return f.error();
-  AdvanceTo(clock_->Now());
+  Work work(this);
   store::InternalJobRecord j;
   j.id = MakeExternalId("job", ++job_count_);
   j.pool = pool;
@@ -1291,7 +979,6 @@ Reply ControlPlane::AddInternalJob(const json& body) {
   SetDemand(now_);
   alloc_->Rebalance(now_);
   ClearMarket(now_);
-  Flush();
   Reply r;
   r.status = 201;
   r.body = {{"id", j.id}, {"object", "internal_job"}, {"pool", fleet_.trace().pools[pool].name}, {"gpus", j.gpus},

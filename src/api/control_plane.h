@@ -232,6 +232,26 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     std::vector<ledger::PricePoint> prices;  // what it paid per GPU-hour, from its start
     size_t billed = 0;  // completed usage events already committed (the store ignores repeats)
   };
+  // The unit of work of one call: the fleet brought to the clock's now when it opens, what the
+  // call changed committed once when it closes, on every path out of the call (events reach
+  // watchers only after that commit; the reply is sent after it).
+  class Work {
+   public:
+    explicit Work(ControlPlane* cp) : cp_(cp) { cp_->AdvanceTo(cp_->clock_->Now()); }
+    ~Work() { cp_->Flush(); }
+    Work(const Work&) = delete;
+    Work& operator=(const Work&) = delete;
+
+   private:
+    ControlPlane* cp_;
+  };
+  // Creating a lease (leases.cc).
+  struct LeaseRequest;
+  class NewLease;
+  std::optional<LeaseRequest> ParseLeaseRequest(const nlohmann::json& body, Reply* error) const;
+  // Place the new lease, or the refusal.
+  std::optional<Reply> PlaceSpotLease(const LeaseRequest& req, NewLease& slot);
+  std::optional<Reply> PlaceReservedLease(const LeaseRequest& req, NewLease& slot);
   // The lease's usage as the ledger reads it (false for one that never started).
   bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
   // Adds the lease's newly completed usage events to the pending batch.

@@ -93,9 +93,10 @@ Reply ControlPlane::SlurmNotice(const json& body) {
   if (!slurm_->CheckToken(*lease, *token)) {
     return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}` with that token", *lease), "lease");
   }
-  AdvanceTo(clock_->Now());
-  SlurmPreempted(*lease, fmt::format("node {}", node.value_or("?")));
-  Flush();
+  {
+    Work work(this);
+    SlurmPreempted(*lease, fmt::format("node {}", node.value_or("?")));
+  }
   for (const auto& [tag, slot] : replicas_) {
     if (slot.id != *lease) continue;
     // A replica's job is being preempted: drained (OnNotice) for the notice.
