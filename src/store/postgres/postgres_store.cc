@@ -102,6 +102,18 @@ class PostgresStore final : public Store {
     }
   }
 
+  // Gives up leadership before the connection closes. The server drops a closed session's locks
+  // only once its backend has noticed the disconnect, so without this a store opened right
+  // after (a test, a restart in the same process) would stand by for a while. A failure has
+  // nothing to report to: the connection is lost, and its locks with it.
+  ~PostgresStore() override {
+    (void)Guard("release leadership", [&] {
+      if (!conn_.is_open()) return;
+      pqxx::nontransaction n(conn_);
+      n.exec("SELECT pg_advisory_unlock_all()");
+    });
+  }
+
   // One round trip for the whole batch (plus BEGIN and COMMIT, and the event numbering): every
   // statement is sent in one text, values quoted by libpq. A batch the database refuses is then
   // written again statement by statement, which names the record refused (or, if the refusal
