@@ -275,6 +275,12 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
   ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store);
   Status Load(const Clock* wall, const std::string& admin_key_env);
+  // The parts of Load (load.cc).
+  Status BuildCore();
+  Status LoadKeys(const std::string& admin_key_env);
+  Status LoadLeases();
+  Status LoadBalances();
+  Status RestoreInternalPlacement();
   Status InitClock(const Clock* wall);
   void WarmUp(Time until);
   // The owner's demand on `pool` at t: the trace's level plus the injected jobs, clamped to

@@ -326,4 +326,56 @@ void ControlPlane::Unsubscribe(uint64_t token) {
   std::erase_if(watchers_, [&](const auto& w) { return w.second.first == token; });
 }
 
+Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
+  Advance();
+  Gpus spot_room = 0;
+  for (int p = 0; p < alloc_->pool_count(); ++p) spot_room = std::max(spot_room, alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_));
+  json reserved = json::array();
+  for (const auto& t : prices_.reserved_terms) {
+    Gpus room = 0;
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      room = std::max(room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, now_ + t.term, now_));
+    }
+    json q = {{"duration_s", t.term.ms / 1000}, {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}, {"max_gpus", room}};
+    if (gpus) q["available"] = room >= *gpus;
+    reserved.push_back(q);
+  }
+  json spot = {{"price_per_gpu_hour", FormatMoney(market_.price())}, {"available_gpus", spot_room}};
+  if (gpus) spot["available"] = spot_room >= *gpus;
+  Reply r;
+  r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"reserved", reserved}};
+  return r;
+}
+
+Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
+  Advance();
+  json history = nullptr;
+  if (from || to) {
+    const Time t1 = to.value_or(now_ + Duration::Millis(1));
+    const Time t0 = from.value_or(t1 - Duration::Hours(24));
+    if (t0 >= t1) return ErrorReply(400, "invalid_value", "`from` must be before `to`", "from");
+    if (t1 - t0 > Duration::Hours(24 * 366)) return ErrorReply(400, "invalid_value", "at most 366 days of history at once", "from");
+    auto points = store_->SpotPrices(t0, t1);
+    LL_CHECK(points.ok());  // fail-stop, as for every store failure
+    history = json::array();
+    for (const auto& p : *points) {
+      history.push_back({{"at", FormatUtc(std::max(p.at, t0))}, {"spot_per_gpu_hour", FormatMoney(Money::Micros(p.price_micros))}});
+    }
+  }
+  json reserved = json::array();
+  for (const auto& t : prices_.reserved_terms) {
+    reserved.push_back({{"duration_s", t.term.ms / 1000},
+                        {"discount", t.discount_permille / 1000.0},
+                        {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}});
+  }
+  Reply r;
+  r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
+            {"spot_per_gpu_hour", FormatMoney(market_.price())},
+            {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
+            {"reserved", reserved},
+            {"now", FormatUtc(now_)}};
+  if (!history.is_null()) r.body["history"] = history;
+  return r;
+}
+
 }  // namespace ll::api
