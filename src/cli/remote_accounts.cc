@@ -135,8 +135,9 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
 }
 
 void RemoteAccounts::TakeLimits(const Admission& a, std::function<void(gateway::RateLimits::Decision)> done) {
-  PostHold(a, /*with_limits=*/true, [this, id = a.hold_id, done = std::move(done)](Status st, gateway::RateLimits::Decision d) {
-    if (d.ok) admitted_[id] = std::move(st);
+  using Decision = gateway::RateLimits::Decision;
+  PostHold(a, /*with_limits=*/true, [this, id = a.hold_id, done = std::move(done)](Status st, Decision d) {
+    if (d.ok) admitted_[id] = std::move(st);  // for Hold, next
     done(d);
   });
 }
@@ -144,7 +145,8 @@ void RemoteAccounts::TakeLimits(const Admission& a, std::function<void(gateway::
 void RemoteAccounts::Hold(const Admission& a, std::function<void(Status)> done) {
   auto it = admitted_.find(a.hold_id);
   if (it == admitted_.end()) {  // no limits taken with it: the hold alone
-    PostHold(a, /*with_limits=*/false, [done = std::move(done)](Status st, gateway::RateLimits::Decision) { done(st); });
+    PostHold(a, /*with_limits=*/false,
+             [done = std::move(done)](Status st, gateway::RateLimits::Decision) { done(st); });
     return;
   }
   Status st = std::move(it->second);

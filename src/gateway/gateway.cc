@@ -39,8 +39,6 @@ class Gateway::Call final : public FilterChain {
   Gateway& g_;
 };
 
-// ---- Gateway ----
-
 Gateway::Gateway(net::io_context& ioc, GatewayOptions options, market::PriceBook prices, Accounts* accounts,
                  const Clock* clock)
     : ioc_(ioc),

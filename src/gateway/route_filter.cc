@@ -168,7 +168,8 @@ void RouteFilter::Send() {
 void RouteFilter::ReadHeader() {
   buf_.clear();
   parser_.emplace();
-  parser_->body_limit(std::numeric_limits<std::uint64_t>::max());  // streams are unbounded; whole bodies are capped in ReadBody
+  // Streams are unbounded; whole bodies are capped in ReadBody.
+  parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
   http::async_read_header(*conn_, buf_, *parser_, [this, keep = callbacks().KeepAlive()](beast::error_code e, size_t) {
     if (e == beast::error::timeout) {
       // Slow, not broken: a server sends a whole answer's header when it is done, so a long
@@ -306,12 +307,12 @@ void RouteFilter::OnEvent(std::string_view event, std::string* out) {
     holding_ = true;
   } else if (!payload.empty()) {
     int64_t p = 0, c = 0;
-    if (payload.find("\"usage\":{") != std::string_view::npos || payload.find("\"usage\": {") != std::string_view::npos) {
-      if (ReadUsage(payload, &p, &c)) {
-        has_usage_ = true;
-        usage_in_ = p;
-        usage_out_ = c;
-      }
+    const bool usage = payload.find("\"usage\":{") != std::string_view::npos ||
+                       payload.find("\"usage\": {") != std::string_view::npos;
+    if (usage && ReadUsage(payload, &p, &c)) {
+      has_usage_ = true;
+      usage_in_ = p;
+      usage_out_ = c;
     }
     // The usage-only chunk (no choices) goes to the client only if it asked for usage.
     const bool usage_only = has_usage_ && (payload.find("\"choices\":[]") != std::string_view::npos ||
@@ -366,7 +367,8 @@ void RouteFilter::EndStream(const Status& durable) {
     if (!tail_.empty()) callbacks().Chunk(std::move(tail_));
   } else {
     // Never `[DONE]` for an answer whose usage may be lost.
-    callbacks().Chunk(fmt::format("data: {}\n\n", ErrorJson("ledger_unavailable", UsageLost(durable), "", "server_error")));
+    callbacks().Chunk(
+        fmt::format("data: {}\n\n", ErrorJson("ledger_unavailable", UsageLost(durable), "", "server_error")));
   }
   callbacks().EndStream();
 }

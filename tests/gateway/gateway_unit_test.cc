@@ -393,8 +393,11 @@ class FakeLedger final : public LimitsClient, public BudgetClient {
     answers.push_back([this, done] { done(hold); });
   }
   void AnswerAll() {
-    for (size_t i = 0; i < answers.size(); ++i) answers[i]();  // an answer may ask again
-    answers.clear();
+    while (!answers.empty()) {  // an answer may ask again
+      auto answer = std::move(answers.front());
+      answers.erase(answers.begin());
+      answer();
+    }
   }
 };
 
