@@ -130,13 +130,11 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   Reply VerifyKey(const nlohmann::json& body);
   // The tenant and key id of a tenant's API key (the admin key is not one).
   std::optional<gateway::Accounts::Key> TenantKey(std::string_view key) const;
-  // Admits a request of the in-process gateway: takes it from the key's rate limits (see
-  // TakeLimits), then holds `amount` of the tenant's balance in memory only (a crash drops the
-  // hold with nothing charged, as the request it covered is gone too).
-  Status GatewayAdmit(const gateway::Accounts::Admission& a, gateway::RateLimits::Decision* decision);
-  // The two halves of GatewayAdmit. TakeLimits reserves the request and its tokens on the key's
-  // rate limits (SettleLimits returns them: all of the tokens but `used`, and the request too
-  // with `request_back`); GatewayHold holds `a.amount` of the tenant's balance in memory.
+  // The in-process gateway's limits and budget filters (GatewayAccounts). TakeLimits reserves
+  // the request and its tokens on the key's rate limits (SettleLimits returns them: all of the
+  // tokens but `used`, and the request too with `request_back`); GatewayHold holds `a.amount`
+  // of the tenant's balance in memory only (a crash drops the hold with nothing charged, as
+  // the request it covered is gone too).
   gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a);
   void SettleLimits(const std::string& hold_id, int64_t used, bool request_back);
   Status GatewayHold(const gateway::Accounts::Admission& a);
@@ -252,6 +250,12 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // Place the new lease, or the refusal.
   std::optional<Reply> PlaceSpotLease(const LeaseRequest& req, NewLease& slot);
   std::optional<Reply> PlaceReservedLease(const LeaseRequest& req, NewLease& slot);
+  // The answer to a retried reservation (the same, or a conflict), or nullopt (billing.cc).
+  std::optional<Reply> ExistingHold(const std::string& id, const std::string& tenant, Money amount);
+  // The parts of the dashboard (dashboard.cc).
+  nlohmann::json DashboardSeries(size_t max_points) const;
+  void DashboardLeases(nlohmann::json* leases, nlohmann::json* reclaims) const;
+  nlohmann::json DashboardTenants() const;
   // The lease's usage as the ledger reads it (false for one that never started).
   bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
   // Adds the lease's newly completed usage events to the pending batch.
