@@ -20,7 +20,7 @@ bool ControlPlane::UsageOf(const Lease& l, ledger::LeaseUsage* u) const {
   if (l.rec.ended != kTimeMax && l.rec.ended <= l.rec.started) return false;
   u->tenant_id = l.rec.tenant_id;
   u->lease_id = l.rec.id;
-  u->kind = l.rec.kind;
+  u->kind = Name(l.rec.kind);
   u->gpus = l.rec.gpus;
   u->start = l.rec.started;
   u->end = l.rec.ended;

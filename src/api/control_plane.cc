@@ -204,8 +204,8 @@ void ControlPlane::StartBookings(Time now) {
       continue;
     }
     ++bookings_missed_;
-    l.rec.state = "ended";
-    l.rec.end_reason = "forecast_miss";
+    l.rec.state = LeaseState::kEnded;
+    l.rec.end_reason = LeaseEnd::kForecastMiss;
     l.rec.ended = now;
     Emit(l, "ended", now, {{"reason", "forecast_miss"}, {"message", id.status().message()}});
     LeasesChanged();
@@ -240,7 +240,7 @@ void ControlPlane::ClearMarket(Time now) {
   std::vector<step::SpotMarket::Holder> holders;
   for (size_t i : live_) {
     const Lease& l = leases_[i];
-    if (l.rec.kind == "spot") holders.push_back({i, l.holder});
+    if (l.rec.kind == LeaseKind::kSpot) holders.push_back({i, l.holder});
   }
   auto cleared = market_.Clear(*alloc_, now, holders, {}, [&](uint64_t i, HolderId, Money) {
     Lease& l = leases_[i];
@@ -382,7 +382,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
     }
   }
   live_.insert(h.tag);
-  l.rec.state = "active";
+  l.rec.state = LeaseState::kActive;
   l.rec.started = now;
   l.prices.push_back({now, h.price});
   pending_.lease_prices.push_back({l.rec.id, now, h.price.micros});
@@ -402,7 +402,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
   LeasesChanged();
   if (decisions_ != nullptr) decisions_->Noticed(now, h.tag, h, reason);
   Lease& l = leases_[h.tag];
-  l.rec.state = "noticed";
+  l.rec.state = LeaseState::kNoticed;
   l.rec.noticed_at = now;
   l.rec.reclaim_at = h.reclaim_at;
   Emit(l, "reclaim_notice", now,
@@ -429,23 +429,23 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   if (!l.lost.empty()) {
     // The holder is gone without Landlord (slurm): billing stops when it went.
     if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
-    l.rec.state = "ended";
-    l.rec.end_reason = "holder_lost";
-    Emit(l, l.rec.state, l.rec.ended, {{"message", l.lost}});
+    l.rec.state = LeaseState::kEnded;
+    l.rec.end_reason = LeaseEnd::kHolderLost;
+    Emit(l, std::string(Name(l.rec.state)), l.rec.ended, {{"message", l.lost}});
     return;
   }
   if (reason == alloc::EndReason::kReclaimed) {
     ++reclaims_;
-    l.rec.state = "reclaimed";
-    l.rec.end_reason = "reclaimed";
+    l.rec.state = LeaseState::kReclaimed;
+    l.rec.end_reason = LeaseEnd::kReclaimed;
   } else if (l.releasing) {
-    l.rec.state = "released";
-    l.rec.end_reason = "released";
+    l.rec.state = LeaseState::kReleased;
+    l.rec.end_reason = LeaseEnd::kReleased;
   } else {
-    l.rec.state = "ended";
-    l.rec.end_reason = "term_ended";
+    l.rec.state = LeaseState::kEnded;
+    l.rec.end_reason = LeaseEnd::kTermEnded;
   }
-  Emit(l, l.rec.state, now);
+  Emit(l, std::string(Name(l.rec.state)), now);
 }
 
 // ---------------------------------------------------------------- tenant API
@@ -477,19 +477,19 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
   return {{"id", r.id},
           {"object", "lease"},
           {"tenant_id", r.tenant_id},
-          {"kind", r.kind},
-          {"state", r.state},
+          {"kind", Name(r.kind)},
+          {"state", Name(r.state)},
           {"gpus", r.gpus},
           {"pool", fleet_.trace().pools[r.pool].name},
           {"price_per_gpu_hour", FormatMoney(Money::Micros(r.price_micros))},
-          {"max_price_per_gpu_hour", r.kind == "spot" ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
+          {"max_price_per_gpu_hour", r.kind == LeaseKind::kSpot ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
           {"created_at", TimeJson(r.created)},
           {"started_at", TimeJson(r.started)},
           {"noticed_at", TimeJson(r.noticed_at)},
           {"reclaim_at", TimeJson(r.reclaim_at)},
           {"term_end", TimeJson(r.term_end)},
           {"ended_at", TimeJson(r.ended)},
-          {"end_reason", r.end_reason.empty() ? json(nullptr) : json(r.end_reason)},
+          {"end_reason", r.end_reason == LeaseEnd::kNone ? json(nullptr) : json(Name(r.end_reason))},
           {"nodes", nodes}};
 }
 

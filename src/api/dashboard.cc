@@ -80,7 +80,7 @@ void ControlPlane::DashboardLeases(json* leases, json* reclaims) const {
     reclaims->push_back({{"lease", r.id},
                         {"tenant_id", r.tenant_id},
                         {"gpus", r.gpus},
-                        {"state", r.state},
+                        {"state", Name(r.state)},
                         {"noticed_at", FormatUtc(r.noticed_at)},
                         {"reclaim_at", r.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(r.reclaim_at))},
                         {"ended_at", r.ended == kTimeMax ? json(nullptr) : json(FormatUtc(r.ended))}});
@@ -177,7 +177,7 @@ Reply ControlPlane::FleetMap() {
       const store::LeaseRecord& rec = leases_[h.tag].rec;
       row["lease"] = rec.id;
       row["tenant_id"] = rec.tenant_id;
-      row["state"] = rec.state;
+      row["state"] = Name(rec.state);
       if (rec.reclaim_at != kTimeMax) row["reclaim_at"] = FormatUtc(rec.reclaim_at);
     }
     const size_t index = holders.size();

@@ -15,7 +15,7 @@ using nlohmann::json;
 
 // POST /v1/leases, validated.
 struct ControlPlane::LeaseRequest {
-  std::string kind;  // "spot" | "reserved"
+  LeaseKind kind = LeaseKind::kSpot;
   Gpus gpus = 0;
   int pool = -1;  // -1: any pool
   Money max_price;              // spot
@@ -26,7 +26,7 @@ struct ControlPlane::LeaseRequest {
 // A lease being created: it holds the next index, and gives it back unless kept.
 class ControlPlane::NewLease {
  public:
-  NewLease(ControlPlane* cp, const Principal& who, const std::string& kind) : cp_(cp), index_(cp->leases_.size()) {
+  NewLease(ControlPlane* cp, const Principal& who, LeaseKind kind) : cp_(cp), index_(cp->leases_.size()) {
     Lease l;
     l.rec.id = MakeExternalId("lease", index_ + 1);
     l.rec.tenant_id = who.tenant_id;
@@ -60,14 +60,15 @@ std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const 
   Fields f(body);
   f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at"});
   LeaseRequest req;
-  req.kind = f.Str("kind", false).value_or("spot");
+  const std::string kind = f.Str("kind", false).value_or("spot");
   auto gpus = f.Int("gpus", 1, 1024, true);
   auto pool_name = f.Str("pool", false);
-  if (f.ok() && req.kind == "spot") {
+  if (f.ok() && kind == "spot") {
     req.max_price = f.Dollars("max_price_per_gpu_hour", true).value_or(Money{});
     if (f.ok() && body.contains("duration_s")) f.Fail("invalid_value", "`duration_s` is for reserved leases", "duration_s");
     if (f.ok() && body.contains("start_at")) f.Fail("invalid_value", "`start_at` is for reserved leases", "start_at");
-  } else if (f.ok() && req.kind == "reserved") {
+  } else if (f.ok() && kind == "reserved") {
+    req.kind = LeaseKind::kReserved;
     req.duration_s = f.Int("duration_s", 60, 365LL * 24 * 3600, true).value_or(0);
     auto start_text = f.Str("start_at", false);
     if (f.ok() && start_text) {
@@ -82,7 +83,7 @@ std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const 
       f.Fail("invalid_value", "`max_price_per_gpu_hour` is for spot leases", "max_price_per_gpu_hour");
     }
   } else if (f.ok()) {
-    f.Fail("invalid_value", fmt::format("`kind` must be \"spot\" or \"reserved\", got \"{}\"", req.kind), "kind");
+    f.Fail("invalid_value", fmt::format("`kind` must be \"spot\" or \"reserved\", got \"{}\"", kind), "kind");
   }
   if (f.ok() && pool_name) {
     req.pool = PoolIndex(*pool_name);
@@ -109,7 +110,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
       return ErrorReply(503, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
     }
     // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
-    if (req->kind == "reserved") {
+    if (req->kind == LeaseKind::kReserved) {
       req->gpus = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(req->gpus, alloc_->fleet().max_node_gpus()));
     }
   }
@@ -121,7 +122,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
                       "start_at");
   }
   NewLease slot(this, who, req->kind);
-  std::optional<Reply> refused = req->kind == "spot" ? PlaceSpotLease(*req, slot) : PlaceReservedLease(*req, slot);
+  std::optional<Reply> refused = req->kind == LeaseKind::kSpot ? PlaceSpotLease(*req, slot) : PlaceReservedLease(*req, slot);
   if (refused) return *refused;
   slot.Keep();
   Lease& lease = slot.lease();
@@ -198,7 +199,7 @@ std::optional<Reply> ControlPlane::PlaceReservedLease(const LeaseRequest& req, N
       lease.rec.pool = p;
       lease.rec.gpus = g;
       lease.rec.price_micros = price.micros;
-      lease.rec.state = "scheduled";
+      lease.rec.state = LeaseState::kScheduled;
       lease.rec.started = start;
       Emit(lease, "scheduled", now, {{"start_at", FormatUtc(start)}});
       LeasesChanged();
@@ -273,15 +274,15 @@ Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
   Work work(this);
   Lease* l = Find(who, id);
   if (l == nullptr) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  if (l->rec.state == "scheduled") {
+  if (l->rec.state == LeaseState::kScheduled) {
     // A booking not yet started: cancelled, nothing was held.
     std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == lease_index_.at(id); });
-    l->rec.state = "released";
-    l->rec.end_reason = "released";
+    l->rec.state = LeaseState::kReleased;
+    l->rec.end_reason = LeaseEnd::kReleased;
     l->rec.ended = now_;
     Emit(*l, "released", now_);
     LeasesChanged();
-  } else if (!FinalState(l->rec.state)) {
+  } else if (!Final(l->rec.state)) {
     l->releasing = true;
     alloc_->Release(l->holder, now_);
   }

@@ -200,10 +200,10 @@ Status ControlPlane::LoadLeases() {
     l.rec = rec;
     if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
     size_t index = leases_.size();
-    if (rec.state == "active" || rec.state == "noticed") {
+    if (Live(rec.state)) {
       alloc::Allocator::RestoreSpec rs;
-      rs.cls = rec.kind == "reserved" ? HolderClass::kReserved : HolderClass::kSpot;
-      rs.state = rec.state == "noticed" ? HolderState::kNoticed : HolderState::kActive;
+      rs.cls = rec.kind == LeaseKind::kReserved ? HolderClass::kReserved : HolderClass::kSpot;
+      rs.state = rec.state == LeaseState::kNoticed ? HolderState::kNoticed : HolderState::kActive;
       rs.pool = PoolId{static_cast<uint32_t>(rec.pool)};
       LL_ASSIGN_OR_RETURN(rs.shares, ParsePlacement(rec.placement));
       rs.price = Money::Micros(rec.price_micros);
@@ -218,7 +218,7 @@ Status ControlPlane::LoadLeases() {
       if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
       l.holder = *id;
       live_.insert(index);
-    } else if (rec.state == "scheduled") {
+    } else if (rec.state == LeaseState::kScheduled) {
       overrides_->bookings.push_back({index, rec.pool, static_cast<Gpus>(rec.gpus), rec.started, rec.term_end});
     }
     lease_index_[rec.id] = index;

@@ -69,7 +69,7 @@ Reply ControlPlane::Fleet() {
       } else if (h.outside()) {
         e["lease"] = leases_[h.tag].rec.id;
         e["tenant_id"] = leases_[h.tag].rec.tenant_id;
-        e["state"] = leases_[h.tag].rec.state;
+        e["state"] = Name(leases_[h.tag].rec.state);
       }
       holders[s.node.v].push_back(e);
     }

@@ -108,7 +108,7 @@ Reply ControlPlane::SlurmNotice(const json& body) {
   if (it == lease_index_.end()) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
   const Lease& l = leases_[it->second];
   Reply r;
-  r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", l.rec.state},
+  r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", Name(l.rec.state)},
             {"reclaim_at", l.rec.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(l.rec.reclaim_at))}};
   return r;
 }
@@ -124,7 +124,7 @@ void ControlPlane::SlurmPreempted(const std::string& id, const std::string& why)
   auto it = lease_index_.find(id);
   if (it == lease_index_.end()) return;
   const Lease& l = leases_[it->second];
-  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == "active" && l.rec.kind == "spot") {
+  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == LeaseState::kActive && l.rec.kind == LeaseKind::kSpot) {
     alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
     fmt::print(stderr, "landlord serve: slurm preempts {} ({}): reclaim notice\n", l.rec.id, why);
   }

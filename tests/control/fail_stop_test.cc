@@ -185,7 +185,7 @@ class FailStopDeathTest : public testing::Test {
       records["keys"].push_back({k.id, k.tenant_id, k.hash, k.admin, k.revoked.ms});
     }
     for (const store::LeaseRecord& l : Value(s.Leases())) {
-      records["leases"].push_back({l.id, l.state, l.gpus, l.price_micros, l.placement, l.ended.ms});
+      records["leases"].push_back({l.id, Name(l.state), l.gpus, l.price_micros, l.placement, l.ended.ms});
       for (const store::LeaseEventRecord& e : Value(s.LeaseEvents(l.id, 0))) {
         records["events"].push_back({e.seq, e.lease_id, e.type, e.data});
       }

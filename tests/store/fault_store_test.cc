@@ -27,8 +27,8 @@ Batch TenantWithLease(const std::string& n) {
   LeaseRecord l;
   l.id = "lease_" + n;
   l.tenant_id = "ten_" + n;
-  l.kind = "spot";
-  l.state = "active";
+  l.kind = LeaseKind::kSpot;
+  l.state = LeaseState::kActive;
   l.gpus = 8;
   l.created = Time{kT0};
   b.leases = {l};

@@ -147,12 +147,12 @@ Result<std::vector<KeyRecord>> SqliteStore::Keys() {
 }
 
 Result<std::vector<LeaseRecord>> SqliteStore::Leases() {
-  return Query<LeaseRecord>(select_leases_, "read leases", BindNothing, [](Row& r) {
+  Status bad;
+  auto leases = Query<LeaseRecord>(select_leases_, "read leases", BindNothing, [&](Row& r) {
     LeaseRecord l;
     l.id = r.Text();
     l.tenant_id = r.Text();
-    l.kind = r.Text();
-    l.state = r.Text();
+    const std::string kind = r.Text(), state = r.Text();
     l.pool = static_cast<int>(r.Int());
     l.gpus = static_cast<int>(r.Int());
     l.price_micros = r.Int();
@@ -163,10 +163,13 @@ Result<std::vector<LeaseRecord>> SqliteStore::Leases() {
     l.reclaim_at = r.AtOrMax();
     l.term_end = r.AtOrMax();
     l.ended = r.AtOrMax();
-    l.end_reason = r.Text();
+    const std::string end_reason = r.Text();
     l.placement = r.Text();
+    if (Status st = ReadLeaseNames(l, kind, state, end_reason); !st.ok() && bad.ok()) bad = st;
     return l;
   });
+  if (!bad.ok()) return Status::Invalid(fmt::format("{}: {}", path_, bad.message()));
+  return leases;
 }
 
 Result<std::vector<LeaseEventRecord>> SqliteStore::LeaseEvents(const std::string& lease_id,

@@ -237,13 +237,13 @@ Status SqliteStore::WriteLeases(const Batch& batch, std::vector<int64_t>* seqs) 
   for (const LeaseRecord& l : batch.leases) {
     LL_RETURN_IF_ERROR(Write(
         upsert_lease_, fmt::format("lease `{}` (tenant `{}`)", l.id, l.tenant_id), [&](Binder& b) {
-          b.Text(l.id).Text(l.tenant_id).Text(l.kind).Text(l.state);
+          b.Text(l.id).Text(l.tenant_id).Text(Name(l.kind)).Text(Name(l.state));
           b.Int(l.pool).Int(l.gpus).Int(l.price_micros);
           b.Int(l.max_price_micros);
           b.AtOrNull(l.created).AtOrNull(l.started);
           b.AtOrNull(l.noticed_at).AtOrNull(l.reclaim_at);
           b.AtOrNull(l.term_end).AtOrNull(l.ended);
-          b.Text(l.end_reason).Text(l.placement);
+          b.Text(Name(l.end_reason)).Text(l.placement);
         }));
   }
   for (const LeaseEventRecord& e : batch.events) {
