@@ -93,6 +93,92 @@ Result<LlmTrace> ReadAzure(const std::string& spec, const std::string& path) {
   return Finish(spec, std::move(timed));
 }
 
+// The fields of one Mooncake line, as far as they have been read.
+struct MooncakeLine {
+  bool has_time = false, has_in = false, has_out = false;
+  double ts = 0;
+  int64_t input = 0, output = 0;
+  std::vector<uint64_t> blocks;
+
+  // The first required field not read yet, which errors name when no other field is at fault.
+  const char* NextMissing() const {
+    return !has_time ? "timestamp" : !has_in ? "input_length" : "output_length";
+  }
+};
+
+// One field of a Mooncake object into *m; fields other than the four known ones are skipped.
+Status ReadMooncakeField(const LineReader& lines, std::string_view key,
+                         simdjson::ondemand::field& field, MooncakeLine* m) {
+  simdjson::error_code error;
+  if (key == "timestamp") {
+    if ((error = field.value().get_double().get(m->ts))) {
+      return lines.FieldError(key, std::string("expected a number of milliseconds (") +
+                                       simdjson::error_message(error) + ")");
+    }
+    if (!std::isfinite(m->ts) || m->ts < 0 || m->ts > 1e15) {
+      return lines.FieldError(key, "out of range");
+    }
+    m->has_time = true;
+  } else if (key == "input_length" || key == "output_length") {
+    int64_t v;
+    if ((error = field.value().get_int64().get(v))) {
+      return lines.FieldError(
+          key, std::string("expected an integer (") + simdjson::error_message(error) + ")");
+    }
+    if (v < 0) return lines.FieldError(key, "must not be negative");
+    (key == "input_length" ? m->input : m->output) = v;
+    (key == "input_length" ? m->has_in : m->has_out) = true;
+  } else if (key == "hash_ids") {
+    simdjson::ondemand::array ids;
+    if ((error = field.value().get_array().get(ids))) {
+      return lines.FieldError(key, std::string("expected an array of block ids (") +
+                                       simdjson::error_message(error) + ")");
+    }
+    for (auto id_r : ids) {
+      uint64_t id = 0;
+      if ((error = std::move(id_r).get_uint64().get(id))) {
+        return lines.FieldError(key, std::string("expected block ids ≥ 0 (") +
+                                         simdjson::error_message(error) + ")");
+      }
+      m->blocks.push_back(id);
+    }
+  }
+  return Status::Ok();
+}
+
+// The current line of `lines` as one request, parsed in place in `padded` (the whole file).
+// Errors name the field being read, or the first required one not read yet. simdjson may
+// also throw; the caller turns that into a Status.
+Status ReadMooncakeLine(const LineReader& lines, const simdjson::padded_string& padded,
+                        simdjson::ondemand::parser& parser, TimedRequest* out) {
+  auto json_error = [&](std::string_view field, simdjson::error_code error) {
+    return lines.FieldError(field, std::string("invalid JSON: ") + simdjson::error_message(error));
+  };
+  const size_t offset = lines.line_offset();
+  const size_t capacity = padded.size() - offset + simdjson::SIMDJSON_PADDING;
+  MooncakeLine m;
+  simdjson::ondemand::document doc;
+  simdjson::error_code error =
+      parser.iterate(padded.data() + offset, lines.line().size(), capacity).get(doc);
+  if (error) return json_error(m.NextMissing(), error);
+  simdjson::ondemand::object object;
+  if ((error = doc.get_object().get(object))) {
+    return lines.FieldError(m.NextMissing(), std::string("the line is not a JSON object (") +
+                                                 simdjson::error_message(error) + ")");
+  }
+  for (auto field_result : object) {
+    simdjson::ondemand::field field;
+    if ((error = std::move(field_result).get(field))) return json_error(m.NextMissing(), error);
+    std::string_view key;
+    if ((error = field.unescaped_key().get(key))) return json_error(m.NextMissing(), error);
+    LL_RETURN_IF_ERROR(ReadMooncakeField(lines, key, field, &m));
+    // Other fields are skipped unread by the iteration.
+  }
+  if (!m.has_time || !m.has_in || !m.has_out) return lines.FieldError(m.NextMissing(), "missing");
+  *out = {static_cast<int64_t>(std::llround(m.ts)), m.input, m.output, std::move(m.blocks)};
+  return Status::Ok();
+}
+
 // Mooncake JSON Lines: {"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": [...]}.
 Result<LlmTrace> ReadMooncake(const std::string& spec, const std::string& path) {
   LL_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
@@ -102,74 +188,12 @@ Result<LlmTrace> ReadMooncake(const std::string& spec, const std::string& path) 
   LineReader lines(path, std::move(text));
   simdjson::ondemand::parser parser;
   std::vector<TimedRequest> timed;
-  // Errors name the field being read, or the first required one not read yet.
-  auto json_error = [&](std::string_view field, simdjson::error_code error) {
-    return lines.FieldError(field, std::string("invalid JSON: ") + simdjson::error_message(error));
-  };
   try {
     while (lines.Next()) {
-      std::string_view line = lines.line();
-      if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
-      const size_t offset = lines.line_offset();
-      const size_t capacity = padded.size() - offset + simdjson::SIMDJSON_PADDING;
-      bool has_time = false, has_in = false, has_out = false;
-      auto next_missing = [&] {
-        return !has_time ? "timestamp" : !has_in ? "input_length" : "output_length";
-      };
-      double ts = 0;
-      int64_t input = 0, output = 0;
-      std::vector<uint64_t> blocks;
-      simdjson::ondemand::document doc;
-      simdjson::error_code error =
-          parser.iterate(padded.data() + offset, line.size(), capacity).get(doc);
-      if (error) return json_error(next_missing(), error);
-      simdjson::ondemand::object object;
-      if ((error = doc.get_object().get(object))) {
-        return lines.FieldError(next_missing(), std::string("the line is not a JSON object (") +
-                                                    simdjson::error_message(error) + ")");
-      }
-      for (auto field_result : object) {
-        simdjson::ondemand::field field;
-        if ((error = std::move(field_result).get(field))) return json_error(next_missing(), error);
-        std::string_view key;
-        if ((error = field.unescaped_key().get(key))) return json_error(next_missing(), error);
-        if (key == "timestamp") {
-          if ((error = field.value().get_double().get(ts))) {
-            return lines.FieldError(key, std::string("expected a number of milliseconds (") +
-                                             simdjson::error_message(error) + ")");
-          }
-          if (!std::isfinite(ts) || ts < 0 || ts > 1e15) {
-            return lines.FieldError(key, "out of range");
-          }
-          has_time = true;
-        } else if (key == "input_length" || key == "output_length") {
-          int64_t v;
-          if ((error = field.value().get_int64().get(v))) {
-            return lines.FieldError(
-                key, std::string("expected an integer (") + simdjson::error_message(error) + ")");
-          }
-          if (v < 0) return lines.FieldError(key, "must not be negative");
-          (key == "input_length" ? input : output) = v;
-          (key == "input_length" ? has_in : has_out) = true;
-        } else if (key == "hash_ids") {
-          simdjson::ondemand::array ids;
-          if ((error = field.value().get_array().get(ids))) {
-            return lines.FieldError(key, std::string("expected an array of block ids (") +
-                                             simdjson::error_message(error) + ")");
-          }
-          for (auto id_r : ids) {
-            uint64_t id = 0;
-            if ((error = std::move(id_r).get_uint64().get(id))) {
-              return lines.FieldError(key, std::string("expected block ids ≥ 0 (") +
-                                               simdjson::error_message(error) + ")");
-            }
-            blocks.push_back(id);
-          }
-        }
-        // Other fields are skipped unread by the iteration.
-      }
-      if (!has_time || !has_in || !has_out) return lines.FieldError(next_missing(), "missing");
-      timed.push_back({static_cast<int64_t>(std::llround(ts)), input, output, std::move(blocks)});
+      if (lines.line().find_first_not_of(" \t") == std::string_view::npos) continue;
+      TimedRequest request;
+      LL_RETURN_IF_ERROR(ReadMooncakeLine(lines, padded, parser, &request));
+      timed.push_back(std::move(request));
     }
   } catch (const simdjson::simdjson_error& e) {
     return lines.Error(std::string("invalid JSON: ") + e.what());
