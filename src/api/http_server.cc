@@ -359,18 +359,13 @@ void Session::OnRead(beast::error_code ec) {
   r.body = req.body();
   if (server_.cp() == nullptr) {
     routed = GatewayOnlyRoute(r);
-  } else if (r.method == "POST" && r.target.starts_with("/admin/holds")) {
-    // Admissions and settlements of standalone gateways: committed together with the others of
-    // this turn of the loop, each answered once durable.
-    server_.cp()->DeferCommits(true);
+  } else {
     routed = Route(*server_.cp(), r);
-    server_.cp()->DeferCommits(false);
-    if (server_.cp()->HasPendingWrites()) {
+    if (routed.group_commit && server_.cp()->HasPendingWrites()) {
+      // Committed together with the others of this turn of the loop, answered once durable.
       server_.AfterCommit([self = shared_from_this(), routed, t0] { self->Respond(routed, t0); });
       return;
     }
-  } else {
-    routed = Route(*server_.cp(), r);
   }
   if (routed.stream) {
     StartStream(routed, t0);

@@ -113,13 +113,15 @@ struct Call {
 enum class Access : uint8_t { kPublic, kAdmin, kTenant };
 
 // A route: who may call it, its path (`{…}` matches one segment), the metrics label (empty:
-// "<METHOD> <path>"), the methods it answers ("*": the handler checks) and the handler.
+// "<METHOD> <path>"), the methods it answers ("*": the handler checks), the handler, and
+// whether its writes are group-committed (Routed::group_commit).
 struct RouteSpec {
   Access access;
   std::string_view path;
   std::string_view label;
   std::string_view methods;
   void (*handle)(Call&);
+  bool group_commit = false;
 };
 
 void HandleMetrics(Call& c) {
@@ -207,7 +209,8 @@ constexpr RouteSpec kRoutes[] = {
     {Access::kAdmin, "/admin/holds/{id}/settle", "POST /admin/holds/{id}/settle", "POST",
      [](Call& c) {
        if (auto b = c.Body()) c.out.reply = c.cp.Settle(c.Param(0), *b);
-     }},
+     },
+     /*group_commit=*/true},
     {Access::kAdmin, "/admin/keys/verify", "POST /admin/keys/verify", "POST", WithBody<&ControlPlane::VerifyKey>},
     {Access::kAdmin, "/admin/keys/{id}", "", "DELETE", [](Call& c) { c.out.reply = c.cp.RevokeKey(c.Param(0)); }},
     {Access::kAdmin, "/admin/fleet/map", "GET /admin/fleet/map", "GET", [](Call& c) { c.out.reply = c.cp.FleetMap(); }},
@@ -223,7 +226,7 @@ constexpr RouteSpec kRoutes[] = {
     // The dashboard's live feed: snapshots and every lease's events (http_server.cc).
     {Access::kAdmin, "/admin/stream", "", "GET", [](Call& c) { Stream(c, "*"); }},
     {Access::kAdmin, "/admin/credits", "", "POST", WithBody<&ControlPlane::Credit>},
-    {Access::kAdmin, "/admin/holds", "", "POST", WithBody<&ControlPlane::Reserve>},
+    {Access::kAdmin, "/admin/holds", "", "POST", WithBody<&ControlPlane::Reserve>, /*group_commit=*/true},
     {Access::kAdmin, "/admin/usage", "", "POST", WithBody<&ControlPlane::IngestUsage>},
     {Access::kAdmin, "/admin/report", "", "GET", [](Call& c) { c.out.reply = c.cp.Report(c.Query("period")); }},
     // The tenant API (an admin key may read and release any lease too).
@@ -284,7 +287,10 @@ bool Dispatch(Call& c, Access access, const std::vector<std::string_view>& seg) 
     if (r.access != access || !Matches(patterns[i], seg, &c.params)) continue;
     c.out.route = r.label.empty() ? fmt::format("{} {}", gateway::MethodLabel(c.method), r.path) : std::string(r.label);
     if (Allows(r.methods, c.method)) {
+      c.out.group_commit = r.group_commit;
+      c.cp.DeferCommits(r.group_commit);
       r.handle(c);
+      c.cp.DeferCommits(false);
     } else {
       c.out.reply = MethodNotAllowed(c.method, c.path);
     }

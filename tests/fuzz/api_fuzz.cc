@@ -205,6 +205,7 @@ void OneInput(std::string_view in) {
   w.cp->Advance();  // time's own changes are committed before the request is looked at
   const int64_t commits = w.store->commits();
   Routed r = Route(*w.cp, Request{.method = method, .target = target, .authorization = auth, .body = body_text});
+  if (r.group_commit) w.cp->FlushPending();  // as the server: the group commit before the answer
   std::string text = ReplyText(r.reply);
   FUZZ_CHECK(r.reply.status >= 200 && r.reply.status < 600, "status {}", r.reply.status);
   if (r.reply.status >= 400) {
