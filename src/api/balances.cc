@@ -47,23 +47,23 @@ Reply ControlPlane::GetBalance(const Principal& who, const std::string& tenant_a
   Reply error;
   auto tenant = BillingTenant(who, tenant_arg, &error);
   if (!tenant) return error;
-  if (tenant->empty()) return ErrorReply(400, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
+  if (tenant->empty()) return ErrorReply(StatusCode::kInvalidArgument, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
   Reply r;
   r.body = BalanceJson(*tenant);
   return r;
 }
 
 Reply ControlPlane::Credit(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"tenant_id", "amount"});
   auto tenant = f.Str("tenant_id", true);
   auto amount = f.Dollars("amount", true);
   if (f.ok() && amount->micros <= 0) f.Fail("invalid_value", "`amount` must be above 0", "amount");
   if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  if (!tenants_.contains(*tenant)) return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
   ledger::Balance& b = balances_[*tenant];
-  if (Status st = b.Credit(*amount); !st.ok()) return ErrorReply(400, "invalid_value", "`amount`: " + st.message(), "amount");
+  if (Status st = b.Credit(*amount); !st.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`amount`: " + st.message(), "amount");
   pending_.balances.push_back({*tenant, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
   Flush();  // durable before it is acknowledged
   Reply r;
@@ -120,7 +120,7 @@ std::optional<Reply> ControlPlane::ExistingHold(const std::string& id, const std
   }
   if (!found) return std::nullopt;
   if (found->tenant_id != tenant || found->amount_micros != amount.micros) {
-    return ErrorReply(409, "hold_exists", fmt::format("hold `{}` exists with other terms", id), "id");
+    return ErrorReply(StatusCode::kConflict, "hold_exists", fmt::format("hold `{}` exists with other terms", id), "id");
   }
   Reply r;
   r.body = HoldJson(*found);
@@ -128,7 +128,7 @@ std::optional<Reply> ControlPlane::ExistingHold(const std::string& id, const std
 }
 
 Reply ControlPlane::Reserve(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"id", "tenant_id", "amount", "limits"});
   auto id = f.Str("id", true);
@@ -137,13 +137,13 @@ Reply ControlPlane::Reserve(const json& body) {
   if (f.ok() && !ValidClientId(*id, 128)) f.Fail("invalid_value", "`id` must be 1..128 of [A-Za-z0-9_.:/-]", "id");
   const auto limits = f.ok() ? HoldLimits(body, f, *id, *tenant, *amount) : std::nullopt;
   if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  if (!tenants_.contains(*tenant)) return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
   if (auto existing = ExistingHold(*id, *tenant, *amount)) return *existing;
   gateway::RateLimits::Decision decision;
   if (limits) {
     decision = TakeLimits(*limits);
     if (!decision.ok) {
-      Reply r = ErrorReply(429, "rate_limit_exceeded",
+      Reply r = ErrorReply(StatusCode::kRateLimited, "rate_limit_exceeded",
                            fmt::format("the key's {} per minute are used up", decision.tokens ? "tokens" : "requests"),
                            decision.tokens ? "tokens" : "requests");
       r.body["limits"] = gateway::DecisionJson(decision);
@@ -154,7 +154,7 @@ Reply ControlPlane::Reserve(const json& body) {
   Status st = b.Reserve(*id, *amount);
   if (!st.ok()) {
     SettleLimits(*id, 0, /*request_back=*/true);
-    Reply r = ErrorReply(402, "insufficient_quota", st.message(), "amount");
+    Reply r = ErrorReply(StatusCode::kInsufficientFunds, "insufficient_quota", st.message(), "amount");
     if (limits) r.body["limits"] = gateway::DecisionJson(decision);
     return r;
   }
@@ -194,13 +194,13 @@ std::vector<store::UsageRecord> ControlPlane::TokenRecords(const std::string& ke
 }
 
 Reply ControlPlane::VerifyKey(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"key"});
   auto key = f.Str("key", true);
   if (!f.ok()) return f.error();
   auto k = TenantKey(*key);
-  if (!k) return ErrorReply(404, "key_not_found", "no tenant has this key", "key");
+  if (!k) return ErrorReply(StatusCode::kNotFound, "key_not_found", "no tenant has this key", "key");
   Reply r;
   r.body = {{"object", "key"}, {"tenant_id", k->tenant_id}, {"key_id", k->key_id}, {"rpm", k->rpm}, {"tpm", k->tpm}};
   return r;
@@ -278,7 +278,7 @@ void ControlPlane::GatewaySettle(const std::string& hold_id, const gateway::Acco
 Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& events, Reply* error) {
   std::vector<store::UsageRecord> out;
   if (!events.is_array() || events.size() > kMaxIngestEvents) {
-    *error = ErrorReply(400, "invalid_value", fmt::format("`events` must be an array of at most {}", kMaxIngestEvents), "events");
+    *error = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`events` must be an array of at most {}", kMaxIngestEvents), "events");
     return Status::Invalid("events");
   }
   const Time now = Now();
@@ -286,7 +286,7 @@ Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& eve
     const json& e = events[i];
     const std::string prefix = fmt::format("events[{}].", i);
     if (!e.is_object()) {
-      *error = ErrorReply(400, "invalid_type", fmt::format("`events[{}]` must be an object", i), fmt::format("events[{}]", i));
+      *error = ErrorReply(StatusCode::kInvalidArgument, "invalid_type", fmt::format("`events[{}]` must be an object", i), fmt::format("events[{}]", i));
       return Status::Invalid("events");
     }
     Fields f(e, prefix);
@@ -318,7 +318,7 @@ Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& eve
 }
 
 Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"amount", "usage"});
   // Without `amount`, the charge is the usage's own cost (what a standalone gateway sends).
@@ -344,7 +344,7 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
     }
     auto stored = store_->Hold(hold_id);
     LL_CHECK(stored.ok());
-    if (!*stored) return ErrorReply(404, "hold_not_found", fmt::format("no hold `{}`", hold_id), "id");
+    if (!*stored) return ErrorReply(StatusCode::kNotFound, "hold_not_found", fmt::format("no hold `{}`", hold_id), "id");
     Reply r;
     r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"},
               {"charged", FormatMoney(Money::Micros((*stored)->charged_micros))}};
@@ -353,7 +353,7 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
   store::HoldRecord h = it->second;
   for (const auto& u : usage) {
     if (u.tenant_id != h.tenant_id) {
-      return ErrorReply(400, "invalid_value", fmt::format("usage of `{}` cannot settle a hold of `{}`", u.tenant_id, h.tenant_id),
+      return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("usage of `{}` cannot settle a hold of `{}`", u.tenant_id, h.tenant_id),
                         "usage");
     }
   }
@@ -376,11 +376,11 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
 }
 
 Reply ControlPlane::IngestUsage(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"events"});
   if (!f.ok()) return f.error();
-  if (!body.contains("events")) return ErrorReply(400, "missing_field", "`events` is required", "events");
+  if (!body.contains("events")) return ErrorReply(StatusCode::kInvalidArgument, "missing_field", "`events` is required", "events");
   Reply error;
   auto usage = TokenUsage(body["events"], &error);
   if (!usage.ok()) return error;

@@ -66,13 +66,13 @@ std::optional<std::string> ControlPlane::BillingTenant(const Principal& who, con
   if (!who.admin) {
     // A tenant asking for another tenant's billing gets the same answer as for a missing one.
     if (!tenant_id.empty() && tenant_id != who.tenant_id) {
-      *error = ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
+      *error = ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
       return std::nullopt;
     }
     return who.tenant_id;
   }
   if (!tenant_id.empty() && !tenants_.contains(tenant_id)) {
-    *error = ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
+    *error = ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
     return std::nullopt;
   }
   return tenant_id;  // "" = every tenant
@@ -120,7 +120,7 @@ Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, c
   auto tenant = BillingTenant(who, tenant_arg, &error);
   if (!tenant) return error;
   const std::string period = period_arg.empty() ? MonthUtc(now_) : period_arg;
-  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(400, "invalid_value", p.status().message(), "period");
+  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", p.status().message(), "period");
   // The cursor is "<start_ms>:<key>" of the last record of the previous page.
   int64_t after_ms = -1;
   std::string after_key;
@@ -128,7 +128,7 @@ Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, c
     size_t colon = after.find(':');
     auto [ptr, ec] = std::from_chars(after.data(), after.data() + std::min(colon, after.size()), after_ms);
     if (colon == std::string::npos || ec != std::errc() || ptr != after.data() + colon || after_ms < 0) {
-      return ErrorReply(400, "invalid_value", "`after` must be the `next` of a previous page", "after");
+      return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`after` must be the `next` of a previous page", "after");
     }
     after_key = after.substr(colon + 1);
   }
@@ -181,7 +181,7 @@ Reply ControlPlane::Invoices(const Principal& who, const std::string& tenant_arg
   Reply error;
   auto tenant = BillingTenant(who, tenant_arg, &error);
   if (!tenant) return error;
-  if (tenant->empty()) return ErrorReply(400, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
+  if (tenant->empty()) return ErrorReply(StatusCode::kInvalidArgument, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
   auto periods = store_->UsagePeriods(*tenant);
   LL_CHECK(periods.ok());
   const std::string current = MonthUtc(now_);
@@ -204,8 +204,8 @@ Reply ControlPlane::Invoice(const Principal& who, const std::string& period, con
   Reply error;
   auto tenant = BillingTenant(who, tenant_arg, &error);
   if (!tenant) return error;
-  if (tenant->empty()) return ErrorReply(400, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
-  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(400, "invalid_value", p.status().message(), "period");
+  if (tenant->empty()) return ErrorReply(StatusCode::kInvalidArgument, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
+  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", p.status().message(), "period");
   auto lines = store_->InvoiceLines(*tenant, period);
   LL_CHECK(lines.ok());
   ledger::Invoice inv;
@@ -290,7 +290,7 @@ Billed Sum(const std::vector<store::UsageRecord>& totals) {
 Reply ControlPlane::Report(const std::string& period_arg) {
   Advance();
   const std::string period = period_arg.empty() ? MonthUtc(now_) : period_arg;
-  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(400, "invalid_value", p.status().message(), "period");
+  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", p.status().message(), "period");
   auto totals = store_->UsageTotals(period);
   LL_CHECK(totals.ok());
   const Billed b = Sum(*totals);

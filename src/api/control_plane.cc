@@ -68,7 +68,29 @@ Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
 
 bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
 
-Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
+int StatusToHttp(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kInsufficientFunds: return 402;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kConflict: return 409;
+    case StatusCode::kResourceExhausted: return 409;  // no capacity now: the request conflicts with the fleet's state
+    case StatusCode::kRateLimited: return 429;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kIoError:
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+Reply ErrorReply(StatusCode code, std::string_view reason, std::string message, std::string_view param) {
+  return HttpErrorReply(StatusToHttp(code), reason, std::move(message), param);
+}
+
+Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
   Reply r;
   r.status = status;
   r.body = {{"error",

@@ -46,8 +46,13 @@ struct Reply {
   std::string content_type;
 };
 
-// OpenAI-style error body: {"error": {"message", "type", "code", "param"}}.
-Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
+// The one mapping of a domain error (StatusCode) to an HTTP status.
+int StatusToHttp(StatusCode code);
+// A domain error as the API answers it, OpenAI-style: {"error": {"message", "type", "code" (the
+// `reason`, e.g. `lease_not_found`), "param" (the field it names)}}, with StatusToHttp(code).
+Reply ErrorReply(StatusCode code, std::string_view reason, std::string message, std::string_view param = "");
+// The same body with an HTTP status the transport chose (405, 413): not for domain code.
+Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
 
 struct Principal {
   bool admin = false;

@@ -92,7 +92,7 @@ Routed GatewayOnlyRoute(const Request& r) {
     out.reply.content_type = "text/plain; version=0.0.4";
   } else {
     out.route = "other";
-    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}` on a gateway (the control plane has it)", path));
+    out.reply = ErrorReply(StatusCode::kNotFound, "not_found", fmt::format("no route `{}` on a gateway (the control plane has it)", path));
   }
   return out;
 }
@@ -334,14 +334,14 @@ void Session::OnRead(beast::error_code ec) {
   Routed routed;
   if (ec == http::error::body_limit) {
     routed.route = "too_large";
-    routed.reply = ErrorReply(413, "body_too_large",
+    routed.reply = HttpErrorReply(413, "body_too_large",
                               fmt::format("the body is over {} bytes", server_.config().max_body_bytes));
     Respond(routed, t0);
     return;
   }
   if (ec) {
     routed.route = "bad_request";
-    routed.reply = ErrorReply(400, "bad_http", fmt::format("malformed HTTP request: {}", ec.message()));
+    routed.reply = ErrorReply(StatusCode::kInvalidArgument, "bad_http", fmt::format("malformed HTTP request: {}", ec.message()));
     Respond(routed, t0);
     return;
   }
@@ -456,7 +456,7 @@ bool Session::ServeAsset(std::string_view method, std::string_view target) {
   if (method != "GET") {
     Routed r;
     r.route = "GET /assets";
-    r.reply = ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
+    r.reply = HttpErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
     Respond(r, std::chrono::steady_clock::now());
     return true;
   }
@@ -540,7 +540,7 @@ void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_
   auto past = server_.cp()->LeaseEvents(routed.principal, routed.lease_id, after);
   if (!past.ok()) {
     Routed r = routed;
-    r.reply = ErrorReply(404, "lease_not_found", past.status().message(), "id");
+    r.reply = ErrorReply(StatusCode::kNotFound, "lease_not_found", past.status().message(), "id");
     Respond(r, t0);
     return;
   }

@@ -54,7 +54,7 @@ class ControlPlane::NewLease {
 
 std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const json& body, Reply* error) const {
   if (!body.is_object()) {
-    *error = ErrorReply(400, "invalid_type", "the body must be a JSON object");
+    *error = ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
     return std::nullopt;
   }
   Fields f(body);
@@ -98,7 +98,7 @@ std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const 
 }
 
 Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
-  if (who.admin) return ErrorReply(403, "tenant_only", "leases are created with a tenant key");
+  if (who.admin) return ErrorReply(StatusCode::kPermissionDenied, "tenant_only", "leases are created with a tenant key");
   Reply error;
   std::optional<LeaseRequest> req = ParseLeaseRequest(body, &error);
   if (!req) return error;
@@ -107,7 +107,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   const Duration notice = alloc_->options().notice;
   if (slurm_ != nullptr) {
     if (!slurm_->available()) {
-      return ErrorReply(503, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
+      return ErrorReply(StatusCode::kUnavailable, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
     }
     // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
     if (req->kind == LeaseKind::kReserved) {
@@ -115,7 +115,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
     }
   }
   if (req->start_at && (*req->start_at < now + notice || *req->start_at > now + Duration::Hours(24 * 365))) {
-    return ErrorReply(400, "invalid_value",
+    return ErrorReply(StatusCode::kInvalidArgument, "invalid_value",
                       fmt::format("`start_at` must be from the reclaim notice ({} s) after the server's now ({}) to a "
                                   "year later, so that spot leases can make way; leave it out to start now",
                                   notice.ms / 1000, FormatUtc(now)),
@@ -140,7 +140,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
     slurm_error_.clear();
     lease.lost_at = now;
     alloc_->Release(lease.holder, now);
-    return ErrorReply(503, "fleet_unavailable", fmt::format("slurm did not take the lease `{}`: {}", lease.rec.id, why));
+    return ErrorReply(StatusCode::kUnavailable, "fleet_unavailable", fmt::format("slurm did not take the lease `{}`: {}", lease.rec.id, why));
   }
   Reply r;  // committed (Work) before it is sent
   r.status = 201;
@@ -150,7 +150,7 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
 
 std::optional<Reply> ControlPlane::PlaceSpotLease(const LeaseRequest& req, NewLease& slot) {
   if (req.max_price < market_.price()) {
-    return ErrorReply(409, "price_below_market",
+    return ErrorReply(StatusCode::kConflict, "price_below_market",
                       fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(req.max_price),
                                   FormatMoney(market_.price())),
                       "max_price_per_gpu_hour");
@@ -160,7 +160,7 @@ std::optional<Reply> ControlPlane::PlaceSpotLease(const LeaseRequest& req, NewLe
   const std::vector<int> pools = step::CandidatePools(fleet_.pool_count(), req.pool);
   auto id = step::PlaceSpot(*alloc_, pools, req.gpus, market_.price(), req.max_price, slot.index(), now_, &placed);
   if (!id.ok()) {
-    return ErrorReply(409, "insufficient_capacity",
+    return ErrorReply(StatusCode::kResourceExhausted, "insufficient_capacity",
                       fmt::format("no {} GPUs can be sold now: {}", req.gpus, id.status().message()), "gpus");
   }
   lease.holder = *id;
@@ -215,8 +215,7 @@ std::optional<Reply> ControlPlane::PlaceReservedLease(const LeaseRequest& req, N
     for (int p : pools) room = std::max(room, room_for(p, start + t.term));
     if (room >= req.gpus) longest = t.term.ms / 1000;
   }
-  Reply r = ErrorReply(
-      409, "forecast_conflict",
+  Reply r = ErrorReply(StatusCode::kConflict, "forecast_conflict",
       fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s from {}; the largest "
                   "accepted now for that term is {} GPUs{}",
                   req.gpus, req.duration_s, FormatUtc(start), best_room,
@@ -250,7 +249,7 @@ Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::strin
   size_t end = mine->size();  // newest first: walk back from here
   if (!after.empty()) {
     const Lease* cursor = Find(who, after);
-    if (cursor == nullptr) return ErrorReply(400, "invalid_value", fmt::format("`after`: no lease `{}`", after), "after");
+    if (cursor == nullptr) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`after`: no lease `{}`", after), "after");
     end = std::lower_bound(mine->begin(), mine->end(), lease_index_.at(after)) - mine->begin();
   }
   json data = json::array();
@@ -264,7 +263,7 @@ Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::strin
 Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
   Advance();
   Lease* l = Find(who, id);
-  if (l == nullptr) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
+  if (l == nullptr) return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", id), "id");
   Reply r;
   r.body = LeaseJson(l->rec);
   return r;
@@ -273,7 +272,7 @@ Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
 Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
   Work work(this);
   Lease* l = Find(who, id);
-  if (l == nullptr) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
+  if (l == nullptr) return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", id), "id");
   if (l->rec.state == LeaseState::kScheduled) {
     // A booking not yet started: cancelled, nothing was held.
     std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == lease_index_.at(id); });
@@ -354,8 +353,8 @@ Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
   if (from || to) {
     const Time t1 = to.value_or(now_ + Duration::Millis(1));
     const Time t0 = from.value_or(t1 - Duration::Hours(24));
-    if (t0 >= t1) return ErrorReply(400, "invalid_value", "`from` must be before `to`", "from");
-    if (t1 - t0 > Duration::Hours(24 * 366)) return ErrorReply(400, "invalid_value", "at most 366 days of history at once", "from");
+    if (t0 >= t1) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`from` must be before `to`", "from");
+    if (t1 - t0 > Duration::Hours(24 * 366)) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "at most 366 days of history at once", "from");
     auto points = store_->SpotPrices(t0, t1);
     LL_CHECK(points.ok());  // fail-stop, as for every store failure
     history = json::array();

@@ -17,7 +17,7 @@ using alloc::HolderState;
 using nlohmann::json;
 
 Reply ControlPlane::CreateTenant(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"name"});
   auto name = f.Text("name", true);
@@ -109,7 +109,7 @@ Reply ControlPlane::GetPolicy() {
 }
 
 Reply ControlPlane::PutPolicy(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"policy", "notice_s", "floor_per_gpu_hour", "headroom_gpus", "sellable_pools"});
   auto policy = f.Str("policy", false);
@@ -158,9 +158,9 @@ Reply ControlPlane::PutPolicy(const json& body) {
 
 Reply ControlPlane::AddInternalJob(const json& body) {
   if (slurm_ != nullptr) {
-    return ErrorReply(409, "slurm_fleet", "on a slurm fleet the owner's jobs are Slurm's: submit them with sbatch");
+    return ErrorReply(StatusCode::kConflict, "slurm_fleet", "on a slurm fleet the owner's jobs are Slurm's: submit them with sbatch");
   }
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"pool", "gpus", "duration_s"});
   auto pool_name = f.Str("pool", fleet_.pool_count() > 1);

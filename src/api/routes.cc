@@ -50,7 +50,7 @@ std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
 }
 
 Reply MethodNotAllowed(std::string_view method, std::string_view path) {
-  return ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
+  return HttpErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
 }
 
 Result<json> ParseBody(std::string_view body) {
@@ -89,7 +89,7 @@ struct Call {
   std::optional<json> Body() {
     auto j = ParseBody(req.body);
     if (!j.ok()) {
-      out.reply = ErrorReply(400, "invalid_json", j.status().message());
+      out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_json", j.status().message());
       return std::nullopt;
     }
     return *j;
@@ -99,7 +99,7 @@ struct Call {
     auto text = QueryParam(query, name);
     if (!text) return fallback;
     auto v = ParseInt(*text, lo, hi);
-    if (!v) out.reply = ErrorReply(400, "invalid_value", fmt::format("`{}` must be an integer in [{}, {}]", name, lo, hi), name);
+    if (!v) out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`{}` must be an integer in [{}, {}]", name, lo, hi), name);
     return v;
   }
   // For the routes that read their query before the method (the answer set for a bad method).
@@ -144,7 +144,7 @@ void Stream(Call& c, std::string lease_id) {
 void HandleListKeys(Call& c) {
   auto limit = ParseInt(QueryParam(c.query, "limit").value_or("100"), 1, 1000);
   c.out.reply = limit ? c.cp.ListKeys(c.Query("tenant_id"), static_cast<int>(*limit), c.Query("after"))
-                      : ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
+                      : ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
 }
 
 void HandleListLeases(Call& c) {
@@ -168,7 +168,7 @@ void HandlePrices(Call& c) {
     if (auto v = QueryParam(c.query, name)) {
       auto t = ParseUtc(*v);
       if (!t.ok()) {
-        c.out.reply = ErrorReply(400, "invalid_value", fmt::format("`{}`: {}", name, t.status().message()), name);
+        c.out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`{}`: {}", name, t.status().message()), name);
         return;
       }
       *slot = *t;
@@ -187,7 +187,7 @@ void HandleUsage(Call& c) {
 void HandleInvoice(Call& c) {
   auto format = QueryParam(c.query, "format").value_or("json");
   if (format != "json" && format != "csv") {
-    c.out.reply = ErrorReply(400, "invalid_value", "`format` must be json or csv", "format");
+    c.out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`format` must be json or csv", "format");
     return;
   }
   if (c.Get()) c.out.reply = c.cp.Invoice(*c.who, c.Param(0), c.Query("tenant_id"), format == "csv");
@@ -310,7 +310,7 @@ Routed Route(ControlPlane& cp, const Request& req) {
   const auto seg = Segments(c.path);
   auto not_found = [&] {
     out.route = "other";
-    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", c.path));
+    out.reply = ErrorReply(StatusCode::kNotFound, "not_found", fmt::format("no route `{}`", c.path));
     return out;
   };
   if (Dispatch(c, Access::kPublic, seg)) return out;
@@ -319,13 +319,13 @@ Routed Route(ControlPlane& cp, const Request& req) {
   c.who = cp.Authenticate(gateway::BearerToken(req.authorization));
   if (!c.who) {
     out.route = "unauthorized";
-    out.reply = ErrorReply(401, "invalid_api_key",
+    out.reply = ErrorReply(StatusCode::kUnauthenticated, "invalid_api_key",
                            req.authorization.empty() ? "missing `Authorization: Bearer <key>`" : "invalid API key");
     return out;
   }
   if (admin && !c.who->admin) {
     out.route = "forbidden";
-    out.reply = ErrorReply(403, "admin_only", "this endpoint needs the admin key");
+    out.reply = ErrorReply(StatusCode::kPermissionDenied, "admin_only", "this endpoint needs the admin key");
     return out;
   }
   if (Dispatch(c, admin ? Access::kAdmin : Access::kTenant, seg)) return out;
