@@ -29,6 +29,7 @@
 #include "cli/http_client.h"
 #include "cli/remote_accounts.h"
 #include "core/clock.h"
+#include "fleet/slurm/slurm_backend.h"
 #include "gateway/fake_model.h"
 #include "gateway/gateway.h"
 #include "sim/trace.h"
@@ -225,7 +226,7 @@ int RunServe(const ServeArgs& a) {
     auto b = fleet::SlurmBackend::Open(config.slurm);
     if (!b.ok()) return Fail(b.status().message());
     slurm = std::move(*b);
-    trace = api::SlurmTrace(*slurm, wall->Now(), config.history);
+    trace = fleet::SlurmTrace(*slurm, wall->Now(), config.history);
   } else {
     trace = std::move(*sim_trace);
   }
@@ -258,7 +259,7 @@ int RunServe(const ServeArgs& a) {
   if (!server.ok()) return Fail(server.status().message());
   if (slurm) {
     if (slurm->options().notify_url.empty()) slurm->set_notify_url("http://" + (*server)->address());
-    (*cp)->SetSlurm(slurm.get());
+    (*cp)->UseBackend(slurm.get());
   }
   // Replicas on the fleet's GPUs (after the fleet backend: on Slurm they are jobs).
   if (gw) (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);
