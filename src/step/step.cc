@@ -1,6 +1,8 @@
 #include "step/step.h"
 
 #include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace ll::step {
 
@@ -36,19 +38,17 @@ SpotMarket::Result SpotMarket::Clear(alloc::Allocator& alloc, Time now, std::spa
     bids.push_back({h.key, a.gpus, a.max_price});
     supply += a.gpus;
   }
-  std::vector<uint64_t> waiting_keys;
-  for (const market::Bid& b : waiting) waiting_keys.push_back(b.key);
+  std::unordered_set<uint64_t> waiting_keys;
+  for (const market::Bid& b : waiting) waiting_keys.insert(b.key);
   bids.insert(bids.end(), waiting.begin(), waiting.end());
   market::Clearing c = market::ClearSpot(std::move(bids), supply, floor_);
   price_ = c.price;
-  auto is_waiting = [&](uint64_t key) { return std::find(waiting_keys.begin(), waiting_keys.end(), key) != waiting_keys.end(); };
+  auto is_waiting = [&](uint64_t key) { return waiting_keys.contains(key); };
   // Keys are unique across holders and requests (the driver's ids); holders are found by key.
-  auto holder_of = [&](uint64_t key) {
-    for (const Holder& h : holders) {
-      if (h.key == key) return h.id;
-    }
-    return HolderId{};
-  };
+  std::unordered_map<uint64_t, HolderId> by_key;
+  by_key.reserve(holders.size());
+  for (const Holder& h : holders) by_key.emplace(h.key, h.id);
+  auto holder_of = [&](uint64_t key) { return by_key.at(key); };
   for (uint64_t key : c.losers) {
     if (!is_waiting(key)) alloc.Notice(holder_of(key), alloc::NoticeReason::kPriceAboveMax, now);
   }
