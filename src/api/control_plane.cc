@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "api/auth.h"
+#include "api/control_plane_internal.h"
 #include "api/fields.h"
 #include "core/check.h"
 #include "market/auction.h"
@@ -32,11 +33,10 @@ const char* ErrorType(int status) {
   }
 }
 
+}  // namespace
+
 json TimeJson(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
 
-
-
-// "node:gpus,..." in node order.
 std::string FormatPlacement(std::vector<alloc::Share> shares) {
   std::sort(shares.begin(), shares.end(), [](auto& a, auto& b) { return a.node < b.node; });
   std::string out;
@@ -66,12 +66,31 @@ Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
   return out;
 }
 
-// A final state, or the event that reports reaching it (they share names).
 bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
 
-}  // namespace
+int StatusToHttp(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kInsufficientFunds: return 402;
+    case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kConflict: return 409;
+    case StatusCode::kResourceExhausted: return 409;  // no capacity now: the request conflicts with the fleet's state
+    case StatusCode::kRateLimited: return 429;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kIoError:
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
 
-Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
+Reply ErrorReply(StatusCode code, std::string_view reason, std::string message, std::string_view param) {
+  return HttpErrorReply(StatusToHttp(code), reason, std::move(message), param);
+}
+
+Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
   Reply r;
   r.status = status;
   r.body = {{"error",
@@ -85,296 +104,6 @@ Reply ErrorReply(int status, std::string_view code, std::string message, std::st
 Time ScaledClock::Now() const {
   double elapsed = static_cast<double>((wall_->Now() - origin_wall_).ms) * speed_;
   return origin_ + Duration::Millis(static_cast<int64_t>(elapsed));
-}
-
-// The owner's settings over the named policy: extra headroom and which pools may be sold.
-struct ControlPlane::Overrides {
-  int headroom = 0;
-  std::vector<bool> sellable;
-  // Reserved leases booked for a later start (`start_at`): their GPUs are promised from
-  // `start` on, and spot sales make way for them from `start - notice` on.
-  struct Booking {
-    size_t lease;
-    int pool;
-    Gpus gpus;
-    Time start, end;
-  };
-  std::vector<Booking> bookings;
-  Duration notice;
-  // GPUs of `pool` booked with a start before `end` (they count against a new term ending then).
-  Gpus BookedBefore(int pool, Time end) const {
-    Gpus g = 0;
-    for (const auto& b : bookings) g += b.pool == pool && b.start < end ? b.gpus : 0;
-    return g;
-  }
-  // GPUs of `pool` whose booked start is within the notice of `now`: not for sale.
-  Gpus BookedSoon(int pool, Time now) const {
-    Gpus g = 0;
-    for (const auto& b : bookings) g += b.pool == pool && now >= b.start - notice ? b.gpus : 0;
-    return g;
-  }
-};
-
-namespace {
-
-// The owner's settings and the bookings on top of the selling policy.
-class OwnerLimits final : public alloc::Policy {
- public:
-  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const ControlPlane::Overrides> o)
-      : inner_(std::move(inner)), o_(std::move(o)) {}
-  const std::string& name() const override { return inner_->name(); }
-  Gpus SellLimit(const alloc::PoolView& p, Time now) override {
-    if (!o_->sellable[p.pool.v]) return 0;
-    return std::max<Gpus>(0, inner_->SellLimit(p, now) - o_->headroom - o_->BookedSoon(static_cast<int>(p.pool.v), now));
-  }
-  Gpus ReservedRoom(const alloc::PoolView& p, Time now, Time end) override {
-    if (!o_->sellable[p.pool.v]) return 0;
-    return std::max<Gpus>(0, inner_->ReservedRoom(p, now, end) - o_->headroom -
-                                 o_->BookedBefore(static_cast<int>(p.pool.v), end));
-  }
-  void OnDemand(const alloc::PoolView& p, Time now) override { inner_->OnDemand(p, now); }
-
- private:
-  std::unique_ptr<alloc::Policy> inner_;
-  std::shared_ptr<const ControlPlane::Overrides> o_;
-};
-
-}  // namespace
-
-ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store)
-    : config_(config), fleet_(trace), store_(store), prices_(config.prices) {}
-
-ControlPlane::~ControlPlane() = default;
-
-Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(const ServeConfig& config, const sim::Trace& trace,
-                                                         store::Store* store, const Clock* wall,
-                                                         const std::string& admin_key_env) {
-  std::unique_ptr<ControlPlane> cp(new ControlPlane(config, trace, store));
-  LL_RETURN_IF_ERROR(cp->Load(wall, admin_key_env));
-  return cp;
-}
-
-Status ControlPlane::InitClock(const Clock* wall) {
-  LL_ASSIGN_OR_RETURN(auto saved, store_->Setting("clock"));
-  Time origin_wall = wall->Now();
-  Time origin = fleet_.trace().begin + config_.history;
-  if (saved) {
-    json j = json::parse(*saved, nullptr, false);
-    if (j.is_discarded() || !j.contains("origin_wall_ms") || !j.contains("origin_ms") || !j.contains("speed")) {
-      return Status::Invalid("store: setting `clock` is corrupt");
-    }
-    // Continue the saved timeline; if the speed changed, re-anchor at the saved clock's now.
-    ScaledClock old(wall, Time{j["origin_wall_ms"].get<int64_t>()}, Time{j["origin_ms"].get<int64_t>()},
-                    j["speed"].get<double>());
-    origin = old.Now();
-    if (j["speed"].get<double>() == config_.speed) {
-      origin_wall = Time{j["origin_wall_ms"].get<int64_t>()};
-      origin = Time{j["origin_ms"].get<int64_t>()};
-    }
-  }
-  clock_ = std::make_unique<ScaledClock>(wall, origin_wall, origin, config_.speed);
-  json j = {{"origin_wall_ms", origin_wall.ms}, {"origin_ms", origin.ms}, {"speed", config_.speed}};
-  pending_.settings.emplace_back("clock", j.dump());
-  return Status::Ok();
-}
-
-Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
-  const sim::Trace& trace = fleet_.trace();
-  wall_ = wall;
-  LL_RETURN_IF_ERROR(InitClock(wall));
-
-  // The owner's settings: config first, then what PUT /admin/policy saved.
-  overrides_ = std::make_shared<Overrides>();
-  overrides_->headroom = config_.headroom_gpus;
-  overrides_->sellable.assign(trace.pools.size(), config_.sellable_pools.empty());
-  for (const std::string& name : config_.sellable_pools) {
-    int p = PoolIndex(name);
-    if (p < 0) return Status::Invalid(fmt::format("config: `policy.sellable_pools`: unknown pool `{}`", name));
-    overrides_->sellable[p] = true;
-  }
-  floor_ = prices_.Floor();
-  Duration notice = config_.notice;
-  LL_ASSIGN_OR_RETURN(auto saved_policy, store_->Setting("policy"));
-  if (saved_policy) {
-    json j = json::parse(*saved_policy, nullptr, false);
-    if (j.is_discarded()) return Status::Invalid("store: setting `policy` is corrupt");
-    overrides_->headroom = j.value("headroom_gpus", overrides_->headroom);
-    notice = Duration::Millis(j.value("notice_ms", notice.ms));
-    floor_ = Money::Micros(j.value("floor_micros", floor_.micros));
-    if (j.contains("sellable")) overrides_->sellable = j["sellable"].get<std::vector<bool>>();
-    if (overrides_->sellable.size() != trace.pools.size()) return Status::Invalid("store: setting `policy` does not match the fleet");
-  }
-  market_.set_floor(floor_);
-
-  // The allocator, forecast and policy, as `landlord sim` builds them.
-  std::vector<Gpus> caps;
-  alloc::FleetSpec spec = sim::FleetSpecOf(trace, &caps);
-  LL_RETURN_IF_ERROR(alloc::Fleet::Create(spec).status());
-  forecast_ = std::make_unique<forecast::DemandForecast>(caps);
-  alloc::PolicyContext ctx;
-  ctx.notice = notice;
-  ctx.tick = Duration::Millis(std::max<int64_t>(1, static_cast<int64_t>(config_.tick.ms * config_.speed)));
-  ctx.forecast = forecast_.get();
-  ctx.cooldown = config_.cooldown;
-  ctx.delay_budget = config_.delay_budget;
-  ctx.warmup = config_.warmup;
-  ctx.reserved_min_history = config_.reserved_min_history;
-  ctx.pools = static_cast<int>(trace.pools.size());
-  LL_ASSIGN_OR_RETURN(auto policy, alloc::MakePolicy(config_.policy, ctx));
-  overrides_->notice = notice;
-  auto wrapped = std::make_unique<OwnerLimits>(std::move(policy), overrides_);
-  alloc::AllocatorOptions ao;
-  ao.notice = notice;
-  ao.occupancy = true;
-  ao.floor = floor_;
-  alloc_ = std::make_unique<alloc::Allocator>(spec, ao, std::move(wrapped), this);
-  demand_.assign(trace.pools.size(), -1);
-  internal_placement_.assign(trace.pools.size(), "");
-
-  // Tenants and keys.
-  LL_ASSIGN_OR_RETURN(auto tenants, store_->Tenants());
-  for (auto& t : tenants) tenants_[t.id] = t;
-  LL_ASSIGN_OR_RETURN(auto keys, store_->Keys());
-  key_count_ = keys.size();
-  bool have_admin = false;
-  for (auto& k : keys) {
-    have_admin = have_admin || k.admin;
-    IndexKey(k);
-  }
-  const Time now = clock_->Now();
-  auto add_admin = [&](const std::string& key) {
-    store::KeyRecord k;
-    k.id = MakeExternalId("key", ++key_count_);
-    k.hash = HashApiKey(key);
-    k.admin = true;
-    k.created = now;
-    IndexKey(k);
-    pending_.keys.push_back(k);
-  };
-  if (!admin_key_env.empty()) {
-    if (admin_key_env.size() < 16) return Status::Invalid("LANDLORD_ADMIN_KEY must be at least 16 characters");
-    if (!keys_by_hash_.contains(HashApiKey(admin_key_env))) add_admin(admin_key_env);
-  } else if (!have_admin) {
-    admin_key_once_ = NewApiKey();
-    add_admin(admin_key_once_);
-  }
-
-  // What the owner did before now (the trace and the jobs injected, ended ones too) teaches
-  // the forecast and the policy.
-  LL_ASSIGN_OR_RETURN(jobs_, store_->InternalJobs());
-  job_count_ = jobs_.size();
-  WarmUp(now);
-
-  // Leases: the live ones go back on exactly the GPUs they held.
-  LL_ASSIGN_OR_RETURN(auto leases, store_->Leases());
-  LL_ASSIGN_OR_RETURN(auto lease_prices, store_->LeasePrices());
-  std::unordered_map<std::string, std::vector<ledger::PricePoint>> prices_of;
-  for (const auto& p : lease_prices) prices_of[p.lease_id].push_back({p.at, Money::Micros(p.price_micros)});
-  for (auto& rec : leases) {
-    Lease l;
-    l.rec = rec;
-    if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
-    size_t index = leases_.size();
-    if (rec.state == "active" || rec.state == "noticed") {
-      alloc::Allocator::RestoreSpec rs;
-      rs.cls = rec.kind == "reserved" ? HolderClass::kReserved : HolderClass::kSpot;
-      rs.state = rec.state == "noticed" ? HolderState::kNoticed : HolderState::kActive;
-      rs.pool = PoolId{static_cast<uint32_t>(rec.pool)};
-      LL_ASSIGN_OR_RETURN(rs.shares, ParsePlacement(rec.placement));
-      rs.price = Money::Micros(rec.price_micros);
-      rs.max_price = Money::Micros(rec.max_price_micros);
-      rs.created = rec.created;
-      rs.started = rec.started;
-      rs.noticed_at = rec.noticed_at;
-      rs.reclaim_at = rec.reclaim_at;
-      rs.term_end = rec.term_end;
-      rs.tag = index;
-      auto id = alloc_->Restore(rs);
-      if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
-      l.holder = *id;
-      live_.insert(index);
-    } else if (rec.state == "scheduled") {
-      overrides_->bookings.push_back({index, rec.pool, static_cast<Gpus>(rec.gpus), rec.started, rec.term_end});
-    }
-    lease_index_[rec.id] = index;
-    by_tenant_[rec.tenant_id].push_back(index);
-    leases_.push_back(std::move(l));
-  }
-  // Prepaid balances and their open holds.
-  LL_ASSIGN_OR_RETURN(auto balances, store_->Balances());
-  LL_ASSIGN_OR_RETURN(auto holds, store_->OpenHolds());
-  std::map<std::string, std::map<std::string, Money>> holds_of;
-  for (auto& h : holds) {
-    holds_of[h.tenant_id][h.id] = Money::Micros(h.amount_micros);
-    open_holds_[h.id] = h;
-  }
-  for (const auto& b : balances) {
-    auto bal = ledger::Balance::Restore(Money::Micros(b.credited_micros), Money::Micros(b.charged_micros),
-                                        holds_of[b.tenant_id]);
-    if (!bal.ok()) return Status::Invalid(fmt::format("store: tenant `{}`: {}", b.tenant_id, bal.status().message()));
-    balances_.emplace(b.tenant_id, std::move(*bal));
-  }
-  // The owner's GPUs go back where they were.
-  for (int p = 0; p < alloc_->pool_count(); ++p) {
-    LL_ASSIGN_OR_RETURN(auto text, store_->Setting(InternalPlacementKey(p)));
-    if (!text || text->empty()) continue;
-    auto shares = ParsePlacement(*text);
-    Status st = shares.ok() ? alloc_->RestoreInternal(PoolId{static_cast<uint32_t>(p)}, *shares) : shares.status();
-    if (!st.ok()) return Status::Invalid(fmt::format("store: setting `{}`: {}", InternalPlacementKey(p), st.message()));
-    internal_placement_[p] = *text;
-  }
-  now_ = now;
-  AdvanceTo(now);
-  Flush();
-  return Status::Ok();
-}
-
-Gpus ControlPlane::DemandAt(int pool, Time t) const {
-  int64_t want = fleet_.TraceLevel(pool, t);
-  for (const auto& j : jobs_) {
-    if (j.pool == pool && j.start <= t && t < j.end) want += j.gpus;
-  }
-  return static_cast<Gpus>(std::clamp<int64_t>(want, 0, fleet_.trace().pools[pool].gpus));
-}
-
-std::vector<Time> ControlPlane::DemandChanges(Time t0, Time t1) const {
-  std::vector<Time> out;
-  fleet_.ForEachChange(t0, t1, [&](Time t) { out.push_back(t); });
-  for (const auto& j : jobs_) {
-    for (Time t : {j.start, j.end}) {
-      if (t0 < t && t <= t1) out.push_back(t);
-    }
-  }
-  // A booking's start, and the notice before it (spot sales make way then).
-  for (const auto& b : overrides_->bookings) {
-    for (Time t : {b.start - overrides_->notice, b.start}) {
-      if (t0 < t && t <= t1) out.push_back(t);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-void ControlPlane::WarmUp(Time until) {
-  const sim::Trace& trace = fleet_.trace();
-  if (trace.pools.empty()) return;
-  std::vector<Gpus> last(trace.pools.size(), -1);
-  auto observe = [&](Time t) {
-    for (int p = 0; p < fleet_.pool_count(); ++p) {
-      Gpus level = DemandAt(p, t);
-      if (level == last[p]) continue;
-      last[p] = level;
-      forecast_->Observe(p, level, t);
-      alloc::PoolView v;
-      v.pool = PoolId{static_cast<uint32_t>(p)};
-      v.capacity = trace.pools[p].gpus;
-      v.internal_want = level;
-      alloc_->policy().OnDemand(v, t);
-    }
-  };
-  observe(trace.begin);
-  for (Time t : DemandChanges(trace.begin, until - Duration::Millis(1))) observe(t);
 }
 
 // ---------------------------------------------------------------- time
@@ -415,10 +144,20 @@ void ControlPlane::PlaceReplicas(Time now) {
 
 void ControlPlane::AdvanceTo(Time now) {
   if (now < now_) now = now_;  // the clock never runs backwards for the core
-  // Each change of the owner's demand is taken at its own time, not at the next tick: the
-  // policy then sees the same history however the server ticks, and a restart (WarmUp)
-  // replays it exactly.
-  for (Time t : DemandChanges(now_, now)) Step(t);
+  // Each change of the owner's demand, and each of the allocator's deadlines (a reclaim, the
+  // end of a term), is taken at its own time, not at the next tick: the policy then sees the
+  // same history however the server ticks, a restart (WarmUp) replays it exactly, and the
+  // steps are those `landlord sim` takes (tests/step/sim_predicts_serve_test.cc).
+  const std::vector<Time> changes = DemandChanges(now_, now);
+  for (size_t i = 0;;) {
+    const Time next = i < changes.size() ? changes[i] : now;
+    if (const Time deadline = alloc_->NextDeadline(); deadline < next) {
+      Step(std::max(deadline, now_));
+      continue;
+    }
+    if (i == changes.size()) break;
+    Step(changes[i++]);
+  }
   Step(now);
 }
 
@@ -487,8 +226,8 @@ void ControlPlane::StartBookings(Time now) {
       continue;
     }
     ++bookings_missed_;
-    l.rec.state = "ended";
-    l.rec.end_reason = "forecast_miss";
+    l.rec.state = LeaseState::kEnded;
+    l.rec.end_reason = LeaseEnd::kForecastMiss;
     l.rec.ended = now;
     Emit(l, "ended", now, {{"reason", "forecast_miss"}, {"message", id.status().message()}});
     LeasesChanged();
@@ -523,7 +262,7 @@ void ControlPlane::ClearMarket(Time now) {
   std::vector<step::SpotMarket::Holder> holders;
   for (size_t i : live_) {
     const Lease& l = leases_[i];
-    if (l.rec.kind == "spot") holders.push_back({i, l.holder});
+    if (l.rec.kind == LeaseKind::kSpot) holders.push_back({i, l.holder});
   }
   auto cleared = market_.Clear(*alloc_, now, holders, {}, [&](uint64_t i, HolderId, Money) {
     Lease& l = leases_[i];
@@ -536,6 +275,7 @@ void ControlPlane::ClearMarket(Time now) {
     Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(price)}});
   });
   (void)cleared;
+  if (decisions_ != nullptr) decisions_->Price(now, market_.price());
   if (market_.price() != recorded_spot_) {
     pending_.spot_prices.push_back({now, market_.price().micros});
     recorded_spot_ = market_.price();
@@ -664,7 +404,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
     }
   }
   live_.insert(h.tag);
-  l.rec.state = "active";
+  l.rec.state = LeaseState::kActive;
   l.rec.started = now;
   l.prices.push_back({now, h.price});
   pending_.lease_prices.push_back({l.rec.id, now, h.price.micros});
@@ -684,7 +424,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
   LeasesChanged();
   if (decisions_ != nullptr) decisions_->Noticed(now, h.tag, h, reason);
   Lease& l = leases_[h.tag];
-  l.rec.state = "noticed";
+  l.rec.state = LeaseState::kNoticed;
   l.rec.noticed_at = now;
   l.rec.reclaim_at = h.reclaim_at;
   Emit(l, "reclaim_notice", now,
@@ -711,23 +451,23 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   if (!l.lost.empty()) {
     // The holder is gone without Landlord (slurm): billing stops when it went.
     if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
-    l.rec.state = "ended";
-    l.rec.end_reason = "holder_lost";
-    Emit(l, l.rec.state, l.rec.ended, {{"message", l.lost}});
+    l.rec.state = LeaseState::kEnded;
+    l.rec.end_reason = LeaseEnd::kHolderLost;
+    Emit(l, std::string(Name(l.rec.state)), l.rec.ended, {{"message", l.lost}});
     return;
   }
   if (reason == alloc::EndReason::kReclaimed) {
     ++reclaims_;
-    l.rec.state = "reclaimed";
-    l.rec.end_reason = "reclaimed";
+    l.rec.state = LeaseState::kReclaimed;
+    l.rec.end_reason = LeaseEnd::kReclaimed;
   } else if (l.releasing) {
-    l.rec.state = "released";
-    l.rec.end_reason = "released";
+    l.rec.state = LeaseState::kReleased;
+    l.rec.end_reason = LeaseEnd::kReleased;
   } else {
-    l.rec.state = "ended";
-    l.rec.end_reason = "term_ended";
+    l.rec.state = LeaseState::kEnded;
+    l.rec.end_reason = LeaseEnd::kTermEnded;
   }
-  Emit(l, l.rec.state, now);
+  Emit(l, std::string(Name(l.rec.state)), now);
 }
 
 // ---------------------------------------------------------------- tenant API
@@ -759,604 +499,23 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
   return {{"id", r.id},
           {"object", "lease"},
           {"tenant_id", r.tenant_id},
-          {"kind", r.kind},
-          {"state", r.state},
+          {"kind", Name(r.kind)},
+          {"state", Name(r.state)},
           {"gpus", r.gpus},
           {"pool", fleet_.trace().pools[r.pool].name},
           {"price_per_gpu_hour", FormatMoney(Money::Micros(r.price_micros))},
-          {"max_price_per_gpu_hour", r.kind == "spot" ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
+          {"max_price_per_gpu_hour", r.kind == LeaseKind::kSpot ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
           {"created_at", TimeJson(r.created)},
           {"started_at", TimeJson(r.started)},
           {"noticed_at", TimeJson(r.noticed_at)},
           {"reclaim_at", TimeJson(r.reclaim_at)},
           {"term_end", TimeJson(r.term_end)},
           {"ended_at", TimeJson(r.ended)},
-          {"end_reason", r.end_reason.empty() ? json(nullptr) : json(r.end_reason)},
+          {"end_reason", r.end_reason == LeaseEnd::kNone ? json(nullptr) : json(Name(r.end_reason))},
           {"nodes", nodes}};
 }
 
-Money ControlPlane::ReservedPriceFor(Duration d) const {
-  const market::ReservedTerm* best = nullptr;
-  for (const auto& t : prices_.reserved_terms) {
-    if (t.term <= d && (best == nullptr || t.term > best->term)) best = &t;
-  }
-  market::ReservedTerm none{d, 0};
-  return std::max(floor_, prices_.ReservedPrice(best != nullptr ? *best : none));
-}
+Money ControlPlane::ReservedPriceFor(Duration d) const { return step::ReservedPrice(prices_, d, floor_); }
 
-Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
-  if (who.admin) return ErrorReply(403, "tenant_only", "leases are created with a tenant key");
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
-  Fields f(body);
-  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at"});
-  std::string kind = f.Str("kind", false).value_or("spot");
-  auto gpus = f.Int("gpus", 1, 1024, true);
-  auto pool_name = f.Str("pool", false);
-  std::optional<Money> max_price;
-  std::optional<int64_t> duration_s;
-  std::optional<std::string> start_text;
-  std::optional<Time> start_at;
-  if (f.ok() && kind == "spot") {
-    max_price = f.Dollars("max_price_per_gpu_hour", true);
-    if (f.ok() && body.contains("duration_s")) f.Fail("invalid_value", "`duration_s` is for reserved leases", "duration_s");
-    if (f.ok() && body.contains("start_at")) f.Fail("invalid_value", "`start_at` is for reserved leases", "start_at");
-  } else if (f.ok() && kind == "reserved") {
-    duration_s = f.Int("duration_s", 60, 365LL * 24 * 3600, true);
-    start_text = f.Str("start_at", false);
-    if (f.ok() && start_text) {
-      auto t = ParseUtc(*start_text);
-      if (!t.ok()) {
-        f.Fail("invalid_value", fmt::format("`start_at`: {}", t.status().message()), "start_at");
-      } else {
-        start_at = *t;
-      }
-    }
-    if (f.ok() && body.contains("max_price_per_gpu_hour")) {
-      f.Fail("invalid_value", "`max_price_per_gpu_hour` is for spot leases", "max_price_per_gpu_hour");
-    }
-  } else if (f.ok()) {
-    f.Fail("invalid_value", fmt::format("`kind` must be \"spot\" or \"reserved\", got \"{}\"", kind), "kind");
-  }
-  int pool = -1;
-  if (f.ok() && pool_name) {
-    pool = PoolIndex(*pool_name);
-    if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
-  }
-  if (!f.ok()) return f.error();
-
-  AdvanceTo(clock_->Now());
-  const Time now = now_;
-  Gpus want = static_cast<Gpus>(*gpus);
-  const Duration notice = alloc_->options().notice;
-  if (slurm_ != nullptr) {
-    if (!slurm_->available()) {
-      Flush();
-      return ErrorReply(503, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
-    }
-    // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
-    if (kind == "reserved") want = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(want, alloc_->fleet().max_node_gpus()));
-  }
-  if (start_at && (*start_at < now + notice || *start_at > now + Duration::Hours(24 * 365))) {
-    Flush();
-    return ErrorReply(400, "invalid_value",
-                      fmt::format("`start_at` must be from the reclaim notice ({} s) after the server's now ({}) to a "
-                                  "year later, so that spot leases can make way; leave it out to start now",
-                                  notice.ms / 1000, FormatUtc(now)),
-                      "start_at");
-  }
-  const Time start = start_at.value_or(now);
-  Lease l;
-  l.rec.id = MakeExternalId("lease", leases_.size() + 1);
-  l.rec.tenant_id = who.tenant_id;
-  l.rec.kind = kind;
-  l.rec.created = now;
-  const size_t index = leases_.size();
-  lease_index_[l.rec.id] = index;
-  leases_.push_back(l);
-  Lease& lease = leases_.back();
-  auto forget = [&] {
-    lease_index_.erase(lease.rec.id);
-    leases_.pop_back();
-  };
-  // Candidate pools: the one asked for, else every pool (most room first, see step::Place*).
-  const std::vector<int> pools = step::CandidatePools(fleet_.pool_count(), pool);
-  if (kind == "spot") {
-    if (*max_price < market_.price()) {
-      forget();
-      Flush();
-      return ErrorReply(409, "price_below_market",
-                        fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(*max_price),
-                                    FormatMoney(market_.price())),
-                        "max_price_per_gpu_hour");
-    }
-    int placed = -1;
-    auto id = step::PlaceSpot(*alloc_, pools, want, market_.price(), *max_price, index, now, &placed);
-    if (id.ok()) lease.holder = *id;
-    lease.rec.pool = placed;
-    const Status last = id.status();
-    if (!lease.holder.valid()) {
-      forget();
-      Flush();
-      return ErrorReply(409, "insufficient_capacity",
-                        fmt::format("no {} GPUs can be sold now: {}", want, last.message()), "gpus");
-    }
-    lease.rec.max_price_micros = max_price->micros;
-  } else {
-    const Time end = start + Duration::Seconds(*duration_s);
-    Money price = ReservedPriceFor(Duration::Seconds(*duration_s));
-    Gpus best_room = 0;
-    auto room_for = [&](int p, Time until) {
-      const PoolId pid{static_cast<uint32_t>(p)};
-      return start > now ? alloc_->BookableRoom(pid, until, now) : alloc_->ReservedRoom(pid, until, now);
-    };
-    for (int p : pools) best_room = std::max(best_room, room_for(p, end));
-    bool booked = false;
-    if (start > now) {
-      std::vector<int> by_room = pools;
-      std::stable_sort(by_room.begin(), by_room.end(), [&](int a, int b) { return room_for(a, end) > room_for(b, end); });
-      for (int p : by_room) {
-        // Booked: promised out of the forecast now, placed at `start`.
-        const Gpus g = alloc_->RoundToNodes(PoolId{static_cast<uint32_t>(p)}, want);
-        if (g > room_for(p, end)) continue;
-        overrides_->bookings.push_back({index, p, g, start, end});
-        lease.rec.pool = p;
-        lease.rec.gpus = g;
-        lease.rec.price_micros = price.micros;
-        lease.rec.state = "scheduled";
-        lease.rec.started = start;
-        booked = true;
-        break;
-      }
-    } else if (auto id = step::PlaceReserved(*alloc_, pools, want, end, price, index, now, &lease.rec.pool); id.ok()) {
-      lease.holder = *id;
-    }
-    if (!lease.holder.valid() && !booked) {
-      // The longest offered term that `gpus` would fit in, for the message.
-      json longest = nullptr;
-      for (const auto& t : prices_.reserved_terms) {
-        Gpus room = 0;
-        for (int p : pools) room = std::max(room, room_for(p, start + t.term));
-        if (room >= want) longest = t.term.ms / 1000;
-      }
-      forget();
-      Flush();
-      Reply r = ErrorReply(
-          409, "forecast_conflict",
-          fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s from {}; the largest "
-                      "accepted now for that term is {} GPUs{}",
-                      want, *duration_s, FormatUtc(start), best_room,
-                      longest.is_null() ? "" : fmt::format(", and {} GPUs fit a term of {} s", want, longest.get<int64_t>())),
-          "gpus");
-      r.body["error"]["accepted"] = {{"gpus", best_room}, {"duration_s", *duration_s}, {"longest_term_s_for_gpus", longest}};
-      return r;
-    }
-    lease.rec.term_end = end;
-    if (booked) {
-      Emit(lease, "scheduled", now, {{"start_at", FormatUtc(start)}});
-      LeasesChanged();
-    }
-  }
-  if (lease.holder.valid()) {
-    const alloc::Holder& h = alloc_->holder(lease.holder);
-    lease.rec.gpus = h.gpus;
-    lease.rec.price_micros = h.price.micros;
-  }
-  by_tenant_[lease.rec.tenant_id].push_back(index);
-  dirty_leases_.push_back(index);
-  if (slurm_ != nullptr && !slurm_error_.empty() && lease.holder.valid() && live_.contains(index)) {
-    // Slurm refused the holder job: the lease ends at once (nothing billed) and the tenant is told.
-    const std::string why = std::move(slurm_error_);
-    slurm_error_.clear();
-    lease.lost_at = now;
-    alloc_->Release(lease.holder, now);
-    Flush();
-    return ErrorReply(503, "fleet_unavailable", fmt::format("slurm did not take the lease `{}`: {}", lease.rec.id, why));
-  }
-  Flush();  // persisted before it is acknowledged
-  Reply r;
-  r.status = 201;
-  r.body = LeaseJson(lease.rec);
-  return r;
-}
-
-ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string& id) {
-  auto it = lease_index_.find(id);
-  if (it == lease_index_.end()) return nullptr;
-  Lease& l = leases_[it->second];
-  if (!who.admin && l.rec.tenant_id != who.tenant_id) return nullptr;  // 404, never 403
-  return &l;
-}
-
-Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::string& after) {
-  Advance();
-  // The caller's leases in creation order (the owner sees all of them).
-  static const std::vector<size_t> kNone;
-  std::vector<size_t> all;
-  const std::vector<size_t>* mine = &kNone;
-  if (who.admin) {
-    all.resize(leases_.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    mine = &all;
-  } else if (auto it = by_tenant_.find(who.tenant_id); it != by_tenant_.end()) {
-    mine = &it->second;
-  }
-  size_t end = mine->size();  // newest first: walk back from here
-  if (!after.empty()) {
-    const Lease* cursor = Find(who, after);
-    if (cursor == nullptr) return ErrorReply(400, "invalid_value", fmt::format("`after`: no lease `{}`", after), "after");
-    end = std::lower_bound(mine->begin(), mine->end(), lease_index_.at(after)) - mine->begin();
-  }
-  json data = json::array();
-  size_t i = end;
-  for (; i > 0 && data.size() < static_cast<size_t>(limit); --i) data.push_back(LeaseJson(leases_[(*mine)[i - 1]].rec));
-  Reply r;
-  r.body = {{"object", "list"}, {"data", data}, {"has_more", i > 0}};
-  return r;
-}
-
-Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
-  Advance();
-  Lease* l = Find(who, id);
-  if (l == nullptr) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  Reply r;
-  r.body = LeaseJson(l->rec);
-  return r;
-}
-
-Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
-  AdvanceTo(clock_->Now());
-  Lease* l = Find(who, id);
-  if (l == nullptr) {
-    Flush();
-    return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  }
-  if (l->rec.state == "scheduled") {
-    // A booking not yet started: cancelled, nothing was held.
-    std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == lease_index_.at(id); });
-    l->rec.state = "released";
-    l->rec.end_reason = "released";
-    l->rec.ended = now_;
-    Emit(*l, "released", now_);
-    LeasesChanged();
-  } else if (!FinalState(l->rec.state)) {
-    l->releasing = true;
-    alloc_->Release(l->holder, now_);
-  }
-  Flush();
-  Reply r;
-  r.body = LeaseJson(l->rec);
-  return r;
-}
-
-Result<std::vector<LeaseEvent>> ControlPlane::LeaseEvents(const Principal& who, const std::string& id, int64_t after) {
-  Advance();
-  Lease* l = Find(who, id);
-  if (l == nullptr) return Status::NotFound(fmt::format("no lease `{}`", id));
-  LL_ASSIGN_OR_RETURN(auto records, store_->LeaseEvents(id, after));
-  std::vector<LeaseEvent> out;
-  for (const auto& e : records) {
-    LeaseEvent ev;
-    ev.seq = e.seq;
-    ev.type = e.type;
-    ev.data = e.data;
-    if (ev.data.find("\"lease\":") == std::string::npos) {
-      // Written before payloads were stored whole: the lease as it is now.
-      json data = json::parse(e.data, nullptr, false);
-      if (!data.is_object()) data = json::object();
-      data["lease"] = LeaseJson(l->rec);
-      data["now"] = FormatUtc(now_);
-      data["clock_speed"] = clock_->speed();
-      ev.data = data.dump();
-    }
-    ev.final = FinalState(e.type);
-    out.push_back(std::move(ev));
-  }
-  return out;
-}
-
-uint64_t ControlPlane::Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn) {
-  uint64_t token = next_token_++;
-  watchers_.emplace(lease_id, std::make_pair(token, std::move(fn)));
-  return token;
-}
-
-void ControlPlane::Unsubscribe(uint64_t token) {
-  std::erase_if(watchers_, [&](const auto& w) { return w.second.first == token; });
-}
-
-Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
-  Advance();
-  Gpus spot_room = 0;
-  for (int p = 0; p < alloc_->pool_count(); ++p) spot_room = std::max(spot_room, alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_));
-  json reserved = json::array();
-  for (const auto& t : prices_.reserved_terms) {
-    Gpus room = 0;
-    for (int p = 0; p < alloc_->pool_count(); ++p) {
-      room = std::max(room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, now_ + t.term, now_));
-    }
-    json q = {{"duration_s", t.term.ms / 1000}, {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}, {"max_gpus", room}};
-    if (gpus) q["available"] = room >= *gpus;
-    reserved.push_back(q);
-  }
-  json spot = {{"price_per_gpu_hour", FormatMoney(market_.price())}, {"available_gpus", spot_room}};
-  if (gpus) spot["available"] = spot_room >= *gpus;
-  Reply r;
-  r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"reserved", reserved}};
-  return r;
-}
-
-Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
-  Advance();
-  json history = nullptr;
-  if (from || to) {
-    const Time t1 = to.value_or(now_ + Duration::Millis(1));
-    const Time t0 = from.value_or(t1 - Duration::Hours(24));
-    if (t0 >= t1) return ErrorReply(400, "invalid_value", "`from` must be before `to`", "from");
-    if (t1 - t0 > Duration::Hours(24 * 366)) return ErrorReply(400, "invalid_value", "at most 366 days of history at once", "from");
-    auto points = store_->SpotPrices(t0, t1);
-    LL_CHECK(points.ok());  // fail-stop, as for every store failure
-    history = json::array();
-    for (const auto& p : *points) {
-      history.push_back({{"at", FormatUtc(std::max(p.at, t0))}, {"spot_per_gpu_hour", FormatMoney(Money::Micros(p.price_micros))}});
-    }
-  }
-  json reserved = json::array();
-  for (const auto& t : prices_.reserved_terms) {
-    reserved.push_back({{"duration_s", t.term.ms / 1000},
-                        {"discount", t.discount_permille / 1000.0},
-                        {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}});
-  }
-  Reply r;
-  r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
-            {"spot_per_gpu_hour", FormatMoney(market_.price())},
-            {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
-            {"reserved", reserved},
-            {"now", FormatUtc(now_)}};
-  if (!history.is_null()) r.body["history"] = history;
-  return r;
-}
-
-// ---------------------------------------------------------------- owner API
-
-Reply ControlPlane::CreateTenant(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
-  Fields f(body);
-  f.Only({"name"});
-  auto name = f.Text("name", true);
-  if (!f.ok()) return f.error();
-  store::TenantRecord t;
-  t.id = "ten_" + RandomHex(8);
-  t.name = *name;
-  t.created = clock_->Now();
-  tenants_[t.id] = t;
-  pending_.tenants.push_back(t);
-  Advance();
-  Reply r;
-  r.status = 201;
-  r.body = {{"id", t.id}, {"object", "tenant"}, {"name", t.name}, {"created_at", FormatUtc(t.created)}};
-  return r;
-}
-
-Reply ControlPlane::Fleet() {
-  Advance();
-  json pools = json::array();
-  for (int p = 0; p < alloc_->pool_count(); ++p) {
-    const auto& c = alloc_->pool(PoolId{static_cast<uint32_t>(p)});
-    pools.push_back({{"name", fleet_.trace().pools[p].name},
-                     {"capacity", c.capacity},
-                     {"internal", c.internal_held},
-                     {"internal_want", c.internal_want},
-                     {"reserved", c.reserved},
-                     {"spot", c.spot},
-                     {"inference", c.inference},
-                     {"noticed", c.noticed},
-                     {"free", c.free},
-                     {"sellable", alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_)},
-                     {"for_sale", static_cast<bool>(overrides_->sellable[p])}});
-  }
-  // Node → holders, from every live holder's shares.
-  std::vector<json> holders(fleet_.trace().nodes.size(), json::array());
-  for (size_t i = 0; i < alloc_->holder_count(); ++i) {
-    const alloc::Holder& h = alloc_->holder(HolderId{static_cast<uint32_t>(i)});
-    if (h.state != HolderState::kActive && h.state != HolderState::kNoticed) continue;
-    for (const auto& s : h.shares) {
-      json e = {{"class", alloc::HolderClassName(h.cls)}, {"gpus", s.gpus}};
-      if (h.cls == alloc::HolderClass::kInference) {
-        auto it = replicas_.find(h.tag);
-        if (it != replicas_.end()) {
-          e["replica"] = it->second.id;
-          e["model"] = it->second.model;
-          e["state"] = it->second.noticed ? "draining" : "serving";
-        }
-      } else if (h.outside()) {
-        e["lease"] = leases_[h.tag].rec.id;
-        e["tenant_id"] = leases_[h.tag].rec.tenant_id;
-        e["state"] = leases_[h.tag].rec.state;
-      }
-      holders[s.node.v].push_back(e);
-    }
-  }
-  json nodes = json::array();
-  for (size_t n = 0; n < fleet_.trace().nodes.size(); ++n) {
-    const auto& ns = fleet_.trace().nodes[n];
-    nodes.push_back({{"name", ns.name}, {"pool", fleet_.trace().pools[ns.pool].name}, {"rack", ns.rack},
-                     {"gpus", ns.gpus}, {"holders", holders[n]}});
-  }
-  Reply r;
-  r.body = {{"now", FormatUtc(now_)}, {"policy", alloc_->policy().name()}, {"pools", pools}, {"nodes", nodes}};
-  return r;
-}
-
-std::string ControlPlane::PolicySettingsJson() const {
-  json j = {{"headroom_gpus", overrides_->headroom},
-            {"notice_ms", alloc_->options().notice.ms},
-            {"floor_micros", floor_.micros},
-            {"sellable", overrides_->sellable}};
-  return j.dump();
-}
-
-Reply ControlPlane::GetPolicy() {
-  Advance();
-  json pools = json::array();
-  for (int p = 0; p < fleet_.pool_count(); ++p) {
-    if (overrides_->sellable[p]) pools.push_back(fleet_.trace().pools[p].name);
-  }
-  Reply r;
-  r.body = {{"policy", alloc_->policy().name()},
-            {"notice_s", alloc_->options().notice.ms / 1000},
-            {"floor_per_gpu_hour", FormatMoney(floor_)},
-            {"headroom_gpus", overrides_->headroom},
-            {"sellable_pools", pools}};
-  return r;
-}
-
-Reply ControlPlane::PutPolicy(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
-  Fields f(body);
-  f.Only({"policy", "notice_s", "floor_per_gpu_hour", "headroom_gpus", "sellable_pools"});
-  auto policy = f.Str("policy", false);
-  if (f.ok() && policy && *policy != alloc_->policy().name()) {
-    f.Fail("invalid_value", "`policy` is chosen in the config file (`policy.name`); restart to change it", "policy");
-  }
-  auto notice = f.Int("notice_s", 1, 86400, false);
-  auto floor = f.Dollars("floor_per_gpu_hour", false);
-  auto headroom = f.Int("headroom_gpus", 0, 1'000'000, false);
-  std::optional<std::vector<bool>> sellable;
-  if (f.ok() && body.contains("sellable_pools")) {
-    const json& a = body["sellable_pools"];
-    if (!a.is_array()) {
-      f.Fail("invalid_type", "`sellable_pools` must be an array of pool names", "sellable_pools");
-    } else {
-      sellable.emplace(fleet_.pool_count(), false);
-      for (const json& e : a) {
-        int p = e.is_string() ? PoolIndex(e.get<std::string>()) : -1;
-        if (p < 0) {
-          f.Fail("invalid_value", fmt::format("`sellable_pools`: unknown pool {}", e.dump()), "sellable_pools");
-          break;
-        }
-        (*sellable)[p] = true;
-      }
-    }
-  }
-  if (!f.ok()) return f.error();
-  AdvanceTo(clock_->Now());
-  if (notice) {
-    alloc_->SetNotice(Duration::Seconds(*notice));
-    overrides_->notice = Duration::Seconds(*notice);
-  }
-  if (floor) {
-    floor_ = *floor;
-    alloc_->SetFloor(floor_);
-    market_.set_floor(floor_);
-  }
-  if (headroom) overrides_->headroom = static_cast<int>(*headroom);
-  if (sellable) overrides_->sellable = *sellable;
-  pending_.settings.emplace_back("policy", PolicySettingsJson());
-  // Apply at once: limits (notices for what is now over them) and the market at the new floor.
-  alloc_->Rebalance(now_);
-  ClearMarket(now_);
-  Flush();
-  return GetPolicy();
-}
-
-Reply ControlPlane::AddInternalJob(const json& body) {
-  if (slurm_ != nullptr) {
-    return ErrorReply(409, "slurm_fleet", "on a slurm fleet the owner's jobs are Slurm's: submit them with sbatch");
-  }
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
-  Fields f(body);
-  f.Only({"pool", "gpus", "duration_s"});
-  auto pool_name = f.Str("pool", fleet_.pool_count() > 1);
-  auto gpus = f.Int("gpus", 1, 1'000'000, true);
-  auto duration = f.Int("duration_s", 1, 365LL * 24 * 3600, true);
-  int pool = 0;
-  if (f.ok() && pool_name) {
-    pool = PoolIndex(*pool_name);
-    if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
-  }
-  if (!f.ok()) return f.error();
-  AdvanceTo(clock_->Now());
-  store::InternalJobRecord j;
-  j.id = MakeExternalId("job", ++job_count_);
-  j.pool = pool;
-  j.gpus = static_cast<int>(*gpus);
-  j.start = now_;
-  j.end = now_ + Duration::Seconds(*duration);
-  jobs_.push_back(j);
-  pending_.internal_jobs.push_back(j);
-  SetDemand(now_);
-  alloc_->Rebalance(now_);
-  ClearMarket(now_);
-  Flush();
-  Reply r;
-  r.status = 201;
-  r.body = {{"id", j.id}, {"object", "internal_job"}, {"pool", fleet_.trace().pools[pool].name}, {"gpus", j.gpus},
-            {"start", FormatUtc(j.start)}, {"end", FormatUtc(j.end)}};
-  return r;
-}
-
-Reply ControlPlane::Timeseries() {
-  Advance();
-  json points = json::array();
-  for (const Sample& s : samples_) {
-    points.push_back({{"t", FormatUtc(s.t)}, {"internal", s.internal}, {"reserved", s.reserved}, {"spot", s.spot},
-                      {"free", s.free}, {"spot_price", FormatMoney(s.spot_price)}});
-  }
-  Reply r;
-  r.body = {{"points", points}};
-  return r;
-}
-
-Reply ControlPlane::Health() {
-  Advance();
-  Reply r;
-  r.body = {{"status", "ok"}, {"now", FormatUtc(now_)}, {"clock_speed", clock_->speed()}};
-  if (slurm_ != nullptr) {
-    json drained = json::object();
-    for (const auto& [node, why] : slurm_->drained()) drained[node] = why;
-    r.body["fleet"] = {{"backend", "slurm"},
-                       {"partition", slurm_->options().partition},
-                       {"status", slurm_->available() ? "ok" : "unavailable"},
-                       {"message", slurm_->status()},
-                       {"drained", drained}};
-    if (!slurm_->available()) r.body["status"] = "degraded";
-  }
-  return r;
-}
-
-std::string ControlPlane::Metrics() {
-  Advance();
-  auto h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
-  double capacity = h(capacity_ms_), internal = h(internal_ms_), reserved = h(reserved_ms_), spot = h(spot_ms_);
-  double idle = capacity - internal, sold = reserved + spot;
-  double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
-  std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help, double v) {
-    out += fmt::format("# HELP landlord_{0} {1}\n# TYPE landlord_{0} {2}\nlandlord_{0} {3}\n", name, help, type, v);
-  };
-  metric("capacity_gpu_h", "counter", "GPU-hours of fleet capacity since start", capacity);
-  metric("internal_gpu_h", "counter", "GPU-hours used by the owner", internal);
-  metric("idle_gpu_h", "counter", "GPU-hours the owner left idle", idle);
-  metric("sold_gpu_h", "counter", "GPU-hours sold (reserved + spot + inference)", sold);
-  metric("reserved_gpu_h", "counter", "GPU-hours sold as reserved leases", reserved);
-  metric("spot_gpu_h", "counter", "GPU-hours sold as spot leases", spot);
-  metric("harvest_ratio", "gauge", "sold_gpu_h / idle_gpu_h", idle > 0 ? sold / idle : 0);
-  metric("internal_delayed_gpu_h", "counter", "GPU-hours of owner demand that waited", h(waiting_ms_));
-  metric("revenue_usd", "counter", "revenue accrued by leases", revenue);
-  metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(reclaims_));
-  metric("leases", "counter", "leases started", static_cast<double>(leases_started_));
-  metric("reserved_violations", "counter", "reserved leases preempted or booked ones that could not start (must be 0)",
-         static_cast<double>(alloc_->reserved_violations() + bookings_missed_));
-  metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
-  metric("market_.price()usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(market_.price().micros) / 1e6);
-  out += ReportMetrics();
-  out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";
-  out += fmt::format("landlord_gpus{{class=\"internal\"}} {}\n", alloc_->TotalInternal());
-  out += fmt::format("landlord_gpus{{class=\"reserved\"}} {}\n", alloc_->TotalReserved());
-  out += fmt::format("landlord_gpus{{class=\"spot\"}} {}\n", alloc_->TotalSpot());
-  out += fmt::format("landlord_gpus{{class=\"inference\"}} {}\n", alloc_->TotalInference());
-  out += fmt::format("landlord_gpus{{class=\"capacity\"}} {}\n", alloc_->TotalCapacity());
-  return out;
-}
 
 }  // namespace ll::api

@@ -46,8 +46,13 @@ struct Reply {
   std::string content_type;
 };
 
-// OpenAI-style error body: {"error": {"message", "type", "code", "param"}}.
-Reply ErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
+// The one mapping of a domain error (StatusCode) to an HTTP status.
+int StatusToHttp(StatusCode code);
+// A domain error as the API answers it, OpenAI-style: {"error": {"message", "type", "code" (the
+// `reason`, e.g. `lease_not_found`), "param" (the field it names)}}, with StatusToHttp(code).
+Reply ErrorReply(StatusCode code, std::string_view reason, std::string message, std::string_view param = "");
+// The same body with an HTTP status the transport chose (405, 413): not for domain code.
+Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
 
 struct Principal {
   bool admin = false;
@@ -130,13 +135,11 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   Reply VerifyKey(const nlohmann::json& body);
   // The tenant and key id of a tenant's API key (the admin key is not one).
   std::optional<gateway::Accounts::Key> TenantKey(std::string_view key) const;
-  // Admits a request of the in-process gateway: takes it from the key's rate limits (see
-  // TakeLimits), then holds `amount` of the tenant's balance in memory only (a crash drops the
-  // hold with nothing charged, as the request it covered is gone too).
-  Status GatewayAdmit(const gateway::Accounts::Admission& a, gateway::RateLimits::Decision* decision);
-  // The two halves of GatewayAdmit. TakeLimits reserves the request and its tokens on the key's
-  // rate limits (SettleLimits returns them: all of the tokens but `used`, and the request too
-  // with `request_back`); GatewayHold holds `a.amount` of the tenant's balance in memory.
+  // The in-process gateway's limits and budget filters (GatewayAccounts). TakeLimits reserves
+  // the request and its tokens on the key's rate limits (SettleLimits returns them: all of the
+  // tokens but `used`, and the request too with `request_back`); GatewayHold holds `a.amount`
+  // of the tenant's balance in memory only (a crash drops the hold with nothing charged, as
+  // the request it covered is gone too).
   gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a);
   void SettleLimits(const std::string& hold_id, int64_t used, bool request_back);
   Status GatewayHold(const gateway::Accounts::Admission& a);
@@ -196,7 +199,10 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void Advance();
   // From now on writes what the core decides about leases to `log` (a lease's number is its
   // index: 0 for lease_1); null: no more. Tests compare it with the simulator's.
-  void SetDecisionLog(step::DecisionLog* log) { decisions_ = log; }
+  void SetDecisionLog(step::DecisionLog* log) {
+    decisions_ = log;
+    if (log != nullptr) log->Price(now_, market_.price());  // where the log starts from
+  }
 
   // ---- model replicas on the fleet (the gateway's inference capacity) ----
   // From now on keeps `models[i].replicas` replicas of each model with gpus_per_replica > 0
@@ -229,6 +235,32 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     std::vector<ledger::PricePoint> prices;  // what it paid per GPU-hour, from its start
     size_t billed = 0;  // completed usage events already committed (the store ignores repeats)
   };
+  // The unit of work of one call: the fleet brought to the clock's now when it opens, what the
+  // call changed committed once when it closes, on every path out of the call (events reach
+  // watchers only after that commit; the reply is sent after it).
+  class Work {
+   public:
+    explicit Work(ControlPlane* cp) : cp_(cp) { cp_->AdvanceTo(cp_->clock_->Now()); }
+    ~Work() { cp_->Flush(); }
+    Work(const Work&) = delete;
+    Work& operator=(const Work&) = delete;
+
+   private:
+    ControlPlane* cp_;
+  };
+  // Creating a lease (leases.cc).
+  struct LeaseRequest;
+  class NewLease;
+  std::optional<LeaseRequest> ParseLeaseRequest(const nlohmann::json& body, Reply* error) const;
+  // Place the new lease, or the refusal.
+  std::optional<Reply> PlaceSpotLease(const LeaseRequest& req, NewLease& slot);
+  std::optional<Reply> PlaceReservedLease(const LeaseRequest& req, NewLease& slot);
+  // The answer to a retried reservation (the same, or a conflict), or nullopt (billing.cc).
+  std::optional<Reply> ExistingHold(const std::string& id, const std::string& tenant, Money amount);
+  // The parts of the dashboard (dashboard.cc).
+  nlohmann::json DashboardSeries(size_t max_points) const;
+  void DashboardLeases(nlohmann::json* leases, nlohmann::json* reclaims) const;
+  nlohmann::json DashboardTenants() const;
   // The lease's usage as the ledger reads it (false for one that never started).
   bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
   // Adds the lease's newly completed usage events to the pending batch.
@@ -252,6 +284,12 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
   ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store);
   Status Load(const Clock* wall, const std::string& admin_key_env);
+  // The parts of Load (load.cc).
+  Status BuildCore();
+  Status LoadKeys(const std::string& admin_key_env);
+  Status LoadLeases();
+  Status LoadBalances();
+  Status RestoreInternalPlacement();
   Status InitClock(const Clock* wall);
   void WarmUp(Time until);
   // The owner's demand on `pool` at t: the trace's level plus the injected jobs, clamped to

@@ -19,10 +19,9 @@ double Dollars(int64_t micros) { return static_cast<double>(micros) / 1e6; }
 
 }  // namespace
 
-Reply ControlPlane::Dashboard(size_t max_points) {
-  Advance();
-  // Series, thinned by a stride so that a long history stays a few thousand points; the
-  // newest sample is always in.
+// The fleet's series, thinned by a stride so that a long history stays a few thousand points;
+// the newest sample is always in.
+json ControlPlane::DashboardSeries(size_t max_points) const {
   json t = json::array(), internal = json::array(), reserved = json::array(), spot = json::array(),
        inference = json::array(), idle = json::array(), price = json::array(), demand = json::array(),
        forecast = json::array(), revenue = json::array(), per_gpu_h = json::array();
@@ -47,11 +46,26 @@ Reply ControlPlane::Dashboard(size_t max_points) {
     per_gpu_h.push_back(hours > 0 && capacity > 0 ? Dollars(s.revenue_micros) / (hours * capacity) : 0.0);
   }
 
-  // Leases: the live ones, then the most recently created others (at most 200 in all).
-  json leases = json::array();
-  for (size_t i : live_) leases.push_back(LeaseJson(leases_[i].rec));
-  for (size_t i = leases_.size(); i > 0 && leases.size() < 200; --i) {
-    if (!live_.contains(i - 1)) leases.push_back(LeaseJson(leases_[i - 1].rec));
+  return {{"t", t},
+          {"internal", internal},
+          {"reserved", reserved},
+          {"spot", spot},
+          {"inference", inference},
+          {"idle", idle},
+          {"spot_price", price},
+          {"demand", demand},
+          {"forecast", forecast},
+          {"revenue_usd", revenue},
+          {"revenue_per_gpu_h", per_gpu_h}};
+}
+
+// The live leases, then the most recently created others (at most 200 in all), and the recent
+// reclaims.
+void ControlPlane::DashboardLeases(json* leases, json* reclaims) const {
+  *leases = json::array();
+  for (size_t i : live_) leases->push_back(LeaseJson(leases_[i].rec));
+  for (size_t i = leases_.size(); i > 0 && leases->size() < 200; --i) {
+    if (!live_.contains(i - 1)) leases->push_back(LeaseJson(leases_[i - 1].rec));
   }
   // Recent reclaims: leases that got a notice, newest notice first.
   std::vector<size_t> noticed;
@@ -60,19 +74,21 @@ Reply ControlPlane::Dashboard(size_t max_points) {
   }
   std::sort(noticed.begin(), noticed.end(),
             [&](size_t a, size_t b) { return leases_[a].rec.noticed_at > leases_[b].rec.noticed_at; });
-  json reclaims = json::array();
+  *reclaims = json::array();
   for (size_t k = 0; k < noticed.size() && k < 20; ++k) {
     const store::LeaseRecord& r = leases_[noticed[k]].rec;
-    reclaims.push_back({{"lease", r.id},
+    reclaims->push_back({{"lease", r.id},
                         {"tenant_id", r.tenant_id},
                         {"gpus", r.gpus},
-                        {"state", r.state},
+                        {"state", Name(r.state)},
                         {"noticed_at", FormatUtc(r.noticed_at)},
                         {"reclaim_at", r.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(r.reclaim_at))},
                         {"ended_at", r.ended == kTimeMax ? json(nullptr) : json(FormatUtc(r.ended))}});
   }
+}
 
-  // Tenants (the first 100 by id): balance, this month's bill and tokens, what they hold now.
+// Tenants (the first 100 by id): balance, this month's bill and tokens, what they hold now.
+json ControlPlane::DashboardTenants() const {
   const std::string period = MonthUtc(now_);
   json tenants = json::array();
   for (const auto& [id, rec] : tenants_) {
@@ -102,6 +118,15 @@ Reply ControlPlane::Dashboard(size_t max_points) {
                        {"gpus", gpus}});
   }
 
+  return tenants;
+}
+
+Reply ControlPlane::Dashboard(size_t max_points) {
+  Advance();
+  const Gpus capacity = alloc_->TotalCapacity();
+  json leases, reclaims;
+  DashboardLeases(&leases, &reclaims);
+  const json series = DashboardSeries(max_points), tenants = DashboardTenants();
   json replicas = json::array();
   for (const auto& [tag, slot] : replicas_) {
     replicas.push_back({{"id", slot.id}, {"model", slot.model}, {"state", slot.noticed ? "draining" : "serving"}});
@@ -125,18 +150,7 @@ Reply ControlPlane::Dashboard(size_t max_points) {
               {"waiting", alloc_->InternalWaiting()}}},
             {"spot_price", FormatMoney(market_.price())},
             {"report", report.body},
-            {"series",
-             {{"t", t},
-              {"internal", internal},
-              {"reserved", reserved},
-              {"spot", spot},
-              {"inference", inference},
-              {"idle", idle},
-              {"spot_price", price},
-              {"demand", demand},
-              {"forecast", forecast},
-              {"revenue_usd", revenue},
-              {"revenue_per_gpu_h", per_gpu_h}}},
+            {"series", series},
             {"leases", leases},
             {"reclaims", reclaims},
             {"tenants", tenants},
@@ -163,7 +177,7 @@ Reply ControlPlane::FleetMap() {
       const store::LeaseRecord& rec = leases_[h.tag].rec;
       row["lease"] = rec.id;
       row["tenant_id"] = rec.tenant_id;
-      row["state"] = rec.state;
+      row["state"] = Name(rec.state);
       if (rec.reclaim_at != kTimeMax) row["reclaim_at"] = FormatUtc(rec.reclaim_at);
     }
     const size_t index = holders.size();

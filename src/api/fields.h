@@ -139,7 +139,11 @@ class Fields {
   }
 
   void Fail(std::string_view code, std::string message, std::string_view param) {
-    if (!error_) error_ = ErrorReply(400, code, std::move(message), param);
+    if (!error_) error_ = ErrorReply(StatusCode::kInvalidArgument, code, std::move(message), param);
+  }
+  // The first error of a nested object's Fields.
+  void Fail(Reply error) {
+    if (!error_) error_ = std::move(error);
   }
 
  private:

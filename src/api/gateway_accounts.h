@@ -1,5 +1,5 @@
-// The gateway's ledger inside `landlord serve`: keys, holds and metered usage go straight to
-// the control plane (same thread). Usage is group-committed: the first settlement after a
+// The gateway's ledger inside `landlord serve`: keys, rate limits, holds and metered usage go
+// straight to the control plane (same thread), and every client answers at once. Usage is group-committed: the first settlement after a
 // commit arms a timer of `window`, and everything settled until it fires is committed in one
 // transaction (one fsync for many requests). Each settlement's `durable` callback runs after
 // that commit, and the gateway holds back the answer's last bytes until then: a kill -9 loses
@@ -26,11 +26,13 @@ class GatewayAccounts final : public gateway::Accounts {
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override {
     done(Status::Ok(), cp_.TenantKey(api_key));
   }
-  void Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) override {
-    gateway::RateLimits::Decision d;
-    Status st = cp_.GatewayAdmit(a, &d);
-    done(st, d);
+  void TakeLimits(const Admission& a, std::function<void(gateway::RateLimits::Decision)> done) override {
+    done(cp_.TakeLimits(a));
   }
+  void GiveBackLimits(const std::string& hold_id) override {
+    cp_.SettleLimits(hold_id, 0, /*request_back=*/true);
+  }
+  void Hold(const Admission& a, std::function<void(Status)> done) override { done(cp_.GatewayHold(a)); }
   void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) override;
   // Commits now and runs the settlements' callbacks (shutdown).
   void Flush();

@@ -87,7 +87,7 @@ void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_
   auto past = server_.cp()->LeaseEvents(routed.principal, routed.lease_id, after);
   if (!past.ok()) {
     Routed r = routed;
-    r.reply = ErrorReply(404, "lease_not_found", past.status().message(), "id");
+    r.reply = ErrorReply(StatusCode::kNotFound, "lease_not_found", past.status().message(), "id");
     Respond(r, t0);
     return;
   }

@@ -44,7 +44,7 @@ Routed GatewayOnlyRoute(const Request& r) {
     out.reply.content_type = "text/plain; version=0.0.4";
   } else {
     out.route = "other";
-    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}` on a gateway (the control plane has it)", path));
+    out.reply = ErrorReply(StatusCode::kNotFound, "not_found", fmt::format("no route `{}` on a gateway (the control plane has it)", path));
   }
   return out;
 }
@@ -94,14 +94,14 @@ void Session::OnRead(beast::error_code ec) {
   Routed routed;
   if (ec == http::error::body_limit) {
     routed.route = "too_large";
-    routed.reply = ErrorReply(413, "body_too_large",
+    routed.reply = HttpErrorReply(413, "body_too_large",
                               fmt::format("the body is over {} bytes", server_.config().max_body_bytes));
     Respond(routed, t0);
     return;
   }
   if (ec) {
     routed.route = "bad_request";
-    routed.reply = ErrorReply(400, "bad_http", fmt::format("malformed HTTP request: {}", ec.message()));
+    routed.reply = ErrorReply(StatusCode::kInvalidArgument, "bad_http", fmt::format("malformed HTTP request: {}", ec.message()));
     Respond(routed, t0);
     return;
   }
@@ -119,18 +119,13 @@ void Session::OnRead(beast::error_code ec) {
   r.body = req.body();
   if (server_.cp() == nullptr) {
     routed = GatewayOnlyRoute(r);
-  } else if (r.method == "POST" && r.target.starts_with("/admin/holds")) {
-    // Admissions and settlements of standalone gateways: committed together with the others of
-    // this turn of the loop, each answered once durable.
-    server_.cp()->DeferCommits(true);
+  } else {
     routed = Route(*server_.cp(), r);
-    server_.cp()->DeferCommits(false);
-    if (server_.cp()->HasPendingWrites()) {
+    if (routed.group_commit && server_.cp()->HasPendingWrites()) {
+      // Committed together with the others of this turn of the loop, answered once durable.
       server_.AfterCommit([self = shared_from_this(), routed, t0] { self->Respond(routed, t0); });
       return;
     }
-  } else {
-    routed = Route(*server_.cp(), r);
   }
   if (routed.stream) {
     StartStream(routed, t0);
@@ -217,7 +212,7 @@ bool Session::ServeAsset(std::string_view method, std::string_view target) {
   if (method != "GET") {
     Routed r;
     r.route = "GET /assets";
-    r.reply = ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
+    r.reply = HttpErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
     Respond(r, std::chrono::steady_clock::now());
     return true;
   }

@@ -87,7 +87,7 @@ json ControlPlane::KeyJson(const store::KeyRecord& k) const {
 }
 
 Reply ControlPlane::CreateKey(const json& body) {
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"tenant_id", "rpm", "tpm", "name", "expires_at", "expires_in_s"});
   auto tenant = f.Str("tenant_id", true);
@@ -97,7 +97,7 @@ Reply ControlPlane::CreateKey(const json& body) {
   const Time now = clock_->Now();
   const Time expires = KeyExpiry(f, now);
   if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
+  if (!tenants_.contains(*tenant)) return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
   std::string key = NewApiKey();
   store::KeyRecord k;
   k.id = MakeExternalId("key", ++key_count_);
@@ -122,7 +122,7 @@ Reply ControlPlane::CreateKey(const json& body) {
 
 Reply ControlPlane::ListKeys(const std::string& tenant_id, int limit, const std::string& after) {
   if (!tenant_id.empty() && !tenants_.contains(tenant_id)) {
-    return ErrorReply(404, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
+    return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
   }
   json data = json::array();
   bool has_more = false;
@@ -143,10 +143,10 @@ Reply ControlPlane::ListKeys(const std::string& tenant_id, int limit, const std:
 
 Reply ControlPlane::RevokeKey(const std::string& id) {
   auto it = key_hash_by_id_.find(id);
-  if (it == key_hash_by_id_.end()) return ErrorReply(404, "key_not_found", fmt::format("no key `{}`", id));
+  if (it == key_hash_by_id_.end()) return ErrorReply(StatusCode::kNotFound, "key_not_found", fmt::format("no key `{}`", id));
   store::KeyRecord& k = keys_by_hash_.at(it->second);
   if (k.admin) {
-    return ErrorReply(409, "admin_key",
+    return ErrorReply(StatusCode::kConflict, "admin_key",
                       fmt::format("`{}` is an admin key: it cannot be revoked over the API", id));
   }
   if (k.revoked == kTimeMax) {  // revoking again changes nothing

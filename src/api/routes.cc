@@ -50,7 +50,7 @@ std::optional<int64_t> ParseInt(std::string_view text, int64_t lo, int64_t hi) {
 }
 
 Reply MethodNotAllowed(std::string_view method, std::string_view path) {
-  return ErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
+  return HttpErrorReply(405, "method_not_allowed", fmt::format("`{}` is not allowed on `{}`", method, path));
 }
 
 Result<json> ParseBody(std::string_view body) {
@@ -71,249 +71,265 @@ std::string ReplyText(const Reply& reply) {
 }
 
 
+namespace {
+
+// One call being routed: the request, the path's `{…}` segments, the caller (once known) and
+// the answer being built.
+struct Call {
+  ControlPlane& cp;
+  const Request& req;
+  std::string_view method, path, query;
+  std::vector<std::string_view> params;
+  std::optional<Principal> who;
+  Routed& out;
+
+  std::string Param(size_t i) const { return std::string(params.at(i)); }
+  std::string Query(std::string_view key) const { return std::string(QueryParam(query, key).value_or("")); }
+  // The body as JSON, or nullopt with the 400 answer set.
+  std::optional<json> Body() {
+    auto j = ParseBody(req.body);
+    if (!j.ok()) {
+      out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_json", j.status().message());
+      return std::nullopt;
+    }
+    return *j;
+  }
+  // `?name=` as an integer in [lo, hi] (`fallback` when absent), or nullopt with the 400 set.
+  std::optional<int64_t> IntQuery(std::string_view name, int64_t fallback, int64_t lo, int64_t hi) {
+    auto text = QueryParam(query, name);
+    if (!text) return fallback;
+    auto v = ParseInt(*text, lo, hi);
+    if (!v) out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`{}` must be an integer in [{}, {}]", name, lo, hi), name);
+    return v;
+  }
+  // For the routes that read their query before the method (the answer set for a bad method).
+  bool Get() {
+    if (method == "GET") return true;
+    out.reply = MethodNotAllowed(method, path);
+    return false;
+  }
+};
+
+enum class Access : uint8_t { kPublic, kAdmin, kTenant };
+
+// A route: who may call it, its path (`{…}` matches one segment), the metrics label (empty:
+// "<METHOD> <path>"), the methods it answers ("*": the handler checks), the handler, and
+// whether its writes are group-committed (Routed::group_commit).
+struct RouteSpec {
+  Access access;
+  std::string_view path;
+  std::string_view label;
+  std::string_view methods;
+  void (*handle)(Call&);
+  bool group_commit = false;
+};
+
+void HandleMetrics(Call& c) {
+  c.out.reply.body = c.cp.Metrics();  // a JSON string: the server writes it as text
+  c.out.reply.content_type = "text/plain; version=0.0.4";
+}
+
+void HandleSlurm(Call& c) {
+  // A slurm job's preemption notice, or a replica job's registration: authenticated by the
+  // lease's (replica's) token in the body.
+  if (auto b = c.Body()) c.out.reply = c.path.ends_with("/notice") ? c.cp.SlurmNotice(*b) : c.cp.SlurmReplicaUp(*b);
+}
+
+void Stream(Call& c, std::string lease_id) {
+  c.out.stream = true;
+  c.out.lease_id = std::move(lease_id);
+  c.out.principal = *c.who;
+}
+
+void HandleListKeys(Call& c) {
+  auto limit = ParseInt(QueryParam(c.query, "limit").value_or("100"), 1, 1000);
+  c.out.reply = limit ? c.cp.ListKeys(c.Query("tenant_id"), static_cast<int>(*limit), c.Query("after"))
+                      : ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
+}
+
+void HandleListLeases(Call& c) {
+  if (auto limit = c.IntQuery("limit", 100, 1, 1000)) {
+    c.out.reply = c.cp.ListLeases(*c.who, static_cast<int>(*limit), c.Query("after"));
+  }
+}
+
+void HandleQuotes(Call& c) {
+  std::optional<int64_t> gpus;
+  if (QueryParam(c.query, "gpus")) {
+    gpus = c.IntQuery("gpus", 0, 1, 1024);
+    if (!gpus) return;
+  }
+  if (c.Get()) c.out.reply = c.cp.Quote(*c.who, gpus);
+}
+
+void HandlePrices(Call& c) {
+  std::optional<Time> from, to;
+  for (auto [name, slot] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+    if (auto v = QueryParam(c.query, name)) {
+      auto t = ParseUtc(*v);
+      if (!t.ok()) {
+        c.out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`{}`: {}", name, t.status().message()), name);
+        return;
+      }
+      *slot = *t;
+    }
+  }
+  if (c.Get()) c.out.reply = c.cp.Prices(from, to);
+}
+
+void HandleUsage(Call& c) {
+  auto limit = c.IntQuery("limit", 1000, 1, 10'000);
+  if (limit && c.Get()) {
+    c.out.reply = c.cp.Usage(*c.who, c.Query("period"), c.Query("tenant_id"), static_cast<int>(*limit), c.Query("after"));
+  }
+}
+
+void HandleInvoice(Call& c) {
+  auto format = QueryParam(c.query, "format").value_or("json");
+  if (format != "json" && format != "csv") {
+    c.out.reply = ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`format` must be json or csv", "format");
+    return;
+  }
+  if (c.Get()) c.out.reply = c.cp.Invoice(*c.who, c.Param(0), c.Query("tenant_id"), format == "csv");
+}
+
+// Handlers that pass the parsed body on.
+template <Reply (ControlPlane::*F)(const json&)>
+void WithBody(Call& c) {
+  if (auto b = c.Body()) c.out.reply = (c.cp.*F)(*b);
+}
+
+// In match order: a literal segment before a `{…}` at the same place.
+constexpr RouteSpec kRoutes[] = {
+    {Access::kPublic, "/healthz", "GET /healthz", "GET", [](Call& c) { c.out.reply = c.cp.Health(); }},
+    {Access::kPublic, "/metrics", "GET /metrics", "GET", HandleMetrics},
+    {Access::kPublic, "/slurm/notice", "POST /slurm/notice", "POST", HandleSlurm},
+    {Access::kPublic, "/slurm/replica", "POST /slurm/replica", "POST", HandleSlurm},
+    // The owner's API.
+    {Access::kAdmin, "/admin/holds/{id}/settle", "POST /admin/holds/{id}/settle", "POST",
+     [](Call& c) {
+       if (auto b = c.Body()) c.out.reply = c.cp.Settle(c.Param(0), *b);
+     },
+     /*group_commit=*/true},
+    {Access::kAdmin, "/admin/keys/verify", "POST /admin/keys/verify", "POST", WithBody<&ControlPlane::VerifyKey>},
+    {Access::kAdmin, "/admin/keys/{id}", "", "DELETE", [](Call& c) { c.out.reply = c.cp.RevokeKey(c.Param(0)); }},
+    {Access::kAdmin, "/admin/fleet/map", "GET /admin/fleet/map", "GET", [](Call& c) { c.out.reply = c.cp.FleetMap(); }},
+    {Access::kAdmin, "/admin/tenants", "", "POST", WithBody<&ControlPlane::CreateTenant>},
+    {Access::kAdmin, "/admin/keys", "", "POST,GET",
+     [](Call& c) { c.method == "POST" ? WithBody<&ControlPlane::CreateKey>(c) : HandleListKeys(c); }},
+    {Access::kAdmin, "/admin/fleet", "", "GET", [](Call& c) { c.out.reply = c.cp.Fleet(); }},
+    {Access::kAdmin, "/admin/policy", "", "GET,PUT",
+     [](Call& c) { c.method == "PUT" ? WithBody<&ControlPlane::PutPolicy>(c) : void(c.out.reply = c.cp.GetPolicy()); }},
+    {Access::kAdmin, "/admin/internal-jobs", "", "POST", WithBody<&ControlPlane::AddInternalJob>},
+    {Access::kAdmin, "/admin/timeseries", "", "GET", [](Call& c) { c.out.reply = c.cp.Timeseries(); }},
+    {Access::kAdmin, "/admin/dashboard", "", "GET", [](Call& c) { c.out.reply = c.cp.Dashboard(); }},
+    // The dashboard's live feed: snapshots and every lease's events (http_server.cc).
+    {Access::kAdmin, "/admin/stream", "", "GET", [](Call& c) { Stream(c, "*"); }},
+    {Access::kAdmin, "/admin/credits", "", "POST", WithBody<&ControlPlane::Credit>},
+    {Access::kAdmin, "/admin/holds", "", "POST", WithBody<&ControlPlane::Reserve>, /*group_commit=*/true},
+    {Access::kAdmin, "/admin/usage", "", "POST", WithBody<&ControlPlane::IngestUsage>},
+    {Access::kAdmin, "/admin/report", "", "GET", [](Call& c) { c.out.reply = c.cp.Report(c.Query("period")); }},
+    // The tenant API (an admin key may read and release any lease too).
+    {Access::kTenant, "/v1/leases", "", "POST,GET",
+     [](Call& c) {
+       if (c.method == "GET") return HandleListLeases(c);
+       if (auto b = c.Body()) c.out.reply = c.cp.CreateLease(*c.who, *b);
+     }},
+    {Access::kTenant, "/v1/leases/{id}", "", "GET,DELETE",
+     [](Call& c) {
+       c.out.reply = c.method == "GET" ? c.cp.GetLease(*c.who, c.Param(0)) : c.cp.ReleaseLease(*c.who, c.Param(0));
+     }},
+    {Access::kTenant, "/v1/leases/{id}/events", "GET /v1/leases/{id}/events", "GET", [](Call& c) { Stream(c, c.Param(0)); }},
+    {Access::kTenant, "/v1/quotes", "GET /v1/quotes", "*", HandleQuotes},
+    {Access::kTenant, "/v1/prices", "GET /v1/prices", "*", HandlePrices},
+    {Access::kTenant, "/v1/usage", "GET /v1/usage", "*", HandleUsage},
+    {Access::kTenant, "/v1/balance", "GET /v1/balance", "GET",
+     [](Call& c) { c.out.reply = c.cp.GetBalance(*c.who, c.Query("tenant_id")); }},
+    {Access::kTenant, "/v1/invoices", "GET /v1/invoices", "GET",
+     [](Call& c) { c.out.reply = c.cp.Invoices(*c.who, c.Query("tenant_id")); }},
+    {Access::kTenant, "/v1/invoices/{period}", "GET /v1/invoices/{period}", "*", HandleInvoice},
+};
+
+// Whether `seg` matches a route's path (`pattern`, split); its `{…}` segments go to *params.
+bool Matches(const std::vector<std::string_view>& pattern, const std::vector<std::string_view>& seg,
+             std::vector<std::string_view>* params) {
+  if (pattern.size() != seg.size()) return false;
+  params->clear();
+  for (size_t i = 0; i < seg.size(); ++i) {
+    if (pattern[i].starts_with('{')) {
+      params->push_back(seg[i]);
+    } else if (pattern[i] != seg[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool Allows(std::string_view methods, std::string_view m) {
+  if (methods == "*") return true;
+  for (size_t pos = 0; pos <= methods.size();) {
+    size_t comma = std::min(methods.find(',', pos), methods.size());
+    if (methods.substr(pos, comma - pos) == m) return true;
+    pos = comma + 1;
+  }
+  return false;
+}
+
+// Runs the first route of `access` that matches; false if none does.
+bool Dispatch(Call& c, Access access, const std::vector<std::string_view>& seg) {
+  static const std::vector<std::vector<std::string_view>> patterns = [] {
+    std::vector<std::vector<std::string_view>> out;
+    for (const RouteSpec& r : kRoutes) out.push_back(Segments(r.path));
+    return out;
+  }();
+  for (size_t i = 0; i < std::size(kRoutes); ++i) {
+    const RouteSpec& r = kRoutes[i];
+    if (r.access != access || !Matches(patterns[i], seg, &c.params)) continue;
+    c.out.route = r.label.empty() ? fmt::format("{} {}", gateway::MethodLabel(c.method), r.path) : std::string(r.label);
+    if (Allows(r.methods, c.method)) {
+      c.out.group_commit = r.group_commit;
+      c.cp.DeferCommits(r.group_commit);
+      r.handle(c);
+      c.cp.DeferCommits(false);
+    } else {
+      c.out.reply = MethodNotAllowed(c.method, c.path);
+    }
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Routed Route(ControlPlane& cp, const Request& req) {
   Routed out;
   std::string_view target = req.target;
   size_t q = target.find('?');
-  std::string_view path = target.substr(0, q);
-  std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  auto seg = Segments(path);
-  const std::string_view m = req.method;
-
-  // Public.
-  if (seg.size() == 1 && seg[0] == "healthz") {
-    out.route = "GET /healthz";
-    out.reply = m == "GET" ? cp.Health() : MethodNotAllowed(m, path);
-    return out;
-  }
-  if (seg.size() == 1 && seg[0] == "metrics") {
-    out.route = "GET /metrics";
-    if (m != "GET") {
-      out.reply = MethodNotAllowed(m, path);
-    } else {
-      out.reply.body = cp.Metrics();  // a JSON string: the server writes it as text
-      out.reply.content_type = "text/plain; version=0.0.4";
-    }
-    return out;
-  }
-  if (seg.size() == 2 && seg[0] == "slurm" && (seg[1] == "notice" || seg[1] == "replica")) {
-    // A slurm job's preemption notice, or a replica job's registration: authenticated by the
-    // lease's (replica's) token in the body.
-    out.route = fmt::format("POST /slurm/{}", seg[1]);
-    if (m != "POST") {
-      out.reply = MethodNotAllowed(m, path);
-    } else if (auto j = ParseBody(req.body); !j.ok()) {
-      out.reply = ErrorReply(400, "invalid_json", j.status().message());
-    } else {
-      out.reply = seg[1] == "notice" ? cp.SlurmNotice(*j) : cp.SlurmReplicaUp(*j);
-    }
-    return out;
-  }
-  const bool v1 = !seg.empty() && seg[0] == "v1";
-  const bool admin = !seg.empty() && seg[0] == "admin";
-  if (!v1 && !admin) {
+  Call c{cp, req, req.method, target.substr(0, q), q == std::string_view::npos ? std::string_view() : target.substr(q + 1),
+         {}, std::nullopt, out};
+  const auto seg = Segments(c.path);
+  auto not_found = [&] {
     out.route = "other";
-    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
+    out.reply = ErrorReply(StatusCode::kNotFound, "not_found", fmt::format("no route `{}`", c.path));
     return out;
-  }
-  auto who = cp.Authenticate(gateway::BearerToken(req.authorization));
-  if (!who) {
+  };
+  if (Dispatch(c, Access::kPublic, seg)) return out;
+  const bool admin = !seg.empty() && seg[0] == "admin";
+  if (!admin && (seg.empty() || seg[0] != "v1")) return not_found();
+  c.who = cp.Authenticate(gateway::BearerToken(req.authorization));
+  if (!c.who) {
     out.route = "unauthorized";
-    out.reply = ErrorReply(401, "invalid_api_key",
+    out.reply = ErrorReply(StatusCode::kUnauthenticated, "invalid_api_key",
                            req.authorization.empty() ? "missing `Authorization: Bearer <key>`" : "invalid API key");
     return out;
   }
-  auto body = [&]() -> std::optional<json> {
-    auto j = ParseBody(req.body);
-    if (!j.ok()) {
-      out.reply = ErrorReply(400, "invalid_json", j.status().message());
-      return std::nullopt;
-    }
-    return *j;
-  };
-
-  if (admin) {
-    if (!who->admin) {
-      out.route = "forbidden";
-      out.reply = ErrorReply(403, "admin_only", "this endpoint needs the admin key");
-      return out;
-    }
-    if (seg.size() == 4 && seg[1] == "holds" && seg[3] == "settle") {
-      out.route = "POST /admin/holds/{id}/settle";
-      if (m != "POST") {
-        out.reply = MethodNotAllowed(m, path);
-      } else if (auto b = body()) {
-        out.reply = cp.Settle(std::string(seg[2]), *b);
-      }
-      return out;
-    }
-    if (seg.size() == 3 && seg[1] == "keys" && seg[2] == "verify") {
-      out.route = "POST /admin/keys/verify";
-      if (m != "POST") {
-        out.reply = MethodNotAllowed(m, path);
-      } else if (auto b = body()) {
-        out.reply = cp.VerifyKey(*b);
-      }
-      return out;
-    }
-    if (seg.size() == 3 && seg[1] == "keys") {
-      out.route = fmt::format("{} /admin/keys/{{id}}", gateway::MethodLabel(m));
-      out.reply = m == "DELETE" ? cp.RevokeKey(std::string(seg[2])) : MethodNotAllowed(m, path);
-      return out;
-    }
-    if (seg.size() == 3 && seg[1] == "fleet" && seg[2] == "map") {
-      out.route = "GET /admin/fleet/map";
-      out.reply = m == "GET" ? cp.FleetMap() : MethodNotAllowed(m, path);
-      return out;
-    }
-    std::string_view what = seg.size() == 2 ? seg[1] : "";
-    out.route = fmt::format("{} /admin/{}", gateway::MethodLabel(m), what);
-    if (what == "tenants" && m == "POST") {
-      if (auto b = body()) out.reply = cp.CreateTenant(*b);
-    } else if (what == "keys" && m == "POST") {
-      if (auto b = body()) out.reply = cp.CreateKey(*b);
-    } else if (what == "keys" && m == "GET") {
-      auto limit = ParseInt(QueryParam(query, "limit").value_or("100"), 1, 1000);
-      out.reply = limit ? cp.ListKeys(std::string(QueryParam(query, "tenant_id").value_or("")), static_cast<int>(*limit),
-                                      std::string(QueryParam(query, "after").value_or("")))
-                        : ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
-    } else if (what == "fleet" && m == "GET") {
-      out.reply = cp.Fleet();
-    } else if (what == "policy" && m == "GET") {
-      out.reply = cp.GetPolicy();
-    } else if (what == "policy" && m == "PUT") {
-      if (auto b = body()) out.reply = cp.PutPolicy(*b);
-    } else if (what == "internal-jobs" && m == "POST") {
-      if (auto b = body()) out.reply = cp.AddInternalJob(*b);
-    } else if (what == "timeseries" && m == "GET") {
-      out.reply = cp.Timeseries();
-    } else if (what == "dashboard" && m == "GET") {
-      out.reply = cp.Dashboard();
-    } else if (what == "stream" && m == "GET") {
-      // The dashboard's live feed: snapshots and every lease's events (http_server.cc).
-      out.stream = true;
-      out.lease_id = "*";
-      out.principal = *who;
-    } else if (what == "credits" && m == "POST") {
-      if (auto b = body()) out.reply = cp.Credit(*b);
-    } else if (what == "holds" && m == "POST") {
-      if (auto b = body()) out.reply = cp.Reserve(*b);
-    } else if (what == "usage" && m == "POST") {
-      if (auto b = body()) out.reply = cp.IngestUsage(*b);
-    } else if (what == "report" && m == "GET") {
-      out.reply = cp.Report(std::string(QueryParam(query, "period").value_or("")));
-    } else if (what == "tenants" || what == "keys" || what == "fleet" || what == "policy" ||
-               what == "internal-jobs" || what == "timeseries" || what == "credits" || what == "holds" ||
-               what == "usage" || what == "report" || what == "dashboard" || what == "stream") {
-      out.reply = MethodNotAllowed(m, path);
-    } else {
-      out.route = "other";
-      out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
-    }
+  if (admin && !c.who->admin) {
+    out.route = "forbidden";
+    out.reply = ErrorReply(StatusCode::kPermissionDenied, "admin_only", "this endpoint needs the admin key");
     return out;
   }
-
-  // Tenant API (an admin key may read and release any lease too).
-  if (seg.size() == 2 && seg[1] == "leases") {
-    out.route = fmt::format("{} /v1/leases", gateway::MethodLabel(m));
-    if (m == "POST") {
-      if (auto b = body()) out.reply = cp.CreateLease(*who, *b);
-    } else if (m == "GET") {
-      int64_t limit = 100;
-      if (auto l = QueryParam(query, "limit")) {
-        auto v = ParseInt(*l, 1, 1000);
-        if (!v) {
-          out.reply = ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 1000]", "limit");
-          return out;
-        }
-        limit = *v;
-      }
-      out.reply = cp.ListLeases(*who, static_cast<int>(limit), std::string(QueryParam(query, "after").value_or("")));
-    } else {
-      out.reply = MethodNotAllowed(m, path);
-    }
-  } else if (seg.size() == 3 && seg[1] == "leases") {
-    out.route = fmt::format("{} /v1/leases/{{id}}", gateway::MethodLabel(m));
-    std::string id(seg[2]);
-    if (m == "GET") {
-      out.reply = cp.GetLease(*who, id);
-    } else if (m == "DELETE") {
-      out.reply = cp.ReleaseLease(*who, id);
-    } else {
-      out.reply = MethodNotAllowed(m, path);
-    }
-  } else if (seg.size() == 4 && seg[1] == "leases" && seg[3] == "events") {
-    out.route = "GET /v1/leases/{id}/events";
-    if (m != "GET") {
-      out.reply = MethodNotAllowed(m, path);
-    } else {
-      out.stream = true;
-      out.lease_id = std::string(seg[2]);
-      out.principal = *who;
-    }
-  } else if (seg.size() == 2 && seg[1] == "quotes") {
-    out.route = "GET /v1/quotes";
-    std::optional<int64_t> gpus;
-    if (auto g = QueryParam(query, "gpus")) {
-      gpus = ParseInt(*g, 1, 1024);
-      if (!gpus) {
-        out.reply = ErrorReply(400, "invalid_value", "`gpus` must be an integer in [1, 1024]", "gpus");
-        return out;
-      }
-    }
-    out.reply = m == "GET" ? cp.Quote(*who, gpus) : MethodNotAllowed(m, path);
-  } else if (seg.size() == 2 && seg[1] == "prices") {
-    out.route = "GET /v1/prices";
-    std::optional<Time> from, to;
-    for (auto [name, slot] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
-      if (auto v = QueryParam(query, name)) {
-        auto t = ParseUtc(*v);
-        if (!t.ok()) {
-          out.reply = ErrorReply(400, "invalid_value", fmt::format("`{}`: {}", name, t.status().message()), name);
-          return out;
-        }
-        *slot = *t;
-      }
-    }
-    out.reply = m == "GET" ? cp.Prices(from, to) : MethodNotAllowed(m, path);
-  } else if (seg.size() == 2 && seg[1] == "usage") {
-    out.route = "GET /v1/usage";
-    int64_t limit = 1000;
-    if (auto l = QueryParam(query, "limit")) {
-      auto v = ParseInt(*l, 1, 10'000);
-      if (!v) {
-        out.reply = ErrorReply(400, "invalid_value", "`limit` must be an integer in [1, 10000]", "limit");
-        return out;
-      }
-      limit = *v;
-    }
-    out.reply = m == "GET" ? cp.Usage(*who, std::string(QueryParam(query, "period").value_or("")),
-                                      std::string(QueryParam(query, "tenant_id").value_or("")), static_cast<int>(limit),
-                                      std::string(QueryParam(query, "after").value_or("")))
-                           : MethodNotAllowed(m, path);
-  } else if (seg.size() == 2 && seg[1] == "balance") {
-    out.route = "GET /v1/balance";
-    out.reply = m == "GET" ? cp.GetBalance(*who, std::string(QueryParam(query, "tenant_id").value_or("")))
-                           : MethodNotAllowed(m, path);
-  } else if (seg.size() == 2 && seg[1] == "invoices") {
-    out.route = "GET /v1/invoices";
-    out.reply = m == "GET" ? cp.Invoices(*who, std::string(QueryParam(query, "tenant_id").value_or("")))
-                           : MethodNotAllowed(m, path);
-  } else if (seg.size() == 3 && seg[1] == "invoices") {
-    out.route = "GET /v1/invoices/{period}";
-    auto format = QueryParam(query, "format").value_or("json");
-    if (format != "json" && format != "csv") {
-      out.reply = ErrorReply(400, "invalid_value", "`format` must be json or csv", "format");
-      return out;
-    }
-    out.reply = m == "GET" ? cp.Invoice(*who, std::string(seg[2]), std::string(QueryParam(query, "tenant_id").value_or("")),
-                                        format == "csv")
-                           : MethodNotAllowed(m, path);
-  } else {
-    out.route = "other";
-    out.reply = ErrorReply(404, "not_found", fmt::format("no route `{}`", path));
-  }
-  return out;
+  if (Dispatch(c, admin ? Access::kAdmin : Access::kTenant, seg)) return out;
+  return not_found();
 }
 
 }  // namespace ll::api

@@ -24,6 +24,9 @@ struct Routed {
   bool stream = false;
   std::string lease_id;
   Principal principal;
+  // The route commits as a group (standalone gateways' holds and settlements): what it wrote is
+  // queued, and the server answers once the next group commit made it durable.
+  bool group_commit = false;
 };
 
 Routed Route(ControlPlane& cp, const Request& req);

@@ -82,8 +82,8 @@ void ControlPlane::PollSlurm(Time now) {
 }
 
 Reply ControlPlane::SlurmNotice(const json& body) {
-  if (slurm_ == nullptr) return ErrorReply(404, "not_found", "this server has no slurm fleet");
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (slurm_ == nullptr) return ErrorReply(StatusCode::kNotFound, "not_found", "this server has no slurm fleet");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"lease", "token", "node"});
   auto lease = f.Str("lease", true);
@@ -91,11 +91,12 @@ Reply ControlPlane::SlurmNotice(const json& body) {
   auto node = f.Str("node", false);
   if (!f.ok()) return f.error();
   if (!slurm_->CheckToken(*lease, *token)) {
-    return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}` with that token", *lease), "lease");
+    return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}` with that token", *lease), "lease");
   }
-  AdvanceTo(clock_->Now());
-  SlurmPreempted(*lease, fmt::format("node {}", node.value_or("?")));
-  Flush();
+  {
+    Work work(this);
+    SlurmPreempted(*lease, fmt::format("node {}", node.value_or("?")));
+  }
   for (const auto& [tag, slot] : replicas_) {
     if (slot.id != *lease) continue;
     // A replica's job is being preempted: drained (OnNotice) for the notice.
@@ -104,10 +105,10 @@ Reply ControlPlane::SlurmNotice(const json& body) {
     return r;
   }
   auto it = lease_index_.find(*lease);
-  if (it == lease_index_.end()) return ErrorReply(404, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
+  if (it == lease_index_.end()) return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
   const Lease& l = leases_[it->second];
   Reply r;
-  r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", l.rec.state},
+  r.body = {{"object", "notice"}, {"lease", l.rec.id}, {"state", Name(l.rec.state)},
             {"reclaim_at", l.rec.reclaim_at == kTimeMax ? json(nullptr) : json(FormatUtc(l.rec.reclaim_at))}};
   return r;
 }
@@ -123,15 +124,15 @@ void ControlPlane::SlurmPreempted(const std::string& id, const std::string& why)
   auto it = lease_index_.find(id);
   if (it == lease_index_.end()) return;
   const Lease& l = leases_[it->second];
-  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == "active" && l.rec.kind == "spot") {
+  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == LeaseState::kActive && l.rec.kind == LeaseKind::kSpot) {
     alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
     fmt::print(stderr, "landlord serve: slurm preempts {} ({}): reclaim notice\n", l.rec.id, why);
   }
 }
 
 Reply ControlPlane::SlurmReplicaUp(const json& body) {
-  if (slurm_ == nullptr || replica_host_ == nullptr) return ErrorReply(404, "not_found", "this server has no slurm replicas");
-  if (!body.is_object()) return ErrorReply(400, "invalid_type", "the body must be a JSON object");
+  if (slurm_ == nullptr || replica_host_ == nullptr) return ErrorReply(StatusCode::kNotFound, "not_found", "this server has no slurm replicas");
+  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"replica", "token", "url"});
   auto id = f.Str("replica", true);
@@ -139,19 +140,19 @@ Reply ControlPlane::SlurmReplicaUp(const json& body) {
   auto url = f.Str("url", true);
   if (!f.ok()) return f.error();
   if (!slurm_->CheckToken(*id, *token)) {
-    return ErrorReply(404, "replica_not_found", fmt::format("no replica `{}` with that token", *id), "replica");
+    return ErrorReply(StatusCode::kNotFound, "replica_not_found", fmt::format("no replica `{}` with that token", *id), "replica");
   }
   for (const auto& [tag, slot] : replicas_) {
     if (slot.id != *id) continue;
     if (slot.noticed) break;  // already draining: not routed to again
     Status st = replica_host_->AddEndpoint(slot.id, slot.model, *url);
-    if (!st.ok()) return ErrorReply(400, "invalid_value", fmt::format("`url`: {}", st.message()), "url");
+    if (!st.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`url`: {}", st.message()), "url");
     fmt::print(stderr, "landlord serve: replica {} of {} serves at {}\n", slot.id, slot.model, *url);
     Reply r;
     r.body = {{"object", "replica"}, {"id", slot.id}, {"model", slot.model}, {"url", *url}, {"state", "serving"}};
     return r;
   }
-  return ErrorReply(404, "replica_not_found", fmt::format("no live replica `{}`", *id), "replica");
+  return ErrorReply(StatusCode::kNotFound, "replica_not_found", fmt::format("no live replica `{}`", *id), "replica");
 }
 
 }  // namespace ll::api

@@ -134,18 +134,46 @@ void RemoteAccounts::Authenticate(const std::string& api_key,
   });
 }
 
-void RemoteAccounts::Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) {
+void RemoteAccounts::TakeLimits(const Admission& a, std::function<void(gateway::RateLimits::Decision)> done) {
+  using Decision = gateway::RateLimits::Decision;
+  PostHold(a, /*with_limits=*/true, [this, id = a.hold_id, done = std::move(done)](Status st, Decision d) {
+    if (d.ok) admitted_[id] = std::move(st);  // for Hold, next
+    done(d);
+  });
+}
+
+void RemoteAccounts::Hold(const Admission& a, std::function<void(Status)> done) {
+  auto it = admitted_.find(a.hold_id);
+  if (it == admitted_.end()) {  // no limits taken with it: the hold alone
+    PostHold(a, /*with_limits=*/false,
+             [done = std::move(done)](Status st, gateway::RateLimits::Decision) { done(st); });
+    return;
+  }
+  Status st = std::move(it->second);
+  admitted_.erase(it);
+  done(st);
+}
+
+void RemoteAccounts::GiveBackLimits(const std::string& hold_id) {
+  // A hold the control plane refused came with the limits given back. One it made that nobody
+  // asked for goes as a settlement with no usage would (the limits with it).
+  auto it = admitted_.find(hold_id);
+  if (it == admitted_.end()) return;
+  const bool held = it->second.ok();
+  admitted_.erase(it);
+  if (held) Settle(hold_id, Usage{}, nullptr);
+}
+
+void RemoteAccounts::PostHold(const Admission& a, bool with_limits,
+                              std::function<void(Status, gateway::RateLimits::Decision)> done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++unsettled_;  // until the answer says whether a hold is left to release
   }
-  Enqueue([this, a, done = std::move(done)](Leader& c) mutable {
-    auto r = c.Request("POST", "/admin/holds",
-                       json{{"id", a.hold_id},
-                            {"tenant_id", a.tenant_id},
-                            {"amount", FormatMoney(a.amount)},
-                            {"limits", {{"key_id", a.key_id}, {"rpm", a.rpm}, {"tpm", a.tpm}, {"tokens", a.tokens}}}}
-                           .dump());
+  Enqueue([this, a, with_limits, done = std::move(done)](Leader& c) mutable {
+    json body = {{"id", a.hold_id}, {"tenant_id", a.tenant_id}, {"amount", FormatMoney(a.amount)}};
+    if (with_limits) body["limits"] = {{"key_id", a.key_id}, {"rpm", a.rpm}, {"tpm", a.tpm}, {"tokens", a.tokens}};
+    auto r = c.Request("POST", "/admin/holds", body.dump());
     Status st;
     gateway::RateLimits::Decision d;
     json j = r.ok() ? json::parse(r->body, nullptr, false) : json();

@@ -46,7 +46,12 @@ class RemoteAccounts final : public gateway::Accounts {
   ~RemoteAccounts() override;
 
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override;
-  void Admit(const Admission& a, std::function<void(Status, gateway::RateLimits::Decision)> done) override;
+  // The wire protocol takes a request's share of the rate limits and its hold in one call
+  // (`POST /admin/holds`): TakeLimits makes it, and keeps the hold's answer for Hold, which the
+  // budget filter asks right after.
+  void TakeLimits(const Admission& a, std::function<void(gateway::RateLimits::Decision)> done) override;
+  void GiveBackLimits(const std::string& hold_id) override;
+  void Hold(const Admission& a, std::function<void(Status)> done) override;
   void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) override;
 
   // Settlements not yet acknowledged (shutdown waits for them, up to a point).
@@ -58,6 +63,11 @@ class RemoteAccounts final : public gateway::Accounts {
   class Leader;  // a worker's connection to wherever the control plane is now
   void Run();
   void Enqueue(std::function<void(Leader&)> job);
+  // `POST /admin/holds`: holds `a.amount`, and takes the request's share of the key's rate
+  // limits first when `with_limits` (the control plane gives it back itself when it refuses the
+  // hold). `done` runs on the gateway's thread: the hold's status (not Ok when the limits refused:
+  // the decision says so) and the limits' decision.
+  void PostHold(const Admission& a, bool with_limits, std::function<void(Status, gateway::RateLimits::Decision)> done);
   // POSTs the settlement until the control plane acknowledges it (20 tries, backing off to
   // 3.2 s: a standby has taken over well within that); counts `unsettled_` down. Ok once
   // acknowledged (committed on the control plane).
@@ -77,6 +87,9 @@ class RemoteAccounts final : public gateway::Accounts {
   std::unordered_map<std::string, Cached> keys_;
   // Keys being verified now, with the requests waiting for the answer (gateway thread only).
   std::unordered_map<std::string, std::vector<std::function<void(Status, std::optional<Key>)>>> verifying_;
+  // Holds made by TakeLimits that Hold has not asked for yet, with their answers (gateway
+  // thread only).
+  std::unordered_map<std::string, Status> admitted_;
   // Work for the HTTP threads.
   mutable std::mutex mu_;
   std::condition_variable cv_;

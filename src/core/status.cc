@@ -12,6 +12,10 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kIoError: return "io_error";
     case StatusCode::kInternal: return "internal";
     case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kPermissionDenied: return "permission_denied";
+    case StatusCode::kInsufficientFunds: return "insufficient_funds";
+    case StatusCode::kRateLimited: return "rate_limited";
   }
   return "unknown";
 }

@@ -19,6 +19,10 @@ enum class StatusCode {
   kIoError,
   kInternal,
   kUnavailable,  // a service behind us (e.g. slurmctld) cannot be reached now; worth a retry
+  kUnauthenticated,    // no credentials, or unknown ones
+  kPermissionDenied,   // known credentials that may not do this
+  kInsufficientFunds,  // a prepaid balance does not cover it
+  kRateLimited,        // a rate limit is used up for now
 };
 
 const char* StatusCodeName(StatusCode code);

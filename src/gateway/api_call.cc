@@ -352,15 +352,67 @@ class Parser {
     return true;
   }
 
+  // One top-level member of the body for `e`: `key` as written, its value `v`, and where its
+  // key's opening quote is (`key_at` in `base`).
+  bool Member(Endpoint e, std::string_view key, od::value v, size_t key_at, const char* base) {
+    if (key == "model") {
+      std::string_view m;
+      if (v.get_string().get(m)) return Type("model", "a string");
+      if (m.empty() || m.size() > 256) return Fail("model", "`model` must be 1..256 characters");
+      call_->model = std::string(m);
+      has_model_ = true;
+      return true;
+    }
+    if (key == PromptField(e)) {
+      has_prompt_ = true;
+      return e == Endpoint::kChatCompletions ? Messages(v) : Prompt(v, std::string(key));
+    }
+    if (key == "stream" && e != Endpoint::kEmbeddings) return Bool(v, "stream", &call_->stream);
+    if (key == "stream_options" && e != Endpoint::kEmbeddings) return StreamOptions(v, key_at, base);
+    if (key == "max_tokens" || key == "max_completion_tokens") {
+      // Both may be sent; servers differ on which wins, so the larger one is held and metered.
+      int64_t n = -1;
+      const bool ok = Int(v, std::string(key), 1, kMaxTokensLimit, &n);
+      call_->max_tokens = std::max(call_->max_tokens, n);
+      return ok;
+    }
+    if (key == "n" && e != Endpoint::kEmbeddings) return Int(v, "n", 1, kMaxChoices, &call_->n);
+    return Forwarded(e, key, v, &call_->best_of);
+  }
+
+  // After the last member: what is required and what depends on another field.
+  bool Complete(Endpoint e) {
+    if (!has_model_) return Fail("model", "`model` is required", "missing_field");
+    if (!has_prompt_) return Fail(std::string(PromptField(e)), fmt::format("`{}` is required", PromptField(e)), "missing_field");
+    if (call_->best_of > 0 && call_->best_of < call_->n) {
+      return Fail("best_of", fmt::format("`best_of` ({}) must be at least `n` ({})", call_->best_of, call_->n));
+    }
+    return true;
+  }
+
   uint64_t hash() const { return hash_.value(); }
   bool failed() const { return failed_; }
 
  private:
+  static std::string_view PromptField(Endpoint e) {
+    return e == Endpoint::kChatCompletions ? "messages" : e == Endpoint::kCompletions ? "prompt" : "input";
+  }
+
   ApiCall* call_;
   ParseError* error_;
   PrefixHash hash_;
   bool failed_ = false;
+  bool has_model_ = false, has_prompt_ = false;
 };
+
+// A member's key as written: simdjson validated the string, and a key with escapes is no name
+// we read (the caller refuses it).
+std::string_view KeyAsWritten(od::field& f) {
+  const char* key_start = f.key().raw() - 1;  // the opening quote
+  const char* key_end = key_start + 1;
+  while (*key_end != '"') key_end += *key_end == '\\' ? 2 : 1;
+  return {key_start + 1, static_cast<size_t>(key_end - key_start - 1)};
+}
 
 }  // namespace
 
@@ -395,53 +447,18 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
   od::document doc;
   od::object root;
   if (parser.iterate(padded).get(doc) || doc.get_object().get(root)) return invalid("the body must be a JSON object");
-  bool has_model = false, has_prompt = false;
   std::vector<std::string_view> seen;  // the fields read so far
-  const std::string_view prompt_field = endpoint == Endpoint::kChatCompletions ? "messages"
-                                        : endpoint == Endpoint::kCompletions   ? "prompt"
-                                                                               : "input";
   for (auto f_r : root) {
     od::field f;
     if (std::move(f_r).get(f)) return invalid("the body is not valid JSON");
-    // The key as written (simdjson validated the string; an escaped key matches no field we
-    // read, as a key with escapes is no name we know).
-    const char* key_start = f.key().raw() - 1;  // the opening quote
-    const char* key_end = key_start + 1;
-    while (*key_end != '"') key_end += *key_end == '\\' ? 2 : 1;
-    const std::string_view key(key_start + 1, static_cast<size_t>(key_end - key_start - 1));
+    const std::string_view key = KeyAsWritten(f);
     if (key.find('\\') != std::string_view::npos) {
       // "max_tok\u0065ns" would pass us by and still reach the model: refused.
       p.Fail(std::string(key), "field names with escapes are not accepted", "invalid_value");
       return Status::Invalid(error->message);
     }
-    bool ok = true;
-    if (key == "model") {
-      std::string_view m;
-      if (f.value().get_string().get(m)) {
-        ok = p.Type("model", "a string");
-      } else if (m.empty() || m.size() > 256) {
-        ok = p.Fail("model", "`model` must be 1..256 characters");
-      } else {
-        call.model = std::string(m);
-        has_model = true;
-      }
-    } else if (key == prompt_field) {
-      has_prompt = true;
-      ok = endpoint == Endpoint::kChatCompletions ? p.Messages(f.value()) : p.Prompt(f.value(), std::string(key));
-    } else if (key == "stream" && endpoint != Endpoint::kEmbeddings) {
-      ok = p.Bool(f.value(), "stream", &call.stream);
-    } else if (key == "stream_options" && endpoint != Endpoint::kEmbeddings) {
-      ok = p.StreamOptions(f.value(), static_cast<size_t>(key_start - padded.data()), padded.data());
-    } else if (key == "max_tokens" || key == "max_completion_tokens") {
-      // Both may be sent; servers differ on which wins, so the larger one is held and metered.
-      int64_t v = -1;
-      ok = p.Int(f.value(), std::string(key), 1, kMaxTokensLimit, &v);
-      call.max_tokens = std::max(call.max_tokens, v);
-    } else if (key == "n" && endpoint != Endpoint::kEmbeddings) {
-      ok = p.Int(f.value(), "n", 1, kMaxChoices, &call.n);
-    } else {
-      ok = p.Forwarded(endpoint, key, f.value(), &call.best_of);
-    }
+    const size_t key_at = static_cast<size_t>(key.data() - 1 - padded.data());
+    bool ok = p.Member(endpoint, key, f.value(), key_at, padded.data());
     if (ok && std::find(seen.begin(), seen.end(), key) != seen.end()) {
       // `{"stream": false, "stream": true}`: servers differ on which one counts.
       ok = p.Fail(std::string(key), fmt::format("`{}` is given twice", key));
@@ -449,18 +466,7 @@ Result<ApiCall> ParseApiCall(Endpoint endpoint, std::string_view body, size_t pr
     seen.push_back(key);
     if (!ok) return Status::Invalid(error->message);
   }
-  if (!has_model) {
-    p.Fail("model", "`model` is required", "missing_field");
-    return Status::Invalid(error->message);
-  }
-  if (!has_prompt) {
-    p.Fail(std::string(prompt_field), fmt::format("`{}` is required", prompt_field), "missing_field");
-    return Status::Invalid(error->message);
-  }
-  if (call.best_of > 0 && call.best_of < call.n) {
-    p.Fail("best_of", fmt::format("`best_of` ({}) must be at least `n` ({})", call.best_of, call.n));
-    return Status::Invalid(error->message);
-  }
+  if (!p.Complete(endpoint)) return Status::Invalid(error->message);
   // Trailing bytes after the object are not JSON.
   const char* trailing = nullptr;
   if (!doc.current_location().get(trailing)) return invalid("the body is not valid JSON: bytes after the object");

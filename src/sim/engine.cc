@@ -23,7 +23,7 @@ using alloc::Holder;
 using alloc::HolderClass;
 using alloc::NoticeReason;
 
-enum class EventType : uint8_t { kLevel, kJobSubmit, kJobEnd, kExtArrive, kExtEnd, kTick, kSample };
+enum class EventType : uint8_t { kLevel, kJobSubmit, kJobEnd, kExtArrive, kExtEnd, kTick, kSample, kScript };
 
 struct Event {
   int64_t t;
@@ -119,6 +119,8 @@ class Run final : public alloc::Listener, private step::Phases {
     ctx.future = policy_name == "oracle" ? future_.get() : nullptr;
     ctx.cooldown = options_.cooldown;
     ctx.delay_budget = options_.delay_budget;
+    ctx.warmup = options_.warmup;
+    ctx.reserved_min_history = options_.reserved_min_history;
     ctx.pools = static_cast<int>(trace_.pools.size());
     if (policy_name == "oracle" && baseline_ == nullptr) {
       return Status::Invalid("policy `oracle` needs a baseline run first");
@@ -151,6 +153,7 @@ class Run final : public alloc::Listener, private step::Phases {
       for (size_t i = 0; i < trace_.jobs.size(); ++i) Push(trace_.jobs[i].submit, EventType::kJobSubmit, i);
     }
     for (size_t i = 0; i < ext_.size(); ++i) Push(ext_[i].arrive, EventType::kExtArrive, i);
+    for (size_t i = 0; i < options_.script.size(); ++i) Push(options_.script[i].at, EventType::kScript, i);
     Push(trace_.begin, EventType::kTick, 0);
     Push(trace_.begin, EventType::kSample, 0);
     now_ = trace_.begin;
@@ -195,15 +198,27 @@ class Run final : public alloc::Listener, private step::Phases {
       rate_ += static_cast<__int128>(h.price.micros) * h.gpus;
       market_.Changed();
     }
+    if (scripted()) {
+      ScriptedLease& l = scripted_.at(h.tag);
+      l.start = now;
+      l.prices.emplace_back(now, h.price);
+      if (options_.decisions != nullptr) options_.decisions->Started(now, h.tag, h);
+    }
   }
-  void OnNotice(const Holder& h, Time, NoticeReason) override {
-    if (h.outside() && h.cls != HolderClass::kInference) market_.Changed();
+  void OnNotice(const Holder& h, Time now, NoticeReason reason) override {
+    if (!h.outside() || h.cls == HolderClass::kInference) return;
+    market_.Changed();
+    if (scripted() && options_.decisions != nullptr) options_.decisions->Noticed(now, h.tag, h, reason);
   }
   void OnEnd(const Holder& h, Time now, EndReason reason) override {
     if (!h.outside() || reason == EndReason::kRejected) return;
     if (h.cls != HolderClass::kInference) {
       rate_ -= static_cast<__int128>(h.price.micros) * h.want;
       market_.Changed();
+      if (scripted()) {
+        scripted_.at(h.tag).end = now;
+        if (options_.decisions != nullptr) options_.decisions->Ended(now, h.tag, reason);
+      }
     }
     if (reason == EndReason::kReclaimed) {
       ++reclaims_;
@@ -218,11 +233,13 @@ class Run final : public alloc::Listener, private step::Phases {
   // for the next tick's auction, as a batch).
   void Integrate(Time now) override { IntegrateTo(now); }
   void SetDemand(Time) override {
-    if (event_ != nullptr && event_->type != EventType::kTick) Handle(*event_);
+    if (event_ != nullptr && event_->type != EventType::kTick && event_->type != EventType::kScript) Handle(*event_);
   }
   void Market(Time) override {
-    if (event_ != nullptr && event_->type == EventType::kTick) Handle(*event_);
+    if (scripted()) ClearScripted();
+    if (event_ != nullptr && (event_->type == EventType::kTick || event_->type == EventType::kScript)) Handle(*event_);
   }
+  bool scripted() const { return !options_.script.empty(); }
 
   void Push(Time t, EventType type, uint64_t index) { queue_.push({t.ms, seq_++, type, index}); }
 
@@ -299,6 +316,9 @@ class Run final : public alloc::Listener, private step::Phases {
         Sample();
         if (now_ + options_.sample_every < trace_.end) Push(now_ + options_.sample_every, EventType::kSample, 0);
         break;
+      case EventType::kScript:
+        Play(e.index);
+        break;
     }
   }
 
@@ -318,7 +338,7 @@ class Run final : public alloc::Listener, private step::Phases {
   // The tick's tenant demand (the step rebalanced just before).
   void Tick() {
     if (inference_enabled_) SizeInference();
-    if (!is_baseline_) {
+    if (!is_baseline_ && !scripted()) {
       OfferReserved();
       if (saturating_) {
         FillSaturating();
@@ -397,6 +417,73 @@ class Run final : public alloc::Listener, private step::Phases {
         }
       }
     }
+  }
+
+  // ---- scripted tenants: each request as the control plane takes the API call ----
+
+  // The market over the scripted spot leases, keyed (and tie-broken) by lease number as the
+  // control plane keys them by lease index.
+  void ClearScripted() {
+    if (!market_.Due(*alloc_, now_, /*requests_waiting=*/false)) return;
+    std::vector<step::SpotMarket::Holder> holders;
+    for (uint64_t n = 0; n < scripted_.size(); ++n) {
+      if (!scripted_[n].reserved && scripted_[n].end == kTimeMax) holders.push_back({n, script_holders_[n]});
+    }
+    market_.Clear(*alloc_, now_, holders, {}, [&](uint64_t n, HolderId id, Money old) {
+      const Money price = market_.price();
+      rate_ += static_cast<__int128>(price.micros - old.micros) * alloc_->holder(id).gpus;
+      scripted_[n].prices.emplace_back(now_, price);
+      if (options_.decisions != nullptr) options_.decisions->Repriced(now_, n, price);
+    });
+    if (options_.decisions != nullptr) options_.decisions->Price(now_, market_.price());
+  }
+
+  void Play(size_t index) {
+    const TenantAction& a = options_.script[index];
+    auto refuse = [&](std::string_view code) {
+      if (options_.decisions != nullptr) options_.decisions->Refused(now_, index, code);
+    };
+    const std::vector<int> pools = step::CandidatePools(alloc_->pool_count(), -1);
+    const uint64_t n = scripted_.size();
+    switch (a.kind) {
+      case TenantAction::Kind::kSpot: {
+        if (a.max_price < market_.price()) return refuse("price_below_market");
+        scripted_.emplace_back();
+        int placed = -1;
+        auto id = step::PlaceSpot(*alloc_, pools, a.gpus, market_.price(), a.max_price, n, now_, &placed);
+        return Placed(id, "insufficient_capacity", refuse);
+      }
+      case TenantAction::Kind::kReserved: {
+        scripted_.emplace_back().reserved = true;
+        const Money price = step::ReservedPrice(options_.prices, a.term, floor_);
+        int placed = -1;
+        auto id = step::PlaceReserved(*alloc_, pools, a.gpus, now_ + a.term, price, n, now_, &placed);
+        return Placed(id, "forecast_conflict", refuse);
+      }
+      case TenantAction::Kind::kRelease:
+        if (a.lease < scripted_.size() && scripted_[a.lease].end == kTimeMax) {
+          alloc_->Release(script_holders_[a.lease], now_);
+        }
+        return;
+      case TenantAction::Kind::kFloor:
+        // As PUT /admin/policy: the new floor, then limits and the market at once.
+        floor_ = a.floor;
+        alloc_->SetFloor(floor_);
+        market_.set_floor(floor_);
+        alloc_->Rebalance(now_);
+        ClearScripted();
+        return;
+    }
+  }
+
+  template <typename Refuse>
+  void Placed(const Result<HolderId>& id, std::string_view code, const Refuse& refuse) {
+    if (!id.ok()) {
+      scripted_.pop_back();
+      return refuse(code);
+    }
+    script_holders_.push_back(*id);
+    scripted_.back().gpus = alloc_->holder(*id).gpus;
   }
 
   Status LoadExternal() {
@@ -566,6 +653,7 @@ class Run final : public alloc::Listener, private step::Phases {
     m.wall_s = wall;
     m.events_per_s = wall > 0 ? static_cast<double>(events) / wall : 0;
     out.series = std::move(series_);
+    out.scripted = std::move(scripted_);
     out.record.demand = std::move(record_.demand);
     return out;
   }
@@ -589,6 +677,8 @@ class Run final : public alloc::Listener, private step::Phases {
   std::vector<ExternalRequest> ext_;
   std::vector<uint64_t> waiting_ext_;
   std::vector<HolderId> active_spot_;
+  std::vector<ScriptedLease> scripted_;   // by lease number
+  std::vector<HolderId> script_holders_;  // by lease number
   bool inference_enabled_ = false;
   std::vector<double> in_tps_, out_tps_;
   std::vector<HolderId> replicas_;

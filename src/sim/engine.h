@@ -16,6 +16,7 @@
 #include "market/price_book.h"
 #include "sim/metrics.h"
 #include "sim/trace.h"
+#include "step/decisions.h"
 
 namespace ll::sim {
 
@@ -23,6 +24,32 @@ struct InferenceOptions {
   std::string spec;                 // "" (none), "azure:PATH" or "mooncake:PATH"
   double rate_scale = 40;           // the published traces are samples: replay at this multiple
   int64_t tokens_per_s_per_gpu = 1500;  // output tokens a GPU of a replica serves per second
+};
+
+// One scripted tenant request: the simulator plays it as `landlord serve` takes the API call
+// (tests/step/sim_predicts_serve_test.cc drives both with one script).
+struct TenantAction {
+  enum class Kind : uint8_t {
+    kSpot,      // a spot lease of `gpus` bidding `max_price`
+    kReserved,  // a reserved lease of `gpus` for `term`, starting now
+    kRelease,   // the tenant releases lease number `lease` (if it is still live)
+    kFloor,     // the owner sets the spot floor to `floor`
+  };
+  Time at;
+  Kind kind = Kind::kSpot;
+  Gpus gpus = 0;
+  Money max_price;
+  Duration term;
+  uint64_t lease = 0;
+  Money floor;
+};
+
+// A lease the script made: what the ledger bills it for.
+struct ScriptedLease {
+  bool reserved = false;
+  Gpus gpus = 0;
+  Time start, end = kTimeMax;
+  std::vector<std::pair<Time, Money>> prices;  // per GPU-hour from each time on, from the start
 };
 
 struct SimOptions {
@@ -38,6 +65,13 @@ struct SimOptions {
   // landlord tuning
   Duration cooldown = Duration::Minutes(30);
   double delay_budget = 0.05;
+  Duration warmup = Duration::Hours(6);
+  Duration reserved_min_history = Duration::Hours(24 * 14);
+  // Scripted tenants, in time order: when set they are the only outside demand (no saturating
+  // or external requests, no reserved offers) and the market clears at every step, as in
+  // `landlord serve`. The decisions go to `decisions` (if set), the leases to the result.
+  std::vector<TenantAction> script;
+  step::DecisionLog* decisions = nullptr;
 };
 
 // What a baseline run leaves for the others: per-job waits (matched by job index) and the
@@ -52,6 +86,7 @@ struct RunResult {
   PolicyMetrics metrics;
   std::vector<FleetSample> series;
   BaselineRecord record;
+  std::vector<ScriptedLease> scripted;  // by lease number
 };
 
 // Runs one policy over the trace. `baseline` must come from a `baseline` run of the same trace

@@ -25,4 +25,14 @@ void DecisionLog::Repriced(Time now, uint64_t lease, Money price) {
   lines_.push_back(fmt::format("{} lease {} repriced {}", now.ms, lease, price.micros));
 }
 
+void DecisionLog::Price(Time now, Money price) {
+  if (price == price_) return;
+  price_ = price;
+  lines_.push_back(fmt::format("{} price {}", now.ms, price.micros));
+}
+
+void DecisionLog::Refused(Time now, size_t action, std::string_view code) {
+  lines_.push_back(fmt::format("{} action {} refused {}", now.ms, action, code));
+}
+
 }  // namespace ll::step

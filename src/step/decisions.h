@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "alloc/allocator.h"
@@ -20,10 +21,15 @@ class DecisionLog {
   void Noticed(Time now, uint64_t lease, const alloc::Holder& h, alloc::NoticeReason reason);
   void Ended(Time now, uint64_t lease, alloc::EndReason reason);
   void Repriced(Time now, uint64_t lease, Money price);
+  // The spot price after a clearing (a line only when it changed).
+  void Price(Time now, Money price);
+  // The request `action` of the driver's script was refused with `code` (an API error code).
+  void Refused(Time now, size_t action, std::string_view code);
   const std::vector<std::string>& lines() const { return lines_; }
 
  private:
   std::vector<std::string> lines_;
+  Money price_ = Money::Micros(-1);
 };
 
 }  // namespace ll::step

@@ -103,4 +103,13 @@ Result<HolderId> PlaceReserved(alloc::Allocator& alloc, std::vector<int> pools, 
   return last;
 }
 
+Money ReservedPrice(const market::PriceBook& prices, Duration term, Money floor) {
+  const market::ReservedTerm* best = nullptr;
+  for (const auto& t : prices.reserved_terms) {
+    if (t.term <= term && (best == nullptr || t.term > best->term)) best = &t;
+  }
+  market::ReservedTerm none{term, 0};
+  return std::max(floor, prices.ReservedPrice(best != nullptr ? *best : none));
+}
+
 }  // namespace ll::step

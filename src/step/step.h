@@ -26,6 +26,7 @@
 #include "core/status.h"
 #include "core/time.h"
 #include "market/auction.h"
+#include "market/price_book.h"
 
 namespace ll::step {
 
@@ -99,5 +100,9 @@ Result<HolderId> PlaceSpot(alloc::Allocator& alloc, std::vector<int> pools, Gpus
 // the term first; an error when no pool's forecast can guarantee it.
 Result<HolderId> PlaceReserved(alloc::Allocator& alloc, std::vector<int> pools, Gpus gpus, Time end, Money price,
                                uint64_t tag, Time now, int* placed_pool);
+
+// The price per GPU-hour of a reserved lease of `term`: the longest offered term not longer
+// than it sets the price, never below the floor.
+Money ReservedPrice(const market::PriceBook& prices, Duration term, Money floor);
 
 }  // namespace ll::step

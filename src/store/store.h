@@ -11,9 +11,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/lease.h"
 #include "core/status.h"
 #include "core/time.h"
 
@@ -49,8 +51,8 @@ struct KeyRevocation {
 struct LeaseRecord {
   std::string id;         // "lease_…"
   std::string tenant_id;
-  std::string kind;       // "spot" | "reserved"
-  std::string state;      // see docs/api.md: the lease state machine
+  LeaseKind kind = LeaseKind::kSpot;
+  LeaseState state = LeaseState::kScheduled;  // see docs/api.md: the lease state machine
   int pool = 0;
   int gpus = 0;
   int64_t price_micros = 0;      // per GPU-hour now
@@ -61,9 +63,13 @@ struct LeaseRecord {
   Time reclaim_at = kTimeMax;
   Time term_end = kTimeMax;  // reserved
   Time ended = kTimeMax;
-  std::string end_reason;  // "released" | "reclaimed" | "term_ended" | ""
+  LeaseEnd end_reason = LeaseEnd::kNone;
   std::string placement;   // "node:gpus,node:gpus", node = index into the fleet
 };
+
+// The lease's kind, state and end reason from their stored names; an error names the lease
+// and the column.
+Status ReadLeaseNames(LeaseRecord& l, std::string_view kind, std::string_view state, std::string_view end_reason);
 
 struct LeaseEventRecord {
   int64_t seq = 0;  // assigned by the store on Commit: increasing over all leases

@@ -1,11 +1,17 @@
-// The gateway's pure parts: request parsing and the upstream rewrite, token buckets, routing.
+// The gateway's pure parts: request parsing and the upstream rewrite, token buckets, routing,
+// and the filter chain (with filters of its own and the limits and budget filters on fake
+// clients).
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/rng.h"
 #include "gateway/api_call.h"
+#include "gateway/budget_filter.h"
+#include "gateway/filter_chain.h"
 #include "gateway/limits.h"
+#include "gateway/limits_filter.h"
 #include "gateway/router.h"
 
 namespace ll::gateway {
@@ -227,6 +233,202 @@ TEST(Router, LeastLoadedWithoutAffinityAndSkipsDrainingFailedExcluded) {
   EXPECT_EQ(r.Pick("nope", 1, {}, Time{0}), nullptr);
   EXPECT_TRUE(r.Serves("x"));
   EXPECT_FALSE(r.Serves("nope"));
+}
+
+// ---- the filter chain ----
+
+// What the client got.
+struct FakeDownstream final : Downstream {
+  std::vector<std::pair<Head, std::string>> sent;
+  void Send(Head head, std::string body) override { sent.emplace_back(std::move(head), std::move(body)); }
+  void Begin(Head) override {}
+  void Chunk(std::string) override {}
+  void End() override {}
+  bool open() const override { return true; }
+};
+
+std::string HeaderOf(const Downstream::Head& h, const std::string& name) {
+  for (const auto& [k, v] : h.headers) {
+    if (k == name) return v;
+  }
+  return "";
+}
+
+// Records what reaches it (into `log`) and does what it is told.
+class ScriptedFilter final : public StreamFilter {
+ public:
+  enum class Does { kContinue, kStop, kStopAnsweringAtOnce, kReject, kAnswer, kHoldCompletion };
+  ScriptedFilter(std::string name, Does does, std::vector<std::string>* log) : name_(std::move(name)), does_(does), log_(log) {}
+  FilterStatus DecodeHeaders(RequestState&) override {
+    log_->push_back(name_ + ".headers");
+    switch (does_) {
+      case Does::kStop:
+        return FilterStatus::kStopIteration;  // resumed from outside (Resume)
+      case Does::kStopAnsweringAtOnce:
+        callbacks().ContinueDecoding();  // a client that answers before the filter returns
+        return FilterStatus::kStopIteration;
+      case Does::kReject:
+        callbacks().SendLocalReply({.status = 429, .code = "rate_limit_exceeded", .message = "slow down", .type = "requests"});
+        return FilterStatus::kStopIteration;
+      default:
+        return FilterStatus::kContinue;
+    }
+  }
+  FilterStatus DecodeBody(RequestState&) override {
+    log_->push_back(name_ + ".body");
+    if (does_ != Does::kAnswer) return FilterStatus::kContinue;
+    auto keep = callbacks().KeepAlive();
+    callbacks().Complete({.input_tokens = 1, .output_tokens = 2}, [this, keep](Status st) {
+      log_->push_back(name_ + ".last_bytes " + (st.ok() ? "ok" : st.message()));
+      if (st.ok()) callbacks().Send(200, "application/json", "{}");
+    });
+    return FilterStatus::kStopIteration;
+  }
+  FilterStatus EncodeComplete(RequestState&, const Completion& c) override {
+    log_->push_back(fmt::format("{}.complete {}+{}{}", name_, c.input_tokens, c.output_tokens,
+                                c.last_bytes_wait ? " waits" : ""));
+    return does_ == Does::kHoldCompletion ? FilterStatus::kStopIteration : FilterStatus::kContinue;
+  }
+  void Resume() { callbacks().ContinueDecoding(); }
+  void Durable(Status st) { callbacks().ContinueEncoding(std::move(st)); }
+
+ private:
+  std::string name_;
+  Does does_;
+  std::vector<std::string>* log_;
+};
+
+struct Chain {
+  std::shared_ptr<FakeDownstream> down = std::make_shared<FakeDownstream>();
+  StatusCounts codes;
+  std::shared_ptr<FilterChain> chain;
+  std::vector<std::string> log;
+  explicit Chain(RequestState state = {}) {
+    state.id = "req_1";
+    chain = std::make_shared<FilterChain>(std::move(state), down, &codes);
+  }
+  ScriptedFilter* Add(std::string name, ScriptedFilter::Does does) {
+    auto f = std::make_unique<ScriptedFilter>(std::move(name), does, &log);
+    ScriptedFilter* p = f.get();
+    chain->Add(std::move(f));
+    return p;
+  }
+};
+
+using Does = ScriptedFilter::Does;
+
+TEST(FilterChain, AFilterThatStopsResumesTheChainWhenItsAnswerComes) {
+  Chain c;
+  ScriptedFilter* auth = c.Add("auth", Does::kStop);
+  c.Add("sync", Does::kStopAnsweringAtOnce);
+  c.Add("route", Does::kAnswer);
+  c.chain->Start();
+  EXPECT_EQ(c.log, std::vector<std::string>{"auth.headers"});  // waiting for its answer
+  EXPECT_TRUE(c.down->sent.empty());
+  auth->Resume();
+  // Headers through every filter, then the body; completion from the last filter to the first.
+  EXPECT_EQ(c.log, (std::vector<std::string>{"auth.headers", "sync.headers", "route.headers", "auth.body",
+                                             "sync.body", "route.body", "route.complete 1+2 waits",
+                                             "sync.complete 1+2 waits", "auth.complete 1+2 waits",
+                                             "route.last_bytes ok"}));
+  ASSERT_EQ(c.down->sent.size(), 1u);
+  EXPECT_EQ(c.down->sent[0].first.status, 200);
+  EXPECT_EQ(HeaderOf(c.down->sent[0].first, "x-request-id"), "req_1");
+  EXPECT_EQ((c.codes[{"-", 200}]), 1);
+  auth->Resume();  // a late answer after the end: nothing happens
+  EXPECT_EQ(c.down->sent.size(), 1u);
+}
+
+TEST(FilterChain, AFilterThatRejectsEndsTheChainWithItsError) {
+  Chain c;
+  c.Add("auth", Does::kContinue);
+  c.Add("limits", Does::kReject);
+  c.Add("route", Does::kAnswer);
+  c.chain->Start();
+  // The filters after it see nothing; those before see the request complete with nothing used.
+  EXPECT_EQ(c.log, (std::vector<std::string>{"auth.headers", "limits.headers", "route.complete 0+0",
+                                             "limits.complete 0+0", "auth.complete 0+0"}));
+  ASSERT_EQ(c.down->sent.size(), 1u);
+  EXPECT_EQ(c.down->sent[0].first.status, 429);
+  const json body = json::parse(c.down->sent[0].second);
+  EXPECT_EQ(body["error"]["code"], "rate_limit_exceeded");
+  EXPECT_EQ(body["error"]["message"], "slow down");
+  EXPECT_EQ(body["error"]["type"], "requests");
+  EXPECT_TRUE(body["error"]["param"].is_null());
+  EXPECT_EQ((c.codes[{"-", 429}]), 1);
+}
+
+TEST(FilterChain, CompletionWaitsForAFilterThatHoldsTheLastBytes) {
+  Chain c;
+  ScriptedFilter* meter = c.Add("meter", Does::kHoldCompletion);
+  c.Add("route", Does::kAnswer);
+  c.chain->Start();
+  EXPECT_EQ(c.log.back(), "meter.complete 1+2 waits");
+  EXPECT_TRUE(c.down->sent.empty());  // held until the usage is durable
+  meter->Durable(Status::Io("the ledger gave up"));
+  EXPECT_EQ(c.log.back(), "route.last_bytes the ledger gave up");
+  // A chain whose filters all continue has nobody to answer: 500.
+  Chain idle;
+  idle.Add("auth", Does::kContinue);
+  idle.chain->Start();
+  ASSERT_EQ(idle.down->sent.size(), 1u);
+  EXPECT_EQ(idle.down->sent[0].first.status, 500);
+}
+
+// Limits and budget on a ledger that answers later: a request the budget refuses gives back
+// what the limits took, and the limits' headers come with every answer after them.
+class FakeLedger final : public LimitsClient, public BudgetClient {
+ public:
+  std::vector<std::function<void()>> answers;  // run them to answer
+  std::vector<std::string> given_back;
+  Status hold = Status::Ok();
+  void TakeLimits(const Admission&, std::function<void(RateLimits::Decision)> done) override {
+    RateLimits::Decision d;
+    d.limit_requests = 10;
+    d.remaining_requests = 9;
+    answers.push_back([d, done] { done(d); });
+  }
+  void GiveBackLimits(const std::string& hold_id) override { given_back.push_back(hold_id); }
+  void Hold(const Admission&, std::function<void(Status)> done) override {
+    answers.push_back([this, done] { done(hold); });
+  }
+  void AnswerAll() {
+    while (!answers.empty()) {  // an answer may ask again
+      auto answer = std::move(answers.front());
+      answers.erase(answers.begin());
+      answer();
+    }
+  }
+};
+
+TEST(FilterChain, BudgetRefusedGivesTheLimitsBack) {
+  for (const bool short_balance : {false, true}) {
+    FakeLedger ledger;
+    ledger.hold = short_balance ? Status::Exhausted("the balance available is $0.000001") : Status::Ok();
+    RequestState state;
+    state.admission.hold_id = "req_1";
+    state.admission.amount = Money::Micros(1500);
+    Chain c(std::move(state));
+    c.chain->Add(std::make_unique<LimitsFilter>(ledger));
+    c.chain->Add(std::make_unique<BudgetFilter>(ledger));
+    c.Add("route", Does::kAnswer);
+    c.chain->Start();
+    EXPECT_EQ(c.log, std::vector<std::string>{"route.headers"});  // the body waits for the limits
+    ledger.AnswerAll();          // the limits, then the hold
+    ASSERT_EQ(c.down->sent.size(), 1u) << short_balance;
+    const auto& [head, body] = c.down->sent[0];
+    EXPECT_EQ(HeaderOf(head, "x-ratelimit-remaining-requests"), "9");
+    EXPECT_EQ(c.chain->state().held, !short_balance);
+    if (short_balance) {
+      EXPECT_EQ(head.status, 429);
+      EXPECT_EQ(HeaderOf(head, "x-should-retry"), "false");
+      EXPECT_EQ(json::parse(body)["error"]["code"], "insufficient_quota");
+      EXPECT_EQ(ledger.given_back, std::vector<std::string>{"req_1"});
+    } else {
+      EXPECT_EQ(head.status, 200);
+      EXPECT_TRUE(ledger.given_back.empty());  // settled by the meter instead
+    }
+  }
 }
 
 }  // namespace

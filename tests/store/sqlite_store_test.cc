@@ -41,8 +41,8 @@ LeaseRecord FullLease(const std::string& id, const std::string& tenant_id) {
   LeaseRecord l;
   l.id = id;
   l.tenant_id = tenant_id;
-  l.kind = "spot";
-  l.state = "reclaimed";
+  l.kind = LeaseKind::kSpot;
+  l.state = LeaseState::kReclaimed;
   l.pool = 3;
   l.gpus = 16;
   l.price_micros = 225'600;
@@ -53,7 +53,7 @@ LeaseRecord FullLease(const std::string& id, const std::string& tenant_id) {
   l.reclaim_at = Time{kT0 + 13};
   l.term_end = Time{kT0 + 14};
   l.ended = Time{kT0 + 15};
-  l.end_reason = "reclaimed";
+  l.end_reason = LeaseEnd::kReclaimed;
   l.placement = "0:8,5:8";
   return l;
 }
@@ -63,8 +63,8 @@ LeaseRecord FreshLease(const std::string& id, const std::string& tenant_id) {
   LeaseRecord l;
   l.id = id;
   l.tenant_id = tenant_id;
-  l.kind = "reserved";
-  l.state = "active";
+  l.kind = LeaseKind::kReserved;
+  l.state = LeaseState::kActive;
   l.gpus = 8;
   l.price_micros = 1'000'000;
   l.created = Time{kT0 + 20};
@@ -343,10 +343,10 @@ TEST_P(StoreContract, UpsertReplacesLeaseSettingAndJob) {
   ASSERT_TRUE(store->Commit(first).ok());
 
   LeaseRecord ended = FreshLease("lease_1", "ten_a");
-  ended.state = "released";
+  ended.state = LeaseState::kReleased;
   ended.started = Time{kT0 + 21};
   ended.ended = Time{kT0 + 40};
-  ended.end_reason = "released";
+  ended.end_reason = LeaseEnd::kReleased;
   ended.placement = "2:8";
   Batch second;
   second.leases = {ended};

@@ -102,6 +102,18 @@ class PostgresStore final : public Store {
     }
   }
 
+  // Gives up leadership before the connection closes. The server drops a closed session's locks
+  // only once its backend has noticed the disconnect, so without this a store opened right
+  // after (a test, a restart in the same process) would stand by for a while. A failure has
+  // nothing to report to: the connection is lost, and its locks with it.
+  ~PostgresStore() override {
+    (void)Guard("release leadership", [&] {
+      if (!conn_.is_open()) return;
+      pqxx::nontransaction n(conn_);
+      n.exec("SELECT pg_advisory_unlock_all()");
+    });
+  }
+
   // One round trip for the whole batch (plus BEGIN and COMMIT, and the event numbering): every
   // statement is sent in one text, values quoted by libpq. A batch the database refuses is then
   // written again statement by statement, which names the record refused (or, if the refusal
@@ -149,9 +161,9 @@ class PostgresStore final : public Store {
     }
     for (const auto& r : batch.key_revocations) add("key_revoke", {q(r.key_id), n(r.at.ms)});
     for (const auto& l : batch.leases) {
-      add("lease", {q(l.id), q(l.tenant_id), q(l.kind), q(l.state), n(l.pool), n(l.gpus), n(l.price_micros),
+      add("lease", {q(l.id), q(l.tenant_id), q(std::string(Name(l.kind))), q(std::string(Name(l.state))), n(l.pool), n(l.gpus), n(l.price_micros),
                     n(l.max_price_micros), ms(l.created), ms(l.started), ms(l.noticed_at), ms(l.reclaim_at),
-                    ms(l.term_end), ms(l.ended), q(l.end_reason), q(l.placement)});
+                    ms(l.term_end), ms(l.ended), q(std::string(Name(l.end_reason))), q(l.placement)});
     }
     for (const auto& e : batch.events) {
       add("event", {n(++next), q(e.lease_id), q(e.tenant_id), q(e.type), n(e.at.ms), q(e.data)});
@@ -201,9 +213,9 @@ class PostgresStore final : public Store {
       }
       for (const auto& l : batch.leases) {
         what = fmt::format("commit: lease `{}` (tenant `{}`)", l.id, l.tenant_id);
-        w.exec_prepared("lease", l.id, l.tenant_id, l.kind, l.state, l.pool, l.gpus, l.price_micros, l.max_price_micros,
+        w.exec_prepared("lease", l.id, l.tenant_id, std::string(Name(l.kind)), std::string(Name(l.state)), l.pool, l.gpus, l.price_micros, l.max_price_micros,
                         MsOrNull(l.created), MsOrNull(l.started), MsOrNull(l.noticed_at), MsOrNull(l.reclaim_at),
-                        MsOrNull(l.term_end), MsOrNull(l.ended), l.end_reason, l.placement);
+                        MsOrNull(l.term_end), MsOrNull(l.ended), std::string(Name(l.end_reason)), l.placement);
       }
       if (!batch.events.empty()) {
         // Seqs without gaps, as in SQLite: a sequence would be consumed by a batch that then
@@ -394,8 +406,7 @@ class PostgresStore final : public Store {
           LeaseRecord l;
           l.id = r[0].c_str();
           l.tenant_id = r[1].c_str();
-          l.kind = r[2].c_str();
-          l.state = r[3].c_str();
+          const std::string kind = r[2].c_str(), state = r[3].c_str();
           l.pool = r[4].as<int>();
           l.gpus = r[5].as<int>();
           l.price_micros = r[6].as<int64_t>();
@@ -406,8 +417,8 @@ class PostgresStore final : public Store {
           l.reclaim_at = AtOrMax(r[11]);
           l.term_end = AtOrMax(r[12]);
           l.ended = AtOrMax(r[13]);
-          l.end_reason = r[14].c_str();
           l.placement = r[15].c_str();
+          if (Status st = ReadLeaseNames(l, kind, state, r[14].c_str()); !st.ok()) throw std::runtime_error(st.message());
           return l;
         });
   }

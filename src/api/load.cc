@@ -1,0 +1,310 @@
+// Opening the control plane: the clock, the core (allocator, forecast, policy under the owner's
+// settings) and everything the store holds, brought back as it was acknowledged.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "api/auth.h"
+#include "api/control_plane.h"
+#include "api/control_plane_internal.h"
+#include "api/fields.h"
+#include "core/check.h"
+#include "sim/engine.h"
+
+namespace ll::api {
+
+using alloc::HolderClass;
+using alloc::HolderState;
+using nlohmann::json;
+
+namespace {
+
+// The owner's settings and the bookings on top of the selling policy.
+class OwnerLimits final : public alloc::Policy {
+ public:
+  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const ControlPlane::Overrides> o)
+      : inner_(std::move(inner)), o_(std::move(o)) {}
+  const std::string& name() const override { return inner_->name(); }
+  Gpus SellLimit(const alloc::PoolView& p, Time now) override {
+    if (!o_->sellable[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->SellLimit(p, now) - o_->headroom - o_->BookedSoon(static_cast<int>(p.pool.v), now));
+  }
+  Gpus ReservedRoom(const alloc::PoolView& p, Time now, Time end) override {
+    if (!o_->sellable[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->ReservedRoom(p, now, end) - o_->headroom -
+                                 o_->BookedBefore(static_cast<int>(p.pool.v), end));
+  }
+  void OnDemand(const alloc::PoolView& p, Time now) override { inner_->OnDemand(p, now); }
+
+ private:
+  std::unique_ptr<alloc::Policy> inner_;
+  std::shared_ptr<const ControlPlane::Overrides> o_;
+};
+
+}  // namespace
+
+ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store)
+    : config_(config), fleet_(trace), store_(store), prices_(config.prices) {}
+
+ControlPlane::~ControlPlane() = default;
+
+Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(const ServeConfig& config, const sim::Trace& trace,
+                                                         store::Store* store, const Clock* wall,
+                                                         const std::string& admin_key_env) {
+  std::unique_ptr<ControlPlane> cp(new ControlPlane(config, trace, store));
+  LL_RETURN_IF_ERROR(cp->Load(wall, admin_key_env));
+  return cp;
+}
+
+Status ControlPlane::InitClock(const Clock* wall) {
+  LL_ASSIGN_OR_RETURN(auto saved, store_->Setting("clock"));
+  Time origin_wall = wall->Now();
+  Time origin = fleet_.trace().begin + config_.history;
+  if (saved) {
+    json j = json::parse(*saved, nullptr, false);
+    if (j.is_discarded() || !j.contains("origin_wall_ms") || !j.contains("origin_ms") || !j.contains("speed")) {
+      return Status::Invalid("store: setting `clock` is corrupt");
+    }
+    // Continue the saved timeline; if the speed changed, re-anchor at the saved clock's now.
+    ScaledClock old(wall, Time{j["origin_wall_ms"].get<int64_t>()}, Time{j["origin_ms"].get<int64_t>()},
+                    j["speed"].get<double>());
+    origin = old.Now();
+    if (j["speed"].get<double>() == config_.speed) {
+      origin_wall = Time{j["origin_wall_ms"].get<int64_t>()};
+      origin = Time{j["origin_ms"].get<int64_t>()};
+    }
+  }
+  clock_ = std::make_unique<ScaledClock>(wall, origin_wall, origin, config_.speed);
+  json j = {{"origin_wall_ms", origin_wall.ms}, {"origin_ms", origin.ms}, {"speed", config_.speed}};
+  pending_.settings.emplace_back("clock", j.dump());
+  return Status::Ok();
+}
+
+Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
+  wall_ = wall;
+  LL_RETURN_IF_ERROR(InitClock(wall));
+  LL_RETURN_IF_ERROR(BuildCore());
+  LL_RETURN_IF_ERROR(LoadKeys(admin_key_env));
+  const Time now = clock_->Now();
+  // What the owner did before now (the trace and the jobs injected, ended ones too) teaches
+  // the forecast and the policy.
+  LL_ASSIGN_OR_RETURN(jobs_, store_->InternalJobs());
+  job_count_ = jobs_.size();
+  WarmUp(now);
+
+  LL_RETURN_IF_ERROR(LoadLeases());
+  LL_RETURN_IF_ERROR(LoadBalances());
+  LL_RETURN_IF_ERROR(RestoreInternalPlacement());
+  now_ = now;
+  AdvanceTo(now);
+  Flush();
+  return Status::Ok();
+}
+
+// The owner's settings (config first, then what PUT /admin/policy saved) and the allocator,
+// forecast and policy over them.
+Status ControlPlane::BuildCore() {
+  const sim::Trace& trace = fleet_.trace();
+  // The owner's settings: config first, then what PUT /admin/policy saved.
+  overrides_ = std::make_shared<Overrides>();
+  overrides_->headroom = config_.headroom_gpus;
+  overrides_->sellable.assign(trace.pools.size(), config_.sellable_pools.empty());
+  for (const std::string& name : config_.sellable_pools) {
+    int p = PoolIndex(name);
+    if (p < 0) return Status::Invalid(fmt::format("config: `policy.sellable_pools`: unknown pool `{}`", name));
+    overrides_->sellable[p] = true;
+  }
+  floor_ = prices_.Floor();
+  Duration notice = config_.notice;
+  LL_ASSIGN_OR_RETURN(auto saved_policy, store_->Setting("policy"));
+  if (saved_policy) {
+    json j = json::parse(*saved_policy, nullptr, false);
+    if (j.is_discarded()) return Status::Invalid("store: setting `policy` is corrupt");
+    overrides_->headroom = j.value("headroom_gpus", overrides_->headroom);
+    notice = Duration::Millis(j.value("notice_ms", notice.ms));
+    floor_ = Money::Micros(j.value("floor_micros", floor_.micros));
+    if (j.contains("sellable")) overrides_->sellable = j["sellable"].get<std::vector<bool>>();
+    if (overrides_->sellable.size() != trace.pools.size()) return Status::Invalid("store: setting `policy` does not match the fleet");
+  }
+  market_.set_floor(floor_);
+
+  // The allocator, forecast and policy, as `landlord sim` builds them.
+  std::vector<Gpus> caps;
+  alloc::FleetSpec spec = sim::FleetSpecOf(trace, &caps);
+  LL_RETURN_IF_ERROR(alloc::Fleet::Create(spec).status());
+  forecast_ = std::make_unique<forecast::DemandForecast>(caps);
+  alloc::PolicyContext ctx;
+  ctx.notice = notice;
+  ctx.tick = Duration::Millis(std::max<int64_t>(1, static_cast<int64_t>(config_.tick.ms * config_.speed)));
+  ctx.forecast = forecast_.get();
+  ctx.cooldown = config_.cooldown;
+  ctx.delay_budget = config_.delay_budget;
+  ctx.warmup = config_.warmup;
+  ctx.reserved_min_history = config_.reserved_min_history;
+  ctx.pools = static_cast<int>(trace.pools.size());
+  LL_ASSIGN_OR_RETURN(auto policy, alloc::MakePolicy(config_.policy, ctx));
+  overrides_->notice = notice;
+  auto wrapped = std::make_unique<OwnerLimits>(std::move(policy), overrides_);
+  alloc::AllocatorOptions ao;
+  ao.notice = notice;
+  ao.occupancy = true;
+  ao.floor = floor_;
+  alloc_ = std::make_unique<alloc::Allocator>(spec, ao, std::move(wrapped), this);
+  demand_.assign(trace.pools.size(), -1);
+  internal_placement_.assign(trace.pools.size(), "");
+
+  return Status::Ok();
+}
+
+// Tenants and keys; the admin key made on first start (or from LANDLORD_ADMIN_KEY).
+Status ControlPlane::LoadKeys(const std::string& admin_key_env) {
+  // Tenants and keys.
+  LL_ASSIGN_OR_RETURN(auto tenants, store_->Tenants());
+  for (auto& t : tenants) tenants_[t.id] = t;
+  LL_ASSIGN_OR_RETURN(auto keys, store_->Keys());
+  key_count_ = keys.size();
+  bool have_admin = false;
+  for (auto& k : keys) {
+    have_admin = have_admin || k.admin;
+    IndexKey(k);
+  }
+  const Time now = clock_->Now();
+  auto add_admin = [&](const std::string& key) {
+    store::KeyRecord k;
+    k.id = MakeExternalId("key", ++key_count_);
+    k.hash = HashApiKey(key);
+    k.admin = true;
+    k.created = now;
+    IndexKey(k);
+    pending_.keys.push_back(k);
+  };
+  if (!admin_key_env.empty()) {
+    if (admin_key_env.size() < 16) return Status::Invalid("LANDLORD_ADMIN_KEY must be at least 16 characters");
+    if (!keys_by_hash_.contains(HashApiKey(admin_key_env))) add_admin(admin_key_env);
+  } else if (!have_admin) {
+    admin_key_once_ = NewApiKey();
+    add_admin(admin_key_once_);
+  }
+
+  return Status::Ok();
+}
+
+Status ControlPlane::LoadLeases() {
+  // Leases: the live ones go back on exactly the GPUs they held.
+  LL_ASSIGN_OR_RETURN(auto leases, store_->Leases());
+  LL_ASSIGN_OR_RETURN(auto lease_prices, store_->LeasePrices());
+  std::unordered_map<std::string, std::vector<ledger::PricePoint>> prices_of;
+  for (const auto& p : lease_prices) prices_of[p.lease_id].push_back({p.at, Money::Micros(p.price_micros)});
+  for (auto& rec : leases) {
+    Lease l;
+    l.rec = rec;
+    if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
+    size_t index = leases_.size();
+    if (Live(rec.state)) {
+      alloc::Allocator::RestoreSpec rs;
+      rs.cls = rec.kind == LeaseKind::kReserved ? HolderClass::kReserved : HolderClass::kSpot;
+      rs.state = rec.state == LeaseState::kNoticed ? HolderState::kNoticed : HolderState::kActive;
+      rs.pool = PoolId{static_cast<uint32_t>(rec.pool)};
+      LL_ASSIGN_OR_RETURN(rs.shares, ParsePlacement(rec.placement));
+      rs.price = Money::Micros(rec.price_micros);
+      rs.max_price = Money::Micros(rec.max_price_micros);
+      rs.created = rec.created;
+      rs.started = rec.started;
+      rs.noticed_at = rec.noticed_at;
+      rs.reclaim_at = rec.reclaim_at;
+      rs.term_end = rec.term_end;
+      rs.tag = index;
+      auto id = alloc_->Restore(rs);
+      if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
+      l.holder = *id;
+      live_.insert(index);
+    } else if (rec.state == LeaseState::kScheduled) {
+      overrides_->bookings.push_back({index, rec.pool, static_cast<Gpus>(rec.gpus), rec.started, rec.term_end});
+    }
+    lease_index_[rec.id] = index;
+    by_tenant_[rec.tenant_id].push_back(index);
+    leases_.push_back(std::move(l));
+  }
+  return Status::Ok();
+}
+
+Status ControlPlane::LoadBalances() {
+  // Prepaid balances and their open holds.
+  LL_ASSIGN_OR_RETURN(auto balances, store_->Balances());
+  LL_ASSIGN_OR_RETURN(auto holds, store_->OpenHolds());
+  std::map<std::string, std::map<std::string, Money>> holds_of;
+  for (auto& h : holds) {
+    holds_of[h.tenant_id][h.id] = Money::Micros(h.amount_micros);
+    open_holds_[h.id] = h;
+  }
+  for (const auto& b : balances) {
+    auto bal = ledger::Balance::Restore(Money::Micros(b.credited_micros), Money::Micros(b.charged_micros),
+                                        holds_of[b.tenant_id]);
+    if (!bal.ok()) return Status::Invalid(fmt::format("store: tenant `{}`: {}", b.tenant_id, bal.status().message()));
+    balances_.emplace(b.tenant_id, std::move(*bal));
+  }
+  return Status::Ok();
+}
+
+Status ControlPlane::RestoreInternalPlacement() {
+  // The owner's GPUs go back where they were.
+  for (int p = 0; p < alloc_->pool_count(); ++p) {
+    LL_ASSIGN_OR_RETURN(auto text, store_->Setting(InternalPlacementKey(p)));
+    if (!text || text->empty()) continue;
+    auto shares = ParsePlacement(*text);
+    Status st = shares.ok() ? alloc_->RestoreInternal(PoolId{static_cast<uint32_t>(p)}, *shares) : shares.status();
+    if (!st.ok()) return Status::Invalid(fmt::format("store: setting `{}`: {}", InternalPlacementKey(p), st.message()));
+    internal_placement_[p] = *text;
+  }
+  return Status::Ok();
+}
+
+Gpus ControlPlane::DemandAt(int pool, Time t) const {
+  int64_t want = fleet_.TraceLevel(pool, t);
+  for (const auto& j : jobs_) {
+    if (j.pool == pool && j.start <= t && t < j.end) want += j.gpus;
+  }
+  return static_cast<Gpus>(std::clamp<int64_t>(want, 0, fleet_.trace().pools[pool].gpus));
+}
+
+std::vector<Time> ControlPlane::DemandChanges(Time t0, Time t1) const {
+  std::vector<Time> out;
+  fleet_.ForEachChange(t0, t1, [&](Time t) { out.push_back(t); });
+  for (const auto& j : jobs_) {
+    for (Time t : {j.start, j.end}) {
+      if (t0 < t && t <= t1) out.push_back(t);
+    }
+  }
+  // A booking's start, and the notice before it (spot sales make way then).
+  for (const auto& b : overrides_->bookings) {
+    for (Time t : {b.start - overrides_->notice, b.start}) {
+      if (t0 < t && t <= t1) out.push_back(t);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void ControlPlane::WarmUp(Time until) {
+  const sim::Trace& trace = fleet_.trace();
+  if (trace.pools.empty()) return;
+  std::vector<Gpus> last(trace.pools.size(), -1);
+  auto observe = [&](Time t) {
+    for (int p = 0; p < fleet_.pool_count(); ++p) {
+      Gpus level = DemandAt(p, t);
+      if (level == last[p]) continue;
+      last[p] = level;
+      forecast_->Observe(p, level, t);
+      alloc::PoolView v;
+      v.pool = PoolId{static_cast<uint32_t>(p)};
+      v.capacity = trace.pools[p].gpus;
+      v.internal_want = level;
+      alloc_->policy().OnDemand(v, t);
+    }
+  };
+  observe(trace.begin);
+  for (Time t : DemandChanges(trace.begin, until - Duration::Millis(1))) observe(t);
+}
+
+}  // namespace ll::api

@@ -1,0 +1,53 @@
+// The gateway's configuration (`[gateway]` in the server's config) and its counters.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/time.h"
+#include "gateway/router.h"
+
+namespace ll::gateway {
+
+// A static upstream: the owner's own model server (vLLM, SGLang, llama.cpp server, ...).
+struct UpstreamConfig {
+  std::string model;
+  std::string url;  // http://HOST:PORT
+};
+
+// Simulated replicas started in-process (fake_model.h), as the sim fleet's model servers.
+struct SimModelConfig {
+  std::string model;
+  int replicas = 2;
+  // GPUs each replica holds on the fleet (an inference holder the allocator places, drains
+  // and reclaims like any outsider); 0: the replicas run beside the fleet and hold none.
+  int gpus_per_replica = 8;
+  double tokens_per_s = 50;
+  Duration first_token = Duration::Millis(50);
+};
+
+struct GatewayOptions {
+  int64_t rpm = 600;            // requests per minute per key (0: no limit)
+  int64_t tpm = 1'000'000;      // tokens per minute per key (0: no limit)
+  int64_t max_output_tokens = 4096;  // a request without max_tokens is held for this many
+  size_t prefix_bytes = 4096;   // prompt bytes hashed for affinity (about two 512-token KV blocks)
+  int max_attempts = 3;         // replicas tried before the first byte
+  Duration connect_timeout = Duration::Seconds(2);
+  // Connect to the response header: a non-streamed answer's whole generation (504 past it).
+  Duration first_byte_timeout = Duration::Seconds(600);
+  Duration idle_timeout = Duration::Seconds(60);  // between stream bytes
+  size_t max_response_bytes = 64u << 20;
+  RouterOptions router;
+  std::vector<UpstreamConfig> upstreams;
+  std::vector<SimModelConfig> sim_models;
+};
+
+// What the filters count for the metrics.
+struct GatewayStats {
+  int64_t requests = 0, retries = 0, upstream_failures = 0, interrupted_streams = 0;
+  int64_t input_tokens = 0, output_tokens = 0;
+};
+
+}  // namespace ll::gateway
