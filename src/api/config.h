@@ -7,7 +7,7 @@
 
 #include "core/status.h"
 #include "core/time.h"
-#include "fleet/slurm.h"
+#include "fleet/slurm/slurm_options.h"
 #include "gateway/gateway.h"
 #include "market/price_book.h"
 

@@ -11,7 +11,6 @@
 #include "api/fields.h"
 #include "core/check.h"
 #include "market/auction.h"
-#include "sim/engine.h"
 
 namespace ll::api {
 
@@ -127,16 +126,19 @@ void ControlPlane::PlaceReplicas(Time now) {
     for (const auto& [tag, r] : replicas_) live += r.model == m.model && !r.noticed;
     for (; live < m.replicas; ++live) {
       const uint64_t tag = kReplicaTag | next_replica_tag_;
+      replicas_[tag] = ReplicaSlot{.model = m.model, .id = "", .holder = HolderId{}, .noticed = false};  // OnStart fills it
       bool placed = false;
       for (int p = 0; p < alloc_->pool_count() && !placed; ++p) {
         if (!overrides_->sellable[p]) continue;
         // Priced at the floor: among outsiders an inference holder is reclaimed first anyway.
-        placing_model_ = m.model;
         auto h = alloc_->PlaceOutside(alloc::HolderClass::kInference, PoolId{static_cast<uint32_t>(p)},
                                       m.gpus_per_replica, floor_, floor_, tag, now);
         placed = h.ok();
       }
-      if (!placed) break;  // no room now: tried again on the next step
+      if (!placed) {
+        replicas_.erase(tag);
+        break;  // no room now: tried again on the next step
+      }
       ++next_replica_tag_;
     }
   }
@@ -237,14 +239,12 @@ void ControlPlane::StartBookings(Time now) {
 void ControlPlane::Market(Time now) { ClearMarket(now); }
 
 void ControlPlane::SetDemand(Time now) {
-  if (slurm_ != nullptr) {
-    PollSlurm(now);
-    return;
-  }
+  if (std::optional<fleet::PollResult> poll = fleet_->Poll(now)) ApplyPoll(*poll, now);
+  if (!fleet_->DemandFromTrace()) return;
   std::erase_if(jobs_, [&](const store::InternalJobRecord& j) { return j.end <= now; });
-  std::vector<Gpus> want(fleet_.pool_count(), 0);
-  for (int p = 0; p < fleet_.pool_count(); ++p) want[p] = DemandAt(p, now);
-  for (int p = 0; p < fleet_.pool_count(); ++p) {
+  std::vector<Gpus> want(pool_count(), 0);
+  for (int p = 0; p < pool_count(); ++p) want[p] = DemandAt(p, now);
+  for (int p = 0; p < pool_count(); ++p) {
     if (want[p] == demand_[p]) continue;
     demand_[p] = want[p];
     PoolId pool{static_cast<uint32_t>(p)};
@@ -370,37 +370,32 @@ void ControlPlane::Flush() {
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
   if (h.cls == alloc::HolderClass::kInference) {
-    // Placed by PlaceReplicas (a placement starts at once or fails): `placing_model_`.
-    Result<std::string> id = Status::Internal("unset");
-    if (slurm_ != nullptr) {
-      // A Slurm job on the node; it registers its URL when it answers (SlurmReplicaUp).
-      const int n = static_cast<int>(replica_starts_);
-      id = fmt::format("rep_slurm{}", n + 1);
-      Status st = slurm_->StartReplica(*id, placing_model_, fleet_.trace().nodes[h.shares.at(0).node.v].name,
-                                       h.gpus, slurm_->options().model_port + n, now);
-      if (!st.ok()) {
-        fmt::print(stderr, "landlord serve: slurm did not take replica {}: {}\n", *id, st.message());
-        slurm_lost_replicas_.push_back(*id);
-      }
-    } else {
-      id = replica_host_->StartReplica(placing_model_);
+    // Placed by PlaceReplicas (a placement starts at once or fails), which made its slot.
+    ReplicaSlot& slot = replicas_.at(h.tag);
+    const int n = static_cast<int>(replica_starts_);
+    // On the fleet (a job that registers its URL when it answers: SlurmReplicaUp), or beside it.
+    std::optional<std::string> id =
+        fleet_->StartReplica(slot.model, topology().nodes[h.shares.at(0).node.v].name, h.gpus, n, now);
+    if (!id) {
+      Result<std::string> local = replica_host_->StartReplica(slot.model);
+      LL_CHECK(local.ok());  // the model is one of [[gateway.sim_models]]; a loopback listener
+      id = *local;
     }
-    LL_CHECK(id.ok());  // the model is one of [[gateway.sim_models]]; a loopback listener
-    ReplicaSlot slot{.model = placing_model_, .id = *id, .holder = h.id};
-    replicas_[h.tag] = slot;
+    slot.id = *id;
+    slot.holder = h.id;
     ++replica_starts_;
     return;
   }
   LeasesChanged();
   if (decisions_ != nullptr) decisions_->Started(now, h.tag, h);
   Lease& l = leases_[h.tag];
-  if (slurm_ != nullptr) {
+  {
     std::vector<std::pair<std::string, Gpus>> nodes;
-    for (const auto& sh : h.shares) nodes.emplace_back(fleet_.trace().nodes[sh.node.v].name, sh.gpus);
-    Status st = slurm_->StartLease(l.rec.id, nodes, h.cls == HolderClass::kReserved ? h.term_end : kTimeMax, now);
+    for (const auto& sh : h.shares) nodes.emplace_back(topology().nodes[sh.node.v].name, sh.gpus);
+    Status st = fleet_->StartLease(l.rec.id, nodes, h.cls == HolderClass::kReserved ? h.term_end : kTimeMax, now);
     if (!st.ok()) {
-      slurm_error_ = st.message();
-      l.lost = fmt::format("slurm did not take the holder job: {}", st.message());
+      l.refused = st.message();
+      l.lost = fmt::format("{} did not take the holder job: {}", fleet_->name(), st.message());
     }
   }
   live_.insert(h.tag);
@@ -436,7 +431,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   if (h.cls == alloc::HolderClass::kInference) {
     if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
       replica_host_->StopReplica(it->second.id);
-      if (slurm_ != nullptr) slurm_->EndLease(it->second.id);
+      fleet_->EndHolder(it->second.id);
       replica_reclaims_ += reason == alloc::EndReason::kReclaimed;
       replicas_.erase(it);
     }
@@ -447,7 +442,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   Lease& l = leases_[h.tag];
   live_.erase(h.tag);
   l.rec.ended = now;
-  if (slurm_ != nullptr) slurm_->EndLease(l.rec.id);
+  fleet_->EndHolder(l.rec.id);
   if (!l.lost.empty()) {
     // The holder is gone without Landlord (slurm): billing stops when it went.
     if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
@@ -480,7 +475,7 @@ std::optional<Principal> ControlPlane::Authenticate(std::string_view key) const 
 }
 
 int ControlPlane::PoolIndex(std::string_view name) const {
-  const auto& pools = fleet_.trace().pools;
+  const auto& pools = topology().pools;
   for (size_t i = 0; i < pools.size(); ++i) {
     if (pools[i].name == name) return static_cast<int>(i);
   }
@@ -491,8 +486,8 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
   json nodes = json::array();
   if (auto shares = ParsePlacement(r.placement); shares.ok()) {
     for (const auto& s : *shares) {
-      json n = {{"node", fleet_.trace().nodes[s.node.v].name}, {"gpus", s.gpus}};
-      if (slurm_ != nullptr) n["access"] = slurm_->Access(fleet_.trace().nodes[s.node.v].name);
+      json n = {{"node", topology().nodes[s.node.v].name}, {"gpus", s.gpus}};
+      if (auto access = fleet_->Access(topology().nodes[s.node.v].name)) n["access"] = *access;
       nodes.push_back(std::move(n));
     }
   }
@@ -502,7 +497,7 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
           {"kind", Name(r.kind)},
           {"state", Name(r.state)},
           {"gpus", r.gpus},
-          {"pool", fleet_.trace().pools[r.pool].name},
+          {"pool", topology().pools[r.pool].name},
           {"price_per_gpu_hour", FormatMoney(Money::Micros(r.price_micros))},
           {"max_price_per_gpu_hour", r.kind == LeaseKind::kSpot ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
           {"created_at", TimeJson(r.created)},

@@ -28,10 +28,10 @@
 #include "alloc/allocator.h"
 #include "api/config.h"
 #include "core/clock.h"
-#include "fleet/sim_fleet.h"
-#include "fleet/slurm.h"
+#include "fleet/backend.h"
 #include "forecast/forecast.h"
 #include "gateway/gateway.h"
+#include "sim/trace.h"
 #include "ledger/ledger.h"
 #include "step/decisions.h"
 #include "step/step.h"
@@ -211,12 +211,13 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // not persisted: after a restart they are placed anew. `host` must outlive the object.
   void SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models);
 
-  // ---- the `slurm` fleet backend (fleet/slurm.h) ----
-  // From now on the owner's GPUs are where Slurm runs other jobs (read every poll), each lease
-  // is a holder job, and Slurm's preemption notices and lost holders end leases. The fleet
-  // given to Open must be the backend's nodes (SlurmTrace). Leases live at the call are
-  // adopted (their holders found by name). `slurm` must outlive the object.
-  void SetSlurm(fleet::SlurmBackend* slurm);
+  // ---- the fleet backend (fleet/backend.h) ----
+  // Open runs on a sim backend of its trace. From now on the fleet is `backend` (e.g. slurm:
+  // the owner's GPUs are where Slurm runs other jobs, each lease is a holder job, and Slurm's
+  // preemption notices and lost holders end leases). REQUIRES: the trace given to Open has the
+  // backend's topology (fleet::SlurmTrace). Leases live at the call are handed to it (Attach).
+  // `backend` must outlive the object.
+  void UseBackend(fleet::Backend* backend);
   // A holder job's notice (`POST /slurm/notice` {"lease", "token", "node"}): Slurm is
   // preempting the lease; it gets its reclaim notice now, reclaim_at = now + the notice
   // (the partition's GraceTime).
@@ -230,7 +231,8 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     store::LeaseRecord rec;
     HolderId holder;
     bool releasing = false;  // the tenant asked; OnEnd reports it as `released`
-    std::string lost;        // slurm: why the holder is gone without Landlord; OnEnd reports it
+    std::string refused;     // why the fleet did not take its holder (OnStart): CreateLease says so
+    std::string lost;        // why the holder is gone without Landlord; OnEnd reports it
     Time lost_at = kTimeMax;  // when (billing stops there)
     std::vector<ledger::PricePoint> prices;  // what it paid per GPU-hour, from its start
     size_t billed = 0;  // completed usage events already committed (the store ignores repeats)
@@ -320,7 +322,11 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) override;
 
   ServeConfig config_;
-  fleet::SimFleet fleet_;
+  std::unique_ptr<fleet::Backend> own_fleet_;  // the trace's, until UseBackend
+  fleet::Backend* fleet_;
+  Time history_begin_;  // where the trace given to Open begins: the clock's origin, the warm-up
+  const fleet::Topology& topology() const { return fleet_->topology(); }
+  int pool_count() const { return static_cast<int>(fleet_->topology().pools.size()); }
   store::Store* store_;
   std::unique_ptr<ScaledClock> clock_;
   std::unique_ptr<forecast::DemandForecast> forecast_;
@@ -396,22 +402,14 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   std::vector<gateway::SimModelConfig> replica_models_;
   std::map<uint64_t, ReplicaSlot> replicas_;  // by tag: placed and not ended
   uint64_t next_replica_tag_ = 0;
-  std::string placing_model_;
   int64_t replica_starts_ = 0, replica_reclaims_ = 0;
   int64_t reclaims_ = 0, leases_started_ = 0;
   int64_t bookings_missed_ = 0;  // booked reserved leases that could not start
-  // The slurm backend (null for the sim fleet).
-  fleet::SlurmBackend* slurm_ = nullptr;
-  std::string slurm_error_;  // why the last holder could not be submitted (OnStart)
-  std::vector<std::pair<std::string, Gpus>> slurm_owner_;  // the owner's GPUs as last placed
-  std::unordered_map<std::string, uint32_t> slurm_node_index_;  // node name → index into the fleet
-  std::vector<std::string> slurm_lost_replicas_;  // replica jobs Slurm did not take (ended next poll)
-  void PollSlurm(Time now);
-  void SlurmPreempted(const std::string& id, const std::string& why);
+  // A fleet that places the owner's GPUs itself (fleet_events.cc).
+  std::vector<std::pair<std::string, Gpus>> fleet_owner_;  // the owner's GPUs as last placed
+  std::unordered_map<std::string, uint32_t> node_index_;   // node name → index into the fleet
+  void ApplyPoll(const fleet::PollResult& poll, Time now);
+  void Preempted(const std::string& id, const std::string& why);
 };
-
-// The fleet of a `slurm` backend as the control plane takes it: the partition's nodes in one
-// pool, no trace demand (the owner's demand is read from Slurm), time from `now - history`.
-sim::Trace SlurmTrace(const fleet::SlurmBackend& slurm, Time now, Duration history);
 
 }  // namespace ll::api

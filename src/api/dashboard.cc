@@ -162,7 +162,7 @@ Reply ControlPlane::FleetMap() {
   Advance();
   // Holders: one row per live holder that any node shows; nodes list [holder index, GPUs].
   json holders = json::array();
-  const auto& trace = fleet_.trace();
+  const auto& trace = topology();
   std::vector<json> per_node(trace.nodes.size(), json::array());
   for (size_t i = 0; i < alloc_->holder_count(); ++i) {
     const alloc::Holder& h = alloc_->holder(HolderId{static_cast<uint32_t>(i)});

@@ -105,14 +105,11 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   Work work(this);  // declared first: commits after NewLease gave back a refused lease's index
   const Time now = now_;
   const Duration notice = alloc_->options().notice;
-  if (slurm_ != nullptr) {
-    if (!slurm_->available()) {
-      return ErrorReply(StatusCode::kUnavailable, "fleet_unavailable", fmt::format("slurm cannot be reached: {}", slurm_->status()));
-    }
-    // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
-    if (req->kind == LeaseKind::kReserved) {
-      req->gpus = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(req->gpus, alloc_->fleet().max_node_gpus()));
-    }
+  if (Status st = fleet_->Available(); !st.ok()) {
+    return ErrorReply(st.code(), "fleet_unavailable", std::string(st.message()));
+  }
+  if (fleet_->ReservesWholeNodes() && req->kind == LeaseKind::kReserved) {
+    req->gpus = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(req->gpus, alloc_->fleet().max_node_gpus()));
   }
   if (req->start_at && (*req->start_at < now + notice || *req->start_at > now + Duration::Hours(24 * 365))) {
     return ErrorReply(StatusCode::kInvalidArgument, "invalid_value",
@@ -134,13 +131,12 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   }
   by_tenant_[lease.rec.tenant_id].push_back(slot.index());
   dirty_leases_.push_back(slot.index());
-  if (slurm_ != nullptr && !slurm_error_.empty() && lease.holder.valid() && live_.contains(slot.index())) {
-    // Slurm refused the holder job: the lease ends at once (nothing billed) and the tenant is told.
-    const std::string why = std::move(slurm_error_);
-    slurm_error_.clear();
+  if (!lease.refused.empty() && lease.holder.valid() && live_.contains(slot.index())) {
+    // The fleet refused the holder: the lease ends at once (nothing billed) and the tenant is told.
     lease.lost_at = now;
     alloc_->Release(lease.holder, now);
-    return ErrorReply(StatusCode::kUnavailable, "fleet_unavailable", fmt::format("slurm did not take the lease `{}`: {}", lease.rec.id, why));
+    return ErrorReply(StatusCode::kUnavailable, "fleet_unavailable",
+                      fmt::format("{} did not take the lease `{}`: {}", fleet_->name(), lease.rec.id, lease.refused));
   }
   Reply r;  // committed (Work) before it is sent
   r.status = 201;
@@ -157,7 +153,7 @@ std::optional<Reply> ControlPlane::PlaceSpotLease(const LeaseRequest& req, NewLe
   }
   Lease& lease = slot.lease();
   int placed = -1;
-  const std::vector<int> pools = step::CandidatePools(fleet_.pool_count(), req.pool);
+  const std::vector<int> pools = step::CandidatePools(pool_count(), req.pool);
   auto id = step::PlaceSpot(*alloc_, pools, req.gpus, market_.price(), req.max_price, slot.index(), now_, &placed);
   if (!id.ok()) {
     return ErrorReply(StatusCode::kResourceExhausted, "insufficient_capacity",
@@ -176,7 +172,7 @@ std::optional<Reply> ControlPlane::PlaceReservedLease(const LeaseRequest& req, N
   const Time start = req.start_at.value_or(now);
   const Time end = start + Duration::Seconds(req.duration_s);
   const Money price = ReservedPriceFor(Duration::Seconds(req.duration_s));
-  const std::vector<int> pools = step::CandidatePools(fleet_.pool_count(), req.pool);
+  const std::vector<int> pools = step::CandidatePools(pool_count(), req.pool);
   auto room_for = [&](int p, Time until) {
     const PoolId pid{static_cast<uint32_t>(p)};
     return start > now ? alloc_->BookableRoom(pid, until, now) : alloc_->ReservedRoom(pid, until, now);

@@ -9,7 +9,7 @@
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
 #include "core/check.h"
-#include "sim/engine.h"
+#include "fleet/sim/sim_backend.h"
 
 namespace ll::api {
 
@@ -44,7 +44,12 @@ class OwnerLimits final : public alloc::Policy {
 }  // namespace
 
 ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store)
-    : config_(config), fleet_(trace), store_(store), prices_(config.prices) {}
+    : config_(config),
+      own_fleet_(std::make_unique<fleet::SimBackend>(trace)),
+      fleet_(own_fleet_.get()),
+      history_begin_(trace.begin),
+      store_(store),
+      prices_(config.prices) {}
 
 ControlPlane::~ControlPlane() = default;
 
@@ -59,7 +64,7 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(const ServeConfig& conf
 Status ControlPlane::InitClock(const Clock* wall) {
   LL_ASSIGN_OR_RETURN(auto saved, store_->Setting("clock"));
   Time origin_wall = wall->Now();
-  Time origin = fleet_.trace().begin + config_.history;
+  Time origin = history_begin_ + config_.history;
   if (saved) {
     json j = json::parse(*saved, nullptr, false);
     if (j.is_discarded() || !j.contains("origin_wall_ms") || !j.contains("origin_ms") || !j.contains("speed")) {
@@ -104,7 +109,7 @@ Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
 // The owner's settings (config first, then what PUT /admin/policy saved) and the allocator,
 // forecast and policy over them.
 Status ControlPlane::BuildCore() {
-  const sim::Trace& trace = fleet_.trace();
+  const fleet::Topology& trace = topology();
   // The owner's settings: config first, then what PUT /admin/policy saved.
   overrides_ = std::make_shared<Overrides>();
   overrides_->headroom = config_.headroom_gpus;
@@ -130,7 +135,7 @@ Status ControlPlane::BuildCore() {
 
   // The allocator, forecast and policy, as `landlord sim` builds them.
   std::vector<Gpus> caps;
-  alloc::FleetSpec spec = sim::FleetSpecOf(trace, &caps);
+  alloc::FleetSpec spec = fleet::FleetSpecOf(trace.pools, trace.nodes, &caps);
   LL_RETURN_IF_ERROR(alloc::Fleet::Create(spec).status());
   forecast_ = std::make_unique<forecast::DemandForecast>(caps);
   alloc::PolicyContext ctx;
@@ -260,16 +265,16 @@ Status ControlPlane::RestoreInternalPlacement() {
 }
 
 Gpus ControlPlane::DemandAt(int pool, Time t) const {
-  int64_t want = fleet_.TraceLevel(pool, t);
+  int64_t want = fleet_->DemandAt(pool, t);
   for (const auto& j : jobs_) {
     if (j.pool == pool && j.start <= t && t < j.end) want += j.gpus;
   }
-  return static_cast<Gpus>(std::clamp<int64_t>(want, 0, fleet_.trace().pools[pool].gpus));
+  return static_cast<Gpus>(std::clamp<int64_t>(want, 0, topology().pools[pool].gpus));
 }
 
 std::vector<Time> ControlPlane::DemandChanges(Time t0, Time t1) const {
   std::vector<Time> out;
-  fleet_.ForEachChange(t0, t1, [&](Time t) { out.push_back(t); });
+  fleet_->DemandChanges(t0, t1, &out);
   for (const auto& j : jobs_) {
     for (Time t : {j.start, j.end}) {
       if (t0 < t && t <= t1) out.push_back(t);
@@ -287,11 +292,11 @@ std::vector<Time> ControlPlane::DemandChanges(Time t0, Time t1) const {
 }
 
 void ControlPlane::WarmUp(Time until) {
-  const sim::Trace& trace = fleet_.trace();
+  const fleet::Topology& trace = topology();
   if (trace.pools.empty()) return;
   std::vector<Gpus> last(trace.pools.size(), -1);
   auto observe = [&](Time t) {
-    for (int p = 0; p < fleet_.pool_count(); ++p) {
+    for (int p = 0; p < pool_count(); ++p) {
       Gpus level = DemandAt(p, t);
       if (level == last[p]) continue;
       last[p] = level;
@@ -303,8 +308,8 @@ void ControlPlane::WarmUp(Time until) {
       alloc_->policy().OnDemand(v, t);
     }
   };
-  observe(trace.begin);
-  for (Time t : DemandChanges(trace.begin, until - Duration::Millis(1))) observe(t);
+  observe(history_begin_);
+  for (Time t : DemandChanges(history_begin_, until - Duration::Millis(1))) observe(t);
 }
 
 }  // namespace ll::api

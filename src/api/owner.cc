@@ -8,7 +8,6 @@
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
 #include "core/check.h"
-#include "sim/engine.h"
 
 namespace ll::api {
 
@@ -40,7 +39,7 @@ Reply ControlPlane::Fleet() {
   json pools = json::array();
   for (int p = 0; p < alloc_->pool_count(); ++p) {
     const auto& c = alloc_->pool(PoolId{static_cast<uint32_t>(p)});
-    pools.push_back({{"name", fleet_.trace().pools[p].name},
+    pools.push_back({{"name", topology().pools[p].name},
                      {"capacity", c.capacity},
                      {"internal", c.internal_held},
                      {"internal_want", c.internal_want},
@@ -53,7 +52,7 @@ Reply ControlPlane::Fleet() {
                      {"for_sale", static_cast<bool>(overrides_->sellable[p])}});
   }
   // Node → holders, from every live holder's shares.
-  std::vector<json> holders(fleet_.trace().nodes.size(), json::array());
+  std::vector<json> holders(topology().nodes.size(), json::array());
   for (size_t i = 0; i < alloc_->holder_count(); ++i) {
     const alloc::Holder& h = alloc_->holder(HolderId{static_cast<uint32_t>(i)});
     if (h.state != HolderState::kActive && h.state != HolderState::kNoticed) continue;
@@ -75,9 +74,9 @@ Reply ControlPlane::Fleet() {
     }
   }
   json nodes = json::array();
-  for (size_t n = 0; n < fleet_.trace().nodes.size(); ++n) {
-    const auto& ns = fleet_.trace().nodes[n];
-    nodes.push_back({{"name", ns.name}, {"pool", fleet_.trace().pools[ns.pool].name}, {"rack", ns.rack},
+  for (size_t n = 0; n < topology().nodes.size(); ++n) {
+    const auto& ns = topology().nodes[n];
+    nodes.push_back({{"name", ns.name}, {"pool", topology().pools[ns.pool].name}, {"rack", ns.rack},
                      {"gpus", ns.gpus}, {"holders", holders[n]}});
   }
   Reply r;
@@ -96,8 +95,8 @@ std::string ControlPlane::PolicySettingsJson() const {
 Reply ControlPlane::GetPolicy() {
   Advance();
   json pools = json::array();
-  for (int p = 0; p < fleet_.pool_count(); ++p) {
-    if (overrides_->sellable[p]) pools.push_back(fleet_.trace().pools[p].name);
+  for (int p = 0; p < pool_count(); ++p) {
+    if (overrides_->sellable[p]) pools.push_back(topology().pools[p].name);
   }
   Reply r;
   r.body = {{"policy", alloc_->policy().name()},
@@ -125,7 +124,7 @@ Reply ControlPlane::PutPolicy(const json& body) {
     if (!a.is_array()) {
       f.Fail("invalid_type", "`sellable_pools` must be an array of pool names", "sellable_pools");
     } else {
-      sellable.emplace(fleet_.pool_count(), false);
+      sellable.emplace(pool_count(), false);
       for (const json& e : a) {
         int p = e.is_string() ? PoolIndex(e.get<std::string>()) : -1;
         if (p < 0) {
@@ -157,13 +156,13 @@ Reply ControlPlane::PutPolicy(const json& body) {
 }
 
 Reply ControlPlane::AddInternalJob(const json& body) {
-  if (slurm_ != nullptr) {
-    return ErrorReply(StatusCode::kConflict, "slurm_fleet", "on a slurm fleet the owner's jobs are Slurm's: submit them with sbatch");
+  if (Status st = fleet_->AcceptsOwnerJobs(); !st.ok()) {
+    return ErrorReply(st.code(), fmt::format("{}_fleet", fleet_->name()), std::string(st.message()));
   }
   if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"pool", "gpus", "duration_s"});
-  auto pool_name = f.Str("pool", fleet_.pool_count() > 1);
+  auto pool_name = f.Str("pool", pool_count() > 1);
   auto gpus = f.Int("gpus", 1, 1'000'000, true);
   auto duration = f.Int("duration_s", 1, 365LL * 24 * 3600, true);
   int pool = 0;
@@ -186,7 +185,7 @@ Reply ControlPlane::AddInternalJob(const json& body) {
   ClearMarket(now_);
   Reply r;
   r.status = 201;
-  r.body = {{"id", j.id}, {"object", "internal_job"}, {"pool", fleet_.trace().pools[pool].name}, {"gpus", j.gpus},
+  r.body = {{"id", j.id}, {"object", "internal_job"}, {"pool", topology().pools[pool].name}, {"gpus", j.gpus},
             {"start", FormatUtc(j.start)}, {"end", FormatUtc(j.end)}};
   return r;
 }
@@ -207,15 +206,15 @@ Reply ControlPlane::Health() {
   Advance();
   Reply r;
   r.body = {{"status", "ok"}, {"now", FormatUtc(now_)}, {"clock_speed", clock_->speed()}};
-  if (slurm_ != nullptr) {
+  if (std::optional<fleet::Health> h = fleet_->health()) {
     json drained = json::object();
-    for (const auto& [node, why] : slurm_->drained()) drained[node] = why;
-    r.body["fleet"] = {{"backend", "slurm"},
-                       {"partition", slurm_->options().partition},
-                       {"status", slurm_->available() ? "ok" : "unavailable"},
-                       {"message", slurm_->status()},
+    for (const auto& [node, why] : h->drained) drained[node] = why;
+    r.body["fleet"] = {{"backend", h->backend},
+                       {"partition", h->partition},
+                       {"status", h->available ? "ok" : "unavailable"},
+                       {"message", h->message},
                        {"drained", drained}};
-    if (!slurm_->available()) r.body["status"] = "degraded";
+    if (!h->available) r.body["status"] = "degraded";
   }
   return r;
 }

@@ -15,7 +15,7 @@
 #include "api/config.h"
 #include "cli/client.h"
 #include "cli/serve.h"
-#include "fleet/slurm.h"
+#include "fleet/slurm/slurm_check.h"
 #include "gateway/prefix_sim.h"
 #include "sim/experiment.h"
 #include "sim/report.h"

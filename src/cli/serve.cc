@@ -29,6 +29,7 @@
 #include "cli/http_client.h"
 #include "cli/remote_accounts.h"
 #include "core/clock.h"
+#include "fleet/slurm/slurm_backend.h"
 #include "gateway/fake_model.h"
 #include "gateway/gateway.h"
 #include "sim/trace.h"
@@ -219,7 +220,7 @@ Result<sim::Trace> FleetTrace(api::ServeConfig& config, std::optional<sim::Trace
   }
   config.slurm.state_dir = config.data_dir + "/slurm";
   LL_ASSIGN_OR_RETURN(*slurm, fleet::SlurmBackend::Open(config.slurm));
-  return api::SlurmTrace(**slurm, wall.Now(), config.history);
+  return fleet::SlurmTrace(**slurm, wall.Now(), config.history);
 }
 
 // The startup lines on stdout. The first is the address: scripts and tests read it
@@ -321,7 +322,7 @@ int RunServe(const ServeArgs& a) {
   if (!server.ok()) return Fail(server.status().message());
   if (slurm) {
     if (slurm->options().notify_url.empty()) slurm->set_notify_url("http://" + (*server)->address());
-    (*cp)->SetSlurm(slurm.get());
+    (*cp)->UseBackend(slurm.get());
   }
   // Replicas on the fleet's GPUs (after the fleet backend: on Slurm they are jobs).
   if (gw) (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);

@@ -699,14 +699,7 @@ class Run final : public alloc::Listener, private step::Phases {
 }  // namespace
 
 alloc::FleetSpec FleetSpecOf(const Trace& trace, std::vector<Gpus>* pool_gpus) {
-  alloc::FleetSpec spec;
-  pool_gpus->assign(trace.pools.size(), 0);
-  for (const auto& p : trace.pools) spec.pools.push_back(p.name);
-  for (const auto& n : trace.nodes) {
-    spec.nodes.push_back({n.name, PoolId{static_cast<uint32_t>(n.pool)}, RackId{static_cast<uint32_t>(n.rack)}, n.gpus});
-    (*pool_gpus)[n.pool] += n.gpus;
-  }
-  return spec;
+  return fleet::FleetSpecOf(trace.pools, trace.nodes, pool_gpus);
 }
 
 Result<RunResult> RunPolicy(const Trace& trace, const std::string& policy, const SimOptions& options,

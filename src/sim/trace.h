@@ -9,22 +9,13 @@
 #include "core/gpu.h"
 #include "core/status.h"
 #include "core/time.h"
+#include "fleet/topology.h"
 
 namespace ll::sim {
 
-struct NodeSpec {
-  std::string name;
-  int pool = 0;  // index into Trace::pools
-  int rack = 0;
-  Gpus gpus = 8;
-  std::string model = "H100";
-};
-
-// A quota pool: owner demand of a pool runs only on that pool's nodes (Helios VCs).
-struct PoolSpec {
-  std::string name;
-  Gpus gpus = 0;  // sum of its nodes' GPUs
-};
+// The fleet's shape (fleet/topology.h), under the names the trace readers use.
+using fleet::NodeSpec;
+using fleet::PoolSpec;
 
 // From `t` on, the owner wants `gpus` GPUs in `pool` (running + pending). Occupancy traces.
 struct DemandLevel {

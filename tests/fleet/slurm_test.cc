@@ -1,6 +1,7 @@
 // The slurm backend's parsing of the Slurm clients' output and its configuration check (the
 // daemons themselves are exercised by tests/slurm).
-#include "fleet/slurm.h"
+#include "fleet/slurm/slurm_check.h"
+#include "fleet/slurm/slurm_json.h"
 
 #include <gtest/gtest.h>
 

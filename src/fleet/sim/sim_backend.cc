@@ -1,11 +1,12 @@
-#include "fleet/sim_fleet.h"
+#include "fleet/sim/sim_backend.h"
 
 #include <algorithm>
 #include <map>
 
 namespace ll::fleet {
 
-SimFleet::SimFleet(const sim::Trace& trace) : trace_(trace) {
+SimBackend::SimBackend(const sim::Trace& trace)
+    : topology_{trace.pools, trace.nodes}, trace_(trace) {
   span_ms_ = std::max<int64_t>(1, (trace_.end - trace_.begin).ms);
   pools_.resize(trace_.pools.size());
   auto push = [&](int pool, int64_t off, Gpus level) {
@@ -37,12 +38,14 @@ SimFleet::SimFleet(const sim::Trace& trace) : trace_(trace) {
       }
     }
   }
-  for (const Steps& s : pools_) change_offsets_.insert(change_offsets_.end(), s.t.begin(), s.t.end());
+  for (const Steps& s : pools_)
+    change_offsets_.insert(change_offsets_.end(), s.t.begin(), s.t.end());
   std::sort(change_offsets_.begin(), change_offsets_.end());
-  change_offsets_.erase(std::unique(change_offsets_.begin(), change_offsets_.end()), change_offsets_.end());
+  change_offsets_.erase(std::unique(change_offsets_.begin(), change_offsets_.end()),
+                        change_offsets_.end());
 }
 
-Gpus SimFleet::TraceLevel(int pool, Time t) const {
+Gpus SimBackend::DemandAt(int pool, Time t) const {
   const Steps& s = pools_[pool];
   if (s.t.empty() || t < trace_.begin) return 0;
   int64_t off = (t - trace_.begin).ms % span_ms_;

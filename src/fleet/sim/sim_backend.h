@@ -1,30 +1,37 @@
-// The `sim` fleet backend: the owner's demand comes from a cluster trace (any kind `landlord
-// sim` reads), replayed in a loop, plus owner jobs injected through the admin API. A job
-// trace becomes occupancy levels (each job holds its GPUs from submit for its duration).
+// The `sim` fleet backend (fleet/backend.h): the owner's demand comes from a cluster trace (any
+// kind `landlord sim` reads), replayed in a loop, plus owner jobs injected through the admin API. A
+// job trace becomes occupancy levels (each job holds its GPUs from submit for its duration).
 #pragma once
 
 #include <vector>
 
 #include "core/gpu.h"
 #include "core/time.h"
+#include "fleet/backend.h"
 #include "sim/trace.h"
 
 namespace ll::fleet {
 
-class SimFleet {
+class SimBackend final : public Backend {
  public:
-  explicit SimFleet(const sim::Trace& trace);
+  explicit SimBackend(const sim::Trace& trace);
 
-  const sim::Trace& trace() const { return trace_; }
-  int pool_count() const { return static_cast<int>(trace_.pools.size()); }
+  const std::string& name() const override { return name_; }
+  const Topology& topology() const override { return topology_; }
+  bool DemandFromTrace() const override { return true; }
   // The trace's demand of `pool` at t; after the trace's end it starts over from its begin.
-  Gpus TraceLevel(int pool, Time t) const;
-  // Every time in (t0, t1] at which some pool's trace level changes, in order (looping).
-  // Calls fn(t) for each; used to warm the forecast over the history.
+  Gpus DemandAt(int pool, Time t) const override;
+  // Every time in (t0, t1] at which some pool's trace level changes (looping).
+  void DemandChanges(Time t0, Time t1, std::vector<Time>* out) const override {
+    ForEachChange(t0, t1, [&](Time t) { out->push_back(t); });
+  }
+
+ private:
   template <typename Fn>
   void ForEachChange(Time t0, Time t1, Fn fn) const;
 
- private:
+  const std::string name_ = "sim";
+  Topology topology_;
   struct Steps {
     std::vector<int64_t> t;  // offsets from trace begin, ms, sorted
     std::vector<Gpus> level;
@@ -36,7 +43,7 @@ class SimFleet {
 };
 
 template <typename Fn>
-void SimFleet::ForEachChange(Time t0, Time t1, Fn fn) const {
+void SimBackend::ForEachChange(Time t0, Time t1, Fn fn) const {
   if (change_offsets_.empty() || t1 <= t0) return;
   const int64_t begin = trace_.begin.ms;
   int64_t lap = (t0.ms - begin) / span_ms_;
