@@ -1,83 +1,35 @@
+// The HTTP server's connections: reading a request, routing it (or handing it to the gateway
+// or serving a dashboard asset), writing the answer, keep-alive and the lingering close. The
+// event streams are in http_event_streams.cc; Session and Server are declared in
+// http_session.h.
 #include "api/http_server.h"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
-#include <deque>
-#include <map>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <array>
-
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include "api/http_session.h"
 #include "api/routes.h"
 #include "gateway/http_util.h"
 #include "web/web_assets.h"
 
 namespace ll::api {
+namespace internal {
 namespace {
-
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 
 // What a closing connection reads and throws away so that its client reads the answer (a 413)
 // rather than a reset: bodies of a few times the limit, as SDKs send them.
 constexpr size_t kMaxLingerBytes = size_t{256} << 20;
-
-// Request counters and latency histograms per route and status.
-class HttpMetrics {
- public:
-  void Observe(const std::string& route, int status, double seconds) {
-    Series& s = series_[{route, status}];
-    ++s.count;
-    s.sum += seconds;
-    for (size_t i = 0; i < kBuckets.size(); ++i) s.buckets[i] += seconds <= kBuckets[i];
-  }
-  std::string Text() const {
-    std::string out =
-        "# HELP landlord_http_requests_total HTTP requests by route and status\n"
-        "# TYPE landlord_http_requests_total counter\n";
-    for (auto& [k, s] : series_) {
-      out += fmt::format("landlord_http_requests_total{{route=\"{}\",code=\"{}\"}} {}\n", k.first, k.second, s.count);
-    }
-    out +=
-        "# HELP landlord_http_request_duration_seconds time to handle a request\n"
-        "# TYPE landlord_http_request_duration_seconds histogram\n";
-    std::map<std::string, Series> by_route;
-    for (auto& [k, s] : series_) {
-      Series& r = by_route[k.first];
-      r.count += s.count;
-      r.sum += s.sum;
-      for (size_t i = 0; i < kBuckets.size(); ++i) r.buckets[i] += s.buckets[i];
-    }
-    for (auto& [route, s] : by_route) {
-      for (size_t i = 0; i < kBuckets.size(); ++i) {
-        out += fmt::format("landlord_http_request_duration_seconds_bucket{{route=\"{}\",le=\"{}\"}} {}\n", route,
-                           kBuckets[i], s.buckets[i]);
-      }
-      out += fmt::format("landlord_http_request_duration_seconds_bucket{{route=\"{}\",le=\"+Inf\"}} {}\n", route, s.count);
-      out += fmt::format("landlord_http_request_duration_seconds_sum{{route=\"{}\"}} {}\n", route, s.sum);
-      out += fmt::format("landlord_http_request_duration_seconds_count{{route=\"{}\"}} {}\n", route, s.count);
-    }
-    return out;
-  }
-
- private:
-  static constexpr std::array<double, 10> kBuckets = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                      0.005,  0.01,    0.05,   0.25,  1.0};
-  struct Series {
-    uint64_t count = 0;
-    double sum = 0;
-    std::array<uint64_t, 10> buckets{};
-  };
-  std::map<std::pair<std::string, int>, Series> series_;
-};
-
-class Server;
 
 // A standalone gateway's own routes besides the model API: health and metrics.
 Routed GatewayOnlyRoute(const Request& r) {
@@ -97,199 +49,7 @@ Routed GatewayOnlyRoute(const Request& r) {
   return out;
 }
 
-// Boost 1.74's Beast has its own string_view.
-std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
-
-class Session : public std::enable_shared_from_this<Session> {
- public:
-  Session(tcp::socket socket, Server& server);
-  ~Session();
-  void Start() { Read(); }
-  void Close();
-  // Drops the connection now, whatever is in flight (the last step of a shutdown).
-  void Abort() {
-    closing_ = true;
-    proxying_ = false;
-    if (ping_) ping_->cancel();
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
-  }
-
-  // The gateway's answers (SessionDownstream).
-  void SendGateway(gateway::Downstream::Head head, std::string body);
-  void BeginGateway(gateway::Downstream::Head head);
-  void Push(std::string chunk, bool last);
-  bool open() const { return !closing_; }
-
- private:
-  void HandleGateway();
-  // Writes `res` and then reads the next request (keep-alive) or closes.
-  void Finish(std::shared_ptr<http::response<http::string_body>> res, const std::string& route, int status);
-  // After a whole answer is written: the next request (keep-alive), or the end.
-  void Written(beast::error_code ec, bool keep);
-  // The end of a connection whose client may still be sending (RFC 9112 §9.6): a client that
-  // writes a whole body over the limit before it reads would get a reset, not the 413, if the
-  // socket closed with its bytes unread. So: FIN, then read and discard until the client closes,
-  // kMaxLingerBytes or the request timeout, then close.
-  void LingerAndClose();
-  void Discard();
-  void Read();
-  void OnRead(beast::error_code ec);
-  void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
-  void StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0);
-  // The owner's dashboard: its page and assets (public: they hold no data), and its live feed.
-  bool ServeAsset(std::string_view method, std::string_view path);
-  void StartDashboardStream(std::chrono::steady_clock::time_point t0);
-  void PushDashboard();
-  void BeginChunked(std::shared_ptr<http::response<http::empty_body>> head);
-  void WriteNext();
-  void KeepAlive();
-
-  beast::tcp_stream stream_;
-  Server& server_;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  std::chrono::steady_clock::time_point t0_;
-  std::string gateway_route_;
-  bool proxying_ = false;  // a gateway response is being sent (the connection stays open after it)
-  bool proxy_keep_ = false;
-  // Event streams.
-  bool streaming_ = false;
-  bool writing_ = false;
-  bool closing_ = false;
-  std::deque<std::pair<std::string, bool>> out_;  // chunks; `true` on the last one
-  uint64_t token_ = 0;
-  std::unique_ptr<net::steady_timer> ping_;
-  std::string last_map_;  // the fleet map last pushed to a dashboard
-  int pushes_ = 0;
-  std::shared_ptr<http::response<http::empty_body>> stream_head_;
-  std::shared_ptr<http::response_serializer<http::empty_body>> stream_sr_;
-  std::unique_ptr<std::array<char, 64 * 1024>> discard_;  // while lingering
-  size_t discarded_ = 0;
-};
-
-class Server final : public HttpServer {
- public:
-  Server(net::io_context& ioc, ControlPlane* cp, const ServeConfig& config, gateway::Gateway* gw)
-      : cp_(cp), config_(config), gateway_(gw), acceptor_(ioc), tick_(ioc) {}
-
-  Status Listen() {
-    LL_RETURN_IF_ERROR(gateway::OpenAcceptor(acceptor_, config_.listen));
-    bound_ = acceptor_.local_endpoint();
-    Accept();
-    Tick();
-    return Status::Ok();
-  }
-
-  std::string address() const override { return fmt::format("{}:{}", bound_.address().to_string(), bound_.port()); }
-  size_t connections() const override { return sessions_.size(); }
-  void CloseAll() override {
-    for (Session* s : sessions_) s->Abort();
-  }
-
-  void Shutdown() override {
-    if (stopping_) return;
-    stopping_ = true;
-    beast::error_code ec;
-    acceptor_.close(ec);
-    tick_.cancel();
-    // Streams end now; request sessions finish the request they are in and then close.
-    auto sessions = sessions_;
-    for (Session* s : sessions) s->Close();
-  }
-
-  ControlPlane* cp() { return cp_; }
-  gateway::Gateway* gateway() { return gateway_; }
-  // Runs `respond` once the control plane's queued writes are committed: one commit for every
-  // request handled before the loop gets to it (group commit).
-  void AfterCommit(std::function<void()> respond) {
-    after_commit_.push_back(std::move(respond));
-    if (commit_posted_) return;
-    commit_posted_ = true;
-    net::post(acceptor_.get_executor(), [this] {
-      commit_posted_ = false;
-      cp_->FlushPending();
-      std::vector<std::function<void()>> waiting;
-      waiting.swap(after_commit_);
-      for (auto& f : waiting) f();
-    });
-  }
-  // The dashboard's snapshot and fleet map as JSON text, computed at most every 500 ms of wall
-  // time and shared by every open dashboard (each reads SQL aggregates and walks the fleet).
-  const std::string& DashboardText() { return Cached(dashboard_, [&] { return ReplyText(cp_->Dashboard()); }); }
-  const std::string& FleetMapText() { return Cached(fleet_map_, [&] { return ReplyText(cp_->FleetMap()); }); }
-  const ServeConfig& config() const { return config_; }
-  HttpMetrics& metrics() { return metrics_; }
-  bool stopping() const { return stopping_; }
-  void Add(Session* s) { sessions_.insert(s); }
-  void Remove(Session* s) { sessions_.erase(s); }
-
- private:
-  void Accept() {
-    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (!stopping_) Accept();
-        return;
-      }
-      if (static_cast<int>(sessions_.size()) >= config_.max_connections) {
-        // Over the cap: a short 503 and close, without reading the request.
-        auto s = std::make_shared<tcp::socket>(std::move(socket));
-        auto msg = std::make_shared<std::string>(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            "Content-Length: 106\r\n\r\n"
-            "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\",\"code\":\"overloaded\",\"param\":null}}\n");
-        net::async_write(*s, net::buffer(*msg), [s, msg](beast::error_code, size_t) {
-          beast::error_code ignored;
-          s->shutdown(tcp::socket::shutdown_both, ignored);
-        });
-      } else {
-        beast::error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<Session>(std::move(socket), *this)->Start();
-      }
-      Accept();
-    });
-  }
-
-  void Tick() {
-    if (cp_ == nullptr) return;
-    cp_->Advance();
-    tick_.expires_after(std::chrono::milliseconds(config_.tick.ms));
-    tick_.async_wait([this](beast::error_code ec) {
-      if (!ec && !stopping_) Tick();
-    });
-  }
-
-  struct Snapshot {
-    std::chrono::steady_clock::time_point at;
-    std::string text;
-    bool valid = false;
-  };
-  template <typename Fn>
-  const std::string& Cached(Snapshot& s, Fn make) {
-    const auto now = std::chrono::steady_clock::now();
-    if (!s.valid || now - s.at >= std::chrono::milliseconds(500)) {
-      s.text = make();
-      s.at = now;
-      s.valid = true;
-    }
-    return s.text;
-  }
-  Snapshot dashboard_, fleet_map_;
-
-  ControlPlane* cp_;  // null in a standalone gateway
-  ServeConfig config_;
-  gateway::Gateway* gateway_;
-  tcp::acceptor acceptor_;
-  tcp::endpoint bound_;
-  net::steady_timer tick_;
-  HttpMetrics metrics_;
-  std::set<Session*> sessions_;
-  std::vector<std::function<void()>> after_commit_;  // answers waiting for the group commit
-  bool commit_posted_ = false;
-  bool stopping_ = false;
-};
+}  // namespace
 
 Session::Session(tcp::socket socket, Server& server) : stream_(std::move(socket)), server_(server) {
   server_.Add(this);
@@ -437,10 +197,6 @@ void Session::Discard() {
   });
 }
 
-std::string FormatEvent(const LeaseEvent& e) {
-  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.seq, e.type, e.data);
-}
-
 bool Session::ServeAsset(std::string_view method, std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
   std::string_view name;
@@ -475,183 +231,7 @@ bool Session::ServeAsset(std::string_view method, std::string_view target) {
   return true;
 }
 
-// The dashboard's feed: a `dashboard` snapshot and the `fleet` map at once, then a snapshot
-// every second and the map when it changed (checked every 2 s), both skipped while the reader
-// is behind, and every lease's events as they are committed (`event: <type>`, as on a lease's
-// own stream).
-void Session::StartDashboardStream(std::chrono::steady_clock::time_point t0) {
-  server_.metrics().Observe("GET /admin/stream", 200,
-                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok, 11);
-  head->set(http::field::content_type, "text/event-stream");
-  head->set(http::field::cache_control, "no-cache");
-  BeginChunked(std::move(head));
-  Push(": landlord dashboard\n\n", false);
-  if (server_.stopping()) {
-    Push("", true);
-    return;
-  }
-  std::weak_ptr<Session> weak = shared_from_this();
-  token_ = server_.cp()->Subscribe("*", [weak](const LeaseEvent& e) {
-    auto self = weak.lock();
-    if (!self || self->closing_) return false;
-    self->Push(FormatEvent(e), false);
-    return true;
-  });
-  PushDashboard();
-}
-
-void Session::PushDashboard() {
-  if (closing_) return;
-  // A reader that has not taken the last snapshots yet gets no new one (they would only pile
-  // up: a 100,000-GPU map is a few hundred KB); lease events still go out.
-  const bool behind = out_.size() > 2;
-  if (!behind) Push(fmt::format("event: dashboard\ndata: {}\n\n", server_.DashboardText()), false);
-  if (!behind && pushes_++ % 2 == 0) {
-    const std::string& map = server_.FleetMapText();
-    if (map != last_map_) {
-      Push(fmt::format("event: fleet\ndata: {}\n\n", map), false);
-      last_map_ = map;
-    }
-  }
-  ping_ = std::make_unique<net::steady_timer>(stream_.get_executor());
-  ping_->expires_after(std::chrono::seconds(1));
-  // The timer's handler owns the session while it streams (nothing else may be pending).
-  ping_->async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec || self->closing_) return;
-    self->PushDashboard();
-  });
-}
-
-void Session::StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0) {
-  if (routed.lease_id == "*") {
-    StartDashboardStream(t0);
-    return;
-  }
-  int64_t after = 0;
-  std::string_view last = Sv(parser_->get()["Last-Event-ID"]);
-  if (!last.empty()) {
-    try {
-      after = std::stoll(std::string(last));
-    } catch (...) {
-      after = 0;
-    }
-  }
-  auto past = server_.cp()->LeaseEvents(routed.principal, routed.lease_id, after);
-  if (!past.ok()) {
-    Routed r = routed;
-    r.reply = ErrorReply(StatusCode::kNotFound, "lease_not_found", past.status().message(), "id");
-    Respond(r, t0);
-    return;
-  }
-  server_.metrics().Observe(routed.route, 200,
-                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok, 11);
-  head->set(http::field::content_type, "text/event-stream");
-  head->set(http::field::cache_control, "no-cache");
-  BeginChunked(std::move(head));
-  bool final = false;
-  Push(": landlord lease events\n\n", false);
-  for (const auto& e : *past) {
-    Push(FormatEvent(e), false);
-    final = final || e.final;
-  }
-  if (final || server_.stopping()) {
-    Push("", true);
-    return;
-  }
-  std::weak_ptr<Session> weak = shared_from_this();
-  token_ = server_.cp()->Subscribe(routed.lease_id, [weak](const LeaseEvent& e) {
-    auto self = weak.lock();
-    if (!self || self->closing_) return false;
-    self->Push(FormatEvent(e), false);
-    if (e.final) {
-      self->Push("", true);
-      return false;
-    }
-    return true;
-  });
-  KeepAlive();
-}
-
-void Session::BeginChunked(std::shared_ptr<http::response<http::empty_body>> head) {
-  streaming_ = true;
-  stream_.expires_never();
-  stream_head_ = std::move(head);
-  stream_head_->set(http::field::server, "landlord");
-  stream_head_->chunked(true);
-  stream_sr_ = std::make_shared<http::response_serializer<http::empty_body>>(*stream_head_);
-  writing_ = true;
-  http::async_write_header(stream_, *stream_sr_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->writing_ = false;
-    if (ec) {
-      self->closing_ = true;
-      return;
-    }
-    self->WriteNext();
-  });
-}
-
-void Session::KeepAlive() {
-  ping_ = std::make_unique<net::steady_timer>(stream_.get_executor());
-  ping_->expires_after(std::chrono::seconds(15));
-  // The timer's handler owns the session while it streams (nothing else may be pending).
-  ping_->async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec || self->closing_) return;
-    self->Push(": ping\n\n", false);
-    self->KeepAlive();
-  });
-}
-
-void Session::Push(std::string chunk, bool last) {
-  if (!out_.empty() && out_.back().second) return;  // already ended
-  if (out_.size() > 10'000) {  // a watcher that does not read: drop it
-    closing_ = true;
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return;
-  }
-  out_.emplace_back(std::move(chunk), last);
-  if (!writing_) WriteNext();
-}
-
-void Session::WriteNext() {
-  if (writing_ || out_.empty()) return;
-  writing_ = true;
-  auto [text, last] = out_.front();
-  auto buf = std::make_shared<std::string>(std::move(text));
-  auto done = [self = shared_from_this(), buf, last = last](beast::error_code ec, size_t) {
-    self->writing_ = false;
-    self->out_.pop_front();
-    if (ec) {
-      self->closing_ = true;
-      self->out_.clear();
-      if (self->ping_) self->ping_->cancel();
-      return;
-    }
-    if (last && self->proxying_ && self->proxy_keep_ && !self->server_.stopping()) {
-      // A gateway stream ended: the connection takes the next request.
-      self->proxying_ = false;
-      self->streaming_ = false;
-      self->Read();
-      return;
-    }
-    if (last) {
-      self->closing_ = true;
-      self->proxying_ = false;
-      if (self->ping_) self->ping_->cancel();
-      beast::error_code ignored;
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      return;
-    }
-    self->WriteNext();
-  };
-  if (last) {
-    net::async_write(stream_, http::make_chunk_last(), std::move(done));
-  } else {
-    net::async_write(stream_, http::make_chunk(net::buffer(*buf)), std::move(done));
-  }
-}
+namespace {
 
 // The gateway's view of the connection. It owns the session while the gateway works on the
 // request (no read or write of the session's own may be pending then).
@@ -667,6 +247,8 @@ class SessionDownstream final : public gateway::Downstream {
  private:
   std::shared_ptr<Session> s_;
 };
+
+}  // namespace
 
 void Session::HandleGateway() {
   auto& req = parser_->get();
@@ -723,18 +305,18 @@ void Session::BeginGateway(gateway::Downstream::Head head) {
   BeginChunked(std::move(h));
 }
 
-}  // namespace
+}  // namespace internal
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(net::io_context& ioc, ControlPlane& cp, const ServeConfig& config,
-                                                      gateway::Gateway* gw) {
-  auto s = std::make_unique<Server>(ioc, &cp, config, gw);
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(boost::asio::io_context& ioc, ControlPlane& cp,
+                                                      const ServeConfig& config, gateway::Gateway* gw) {
+  auto s = std::make_unique<internal::Server>(ioc, &cp, config, gw);
   LL_RETURN_IF_ERROR(s->Listen());
   return std::unique_ptr<HttpServer>(std::move(s));
 }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::StartGateway(net::io_context& ioc, const ServeConfig& config,
+Result<std::unique_ptr<HttpServer>> HttpServer::StartGateway(boost::asio::io_context& ioc, const ServeConfig& config,
                                                              gateway::Gateway& gw) {
-  auto s = std::make_unique<Server>(ioc, nullptr, config, &gw);
+  auto s = std::make_unique<internal::Server>(ioc, nullptr, config, &gw);
   LL_RETURN_IF_ERROR(s->Listen());
   return std::unique_ptr<HttpServer>(std::move(s));
 }

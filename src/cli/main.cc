@@ -94,25 +94,38 @@ ll::Status LoadConfig(const std::string& path, ll::sim::SimOptions* o) {
   return ll::Status::Ok();
 }
 
-int RunSim(const std::string& trace_spec, const std::string& policies, int64_t notice_s, const std::string& external,
-           const std::string& inference, const std::string& json, const std::string& svg, const std::string& html,
-           uint64_t seed,
-           double load_scale, int nodes, int gpus_per_node, const std::string& config, bool check, int64_t cooldown_min,
-           double delay_budget, int64_t reserved_h) {
+// `landlord sim`'s options, with the defaults `--help` shows.
+struct SimArgs {
+  std::string trace = "helios:data/helios_earth_2020_05";
+  std::string policies = "baseline,spot-all,lend-limit:0.5,landlord,oracle";
+  int64_t notice_s = 120;
+  std::string external = "saturating";
+  std::string inference;
+  std::string json, svg, html, config;
+  uint64_t seed = 1;
+  double load_scale = 0.7;
+  int nodes = 0, gpus_per_node = 8;
+  bool check = false;
+  int64_t reserved_h = 4;
+  int64_t cooldown_min = 30;
+  double delay_budget = 0.05;
+};
+
+int RunSim(const SimArgs& a) {
   ll::sim::ExperimentOptions eo;
-  eo.policies = Split(policies);
+  eo.policies = Split(a.policies);
   eo.progress = isatty(STDERR_FILENO) != 0;
   ll::sim::SimOptions& so = eo.sim;
-  so.notice = ll::Duration::Seconds(notice_s);
-  so.seed = seed;
-  so.external = external;
-  so.inference.spec = inference;
-  so.check_invariants = check;
-  so.cooldown = ll::Duration::Minutes(cooldown_min);
-  so.delay_budget = delay_budget;
-  so.reserved_term = ll::Duration::Hours(reserved_h);
-  if (!config.empty()) {
-    ll::Status st = LoadConfig(config, &so);
+  so.notice = ll::Duration::Seconds(a.notice_s);
+  so.seed = a.seed;
+  so.external = a.external;
+  so.inference.spec = a.inference;
+  so.check_invariants = a.check;
+  so.cooldown = ll::Duration::Minutes(a.cooldown_min);
+  so.delay_budget = a.delay_budget;
+  so.reserved_term = ll::Duration::Hours(a.reserved_h);
+  if (!a.config.empty()) {
+    ll::Status st = LoadConfig(a.config, &so);
     if (!st.ok()) {
       fmt::print(stderr, "landlord sim: {}\n", st.message());
       return 2;
@@ -127,11 +140,11 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
     }
   }
   ll::sim::ReadOptions ro;
-  ro.seed = seed;
-  ro.load_scale = load_scale;
-  ro.fleet.nodes = nodes;
-  ro.fleet.gpus_per_node = gpus_per_node;
-  auto trace = ll::sim::ReadTrace(trace_spec, ro);
+  ro.seed = a.seed;
+  ro.load_scale = a.load_scale;
+  ro.fleet.nodes = a.nodes;
+  ro.fleet.gpus_per_node = a.gpus_per_node;
+  auto trace = ll::sim::ReadTrace(a.trace, ro);
   if (!trace.ok()) {
     fmt::print(stderr, "landlord sim: {}\n", trace.status().message());
     return 2;
@@ -144,9 +157,9 @@ int RunSim(const std::string& trace_spec, const std::string& policies, int64_t n
   std::fputs(ll::sim::FormatTable(*report).c_str(), stdout);
   const std::string title = fmt::format("landlord on {}: GPUs by class", trace->spec);
   const std::pair<const std::string*, std::function<ll::Status()>> outputs[] = {
-      {&json, [&] { return ll::sim::WriteJson(json, *report); }},
-      {&svg, [&] { return ll::sim::WriteSvg(svg, report->landlord_series, title); }},
-      {&html, [&] { return ll::sim::WriteHtml(html, *report, fmt::format("landlord sim on {}", trace->spec)); }},
+      {&a.json, [&] { return ll::sim::WriteJson(a.json, *report); }},
+      {&a.svg, [&] { return ll::sim::WriteSvg(a.svg, report->landlord_series, title); }},
+      {&a.html, [&] { return ll::sim::WriteHtml(a.html, *report, fmt::format("landlord sim on {}", trace->spec)); }},
   };
   for (const auto& [path, write] : outputs) {
     if (path->empty()) continue;
@@ -186,6 +199,95 @@ int RunSlurmCheck(const std::string& config_path, const std::string& partition, 
   return 1;
 }
 
+// Registers `sim` on `app`, its options stored in `*a`.
+CLI::App* AddSimCommand(CLI::App& app, SimArgs* a) {
+  CLI::App* sim = app.add_subcommand("sim", "Replay a trace and compare selling policies side by side");
+  sim->add_option("--trace", a->trace,
+                   "Owner demand: helios:DIR (per-VC occupancy), openb:DIR (Alibaba 2023 pods, re-sampled), "
+                   "sacct:FILE (Slurm sacct --parsable2), csv:FILE (submit_s,gpus,duration_s[,priority])")
+      ->capture_default_str();
+  sim->add_option("--policies", a->policies,
+                  "Comma-separated: baseline, spot-all, lend-limit:F, landlord, oracle")
+      ->capture_default_str();
+  sim->add_option("--notice", a->notice_s, "Reclaim notice in seconds")->check(CLI::Range(1, 86400))->capture_default_str();
+  sim->add_option("--external", a->external,
+                  "Tenant demand: `saturating` (every GPU offered is taken at the floor price) or a job trace "
+                  "(csv:, sacct:, openb:) re-read as spot requests with seeded max prices")
+      ->capture_default_str();
+  sim->add_option("--inference", a->inference,
+                  "Model-API demand: azure:PATH (Azure LLM 2023 CSV file or dir) or mooncake:FILE; "
+                  "replicas serve `inference.tokens_per_s_per_gpu` from --config");
+  sim->add_option("--json", a->json, "Write the metrics as JSON to FILE");
+  sim->add_option("--svg", a->svg, "Write a stacked chart of the fleet by class (landlord policy) to FILE");
+  sim->add_option("--html", a->html,
+                  "Write one self-contained HTML report to FILE: the policy table and the dashboard's charts "
+                  "(landlord policy)");
+  sim->add_option("--seed", a->seed, "Seed for every random choice")->capture_default_str();
+  sim->add_option("--load-scale", a->load_scale, "openb: target owner utilization of the fleet")
+      ->check(CLI::Range(0.01, 5.0))
+      ->capture_default_str();
+  sim->add_option("--nodes", a->nodes, "sacct/csv: fleet size in nodes (0: fit the trace's peak)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sim->add_option("--gpus-per-node", a->gpus_per_node, "sacct/csv: GPUs per node")->check(CLI::Range(1, 64))->capture_default_str();
+  sim->add_option("--config", a->config, "TOML file with [prices] and [inference] (see docs/config.example.toml)");
+  sim->add_option("--cooldown", a->cooldown_min, "landlord: minutes a GPU the owner gave back stays unsold")
+      ->check(CLI::Range(0, 24 * 60))
+      ->capture_default_str();
+  sim->add_option("--delay-budget", a->delay_budget, "landlord: target delayed fraction of owner GPU-time per pool")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sim->add_option("--reserved-term", a->reserved_h,
+                  "landlord: hours of the reserved terms offered to tenants when the forecast allows (0: none)")
+      ->check(CLI::Range(0, 24 * 7))
+      ->capture_default_str();
+  sim->add_flag("--check-invariants", a->check, "Check every allocator rule after every event (slow)");
+  return sim;
+}
+
+// `landlord routing`'s options.
+struct RoutingArgs {
+  std::string trace = "mooncake:data/mooncake_fast25/conversation_trace.jsonl";
+  ll::gateway::PrefixSimOptions options;
+};
+
+CLI::App* AddRoutingCommand(CLI::App& app, RoutingArgs* a) {
+  auto* rt = app.add_subcommand("routing",
+                                "Replay an LLM trace with KV block ids (Mooncake) against N replicas' prefix caches: "
+                                "the gateway's prefix-affinity routing vs plain least-loaded");
+  rt->add_option("--trace", a->trace, "mooncake:FILE (needs `hash_ids`)")->capture_default_str();
+  rt->add_option("--replicas", a->options.replicas, "Model replicas")->check(CLI::Range(1, 1024))->capture_default_str();
+  rt->add_option("--cache-blocks", a->options.cache_blocks, "Prefix-cache capacity per replica, in 512-token blocks")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  rt->add_option("--affinity-blocks", a->options.affinity_blocks, "Leading blocks hashed for affinity")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  rt->add_option("--slack-tokens", a->options.router.slack_tokens, "Affinity's load bound past the least-loaded replica")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
+  return rt;
+}
+
+// `landlord slurm check`'s options.
+struct SlurmCheckArgs {
+  std::string config, partition;
+  int64_t notice_s = 0;
+};
+
+// Registers `slurm check`; returns the `check` subcommand.
+CLI::App* AddSlurmCommand(CLI::App& app, SlurmCheckArgs* a) {
+  auto* slurm = app.add_subcommand("slurm", "The slurm fleet backend")->require_subcommand(1);
+  auto* slurm_check = slurm->add_subcommand(
+      "check", "Check that the Slurm cluster (SLURM_CONF) is set up for `[fleet] backend = \"slurm\"` and print "
+               "exactly what to change");
+  slurm_check->add_option("--config", a->config, "landlord serve's TOML (the partition and the notice)");
+  slurm_check->add_option("--partition", a->partition, "The landlord partition (default: the config's, or landlord)");
+  slurm_check->add_option("--notice-s", a->notice_s, "The reclaim notice in seconds (default: the config's)")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}));
+  return slurm_check;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -196,101 +298,20 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "landlord 0.1.0");
 
-  std::string trace = "helios:data/helios_earth_2020_05";
-  std::string policies = "baseline,spot-all,lend-limit:0.5,landlord,oracle";
-  int64_t notice_s = 120;
-  std::string external = "saturating";
-  std::string inference;
-  std::string json, svg, html, config;
-  uint64_t seed = 1;
-  double load_scale = 0.7;
-  int nodes = 0, gpus_per_node = 8;
-  bool check = false;
-  int64_t reserved_h = 4;
-  int64_t cooldown_min = 30;
-  double delay_budget = 0.05;
-
-  CLI::App* sim = app.add_subcommand("sim", "Replay a trace and compare selling policies side by side");
-  sim->add_option("--trace", trace,
-                   "Owner demand: helios:DIR (per-VC occupancy), openb:DIR (Alibaba 2023 pods, re-sampled), "
-                   "sacct:FILE (Slurm sacct --parsable2), csv:FILE (submit_s,gpus,duration_s[,priority])")
-      ->capture_default_str();
-  sim->add_option("--policies", policies,
-                  "Comma-separated: baseline, spot-all, lend-limit:F, landlord, oracle")
-      ->capture_default_str();
-  sim->add_option("--notice", notice_s, "Reclaim notice in seconds")->check(CLI::Range(1, 86400))->capture_default_str();
-  sim->add_option("--external", external,
-                  "Tenant demand: `saturating` (every GPU offered is taken at the floor price) or a job trace "
-                  "(csv:, sacct:, openb:) re-read as spot requests with seeded max prices")
-      ->capture_default_str();
-  sim->add_option("--inference", inference,
-                  "Model-API demand: azure:PATH (Azure LLM 2023 CSV file or dir) or mooncake:FILE; "
-                  "replicas serve `inference.tokens_per_s_per_gpu` from --config");
-  sim->add_option("--json", json, "Write the metrics as JSON to FILE");
-  sim->add_option("--svg", svg, "Write a stacked chart of the fleet by class (landlord policy) to FILE");
-  sim->add_option("--html", html,
-                  "Write one self-contained HTML report to FILE: the policy table and the dashboard's charts "
-                  "(landlord policy)");
-  sim->add_option("--seed", seed, "Seed for every random choice")->capture_default_str();
-  sim->add_option("--load-scale", load_scale, "openb: target owner utilization of the fleet")
-      ->check(CLI::Range(0.01, 5.0))
-      ->capture_default_str();
-  sim->add_option("--nodes", nodes, "sacct/csv: fleet size in nodes (0: fit the trace's peak)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  sim->add_option("--gpus-per-node", gpus_per_node, "sacct/csv: GPUs per node")->check(CLI::Range(1, 64))->capture_default_str();
-  sim->add_option("--config", config, "TOML file with [prices] and [inference] (see docs/config.example.toml)");
-  sim->add_option("--cooldown", cooldown_min, "landlord: minutes a GPU the owner gave back stays unsold")
-      ->check(CLI::Range(0, 24 * 60))
-      ->capture_default_str();
-  sim->add_option("--delay-budget", delay_budget, "landlord: target delayed fraction of owner GPU-time per pool")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
-  sim->add_option("--reserved-term", reserved_h,
-                  "landlord: hours of the reserved terms offered to tenants when the forecast allows (0: none)")
-      ->check(CLI::Range(0, 24 * 7))
-      ->capture_default_str();
-  sim->add_flag("--check-invariants", check, "Check every allocator rule after every event (slow)");
-
-  std::string routing_trace = "mooncake:data/mooncake_fast25/conversation_trace.jsonl";
-  ll::gateway::PrefixSimOptions routing;
-  auto* rt = app.add_subcommand("routing",
-                                "Replay an LLM trace with KV block ids (Mooncake) against N replicas' prefix caches: "
-                                "the gateway's prefix-affinity routing vs plain least-loaded");
-  rt->add_option("--trace", routing_trace, "mooncake:FILE (needs `hash_ids`)")->capture_default_str();
-  rt->add_option("--replicas", routing.replicas, "Model replicas")->check(CLI::Range(1, 1024))->capture_default_str();
-  rt->add_option("--cache-blocks", routing.cache_blocks, "Prefix-cache capacity per replica, in 512-token blocks")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
-      ->capture_default_str();
-  rt->add_option("--affinity-blocks", routing.affinity_blocks, "Leading blocks hashed for affinity")
-      ->check(CLI::Range(1, 1024))
-      ->capture_default_str();
-  rt->add_option("--slack-tokens", routing.router.slack_tokens, "Affinity's load bound past the least-loaded replica")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
-      ->capture_default_str();
-
-  std::string slurm_config, slurm_partition;
-  int64_t slurm_notice_s = 0;
-  auto* slurm = app.add_subcommand("slurm", "The slurm fleet backend")->require_subcommand(1);
-  auto* slurm_check = slurm->add_subcommand(
-      "check", "Check that the Slurm cluster (SLURM_CONF) is set up for `[fleet] backend = \"slurm\"` and print "
-               "exactly what to change");
-  slurm_check->add_option("--config", slurm_config, "landlord serve's TOML (the partition and the notice)");
-  slurm_check->add_option("--partition", slurm_partition, "The landlord partition (default: the config's, or landlord)");
-  slurm_check->add_option("--notice-s", slurm_notice_s, "The reclaim notice in seconds (default: the config's)")
-      ->check(CLI::Range(int64_t{1}, int64_t{86400}));
-
+  SimArgs sim_args;
+  CLI::App* sim = AddSimCommand(app, &sim_args);
+  RoutingArgs routing;
+  CLI::App* rt = AddRoutingCommand(app, &routing);
+  SlurmCheckArgs slurm;
+  CLI::App* slurm_check = AddSlurmCommand(app, &slurm);
   auto serve = ll::cli::AddServeCommand(app);
   auto client = ll::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
-  if (slurm_check->parsed()) return RunSlurmCheck(slurm_config, slurm_partition, slurm_notice_s);
+  if (slurm_check->parsed()) return RunSlurmCheck(slurm.config, slurm.partition, slurm.notice_s);
   if (auto rc = serve()) return *rc;
   if (auto rc = client()) return *rc;
-  if (rt->parsed()) return RunRouting(routing_trace, routing);
-  if (sim->parsed()) {
-    return RunSim(trace, policies, notice_s, external, inference, json, svg, html, seed, load_scale, nodes, gpus_per_node,
-                  config, check, cooldown_min, delay_budget, reserved_h);
-  }
+  if (rt->parsed()) return RunRouting(routing.trace, routing.options);
+  if (sim->parsed()) return RunSim(sim_args);
   return 0;
 }

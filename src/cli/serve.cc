@@ -176,34 +176,114 @@ void Drain(boost::asio::io_context& ioc) {
   }
 }
 
-int RunServe(const ServeArgs& a) {
+// The configuration `serve` runs with: the TOML file, then the flags over it.
+Result<api::ServeConfig> ServeConfigOf(const ServeArgs& a) {
   api::ServeConfig config;
-  if (!a.config.empty()) {
-    Status st = api::LoadServeConfig(a.config, &config);
-    if (!st.ok()) return Fail(st.message());
-  }
+  if (!a.config.empty()) LL_RETURN_IF_ERROR(api::LoadServeConfig(a.config, &config));
   if (!a.listen.empty()) config.listen = a.listen;
   if (!a.data_dir.empty()) config.data_dir = a.data_dir;
   if (!a.store.empty()) {
-    if (!store::IsPostgresUrl(a.store)) return Fail("--store must be a postgresql:// URL (SQLite is the default: use --data-dir)");
+    if (!store::IsPostgresUrl(a.store)) return Status::Invalid("--store must be a postgresql:// URL (SQLite is the default: use --data-dir)");
     config.store = a.store;
   }
   if (!a.advertise.empty()) {
     auto u = ParseUrl(a.advertise);
-    if (!u.ok()) return Fail(fmt::format("--advertise: {}", u.status().message()));
-    if (config.store.empty()) return Fail("--advertise goes with --store (it tells gateways where the leader is)");
+    if (!u.ok()) return Status::Invalid(fmt::format("--advertise: {}", u.status().message()));
+    if (config.store.empty()) return Status::Invalid("--advertise goes with --store (it tells gateways where the leader is)");
   }
   if (a.speed > 0) config.speed = a.speed;
-  // Everything is validated before anything is created: a bad trace leaves no data dir behind.
-  std::optional<sim::Trace> sim_trace;
-  if (config.backend != "slurm") {
-    sim::ReadOptions ro;
-    ro.fleet.nodes = config.nodes;
-    ro.fleet.gpus_per_node = config.gpus_per_node;
-    auto t = sim::ReadTrace(config.trace, ro);
-    if (!t.ok()) return Fail(t.status().message());
-    sim_trace = std::move(*t);
+  return config;
+}
+
+// The sim fleet's trace (none on the Slurm fleet).
+Result<std::optional<sim::Trace>> ReadSimTrace(const api::ServeConfig& config) {
+  if (config.backend == "slurm") return std::optional<sim::Trace>();
+  sim::ReadOptions ro;
+  ro.fleet.nodes = config.nodes;
+  ro.fleet.gpus_per_node = config.gpus_per_node;
+  LL_ASSIGN_OR_RETURN(sim::Trace t, sim::ReadTrace(config.trace, ro));
+  return std::optional<sim::Trace>(std::move(t));
+}
+
+// The fleet's trace: `sim_trace` (read before anything was created) on the sim fleet, or what
+// the Slurm cluster reports, whose backend is opened into `*slurm`.
+Result<sim::Trace> FleetTrace(api::ServeConfig& config, std::optional<sim::Trace> sim_trace, const Clock& wall,
+                              std::unique_ptr<fleet::SlurmBackend>* slurm) {
+  if (config.backend != "slurm") return std::move(*sim_trace);
+  // A real cluster runs on real time, and places no simulated replicas.
+  if (config.speed != 1) fmt::print(stderr, "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)\n");
+  config.speed = 1;
+  // Replicas on the fleet are Slurm jobs running `slurm_model_command`; without one they run
+  // beside the fleet.
+  if (config.slurm.model_command.empty()) {
+    for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
   }
+  config.slurm.state_dir = config.data_dir + "/slurm";
+  LL_ASSIGN_OR_RETURN(*slurm, fleet::SlurmBackend::Open(config.slurm));
+  return fleet::SlurmTrace(**slurm, wall.Now(), config.history);
+}
+
+// The startup lines on stdout. The first is the address: scripts and tests read it
+// (`--listen 127.0.0.1:0`).
+void PrintStartup(const api::ServeConfig& config, const sim::Trace& trace, const std::string& address,
+                  const std::string& admin_key, const fleet::SlurmBackend* slurm, const gateway::Gateway* gw) {
+  fmt::print("landlord serve: listening on http://{}\n", address);
+  if (!admin_key.empty()) {
+    fmt::print("admin key (shown once; only its hash is stored): {}\n", admin_key);
+  } else {
+    fmt::print("admin key: the one created on first start (or LANDLORD_ADMIN_KEY)\n");
+  }
+  fmt::print("fleet: {} GPUs from {} at {}x; policy {}; store {}\n", trace.total_gpus(), trace.spec, config.speed,
+             config.policy, StoreName(config));
+  if (slurm) fmt::print("slurm: holders in partition `{}`; notices to {}\n", slurm->options().partition,
+                        slurm->options().notify_url);
+  fmt::print("dashboard: http://{}/ (log in with the admin key)\n", address);
+  if (gw) {
+    for (const std::string& m : gw->router().Models()) {
+      int n = 0;
+      for (const auto& r : gw->router().replicas()) n += r.model == m && !r.draining;
+      fmt::print("model API: {} ({} replica{} serving) at http://{}/v1 (OpenAI-compatible; tenant keys)\n", m, n,
+                 n == 1 ? "" : "s", address);
+    }
+  }
+  fmt::print("try:   LANDLORD_URL=http://{} LANDLORD_API_KEY=<key> landlord admin tenant create acme\n", address);
+  std::fflush(stdout);
+}
+
+// A leader that lost the database (and with it the lock) stops at once: a standby leads now,
+// and the store's connection refuses this one's writes anyway. Checks once a second.
+class LeadershipCheck {
+ public:
+  LeadershipCheck(boost::asio::io_context& ioc, store::Store& store) : timer_(ioc), store_(store) {}
+
+  void Start() {
+    timer_.expires_after(std::chrono::seconds(1));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto lead = store_.TryLead();
+      if (!lead.ok() || !*lead) {
+        fmt::print(stderr, "landlord serve: lost the store's leadership ({}): stopping\n",
+                   lead.ok() ? "another server holds it" : lead.status().message());
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+      Start();
+    });
+  }
+  void Cancel() { timer_.cancel(); }
+
+ private:
+  boost::asio::steady_timer timer_;
+  store::Store& store_;
+};
+
+int RunServe(const ServeArgs& a) {
+  auto loaded = ServeConfigOf(a);
+  if (!loaded.ok()) return Fail(loaded.status().message());
+  api::ServeConfig config = std::move(*loaded);
+  // Everything is validated before anything is created: a bad trace leaves no data dir behind.
+  auto sim_trace = ReadSimTrace(config);
+  if (!sim_trace.ok()) return Fail(sim_trace.status().message());
   bool locked_out = false;
   auto lock = LockDataDir(config.data_dir, &locked_out);
   if (!lock.ok()) {
@@ -212,24 +292,7 @@ int RunServe(const ServeArgs& a) {
   }
   std::unique_ptr<Clock> wall = NewSystemClock();
   std::unique_ptr<fleet::SlurmBackend> slurm;
-  Result<sim::Trace> trace = Status::Invalid("no trace");
-  if (config.backend == "slurm") {
-    // A real cluster runs on real time, and places no simulated replicas.
-    if (config.speed != 1) fmt::print(stderr, "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)\n");
-    config.speed = 1;
-    // Replicas on the fleet are Slurm jobs running `slurm_model_command`; without one they run
-    // beside the fleet.
-    if (config.slurm.model_command.empty()) {
-      for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
-    }
-    config.slurm.state_dir = config.data_dir + "/slurm";
-    auto b = fleet::SlurmBackend::Open(config.slurm);
-    if (!b.ok()) return Fail(b.status().message());
-    slurm = std::move(*b);
-    trace = fleet::SlurmTrace(*slurm, wall->Now(), config.history);
-  } else {
-    trace = std::move(*sim_trace);
-  }
+  Result<sim::Trace> trace = FleetTrace(config, std::move(*sim_trace), *wall, &slurm);
   if (!trace.ok()) return Fail(trace.status().message());
   auto store = OpenStore(config);
   if (!store.ok()) return Fail(store.status().message());
@@ -263,57 +326,18 @@ int RunServe(const ServeArgs& a) {
   }
   // Replicas on the fleet's GPUs (after the fleet backend: on Slurm they are jobs).
   if (gw) (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);
-  // The first line is the address: scripts and tests read it (`--listen 127.0.0.1:0`).
-  fmt::print("landlord serve: listening on http://{}\n", (*server)->address());
-  const std::string& key = (*cp)->admin_key_once();
-  if (!key.empty()) {
-    fmt::print("admin key (shown once; only its hash is stored): {}\n", key);
-  } else {
-    fmt::print("admin key: the one created on first start (or LANDLORD_ADMIN_KEY)\n");
-  }
-  fmt::print("fleet: {} GPUs from {} at {}x; policy {}; store {}\n", trace->total_gpus(), trace->spec, config.speed,
-             config.policy, StoreName(config));
-  if (slurm) fmt::print("slurm: holders in partition `{}`; notices to {}\n", slurm->options().partition,
-                        slurm->options().notify_url);
-  fmt::print("dashboard: http://{}/ (log in with the admin key)\n", (*server)->address());
-  if (gw) {
-    for (const std::string& m : gw->router().Models()) {
-      int n = 0;
-      for (const auto& r : gw->router().replicas()) n += r.model == m && !r.draining;
-      fmt::print("model API: {} ({} replica{} serving) at http://{}/v1 (OpenAI-compatible; tenant keys)\n", m, n,
-                 n == 1 ? "" : "s", (*server)->address());
-    }
-  }
-  fmt::print("try:   LANDLORD_URL=http://{} LANDLORD_API_KEY=<key> landlord admin tenant create acme\n",
-             (*server)->address());
-  std::fflush(stdout);
+  PrintStartup(config, *trace, (*server)->address(), (*cp)->admin_key_once(), slurm.get(), gw.get());
   if (!config.store.empty()) {
     // What gateways on other machines reach: --advertise, else the address bound (fine on one
     // host; a wildcard address such as 0.0.0.0 is only reachable there).
     Status st = PublishLeader(**store, a.advertise.empty() ? "http://" + (*server)->address() : a.advertise, *wall);
     if (!st.ok()) return Fail(st.message());
   }
-  // A leader that lost the database (and with it the lock) stops at once: a standby leads now,
-  // and the store's connection refuses this one's writes anyway.
-  boost::asio::steady_timer lead_check(ioc);
-  std::function<void()> check_lead = [&] {
-    lead_check.expires_after(std::chrono::seconds(1));
-    lead_check.async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      auto lead = (*store)->TryLead();
-      if (!lead.ok() || !*lead) {
-        fmt::print(stderr, "landlord serve: lost the store's leadership ({}): stopping\n",
-                   lead.ok() ? "another server holds it" : lead.status().message());
-        std::fflush(stderr);
-        std::_Exit(3);
-      }
-      check_lead();
-    });
-  };
-  if (!config.store.empty()) check_lead();
+  LeadershipCheck lead_check(ioc, **store);
+  if (!config.store.empty()) lead_check.Start();
 
   RunUntilSignal(ioc, signals, **server, [&] {
-    lead_check.cancel();
+    lead_check.Cancel();
     fmt::print(stderr, "landlord serve: stopping (in-flight requests finish)\n");
     (*cp)->Advance();
     accounts.Flush();
