@@ -348,23 +348,7 @@ void ControlPlane::Flush() {
   // Deliver after the commit, with the seqs the store assigned.
   std::vector<store::LeaseEventRecord> events = std::move(pending_.events);
   pending_ = store::Batch{};
-  for (auto& e : events) {
-    LeaseEvent ev;
-    ev.seq = e.seq;
-    ev.type = e.type;
-    ev.data = std::move(e.data);
-    ev.final = FinalState(e.type);
-    for (const std::string& key : {e.lease_id, std::string("*")}) {
-      auto [b, en] = watchers_.equal_range(key);
-      for (auto w = b; w != en;) {
-        if (!w->second.second(ev)) {
-          w = watchers_.erase(w);
-        } else {
-          ++w;
-        }
-      }
-    }
-  }
+  events_.Publish(std::move(events));
 }
 
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {

@@ -27,6 +27,7 @@
 
 #include "alloc/allocator.h"
 #include "api/config.h"
+#include "api/event_log.h"
 #include "core/clock.h"
 #include "fleet/backend.h"
 #include "forecast/forecast.h"
@@ -59,13 +60,6 @@ struct Principal {
   std::string tenant_id;
 };
 
-// A lease event as delivered to watchers (SSE).
-struct LeaseEvent {
-  int64_t seq = 0;
-  std::string type;
-  std::string data;  // JSON text
-  bool final = false;  // the lease reached a final state
-};
 
 // The server clock: `speed` times the wall clock, from an origin kept in the store so that a
 // restart continues the same timeline.
@@ -374,9 +368,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
   store::Batch pending_;
   std::vector<size_t> dirty_leases_;
-  std::vector<std::pair<std::string, LeaseEvent>> to_publish_;  // lease id, event (seq later)
-  std::multimap<std::string, std::pair<uint64_t, std::function<bool(const LeaseEvent&)>>> watchers_;
-  uint64_t next_token_ = 1;
+  EventLog events_;  // the lease events' watchers, published to after each commit
 
   Time now_;  // how far Advance got
   Time last_sample_ = kTimeMax;

@@ -313,14 +313,10 @@ Result<std::vector<LeaseEvent>> ControlPlane::LeaseEvents(const Principal& who, 
 }
 
 uint64_t ControlPlane::Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn) {
-  uint64_t token = next_token_++;
-  watchers_.emplace(lease_id, std::make_pair(token, std::move(fn)));
-  return token;
+  return events_.Subscribe(lease_id, std::move(fn));
 }
 
-void ControlPlane::Unsubscribe(uint64_t token) {
-  std::erase_if(watchers_, [&](const auto& w) { return w.second.first == token; });
-}
+void ControlPlane::Unsubscribe(uint64_t token) { events_.Unsubscribe(token); }
 
 Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
   Advance();
