@@ -24,17 +24,7 @@ bool ControlPlane::UsageOf(const Lease& l, ledger::LeaseUsage* u) const {
   u->gpus = l.rec.gpus;
   u->start = l.rec.started;
   u->end = l.rec.ended;
-  u->prices = l.prices;
-  // Two price points at one instant (started, then cleared in the same step): the last wins.
-  std::vector<ledger::PricePoint> unique;
-  for (const auto& p : u->prices) {
-    if (!unique.empty() && unique.back().at == p.at) {
-      unique.back() = p;
-    } else {
-      unique.push_back(p);
-    }
-  }
-  u->prices = std::move(unique);
+  u->prices = ledger::LastAtEachInstant(l.prices);
   return true;
 }
 

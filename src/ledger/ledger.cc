@@ -99,6 +99,18 @@ Result<std::vector<UsageEvent>> CompletedEvents(const LeaseUsage& u, Time until)
   return out;
 }
 
+std::vector<PricePoint> LastAtEachInstant(const std::vector<PricePoint>& prices) {
+  std::vector<PricePoint> out;
+  for (const PricePoint& p : prices) {
+    if (!out.empty() && out.back().at == p.at) {
+      out.back() = p;
+    } else {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
 Result<Money> AccruedUntil(const LeaseUsage& u, Time until) {
   LL_RETURN_IF_ERROR(Validate(u));
   const Time stop = std::min(u.end, until);

@@ -69,6 +69,10 @@ Result<std::vector<UsageEvent>> CompletedEvents(const LeaseUsage& u, Time until)
 // before it is billed.
 Result<Money> AccruedUntil(const LeaseUsage& u, Time until);
 
+// `prices` (in time order) with one point per instant: the last of each (a lease started and
+// repriced in one step pays the clearing's price from its start).
+std::vector<PricePoint> LastAtEachInstant(const std::vector<PricePoint>& prices);
+
 // ---------------------------------------------------------------- invoices
 
 struct LineItem {

@@ -97,10 +97,8 @@ std::map<uint64_t, int64_t> SimBills(const std::vector<sim::ScriptedLease>& leas
     u.gpus = l.gpus;
     u.start = l.start;
     u.end = l.end;
-    for (const auto& [at, price] : l.prices) {
-      if (!u.prices.empty() && u.prices.back().at == at) u.prices.pop_back();  // the last at one instant wins
-      u.prices.push_back({at, price});
-    }
+    for (const auto& [at, price] : l.prices) u.prices.push_back({at, price});
+    u.prices = ledger::LastAtEachInstant(u.prices);  // as the control plane bills
     auto owed = ledger::AccruedUntil(u, l.end);
     EXPECT_TRUE(owed.ok()) << owed.status().message();
     if (owed.ok() && owed->micros > 0) out[n] = owed->micros;
