@@ -346,11 +346,11 @@ class Run final : public alloc::Listener, private step::Phases {
   void ClearMarket() {
     // Requests wait at most an hour for capacity, then go elsewhere.
     std::erase_if(waiting_ext_, [&](uint64_t i) { return now_ - ext_[i].arrive > Duration::Hours(1); });
+    if (!market_.Due(*alloc_, now_, !waiting_ext_.empty())) return;
     std::vector<market::Bid> waiting;
     for (uint64_t i : waiting_ext_) waiting.push_back({i, ext_[i].gpus, ext_[i].max_price});
     std::vector<step::SpotMarket::Holder> holders;
     for (HolderId id : active_spot_) holders.push_back({(uint64_t{1} << 40) + id.v, id});
-    if (!market_.Due(*alloc_, now_, !waiting.empty())) return;
     auto cleared = market_.Clear(*alloc_, now_, holders, std::move(waiting), [&](uint64_t, HolderId id, Money old) {
       rate_ += static_cast<__int128>(market_.price().micros - old.micros) * alloc_->holder(id).gpus;
     });
