@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "api/auth.h"
 #include "api/control_plane.h"
 #include "api/fields.h"
 
@@ -30,9 +29,7 @@ bool ValidClientId(const std::string& id, size_t max) {
 }  // namespace
 
 json ControlPlane::BalanceJson(const std::string& tenant_id) const {
-  auto it = balances_.find(tenant_id);
-  const ledger::Balance none;
-  const ledger::Balance& b = it != balances_.end() ? it->second : none;
+  const ledger::Balance& b = accounts_.BalanceOf(tenant_id);
   const Money credited = b.available() + b.charged() + b.held();
   return {{"object", "balance"},
           {"tenant_id", tenant_id},
@@ -61,10 +58,8 @@ Reply ControlPlane::Credit(const json& body) {
   auto amount = f.Dollars("amount", true);
   if (f.ok() && amount->micros <= 0) f.Fail("invalid_value", "`amount` must be above 0", "amount");
   if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
-  ledger::Balance& b = balances_[*tenant];
-  if (Status st = b.Credit(*amount); !st.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`amount`: " + st.message(), "amount");
-  pending_.balances.push_back({*tenant, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
+  if (Status st = tenants_.Check(*tenant); !st.ok()) return ErrorReply(st);
+  if (auto b = accounts_.Credit(*tenant, *amount, pending_); !b.ok()) return ErrorReply(b.status());
   Flush();  // durable before it is acknowledged
   Reply r;
   r.body = BalanceJson(*tenant);
@@ -108,25 +103,6 @@ std::optional<gateway::Accounts::Admission> HoldLimits(const json& body, Fields&
 
 }  // namespace
 
-// A retry of the same reservation gets the same answer; another one under its id is a conflict.
-std::optional<Reply> ControlPlane::ExistingHold(const std::string& id, const std::string& tenant, Money amount) {
-  std::optional<store::HoldRecord> found;
-  if (auto it = open_holds_.find(id); it != open_holds_.end()) {
-    found = it->second;
-  } else {
-    auto stored = store_->Hold(id);
-    LL_CHECK(stored.ok());
-    found = *stored;
-  }
-  if (!found) return std::nullopt;
-  if (found->tenant_id != tenant || found->amount_micros != amount.micros) {
-    return ErrorReply(StatusCode::kConflict, "hold_exists", fmt::format("hold `{}` exists with other terms", id), "id");
-  }
-  Reply r;
-  r.body = HoldJson(*found);
-  return r;
-}
-
 Reply ControlPlane::Reserve(const json& body) {
   if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
@@ -137,60 +113,22 @@ Reply ControlPlane::Reserve(const json& body) {
   if (f.ok() && !ValidClientId(*id, 128)) f.Fail("invalid_value", "`id` must be 1..128 of [A-Za-z0-9_.:/-]", "id");
   const auto limits = f.ok() ? HoldLimits(body, f, *id, *tenant, *amount) : std::nullopt;
   if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
-  if (auto existing = ExistingHold(*id, *tenant, *amount)) return *existing;
+  if (Status st = tenants_.Check(*tenant); !st.ok()) return ErrorReply(st);
   gateway::RateLimits::Decision decision;
-  if (limits) {
-    decision = TakeLimits(*limits);
-    if (!decision.ok) {
-      Reply r = ErrorReply(StatusCode::kRateLimited, "rate_limit_exceeded",
-                           fmt::format("the key's {} per minute are used up", decision.tokens ? "tokens" : "requests"),
-                           decision.tokens ? "tokens" : "requests");
-      r.body["limits"] = gateway::DecisionJson(decision);
-      return r;
-    }
-  }
-  ledger::Balance& b = balances_[*tenant];
-  Status st = b.Reserve(*id, *amount);
-  if (!st.ok()) {
-    SettleLimits(*id, 0, /*request_back=*/true);
-    Reply r = ErrorReply(StatusCode::kInsufficientFunds, "insufficient_quota", st.message(), "amount");
+  auto held = accounts_.Reserve(*id, *tenant, *amount, limits, Now(), pending_, &decision);
+  if (!held.ok()) {
+    Reply r = ErrorReply(held.status());
     if (limits) r.body["limits"] = gateway::DecisionJson(decision);
     return r;
   }
-  store::HoldRecord h{*id, *tenant, amount->micros, -1, Now()};
-  open_holds_[*id] = h;
-  pending_.holds.push_back(h);
-  Flush();
   Reply r;
+  r.body = HoldJson(held->hold);
+  if (held->retry) return r;
+  Flush();
   r.status = 201;
-  r.body = HoldJson(h);
   r.body["balance"] = BalanceJson(*tenant);
-  if (limits) r.body["limits"] = gateway::DecisionJson(decision);
+  if (held->limits) r.body["limits"] = gateway::DecisionJson(*held->limits);
   return r;
-}
-
-std::vector<store::UsageRecord> ControlPlane::TokenRecords(const std::string& key, const std::string& tenant_id,
-                                                           const std::string& model, int64_t input, int64_t output,
-                                                           Time at) const {
-  std::vector<store::UsageRecord> out;
-  const market::PriceBook::TokenPrices tp = prices_.TokenPricesFor(model);
-  for (auto [unit, tokens, price] : {std::tuple{"input_tokens", input, tp.input_per_mtok},
-                                     std::tuple{"output_tokens", output, tp.output_per_mtok}}) {
-    out.push_back({.key = fmt::format("{}/{}", key, unit == std::string("input_tokens") ? "in" : "out"),
-                   .tenant_id = tenant_id,
-                   .source = "tokens",
-                   .ref = model,
-                   .kind = unit,
-                   .period = MonthUtc(at),
-                   .start = at,
-                   .end = at,
-                   .quantity = tokens,
-                   .unit = "tokens",
-                   .unit_price_micros = price.micros,
-                   .amount_micros = ledger::TokenCost(tokens, price).micros});
-  }
-  return out;
 }
 
 Reply ControlPlane::VerifyKey(const json& body) {
@@ -207,72 +145,14 @@ Reply ControlPlane::VerifyKey(const json& body) {
 }
 
 std::optional<gateway::Accounts::Key> ControlPlane::TenantKey(std::string_view key) const {
-  if (key.empty() || key.size() > 256) return std::nullopt;
-  auto it = keys_by_hash_.find(HashApiKey(key));
-  if (it == keys_by_hash_.end() || it->second.admin || !KeyUsable(it->second)) return std::nullopt;
-  return gateway::Accounts::Key{it->second.tenant_id, it->second.id, it->second.rpm, it->second.tpm};
-}
-
-gateway::RateLimits::Decision ControlPlane::TakeLimits(const gateway::Accounts::Admission& a) {
-  gateway::RateLimits::Decision d = limits_.Take(a.key_id, a.rpm, a.tpm, a.tokens, wall_->Now());
-  // Nothing to give back later when both limits are off (no entry on the hot path for it).
-  if (d.ok && (a.rpm > 0 || a.tpm > 0)) limit_holds_[a.hold_id] = {a.key_id, a.tokens};
-  return d;
-}
-
-void ControlPlane::SettleLimits(const std::string& hold_id, int64_t used, bool request_back) {
-  auto it = limit_holds_.find(hold_id);
-  if (it == limit_holds_.end()) return;  // taken by a leader before this one, or never
-  limits_.Settle(it->second.key_id, it->second.reserved, used, wall_->Now(), request_back);
-  limit_holds_.erase(it);
+  const store::KeyRecord* k = tenants_.Find(key, clock_->Now());
+  if (k == nullptr || k->admin) return std::nullopt;
+  return gateway::Accounts::Key{k->tenant_id, k->id, k->rpm, k->tpm};
 }
 
 Status ControlPlane::GatewayHold(const gateway::Accounts::Admission& a) {
-  if (!tenants_.contains(a.tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", a.tenant_id));
-  ledger::Balance& b = balances_[a.tenant_id];
-  Status st = b.Reserve(a.hold_id, a.amount);
-  if (!st.ok()) {
-    if (st.code() == StatusCode::kResourceExhausted) {
-      return Status::Exhausted(fmt::format("the balance available is ${}", FormatMoney(b.available())));
-    }
-    return st;
-  }
-  gateway_holds_[a.hold_id] = a.tenant_id;
-  return Status::Ok();
-}
-
-namespace {
-
-// Settles `hold_id` to the records' cost (never more than the hold: the records are cut to what
-// was charged) and returns the charge.
-Money ChargeUsage(ledger::Balance& b, const std::string& hold_id, std::vector<store::UsageRecord>& records) {
-  int64_t cost = 0;
-  for (const auto& r : records) cost += r.amount_micros;
-  auto charged = b.Settle(hold_id, Money::Micros(cost));
-  LL_CHECK(charged.ok());
-  // Over the hold (an upstream that ignored max_tokens): bill what was charged, last records first.
-  for (int64_t over = cost - charged->micros, i = static_cast<int64_t>(records.size()) - 1; over > 0 && i >= 0; --i) {
-    const int64_t cut = std::min(over, records[i].amount_micros);
-    records[i].amount_micros -= cut;
-    over -= cut;
-  }
-  return *charged;
-}
-
-}  // namespace
-
-void ControlPlane::GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
-  auto it = gateway_holds_.find(hold_id);
-  if (it == gateway_holds_.end()) return;
-  SettleLimits(hold_id, usage.input_tokens + usage.output_tokens, false);
-  ledger::Balance& b = balances_[it->second];
-  gateway_holds_.erase(it);
-  std::vector<store::UsageRecord> records =
-      TokenRecords(usage.key, usage.tenant_id, usage.model, usage.input_tokens, usage.output_tokens, Now());
-  ChargeUsage(b, hold_id, records);
-  if (usage.input_tokens == 0 && usage.output_tokens == 0) return;  // nothing used: only the hold goes
-  pending_.balances.push_back({usage.tenant_id, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
-  for (auto& r : records) pending_.usage.push_back(std::move(r));
+  if (!tenants_.Exists(a.tenant_id)) return Status::NotFound(fmt::format("no tenant `{}`", a.tenant_id));
+  return accounts_.GatewayHold(a);
 }
 
 Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& events, Reply* error) {
@@ -299,7 +179,7 @@ Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& eve
     auto at_text = f.Str("at", false);
     Time at = now;
     if (f.ok() && !ValidClientId(*key, 200)) f.Fail("invalid_value", fmt::format("`{}key` must be 1..200 of [A-Za-z0-9_.:/-]", prefix), prefix + "key");
-    if (f.ok() && !tenants_.contains(*tenant)) f.Fail("invalid_value", fmt::format("`{}tenant_id`: no tenant `{}`", prefix, *tenant), prefix + "tenant_id");
+    if (f.ok() && !tenants_.Exists(*tenant)) f.Fail("invalid_value", fmt::format("`{}tenant_id`: no tenant `{}`", prefix, *tenant), prefix + "tenant_id");
     if (f.ok() && at_text) {
       auto t = ParseUtc(*at_text);
       if (!t.ok()) {
@@ -312,7 +192,7 @@ Result<std::vector<store::UsageRecord>> ControlPlane::TokenUsage(const json& eve
       *error = f.error();
       return Status::Invalid("events");
     }
-    for (auto& r : TokenRecords(*key, *tenant, *model, *in, *out_tokens, at)) out.push_back(std::move(r));
+    for (auto& r : accounts_.TokenRecords(*key, *tenant, *model, *in, *out_tokens, at)) out.push_back(std::move(r));
   }
   return out;
 }
@@ -331,47 +211,13 @@ Reply ControlPlane::Settle(const std::string& hold_id, const json& body) {
     if (!u.ok()) return error;
     usage = std::move(*u);
   }
-  auto it = open_holds_.find(hold_id);
-  if (it == open_holds_.end()) {
-    // A retry after the settlement went through gets its answer again (settled in the batch not
-    // yet committed, or in the store).
-    for (const auto& h : pending_.holds) {
-      if (h.id != hold_id || h.charged_micros < 0) continue;
-      Reply r;
-      r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"},
-                {"charged", FormatMoney(Money::Micros(h.charged_micros))}};
-      return r;
-    }
-    auto stored = store_->Hold(hold_id);
-    LL_CHECK(stored.ok());
-    if (!*stored) return ErrorReply(StatusCode::kNotFound, "hold_not_found", fmt::format("no hold `{}`", hold_id), "id");
-    Reply r;
-    r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"},
-              {"charged", FormatMoney(Money::Micros((*stored)->charged_micros))}};
-    return r;
-  }
-  store::HoldRecord h = it->second;
-  for (const auto& u : usage) {
-    if (u.tenant_id != h.tenant_id) {
-      return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("usage of `{}` cannot settle a hold of `{}`", u.tenant_id, h.tenant_id),
-                        "usage");
-    }
-  }
-  int64_t used_tokens = 0;
-  for (const auto& u : usage) used_tokens += u.quantity;
-  SettleLimits(hold_id, used_tokens, false);
-  ledger::Balance& b = balances_[h.tenant_id];
-  Result<Money> charged = amount ? b.Settle(hold_id, *amount) : ChargeUsage(b, hold_id, usage);
-  LL_CHECK(charged.ok());
-  h.charged_micros = charged->micros;
-  open_holds_.erase(it);
-  pending_.holds.push_back(h);
-  pending_.balances.push_back({h.tenant_id, (b.available() + b.charged() + b.held()).micros, b.charged().micros});
-  for (auto& u : usage) pending_.usage.push_back(std::move(u));
-  Flush();  // the charge and its usage, in one transaction
+  auto settled = accounts_.Settle(hold_id, amount, std::move(usage), pending_);
+  if (!settled.ok()) return ErrorReply(settled.status());
   Reply r;
-  r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"}, {"charged", FormatMoney(*charged)},
-            {"balance", BalanceJson(h.tenant_id)}};
+  r.body = {{"object", "hold"}, {"id", hold_id}, {"state", "settled"}, {"charged", FormatMoney(settled->charged)}};
+  if (settled->tenant_id.empty()) return r;  // a retry: settled before
+  Flush();  // the charge and its usage, in one transaction
+  r.body["balance"] = BalanceJson(settled->tenant_id);
   return r;
 }
 

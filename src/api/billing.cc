@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "api/auth.h"
 #include "api/control_plane.h"
 #include "api/fields.h"
 
@@ -61,8 +60,8 @@ std::optional<std::string> ControlPlane::BillingTenant(const Principal& who, con
     }
     return who.tenant_id;
   }
-  if (!tenant_id.empty() && !tenants_.contains(tenant_id)) {
-    *error = ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
+  if (Status st = tenant_id.empty() ? Status::Ok() : tenants_.Check(tenant_id); !st.ok()) {
+    *error = ErrorReply(st);
     return std::nullopt;
   }
   return tenant_id;  // "" = every tenant

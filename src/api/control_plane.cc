@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "api/auth.h"
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
 #include "core/check.h"
@@ -87,6 +86,10 @@ int StatusToHttp(StatusCode code) {
 
 Reply ErrorReply(StatusCode code, std::string_view reason, std::string message, std::string_view param) {
   return HttpErrorReply(StatusToHttp(code), reason, std::move(message), param);
+}
+
+Reply ErrorReply(const Status& st) {
+  return ErrorReply(st.code(), st.reason().empty() ? StatusCodeName(st.code()) : st.reason(), st.message(), st.param());
 }
 
 Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param) {
@@ -452,10 +455,9 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
 // ---------------------------------------------------------------- tenant API
 
 std::optional<Principal> ControlPlane::Authenticate(std::string_view key) const {
-  if (key.empty() || key.size() > 256) return std::nullopt;
-  auto it = keys_by_hash_.find(HashApiKey(key));
-  if (it == keys_by_hash_.end() || !KeyUsable(it->second)) return std::nullopt;
-  return Principal{it->second.admin, it->second.tenant_id};
+  const store::KeyRecord* k = tenants_.Find(key, clock_->Now());
+  if (k == nullptr) return std::nullopt;
+  return Principal{k->admin, k->tenant_id};
 }
 
 int ControlPlane::PoolIndex(std::string_view name) const {

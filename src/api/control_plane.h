@@ -28,6 +28,8 @@
 #include "alloc/allocator.h"
 #include "api/config.h"
 #include "api/event_log.h"
+#include "control/accounts.h"
+#include "control/tenants.h"
 #include "core/clock.h"
 #include "fleet/backend.h"
 #include "forecast/forecast.h"
@@ -52,6 +54,8 @@ int StatusToHttp(StatusCode code);
 // A domain error as the API answers it, OpenAI-style: {"error": {"message", "type", "code" (the
 // `reason`, e.g. `lease_not_found`), "param" (the field it names)}}, with StatusToHttp(code).
 Reply ErrorReply(StatusCode code, std::string_view reason, std::string message, std::string_view param = "");
+// A component's error: its code, reason (StatusCodeName(code) when it gave none), message, param.
+Reply ErrorReply(const Status& st);
 // The same body with an HTTP status the transport chose (405, 413): not for domain code.
 Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
 
@@ -134,12 +138,16 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // tokens but `used`, and the request too with `request_back`); GatewayHold holds `a.amount`
   // of the tenant's balance in memory only (a crash drops the hold with nothing charged, as
   // the request it covered is gone too).
-  gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a);
-  void SettleLimits(const std::string& hold_id, int64_t used, bool request_back);
+  gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a) { return accounts_.TakeLimits(a); }
+  void SettleLimits(const std::string& hold_id, int64_t used, bool request_back) {
+    accounts_.SettleLimits(hold_id, used, request_back);
+  }
   Status GatewayHold(const gateway::Accounts::Admission& a);
   // Charges the usage's cost (never more than the hold; the records are cut to what was
   // charged) and queues it with its usage records. Durable at the next Flush: group commit.
-  void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage);
+  void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
+    accounts_.GatewaySettle(hold_id, usage, Now(), pending_);
+  }
   // Commits whatever is queued (the gateway's usage): durable when it returns.
   void FlushPending() { Flush(); }
   // Group commit of the hold API (standalone gateways admit and settle every request with it):
@@ -251,8 +259,6 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // Place the new lease, or the refusal.
   std::optional<Reply> PlaceSpotLease(const LeaseRequest& req, NewLease& slot);
   std::optional<Reply> PlaceReservedLease(const LeaseRequest& req, NewLease& slot);
-  // The answer to a retried reservation (the same, or a conflict), or nullopt (billing.cc).
-  std::optional<Reply> ExistingHold(const std::string& id, const std::string& tenant, Money amount);
   // The parts of the dashboard (dashboard.cc).
   nlohmann::json DashboardSeries(size_t max_points) const;
   void DashboardLeases(nlohmann::json* leases, nlohmann::json* reclaims) const;
@@ -261,9 +267,6 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
   // Adds the lease's newly completed usage events to the pending batch.
   void Bill(Lease& l);
-  // The two usage records (input and output tokens) of one request or event.
-  std::vector<store::UsageRecord> TokenRecords(const std::string& key, const std::string& tenant_id,
-                                               const std::string& model, int64_t input, int64_t output, Time at) const;
   // Validates token usage events (errors name `events[i].field`) into usage records.
   Result<std::vector<store::UsageRecord>> TokenUsage(const nlohmann::json& events, Reply* error);
   nlohmann::json BalanceJson(const std::string& tenant_id) const;
@@ -278,7 +281,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     int64_t revenue_micros = 0;  // lease revenue accrued since start
   };
 
-  ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store);
+  ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store, const Clock* wall);
   Status Load(const Clock* wall, const std::string& admin_key_env);
   // The parts of Load (load.cc).
   Status BuildCore();
@@ -332,13 +335,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   step::DecisionLog* decisions_ = nullptr;
   std::string admin_key_once_;
 
-  std::map<std::string, store::TenantRecord> tenants_;
-  std::unordered_map<std::string, store::KeyRecord> keys_by_hash_;
-  std::map<std::string, std::string> key_hash_by_id_;  // key id → hash, in id order
-  size_t key_count_ = 0;
-  // Keys (keys.cc): neither revoked nor expired on the server clock now.
-  bool KeyUsable(const store::KeyRecord& k) const;
-  void IndexKey(const store::KeyRecord& k);
+  control::Tenants tenants_;  // and their keys
   nlohmann::json KeyJson(const store::KeyRecord& k) const;
   std::vector<Lease> leases_;
   std::unordered_map<std::string, size_t> lease_index_;
@@ -350,19 +347,10 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   std::vector<std::string> internal_placement_;  // per pool, as last committed
   Time billed_month_ = kTimeMax;  // the month of the last step: live leases are billed at its end
   Money recorded_spot_ = Money::Micros(-1);  // the last spot price put in the history
-  std::map<std::string, ledger::Balance> balances_;           // by tenant
-  std::map<std::string, store::HoldRecord> open_holds_;       // by hold id
-  std::unordered_map<std::string, std::string> gateway_holds_;  // the gateway's (in memory): hold id → tenant
-  // The model API's rate limits, shared by every gateway in front of this control plane (the
-  // in-process one and standalone ones alike), on the wall clock. In memory: a new leader or a
-  // restart starts them full. `limit_holds_`: each admitted request's token reservation.
-  gateway::RateLimits limits_;
-  struct LimitHold {
-    std::string key_id;
-    int64_t reserved = 0;
-  };
-  std::unordered_map<std::string, LimitHold> limit_holds_;
-  const Clock* wall_ = nullptr;
+  // Balances, holds and the keys' rate limits (shared by every gateway in front of this
+  // control plane, on the wall clock; in memory: a new leader or a restart starts them full).
+  control::Accounts accounts_;
+  const Clock* wall_;  // the wall clock (the scaled clock's, and the rate limits')
   bool defer_commits_ = false;
   int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 

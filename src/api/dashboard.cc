@@ -91,7 +91,7 @@ void ControlPlane::DashboardLeases(json* leases, json* reclaims) const {
 json ControlPlane::DashboardTenants() const {
   const std::string period = MonthUtc(now_);
   json tenants = json::array();
-  for (const auto& [id, rec] : tenants_) {
+  for (const auto& [id, rec] : tenants_.all()) {
     if (tenants.size() >= 100) break;
     auto lines = store_->InvoiceLines(id, period);
     LL_CHECK(lines.ok());

@@ -5,7 +5,6 @@
 // (cli/remote_accounts.h).
 #include <fmt/format.h>
 
-#include "api/auth.h"
 #include "api/control_plane.h"
 #include "api/fields.h"
 
@@ -18,10 +17,6 @@ namespace {
 constexpr size_t kMaxKeyName = 200;  // as a tenant's name
 // The furthest expiry accepted: about ten years of the server clock.
 constexpr Duration kMaxKeyLife = Duration::Hours(24 * 3660);
-// Characters of a new key kept to tell keys apart in listings: "ll_" and 8 of its 64 hex
-// digits (32 of its 256 random bits; the rest stay secret).
-constexpr size_t kKeyPrefix = 11;
-
 json TimeOrNull(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
 json TextOrNull(const std::string& s) { return s.empty() ? json(nullptr) : json(s); }
 
@@ -62,15 +57,6 @@ Time KeyExpiry(Fields& f, Time now) {
 
 }  // namespace
 
-bool ControlPlane::KeyUsable(const store::KeyRecord& k) const {
-  return k.revoked == kTimeMax && (k.expires == kTimeMax || clock_->Now() < k.expires);
-}
-
-void ControlPlane::IndexKey(const store::KeyRecord& k) {
-  keys_by_hash_[k.hash] = k;
-  key_hash_by_id_[k.id] = k.hash;
-}
-
 json ControlPlane::KeyJson(const store::KeyRecord& k) const {
   return {{"id", k.id},
           {"object", "api_key"},
@@ -97,65 +83,35 @@ Reply ControlPlane::CreateKey(const json& body) {
   const Time now = clock_->Now();
   const Time expires = KeyExpiry(f, now);
   if (!f.ok()) return f.error();
-  if (!tenants_.contains(*tenant)) return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", *tenant), "tenant_id");
-  std::string key = NewApiKey();
-  store::KeyRecord k;
-  k.id = MakeExternalId("key", ++key_count_);
-  k.tenant_id = *tenant;
-  k.hash = HashApiKey(key);
-  k.created = now;
-  k.rpm = rpm.value_or(0);
-  k.tpm = tpm.value_or(0);
-  k.name = name.value_or("");
-  k.prefix = key.substr(0, kKeyPrefix);
-  k.expires = expires;
-  IndexKey(k);
-  pending_.keys.push_back(k);
+  auto k = tenants_.CreateKey({.tenant_id = *tenant, .name = name.value_or(""), .rpm = rpm.value_or(0),
+                               .tpm = tpm.value_or(0), .expires = expires},
+                              now, pending_);
+  if (!k.ok()) return ErrorReply(k.status());
   Advance();
   Reply r;
   r.status = 201;
-  r.body = KeyJson(k);
-  r.body["key"] = key;
+  r.body = KeyJson(k->record);
+  r.body["key"] = k->secret;
   r.body["note"] = "the key is shown only once; only its hash is stored";
   return r;
 }
 
 Reply ControlPlane::ListKeys(const std::string& tenant_id, int limit, const std::string& after) {
-  if (!tenant_id.empty() && !tenants_.contains(tenant_id)) {
-    return ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
-  }
+  auto page = tenants_.ListKeys(tenant_id, limit, after);
+  if (!page.ok()) return ErrorReply(page.status());
   json data = json::array();
-  bool has_more = false;
-  for (auto it = after.empty() ? key_hash_by_id_.begin() : key_hash_by_id_.upper_bound(after);
-       it != key_hash_by_id_.end(); ++it) {
-    const store::KeyRecord& k = keys_by_hash_.at(it->second);
-    if (!tenant_id.empty() && k.tenant_id != tenant_id) continue;
-    if (static_cast<int>(data.size()) == limit) {
-      has_more = true;
-      break;
-    }
-    data.push_back(KeyJson(k));
-  }
+  for (const store::KeyRecord* k : page->keys) data.push_back(KeyJson(*k));
   Reply r;
-  r.body = {{"object", "list"}, {"data", std::move(data)}, {"has_more", has_more}};
+  r.body = {{"object", "list"}, {"data", std::move(data)}, {"has_more", page->has_more}};
   return r;
 }
 
 Reply ControlPlane::RevokeKey(const std::string& id) {
-  auto it = key_hash_by_id_.find(id);
-  if (it == key_hash_by_id_.end()) return ErrorReply(StatusCode::kNotFound, "key_not_found", fmt::format("no key `{}`", id));
-  store::KeyRecord& k = keys_by_hash_.at(it->second);
-  if (k.admin) {
-    return ErrorReply(StatusCode::kConflict, "admin_key",
-                      fmt::format("`{}` is an admin key: it cannot be revoked over the API", id));
-  }
-  if (k.revoked == kTimeMax) {  // revoking again changes nothing
-    k.revoked = clock_->Now();
-    pending_.key_revocations.push_back({k.id, k.revoked});
-    Advance();
-  }
+  auto revoked = tenants_.RevokeKey(id, clock_->Now(), pending_);
+  if (!revoked.ok()) return ErrorReply(revoked.status());
+  if (revoked->changed) Advance();
   Reply r;
-  r.body = KeyJson(k);
+  r.body = KeyJson(revoked->record);
   return r;
 }
 

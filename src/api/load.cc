@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "api/auth.h"
 #include "api/control_plane.h"
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
@@ -43,20 +42,22 @@ class OwnerLimits final : public alloc::Policy {
 
 }  // namespace
 
-ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store)
+ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store, const Clock* wall)
     : config_(config),
       own_fleet_(std::make_unique<fleet::SimBackend>(trace)),
       fleet_(own_fleet_.get()),
       history_begin_(trace.begin),
       store_(store),
-      prices_(config.prices) {}
+      prices_(config.prices),
+      accounts_(&prices_, wall, store),
+      wall_(wall) {}
 
 ControlPlane::~ControlPlane() = default;
 
 Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(const ServeConfig& config, const sim::Trace& trace,
                                                          store::Store* store, const Clock* wall,
                                                          const std::string& admin_key_env) {
-  std::unique_ptr<ControlPlane> cp(new ControlPlane(config, trace, store));
+  std::unique_ptr<ControlPlane> cp(new ControlPlane(config, trace, store, wall));
   LL_RETURN_IF_ERROR(cp->Load(wall, admin_key_env));
   return cp;
 }
@@ -86,7 +87,6 @@ Status ControlPlane::InitClock(const Clock* wall) {
 }
 
 Status ControlPlane::Load(const Clock* wall, const std::string& admin_key_env) {
-  wall_ = wall;
   LL_RETURN_IF_ERROR(InitClock(wall));
   LL_RETURN_IF_ERROR(BuildCore());
   LL_RETURN_IF_ERROR(LoadKeys(admin_key_env));
@@ -163,34 +163,9 @@ Status ControlPlane::BuildCore() {
 
 // Tenants and keys; the admin key made on first start (or from LANDLORD_ADMIN_KEY).
 Status ControlPlane::LoadKeys(const std::string& admin_key_env) {
-  // Tenants and keys.
   LL_ASSIGN_OR_RETURN(auto tenants, store_->Tenants());
-  for (auto& t : tenants) tenants_[t.id] = t;
   LL_ASSIGN_OR_RETURN(auto keys, store_->Keys());
-  key_count_ = keys.size();
-  bool have_admin = false;
-  for (auto& k : keys) {
-    have_admin = have_admin || k.admin;
-    IndexKey(k);
-  }
-  const Time now = clock_->Now();
-  auto add_admin = [&](const std::string& key) {
-    store::KeyRecord k;
-    k.id = MakeExternalId("key", ++key_count_);
-    k.hash = HashApiKey(key);
-    k.admin = true;
-    k.created = now;
-    IndexKey(k);
-    pending_.keys.push_back(k);
-  };
-  if (!admin_key_env.empty()) {
-    if (admin_key_env.size() < 16) return Status::Invalid("LANDLORD_ADMIN_KEY must be at least 16 characters");
-    if (!keys_by_hash_.contains(HashApiKey(admin_key_env))) add_admin(admin_key_env);
-  } else if (!have_admin) {
-    admin_key_once_ = NewApiKey();
-    add_admin(admin_key_once_);
-  }
-
+  LL_ASSIGN_OR_RETURN(admin_key_once_, tenants_.Restore(tenants, keys, admin_key_env, clock_->Now(), pending_));
   return Status::Ok();
 }
 
@@ -237,18 +212,7 @@ Status ControlPlane::LoadBalances() {
   // Prepaid balances and their open holds.
   LL_ASSIGN_OR_RETURN(auto balances, store_->Balances());
   LL_ASSIGN_OR_RETURN(auto holds, store_->OpenHolds());
-  std::map<std::string, std::map<std::string, Money>> holds_of;
-  for (auto& h : holds) {
-    holds_of[h.tenant_id][h.id] = Money::Micros(h.amount_micros);
-    open_holds_[h.id] = h;
-  }
-  for (const auto& b : balances) {
-    auto bal = ledger::Balance::Restore(Money::Micros(b.credited_micros), Money::Micros(b.charged_micros),
-                                        holds_of[b.tenant_id]);
-    if (!bal.ok()) return Status::Invalid(fmt::format("store: tenant `{}`: {}", b.tenant_id, bal.status().message()));
-    balances_.emplace(b.tenant_id, std::move(*bal));
-  }
-  return Status::Ok();
+  return accounts_.Restore(balances, holds);
 }
 
 Status ControlPlane::RestoreInternalPlacement() {

@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 
-#include "api/auth.h"
 #include "api/control_plane.h"
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
@@ -21,12 +20,7 @@ Reply ControlPlane::CreateTenant(const json& body) {
   f.Only({"name"});
   auto name = f.Text("name", true);
   if (!f.ok()) return f.error();
-  store::TenantRecord t;
-  t.id = "ten_" + RandomHex(8);
-  t.name = *name;
-  t.created = clock_->Now();
-  tenants_[t.id] = t;
-  pending_.tenants.push_back(t);
+  const store::TenantRecord t = tenants_.Create(*name, clock_->Now(), pending_);
   Advance();
   Reply r;
   r.status = 201;

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -31,6 +32,11 @@ class [[nodiscard]] Status {
  public:
   Status() = default;
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  // A domain error a client can act on: `reason` is its stable name (the API's error `code`,
+  // e.g. `hold_exists`) and `param` the request field it is about, if any. Components say
+  // these; only the transport turns them into a protocol's answer (api::StatusToHttp).
+  Status(StatusCode code, std::string_view reason, std::string message, std::string_view param = {})
+      : code_(code), message_(std::move(message)), reason_(reason), param_(param) {}
 
   static Status Ok() { return Status(); }
   static Status Invalid(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
@@ -44,11 +50,15 @@ class [[nodiscard]] Status {
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
   const std::string& message() const { return message_; }
+  // Empty unless given: the API then names the code (StatusCodeName).
+  const std::string& reason() const { return reason_; }
+  const std::string& param() const { return param_; }
   std::string ToString() const;
 
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::string reason_, param_;
 };
 
 template <typename T>

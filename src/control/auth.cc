@@ -1,4 +1,4 @@
-#include "api/auth.h"
+#include "control/auth.h"
 
 #include <sodium.h>
 
@@ -6,7 +6,7 @@
 
 #include "core/check.h"
 
-namespace ll::api {
+namespace ll::control {
 namespace {
 
 std::string Hex(const unsigned char* p, size_t n) {
@@ -39,4 +39,4 @@ std::string HashApiKey(std::string_view key) {
   return Hex(out, sizeof out);
 }
 
-}  // namespace ll::api
+}  // namespace ll::control

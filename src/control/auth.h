@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-namespace ll::api {
+namespace ll::control {
 
 // "ll_" + 64 hex digits. Aborts if libsodium cannot initialise (no entropy source).
 std::string NewApiKey();
@@ -14,4 +14,4 @@ std::string HashApiKey(std::string_view key);
 // A random hex string of `bytes` bytes (ids that must not be guessable).
 std::string RandomHex(size_t bytes);
 
-}  // namespace ll::api
+}  // namespace ll::control
