@@ -112,39 +112,13 @@ Time ScaledClock::Now() const {
 
 void ControlPlane::Advance() {
   AdvanceTo(clock_->Now());
-  if (replica_host_ != nullptr) PlaceReplicas(now_);
+  replicas_.Place(*alloc_, overrides_->sellable, floor_, now_);
   Flush();
 }
 
 void ControlPlane::SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models) {
-  replica_host_ = host;
-  replica_models_ = std::move(models);
+  replicas_.SetHost(host, std::move(models));
   Advance();
-}
-
-void ControlPlane::PlaceReplicas(Time now) {
-  for (const gateway::SimModelConfig& m : replica_models_) {
-    if (m.gpus_per_replica <= 0) continue;
-    int live = 0;
-    for (const auto& [tag, r] : replicas_) live += r.model == m.model && !r.noticed;
-    for (; live < m.replicas; ++live) {
-      const uint64_t tag = kReplicaTag | next_replica_tag_;
-      replicas_[tag] = ReplicaSlot{.model = m.model, .id = "", .holder = HolderId{}, .noticed = false};  // OnStart fills it
-      bool placed = false;
-      for (int p = 0; p < alloc_->pool_count() && !placed; ++p) {
-        if (!overrides_->sellable[p]) continue;
-        // Priced at the floor: among outsiders an inference holder is reclaimed first anyway.
-        auto h = alloc_->PlaceOutside(alloc::HolderClass::kInference, PoolId{static_cast<uint32_t>(p)},
-                                      m.gpus_per_replica, floor_, floor_, tag, now);
-        placed = h.ok();
-      }
-      if (!placed) {
-        replicas_.erase(tag);
-        break;  // no room now: tried again on the next step
-      }
-      ++next_replica_tag_;
-    }
-  }
 }
 
 void ControlPlane::AdvanceTo(Time now) {
@@ -357,20 +331,7 @@ void ControlPlane::Flush() {
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
   if (h.cls == alloc::HolderClass::kInference) {
-    // Placed by PlaceReplicas (a placement starts at once or fails), which made its slot.
-    ReplicaSlot& slot = replicas_.at(h.tag);
-    const int n = static_cast<int>(replica_starts_);
-    // On the fleet (a job that registers its URL when it answers: SlurmReplicaUp), or beside it.
-    std::optional<std::string> id =
-        fleet_->StartReplica(slot.model, topology().nodes[h.shares.at(0).node.v].name, h.gpus, n, now);
-    if (!id) {
-      Result<std::string> local = replica_host_->StartReplica(slot.model);
-      LL_CHECK(local.ok());  // the model is one of [[gateway.sim_models]]; a loopback listener
-      id = *local;
-    }
-    slot.id = *id;
-    slot.holder = h.id;
-    ++replica_starts_;
+    replicas_.OnStart(h, topology(), now);
     return;
   }
   LeasesChanged();
@@ -397,10 +358,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
 void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) {
   if (!h.outside()) return;
   if (h.cls == alloc::HolderClass::kInference) {
-    if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
-      it->second.noticed = true;
-      replica_host_->DrainReplica(it->second.id);
-    }
+    replicas_.OnNotice(h);
     return;
   }
   LeasesChanged();
@@ -416,12 +374,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
 void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
   if (!h.outside() || reason == alloc::EndReason::kRejected) return;
   if (h.cls == alloc::HolderClass::kInference) {
-    if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
-      replica_host_->StopReplica(it->second.id);
-      fleet_->EndHolder(it->second.id);
-      replica_reclaims_ += reason == alloc::EndReason::kReclaimed;
-      replicas_.erase(it);
-    }
+    replicas_.OnEnd(h, reason);
     return;
   }
   LeasesChanged();

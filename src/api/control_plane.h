@@ -29,6 +29,7 @@
 #include "api/config.h"
 #include "api/event_log.h"
 #include "control/accounts.h"
+#include "control/replicas.h"
 #include "control/tenants.h"
 #include "core/clock.h"
 #include "fleet/backend.h"
@@ -370,19 +371,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     market_.Changed();
     rate_dirty_ = true;
   }
-  // Replicas: inference holders tagged kReplicaTag | n.
-  static constexpr uint64_t kReplicaTag = uint64_t{1} << 62;
-  struct ReplicaSlot {
-    std::string model, id;
-    HolderId holder;
-    bool noticed = false;
-  };
-  void PlaceReplicas(Time now);
-  gateway::ReplicaHost* replica_host_ = nullptr;
-  std::vector<gateway::SimModelConfig> replica_models_;
-  std::map<uint64_t, ReplicaSlot> replicas_;  // by tag: placed and not ended
-  uint64_t next_replica_tag_ = 0;
-  int64_t replica_starts_ = 0, replica_reclaims_ = 0;
+  control::Replicas replicas_;  // the model API's inference holders
   int64_t reclaims_ = 0, leases_started_ = 0;
   int64_t bookings_missed_ = 0;  // booked reserved leases that could not start
   // A fleet that places the owner's GPUs itself (fleet_events.cc).

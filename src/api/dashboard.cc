@@ -128,7 +128,7 @@ Reply ControlPlane::Dashboard(size_t max_points) {
   DashboardLeases(&leases, &reclaims);
   const json series = DashboardSeries(max_points), tenants = DashboardTenants();
   json replicas = json::array();
-  for (const auto& [tag, slot] : replicas_) {
+  for (const auto& [tag, slot] : replicas_.all()) {
     replicas.push_back({{"id", slot.id}, {"model", slot.model}, {"state", slot.noticed ? "draining" : "serving"}});
   }
 
@@ -169,9 +169,9 @@ Reply ControlPlane::FleetMap() {
     if (h.state != alloc::HolderState::kActive && h.state != alloc::HolderState::kNoticed) continue;
     json row = {{"class", alloc::HolderClassName(h.cls)}, {"noticed", h.state == alloc::HolderState::kNoticed}};
     if (h.cls == alloc::HolderClass::kInference) {
-      if (auto it = replicas_.find(h.tag); it != replicas_.end()) {
-        row["replica"] = it->second.id;
-        row["model"] = it->second.model;
+      if (const auto* slot = replicas_.Find(h.tag)) {
+        row["replica"] = slot->id;
+        row["model"] = slot->model;
       }
     } else if (h.outside()) {
       const store::LeaseRecord& rec = leases_[h.tag].rec;

@@ -17,6 +17,7 @@ void ControlPlane::UseBackend(fleet::Backend* backend) {
   LL_CHECK(backend->topology().nodes.size() == topology().nodes.size());
   LL_CHECK(backend->topology().pools.size() == topology().pools.size());
   fleet_ = backend;
+  replicas_.UseFleet(backend);
   own_fleet_.reset();
   for (size_t n = 0; n < topology().nodes.size(); ++n) {
     node_index_[topology().nodes[n].name] = static_cast<uint32_t>(n);
@@ -35,12 +36,9 @@ void ControlPlane::ApplyPoll(const fleet::PollResult& poll, Time now) {
   for (const auto& [id, what] : poll.lost) {
     if (id.rfind("rep_", 0) == 0) {
       // A replica's job: its GPUs go back (the gateway stops routing to it in OnEnd).
-      for (const auto& [tag, slot] : replicas_) {
-        if (slot.id == id) {
-          fmt::print(stderr, "landlord serve: replica {} is gone: {}\n", id, what.second);
-          alloc_->Release(slot.holder, now);
-          break;
-        }
+      if (const auto* slot = replicas_.FindId(id)) {
+        fmt::print(stderr, "landlord serve: replica {} is gone: {}\n", id, what.second);
+        alloc_->Release(slot->holder, now);
       }
       continue;
     }
@@ -89,8 +87,7 @@ Reply ControlPlane::SlurmNotice(const json& body) {
     Work work(this);
     Preempted(*lease, fmt::format("node {}", node.value_or("?")));
   }
-  for (const auto& [tag, slot] : replicas_) {
-    if (slot.id != *lease) continue;
+  if (replicas_.FindId(*lease) != nullptr) {
     // A replica's job is being preempted: drained (OnNotice) for the notice.
     Reply r;
     r.body = {{"object", "notice"}, {"replica", *lease}, {"state", "draining"}};
@@ -112,9 +109,8 @@ Reply ControlPlane::SlurmNotice(const json& body) {
 // Slurm is preempting the job of `id` (a lease's holder, or a replica's job): the notice runs
 // from now, the partition's GraceTime. Once: a lease already noticed or ended is left as it is.
 void ControlPlane::Preempted(const std::string& id, const std::string& why) {
-  for (const auto& [tag, slot] : replicas_) {
-    if (slot.id != id) continue;
-    if (!slot.noticed) alloc_->Notice(slot.holder, alloc::NoticeReason::kInternalDemand, now_);
+  if (const auto* slot = replicas_.FindId(id)) {
+    if (!slot->noticed) alloc_->Notice(slot->holder, alloc::NoticeReason::kInternalDemand, now_);
     return;
   }
   auto it = lease_index_.find(id);
@@ -128,7 +124,7 @@ void ControlPlane::Preempted(const std::string& id, const std::string& why) {
 }
 
 Reply ControlPlane::SlurmReplicaUp(const json& body) {
-  if (!fleet_->TakesNotices() || replica_host_ == nullptr) {
+  if (!fleet_->TakesNotices() || !replicas_.enabled()) {
     return ErrorReply(StatusCode::kNotFound, "not_found", "this server has no slurm replicas");
   }
   if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
@@ -142,23 +138,12 @@ Reply ControlPlane::SlurmReplicaUp(const json& body) {
     return ErrorReply(StatusCode::kNotFound, "replica_not_found", fmt::format("no replica `{}` with that token", *id),
                       "replica");
   }
-  for (const auto& [tag, slot] : replicas_) {
-    if (slot.id != *id) continue;
-    if (slot.noticed) break;  // already draining: not routed to again
-    Status st = replica_host_->AddEndpoint(slot.id, slot.model, *url);
-    if (!st.ok())
-      return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`url`: {}", st.message()), "url");
-    fmt::print(stderr, "landlord serve: replica {} of {} serves at {}\n", slot.id, slot.model,
-               *url);
-    Reply r;
-    r.body = {{"object", "replica"},
-              {"id", slot.id},
-              {"model", slot.model},
-              {"url", *url},
-              {"state", "serving"}};
-    return r;
-  }
-  return ErrorReply(StatusCode::kNotFound, "replica_not_found", fmt::format("no live replica `{}`", *id), "replica");
+  auto slot = replicas_.Register(*id, *url);
+  if (!slot.ok()) return ErrorReply(slot.status());
+  fmt::print(stderr, "landlord serve: replica {} of {} serves at {}\n", slot->id, slot->model, *url);
+  Reply r;
+  r.body = {{"object", "replica"}, {"id", slot->id}, {"model", slot->model}, {"url", *url}, {"state", "serving"}};
+  return r;
 }
 
 }  // namespace ll::api

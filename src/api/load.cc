@@ -50,7 +50,8 @@ ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, s
       store_(store),
       prices_(config.prices),
       accounts_(&prices_, wall, store),
-      wall_(wall) {}
+      wall_(wall),
+      replicas_(fleet_) {}
 
 ControlPlane::~ControlPlane() = default;
 

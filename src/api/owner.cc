@@ -53,11 +53,10 @@ Reply ControlPlane::Fleet() {
     for (const auto& s : h.shares) {
       json e = {{"class", alloc::HolderClassName(h.cls)}, {"gpus", s.gpus}};
       if (h.cls == alloc::HolderClass::kInference) {
-        auto it = replicas_.find(h.tag);
-        if (it != replicas_.end()) {
-          e["replica"] = it->second.id;
-          e["model"] = it->second.model;
-          e["state"] = it->second.noticed ? "draining" : "serving";
+        if (const auto* slot = replicas_.Find(h.tag)) {
+          e["replica"] = slot->id;
+          e["model"] = slot->model;
+          e["state"] = slot->noticed ? "draining" : "serving";
         }
       } else if (h.outside()) {
         e["lease"] = leases_[h.tag].rec.id;
