@@ -283,14 +283,14 @@ Reply ControlPlane::Report(const std::string& period_arg) {
   auto totals = store_->UsageTotals(period);
   LL_CHECK(totals.ok());
   const Billed b = Sum(*totals);
-  auto gpu_h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
-  const double capacity = gpu_h(capacity_ms_);
-  const double idle = capacity - gpu_h(internal_ms_) - gpu_h(reserved_ms_) - gpu_h(spot_ms_) - gpu_h(inference_ms_);
-  auto share = [&](__int128 ms) { return capacity > 0 ? gpu_h(ms) / capacity : 0.0; };
-  const double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
+  const control::FleetStats::Totals& t = stats_.totals();
+  auto gpu_h = control::FleetStats::Totals::GpuHours;
+  const double capacity = gpu_h(t.capacity_ms);
+  const double idle = t.idle_gpu_h();
+  const double revenue = t.revenue_usd();
   const int64_t tokens = b.input_tokens + b.output_tokens;
   // What serving cost: the GPU-hours inference held, at the floor (power + wear) per GPU-hour.
-  const double inference_cost = gpu_h(inference_ms_) * floor_.dollars();
+  const double inference_cost = gpu_h(t.inference_ms) * floor_.dollars();
   Reply r;
   r.body = {
       {"object", "report"},
@@ -300,10 +300,10 @@ Reply ControlPlane::Report(const std::string& period_arg) {
                   {"input_tokens", b.input_tokens}, {"output_tokens", b.output_tokens}}},
       {"since_start",
        {{"capacity_gpu_h", capacity},
-        {"gpu_h", {{"internal", gpu_h(internal_ms_)}, {"reserved", gpu_h(reserved_ms_)}, {"spot", gpu_h(spot_ms_)},
-                   {"inference", gpu_h(inference_ms_)}, {"idle", idle}}},
-        {"utilization", {{"internal", share(internal_ms_)}, {"reserved", share(reserved_ms_)}, {"spot", share(spot_ms_)},
-                         {"inference", share(inference_ms_)}}},
+        {"gpu_h", {{"internal", gpu_h(t.internal_ms)}, {"reserved", gpu_h(t.reserved_ms)}, {"spot", gpu_h(t.spot_ms)},
+                   {"inference", gpu_h(t.inference_ms)}, {"idle", idle}}},
+        {"utilization", {{"internal", t.Share(t.internal_ms)}, {"reserved", t.Share(t.reserved_ms)},
+                         {"spot", t.Share(t.spot_ms)}, {"inference", t.Share(t.inference_ms)}}},
         {"revenue_usd", revenue},
         {"revenue_per_gpu_h", capacity > 0 ? revenue / capacity : 0.0},
         {"cost_per_mtok_usd", tokens > 0 ? json(inference_cost / (static_cast<double>(tokens) / 1e6)) : json(nullptr)}}},
@@ -315,9 +315,10 @@ std::string ControlPlane::ReportMetrics() {
   auto totals = store_->UsageTotals("");
   LL_CHECK(totals.ok());
   const Billed b = Sum(*totals);
-  auto gpu_h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
-  const double capacity = gpu_h(capacity_ms_);
-  const double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
+  const control::FleetStats::Totals& t = stats_.totals();
+  auto gpu_h = control::FleetStats::Totals::GpuHours;
+  const double capacity = gpu_h(t.capacity_ms);
+  const double revenue = t.revenue_usd();
   const int64_t tokens = b.input_tokens + b.output_tokens;
   std::string out;
   out += "# HELP landlord_billed_usd revenue billed to tenants (the ledger), all time\n# TYPE landlord_billed_usd counter\n";
@@ -328,16 +329,16 @@ std::string ControlPlane::ReportMetrics() {
   out += fmt::format("landlord_tokens{{direction=\"input\"}} {}\nlandlord_tokens{{direction=\"output\"}} {}\n",
                      b.input_tokens, b.output_tokens);
   out += "# HELP landlord_utilization share of capacity GPU-hours by class since start\n# TYPE landlord_utilization gauge\n";
-  for (auto [cls, ms] : {std::pair{"internal", internal_ms_}, std::pair{"reserved", reserved_ms_},
-                         std::pair{"spot", spot_ms_}, std::pair{"inference", inference_ms_}}) {
-    out += fmt::format("landlord_utilization{{class=\"{}\"}} {}\n", cls, capacity > 0 ? gpu_h(ms) / capacity : 0.0);
+  for (auto [cls, ms] : {std::pair{"internal", t.internal_ms}, std::pair{"reserved", t.reserved_ms},
+                         std::pair{"spot", t.spot_ms}, std::pair{"inference", t.inference_ms}}) {
+    out += fmt::format("landlord_utilization{{class=\"{}\"}} {}\n", cls, t.Share(ms));
   }
   out += fmt::format("# HELP landlord_revenue_per_gpu_h revenue_usd / capacity_gpu_h\n# TYPE landlord_revenue_per_gpu_h gauge\n"
                      "landlord_revenue_per_gpu_h {}\n",
                      capacity > 0 ? revenue / capacity : 0.0);
   out += fmt::format("# HELP landlord_cost_per_mtok_usd inference GPU-hours at the floor per million tokens billed\n"
                      "# TYPE landlord_cost_per_mtok_usd gauge\nlandlord_cost_per_mtok_usd {}\n",
-                     tokens > 0 ? gpu_h(inference_ms_) * floor_.dollars() / (static_cast<double>(tokens) / 1e6) : 0.0);
+                     tokens > 0 ? gpu_h(t.inference_ms) * floor_.dollars() / (static_cast<double>(tokens) / 1e6) : 0.0);
   return out;
 }
 

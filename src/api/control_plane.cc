@@ -147,41 +147,26 @@ void ControlPlane::Step(Time now) {
     billed_month_ = MonthStartUtc(now);
   }
   step::Step(*alloc_, *this, now);
-  if (last_sample_ == kTimeMax || now - last_sample_ >= config_.sample_every) {
-    Sample s;
-    s.t = now;
-    s.internal = alloc_->TotalInternal();
-    s.reserved = alloc_->TotalReserved();
-    s.spot = alloc_->TotalSpot();
-    s.inference = alloc_->TotalInference();
-    s.free = alloc_->TotalCapacity() - s.internal - s.reserved - s.spot - s.inference;
+  if (stats_.SampleDue(now, config_.sample_every)) {
+    control::FleetStats::Sample s = stats_.Occupancy(*alloc_, now);
     for (int p = 0; p < alloc_->pool_count(); ++p) {
       s.demand += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).internal_want;
       s.forecast += forecast_->Quantile(p, 1.0, now, now + config_.sample_every);
     }
     s.spot_price = market_.price();
-    s.revenue_micros = static_cast<int64_t>(revenue_rate_ms_ / 3'600'000);
-    samples_.push_back(s);
-    if (samples_.size() > 10'000) samples_.erase(samples_.begin(), samples_.begin() + 1'000);
-    last_sample_ = now;
+    stats_.Add(s);
   }
 }
 
 void ControlPlane::Integrate(Time now) {
   int64_t ms = (now - now_).ms;
   if (ms <= 0) return;
-  capacity_ms_ += static_cast<__int128>(alloc_->TotalCapacity()) * ms;
-  internal_ms_ += static_cast<__int128>(alloc_->TotalInternal()) * ms;
-  reserved_ms_ += static_cast<__int128>(alloc_->TotalReserved()) * ms;
-  spot_ms_ += static_cast<__int128>(alloc_->TotalSpot()) * ms;
-  inference_ms_ += static_cast<__int128>(alloc_->TotalInference()) * ms;
-  waiting_ms_ += static_cast<__int128>(alloc_->InternalWaiting()) * ms;
   if (rate_dirty_) {
     rate_ = 0;
     for (size_t i : live_) rate_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus;
     rate_dirty_ = false;
   }
-  revenue_rate_ms_ += rate_ * ms;
+  stats_.Integrate(*alloc_, rate_, ms);
   now_ = now;
 }
 
@@ -204,7 +189,7 @@ void ControlPlane::StartBookings(Time now) {
       l.holder = *id;  // OnStart made it active
       continue;
     }
-    ++bookings_missed_;
+    ++stats_.counters().bookings_missed;
     l.rec.state = LeaseState::kEnded;
     l.rec.end_reason = LeaseEnd::kForecastMiss;
     l.rec.ended = now;
@@ -351,7 +336,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   l.rec.started = now;
   l.prices.push_back({now, h.price});
   pending_.lease_prices.push_back({l.rec.id, now, h.price.micros});
-  ++leases_started_;
+  ++stats_.counters().leases_started;
   Emit(l, "active", now);
 }
 
@@ -392,7 +377,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
     return;
   }
   if (reason == alloc::EndReason::kReclaimed) {
-    ++reclaims_;
+    ++stats_.counters().reclaims;
     l.rec.state = LeaseState::kReclaimed;
     l.rec.end_reason = LeaseEnd::kReclaimed;
   } else if (l.releasing) {

@@ -29,6 +29,7 @@
 #include "api/config.h"
 #include "api/event_log.h"
 #include "control/accounts.h"
+#include "control/fleet_stats.h"
 #include "control/replicas.h"
 #include "control/tenants.h"
 #include "core/clock.h"
@@ -273,15 +274,6 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   nlohmann::json BalanceJson(const std::string& tenant_id) const;
   // Resolves whose billing a caller may see: a tenant its own; the owner `tenant_id` or all.
   std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
-  struct Sample {
-    Time t;
-    Gpus internal = 0, reserved = 0, spot = 0, inference = 0, free = 0;
-    Gpus demand = 0;    // the owner's demand (running and waiting)
-    Gpus forecast = 0;  // the forecast of it over the next sample interval
-    Money spot_price;
-    int64_t revenue_micros = 0;  // lease revenue accrued since start
-  };
-
   ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store, const Clock* wall);
   Status Load(const Clock* wall, const std::string& admin_key_env);
   // The parts of Load (load.cc).
@@ -360,11 +352,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   EventLog events_;  // the lease events' watchers, published to after each commit
 
   Time now_;  // how far Advance got
-  Time last_sample_ = kTimeMax;
-  std::vector<Sample> samples_;
-  // Totals since start (GPU-milliseconds, micro-dollars).
-  __int128 capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, inference_ms_ = 0, waiting_ms_ = 0;
-  __int128 revenue_rate_ms_ = 0;  // Σ price(µ$/GPU-h) × GPUs × ms
+  control::FleetStats stats_;  // the read model: totals, counters and samples since start
   __int128 rate_ = 0;             // Σ price × GPUs over the live leases, when !rate_dirty_
   bool rate_dirty_ = true;
   void LeasesChanged() {  // on every lease start, notice and end
@@ -372,8 +360,6 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     rate_dirty_ = true;
   }
   control::Replicas replicas_;  // the model API's inference holders
-  int64_t reclaims_ = 0, leases_started_ = 0;
-  int64_t bookings_missed_ = 0;  // booked reserved leases that could not start
   // A fleet that places the owner's GPUs itself (fleet_events.cc).
   std::vector<std::pair<std::string, Gpus>> fleet_owner_;  // the owner's GPUs as last placed
   std::unordered_map<std::string, uint32_t> node_index_;   // node name → index into the fleet

@@ -25,12 +25,13 @@ json ControlPlane::DashboardSeries(size_t max_points) const {
   json t = json::array(), internal = json::array(), reserved = json::array(), spot = json::array(),
        inference = json::array(), idle = json::array(), price = json::array(), demand = json::array(),
        forecast = json::array(), revenue = json::array(), per_gpu_h = json::array();
-  const size_t n = samples_.size();
+  const auto& samples = stats_.samples();
+  const size_t n = samples.size();
   const size_t stride = std::max<size_t>(1, (n + max_points - 1) / std::max<size_t>(1, max_points));
-  const Time first = n > 0 ? samples_.front().t : now_;
+  const Time first = n > 0 ? samples.front().t : now_;
   const Gpus capacity = alloc_->TotalCapacity();
   for (size_t i = n % stride == 0 ? stride - 1 : n % stride - 1; i < n; i += stride) {
-    const Sample& s = samples_[i];
+    const control::FleetStats::Sample& s = samples[i];
     t.push_back(Seconds(s.t));
     internal.push_back(s.internal);
     reserved.push_back(s.reserved);

@@ -186,7 +186,7 @@ Reply ControlPlane::AddInternalJob(const json& body) {
 Reply ControlPlane::Timeseries() {
   Advance();
   json points = json::array();
-  for (const Sample& s : samples_) {
+  for (const control::FleetStats::Sample& s : stats_.samples()) {
     points.push_back({{"t", FormatUtc(s.t)}, {"internal", s.internal}, {"reserved", s.reserved}, {"spot", s.spot},
                       {"free", s.free}, {"spot_price", FormatMoney(s.spot_price)}});
   }
@@ -214,10 +214,12 @@ Reply ControlPlane::Health() {
 
 std::string ControlPlane::Metrics() {
   Advance();
-  auto h = [](__int128 ms) { return static_cast<double>(ms) / 3.6e6; };
-  double capacity = h(capacity_ms_), internal = h(internal_ms_), reserved = h(reserved_ms_), spot = h(spot_ms_);
+  const control::FleetStats::Totals& t = stats_.totals();
+  const control::FleetStats::Counters& n = stats_.counters();
+  auto h = control::FleetStats::Totals::GpuHours;
+  double capacity = h(t.capacity_ms), internal = h(t.internal_ms), reserved = h(t.reserved_ms), spot = h(t.spot_ms);
   double idle = capacity - internal, sold = reserved + spot;
-  double revenue = static_cast<double>(revenue_rate_ms_) / 3.6e6 / 1e6;
+  double revenue = t.revenue_usd();
   std::string out;
   auto metric = [&](const char* name, const char* type, const char* help, double v) {
     out += fmt::format("# HELP landlord_{0} {1}\n# TYPE landlord_{0} {2}\nlandlord_{0} {3}\n", name, help, type, v);
@@ -229,14 +231,14 @@ std::string ControlPlane::Metrics() {
   metric("reserved_gpu_h", "counter", "GPU-hours sold as reserved leases", reserved);
   metric("spot_gpu_h", "counter", "GPU-hours sold as spot leases", spot);
   metric("harvest_ratio", "gauge", "sold_gpu_h / idle_gpu_h", idle > 0 ? sold / idle : 0);
-  metric("internal_delayed_gpu_h", "counter", "GPU-hours of owner demand that waited", h(waiting_ms_));
+  metric("internal_delayed_gpu_h", "counter", "GPU-hours of owner demand that waited", h(t.waiting_ms));
   metric("revenue_usd", "counter", "revenue accrued by leases", revenue);
-  metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(reclaims_));
-  metric("leases", "counter", "leases started", static_cast<double>(leases_started_));
+  metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(n.reclaims));
+  metric("leases", "counter", "leases started", static_cast<double>(n.leases_started));
   metric("reserved_violations", "counter", "reserved leases preempted or booked ones that could not start (must be 0)",
-         static_cast<double>(alloc_->reserved_violations() + bookings_missed_));
+         static_cast<double>(alloc_->reserved_violations() + n.bookings_missed));
   metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
-  metric("market_.price()usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(market_.price().micros) / 1e6);
+  metric("spot_price_usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(market_.price().micros) / 1e6);
   out += ReportMetrics();
   out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";
   out += fmt::format("landlord_gpus{{class=\"internal\"}} {}\n", alloc_->TotalInternal());

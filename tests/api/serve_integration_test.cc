@@ -15,6 +15,9 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <regex>
+#include <sstream>
+
 #include "api/serve_test_util.h"
 #include "core/money.h"
 #include "core/time.h"
@@ -187,6 +190,14 @@ TEST_F(ServeTest, ReservedAcceptedWhenTheForecastAllowsRefusedWhenNotNeverReclai
   auto m = c.Request("GET", "/metrics");
   ASSERT_TRUE(m.ok());
   EXPECT_NE(m->body.find("landlord_reserved_violations 0"), std::string::npos);
+  EXPECT_NE(m->body.find("\nlandlord_spot_price_usd "), std::string::npos);
+  // Every sample's name is a Prometheus metric name.
+  std::istringstream lines(m->body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::string name = line.substr(0, line.find_first_of("{ "));
+    EXPECT_TRUE(std::regex_match(name, std::regex("[a-zA-Z_:][a-zA-Z0-9_:]*"))) << line;
+  }
 }
 
 // `start_at`: a reserved term booked for later is promised out of the forecast now, holds no
