@@ -139,7 +139,7 @@ Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, c
   // What live leases owe since their last completed piece: shown, billed when the piece ends.
   Money open;
   if (period == MonthUtc(now_)) {
-    for (size_t i : live_) {
+    for (size_t i : leases_.live()) {
       const Lease& l = leases_[i];
       ledger::LeaseUsage u;
       if ((!tenant->empty() && l.rec.tenant_id != *tenant) || !UsageOf(l, &u)) continue;

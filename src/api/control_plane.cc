@@ -143,7 +143,7 @@ void ControlPlane::AdvanceTo(Time now) {
 void ControlPlane::Step(Time now) {
   // A new month closes the last one's usage of every live lease (its invoice period).
   if (MonthStartUtc(now) != billed_month_) {
-    if (billed_month_ != kTimeMax) dirty_leases_.insert(dirty_leases_.end(), live_.begin(), live_.end());
+    if (billed_month_ != kTimeMax) dirty_leases_.insert(dirty_leases_.end(), leases_.live().begin(), leases_.live().end());
     billed_month_ = MonthStartUtc(now);
   }
   step::Step(*alloc_, *this, now);
@@ -163,7 +163,7 @@ void ControlPlane::Integrate(Time now) {
   if (ms <= 0) return;
   if (rate_dirty_) {
     rate_ = 0;
-    for (size_t i : live_) rate_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus;
+    for (size_t i : leases_.live()) rate_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus;
     rate_dirty_ = false;
   }
   stats_.Integrate(*alloc_, rate_, ms);
@@ -222,7 +222,7 @@ void ControlPlane::SetDemand(Time now) {
 void ControlPlane::ClearMarket(Time now) {
   if (!market_.Due(*alloc_, now, /*requests_waiting=*/false)) return;
   std::vector<step::SpotMarket::Holder> holders;
-  for (size_t i : live_) {
+  for (size_t i : leases_.live()) {
     const Lease& l = leases_[i];
     if (l.rec.kind == LeaseKind::kSpot) holders.push_back({i, l.holder});
   }
@@ -247,7 +247,7 @@ void ControlPlane::ClearMarket(Time now) {
 // ---------------------------------------------------------------- events and persistence
 
 void ControlPlane::Emit(Lease& l, std::string type, Time at, json extra) {
-  size_t index = lease_index_.at(l.rec.id);
+  size_t index = *leases_.IndexOf(l.rec.id);
   dirty_leases_.push_back(index);
   store::LeaseEventRecord e;
   e.lease_id = l.rec.id;
@@ -281,7 +281,7 @@ void ControlPlane::Flush() {
   for (store::LeaseEventRecord& e : pending_.events) {
     json data = json::parse(e.data, nullptr, false);
     if (!data.is_object()) data = json::object();
-    data["lease"] = LeaseJson(leases_[lease_index_.at(e.lease_id)].rec);
+    data["lease"] = LeaseJson(leases_[*leases_.IndexOf(e.lease_id)].rec);
     data["now"] = FormatUtc(now_);
     data["clock_speed"] = clock_->speed();
     e.data = data.dump();
@@ -331,7 +331,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
       l.lost = fmt::format("{} did not take the holder job: {}", fleet_->name(), st.message());
     }
   }
-  live_.insert(h.tag);
+  leases_.SetLive(h.tag, true);
   l.rec.state = LeaseState::kActive;
   l.rec.started = now;
   l.prices.push_back({now, h.price});
@@ -365,7 +365,7 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   LeasesChanged();
   if (decisions_ != nullptr) decisions_->Ended(now, h.tag, reason);
   Lease& l = leases_[h.tag];
-  live_.erase(h.tag);
+  leases_.SetLive(h.tag, false);
   l.rec.ended = now;
   fleet_->EndHolder(l.rec.id);
   if (!l.lost.empty()) {

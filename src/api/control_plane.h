@@ -30,6 +30,7 @@
 #include "api/event_log.h"
 #include "control/accounts.h"
 #include "control/fleet_stats.h"
+#include "control/lease_book.h"
 #include "control/replicas.h"
 #include "control/tenants.h"
 #include "core/clock.h"
@@ -61,10 +62,7 @@ Reply ErrorReply(const Status& st);
 // The same body with an HTTP status the transport chose (405, 413): not for domain code.
 Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
 
-struct Principal {
-  bool admin = false;
-  std::string tenant_id;
-};
+using control::Principal;
 
 
 // The server clock: `speed` times the wall clock, from an origin kept in the store so that a
@@ -231,16 +229,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   Reply SlurmReplicaUp(const nlohmann::json& body);
 
  private:
-  struct Lease {
-    store::LeaseRecord rec;
-    HolderId holder;
-    bool releasing = false;  // the tenant asked; OnEnd reports it as `released`
-    std::string refused;     // why the fleet did not take its holder (OnStart): CreateLease says so
-    std::string lost;        // why the holder is gone without Landlord; OnEnd reports it
-    Time lost_at = kTimeMax;  // when (billing stops there)
-    std::vector<ledger::PricePoint> prices;  // what it paid per GPU-hour, from its start
-    size_t billed = 0;  // completed usage events already committed (the store ignores repeats)
-  };
+  using Lease = control::Lease;
   // The unit of work of one call: the fleet brought to the clock's now when it opens, what the
   // call changed committed once when it closes, on every path out of the call (events reach
   // watchers only after that commit; the reply is sent after it).
@@ -330,10 +319,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
   control::Tenants tenants_;  // and their keys
   nlohmann::json KeyJson(const store::KeyRecord& k) const;
-  std::vector<Lease> leases_;
-  std::unordered_map<std::string, size_t> lease_index_;
-  std::unordered_map<std::string, std::vector<size_t>> by_tenant_;  // tenant id → lease indices, ascending
-  std::set<size_t> live_;  // active or noticed leases, in creation order (the market's bid order)
+  control::LeaseBook leases_;  // by index (the holder's tag), id and tenant; which are live
   std::vector<store::InternalJobRecord> jobs_;
   size_t job_count_ = 0;
   std::vector<Gpus> demand_;  // what the allocator was last told, per pool

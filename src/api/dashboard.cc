@@ -64,9 +64,9 @@ json ControlPlane::DashboardSeries(size_t max_points) const {
 // reclaims.
 void ControlPlane::DashboardLeases(json* leases, json* reclaims) const {
   *leases = json::array();
-  for (size_t i : live_) leases->push_back(LeaseJson(leases_[i].rec));
+  for (size_t i : leases_.live()) leases->push_back(LeaseJson(leases_[i].rec));
   for (size_t i = leases_.size(); i > 0 && leases->size() < 200; --i) {
-    if (!live_.contains(i - 1)) leases->push_back(LeaseJson(leases_[i - 1].rec));
+    if (!leases_.IsLive(i - 1)) leases->push_back(LeaseJson(leases_[i - 1].rec));
   }
   // Recent reclaims: leases that got a notice, newest notice first.
   std::vector<size_t> noticed;
@@ -102,12 +102,10 @@ json ControlPlane::DashboardTenants() const {
       if (u.unit == "tokens") tokens += u.quantity;
     }
     int live_leases = 0, gpus = 0;
-    if (auto it = by_tenant_.find(id); it != by_tenant_.end()) {
-      for (size_t i : it->second) {
-        if (live_.contains(i)) {
-          ++live_leases;
-          gpus += leases_[i].rec.gpus;
-        }
+    for (size_t i : leases_.OfTenant(id)) {
+      if (leases_.IsLive(i)) {
+        ++live_leases;
+        gpus += leases_[i].rec.gpus;
       }
     }
     tenants.push_back({{"id", id},

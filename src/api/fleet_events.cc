@@ -23,7 +23,7 @@ void ControlPlane::UseBackend(fleet::Backend* backend) {
     node_index_[topology().nodes[n].name] = static_cast<uint32_t>(n);
   }
   std::vector<std::string> live;
-  for (size_t i : live_) live.push_back(leases_[i].rec.id);
+  for (size_t i : leases_.live()) live.push_back(leases_[i].rec.id);
   fleet_->Attach(live, clock_->Now());
   if (std::optional<fleet::PollResult> poll = fleet_->Poll(clock_->Now()))
     ApplyPoll(*poll, clock_->Now());
@@ -42,10 +42,10 @@ void ControlPlane::ApplyPoll(const fleet::PollResult& poll, Time now) {
       }
       continue;
     }
-    auto it = lease_index_.find(id);
-    if (it == lease_index_.end()) continue;
-    Lease& l = leases_[it->second];
-    if (!live_.contains(it->second) || !l.holder.valid()) continue;
+    std::optional<size_t> i = leases_.IndexOf(id);
+    if (!i) continue;
+    Lease& l = leases_[*i];
+    if (!leases_.IsLive(*i) || !l.holder.valid()) continue;
     l.lost = what.second;
     l.lost_at = what.first;
     alloc_->Release(l.holder, now);
@@ -93,10 +93,9 @@ Reply ControlPlane::SlurmNotice(const json& body) {
     r.body = {{"object", "notice"}, {"replica", *lease}, {"state", "draining"}};
     return r;
   }
-  auto it = lease_index_.find(*lease);
-  if (it == lease_index_.end())
-    return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", *lease), "lease");
-  const Lease& l = leases_[it->second];
+  auto i = leases_.Find(Principal{.admin = true, .tenant_id = ""}, *lease, "lease");
+  if (!i.ok()) return ErrorReply(i.status());
+  const Lease& l = leases_[*i];
   Reply r;
   r.body = {{"object", "notice"},
             {"lease", l.rec.id},
@@ -113,10 +112,10 @@ void ControlPlane::Preempted(const std::string& id, const std::string& why) {
     if (!slot->noticed) alloc_->Notice(slot->holder, alloc::NoticeReason::kInternalDemand, now_);
     return;
   }
-  auto it = lease_index_.find(id);
-  if (it == lease_index_.end()) return;
-  const Lease& l = leases_[it->second];
-  if (live_.contains(it->second) && l.holder.valid() && l.rec.state == LeaseState::kActive &&
+  std::optional<size_t> i = leases_.IndexOf(id);
+  if (!i) return;
+  const Lease& l = leases_[*i];
+  if (leases_.IsLive(*i) && l.holder.valid() && l.rec.state == LeaseState::kActive &&
       l.rec.kind == LeaseKind::kSpot) {
     alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
     fmt::print(stderr, "landlord serve: slurm preempts {} ({}): reclaim notice\n", l.rec.id, why);

@@ -26,19 +26,16 @@ struct ControlPlane::LeaseRequest {
 // A lease being created: it holds the next index, and gives it back unless kept.
 class ControlPlane::NewLease {
  public:
-  NewLease(ControlPlane* cp, const Principal& who, LeaseKind kind) : cp_(cp), index_(cp->leases_.size()) {
+  NewLease(ControlPlane* cp, const Principal& who, LeaseKind kind) : cp_(cp) {
     Lease l;
-    l.rec.id = MakeExternalId("lease", index_ + 1);
+    l.rec.id = MakeExternalId("lease", cp->leases_.size() + 1);
     l.rec.tenant_id = who.tenant_id;
     l.rec.kind = kind;
     l.rec.created = cp->now_;
-    cp->lease_index_[l.rec.id] = index_;
-    cp->leases_.push_back(std::move(l));
+    index_ = cp->leases_.Add(std::move(l));
   }
   ~NewLease() {
-    if (kept_) return;
-    cp_->lease_index_.erase(lease().rec.id);
-    cp_->leases_.pop_back();
+    if (!kept_) cp_->leases_.PopBack();
   }
   NewLease(const NewLease&) = delete;
   NewLease& operator=(const NewLease&) = delete;
@@ -129,9 +126,8 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
     lease.rec.price_micros = h.price.micros;
     if (!h.shares.empty()) lease.rec.placement = FormatPlacement(h.shares);
   }
-  by_tenant_[lease.rec.tenant_id].push_back(slot.index());
   dirty_leases_.push_back(slot.index());
-  if (!lease.refused.empty() && lease.holder.valid() && live_.contains(slot.index())) {
+  if (!lease.refused.empty() && lease.holder.valid() && leases_.IsLive(slot.index())) {
     // The fleet refused the holder: the lease ends at once (nothing billed) and the tenant is told.
     lease.lost_at = now;
     alloc_->Release(lease.holder, now);
@@ -222,37 +218,18 @@ std::optional<Reply> ControlPlane::PlaceReservedLease(const LeaseRequest& req, N
 }
 
 ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string& id) {
-  auto it = lease_index_.find(id);
-  if (it == lease_index_.end()) return nullptr;
-  Lease& l = leases_[it->second];
-  if (!who.admin && l.rec.tenant_id != who.tenant_id) return nullptr;  // 404, never 403
-  return &l;
+  auto i = leases_.Find(who, id);
+  return i.ok() ? &leases_[*i] : nullptr;
 }
 
 Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::string& after) {
   Advance();
-  // The caller's leases in creation order (the owner sees all of them).
-  static const std::vector<size_t> kNone;
-  std::vector<size_t> all;
-  const std::vector<size_t>* mine = &kNone;
-  if (who.admin) {
-    all.resize(leases_.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    mine = &all;
-  } else if (auto it = by_tenant_.find(who.tenant_id); it != by_tenant_.end()) {
-    mine = &it->second;
-  }
-  size_t end = mine->size();  // newest first: walk back from here
-  if (!after.empty()) {
-    const Lease* cursor = Find(who, after);
-    if (cursor == nullptr) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", fmt::format("`after`: no lease `{}`", after), "after");
-    end = std::lower_bound(mine->begin(), mine->end(), lease_index_.at(after)) - mine->begin();
-  }
+  auto page = leases_.List(who, limit, after);
+  if (!page.ok()) return ErrorReply(page.status());
   json data = json::array();
-  size_t i = end;
-  for (; i > 0 && data.size() < static_cast<size_t>(limit); --i) data.push_back(LeaseJson(leases_[(*mine)[i - 1]].rec));
+  for (size_t i : page->leases) data.push_back(LeaseJson(leases_[i].rec));
   Reply r;
-  r.body = {{"object", "list"}, {"data", data}, {"has_more", i > 0}};
+  r.body = {{"object", "list"}, {"data", data}, {"has_more", page->has_more}};
   return r;
 }
 
@@ -271,7 +248,7 @@ Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
   if (l == nullptr) return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", id), "id");
   if (l->rec.state == LeaseState::kScheduled) {
     // A booking not yet started: cancelled, nothing was held.
-    std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == lease_index_.at(id); });
+    std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == *leases_.IndexOf(id); });
     l->rec.state = LeaseState::kReleased;
     l->rec.end_reason = LeaseEnd::kReleased;
     l->rec.ended = now_;

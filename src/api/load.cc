@@ -180,7 +180,7 @@ Status ControlPlane::LoadLeases() {
     Lease l;
     l.rec = rec;
     if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
-    size_t index = leases_.size();
+    const size_t index = leases_.Add(std::move(l));
     if (Live(rec.state)) {
       alloc::Allocator::RestoreSpec rs;
       rs.cls = rec.kind == LeaseKind::kReserved ? HolderClass::kReserved : HolderClass::kSpot;
@@ -197,14 +197,11 @@ Status ControlPlane::LoadLeases() {
       rs.tag = index;
       auto id = alloc_->Restore(rs);
       if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
-      l.holder = *id;
-      live_.insert(index);
+      leases_[index].holder = *id;
+      leases_.SetLive(index, true);
     } else if (rec.state == LeaseState::kScheduled) {
       overrides_->bookings.push_back({index, rec.pool, static_cast<Gpus>(rec.gpus), rec.started, rec.term_end});
     }
-    lease_index_[rec.id] = index;
-    by_tenant_[rec.tenant_id].push_back(index);
-    leases_.push_back(std::move(l));
   }
   return Status::Ok();
 }
