@@ -74,6 +74,10 @@ std::vector<std::string> SandboxEnv(const LeaseContext& lease, const Spec& spec)
     std::erase_if(env, [&](const std::string& e) { return e.compare(0, k.size() + 1, k + "=") == 0; });
     env.push_back(k + "=" + v);
   }
+  // Landlord's own last, each once (ParseSpec refuses these names; this holds without it too).
+  std::erase_if(env, [](const std::string& e) {
+    return e.rfind("LANDLORD_", 0) == 0 || e.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0;
+  });
   env.push_back("LANDLORD_LEASE_ID=" + lease.lease_id);
   env.push_back("LANDLORD_NODES=" + nodes);
   env.push_back("CUDA_VISIBLE_DEVICES=" + lease.cuda_visible_devices);

@@ -71,6 +71,8 @@ Status ParseEnv(const json& j, Spec& spec, Refusal& r) {
                                 kMaxEnvNameBytes));
     if (name.rfind("LANDLORD_", 0) == 0)
       return r.Fail("invalid_value", param, "must not start with `LANDLORD_` (set by Landlord)");
+    if (name == "CUDA_VISIBLE_DEVICES")
+      return r.Fail("invalid_value", param, "is set by Landlord to the lease's GPUs");
     if (!value.is_string()) return r.Fail("invalid_type", param, "must be a string");
     const auto& v = value.get_ref<const std::string&>();
     if (v.size() > kMaxEnvValueBytes)

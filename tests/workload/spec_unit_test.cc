@@ -81,6 +81,8 @@ TEST(WorkloadSpec, RefusesEachBadFieldByName) {
       {json{{"command", {"a"}}, {"env", {{"", "x"}}}}, "invalid_value", "workload.env."},
       {json{{"command", {"a"}}, {"env", {{"LANDLORD_LEASE_ID", "x"}}}}, "invalid_value",
        "workload.env.LANDLORD_LEASE_ID"},
+      {json{{"command", {"a"}}, {"env", {{"CUDA_VISIBLE_DEVICES", "0,1,2,3"}}}}, "invalid_value",
+       "workload.env.CUDA_VISIBLE_DEVICES"},
       {json{{"command", {"a"}}, {"env", {{"FOO", 1}}}}, "invalid_type", "workload.env.FOO"},
       {json{{"command", {"a"}}, {"env", {{"FOO", std::string(kMaxEnvValueBytes + 1, 'x')}}}},
        "invalid_value", "workload.env.FOO"},
