@@ -57,7 +57,7 @@ class Sandbox::Impl {
        Listener listener)
       : clock_(clock), o_(std::move(o)), lease_(std::move(lease)), spec_(std::move(spec)),
         listener_(std::move(listener)), pid_sd_(io), out_sd_(io), status_sd_(io), kill_timer_(io),
-        retry_timer_(io), logs_(std::max<size_t>(o_.log_bytes, 1)) {}
+        retry_timer_(io), drain_timer_(io), logs_(std::max<size_t>(o_.log_bytes, 1)) {}
   ~Impl();
 
   void Start();
@@ -73,6 +73,7 @@ class Sandbox::Impl {
   void WaitExit();
   void MaybeFinish();
   void RemoveCgroupsLater(int tries);
+  void DrainThenFinish();
   void Signal(int sig);
   void Kill();
   void ArmKill();
@@ -95,7 +96,7 @@ class Sandbox::Impl {
   pid_t init_pid_ = -1;  // the sandbox's pid 1 (bwrap's init) as the host sees it
   int init_pidfd_ = -1;
   asio::posix::stream_descriptor pid_sd_, out_sd_, status_sd_;
-  asio::steady_timer kill_timer_, retry_timer_;
+  asio::steady_timer kill_timer_, retry_timer_, drain_timer_;
   std::optional<Time> kill_at_;
   bool term_pending_ = false, killed_ = false, exited_ = false, eof_ = false, finished_ = false;
   int raw_status_ = 0;
@@ -197,6 +198,7 @@ void Sandbox::Impl::WaitExit() {
     raw_status_ = st;
     if (init_pidfd_ >= 0) close(init_pidfd_);
     init_pidfd_ = -1;
+    if (!eof_) DrainThenFinish();
     MaybeFinish();
   }));
 }
@@ -207,6 +209,7 @@ void Sandbox::Impl::MaybeFinish() {
   if (!exited_ || !eof_ || finished_) return;
   finished_ = true;
   kill_timer_.cancel();
+  drain_timer_.cancel();
   status_sd_.close();
   out_sd_.close();
   pid_sd_.close();
@@ -222,6 +225,17 @@ void Sandbox::Impl::MaybeFinish() {
   if (oom) status_.error = "memory limit";
   ssh_.reset();
   if (listener_) listener_(status_);
+}
+
+// Every writer of the output pipe is in the sandbox and dies with it, but a descriptor passed to
+// a process outside (over a socket) would hold the pipe open: the end does not wait for it.
+void Sandbox::Impl::DrainThenFinish() {
+  drain_timer_.expires_after(std::chrono::seconds(2));
+  drain_timer_.async_wait(Guard([this](boost::system::error_code ec) {
+    if (ec || eof_) return;
+    eof_ = true;
+    MaybeFinish();
+  }));
 }
 
 void Sandbox::Impl::RemoveCgroupsLater(int tries) {
@@ -255,7 +269,9 @@ void Sandbox::Impl::Kill() {
 
 void Sandbox::Impl::ArmKill() {
   const Duration left = *kill_at_ - clock_.Now();
-  kill_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(left.ms, 0)));
+  // In steps: the lease's clock may run faster than the host's (a sped-up `serve`), and a step
+  // re-reads it; a kill is at most one step late, never early.
+  kill_timer_.expires_after(std::chrono::milliseconds(std::clamp<int64_t>(left.ms, 0, 100)));
   kill_timer_.async_wait(Guard([this](boost::system::error_code ec) {
     if (ec) return;
     // The timer's clock is not the lease's: never kill before the lease's clock says so.

@@ -90,6 +90,28 @@ TEST_F(SandboxTest, AWorkloadIgnoringSigtermIsKilledAtKillTimeNotBefore) {
   RecordProperty("killed_after_reclaim_at_ms", static_cast<int>(s.status().ended_at->ms - reclaim_at.ms));
 }
 
+// The kill follows the lease's clock, not the host's: a sped-up or manual clock kills when it
+// reaches reclaim_at, and not while it is before.
+TEST_F(SandboxTest, TheKillFollowsTheLeasesClock) {
+  auto manual = std::make_unique<ManualClock>(clock_->Now());
+  ManualClock& clock = *manual;
+  clock_ = std::move(manual);
+  Sandbox& s = StartSandbox(
+      "manual", {"/bin/sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.05; done"},
+      Options());
+  ASSERT_TRUE(RunUntil([&] { return LogHas(s, "ready\n"); })) << Log(s);
+  const Time reclaim_at = clock.Now() + Duration::Hours(1);
+  s.Notice(reclaim_at, reclaim_at);
+  ASSERT_TRUE(RunUntil([&] { return LogHas(s, "got TERM"); })) << Log(s);
+  // Several of the kill timer's steps (100 ms) pass on the host; the lease's clock has not moved.
+  EXPECT_FALSE(RunUntil([&] { return Ended(s); }, std::chrono::milliseconds(500)));
+  EXPECT_EQ(s.status().state, State::kRunning);
+  clock.Set(reclaim_at);
+  ASSERT_TRUE(RunUntil([&] { return Ended(s); }, std::chrono::seconds(5))) << Log(s);
+  EXPECT_EQ(s.status().state, State::kKilled);
+  EXPECT_EQ(s.status().ended_at, reclaim_at);
+}
+
 TEST_F(SandboxTest, NoSignalWhenConfiguredOffButTheNoticeFileAppears) {
   SandboxOptions o = Options();
   o.sigterm_on_notice = false;

@@ -93,14 +93,15 @@ class SandboxTest : public ::testing::Test {
       });
     };
     arm();
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      io_.run_one_for(std::chrono::milliseconds(50));
+    bool ok = true;
+    while (ok && !done()) {
+      ok = std::chrono::steady_clock::now() <= deadline;
+      if (ok) io_.run_one_for(std::chrono::milliseconds(50));
     }
     tick.cancel();
-    io_.poll();
+    io_.poll();  // the tick's cancelled handler, while `tick` and `arm` still exist
     io_.restart();
-    return true;
+    return ok;
   }
 
   static bool Ended(const Sandbox& s) {
