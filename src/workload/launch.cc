@@ -2,13 +2,14 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,8 +17,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <fmt/format.h>
 
 namespace ll::workload::internal {
 namespace fs = std::filesystem;
@@ -74,8 +73,10 @@ Result<std::string> RunHelper(const std::vector<std::string>& argv) {
   std::string text;
   char buf[4096];
   for (ssize_t n; (n = read(out[0], buf, sizeof buf)) != 0;) {
-    if (n > 0) text.append(buf, static_cast<size_t>(n));
-    else if (errno != EINTR) break;
+    if (n > 0)
+      text.append(buf, static_cast<size_t>(n));
+    else if (errno != EINTR)
+      break;
   }
   close(out[0]);
   int st = 0;
@@ -95,15 +96,16 @@ Result<Dirs> MakeDirs(const SandboxOptions& o, const LeaseContext& lease, const 
   const gid_t gid = HostGid(o);
   std::error_code ec;
   fs::create_directories(o.runtime_root, ec);
-  if (ec) return Status::Io(fmt::format("cannot make `{}`: {}", o.runtime_root.string(), ec.message()));
+  if (ec)
+    return Status::Io(fmt::format("cannot make `{}`: {}", o.runtime_root.string(), ec.message()));
   if (fs::exists(d.top)) LL_RETURN_IF_ERROR(Wipe(d.top));  // a leftover of a crash
   // top: traversable by the host uid (it binds home and run) and by nobody's listing.
   LL_RETURN_IF_ERROR(MakeDir(d.top, Root() ? 0711 : 0700));
   LL_RETURN_IF_ERROR(MakeDir(d.home, 0700, uid, gid));
   LL_RETURN_IF_ERROR(MakeDir(d.run, 0755));
-  LL_RETURN_IF_ERROR(WriteFile(d.run / "passwd",
-                               fmt::format("{}:x:1000:1000::{}:/bin/sh\n", kSandboxUser, kSandboxHome),
-                               0644));
+  LL_RETURN_IF_ERROR(
+      WriteFile(d.run / "passwd",
+                fmt::format("{}:x:1000:1000::{}:/bin/sh\n", kSandboxUser, kSandboxHome), 0644));
   LL_RETURN_IF_ERROR(WriteFile(d.run / "group", fmt::format("{}:x:1000:\n", kSandboxUser), 0644));
   if (spec.ssh_public_keys.empty()) return d;
   // dropbear insists: .ssh 700 and authorized_keys 600, owned by the user it logs in.
@@ -111,8 +113,8 @@ Result<Dirs> MakeDirs(const SandboxOptions& o, const LeaseContext& lease, const 
   std::string keys;
   for (const std::string& k : spec.ssh_public_keys) keys += k + "\n";
   LL_RETURN_IF_ERROR(WriteFile(d.home / ".ssh" / "authorized_keys", keys, 0600, uid, gid));
-  LL_ASSIGN_OR_RETURN(std::string out,
-                      RunHelper({o.dropbearkey, "-t", "ed25519", "-f", (d.run / "hostkey").string()}));
+  LL_ASSIGN_OR_RETURN(std::string out, RunHelper({o.dropbearkey, "-t", "ed25519", "-f",
+                                                  (d.run / "hostkey").string()}));
   (void)out;
   if (Root() && chown((d.run / "hostkey").c_str(), uid, gid) != 0)
     return Errno("cannot chown", d.run / "hostkey");
@@ -120,7 +122,8 @@ Result<Dirs> MakeDirs(const SandboxOptions& o, const LeaseContext& lease, const 
 }
 
 Result<std::string> HostPublicKey(const SandboxOptions& o, const Dirs& dirs) {
-  LL_ASSIGN_OR_RETURN(std::string out, RunHelper({o.dropbearkey, "-y", "-f", (dirs.run / "hostkey").string()}));
+  LL_ASSIGN_OR_RETURN(std::string out,
+                      RunHelper({o.dropbearkey, "-y", "-f", (dirs.run / "hostkey").string()}));
   std::istringstream lines(out);
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("ssh-", 0) == 0) return line.substr(0, line.find(' ', line.find(' ') + 1));
@@ -141,7 +144,8 @@ Status Wipe(const fs::path& top) {
   // is not needed, as the same uid it is). recursive_directory_iterator does not follow links.
   if (fs::is_directory(fs::symlink_status(top))) {
     chmod(top.c_str(), 0700);
-    for (auto it = fs::recursive_directory_iterator(top, fs::directory_options::skip_permission_denied, ec);
+    for (auto it = fs::recursive_directory_iterator(
+             top, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (it->is_directory(ec) && !it->is_symlink(ec)) chmod(it->path().c_str(), 0700);
     }

@@ -1,8 +1,8 @@
 #include "workload/log_ring.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/check.h"
 
@@ -25,7 +25,8 @@ void LogRing::Append(std::string_view bytes) {
     done += n;
   }
   end_ += bytes.size();
-  size_ = static_cast<size_t>(std::min<uint64_t>(end_, std::min<uint64_t>(cap, size_ + bytes.size())));
+  size_ =
+      static_cast<size_t>(std::min<uint64_t>(end_, std::min<uint64_t>(cap, size_ + bytes.size())));
   Notify();
 }
 

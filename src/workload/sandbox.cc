@@ -1,16 +1,15 @@
 #include "workload/sandbox.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <chrono>
-
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <fmt/format.h>
+#include <chrono>
 
 #include "workload/launch.h"
 
@@ -22,11 +21,16 @@ using internal::Dirs;
 
 const char* StateName(State state) {
   switch (state) {
-    case State::kPending: return "pending";
-    case State::kRunning: return "running";
-    case State::kExited: return "exited";
-    case State::kKilled: return "killed";
-    case State::kFailed: return "failed";
+    case State::kPending:
+      return "pending";
+    case State::kRunning:
+      return "running";
+    case State::kExited:
+      return "exited";
+    case State::kKilled:
+      return "killed";
+    case State::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -44,8 +48,8 @@ namespace {
 
 bool ValidName(const std::string& n) {
   return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
   });
 }
 
@@ -55,9 +59,18 @@ class Sandbox::Impl {
  public:
   Impl(asio::io_context& io, const Clock& clock, SandboxOptions o, LeaseContext lease, Spec spec,
        Listener listener)
-      : clock_(clock), o_(std::move(o)), lease_(std::move(lease)), spec_(std::move(spec)),
-        listener_(std::move(listener)), pid_sd_(io), out_sd_(io), status_sd_(io), kill_timer_(io),
-        retry_timer_(io), drain_timer_(io), logs_(std::max<size_t>(o_.log_bytes, 1)) {}
+      : clock_(clock),
+        o_(std::move(o)),
+        lease_(std::move(lease)),
+        spec_(std::move(spec)),
+        listener_(std::move(listener)),
+        pid_sd_(io),
+        out_sd_(io),
+        status_sd_(io),
+        kill_timer_(io),
+        retry_timer_(io),
+        drain_timer_(io),
+        logs_(std::max<size_t>(o_.log_bytes, 1)) {}
   ~Impl();
 
   void Start();
@@ -123,7 +136,9 @@ Status Sandbox::Impl::Launch() {
   if (!spec_.ssh_public_keys.empty()) {
     LL_ASSIGN_OR_RETURN(port, internal::FreeLoopbackPort());
     LL_ASSIGN_OR_RETURN(std::string host_key, internal::HostPublicKey(o_, dirs_));
-    ssh_ = SshAccess{port, kSandboxUser, host_key,
+    ssh_ = SshAccess{port,
+                     kSandboxUser,
+                     host_key,
                      {"ssh", "-p", std::to_string(port), std::string(kSandboxUser) + "@127.0.0.1"}};
   }
   const auto argv = internal::BwrapArgv(o_, dirs_, spec_, port);
@@ -156,27 +171,29 @@ void Sandbox::Impl::Fail(const Status& why) {
 }
 
 void Sandbox::Impl::ReadOutput() {
-  out_sd_.async_read_some(asio::buffer(out_buf_), Guard([this](boost::system::error_code ec, size_t n) {
-    if (n > 0) logs_.Append(std::string_view(out_buf_.data(), n));
-    if (ec) {
-      eof_ = true;
-      return MaybeFinish();
-    }
-    ReadOutput();
-  }));
+  out_sd_.async_read_some(asio::buffer(out_buf_),
+                          Guard([this](boost::system::error_code ec, size_t n) {
+                            if (n > 0) logs_.Append(std::string_view(out_buf_.data(), n));
+                            if (ec) {
+                              eof_ = true;
+                              return MaybeFinish();
+                            }
+                            ReadOutput();
+                          }));
 }
 
 // bwrap's status: one JSON document per line; the first names the sandbox's pid 1. Read to
 // the end, or bwrap dies of SIGPIPE writing its exit code.
 void Sandbox::Impl::ReadStatus() {
-  status_sd_.async_read_some(asio::buffer(status_buf_), Guard([this](boost::system::error_code ec, size_t n) {
-    status_text_.append(status_buf_.data(), n);
-    for (size_t nl; (nl = status_text_.find('\n')) != std::string::npos;) {
-      OnStatusLine(status_text_.substr(0, nl));
-      status_text_.erase(0, nl + 1);
-    }
-    if (!ec && status_text_.size() < 65536) ReadStatus();
-  }));
+  status_sd_.async_read_some(
+      asio::buffer(status_buf_), Guard([this](boost::system::error_code ec, size_t n) {
+        status_text_.append(status_buf_.data(), n);
+        for (size_t nl; (nl = status_text_.find('\n')) != std::string::npos;) {
+          OnStatusLine(status_text_.substr(0, nl));
+          status_text_.erase(0, nl + 1);
+        }
+        if (!ec && status_text_.size() < 65536) ReadStatus();
+      }));
 }
 
 void Sandbox::Impl::OnStatusLine(const std::string& line) {
@@ -189,18 +206,19 @@ void Sandbox::Impl::OnStatusLine(const std::string& line) {
 }
 
 void Sandbox::Impl::WaitExit() {
-  pid_sd_.async_wait(asio::posix::stream_descriptor::wait_read, Guard([this](boost::system::error_code ec) {
-    if (ec == asio::error::operation_aborted) return;
-    int st = 0;
-    const pid_t r = waitpid(child_.pid, &st, WNOHANG);
-    if (r == 0) return WaitExit();  // not yet (spurious wakeup)
-    exited_ = true;
-    raw_status_ = st;
-    if (init_pidfd_ >= 0) close(init_pidfd_);
-    init_pidfd_ = -1;
-    if (!eof_) DrainThenFinish();
-    MaybeFinish();
-  }));
+  pid_sd_.async_wait(asio::posix::stream_descriptor::wait_read,
+                     Guard([this](boost::system::error_code ec) {
+                       if (ec == asio::error::operation_aborted) return;
+                       int st = 0;
+                       const pid_t r = waitpid(child_.pid, &st, WNOHANG);
+                       if (r == 0) return WaitExit();  // not yet (spurious wakeup)
+                       exited_ = true;
+                       raw_status_ = st;
+                       if (init_pidfd_ >= 0) close(init_pidfd_);
+                       init_pidfd_ = -1;
+                       if (!eof_) DrainThenFinish();
+                       MaybeFinish();
+                     }));
 }
 
 // The end, once bwrap has exited and its output is drained: the status, the cgroups gone,
@@ -255,8 +273,7 @@ void Sandbox::Impl::Signal(int sig) {
   }
   term_pending_ = false;
   // Only while pid 1 lives: then its group number cannot belong to anyone else.
-  if (init_pidfd_ >= 0 && internal::PidfdSignal(init_pidfd_, 0) == 0)
-    kill(-init_pid_, sig);
+  if (init_pidfd_ >= 0 && internal::PidfdSignal(init_pidfd_, 0) == 0) kill(-init_pid_, sig);
 }
 
 // SIGKILL to the sandbox's pid 1 ends its pid namespace, every process in it.
@@ -285,7 +302,8 @@ void Sandbox::Impl::Notice(Time reclaim_at, Time kill_at) {
   kill_at = std::max(kill_at, reclaim_at);
   kill_at_ = kill_at_ ? std::min(*kill_at_, kill_at) : kill_at;
   const nlohmann::json notice = {{"action", "terminate"}, {"time", FormatUtc(reclaim_at)}};
-  if (Status st = internal::WriteFileAtomic(dirs_.run / "notice.json", notice.dump() + "\n"); !st.ok())
+  if (Status st = internal::WriteFileAtomic(dirs_.run / "notice.json", notice.dump() + "\n");
+      !st.ok())
     logs_.Append(fmt::format("[landlord: {}]\n", st.message()));
   if (o_.sigterm_on_notice) Signal(SIGTERM);
   ArmKill();
@@ -314,8 +332,8 @@ Sandbox::Impl::~Impl() {
 
 Sandbox::Sandbox(asio::io_context& io, const Clock& clock, SandboxOptions options,
                  LeaseContext lease, Spec spec, Listener listener)
-    : impl_(std::make_unique<Impl>(io, clock, std::move(options), std::move(lease),
-                                   std::move(spec), std::move(listener))) {}
+    : impl_(std::make_unique<Impl>(io, clock, std::move(options), std::move(lease), std::move(spec),
+                                   std::move(listener))) {}
 Sandbox::~Sandbox() = default;
 void Sandbox::Start() { impl_->Start(); }
 void Sandbox::Notice(Time reclaim_at, Time kill_at) { impl_->Notice(reclaim_at, kill_at); }

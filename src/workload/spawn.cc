@@ -1,5 +1,6 @@
 // The bwrap command line and the fork/exec of it (launch.h).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -10,8 +11,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <fmt/format.h>
-
 #include "workload/launch.h"
 
 namespace ll::workload::internal {
@@ -21,27 +20,29 @@ namespace {
 
 // What of the host's /etc a program expects (the loader's cache, name resolution, TLS roots,
 // Debian's alternatives links); never passwd, shadow or the service's config.
-constexpr const char* kEtc[] = {"ld.so.cache", "ld.so.conf",  "ld.so.conf.d", "resolv.conf",
-                                "hosts",       "nsswitch.conf", "host.conf",  "ssl",
-                                "ca-certificates", "alternatives", "localtime", "shells",
-                                "mime.types",  "protocols",   "services"};
+constexpr const char* kEtc[] = {"ld.so.cache",     "ld.so.conf",    "ld.so.conf.d", "resolv.conf",
+                                "hosts",           "nsswitch.conf", "host.conf",    "ssl",
+                                "ca-certificates", "alternatives",  "localtime",    "shells",
+                                "mime.types",      "protocols",     "services"};
 
 // The launcher when SSH is on: dropbear in the background, then the tenant's argv as is ("$@",
 // never parsed by the shell).
-constexpr const char* kSshLauncher = "\"$0\" -F -E -s -r /run/landlord/hostkey -p \"$1\" &\nshift\nexec \"$@\"";
+constexpr const char* kSshLauncher =
+    "\"$0\" -F -E -s -r /run/landlord/hostkey -p \"$1\" &\nshift\nexec \"$@\"";
 
 }  // namespace
 
 std::vector<std::string> BwrapArgv(const SandboxOptions& o, const Dirs& dirs, const Spec& spec,
                                    int ssh_port) {
-  std::vector<std::string> a = {o.bwrap, "--unshare-all", "--share-net", "--die-with-parent",
-                                "--new-session", "--uid", "1000", "--gid", "1000",
-                                "--hostname", "landlord",
-                                "--ro-bind", "/usr", "/usr"};
+  std::vector<std::string> a = {
+      o.bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--new-session", "--uid",
+      "1000",  "--gid",         "1000",        "--hostname",        "landlord",      "--ro-bind",
+      "/usr",  "/usr"};
   for (const char* l : {"bin", "sbin", "lib", "lib32", "lib64", "libx32"}) {
     std::error_code ec;
     if (fs::is_symlink(fs::path("/") / l, ec))
-      a.insert(a.end(), {"--symlink", fs::read_symlink(fs::path("/") / l, ec).string(), std::string("/") + l});
+      a.insert(a.end(), {"--symlink", fs::read_symlink(fs::path("/") / l, ec).string(),
+                         std::string("/") + l});
   }
   a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", "/etc"});
   for (const char* e : kEtc) {
@@ -49,14 +50,13 @@ std::vector<std::string> BwrapArgv(const SandboxOptions& o, const Dirs& dirs, co
     if (fs::exists(p)) a.insert(a.end(), {"--ro-bind", p.string(), p.string()});
   }
   for (const std::string& d : o.dev_binds) a.insert(a.end(), {"--dev-bind", d, d});
-  a.insert(a.end(), {"--ro-bind", (dirs.run / "passwd").string(), "/etc/passwd",
-                     "--ro-bind", (dirs.run / "group").string(), "/etc/group",
-                     "--ro-bind", dirs.run.string(), "/run/landlord",
-                     "--bind", dirs.home.string(), kSandboxHome, "--chdir", kSandboxHome,
-                     "--json-status-fd", "3", "--"});
+  a.insert(a.end(), {"--ro-bind", (dirs.run / "passwd").string(), "/etc/passwd", "--ro-bind",
+                     (dirs.run / "group").string(), "/etc/group", "--ro-bind", dirs.run.string(),
+                     "/run/landlord", "--bind", dirs.home.string(), kSandboxHome, "--chdir",
+                     kSandboxHome, "--json-status-fd", "3", "--"});
   if (ssh_port > 0) {
-    a.insert(a.end(), {"/bin/sh", "-c", kSshLauncher, o.dropbear,
-                       fmt::format("127.0.0.1:{}", ssh_port)});
+    a.insert(a.end(),
+             {"/bin/sh", "-c", kSshLauncher, o.dropbear, fmt::format("127.0.0.1:{}", ssh_port)});
   }
   a.insert(a.end(), spec.command.begin(), spec.command.end());
   return a;
@@ -65,13 +65,14 @@ std::vector<std::string> BwrapArgv(const SandboxOptions& o, const Dirs& dirs, co
 std::vector<std::string> SandboxEnv(const LeaseContext& lease, const Spec& spec) {
   std::string nodes;
   for (const std::string& n : lease.nodes) nodes += (nodes.empty() ? "" : ",") + n;
-  std::vector<std::string> env = {
-      "PATH=/usr/local/bin:/usr/bin:/bin", fmt::format("HOME={}", kSandboxHome),
-      fmt::format("USER={}", kSandboxUser), fmt::format("LOGNAME={}", kSandboxUser),
-      "LANG=C.UTF-8"};
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                                  fmt::format("HOME={}", kSandboxHome),
+                                  fmt::format("USER={}", kSandboxUser),
+                                  fmt::format("LOGNAME={}", kSandboxUser), "LANG=C.UTF-8"};
   // The tenant's variables may replace the defaults above, never Landlord's below.
   for (const auto& [k, v] : spec.env) {
-    std::erase_if(env, [&](const std::string& e) { return e.compare(0, k.size() + 1, k + "=") == 0; });
+    std::erase_if(env,
+                  [&](const std::string& e) { return e.compare(0, k.size() + 1, k + "=") == 0; });
     env.push_back(k + "=" + v);
   }
   // Landlord's own last, each once (ParseSpec refuses these names; this holds without it too).

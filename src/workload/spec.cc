@@ -1,10 +1,10 @@
 #include "workload/spec.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <optional>
-
-#include <fmt/format.h>
 
 namespace ll::workload {
 namespace {
@@ -55,7 +55,8 @@ bool ValidEnvName(std::string_view n) {
   if (n.empty() || n.size() > kMaxEnvNameBytes) return false;
   auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
   if (!alpha(n[0])) return false;
-  return std::all_of(n.begin(), n.end(), [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
+  return std::all_of(n.begin(), n.end(),
+                     [&](char c) { return alpha(c) || (c >= '0' && c <= '9'); });
 }
 
 Status ParseEnv(const json& j, Spec& spec, Refusal& r) {
@@ -76,7 +77,8 @@ Status ParseEnv(const json& j, Spec& spec, Refusal& r) {
     if (!value.is_string()) return r.Fail("invalid_type", param, "must be a string");
     const auto& v = value.get_ref<const std::string&>();
     if (v.size() > kMaxEnvValueBytes)
-      return r.Fail("invalid_value", param, fmt::format("must be at most {} bytes", kMaxEnvValueBytes));
+      return r.Fail("invalid_value", param,
+                    fmt::format("must be at most {} bytes", kMaxEnvValueBytes));
     if (HasNul(v)) return r.Fail("invalid_value", param, "must not contain a NUL byte");
     spec.env.emplace_back(name, v);
   }
@@ -93,8 +95,8 @@ Status ParseImage(const json& j, Spec& spec, Refusal& r) {
   if (s.empty() || s.size() > kMaxImageBytes)
     return r.Fail("invalid_value", field, fmt::format("must be 1..{} bytes", kMaxImageBytes));
   const bool charset = std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-' || c == '/' || c == ':' || c == '@';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '/' || c == ':' || c == '@';
   });
   if (!charset || s[0] == '-' || s[0] == '.' || s[0] == '/' || s[0] == ':' || s[0] == '@')
     return r.Fail("invalid_value", field, "must be an image reference (name[:tag][@digest])");
@@ -155,9 +157,9 @@ std::optional<std::string> DecodeBase64(std::string_view in) {
 }  // namespace
 
 Status CheckSshPublicKey(std::string_view line) {
-  static constexpr std::array<std::string_view, 5> kTypes = {
-      "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-      "ssh-rsa"};
+  static constexpr std::array<std::string_view, 5> kTypes = {"ssh-ed25519", "ecdsa-sha2-nistp256",
+                                                             "ecdsa-sha2-nistp384",
+                                                             "ecdsa-sha2-nistp521", "ssh-rsa"};
   if (line.empty() || line.size() > kMaxSshKeyBytes)
     return Status::Invalid(fmt::format("must be 1..{} bytes", kMaxSshKeyBytes));
   if (HasControl(line)) return Status::Invalid("must be one line without control characters");
@@ -174,7 +176,9 @@ Status CheckSshPublicKey(std::string_view line) {
   if (!blob) return Status::Invalid("has a key that is not valid base64");
   // The blob opens with its type as an SSH string: a 4-byte big-endian length, then the bytes.
   if (blob->size() < 4) return Status::Invalid("has a key too short to be one");
-  const auto b = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>((*blob)[i])); };
+  const auto b = [&](size_t i) {
+    return static_cast<uint32_t>(static_cast<unsigned char>((*blob)[i]));
+  };
   const uint32_t n = (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
   if (n != type.size() || blob->size() < 4 + n || blob->compare(4, n, type) != 0)
     return Status::Invalid(fmt::format("has a key whose embedded type is not `{}`", type));

@@ -3,11 +3,10 @@
 // pure and validates every field; an error names the field (`workload.command[2]`).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
@@ -25,10 +24,10 @@ inline constexpr size_t kMaxSshKeys = 16;
 inline constexpr size_t kMaxSshKeyBytes = 8192;  // an RSA-16384 public key line fits
 
 struct Spec {
-  std::vector<std::string> command;                        // argv, never given to a shell
-  std::vector<std::pair<std::string, std::string>> env;    // sorted by name
-  std::string image;                                       // empty: none
-  std::vector<std::string> ssh_public_keys;                // "TYPE BASE64 [comment]" lines
+  std::vector<std::string> command;                      // argv, never given to a shell
+  std::vector<std::pair<std::string, std::string>> env;  // sorted by name
+  std::string image;                                     // empty: none
+  std::vector<std::string> ssh_public_keys;              // "TYPE BASE64 [comment]" lines
 
   nlohmann::json ToJson() const;
 };

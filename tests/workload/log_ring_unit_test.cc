@@ -1,7 +1,7 @@
 // workload::LogRing: bounded, oldest dropped with a marker, offsets for a follower.
-#include "workload/log_ring.h"
-
 #include <gtest/gtest.h>
+
+#include "workload/log_ring.h"
 
 namespace ll::workload {
 namespace {

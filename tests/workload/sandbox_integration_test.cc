@@ -1,14 +1,13 @@
 // workload::Sandbox with real bubblewrap: the reclaim notice (SIGTERM, the notice file, SIGKILL
 // not before reclaim_at), logs, isolation, bounds on processes and memory, the wipe.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "workload/sandbox_test_util.h"
 
@@ -39,7 +38,8 @@ TEST_F(SandboxTest, NoticeSigtermsAtOnceAndTheCheckpointIsWrittenBeforeReclaim) 
   const fs::path home = s.work_dir();
   EXPECT_EQ(fs::status(home).permissions() & fs::perms::all, fs::perms::owner_all);
   ASSERT_TRUE(RunUntil([&] { return LogHas(s, "ready\n"); })) << Log(s);
-  RecordProperty("start_to_ready_ms", static_cast<int>((clock_->Now() - *s.status().started_at).ms));
+  RecordProperty("start_to_ready_ms",
+                 static_cast<int>((clock_->Now() - *s.status().started_at).ms));
   EXPECT_NE(Log(s).find("env=lease-ckpt|node-a,node-b|0,1|http://127.0.0.1:1/v1/metadata/tok|"
                         "tenant value|/home/tenant|/home/tenant|1000|2\n"),
             std::string::npos)
@@ -51,7 +51,8 @@ TEST_F(SandboxTest, NoticeSigtermsAtOnceAndTheCheckpointIsWrittenBeforeReclaim) 
   ASSERT_TRUE(RunUntil([&] { return Ended(s); })) << Log(s);
   const std::string log = Log(s);
   EXPECT_NE(log.find("checkpoint=step=7\n"), std::string::npos) << log;
-  EXPECT_NE(log.find(fmt::format(R"(notice={{"action":"terminate","time":"{}"}})", FormatUtc(reclaim_at))),
+  EXPECT_NE(log.find(fmt::format(R"(notice={{"action":"terminate","time":"{}"}})",
+                                 FormatUtc(reclaim_at))),
             std::string::npos)
       << log;
   const int64_t term_ms = ParseMs(log, "term_ms");
@@ -73,7 +74,8 @@ TEST_F(SandboxTest, NoticeSigtermsAtOnceAndTheCheckpointIsWrittenBeforeReclaim) 
 
 TEST_F(SandboxTest, AWorkloadIgnoringSigtermIsKilledAtKillTimeNotBefore) {
   Sandbox& s = StartSandbox(
-      "stubborn", {"/bin/sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.05; done"},
+      "stubborn",
+      {"/bin/sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.05; done"},
       Options());
   ASSERT_TRUE(RunUntil([&] { return LogHas(s, "ready\n"); })) << Log(s);
   const Time reclaim_at = clock_->Now() + Duration::Millis(1500);
@@ -87,7 +89,8 @@ TEST_F(SandboxTest, AWorkloadIgnoringSigtermIsKilledAtKillTimeNotBefore) {
   EXPECT_EQ(s.status().exit_code, 128 + SIGKILL);
   EXPECT_GE(s.status().ended_at->ms, reclaim_at.ms);
   EXPECT_LT(s.status().ended_at->ms, reclaim_at.ms + 2000);
-  RecordProperty("killed_after_reclaim_at_ms", static_cast<int>(s.status().ended_at->ms - reclaim_at.ms));
+  RecordProperty("killed_after_reclaim_at_ms",
+                 static_cast<int>(s.status().ended_at->ms - reclaim_at.ms));
 }
 
 // The kill follows the lease's clock, not the host's: a sped-up or manual clock kills when it
@@ -97,7 +100,8 @@ TEST_F(SandboxTest, TheKillFollowsTheLeasesClock) {
   ManualClock& clock = *manual;
   clock_ = std::move(manual);
   Sandbox& s = StartSandbox(
-      "manual", {"/bin/sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.05; done"},
+      "manual",
+      {"/bin/sh", "-c", "trap 'echo got TERM' TERM; echo ready; while :; do sleep 0.05; done"},
       Options());
   ASSERT_TRUE(RunUntil([&] { return LogHas(s, "ready\n"); })) << Log(s);
   const Time reclaim_at = clock.Now() + Duration::Hours(1);
@@ -115,10 +119,11 @@ TEST_F(SandboxTest, TheKillFollowsTheLeasesClock) {
 TEST_F(SandboxTest, NoSignalWhenConfiguredOffButTheNoticeFileAppears) {
   SandboxOptions o = Options();
   o.sigterm_on_notice = false;
-  Sandbox& s = StartSandbox("quiet", {"/bin/sh", "-c",
-                                      "trap 'echo got TERM' TERM; echo ready; "
-                                      "while [ ! -e \"$LANDLORD_NOTICE_FILE\" ]; do sleep 0.05; done; "
-                                      "cat \"$LANDLORD_NOTICE_FILE\"; exit 3"},
+  Sandbox& s = StartSandbox("quiet",
+                            {"/bin/sh", "-c",
+                             "trap 'echo got TERM' TERM; echo ready; "
+                             "while [ ! -e \"$LANDLORD_NOTICE_FILE\" ]; do sleep 0.05; done; "
+                             "cat \"$LANDLORD_NOTICE_FILE\"; exit 3"},
                             o);
   ASSERT_TRUE(RunUntil([&] { return LogHas(s, "ready\n"); })) << Log(s);
   const Time reclaim_at = clock_->Now() + Duration::Seconds(30);
@@ -133,7 +138,9 @@ TEST_F(SandboxTest, StopKillsAndTheLogRingDropsTheOldestWithAMarker) {
   SandboxOptions o = Options();
   o.log_bytes = 4096;
   Sandbox& s = StartSandbox(
-      "chatty", {"/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; echo done; sleep 1000"},
+      "chatty",
+      {"/bin/sh", "-c",
+       "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; echo done; sleep 1000"},
       o);
   uint64_t followed = 0;
   std::string follow;
@@ -158,8 +165,8 @@ TEST_F(SandboxTest, StopKillsAndTheLogRingDropsTheOldestWithAMarker) {
 }
 
 TEST_F(SandboxTest, CannotSeeDataDirNorAnotherWorkloadsWorkDir) {
-  Sandbox& a = StartSandbox("lease-a", {"/bin/sh", "-c", "echo private > mine; echo ready; sleep 1000"},
-                            Options(1));
+  Sandbox& a = StartSandbox(
+      "lease-a", {"/bin/sh", "-c", "echo private > mine; echo ready; sleep 1000"}, Options(1));
   ASSERT_TRUE(RunUntil([&] { return LogHas(a, "ready\n"); })) << Log(a);
   const fs::path a_file = a.work_dir() / "mine";
   ASSERT_TRUE(fs::exists(a_file));
@@ -178,7 +185,7 @@ TEST_F(SandboxTest, CannotSeeDataDirNorAnotherWorkloadsWorkDir) {
   const size_t root = log.find("root=");
   ASSERT_NE(root, std::string::npos) << log;
   std::istringstream names(log.substr(root + 5, log.find('\n', root) - root - 5));
-  const std::set<std::string> bound = {"bin", "dev",  "etc", "home", "lib", "lib32", "lib64",
+  const std::set<std::string> bound = {"bin",    "dev",  "etc", "home", "lib", "lib32", "lib64",
                                        "libx32", "proc", "run", "sbin", "tmp", "usr"};
   for (std::string n; names >> n;) EXPECT_TRUE(bound.count(n)) << n;
   a.Stop();
@@ -205,7 +212,8 @@ TEST_F(SandboxTest, AForkBombIsContained) {
   by_rlimit.cgroup_v1_root.clear();
   for (const SandboxOptions& o : {by_cgroup, by_rlimit}) {
     const std::string name = o.cgroup_v1_root.empty() ? "bomb-rlimit" : "bomb-cgroup";
-    Sandbox& s = StartSandbox(name, {"/bin/sh", "-c", "b() { b | b & }; b; echo bombing; sleep 1000"}, o);
+    Sandbox& s =
+        StartSandbox(name, {"/bin/sh", "-c", "b() { b | b & }; b; echo bombing; sleep 1000"}, o);
     ASSERT_EQ(s.status().state, State::kRunning) << s.status().error;
     EXPECT_EQ(s.limits_via(), o.cgroup_v1_root.empty() ? "rlimit" : "cgroup-v1");
     ASSERT_TRUE(RunUntil([&] { return ForkRefusals(o, name) > 0 || LogHas(s, "Cannot fork"); }))
@@ -224,9 +232,11 @@ TEST_F(SandboxTest, AForkBombIsContained) {
 TEST_F(SandboxTest, AMemoryHogIsContained) {
   SandboxOptions o = Options(4);
   o.limits.memory_bytes = 64 << 20;
-  Sandbox& s = StartSandbox(
-      "hog", {"/bin/sh", "-c", "x=x; i=0; while [ $i -lt 31 ]; do x=$x$x; i=$((i+1)); done; echo ate 1 GiB"},
-      o);
+  Sandbox& s =
+      StartSandbox("hog",
+                   {"/bin/sh", "-c",
+                    "x=x; i=0; while [ $i -lt 31 ]; do x=$x$x; i=$((i+1)); done; echo ate 1 GiB"},
+                   o);
   ASSERT_TRUE(RunUntil([&] { return Ended(s); })) << Log(s);
   EXPECT_EQ(Log(s).find("ate 1 GiB"), std::string::npos) << Log(s);
   EXPECT_NE(s.status().exit_code, 0);

@@ -3,10 +3,13 @@
 // the sandbox promises: its listener, its log, files it writes), never a sleep.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -15,10 +18,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <gtest/gtest.h>
 
 #include "core/clock.h"
 #include "workload/sandbox.h"
@@ -63,18 +62,17 @@ class SandboxTest : public ::testing::Test {
   }
 
   // Starts `argv` as sandbox `name`; its statuses are appended to events_[name].
-  Sandbox& StartSandbox(const std::string& name, std::vector<std::string> argv,
-                        SandboxOptions o, std::vector<std::string> ssh_keys = {}) {
-    LeaseContext lease{name, "lease-" + name, {"node-a", "node-b"}, "0,1",
-                       "http://127.0.0.1:1/v1/metadata/tok"};
+  Sandbox& StartSandbox(const std::string& name, std::vector<std::string> argv, SandboxOptions o,
+                        std::vector<std::string> ssh_keys = {}) {
+    LeaseContext lease{
+        name, "lease-" + name, {"node-a", "node-b"}, "0,1", "http://127.0.0.1:1/v1/metadata/tok"};
     Spec spec;
     spec.command = std::move(argv);
     spec.env = {{"TENANT_VAR", "tenant value"}};
     spec.ssh_public_keys = std::move(ssh_keys);
-    auto sb = std::make_unique<Sandbox>(io_, *clock_, std::move(o), lease, spec,
-                                        [this, name](const WorkloadStatus& s) {
-                                          events_[name].push_back(s);
-                                        });
+    auto sb = std::make_unique<Sandbox>(
+        io_, *clock_, std::move(o), lease, spec,
+        [this, name](const WorkloadStatus& s) { events_[name].push_back(s); });
     sb->Start();
     sandboxes_.push_back(std::move(sb));
     return *sandboxes_.back();

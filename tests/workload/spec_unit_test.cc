@@ -1,9 +1,9 @@
 // workload::ParseSpec: what a tenant may ask for, and a refusal that names each bad field.
-#include "workload/spec.h"
+#include <gtest/gtest.h>
 
 #include <string>
 
-#include <gtest/gtest.h>
+#include "workload/spec.h"
 
 namespace ll::workload {
 namespace {
@@ -13,13 +13,27 @@ using nlohmann::json;
 constexpr const char* kEd25519 =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIVJvrtQe2JfiW3hfKjQXUmgP2sPTrqsjysKjsKTteBV t@ed25519";
 constexpr const char* kEcdsa256 =
-    "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDPVvIqxl5ptLOvoo7JK+zy9oe"
+    "ecdsa-sha2-nistp256 "
+    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBDPVvIqxl5ptLOvoo7JK+zy9oe"
     "jjU1QHd/24w3HYVFUMhlVIL39qd7NnrCy8hV2LshszNUNm1H0TQaYwyjFgukE=";
 constexpr const char* kEcdsa521 =
-    "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAFAnIHeZbVZFoIqWjvEih1Lg1"
-    "GyGhXl2tlrxFg+dSlpJ7sz13iIwJIlphTc4jIf6wtI3hSmzIA69wOFBFAD28m3kgB9ulYQlWeuP7WYYZc57STEvGLkCLBZmj8y"
+    "ecdsa-sha2-nistp521 "
+    "AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAFAnIHeZbVZFoIqWjvEih1Lg1"
+    "GyGhXl2tlrxFg+"
+    "dSlpJ7sz13iIwJIlphTc4jIf6wtI3hSmzIA69wOFBFAD28m3kgB9ulYQlWeuP7WYYZc57STEvGLkCLBZmj8y"
     "G8M0wxg5gDwuOWvZQHn/RkqFdTUF1YWluMOwAckN6/27Dn8bJl6hlg== x";
-constexpr const char* kRsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABgQDzAkQky9mUXJy+5zTyPbJUKfaLqI4RWDVSSroCzNhIiUekwpfZ6TQNlnTnRbuK44fyhmK4FBSILvsjI1egDzNrFo0AC1+Jn9ruJXpeqVPmAIepZaY7W+2vlOChBi0ZOz2e9i6rBP4vT5Kd3/yyRI8fEpqLQaxOGTrmg6Y1V9UFXtyvyWAxk1lUTYYKQ/NyNo8SA5RuaGQXFaDnFwGjNu6PAxVpNhlwWYvAJsWYiMlMNdrx7HVJ1pXBzIZ72OEf0X9YIm5BvdpR2Yt2zQrKyquzNuTAyYYVQYbfhXKHg1Bi+8m+WDuCKlPozOc5CzH7BoOn8rb4bJsoQVqjSfk41tp7VrrsVdfeQvKeI7h33H9zqMJPlMdrvmFiCqTQ85GzDqu48bRTNTEfS8N0Ina5Ghkwo3iYISw4e4/bYhFmaJ5qBkZGckQNmvhPgROD1UakfP6ZLTpDHTqOTDjnoVXMibyFlov8ekPAyelJG8z61U75Xz87ymlXTCu8r4peBAUxBqM= t@rsa";
+constexpr const char* kRsa =
+    "ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAABgQDzAkQky9mUXJy+"
+    "5zTyPbJUKfaLqI4RWDVSSroCzNhIiUekwpfZ6TQNlnTnRbuK44fyhmK4FBSILvsjI1egDzNrFo0AC1+"
+    "Jn9ruJXpeqVPmAIepZaY7W+2vlOChBi0ZOz2e9i6rBP4vT5Kd3/"
+    "yyRI8fEpqLQaxOGTrmg6Y1V9UFXtyvyWAxk1lUTYYKQ/"
+    "NyNo8SA5RuaGQXFaDnFwGjNu6PAxVpNhlwWYvAJsWYiMlMNdrx7HVJ1pXBzIZ72OEf0X9YIm5BvdpR2Yt2zQrKyquzNuTA"
+    "yYYVQYbfhXKHg1Bi+8m+"
+    "WDuCKlPozOc5CzH7BoOn8rb4bJsoQVqjSfk41tp7VrrsVdfeQvKeI7h33H9zqMJPlMdrvmFiCqTQ85GzDqu48bRTNTEfS8"
+    "N0Ina5Ghkwo3iYISw4e4/"
+    "bYhFmaJ5qBkZGckQNmvhPgROD1UakfP6ZLTpDHTqOTDjnoVXMibyFlov8ekPAyelJG8z61U75Xz87ymlXTCu8r4peBAUxB"
+    "qM= t@rsa";
 
 TEST(WorkloadSpec, ParsesAFullSpec) {
   SpecError err;
