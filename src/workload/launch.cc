@@ -213,6 +213,26 @@ bool Cgroups::Remove() {
   return all;
 }
 
+Status SweepLeftoversImpl(const SandboxOptions& o) {
+  std::error_code ec;
+  Status first;
+  for (const auto& e : fs::directory_iterator(o.runtime_root, ec)) {
+    Status st = Wipe(e.path());
+    if (first.ok() && !st.ok()) first = st;
+  }
+  if (o.cgroup_v1_root.empty()) return first;
+  Cgroups cg;
+  for (const char* controller : {"pids", "memory"}) {
+    const fs::path parent = fs::path(o.cgroup_v1_root) / controller / o.cgroup_parent;
+    for (const auto& e : fs::directory_iterator(parent, ec)) {
+      if (e.is_directory(ec)) cg.dirs.push_back(e.path());
+    }
+  }
+  for (int i = 0; i < 100 && !cg.Remove(); ++i) usleep(10'000);  // SIGKILLed ones die at once
+  if (first.ok() && !cg.Remove()) first = Status::Io("cannot remove a leftover cgroup");
+  return first;
+}
+
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 int PidfdSignal(int pidfd, int sig) {
   return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));

@@ -41,6 +41,9 @@ struct Cgroups {
   bool Remove();
 };
 
+// SweepLeftovers (sandbox.h).
+Status SweepLeftoversImpl(const SandboxOptions& o);
+
 // pidfd_open(2) and pidfd_send_signal(2) by syscall: glibc 2.36's <sys/pidfd.h> declares them
 // without extern "C", so C++ cannot link them.
 int PidfdOpen(pid_t pid);

@@ -330,6 +330,10 @@ Sandbox::Impl::~Impl() {
   if (!dirs_.top.empty() && !finished_) (void)internal::Wipe(dirs_.top);
 }
 
+Status SweepLeftovers(const SandboxOptions& options) {
+  return internal::SweepLeftoversImpl(options);
+}
+
 Sandbox::Sandbox(asio::io_context& io, const Clock& clock, SandboxOptions options,
                  LeaseContext lease, Spec spec, Listener listener)
     : impl_(std::make_unique<Impl>(io, clock, std::move(options), std::move(lease), std::move(spec),

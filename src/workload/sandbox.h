@@ -130,4 +130,9 @@ class Sandbox {
   std::unique_ptr<Impl> impl_;
 };
 
+// At the server's start: wipes the work dirs and removes the cgroups a previous run left under
+// `runtime_root` and `cgroup_parent` (after a crash: its sandboxes died with it, bwrap's
+// --die-with-parent, but their files stayed). REQUIRES: no Sandbox of these options is alive.
+Status SweepLeftovers(const SandboxOptions& options);
+
 }  // namespace ll::workload

@@ -246,6 +246,22 @@ TEST_F(SandboxTest, AMemoryHogIsContained) {
   }
 }
 
+TEST_F(SandboxTest, SweepRemovesWhatACrashedRunLeft) {
+  const SandboxOptions o = Options();
+  fs::create_directories(o.runtime_root / "old-lease" / "home" / "deep");
+  std::ofstream(o.runtime_root / "old-lease" / "home" / "deep" / "f") << "x";
+  chmod((o.runtime_root / "old-lease" / "home" / "deep").c_str(), 0);  // the tenant's doing
+  const fs::path cgroup = fs::path(o.cgroup_v1_root) / "pids" / o.cgroup_parent / "old-lease";
+  std::error_code ec;
+  const bool cgroups = geteuid() == 0 && fs::create_directories(cgroup, ec);
+  ASSERT_TRUE(SweepLeftovers(o).ok());
+  EXPECT_FALSE(fs::exists(o.runtime_root / "old-lease"));
+  EXPECT_TRUE(fs::exists(o.runtime_root));
+  if (cgroups) {
+    EXPECT_FALSE(fs::exists(cgroup));
+  }
+}
+
 TEST_F(SandboxTest, AProgramThatIsNotThereExitsNonZeroAndABadNameFails) {
   Sandbox& s = StartSandbox("nothere", {"/no/such/program"}, Options());
   ASSERT_TRUE(RunUntil([&] { return Ended(s); })) << Log(s);
