@@ -172,7 +172,9 @@ TEST_F(SandboxTest, CannotSeeDataDirNorAnotherWorkloadsWorkDir) {
   ASSERT_TRUE(fs::exists(a_file));
   const std::string probe = fmt::format(
       "cat {} && echo LEAK-DATA; cat {} && echo LEAK-A; ls {} && echo LEAK-ROOT; "
-      "cat /etc/shadow && echo LEAK-SHADOW; echo \"root=$(ls / | tr '\\n' ' ')\"; echo probed",
+      "cat /etc/shadow && echo LEAK-SHADOW; touch /usr/x && echo LEAK-USR-RW; "
+      "touch /run/landlord/notice.json && echo LEAK-NOTICE-RW; "
+      "echo \"root=$(ls / | tr '\\n' ' ')\"; echo probed",
       (data_dir_ / "secret").string(), a_file.string(), Options().runtime_root.string());
   Sandbox& b = StartSandbox("lease-b", {"/bin/sh", "-c", probe}, Options(2));
   ASSERT_TRUE(RunUntil([&] { return Ended(b); })) << Log(b);
