@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -231,6 +233,21 @@ Status SweepLeftoversImpl(const SandboxOptions& o) {
   for (int i = 0; i < 100 && !cg.Remove(); ++i) usleep(10'000);  // SIGKILLed ones die at once
   if (first.ok() && !cg.Remove()) first = Status::Io("cannot remove a leftover cgroup");
   return first;
+}
+
+void SignalNamespace(pid_t init_pid, int sig) {
+  std::error_code ec;
+  const fs::path ns =
+      fs::read_symlink(fs::path("/proc") / std::to_string(init_pid) / "ns" / "pid", ec);
+  if (ec) return;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    const pid_t pid = std::stoi(name);
+    std::error_code ec2;
+    if (pid != init_pid && fs::read_symlink(e.path() / "ns" / "pid", ec2) == ns && !ec2)
+      kill(pid, sig);
+  }
 }
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }

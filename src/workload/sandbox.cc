@@ -264,8 +264,9 @@ void Sandbox::Impl::RemoveCgroupsLater(int tries) {
   }));
 }
 
-// To the workload's process group: all of the sandbox's processes are in its pid 1's session
-// and group (bwrap --new-session), and pid 1 itself ignores SIGTERM from outside.
+// To every process of the workload: its process group (all of the sandbox's processes start in
+// its pid 1's session and group, bwrap --new-session), and any that left it (setsid, a login's
+// session) found by their pid namespace. Pid 1 itself, bwrap's reaper, ignores SIGTERM.
 void Sandbox::Impl::Signal(int sig) {
   if (init_pid_ <= 0) {
     term_pending_ = term_pending_ || sig == SIGTERM;
@@ -273,7 +274,9 @@ void Sandbox::Impl::Signal(int sig) {
   }
   term_pending_ = false;
   // Only while pid 1 lives: then its group number cannot belong to anyone else.
-  if (init_pidfd_ >= 0 && internal::PidfdSignal(init_pidfd_, 0) == 0) kill(-init_pid_, sig);
+  if (init_pidfd_ < 0 || internal::PidfdSignal(init_pidfd_, 0) != 0) return;
+  kill(-init_pid_, sig);
+  internal::SignalNamespace(init_pid_, sig);
 }
 
 // SIGKILL to the sandbox's pid 1 ends its pid namespace, every process in it.

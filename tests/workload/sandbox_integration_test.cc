@@ -93,6 +93,25 @@ TEST_F(SandboxTest, AWorkloadIgnoringSigtermIsKilledAtKillTimeNotBefore) {
                  static_cast<int>(s.status().ended_at->ms - reclaim_at.ms));
 }
 
+// A process that left the workload's group and session (setsid) hears the notice too.
+TEST_F(SandboxTest, TheNoticeReachesProcessesThatLeftTheGroup) {
+  Sandbox& s = StartSandbox(
+      "daemon",
+      {"/bin/sh", "-c",
+       "setsid /bin/sh -c 'trap \"echo daemon got TERM; exit 0\" TERM; echo daemon ready; "
+       "while :; do sleep 0.05; done' & "
+       "trap 'echo main got TERM' TERM; echo main ready; while :; do sleep 0.05; done"},
+      Options());
+  ASSERT_TRUE(RunUntil([&] { return LogHas(s, "daemon ready") && LogHas(s, "main ready"); }))
+      << Log(s);
+  const Time reclaim_at = clock_->Now() + Duration::Seconds(30);
+  s.Notice(reclaim_at, reclaim_at);
+  ASSERT_TRUE(RunUntil([&] { return LogHas(s, "daemon got TERM") && LogHas(s, "main got TERM"); }))
+      << Log(s);
+  s.Stop();
+  ASSERT_TRUE(RunUntil([&] { return Ended(s); }));
+}
+
 // The kill follows the lease's clock, not the host's: a sped-up or manual clock kills when it
 // reaches reclaim_at, and not while it is before.
 TEST_F(SandboxTest, TheKillFollowsTheLeasesClock) {
