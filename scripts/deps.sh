@@ -20,9 +20,11 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 # Chromium: the browser of the dashboard's end-to-end test and benchmark (driven by playwright-core).
 case "${1:-}" in test | bench) [ -x /usr/bin/chromium ] || missing+=(chromium) ;; esac
 # Slurm, munge, slurmdbd with MariaDB (sacct) and curl: the slurm backend's test (tests/slurm),
-# which starts its own daemons on loopback.
+# which starts its own daemons on loopback. bubblewrap, dropbear-bin and openssh-client: the
+# workload sandbox's tests (tests/workload: a sandboxed workload, an SSH login into it).
 if [ "${1:-}" = test ]; then
-  for p in slurmctld slurmd slurm-client munge slurmdbd mariadb-server-core mariadb-client-core curl; do
+  for p in slurmctld slurmd slurm-client munge slurmdbd mariadb-server-core mariadb-client-core curl \
+    bubblewrap dropbear-bin openssh-client; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi
