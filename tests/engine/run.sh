@@ -4,6 +4,7 @@
 # ccache-warm one under a minute), then runs every tests/engine/*.test.mjs with Node's test runner.
 #
 #   bash tests/engine/run.sh                       # LLAMA_SERVER/LLAMA_MODEL: from scripts/llama.sh
+#                                                  # LANDLORD_BIN: build/release/landlord
 #   LL_RECORD_FIXTURES=1 bash tests/engine/run.sh  # also rewrites tests/gateway/fixtures/llama_server
 #   bash tests/engine/run.sh COMMAND [ARGS...]     # runs COMMAND with LLAMA_SERVER/LLAMA_MODEL set
 set -euo pipefail
@@ -26,6 +27,7 @@ fi
 export LLAMA_SERVER LLAMA_MODEL
 
 [ $# -gt 0 ] && exec "$@"
+ll_landlord_bin  # the gateway in front of the engine (gateway.test.mjs)
 
 shopt -s nullglob
 files=("$HERE"/*.test.mjs)
