@@ -54,6 +54,7 @@ source_tree() {
   npm_install
   local bundle="$PKG/node_modules/node-llama-cpp/llama/gitRelease.bundle"
   [ -f "$bundle" ] || fail "no $bundle in node-llama-cpp $VERSION"
+  command -v git >/dev/null 2>&1 || fail "git is not installed (Debian: apt-get install git)"
   say "cloning llama.cpp $(tag) from the package's git bundle into $SRC"
   rm -rf "$SRC"
   mkdir -p "$DIR"
