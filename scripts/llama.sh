@@ -36,6 +36,11 @@ DIR="${LL_LLAMA_DIR:-$ROOT/build/llama/$VERSION}"
 SRC="$DIR/src"
 BIN="$DIR/bin"
 
+# One build at a time per version: ctest may start two engine tests at once on a fresh tree.
+mkdir -p "$(dirname "$DIR")"
+exec 9>"$DIR.lock"
+flock 9
+
 # npm ci only when node_modules is missing or older than the lockfile; --ignore-scripts skips
 # the package's postinstall (which would fetch or build its Node addon), --omit=optional its
 # ~700 MB of prebuilt GPU binaries.
