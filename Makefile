@@ -22,7 +22,7 @@ build: deps $(BUILD)/CMakeCache.txt
 
 # llama.cpp's `llama-server` and a random-weight model for it, from the llama.cpp source in the
 # pinned npm package node-llama-cpp (scripts/llama.sh; under build/llama/, skipped once built;
-# cold about 23 minutes on 2 cores, ccache-warm under a minute).
+# cold about 20 minutes on 2 cores, ccache-warm under a minute).
 llama:
 	JOBS=$(JOBS) scripts/llama.sh all
 

@@ -97,7 +97,7 @@ build_server() {
   if grep -qiE 'downloading|file\(DOWNLOAD' "$DIR/configure.log"; then
     fail "the llama.cpp configure tried to download; see $DIR/configure.log"
   fi
-  say "building llama-server with $JOBS jobs (cold: about 23 minutes on 2 cores; ccache-warm: under a minute)"
+  say "building llama-server with $JOBS jobs (cold: about 20 minutes on 2 cores; ccache-warm: under a minute)"
   cmake --build "$out" --target llama-server -j"$JOBS" >"$DIR/build.log" 2>&1 ||
     { tail -40 "$DIR/build.log" >&2; fail "llama-server build failed; see $DIR/build.log"; }
   mkdir -p "$BIN"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests against a real llama.cpp `llama-server` (issue 18): builds it and the random-weight model
-# with scripts/llama.sh (skipped when built; a cold build takes about 23 minutes on 2 cores, a
+# with scripts/llama.sh (skipped when built; a cold build takes about 20 minutes on 2 cores, a
 # ccache-warm one under a minute), then runs every tests/engine/*.test.mjs with Node's test runner.
 #
 #   bash tests/engine/run.sh                       # LLAMA_SERVER/LLAMA_MODEL: from scripts/llama.sh
