@@ -7,7 +7,7 @@ FUZZB   ?= build/fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run sim test test-unit test-e2e bench fuzz clean format
+.PHONY: all deps build llama run sim test test-unit test-e2e bench fuzz clean format
 
 all: build
 
@@ -19,6 +19,12 @@ $(BUILD)/CMakeCache.txt: | deps
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
+
+# llama.cpp's `llama-server` and a random-weight model for it, from the llama.cpp source in the
+# pinned npm package node-llama-cpp (scripts/llama.sh; under build/llama/, skipped once built;
+# cold about 20 minutes on 2 cores, ccache-warm under a minute).
+llama:
+	JOBS=$(JOBS) scripts/llama.sh all
 
 # Starts the control plane on its embedded defaults: the sim fleet replays the Helios trace at
 # 60x, state in ./landlord-data (SQLite). Prints the URL and, on first start, the admin key.
@@ -36,6 +42,7 @@ $(ASAN)/CMakeCache.txt: | deps
 # the API fuzz target for FUZZ_SECONDS.
 test: deps $(ASAN)/CMakeCache.txt build
 	scripts/deps.sh test
+	JOBS=$(JOBS) scripts/llama.sh all
 	cmake --build $(ASAN) -j$(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -L unit -j$(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -LE unit -j$(JOBS)

@@ -53,6 +53,26 @@ Gateway::Gateway(net::io_context& ioc, GatewayOptions options, market::PriceBook
       catalog_(clock_->Now().ms / 1000) {
   std::random_device rd;
   boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  engines_ = std::make_unique<EngineReplicas>(
+      ioc, EngineReplicas::Callbacks{
+               .ready =
+                   [this](const std::string& id, const std::string& host, const std::string& port) {
+                     auto it = engine_models_.find(id);
+                     if (it == engine_models_.end()) return;
+                     Replica r;
+                     r.id = id;
+                     r.model = it->second;
+                     r.host = host;
+                     r.port = port;
+                     AddReplica(std::move(r));
+                   },
+               .failed =
+                   [this](const std::string& id, const std::string& why) {
+                     fmt::print(stderr, "gateway: {}\n", why);
+                     engine_models_.erase(id);
+                     router_.Remove(id);
+                     pool_->Forget(id);
+                   }});
 }
 
 Gateway::~Gateway() = default;
@@ -68,15 +88,16 @@ Result<std::unique_ptr<Gateway>> Gateway::Create(net::io_context& ioc, GatewayOp
     g->AddReplica(std::move(r));
   }
   for (const SimModelConfig& m : g->options_.sim_models) {
-    if (m.gpus_per_replica > 0) {
-      // Placed by the fleet: known to the router (a model with no replica running yet is
-      // unavailable, 503, rather than unknown, 404) through a placeholder that never routes.
+    if (m.gpus_per_replica > 0 || g->options_.engines.count(m.model) != 0) {
+      // Placed by the fleet, or an engine loading its model: known to the router (a model
+      // with no replica running yet is unavailable, 503, rather than unknown, 404) through a
+      // placeholder that never routes.
       Replica r;
       r.id = "rep_" + m.model + "_unplaced";
       r.model = m.model;
       r.draining = true;
       g->AddReplica(std::move(r));
-      continue;
+      if (m.gpus_per_replica > 0) continue;
     }
     for (int i = 0; i < m.replicas; ++i) LL_RETURN_IF_ERROR(g->StartSim(m).status());
   }
@@ -89,6 +110,7 @@ void Gateway::AddReplica(Replica r) {
 }
 
 Result<std::string> Gateway::StartSim(const SimModelConfig& m) {
+  if (options_.engines.count(m.model) != 0) return StartEngine(m);
   FakeModelOptions fo;
   fo.model = m.model;
   fo.name = fmt::format("rep_sim{}", ++next_replica_);
@@ -125,9 +147,20 @@ Status Gateway::AddEndpoint(const std::string& id, const std::string& model, con
   return Status::Ok();
 }
 
+Result<std::string> Gateway::StartEngine(const SimModelConfig& m) {
+  const std::string id = fmt::format("rep_eng{}", ++next_replica_);
+  LL_RETURN_IF_ERROR(engines_->Start(id, options_.engines.at(m.model)));
+  engine_models_[id] = m.model;  // routed to once ready
+  return id;
+}
+
 void Gateway::StopReplica(const std::string& id) {
   router_.Remove(id);
   pool_->Forget(id);
+  if (engine_models_.erase(id) != 0) {
+    engines_->Stop(id);
+    return;
+  }
   for (auto it = sim_.begin(); it != sim_.end(); ++it) {
     if (it->first == id) {
       it->second->Kill();
@@ -187,6 +220,8 @@ bool Gateway::AddFilters(Call& call, std::string_view path, std::string_view met
 void Gateway::Shutdown() {
   stopping_ = true;  // aborted calls do not try another replica
   for (auto& [name, fake] : sim_) fake->Kill();
+  for (const auto& [id, model] : engine_models_) engines_->Stop(id);
+  engine_models_.clear();
   auto live = live_;
   for (Call* c : live) c->Abort();
   pool_->idle.clear();

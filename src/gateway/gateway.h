@@ -34,6 +34,7 @@
 
 #include "core/clock.h"
 #include "core/money.h"
+#include "gateway/engine_replicas.h"
 #include "gateway/fake_model.h"
 #include "gateway/filter.h"
 #include "gateway/filter_chain.h"
@@ -76,7 +77,8 @@ class Gateway final : public ReplicaHost {
   static bool Handles(std::string_view target);
   void Handle(GatewayRequest req, std::shared_ptr<Downstream> down);
 
-  // ReplicaHost: simulated replicas placed by the fleet.
+  // ReplicaHost: replicas placed by the fleet, simulated or real engine processes (routed to
+  // once their server answers /health 200; one that exits leaves the router).
   Result<std::string> StartReplica(const std::string& model) override;
   Status AddEndpoint(const std::string& id, const std::string& model, const std::string& url) override;
   void DrainReplica(const std::string& id) override;
@@ -116,10 +118,13 @@ class Gateway final : public ReplicaHost {
   uint64_t boot_id_ = 0;  // request ids are unique across restarts: idempotency keys use them
   uint64_t next_request_ = 0;
   Result<std::string> StartSim(const SimModelConfig& m);
+  Result<std::string> StartEngine(const SimModelConfig& m);
   // Routes to `r`; a model seen first is registered now (its `created` in `/v1/models`).
   void AddReplica(Replica r);
   ModelCatalog catalog_;
   std::vector<std::pair<std::string, std::unique_ptr<FakeModel>>> sim_;
+  std::map<std::string, std::string> engine_models_;  // engine replica id → its model
+  std::unique_ptr<EngineReplicas> engines_;
   int next_replica_ = 0;
   int64_t in_flight_ = 0;
   bool stopping_ = false;

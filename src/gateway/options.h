@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,19 @@ struct UpstreamConfig {
   std::string url;  // http://HOST:PORT
 };
 
-// Simulated replicas started in-process (fake_model.h), as the sim fleet's model servers.
+// A real engine that runs a model's replicas (a model's config names it): which engine, and
+// how to start its server.
+struct EngineConfig {
+  std::string engine = "llama.cpp";  // the one engine so far
+  std::string server;                // the `llama-server` binary
+  std::string model_path;            // the GGUF file
+  std::vector<std::string> args;     // more arguments (e.g. "-c", "4096", "-np", "2")
+  int threads = 1;                   // `-t`: one per server (two per server on 2 cores collapse)
+  std::string log_dir;               // each replica's output in <log_dir>/<id>.log ("" : discarded)
+};
+
+// The sim fleet's model servers: replicas simulated in process (fake_model.h), or real engine
+// processes for a model named in `GatewayOptions::engines`.
 struct SimModelConfig {
   std::string model;
   int replicas = 2;
@@ -42,6 +55,10 @@ struct GatewayOptions {
   RouterOptions router;
   std::vector<UpstreamConfig> upstreams;
   std::vector<SimModelConfig> sim_models;
+  // By model (one of `sim_models`): its replicas are this engine's server processes
+  // (engine_replicas.h), placed and drained like simulated ones; its tokens_per_s and
+  // first_token are then the engine's own.
+  std::map<std::string, EngineConfig> engines;
 };
 
 // What the filters count for the metrics.

@@ -4,12 +4,11 @@
 #include <array>
 #include <limits>
 
-#include <simdjson.h>
-
 #include <boost/asio/connect.hpp>
 #include <fmt/format.h>
 
 #include "gateway/http_util.h"
+#include "gateway/upstream_event.h"
 
 namespace ll::gateway {
 
@@ -21,39 +20,6 @@ using tcp = net::ip::tcp;
 namespace {
 
 std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
-
-// The `usage` object's token counts in a response body or stream chunk, if it has one.
-bool ReadUsage(std::string_view json, int64_t* prompt, int64_t* completion) {
-  if (json.find("\"usage\"") == std::string_view::npos) return false;
-  simdjson::padded_string padded(json);
-  simdjson::ondemand::parser parser;
-  simdjson::ondemand::document doc;
-  simdjson::ondemand::object usage;
-  if (parser.iterate(padded).get(doc) || doc["usage"].get_object().get(usage)) return false;
-  int64_t p = 0, c = 0;
-  for (auto f_r : usage) {
-    simdjson::ondemand::field f;
-    std::string_view k;
-    if (std::move(f_r).get(f) || f.unescaped_key().get(k)) return false;
-    if (k == "prompt_tokens") {
-      if (f.value().get_int64().get(p)) return false;
-    } else if (k == "completion_tokens") {
-      if (f.value().get_int64().get(c)) return false;
-    }
-  }
-  *prompt = std::max<int64_t>(0, p);
-  *completion = std::max<int64_t>(0, c);
-  return true;
-}
-
-// The data of a server-sent event ("" if none), without the space after `data:` or the line end.
-std::string_view EventData(std::string_view event) {
-  const size_t data_at = event.find("data:");
-  std::string_view payload = data_at == std::string_view::npos ? std::string_view() : event.substr(data_at + 5);
-  while (!payload.empty() && (payload.front() == ' ')) payload.remove_prefix(1);
-  while (!payload.empty() && (payload.back() == '\n' || payload.back() == '\r')) payload.remove_suffix(1);
-  return payload;
-}
 
 std::string UsageLost(const Status& durable) {
   return fmt::format("the answer's usage could not be recorded: {}", durable.message());
@@ -300,30 +266,23 @@ void RouteFilter::OnBytes(const char* data, size_t n) {
 }
 
 void RouteFilter::OnEvent(std::string_view event, std::string* out) {
-  const std::string_view payload = EventData(event);
+  const StreamEvent e = ClassifyStreamEvent(EventData(event));
   bool forward = true;
-  if (payload == "[DONE]") {
+  if (e.done) {
     done_seen_ = true;
     holding_ = true;
-  } else if (!payload.empty()) {
-    int64_t p = 0, c = 0;
-    const bool usage = payload.find("\"usage\":{") != std::string_view::npos ||
-                       payload.find("\"usage\": {") != std::string_view::npos;
-    if (usage && ReadUsage(payload, &p, &c)) {
-      has_usage_ = true;
-      usage_in_ = p;
-      usage_out_ = c;
-    }
-    // The usage-only chunk (no choices) goes to the client only if it asked for usage.
-    const bool usage_only = has_usage_ && (payload.find("\"choices\":[]") != std::string_view::npos ||
-                                           payload.find("\"choices\": []") != std::string_view::npos);
-    if (usage_only) {
-      forward = r_->call.client_wants_usage;
-      holding_ = true;
-    } else {
-      ++delivered_;
-    }
   }
+  if (e.usage) {
+    has_usage_ = true;
+    usage_ = *e.usage;
+  }
+  if (e.usage_only) {
+    // The usage chunk goes to the client only if it asked for usage.
+    forward = r_->call.client_wants_usage;
+    holding_ = true;
+  }
+  // A chunk with generated text; the role-only first delta and the finish chunk carry none.
+  if (e.has_tokens) ++delivered_;
   if (forward) (holding_ ? tail_ : *out).append(event);
 }
 
@@ -342,16 +301,17 @@ void RouteFilter::Finish() {
   if (streaming_) {
     tail_ += pending_;
     pending_.clear();
-    callbacks().Complete({.input_tokens = has_usage_ ? usage_in_ : r_->call.EstimatedPromptTokens(),
-                          .output_tokens = has_usage_ ? usage_out_ : delivered_},
+    callbacks().Complete({.input_tokens = has_usage_ ? usage_.prompt_tokens : r_->call.EstimatedPromptTokens(),
+                          .output_tokens = has_usage_ ? usage_.completion_tokens : delivered_},
                          [this, keep](Status st) { EndStream(st); });
     return;
   }
   std::string ct(Sv(parser_->get()[http::field::content_type]));
   auto answer = [this, keep, ct](Status st) { Answer(st, ct); };
-  int64_t p = 0, c = 0;
-  if (status_ >= 200 && status_ < 300 && ReadUsage(body_, &p, &c)) {
-    callbacks().Complete({.input_tokens = p, .output_tokens = c}, answer);
+  const std::optional<UpstreamUsage> usage =
+      status_ >= 200 && status_ < 300 ? ReadUsage(body_) : std::nullopt;
+  if (usage) {
+    callbacks().Complete({.input_tokens = usage->prompt_tokens, .output_tokens = usage->completion_tokens}, answer);
   } else if (status_ >= 200 && status_ < 300) {
     // An upstream that reports no usage: the prompt's estimate and the answer's bytes / 4.
     callbacks().Complete({.input_tokens = r_->call.EstimatedPromptTokens(),

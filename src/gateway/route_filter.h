@@ -28,6 +28,7 @@
 #include "gateway/filter.h"
 #include "gateway/options.h"
 #include "gateway/router.h"
+#include "gateway/upstream_event.h"
 
 namespace ll::gateway {
 
@@ -108,9 +109,9 @@ class RouteFilter final : public StreamFilter {
   // From the usage chunk or `[DONE]` on, events wait here for the usage's commit.
   bool holding_ = false;
   std::string tail_;
-  int64_t delivered_ = 0;  // content events sent to the client
+  int64_t delivered_ = 0;  // events with generated text sent to the client
   bool has_usage_ = false;
-  int64_t usage_in_ = 0, usage_out_ = 0;
+  UpstreamUsage usage_;  // the upstream's own counts, billed when it sent them
 };
 
 }  // namespace ll::gateway

@@ -5,7 +5,8 @@ import { spawn } from 'node:child_process';
 const START_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 10_000;
 
-// Every child this file starts, so that none outlives it even if a hook never runs.
+// Every child these helpers start, so that none outlives the test process even if a hook never
+// runs.
 const children = new Set();
 process.on('exit', () => {
   for (const c of children) {
@@ -17,6 +18,12 @@ process.on('exit', () => {
   }
 });
 
+// Kills `proc` (a ChildProcess) when the test process exits, unless it has exited by then.
+export function killOnExit(proc) {
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+}
+
 // Spawns `landlord ARGS...` and resolves once its first stdout line names the URL it listens on
 // (a standby `serve` prints it only when it takes over: give it a longer `startTimeoutMs`).
 export function spawnLandlord(bin, args, { env = {}, cwd = undefined, startTimeoutMs = START_TIMEOUT_MS } = {}) {
@@ -25,14 +32,11 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined, startTimeo
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.add(proc);
+  killOnExit(proc);
   let stdout = '';
   let stderr = '';
   const exited = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      children.delete(proc);
-      resolve({ code, signal });
-    });
+    proc.on('exit', (code, signal) => resolve({ code, signal }));
   });
   proc.stderr.setEncoding('utf8');
   proc.stderr.on('data', (d) => {
