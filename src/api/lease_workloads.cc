@@ -94,7 +94,8 @@ json ControlPlane::WorkloadJson(const store::LeaseRecord& r) const {
   const json spec = stored.value("spec", json::object());
   out["command"] = spec.value("command", json::array());
   json names = json::array();  // the values may be secrets: only the names are shown
-  for (const auto& [k, v] : spec.value("env", json::object()).items()) names.push_back(k);
+  const json env = spec.value("env", json::object());  // named: items() of a temporary dangles
+  for (const auto& [k, v] : env.items()) names.push_back(k);
   out["env"] = std::move(names);
   if (spec.contains("image")) out["image"] = spec["image"];
   out["ssh_public_keys"] = spec.value("ssh_public_keys", json::array()).size();

@@ -88,7 +88,9 @@ class WorkloadTest : public ::testing::Test {
   json CreateWithWorkload(const std::string& key, const std::string& script) {
     int status = 0;
     json l = Call(key, "POST", "/v1/leases",
-                  {{"gpus", 8}, {"max_price_per_gpu_hour", "2.00"}, {"workload", {{"command", {"/bin/sh", "-c", script}}}}},
+                  {{"gpus", 8},
+                   {"max_price_per_gpu_hour", "2.00"},
+                   {"workload", {{"command", {"/bin/sh", "-c", script}}, {"env", {{"STEP_EVERY", "1"}}}}}},
                   &status);
     EXPECT_EQ(status, 201) << l.dump();
     return l;
@@ -115,6 +117,7 @@ TEST_F(WorkloadTest, ReclaimNoticeReachesTheWorkloadWhichCheckpointsAndExits) {
   json lease = CreateWithWorkload(key, kCheckpointer);
   const std::string id = lease["id"];
   EXPECT_EQ(lease["workload"]["state"], "running") << lease.dump();
+  EXPECT_EQ(lease["workload"]["env"], json::array({"STEP_EVERY"})) << "the names, never the values";
   json stubborn = CreateWithWorkload(key, kStubborn);
   std::string log = WaitLog(key, id, "ready\n");
   ASSERT_NE(log.find("ready\n"), std::string::npos) << log;
