@@ -310,6 +310,24 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
                         });
 }
 
+Status ReadWorkloads(Reader& r, const std::string& path, WorkloadConfig* w) {
+  LL_RETURN_IF_ERROR(r.Known("workloads", {"enabled", "runtime_root", "memory_mb", "max_processes", "log_bytes",
+                                           "sigterm_on_notice", "stop_grace_s", "keep_ended"}));
+  for (auto [key, out] : {std::pair{"enabled", &w->enabled}, std::pair{"sigterm_on_notice", &w->sigterm_on_notice}}) {
+    auto e = r.root()["workloads"][key];
+    if (!e) continue;
+    auto v = e.is_boolean() ? e.value<bool>() : std::nullopt;
+    if (!v) return Status::Invalid(fmt::format("{}:{}: `workloads.{}` must be true or false", path, e.node()->source().begin.line, key));
+    *out = *v;
+  }
+  LL_RETURN_IF_ERROR(r.Str("workloads", "runtime_root", &w->runtime_root));
+  LL_RETURN_IF_ERROR(r.Int("workloads", "memory_mb", 0, 1 << 30, &w->memory_mb));
+  LL_RETURN_IF_ERROR(r.Int("workloads", "max_processes", 0, 1 << 22, &w->max_processes));
+  LL_RETURN_IF_ERROR(r.Int("workloads", "log_bytes", 1024, 1LL << 30, &w->log_bytes));
+  LL_RETURN_IF_ERROR(r.Seconds("workloads", "stop_grace_s", 0, 3600, &w->stop_grace));
+  return r.Int("workloads", "keep_ended", 0, 100'000, &w->keep_ended);
+}
+
 }  // namespace
 
 Status LoadPrices(const std::string& path, market::PriceBook* prices) {
@@ -321,7 +339,7 @@ Status LoadPrices(const std::string& path, market::PriceBook* prices) {
 Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_ASSIGN_OR_RETURN(toml::table t, ParseFile(path));
   for (auto& [k, v] : t) {
-    static const char* kTables[] = {"server", "clock", "fleet", "policy", "prices", "gateway"};
+    static const char* kTables[] = {"server", "clock", "fleet", "policy", "prices", "gateway", "workloads"};
     bool ok = false;
     for (const char* name : kTables) ok = ok || k.str() == name;
     if (!ok) return Status::Invalid(fmt::format("{}:{}: unknown table `{}`", path, v.source().begin.line, k.str()));
@@ -390,6 +408,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Seconds("policy", "sample_every_s", 1, 86400, &c->sample_every));
 
   LL_RETURN_IF_ERROR(ReadPrices(r, path, &c->prices));
+  LL_RETURN_IF_ERROR(ReadWorkloads(r, path, &c->workloads));
   return ReadGateway(r, path, c);
 }
 

@@ -13,6 +13,18 @@
 
 namespace ll::api {
 
+// [workloads]: tenants' workloads on the sim fleet (docs/workloads.md).
+struct WorkloadConfig {
+  bool enabled = true;
+  std::string runtime_root;      // the sandboxes' work dirs; "": `<data_dir>-workloads`
+  int64_t memory_mb = 0;         // per workload; 0: unbounded
+  int64_t max_processes = 0;     // per workload; 0: unbounded
+  int64_t log_bytes = 1 << 20;   // kept per workload (oldest dropped)
+  bool sigterm_on_notice = true;
+  Duration stop_grace = Duration::Seconds(10);  // a released lease's workload: SIGTERM, then SIGKILL
+  int64_t keep_ended = 64;       // ended workloads whose logs stay readable
+};
+
 struct ServeConfig {
   // [server]
   std::string listen = "127.0.0.1:8080";
@@ -53,6 +65,7 @@ struct ServeConfig {
   bool gateway_enabled = true;
   Duration meter_flush = Duration::Millis(10);  // group commit window of metered usage
   gateway::GatewayOptions gateway = DefaultGatewayOptions();
+  WorkloadConfig workloads;
 
   static gateway::GatewayOptions DefaultGatewayOptions() {
     gateway::GatewayOptions g;

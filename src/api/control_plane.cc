@@ -338,6 +338,7 @@ void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   pending_.lease_prices.push_back({l.rec.id, now, h.price.micros});
   ++stats_.counters().leases_started;
   Emit(l, "active", now);
+  StartWorkload(l, h);
 }
 
 void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) {
@@ -354,6 +355,7 @@ void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReaso
   l.rec.reclaim_at = h.reclaim_at;
   Emit(l, "reclaim_notice", now,
        {{"reclaim_at", FormatUtc(h.reclaim_at)}, {"reason", alloc::NoticeReasonName(reason)}});
+  if (workloads_ != nullptr && !l.rec.workload.empty()) workloads_->Notice(l.rec.id, h.reclaim_at);
 }
 
 void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
@@ -368,6 +370,9 @@ void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reas
   leases_.SetLive(h.tag, false);
   l.rec.ended = now;
   fleet_->EndHolder(l.rec.id);
+  if (workloads_ != nullptr && !l.rec.workload.empty()) {
+    workloads_->Stop(l.rec.id, reason == alloc::EndReason::kReclaimed ? Duration{} : workloads_->options().stop_grace);
+  }
   if (!l.lost.empty()) {
     // The holder is gone without Landlord (slurm): billing stops when it went.
     if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
@@ -431,7 +436,8 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
           {"term_end", TimeJson(r.term_end)},
           {"ended_at", TimeJson(r.ended)},
           {"end_reason", r.end_reason == LeaseEnd::kNone ? json(nullptr) : json(Name(r.end_reason))},
-          {"nodes", nodes}};
+          {"nodes", nodes},
+          {"workload", WorkloadJson(r)}};
 }
 
 Money ControlPlane::ReservedPriceFor(Duration d) const { return step::ReservedPrice(prices_, d, floor_); }

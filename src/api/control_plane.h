@@ -33,6 +33,7 @@
 #include "control/lease_book.h"
 #include "control/replicas.h"
 #include "control/tenants.h"
+#include "control/workloads.h"
 #include "core/clock.h"
 #include "fleet/backend.h"
 #include "forecast/forecast.h"
@@ -213,6 +214,22 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // not persisted: after a restart they are placed anew. `host` must outlive the object.
   void SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models);
 
+  // ---- tenants' workloads on the sim fleet (lease_workloads.cc, docs/workloads.md) ----
+  // From now on a lease with a `workload` runs it in `w` while it is active (null: leases with
+  // a workload are refused). `w` must outlive its use here.
+  void UseWorkloads(control::Workloads* w);
+  control::Workloads* workloads() { return workloads_; }
+  // The server clock (the leases' time), for the sandboxes' timers.
+  const Clock& clock() const { return *clock_; }
+  // The metadata service (`/metadata/{token}/…`, no API key: the token opens its lease only).
+  // `spot/instance-action`: AWS's shape once noticed, else 404; `*lease_id` is set when the
+  // token is known (a long poll waits on that lease's events).
+  Reply MetadataInstanceAction(std::string_view token, std::string* lease_id = nullptr);
+  Reply MetadataLease(std::string_view token);
+  // The workload's logs of the caller's lease: its ring, or the 404 reply.
+  workload::LogRing* WorkloadLogs(const Principal& who, const std::string& id, Reply* error);
+  Reply LeaseLogs(const Principal& who, const std::string& id);
+
   // ---- the fleet backend (fleet/backend.h) ----
   // Open runs on a sim backend of its trace. From now on the fleet is `backend` (e.g. slurm:
   // the owner's GPUs are where Slurm runs other jobs, each lease is a holder job, and Slurm's
@@ -250,6 +267,12 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // Place the new lease, or the refusal.
   std::optional<Reply> PlaceSpotLease(const LeaseRequest& req, NewLease& slot);
   std::optional<Reply> PlaceReservedLease(const LeaseRequest& req, NewLease& slot);
+  // Workloads (lease_workloads.cc).
+  void StartWorkload(Lease& l, const alloc::Holder& h);
+  void RecordWorkload(Lease& l, const workload::WorkloadStatus& s);
+  void OnWorkload(const std::string& lease_id, const workload::WorkloadStatus& s);
+  nlohmann::json WorkloadJson(const store::LeaseRecord& r) const;
+  void EndWorkloadAtLoad(Lease& l, Time now);
   // The parts of the dashboard (dashboard.cc).
   nlohmann::json DashboardSeries(size_t max_points) const;
   void DashboardLeases(nlohmann::json* leases, nlohmann::json* reclaims) const;
@@ -346,6 +369,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
     rate_dirty_ = true;
   }
   control::Replicas replicas_;  // the model API's inference holders
+  control::Workloads* workloads_ = nullptr;  // tenants' workloads (sim fleet), when enabled
   // A fleet that places the owner's GPUs itself (fleet_events.cc).
   std::vector<std::pair<std::string, Gpus>> fleet_owner_;  // the owner's GPUs as last placed
   std::unordered_map<std::string, uint32_t> node_index_;   // node name → index into the fleet

@@ -57,6 +57,9 @@ Session::Session(tcp::socket socket, Server& server) : stream_(std::move(socket)
 
 Session::~Session() {
   if (token_ != 0) server_.cp()->Unsubscribe(token_);
+  if (log_sub_ != 0 && server_.cp()->workloads() != nullptr) {
+    if (auto* sb = server_.cp()->workloads()->Find(log_lease_)) sb->logs().Unsubscribe(log_sub_);
+  }
   server_.Remove(this);
 }
 
@@ -129,6 +132,14 @@ void Session::OnRead(beast::error_code ec) {
   }
   if (routed.stream) {
     StartStream(routed, t0);
+    return;
+  }
+  if (routed.follow_logs) {
+    StartLogFollow(routed, t0);
+    return;
+  }
+  if (routed.wait_notice) {
+    WaitNotice(routed, t0);
     return;
   }
   Respond(routed, t0);

@@ -78,6 +78,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRead(beast::error_code ec);
   void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
   void StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  // A workload's log, followed until it ends; a metadata long poll (http_workload_streams.cc).
+  void StartLogFollow(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  void PushLogs();
+  void WaitNotice(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  void AnswerNotice(const Routed& routed, std::chrono::steady_clock::time_point t0);
   // The owner's dashboard: its page and assets (public: they hold no data), and its live feed.
   bool ServeAsset(std::string_view method, std::string_view path);
   void StartDashboardStream(std::chrono::steady_clock::time_point t0);
@@ -106,6 +111,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<http::response<http::empty_body>> stream_head_;
   std::shared_ptr<http::response_serializer<http::empty_body>> stream_sr_;
   std::unique_ptr<std::array<char, 64 * 1024>> discard_;  // while lingering
+  std::string log_lease_;  // the lease whose workload log is followed
+  uint64_t log_sub_ = 0, log_offset_ = 0;
+  bool held_ = false;  // a metadata long poll waits
   size_t discarded_ = 0;
 };
 

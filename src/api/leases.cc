@@ -21,6 +21,7 @@ struct ControlPlane::LeaseRequest {
   Money max_price;              // spot
   int64_t duration_s = 0;       // reserved
   std::optional<Time> start_at;  // reserved: booked to start then
+  std::optional<workload::Spec> workload;  // the tenant's command, run while the lease is active
 };
 
 // A lease being created: it holds the next index, and gives it back unless kept.
@@ -55,7 +56,7 @@ std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const 
     return std::nullopt;
   }
   Fields f(body);
-  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at"});
+  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at", "workload"});
   LeaseRequest req;
   const std::string kind = f.Str("kind", false).value_or("spot");
   auto gpus = f.Int("gpus", 1, 1024, true);
@@ -86,6 +87,15 @@ std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const 
     req.pool = PoolIndex(*pool_name);
     if (req.pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
   }
+  if (f.ok() && body.contains("workload")) {
+    workload::SpecError why;
+    auto spec = workload::ParseSpec(body["workload"], &why);
+    if (spec.ok()) {
+      req.workload = std::move(*spec);
+    } else {
+      f.Fail(why.reason, std::string(spec.status().message()), why.param);
+    }
+  }
   if (!f.ok()) {
     *error = f.error();
     return std::nullopt;
@@ -99,6 +109,10 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   Reply error;
   std::optional<LeaseRequest> req = ParseLeaseRequest(body, &error);
   if (!req) return error;
+  if (req->workload && workloads_ == nullptr) {
+    return ErrorReply(StatusCode::kUnavailable, "workloads_unavailable",
+                      "this server runs no workloads (the sim fleet's `[workloads]`, enabled by default)", "workload");
+  }
   Work work(this);  // declared first: commits after NewLease gave back a refused lease's index
   const Time now = now_;
   const Duration notice = alloc_->options().notice;
@@ -116,6 +130,10 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
                       "start_at");
   }
   NewLease slot(this, who, req->kind);
+  if (req->workload) {
+    slot.lease().rec.workload =
+        json{{"spec", req->workload->ToJson()}, {"status", workload::WorkloadStatus{}.ToJson()}}.dump();
+  }
   std::optional<Reply> refused = req->kind == LeaseKind::kSpot ? PlaceSpotLease(*req, slot) : PlaceReservedLease(*req, slot);
   if (refused) return *refused;
   slot.Keep();

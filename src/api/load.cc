@@ -181,6 +181,7 @@ Status ControlPlane::LoadLeases() {
     l.rec = rec;
     if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
     const size_t index = leases_.Add(std::move(l));
+    EndWorkloadAtLoad(leases_[index], clock_->Now());
     if (Live(rec.state)) {
       alloc::Allocator::RestoreSpec rs;
       rs.cls = rec.kind == LeaseKind::kReserved ? HolderClass::kReserved : HolderClass::kSpot;

@@ -141,6 +141,31 @@ void Stream(Call& c, std::string lease_id) {
   c.out.principal = *c.who;
 }
 
+// The metadata service's `spot/instance-action`; `?wait=true` holds the 404 until the notice
+// (or `timeout_s`, default 60).
+void HandleInstanceAction(Call& c) {
+  std::string lease_id;
+  c.out.reply = c.cp.MetadataInstanceAction(c.Param(0), &lease_id);
+  if (c.out.reply.status != 404 || lease_id.empty() || c.Query("wait") != "true") return;
+  auto timeout = c.IntQuery("timeout_s", 60, 1, 3600);
+  if (!timeout) return;
+  c.out.wait_notice = true;
+  c.out.lease_id = lease_id;
+  c.out.token = c.Param(0);
+  c.out.wait_s = *timeout;
+}
+
+void HandleLogs(Call& c) {
+  const std::string follow = c.Query("follow");
+  if (follow == "true" || follow == "1") {
+    c.out.follow_logs = true;
+    c.out.lease_id = c.Param(0);
+    c.out.principal = *c.who;
+    return;
+  }
+  c.out.reply = c.cp.LeaseLogs(*c.who, c.Param(0));
+}
+
 void HandleListKeys(Call& c) {
   auto limit = ParseInt(QueryParam(c.query, "limit").value_or("100"), 1, 1000);
   c.out.reply = limit ? c.cp.ListKeys(c.Query("tenant_id"), static_cast<int>(*limit), c.Query("after"))
@@ -205,6 +230,11 @@ constexpr RouteSpec kRoutes[] = {
     {Access::kPublic, "/metrics", "GET /metrics", "GET", HandleMetrics},
     {Access::kPublic, "/slurm/notice", "POST /slurm/notice", "POST", HandleSlurm},
     {Access::kPublic, "/slurm/replica", "POST /slurm/replica", "POST", HandleSlurm},
+    // The workloads' metadata service: the lease's token in the path is the credential.
+    {Access::kPublic, "/metadata/{token}/lease", "GET /metadata/{token}/lease", "GET",
+     [](Call& c) { c.out.reply = c.cp.MetadataLease(c.Param(0)); }},
+    {Access::kPublic, "/metadata/{token}/latest/meta-data/spot/instance-action",
+     "GET /metadata/{token}/spot/instance-action", "GET", HandleInstanceAction},
     // The owner's API.
     {Access::kAdmin, "/admin/holds/{id}/settle", "POST /admin/holds/{id}/settle", "POST",
      [](Call& c) {
@@ -240,6 +270,7 @@ constexpr RouteSpec kRoutes[] = {
        c.out.reply = c.method == "GET" ? c.cp.GetLease(*c.who, c.Param(0)) : c.cp.ReleaseLease(*c.who, c.Param(0));
      }},
     {Access::kTenant, "/v1/leases/{id}/events", "GET /v1/leases/{id}/events", "GET", [](Call& c) { Stream(c, c.Param(0)); }},
+    {Access::kTenant, "/v1/leases/{id}/logs", "GET /v1/leases/{id}/logs", "GET", HandleLogs},
     {Access::kTenant, "/v1/quotes", "GET /v1/quotes", "*", HandleQuotes},
     {Access::kTenant, "/v1/prices", "GET /v1/prices", "*", HandlePrices},
     {Access::kTenant, "/v1/usage", "GET /v1/usage", "*", HandleUsage},

@@ -27,6 +27,13 @@ struct Routed {
   // The route commits as a group (standalone gateways' holds and settlements): what it wrote is
   // queued, and the server answers once the next group commit made it durable.
   bool group_commit = false;
+  // GET /v1/leases/{id}/logs?follow=true (lease_id, principal): the server streams the log.
+  bool follow_logs = false;
+  // GET /metadata/{token}/…/spot/instance-action?wait=true before the notice: the server holds
+  // the answer until the lease's notice (or its end) or `wait_s` seconds, then answers it anew.
+  bool wait_notice = false;
+  std::string token;
+  int64_t wait_s = 0;
 };
 
 Routed Route(ControlPlane& cp, const Request& req);

@@ -164,6 +164,7 @@ int RunCreate(State& s) {
     body["start_at"] = FormatUtc(*t);
   }
   if (s.pool_opt->count() > 0) body["pool"] = s.pool;
+  if (Status st = AddWorkload(s, &body); !st.ok()) return Fail(st, kExitUsage);
   return Call(s.common, "POST", "/v1/leases", body.dump(), PrintObject);
 }
 
@@ -203,6 +204,11 @@ void AddLeaseCommands(CLI::App& app, State* s) {
   s->pool_opt = create->add_option("--pool", s->pool, "Place the lease in this pool");
   create->add_option("--start-at", s->start_at,
                      "reserved: book the term to start then (UTC, e.g. 2024-01-16T08:00:00Z; server clock)");
+  create->add_option("command", s->command, "The workload: a command (argv) run on the lease's GPUs, after `--`");
+  // One value per occurrence: a vector option would otherwise read on past `--`.
+  create->add_option("--env", s->env, "The workload's environment: NAME=VALUE (repeatable)")->allow_extra_args(false);
+  create->add_option("--ssh-key", s->ssh_key_files, "An OpenSSH public key file: log in with `lease ssh` (repeatable)")
+      ->allow_extra_args(false);
   Register(s, create, RunCreate);
 
   CLI::App* list = lease->add_subcommand("list", "List your leases, newest first");
@@ -232,6 +238,16 @@ void AddLeaseCommands(CLI::App& app, State* s) {
       "watch", "Follow a lease's events until it ends, with a countdown once it is noticed");
   watch->add_option("id", s->id, "Lease id")->required();
   Register(s, watch, RunWatch);
+
+  CLI::App* logs = lease->add_subcommand("logs", "The workload's output (stdout and stderr), newest kept");
+  logs->add_option("id", s->id, "Lease id")->required();
+  logs->add_flag("-f,--follow", s->follow, "Follow new output until the workload ends");
+  Register(s, logs, RunLogs);
+
+  CLI::App* ssh = lease->add_subcommand("ssh", "Log into the workload's environment (exec `ssh`)");
+  ssh->add_option("id", s->id, "Lease id")->required();
+  ssh->add_option("command", s->command, "A command to run there instead of a shell, after `--`");
+  Register(s, ssh, RunSsh);
 
   CLI::App* quote = app.add_subcommand("quote", "Current spot price and reserved terms on offer");
   s->quote_gpus_opt =

@@ -47,6 +47,10 @@ struct State {
   bool csv = false;
   int limit = 0;  // 0: the server's default (100)
   std::string after;
+  std::vector<std::string> command;        // lease create: the workload's argv (after `--`)
+  std::vector<std::string> env;            // lease create --env NAME=VALUE
+  std::vector<std::string> ssh_key_files;  // lease create --ssh-key FILE
+  bool follow = false;                     // lease logs -f
   CLI::Option* max_price_opt = nullptr;
   CLI::Option* duration_opt = nullptr;
   CLI::Option* pool_opt = nullptr;
@@ -74,5 +78,11 @@ int Call(const CommonOptions& o, std::string_view method, const std::string& tar
 
 // `lease watch ID` (lease_watch.cc).
 int RunWatch(State& s);
+
+// The workload (lease_workload.cc): `lease create … -- COMMAND` into the body, `lease logs ID
+// [-f]`, `lease ssh ID [-- COMMAND]`.
+Status AddWorkload(const State& s, Json* body);
+int RunLogs(State& s);
+int RunSsh(State& s);
 
 }  // namespace ll::cli::client

@@ -418,8 +418,10 @@ struct HttpClient::Impl {
     return out;
   }
 
+  // With `on_text`, any 2xx answer is the stream and its raw bytes go to `on_text`.
   Status Stream(std::string_view target, const std::function<bool(const SseEvent&)>& on_event,
-                const std::string& last_event_id) {
+                const std::string& last_event_id,
+                const std::function<bool(std::string_view)>* on_text = nullptr) {
     http::request<http::empty_body> req{http::verb::get, url.base_path + std::string(target), 11};
     SetCommonHeaders(req);
     req.set(http::field::accept, "text/event-stream");
@@ -438,8 +440,8 @@ struct HttpClient::Impl {
     HttpResponse head;
     head.status = static_cast<int>(parser->get().result_int());
     head.content_type = std::string(View(parser->get()[http::field::content_type]));
-    bool is_stream =
-        head.status / 100 == 2 && Lower(head.content_type).starts_with("text/event-stream");
+    bool is_stream = head.status / 100 == 2 &&
+                     (on_text != nullptr || Lower(head.content_type).starts_with("text/event-stream"));
     if (is_stream) {
       stream.expires_never();
     } else {
@@ -457,7 +459,9 @@ struct HttpClient::Impl {
       if (ec == http::error::need_buffer) ec = {};
       size_t n = sizeof buf - parser->get().body().size;
       if (is_stream) {
-        if (!sse.Feed(std::string_view(buf, n), on_event)) {
+        const bool go_on = on_text != nullptr ? (n == 0 || (*on_text)(std::string_view(buf, n)))
+                                              : sse.Feed(std::string_view(buf, n), on_event);
+        if (!go_on) {
           Close();  // stopped mid-stream: the connection cannot be reused
           return Status::Ok();
         }
@@ -512,6 +516,15 @@ Status HttpClient::Stream(std::string_view target,
   } catch (const std::exception& e) {
     impl_->Close();
     return Status::Io(fmt::format("event stream {} from {}: {}", target, impl_->address, e.what()));
+  }
+}
+
+Status HttpClient::StreamText(std::string_view target, const std::function<bool(std::string_view)>& on_text) {
+  try {
+    return impl_->Stream(target, nullptr, "", &on_text);
+  } catch (const std::exception& e) {
+    impl_->Close();
+    return Status::Io(fmt::format("stream {} from {}: {}", target, impl_->address, e.what()));
   }
 }
 

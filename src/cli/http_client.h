@@ -104,6 +104,9 @@ class HttpClient {
   // stay idle for any time (TCP keep-alive is on). The connection is closed afterwards.
   Status Stream(std::string_view target, const std::function<bool(const SseEvent&)>& on_event,
                 std::string last_event_id = "");
+  // GETs `target` and passes each piece of a 2xx answer's body to `on_text` as it arrives
+  // (a chunked text stream, e.g. a followed log) until it returns false or the body ends.
+  Status StreamText(std::string_view target, const std::function<bool(std::string_view)>& on_text);
 
  private:
   struct Impl;

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "api/http_server.h"
 #include "cli/http_client.h"
 #include "cli/remote_accounts.h"
+#include "control/workloads.h"
 #include "core/clock.h"
 #include "fleet/slurm/slurm_backend.h"
 #include "gateway/fake_model.h"
@@ -87,6 +89,38 @@ bool WaitToLead(store::Store& store, const std::string& name, std::string* error
   std::signal(SIGINT, SIG_DFL);
   if (said) fmt::print(stderr, "landlord serve: leading now: rebuilding from the store\n");
   return true;
+}
+
+// The sim fleet's workloads (none on Slurm, or when `[workloads] enabled = false`): their
+// leftovers of a previous run swept, the metadata service on this server's port.
+Result<std::unique_ptr<control::Workloads>> OpenWorkloads(const api::ServeConfig& config, api::ControlPlane& cp,
+                                                          boost::asio::io_context& ioc, const std::string& address) {
+  const api::WorkloadConfig& w = config.workloads;
+  if (config.backend != "sim" || !w.enabled) return std::unique_ptr<control::Workloads>();
+  control::WorkloadsOptions o;
+  const std::string data_dir = std::filesystem::absolute(config.data_dir).lexically_normal().string();
+  const std::string tag = fmt::format("{:08x}", static_cast<uint32_t>(std::hash<std::string>()(data_dir)));
+  o.sandbox.runtime_root = w.runtime_root.empty() ? "/tmp/landlord-workloads-" + tag : w.runtime_root;
+  o.sandbox.cgroup_parent = "landlord-" + tag;
+  o.sandbox.limits.memory_bytes = w.memory_mb << 20;
+  o.sandbox.limits.max_processes = w.max_processes;
+  o.sandbox.log_bytes = static_cast<size_t>(w.log_bytes);
+  o.sandbox.sigterm_on_notice = w.sigterm_on_notice;
+  o.stop_grace = w.stop_grace;
+  o.keep_ended = static_cast<size_t>(w.keep_ended);
+  o.metadata_base = fmt::format("http://127.0.0.1:{}/metadata/", address.substr(address.rfind(':') + 1));
+  if (geteuid() == 0) o.uid_base = 200'000;
+  std::error_code ec;
+  std::filesystem::create_directories(o.sandbox.runtime_root, ec);
+  if (ec) return Status::Io(fmt::format("workloads: cannot make `{}`: {}", o.sandbox.runtime_root.string(), ec.message()));
+  // Traversable (not listable) by the sandboxes' own uids.
+  chmod(o.sandbox.runtime_root.c_str(), 0711);
+  if (Status st = workload::SweepLeftovers(o.sandbox); !st.ok()) {
+    fmt::print(stderr, "landlord serve: workloads: sweeping leftovers: {}\n", st.message());
+  }
+  auto workloads = std::make_unique<control::Workloads>(ioc, cp.clock(), std::move(o));
+  cp.UseWorkloads(workloads.get());
+  return workloads;
 }
 
 // The leader's URL in the shared store: standalone gateways (`--store`) read it.
@@ -326,6 +360,8 @@ int RunServe(const ServeArgs& a) {
   }
   // Replicas on the fleet's GPUs (after the fleet backend: on Slurm they are jobs).
   if (gw) (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);
+  auto workloads = OpenWorkloads(config, **cp, ioc, (*server)->address());
+  if (!workloads.ok()) return Fail(workloads.status().message());
   PrintStartup(config, *trace, (*server)->address(), (*cp)->admin_key_once(), slurm.get(), gw.get());
   if (!config.store.empty()) {
     // What gateways on other machines reach: --advertise, else the address bound (fine on one
@@ -349,6 +385,10 @@ int RunServe(const ServeArgs& a) {
   Drain(ioc);
   accounts.Flush();  // metered usage in the group-commit window, aborted calls' included
   Drain(ioc);        // the answers that waited for it (to closed connections by now)
+  // The workloads die with the server (a restart records them as killed); before the loop.
+  (*cp)->UseWorkloads(nullptr);
+  workloads->reset();
+  Drain(ioc);
   return 0;
 }
 

@@ -65,6 +65,7 @@ struct LeaseRecord {
   Time ended = kTimeMax;
   LeaseEnd end_reason = LeaseEnd::kNone;
   std::string placement;   // "node:gpus,node:gpus", node = index into the fleet
+  std::string workload{};  // JSON {"spec", "status"} of the lease's workload; "" for none
 };
 
 // The lease's kind, state and end reason from their stored names; an error names the lease

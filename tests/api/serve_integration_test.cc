@@ -58,18 +58,7 @@ class ServeTest : public ::testing::Test {
     return l;
   }
   // Every event of a lease's stream until it ends (the lease reaches a final state).
-  std::vector<json> Watch(const std::string& key, const std::string& id) {
-    std::vector<json> events;
-    auto c = server_.Client(key);
-    Status st = c.Stream("/v1/leases/" + id + "/events", [&](const cli::SseEvent& e) {
-      json d = json::parse(e.data, nullptr, false);
-      d["_event"] = e.event;
-      events.push_back(d);
-      return true;
-    });
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    return events;
-  }
+  std::vector<json> Watch(const std::string& key, const std::string& id) { return WatchLease(server_, key, id); }
 
   std::string dir_, config_;
   ServeProcess server_;

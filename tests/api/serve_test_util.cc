@@ -91,4 +91,16 @@ std::string NewTenantKey(const ServeProcess& s, const std::string& name, std::st
   return Json(*k)["key"];
 }
 
+std::vector<nlohmann::json> WatchLease(const ServeProcess& s, const std::string& key, const std::string& id) {
+  std::vector<nlohmann::json> events;
+  Status st = s.Client(key).Stream("/v1/leases/" + id + "/events", [&](const cli::SseEvent& e) {
+    nlohmann::json d = nlohmann::json::parse(e.data, nullptr, false);
+    d["_event"] = e.event;
+    events.push_back(d);
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return events;
+}
+
 }  // namespace ll::testing

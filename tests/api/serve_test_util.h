@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -49,5 +50,9 @@ nlohmann::json Json(const cli::HttpResponse& r);
 std::string NewTenantKey(const ServeProcess& s, const std::string& name, std::string* tenant_id = nullptr);
 
 std::string TempDir();
+
+// Every event of a lease's stream until it ends (the lease reaches a final state); each event's
+// data with its type as `_event`.
+std::vector<nlohmann::json> WatchLease(const ServeProcess& s, const std::string& key, const std::string& id);
 
 }  // namespace ll::testing

@@ -142,6 +142,8 @@ ALTER TABLE api_keys ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN expires_ms INTEGER;
 ALTER TABLE api_keys ADD COLUMN revoked_ms INTEGER;
 )sql",
+    // 6: a lease's workload: {"spec", "status"} as JSON text ('': none).
+    "ALTER TABLE leases ADD COLUMN workload TEXT NOT NULL DEFAULT '';",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 

@@ -1,0 +1,88 @@
+// Workloads: the sim fleet's lease workloads, one workload::Sandbox per lease that asked for one,
+// run on this machine (docs/workloads.md). The control plane starts a lease's workload when the
+// lease becomes active, passes it the reclaim notice, and stops it when the lease ends; the
+// status changes come back through the listener.
+//
+// Metadata tokens: each workload gets a random token (32 bytes, hex) in its
+// LANDLORD_METADATA_URL; it lives in memory only, never in the store (a workload does not
+// outlive the server that runs it: after a restart there is nothing left for it to open).
+//
+// Ended workloads are kept (their logs stay readable) up to `keep_ended`, oldest dropped first.
+//
+// Threading: the io_context's one thread, like the control plane.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/time.h"
+#include "workload/sandbox.h"
+#include "workload/spec.h"
+
+namespace ll::control {
+
+struct WorkloadsOptions {
+  workload::SandboxOptions sandbox;              // runtime_root REQUIRED
+  Duration stop_grace = Duration::Seconds(10);  // a released lease: SIGTERM, SIGKILL after this
+  size_t keep_ended = 64;                       // ended workloads whose logs stay readable
+  std::string metadata_base;                    // "http://127.0.0.1:PORT/metadata/"
+  // A root server runs each sandbox as a host uid (and gid) of its own: uid_base + n, n counting
+  // the workloads started (modulo 60,000). Unset: the server's own uid.
+  std::optional<uid_t> uid_base;
+};
+
+class Workloads {
+ public:
+  // A lease's workload changed state. Always called from a handler posted to the io_context,
+  // never from inside a call to this class (so it may call back into the control plane).
+  using Listener = std::function<void(const std::string& lease_id, const workload::WorkloadStatus&)>;
+
+  Workloads(boost::asio::io_context& io, const Clock& clock, WorkloadsOptions options);
+  // Kills what still runs and wipes its work dir (blocking; without the listener).
+  ~Workloads();
+  Workloads(const Workloads&) = delete;
+  Workloads& operator=(const Workloads&) = delete;
+
+  void SetListener(Listener listener) { listener_ = std::move(listener); }
+
+  // Starts the lease's workload (once); returns its status after the start: running, or failed.
+  workload::WorkloadStatus Start(const std::string& lease_id, std::vector<std::string> nodes,
+                                 std::string cuda_visible_devices, const workload::Spec& spec);
+  // The reclaim notice: SIGTERM now (as configured), SIGKILL not before `reclaim_at`.
+  void Notice(const std::string& lease_id, Time reclaim_at);
+  // The lease ended: SIGTERM and SIGKILL after `grace` (zero: at once).
+  void Stop(const std::string& lease_id, Duration grace);
+
+  // The lease's sandbox (running or ended and kept), or null.
+  workload::Sandbox* Find(const std::string& lease_id);
+  // The lease a metadata token opens, or empty.
+  std::string LeaseOfToken(std::string_view token) const;
+  const WorkloadsOptions& options() const { return options_; }
+
+ private:
+  struct Entry {
+    std::unique_ptr<workload::Sandbox> sandbox;
+    std::string token;
+  };
+  void Changed(const std::string& lease_id, const workload::WorkloadStatus& status);
+
+  boost::asio::io_context& io_;
+  const Clock& clock_;
+  WorkloadsOptions options_;
+  Listener listener_;
+  std::map<std::string, Entry> by_lease_;
+  std::map<std::string, std::string, std::less<>> by_token_;
+  std::deque<std::string> ended_;  // oldest first
+  uint32_t started_ = 0;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace ll::control
