@@ -70,10 +70,10 @@ std::vector<std::string> SandboxEnv(const LeaseContext& lease, const Spec& spec)
                                   fmt::format("USER={}", kSandboxUser),
                                   fmt::format("LOGNAME={}", kSandboxUser), "LANG=C.UTF-8"};
   // The tenant's variables may replace the defaults above, never Landlord's below.
-  for (const auto& [k, v] : spec.env) {
-    std::erase_if(env,
-                  [&](const std::string& e) { return e.compare(0, k.size() + 1, k + "=") == 0; });
-    env.push_back(k + "=" + v);
+  for (const auto& [name, value] : spec.env) {
+    const std::string prefix = name + "=";
+    std::erase_if(env, [&prefix](const std::string& e) { return e.rfind(prefix, 0) == 0; });
+    env.push_back(prefix + value);
   }
   // Landlord's own last, each once (ParseSpec refuses these names; this holds without it too).
   std::erase_if(env, [](const std::string& e) {
