@@ -4,7 +4,8 @@
 // include_usage and `responses.create` plain and streamed; each answer is billed exactly once
 // with the engine's own counts (usage rows and the balance); a replica SIGKILLed mid-stream ends
 // the stream with an error the SDK raises and bills only the delivered tokens; an owner reclaim
-// (an internal job through the admin API) drains a real replica and stops its server.
+// (an internal job through the admin API) drains a real replica (its streams in flight finish,
+// new requests go to the other) and then stops its server.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
@@ -64,7 +65,8 @@ describe('landlord serve with real llama-server replicas (issue 18 acceptance)',
     await fs.writeFile(
       config,
       `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "${path.join(s.dir, 'data')}"\ntick_ms = 20\n` +
-        `${smallFleetToml(trace)}` +
+        // At 4x a replica's drain (the 20 s notice) lasts 5 s of wall time.
+        `${smallFleetToml(trace, '', 4)}` +
         `[prices.models."${MODEL}"]\ninput_per_mtok = "1.00"\noutput_per_mtok = "2.00"\n` +
         `[gateway]\nmeter_flush_ms = 5\n` +
         `[[gateway.engines]]\nmodel = "${MODEL}"\nreplicas = 2\ngpus_per_replica = 8\n` +
@@ -183,7 +185,34 @@ describe('landlord serve with real llama-server replicas (issue 18 acceptance)',
     Object.assign(billed, { input: want.input, output: want.output, rows: 8 });
   });
 
-  test('an owner reclaim drains a real replica and stops its server', async () => {
+  test('an owner reclaim drains a real replica: its streams finish, then its server stops', async () => {
+    // A stream in flight on each replica (each prompt's prefix prefers one of them).
+    const streams = new Map();
+    for (let i = 0; streams.size < 2; ++i) {
+      assert.ok(i < 16, 'streams on both replicas');
+      const { data, response } = await s.client.chat.completions
+        .create({
+          model: MODEL,
+          messages: [{ role: 'user', content: `Stream number ${i}, please.` }],
+          max_tokens: 100,  // well within the drain: about 0.3 s on one core
+          temperature: 0,
+          stream: true,
+          stream_options: { include_usage: true },
+        })
+        .withResponse();
+      const replica = response.headers.get('x-landlord-replica');
+      const consume = async () => {
+        let usage = null;
+        for await (const chunk of data) usage = chunk.usage ?? usage;
+        return usage;
+      };
+      if (streams.has(replica)) {
+        await consume();  // billed like any other
+      } else {
+        streams.set(replica, consume());
+      }
+      billed.rows += 2;
+    }
     // 8 GPUs are free and each replica holds 8: 16 for the owner takes one replica's GPUs.
     const job = await s.call('POST', '/admin/internal-jobs', ADMIN_KEY, { gpus: 16, duration_s: 600 });
     assert.equal(job.status, 201, job.text);
@@ -192,15 +221,8 @@ describe('landlord serve with real llama-server replicas (issue 18 acceptance)',
       const holders = f.json.nodes.flatMap((n) => n.holders);
       return holders.find((h) => h.class === 'inference' && h.state === 'draining')?.replica;
     });
-    assert.match(drained, /^rep_eng/);
-    const pid = await replicaPid(s.logs, drained);
-    // At reclaim_at (the notice: 20 s at 20x) the replica stops: its server gets SIGTERM and exits.
-    await until(`${drained}'s llama-server (pid ${pid}) to exit`, async () => (await replicaPid(s.logs, drained)) === null);
-    await until(`${drained} gone from the fleet`, async () => {
-      const f = await s.call('GET', '/admin/fleet', ADMIN_KEY);
-      return !f.json.nodes.some((n) => n.holders.some((h) => h.replica === drained));
-    });
-    // The other replica serves on.
+    assert.ok(streams.has(drained), `${drained} is one of ${[...streams.keys()]}`);
+    // Draining: new requests go to the other replica; the streams in flight finish whole.
     const res = await s.call('POST', '/v1/chat/completions', s.key, {
       model: MODEL,
       messages: [{ role: 'user', content: 'still there?' }],
@@ -209,6 +231,17 @@ describe('landlord serve with real llama-server replicas (issue 18 acceptance)',
     assert.equal(res.status, 200, res.text);
     assert.notEqual(res.headers.get('x-landlord-replica'), drained);
     billed.rows += 2;
+    for (const [replica, done] of streams) {
+      const usage = await done;
+      assert.equal(usage?.completion_tokens, 100, `the stream on ${replica} finished whole`);
+    }
+    // At reclaim_at the replica stops: its server gets SIGTERM and exits.
+    assert.ok(await replicaPid(s.logs, drained), `${drained}'s server runs until reclaim_at`);
+    await until(`${drained}'s llama-server to exit`, async () => (await replicaPid(s.logs, drained)) === null);
+    await until(`${drained} gone from the fleet`, async () => {
+      const f = await s.call('GET', '/admin/fleet', ADMIN_KEY);
+      return !f.json.nodes.some((n) => n.holders.some((h) => h.replica === drained));
+    });
   });
 
   test('a replica SIGKILLed mid-stream: the SDK raises the error event, only delivered tokens billed', async () => {
