@@ -305,6 +305,14 @@ std::string ResponsesStream::Start() {
 std::string ResponsesStream::OnChunk(std::string_view data) {
   if (data.empty() || data == "[DONE]") return "";
   const json chunk = json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (chunk.is_object() && chunk.contains("error") && !failed_) {
+    // The engine failed mid-answer and said so in the stream (llama-server: `{"error": {"code":
+    // 500, "message", "type"}}`): an error event, and no completion after it.
+    const json& e = chunk["error"];
+    std::string message = "the model replica failed mid-stream";
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) message += ": " + e["message"].get<std::string>();
+    return Error("upstream_failed", message);
+  }
   if (!chunk.is_object() || !chunk.contains("choices") || !chunk["choices"].is_array() || chunk["choices"].empty()) {
     return "";
   }
@@ -327,6 +335,7 @@ std::string ResponsesStream::OnChunk(std::string_view data) {
 }
 
 std::string ResponsesStream::Complete(const UpstreamUsage& billed) {
+  if (failed_) return "";  // the error event ended it
   const auto [status, incomplete] = StatusFor(finish_reason_);
   std::string out = Event("response.output_text.done", {{"item_id", req_->message_id},
                                                         {"output_index", 0},
@@ -345,6 +354,7 @@ std::string ResponsesStream::Complete(const UpstreamUsage& billed) {
 }
 
 std::string ResponsesStream::Error(std::string_view code, std::string_view message) {
+  failed_ = true;
   return Event("error", {{"code", code},
                          {"message", message},
                          {"param", nullptr},

@@ -64,11 +64,13 @@ class ResponsesStream {
   // The opening events (created, in_progress, the output item and its text part).
   std::string Start();
   // The events for one chat chunk's data: a text delta if it carries text; a finish_reason is
-  // remembered. Usage-only chunks and `[DONE]` give nothing.
+  // remembered. Usage-only chunks and `[DONE]` give nothing; an engine's error object in the
+  // stream gives an error event (and Complete nothing after it).
   std::string OnChunk(std::string_view data);
-  // The closing events, ending with response.completed (or .incomplete) carrying `billed`.
+  // The closing events, ending with response.completed (or .incomplete) carrying `billed`;
+  // nothing after an error event.
   std::string Complete(const UpstreamUsage& billed);
-  // An error event (the stream then ends).
+  // An error event (the stream then ends; Complete gives nothing after it).
   std::string Error(std::string_view code, std::string_view message);
 
  private:
@@ -79,6 +81,7 @@ class ResponsesStream {
   int64_t sequence_ = 0;
   std::string text_;
   std::string finish_reason_;
+  bool failed_ = false;
 };
 
 }  // namespace ll::gateway

@@ -217,6 +217,22 @@ TEST(Responses, AFailedStreamEndsWithAnErrorEventTheSdkRaises) {
   // The openai SDK throws an APIError for an event whose data has `error`.
   EXPECT_EQ(e["error"]["code"], "upstream_failed");
   EXPECT_EQ(e["error"]["type"], "server_error");
+  EXPECT_EQ(s.Complete({.prompt_tokens = 1, .completion_tokens = 1}), "") << "no completion after an error";
+}
+
+TEST(Responses, AnEngineErrorInTheStreamBecomesTheErrorEvent) {
+  // What llama-server sends when the random model's output breaks its chat template's parser.
+  ResponsesRequest req = Req();
+  ResponsesStream s(&req);
+  s.Start();
+  EXPECT_FALSE(s.OnChunk(R"({"choices":[{"index":0,"delta":{"content":"a"}}]})").empty());
+  const auto events = Events(s.OnChunk(
+      R"({"error":{"code":500,"message":"The model produced output that does not match the expected peg-native format","type":"server_error"}})"));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].first, "error");
+  EXPECT_EQ(events[0].second["code"], "upstream_failed");
+  EXPECT_NE(events[0].second["message"].get<std::string>().find("peg-native"), std::string::npos);
+  EXPECT_EQ(s.Complete({.prompt_tokens = 1, .completion_tokens = 1}), "");
 }
 
 }  // namespace
