@@ -27,10 +27,11 @@
 
 #include "alloc/allocator.h"
 #include "api/config.h"
-#include "api/event_log.h"
 #include "control/accounts.h"
+#include "control/event_log.h"
 #include "control/fleet_stats.h"
 #include "control/lease_book.h"
+#include "control/overrides.h"
 #include "control/replicas.h"
 #include "control/tenants.h"
 #include "control/workloads.h"
@@ -64,6 +65,7 @@ Reply ErrorReply(const Status& st);
 Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
 
 using control::Principal;
+using control::LeaseEvent;
 
 
 // The server clock: `speed` times the wall clock, from an origin kept in the store so that a
@@ -84,8 +86,8 @@ class ScaledClock final : public Clock {
 class ControlPlane final : public alloc::Listener, private step::Phases {
  public:
   // The owner's headroom, sellable pools and the booked reserved leases, shared with the
-  // policy wrapper that applies them (control_plane.cc).
-  struct Overrides;
+  // policy wrapper that applies them (load.cc).
+  using Overrides = control::Overrides;
 
   // Rebuilds the state from `store` (creating the admin key on first start: see
   // admin_key_once()) and brings it to the clock's now. `wall` must outlive the object.
@@ -358,7 +360,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
   store::Batch pending_;
   std::vector<size_t> dirty_leases_;
-  EventLog events_;  // the lease events' watchers, published to after each commit
+  control::EventLog events_;  // the lease events' watchers, published to after each commit
 
   Time now_;  // how far Advance got
   control::FleetStats stats_;  // the read model: totals, counters and samples since start
