@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/build_info.h"
 #include "core/json_depth.h"
 #include "gateway/http_util.h"
 
@@ -226,7 +227,12 @@ void WithBody(Call& c) {
 
 // In match order: a literal segment before a `{…}` at the same place.
 constexpr RouteSpec kRoutes[] = {
-    {Access::kPublic, "/healthz", "GET /healthz", "GET", [](Call& c) { c.out.reply = c.cp.Health(); }},
+    {Access::kPublic, "/healthz", "GET /healthz", "GET",
+     [](Call& c) {
+       c.out.reply = c.cp.Health();
+       c.out.reply.body["version"] = BuildVersion();
+       c.out.reply.body["commit"] = BuildCommit();
+     }},
     {Access::kPublic, "/metrics", "GET /metrics", "GET", HandleMetrics},
     {Access::kPublic, "/slurm/notice", "POST /slurm/notice", "POST", HandleSlurm},
     {Access::kPublic, "/slurm/replica", "POST /slurm/replica", "POST", HandleSlurm},

@@ -13,6 +13,7 @@
 
 #include "alloc/policy.h"
 #include "api/config.h"
+#include "core/build_info.h"
 #include "cli/client.h"
 #include "cli/serve.h"
 #include "fleet/slurm/slurm_check.h"
@@ -296,7 +297,7 @@ int main(int argc, char** argv) {
       "`landlord sim` replays a cluster trace and compares selling policies; `landlord serve` runs the\n"
       "control plane; `lease`, `quote` and `admin` talk to it."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "landlord 0.1.0");
+  app.set_version_flag("--version", fmt::format("landlord {} (commit {})", ll::BuildVersion(), ll::BuildCommit()));
 
   SimArgs sim_args;
   CLI::App* sim = AddSimCommand(app, &sim_args);
