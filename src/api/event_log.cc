@@ -1,6 +1,7 @@
 #include "api/event_log.h"
 
 #include "api/control_plane_internal.h"
+#include "api/ops_log.h"
 
 namespace ll::api {
 
@@ -16,6 +17,10 @@ void EventLog::Unsubscribe(uint64_t token) {
 
 void EventLog::Publish(std::vector<store::LeaseEventRecord> committed) {
   for (auto& e : committed) {
+    // The operational log's line of each lease event, once it is durable (api/ops_log.h).
+    if (oplog::Enabled(oplog::Level::kInfo)) {
+      oplog::LeaseEvent(e.seq, e.lease_id, e.tenant_id, e.type, nlohmann::json::parse(e.data, nullptr, false));
+    }
     LeaseEvent ev;
     ev.seq = e.seq;
     ev.type = e.type;
