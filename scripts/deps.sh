@@ -9,7 +9,7 @@ pkgs=(build-essential cmake ccache pkg-config
       libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
       libboost-dev libsqlite3-dev libsodium-dev libpqxx-dev postgresql wrk
       clang libclang-rt-14-dev
-      help2man file dpkg-dev)
+      prometheus-cpp-dev help2man file dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
