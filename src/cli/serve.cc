@@ -453,7 +453,7 @@ Result<Url> LeaderUrl(store::Store& store) {
 // A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
 int RunGateway(const GatewayArgs& a) {
   auto fail = [](const std::string& m) {
-    fmt::print(stderr, "landlord gateway: {}\n", m);
+    Say(Level::kError, "gateway.error", fmt::format("landlord gateway: {}", m));
     return 2;
   };
   api::ServeConfig config;
@@ -495,7 +495,10 @@ int RunGateway(const GatewayArgs& a) {
       st = probe.Request("GET", "/healthz", "", Duration::Seconds(5)).status();
     }
     if (st.ok()) break;
-    if (i == 0) fmt::print(stderr, "landlord gateway: waiting for the control plane ({}): {}\n", where, st.message());
+    if (i == 0) {
+      Say(Level::kWarn, "gateway.waiting",
+          fmt::format("landlord gateway: waiting for the control plane ({}): {}", where, st.message()));
+    }
     if (i >= 60) return fail(fmt::format("the control plane ({}) does not answer: {}", where, st.message()));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }

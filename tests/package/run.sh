@@ -41,6 +41,13 @@ dpkg-deb -f "$DEB" Depends | grep -q "libsqlite3" || fail "Depends has no shared
 dpkg-deb --info "$DEB" conffiles | grep -qx "/etc/landlord/landlord.toml" ||
   fail "/etc/landlord/landlord.toml is not a conffile"
 
+# The maintainer scripts parse (lintian reads them; dpkg runs them as root at install).
+mkdir -p "$WORK/control"
+dpkg-deb --control "$DEB" "$WORK/control"
+for script in postinst prerm postrm; do
+  sh -n "$WORK/control/$script" || fail "$script does not parse"
+done
+
 # lintian: no errors (warnings are printed for the record).
 lintian_args=(--no-cfg --fail-on error)
 [ "$(id -u)" -eq 0 ] && lintian_args+=(--allow-root)
