@@ -2,6 +2,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "api/ops_log.h"
 #include "core/check.h"
 
 namespace ll::api {
@@ -25,6 +26,7 @@ HttpMetrics::HttpMetrics()
                       .Register(*registry_)) {}
 
 void HttpMetrics::Observe(const std::string& route, int status, double seconds) {
+  if (oplog::AccessLogOn()) oplog::Access(route, status, seconds);  // every request passes here
   auto c = counters_.find({route, status});
   if (c == counters_.end()) {
     c = counters_.emplace(std::pair{route, status}, &requests_->Add({{"route", route}, {"code", std::to_string(status)}}))

@@ -1,6 +1,7 @@
 #include "api/ops_log.h"
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <memory>
 #include <vector>
@@ -16,6 +17,7 @@ namespace {
 using json = nlohmann::json;
 
 bool g_json = false;
+std::atomic<bool> g_access{false};
 
 spdlog::level::level_enum ToSpd(Level l) {
   switch (l) {
@@ -111,6 +113,15 @@ Status Setup(std::string_view level, std::string_view format) {
 }
 
 bool Enabled(Level level) { return Logger()->should_log(ToSpd(level)); }
+
+void SetAccessLog(bool on) { g_access.store(on, std::memory_order_relaxed); }
+bool AccessLogOn() { return g_access.load(std::memory_order_relaxed); }
+
+void Access(const std::string& route, int status, double seconds) {
+  if (!AccessLogOn()) return;
+  Write(Level::kInfo, "access",
+        {{"route", route}, {"status", std::to_string(status)}, {"ms", fmt::format("{:.3f}", seconds * 1e3)}});
+}
 
 void Write(Level level, std::string_view event, std::initializer_list<std::pair<std::string_view, std::string>> fields) {
   WriteFields(level, event, fields.begin(), fields.end());

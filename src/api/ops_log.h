@@ -27,6 +27,12 @@ Status Setup(std::string_view level, std::string_view format);
 
 bool Enabled(Level level);
 
+// The access log (`--access-log`, off by default): one `access` line per HTTP request with its
+// route label (no ids, no query), status and duration, at info. Off, a request pays one load.
+void SetAccessLog(bool on);
+bool AccessLogOn();
+void Access(const std::string& route, int status, double seconds);
+
 // One event: `event` (e.g. "lease.reclaim_notice") with its fields in order. Values are written
 // as given (escaped: quoted in text when needed, JSON strings in json).
 void Write(Level level, std::string_view event, std::initializer_list<std::pair<std::string_view, std::string>> fields);

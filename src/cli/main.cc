@@ -305,6 +305,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-format", log_format, "Log lines as `text` or `json` (JSON lines), on stderr")
       ->capture_default_str();
+  bool access_log = false;
+  app.add_flag("--access-log", access_log, "Log every HTTP request (route, status, duration) at info");
   app.set_version_flag("--version", fmt::format("landlord {} (commit {})", ll::BuildVersion(), ll::BuildCommit()));
 
   SimArgs sim_args;
@@ -321,6 +323,7 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "landlord: {}\n", st.message());
     return 2;
   }
+  ll::api::oplog::SetAccessLog(access_log);
   if (slurm_check->parsed()) return RunSlurmCheck(slurm.config, slurm.partition, slurm.notice_s);
   if (auto rc = serve()) return *rc;
   if (auto rc = client()) return *rc;
