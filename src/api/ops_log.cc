@@ -61,7 +61,7 @@ std::shared_ptr<spdlog::logger>& Logger() {
 std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
+  return it->is_string() ? it->get<std::string>() : it->dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 using Field = std::pair<std::string_view, std::string>;
