@@ -7,7 +7,7 @@ FUZZB   ?= build/fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build llama run run-llama sim test test-unit test-e2e bench fuzz clean format
+.PHONY: all deps build package llama run run-llama sim test test-unit test-e2e bench fuzz clean format
 
 all: build
 
@@ -19,6 +19,10 @@ $(BUILD)/CMakeCache.txt: | deps
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
+
+# The Debian package (README "Install on a server"): $(BUILD)/landlord_VERSION_ARCH.deb.
+package: build
+	cd $(BUILD) && cpack
 
 # llama.cpp's `llama-server` and a random-weight model for it, from the llama.cpp source in the
 # pinned npm package node-llama-cpp (scripts/llama.sh; under build/llama/, skipped once built;

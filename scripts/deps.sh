@@ -8,7 +8,8 @@ pkgs=(build-essential cmake ccache pkg-config
       libcli11-dev nlohmann-json3-dev libsimdjson-dev libfmt-dev libspdlog-dev
       libtomlplusplus-dev libgtest-dev libgmock-dev libbenchmark-dev
       libboost-dev libsqlite3-dev libsodium-dev libpqxx-dev postgresql wrk
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev
+      prometheus-cpp-dev help2man file dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,9 +23,10 @@ case "${1:-}" in test | bench) [ -x /usr/bin/chromium ] || missing+=(chromium) ;
 # Slurm, munge, slurmdbd with MariaDB (sacct) and curl: the slurm backend's test (tests/slurm),
 # which starts its own daemons on loopback. bubblewrap, dropbear-bin and openssh-client: the
 # workload sandbox's tests (tests/workload: a sandboxed workload, an SSH login into it).
+# lintian, prometheus (promtool) and systemd (systemd-analyze): the package's test (tests/package).
 if [ "${1:-}" = test ]; then
   for p in slurmctld slurmd slurm-client munge slurmdbd mariadb-server-core mariadb-client-core curl \
-    bubblewrap dropbear-bin openssh-client; do
+    bubblewrap dropbear-bin openssh-client lintian prometheus systemd; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi

@@ -2,12 +2,14 @@
 // that caused it), and the usage and invoice endpoints. The arithmetic is src/ledger.
 #include <cctype>
 #include <charconv>
+#include <optional>
 #include <tuple>
 
 #include <fmt/format.h>
 
 #include "api/control_plane.h"
 #include "api/fields.h"
+#include "api/http_metrics.h"
 
 namespace ll::api {
 
@@ -237,6 +239,17 @@ Billed Sum(const std::vector<store::UsageRecord>& totals) {
   return b;
 }
 
+// Serving's cost per million tokens: the GPU-hours inference held, at the floor (power + wear)
+// per GPU-hour, over the tokens billed. Nullopt (the dashboard shows "--", /metrics leaves the
+// gauge out) below kCostMinTokens: over a few tokens the quotient says nothing (5,976,042 USD
+// after 22 tokens was seen), and a million tokens is minutes of one replica's output.
+constexpr int64_t kCostMinTokens = 1'000'000;
+
+std::optional<double> CostPerMtok(const control::FleetStats::Totals& t, Money floor, int64_t tokens) {
+  if (tokens < kCostMinTokens) return std::nullopt;
+  return control::FleetStats::Totals::GpuHours(t.inference_ms) * floor.dollars() / (static_cast<double>(tokens) / 1e6);
+}
+
 }  // namespace
 
 Reply ControlPlane::Report(const std::string& period_arg) {
@@ -251,9 +264,7 @@ Reply ControlPlane::Report(const std::string& period_arg) {
   const double capacity = gpu_h(t.capacity_ms);
   const double idle = t.idle_gpu_h();
   const double revenue = t.revenue_usd();
-  const int64_t tokens = b.input_tokens + b.output_tokens;
-  // What serving cost: the GPU-hours inference held, at the floor (power + wear) per GPU-hour.
-  const double inference_cost = gpu_h(t.inference_ms) * floor_.dollars();
+  const std::optional<double> cost = CostPerMtok(t, floor_, b.input_tokens + b.output_tokens);
   Reply r;
   r.body = {
       {"object", "report"},
@@ -269,7 +280,7 @@ Reply ControlPlane::Report(const std::string& period_arg) {
                          {"spot", t.Share(t.spot_ms)}, {"inference", t.Share(t.inference_ms)}}},
         {"revenue_usd", revenue},
         {"revenue_per_gpu_h", capacity > 0 ? revenue / capacity : 0.0},
-        {"cost_per_mtok_usd", tokens > 0 ? json(inference_cost / (static_cast<double>(tokens) / 1e6)) : json(nullptr)}}},
+        {"cost_per_mtok_usd", cost ? json(*cost) : json(nullptr)}}},
       {"now", FormatUtc(now_)}};
   return r;
 }
@@ -279,30 +290,26 @@ std::string ControlPlane::ReportMetrics() {
   LL_CHECK(totals.ok());
   const Billed b = Sum(*totals);
   const control::FleetStats::Totals& t = stats_.totals();
-  auto gpu_h = control::FleetStats::Totals::GpuHours;
-  const double capacity = gpu_h(t.capacity_ms);
-  const double revenue = t.revenue_usd();
-  const int64_t tokens = b.input_tokens + b.output_tokens;
-  std::string out;
-  out += "# HELP landlord_billed_usd revenue billed to tenants (the ledger), all time\n# TYPE landlord_billed_usd counter\n";
-  for (auto [cls, m] : {std::pair{"spot", b.spot}, std::pair{"reserved", b.reserved}, std::pair{"tokens", b.tokens}}) {
-    out += fmt::format("landlord_billed_usd{{class=\"{}\"}} {}\n", cls, FormatMoney(m));
+  const double capacity = control::FleetStats::Totals::GpuHours(t.capacity_ms);
+  Scrape m;
+  for (auto [cls, money] : {std::pair{"spot", b.spot}, std::pair{"reserved", b.reserved}, std::pair{"tokens", b.tokens}}) {
+    m.Counter("landlord_billed_usd_total", "Revenue billed to tenants (the ledger), all time",
+              static_cast<double>(money.micros) / 1e6, {{"class", cls}});
   }
-  out += "# HELP landlord_tokens tokens billed, all time\n# TYPE landlord_tokens counter\n";
-  out += fmt::format("landlord_tokens{{direction=\"input\"}} {}\nlandlord_tokens{{direction=\"output\"}} {}\n",
-                     b.input_tokens, b.output_tokens);
-  out += "# HELP landlord_utilization share of capacity GPU-hours by class since start\n# TYPE landlord_utilization gauge\n";
+  for (auto [dir, n] : {std::pair{"input", b.input_tokens}, std::pair{"output", b.output_tokens}}) {
+    m.Counter("landlord_tokens_total", "Tokens billed, all time", static_cast<double>(n), {{"direction", dir}});
+  }
   for (auto [cls, ms] : {std::pair{"internal", t.internal_ms}, std::pair{"reserved", t.reserved_ms},
                          std::pair{"spot", t.spot_ms}, std::pair{"inference", t.inference_ms}}) {
-    out += fmt::format("landlord_utilization{{class=\"{}\"}} {}\n", cls, t.Share(ms));
+    m.Gauge("landlord_utilization_ratio", "Share of capacity GPU-time by class since start", t.Share(ms), {{"class", cls}});
   }
-  out += fmt::format("# HELP landlord_revenue_per_gpu_h revenue_usd / capacity_gpu_h\n# TYPE landlord_revenue_per_gpu_h gauge\n"
-                     "landlord_revenue_per_gpu_h {}\n",
-                     capacity > 0 ? revenue / capacity : 0.0);
-  out += fmt::format("# HELP landlord_cost_per_mtok_usd inference GPU-hours at the floor per million tokens billed\n"
-                     "# TYPE landlord_cost_per_mtok_usd gauge\nlandlord_cost_per_mtok_usd {}\n",
-                     tokens > 0 ? gpu_h(t.inference_ms) * floor_.dollars() / (static_cast<double>(tokens) / 1e6) : 0.0);
-  return out;
+  m.Gauge("landlord_revenue_usd_per_gpu_hour", "Revenue per GPU-hour of capacity since start",
+          capacity > 0 ? t.revenue_usd() / capacity : 0.0);
+  if (auto cost = CostPerMtok(t, floor_, b.input_tokens + b.output_tokens)) {
+    m.Gauge("landlord_cost_usd_per_million_tokens",
+            "Inference GPU-time at the floor price per million tokens billed (absent below 1M tokens)", *cost);
+  }
+  return m.Text();
 }
 
 }  // namespace ll::api

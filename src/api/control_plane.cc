@@ -8,6 +8,7 @@
 
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
+#include "api/ops_log.h"
 #include "core/check.h"
 #include "market/auction.h"
 
@@ -205,6 +206,12 @@ void ControlPlane::Flush() {
   // Deliver after the commit, with the seqs the store assigned.
   std::vector<store::LeaseEventRecord> events = std::move(pending_.events);
   pending_ = store::Batch{};
+  // The operational log's line of each lease event, once it is durable (api/ops_log.h).
+  if (oplog::Enabled(oplog::Level::kInfo)) {
+    for (const store::LeaseEventRecord& e : events) {
+      oplog::LeaseEvent(e.seq, e.lease_id, e.tenant_id, e.type, nlohmann::json::parse(e.data, nullptr, false));
+    }
+  }
   events_.Publish(std::move(events));
 }
 

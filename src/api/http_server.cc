@@ -20,6 +20,7 @@
 
 #include "api/http_session.h"
 #include "api/routes.h"
+#include "core/build_info.h"
 #include "gateway/http_util.h"
 #include "web/web_assets.h"
 
@@ -37,7 +38,7 @@ Routed GatewayOnlyRoute(const Request& r) {
   const std::string_view path = r.target.substr(0, r.target.find('?'));
   if (path == "/healthz" && r.method == "GET") {
     out.route = "GET /healthz";
-    out.reply.body = {{"status", "ok"}, {"role", "gateway"}};
+    out.reply.body = {{"status", "ok"}, {"role", "gateway"}, {"version", BuildVersion()}, {"commit", BuildCommit()}};
   } else if (path == "/metrics" && r.method == "GET") {
     out.route = "GET /metrics";
     out.reply.body = std::string();

@@ -6,6 +6,7 @@
 #include "api/control_plane.h"
 #include "api/control_plane_internal.h"
 #include "api/fields.h"
+#include "api/http_metrics.h"
 #include "core/check.h"
 
 namespace ll::api {
@@ -209,41 +210,38 @@ Reply ControlPlane::Health() {
   return r;
 }
 
+// The fleet's figures since start, in Prometheus conventions (api/http_metrics.h): GPU-time in
+// GPU-seconds (the base unit; the dashboard and `sim` show GPU-hours), money in USD.
 std::string ControlPlane::Metrics() {
   Advance();
   const control::FleetStats::Totals& t = stats_.totals();
   const control::FleetStats::Counters& n = stats_.counters();
-  auto h = control::FleetStats::Totals::GpuHours;
-  double capacity = h(t.capacity_ms), internal = h(t.internal_ms), reserved = h(t.reserved_ms), spot = h(t.spot_ms);
-  double idle = capacity - internal, sold = reserved + spot;
-  double revenue = t.revenue_usd();
-  std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help, double v) {
-    out += fmt::format("# HELP landlord_{0} {1}\n# TYPE landlord_{0} {2}\nlandlord_{0} {3}\n", name, help, type, v);
-  };
-  metric("capacity_gpu_h", "counter", "GPU-hours of fleet capacity since start", capacity);
-  metric("internal_gpu_h", "counter", "GPU-hours used by the owner", internal);
-  metric("idle_gpu_h", "counter", "GPU-hours the owner left idle", idle);
-  metric("sold_gpu_h", "counter", "GPU-hours sold (reserved + spot + inference)", sold);
-  metric("reserved_gpu_h", "counter", "GPU-hours sold as reserved leases", reserved);
-  metric("spot_gpu_h", "counter", "GPU-hours sold as spot leases", spot);
-  metric("harvest_ratio", "gauge", "sold_gpu_h / idle_gpu_h", idle > 0 ? sold / idle : 0);
-  metric("internal_delayed_gpu_h", "counter", "GPU-hours of owner demand that waited", h(t.waiting_ms));
-  metric("revenue_usd", "counter", "revenue accrued by leases", revenue);
-  metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(n.reclaims));
-  metric("leases", "counter", "leases started", static_cast<double>(n.leases_started));
-  metric("reserved_violations", "counter", "reserved leases preempted or booked ones that could not start (must be 0)",
-         static_cast<double>(alloc_->reserved_violations() + n.bookings_missed));
-  metric("forecast_misses", "counter", "owner demand that exceeded the forecast", static_cast<double>(alloc_->forecast_misses()));
-  metric("spot_price_usd", "gauge", "spot clearing price per GPU-hour", static_cast<double>(market_.price().micros) / 1e6);
-  out += ReportMetrics();
-  out += "# HELP landlord_gpus GPUs by class now\n# TYPE landlord_gpus gauge\n";
-  out += fmt::format("landlord_gpus{{class=\"internal\"}} {}\n", alloc_->TotalInternal());
-  out += fmt::format("landlord_gpus{{class=\"reserved\"}} {}\n", alloc_->TotalReserved());
-  out += fmt::format("landlord_gpus{{class=\"spot\"}} {}\n", alloc_->TotalSpot());
-  out += fmt::format("landlord_gpus{{class=\"inference\"}} {}\n", alloc_->TotalInference());
-  out += fmt::format("landlord_gpus{{class=\"capacity\"}} {}\n", alloc_->TotalCapacity());
-  return out;
+  auto s = [](int64_t ms) { return static_cast<double>(ms) / 1000; };  // GPU-ms → GPU-seconds
+  const double idle = s(t.capacity_ms - t.internal_ms), sold = s(t.reserved_ms + t.spot_ms);
+  Scrape m;
+  m.Counter("landlord_capacity_gpu_seconds_total", "GPU-seconds of fleet capacity since start", s(t.capacity_ms));
+  m.Counter("landlord_internal_gpu_seconds_total", "GPU-seconds used by the owner", s(t.internal_ms));
+  m.Counter("landlord_idle_gpu_seconds_total", "GPU-seconds the owner left idle", idle);
+  m.Counter("landlord_sold_gpu_seconds_total", "GPU-seconds sold (reserved + spot)", sold);
+  m.Counter("landlord_reserved_gpu_seconds_total", "GPU-seconds sold as reserved leases", s(t.reserved_ms));
+  m.Counter("landlord_spot_gpu_seconds_total", "GPU-seconds sold as spot leases", s(t.spot_ms));
+  m.Counter("landlord_internal_delayed_gpu_seconds_total", "GPU-seconds of owner demand that waited", s(t.waiting_ms));
+  m.Gauge("landlord_harvest_ratio", "sold / idle GPU-time since start", idle > 0 ? sold / idle : 0);
+  m.Counter("landlord_revenue_usd_total", "Revenue accrued by leases", t.revenue_usd());
+  m.Counter("landlord_reclaims_total", "Leases reclaimed after a notice", static_cast<double>(n.reclaims));
+  m.Counter("landlord_leases_started_total", "Leases started", static_cast<double>(n.leases_started));
+  m.Counter("landlord_reserved_violations_total",
+            "Reserved leases preempted or booked ones that could not start (must be 0)",
+            static_cast<double>(alloc_->reserved_violations() + n.bookings_missed));
+  m.Counter("landlord_forecast_misses_total", "Owner demand that exceeded the forecast",
+            static_cast<double>(alloc_->forecast_misses()));
+  m.Gauge("landlord_spot_price_usd_per_gpu_hour", "Spot clearing price",
+          static_cast<double>(market_.price().micros) / 1e6);
+  const std::pair<const char*, Gpus> gpus[] = {{"internal", alloc_->TotalInternal()}, {"reserved", alloc_->TotalReserved()},
+                                              {"spot", alloc_->TotalSpot()}, {"inference", alloc_->TotalInference()},
+                                              {"capacity", alloc_->TotalCapacity()}};
+  for (const auto& [cls, g] : gpus) m.Gauge("landlord_gpus", "GPUs by class now", static_cast<double>(g), {{"class", cls}});
+  return m.Text() + ReportMetrics();
 }
 
 }  // namespace ll::api

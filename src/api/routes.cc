@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "api/ops_log.h"
+#include "core/build_info.h"
 #include "core/json_depth.h"
 #include "gateway/http_util.h"
 
@@ -226,7 +228,12 @@ void WithBody(Call& c) {
 
 // In match order: a literal segment before a `{…}` at the same place.
 constexpr RouteSpec kRoutes[] = {
-    {Access::kPublic, "/healthz", "GET /healthz", "GET", [](Call& c) { c.out.reply = c.cp.Health(); }},
+    {Access::kPublic, "/healthz", "GET /healthz", "GET",
+     [](Call& c) {
+       c.out.reply = c.cp.Health();
+       c.out.reply.body["version"] = BuildVersion();
+       c.out.reply.body["commit"] = BuildCommit();
+     }},
     {Access::kPublic, "/metrics", "GET /metrics", "GET", HandleMetrics},
     {Access::kPublic, "/slurm/notice", "POST /slurm/notice", "POST", HandleSlurm},
     {Access::kPublic, "/slurm/replica", "POST /slurm/replica", "POST", HandleSlurm},
@@ -330,6 +337,16 @@ bool Dispatch(Call& c, Access access, const std::vector<std::string_view>& seg) 
   return false;
 }
 
+// The audit trail (api/ops_log.h): every request that may change state (not a GET), with who
+// sent it and what came of it, once it is answered. The gateways' own traffic (holds, usage,
+// key checks: many a second, each its own model request's) is left out.
+void Audit(const Call& c, const Routed& out) {
+  if (c.method == "GET" || c.method == "HEAD" || out.group_commit) return;
+  if (c.path == "/admin/usage" || c.path == "/admin/keys/verify") return;
+  const std::string principal = !c.who ? "anonymous" : c.who->admin ? "admin" : c.who->tenant_id;
+  oplog::Audit(principal, c.method, c.path, out.reply.status, out.reply.body);
+}
+
 }  // namespace
 
 Routed Route(ControlPlane& cp, const Request& req) {
@@ -352,15 +369,14 @@ Routed Route(ControlPlane& cp, const Request& req) {
     out.route = "unauthorized";
     out.reply = ErrorReply(StatusCode::kUnauthenticated, "invalid_api_key",
                            req.authorization.empty() ? "missing `Authorization: Bearer <key>`" : "invalid API key");
-    return out;
-  }
-  if (admin && !c.who->admin) {
+  } else if (admin && !c.who->admin) {
     out.route = "forbidden";
     out.reply = ErrorReply(StatusCode::kPermissionDenied, "admin_only", "this endpoint needs the admin key");
-    return out;
+  } else if (!Dispatch(c, admin ? Access::kAdmin : Access::kTenant, seg)) {
+    not_found();
   }
-  if (Dispatch(c, admin ? Access::kAdmin : Access::kTenant, seg)) return out;
-  return not_found();
+  Audit(c, out);
+  return out;
 }
 
 }  // namespace ll::api

@@ -13,6 +13,8 @@
 
 #include "alloc/policy.h"
 #include "api/config.h"
+#include "api/ops_log.h"
+#include "core/build_info.h"
 #include "cli/client.h"
 #include "cli/serve.h"
 #include "fleet/slurm/slurm_check.h"
@@ -296,7 +298,16 @@ int main(int argc, char** argv) {
       "`landlord sim` replays a cluster trace and compares selling policies; `landlord serve` runs the\n"
       "control plane; `lease`, `quote` and `admin` talk to it."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "landlord 0.1.0");
+  // The operational log (api/ops_log.h), to stderr: before or after the subcommand.
+  app.fallthrough();
+  std::string log_level = "info", log_format = "text";
+  app.add_option("--log-level", log_level, "Log events at or above: debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "Log lines as `text` or `json` (JSON lines), on stderr")
+      ->capture_default_str();
+  bool access_log = false;
+  app.add_flag("--access-log", access_log, "Log every HTTP request (route, status, duration) at info");
+  app.set_version_flag("--version", fmt::format("landlord {} (commit {})", ll::BuildVersion(), ll::BuildCommit()));
 
   SimArgs sim_args;
   CLI::App* sim = AddSimCommand(app, &sim_args);
@@ -308,6 +319,11 @@ int main(int argc, char** argv) {
   auto client = ll::cli::AddClientCommands(app);
 
   CLI11_PARSE(app, argc, argv);
+  if (ll::Status st = ll::api::oplog::Setup(log_level, log_format); !st.ok()) {
+    fmt::print(stderr, "landlord: {}\n", st.message());
+    return 2;
+  }
+  ll::api::oplog::SetAccessLog(access_log);
   if (slurm_check->parsed()) return RunSlurmCheck(slurm.config, slurm.partition, slurm.notice_s);
   if (auto rc = serve()) return *rc;
   if (auto rc = client()) return *rc;

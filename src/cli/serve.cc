@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -27,6 +28,8 @@
 #include "api/control_plane.h"
 #include "api/gateway_accounts.h"
 #include "api/http_server.h"
+#include "api/ops_log.h"
+#include "core/build_info.h"
 #include "cli/http_client.h"
 #include "cli/remote_accounts.h"
 #include "control/workloads.h"
@@ -39,6 +42,9 @@
 
 namespace ll::cli {
 namespace {
+
+using api::oplog::Level;
+using api::oplog::Say;
 
 struct ServeArgs {
   std::string config;
@@ -78,7 +84,8 @@ bool WaitToLead(store::Store& store, const std::string& name, std::string* error
     }
     if (*lead) break;
     if (!said) {
-      fmt::print(stderr, "landlord serve: standby: another server leads on {}; taking over when it stops\n", name);
+      Say(Level::kInfo, "leader.standby",
+          fmt::format("landlord serve: standby: another server leads on {}; taking over when it stops", name));
       said = true;
     }
     if (g_stop_standby) return false;
@@ -87,7 +94,8 @@ bool WaitToLead(store::Store& store, const std::string& name, std::string* error
   }
   std::signal(SIGTERM, SIG_DFL);
   std::signal(SIGINT, SIG_DFL);
-  if (said) fmt::print(stderr, "landlord serve: leading now: rebuilding from the store\n");
+  if (said) Say(Level::kInfo, "leader.acquired", "landlord serve: leading now: rebuilding from the store");
+  api::oplog::Write(Level::kInfo, "leader.leading", {{"store", name}, {"after_standby", said ? "true" : "false"}});
   return true;
 }
 
@@ -116,7 +124,7 @@ Result<std::unique_ptr<control::Workloads>> OpenWorkloads(const api::ServeConfig
   // Traversable (not listable) by the sandboxes' own uids.
   chmod(o.sandbox.runtime_root.c_str(), 0711);
   if (Status st = workload::SweepLeftovers(o.sandbox); !st.ok()) {
-    fmt::print(stderr, "landlord serve: workloads: sweeping leftovers: {}\n", st.message());
+    Say(Level::kWarn, "workloads.sweep_failed", fmt::format("landlord serve: workloads: sweeping leftovers: {}", st.message()));
   }
   auto workloads = std::make_unique<control::Workloads>(ioc, cp.clock(), std::move(o));
   cp.UseWorkloads(workloads.get());
@@ -132,7 +140,7 @@ Status PublishLeader(store::Store& store, const std::string& url, const Clock& w
 }
 
 int Fail(const std::string& message) {
-  fmt::print(stderr, "landlord serve: {}\n", message);
+  Say(Level::kError, "serve.error", fmt::format("landlord serve: {}", message));
   return 2;
 }
 
@@ -245,7 +253,7 @@ Result<sim::Trace> FleetTrace(api::ServeConfig& config, std::optional<sim::Trace
                               std::unique_ptr<fleet::SlurmBackend>* slurm) {
   if (config.backend != "slurm") return std::move(*sim_trace);
   // A real cluster runs on real time, and places no simulated replicas.
-  if (config.speed != 1) fmt::print(stderr, "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)\n");
+  if (config.speed != 1) Say(Level::kWarn, "serve.config", "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)");
   config.speed = 1;
   // Replicas on the fleet are Slurm jobs running `slurm_model_command`; without one they run
   // beside the fleet.
@@ -282,33 +290,65 @@ void PrintStartup(const api::ServeConfig& config, const sim::Trace& trace, const
   }
   fmt::print("try:   LANDLORD_URL=http://{} LANDLORD_API_KEY=<key> landlord admin tenant create acme\n", address);
   std::fflush(stdout);
+  api::oplog::Write(Level::kInfo, "serve.started",
+                    {{"listen", address}, {"version", std::string(BuildVersion())}, {"commit", std::string(BuildCommit())},
+                     {"backend", config.backend}, {"policy", config.policy}, {"store", StoreName(config)},
+                     {"admin_key_created", admin_key.empty() ? "false" : "true"}});
 }
 
-// A leader that lost the database (and with it the lock) stops at once: a standby leads now,
-// and the store's connection refuses this one's writes anyway. Checks once a second.
-class LeadershipCheck {
+// Once a second: a leader that lost the database (and with it the lock) stops at once (a
+// standby leads now, and the store's connection refuses this one's writes anyway); the fleet
+// backend's errors and recoveries go to the log as its health changes.
+class ServeWatch {
  public:
-  LeadershipCheck(boost::asio::io_context& ioc, store::Store& store) : timer_(ioc), store_(store) {}
+  ServeWatch(boost::asio::io_context& ioc, store::Store& store, bool shared_store, const fleet::Backend* fleet)
+      : timer_(ioc), store_(store), shared_store_(shared_store), fleet_(fleet) {}
 
   void Start() {
+    if (!shared_store_ && fleet_ == nullptr) return;
     timer_.expires_after(std::chrono::seconds(1));
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      auto lead = store_.TryLead();
-      if (!lead.ok() || !*lead) {
-        fmt::print(stderr, "landlord serve: lost the store's leadership ({}): stopping\n",
-                   lead.ok() ? "another server holds it" : lead.status().message());
-        std::fflush(stderr);
-        std::_Exit(3);
-      }
+      if (shared_store_) CheckLeadership();
+      if (fleet_ != nullptr) LogFleetHealth();
       Start();
     });
   }
   void Cancel() { timer_.cancel(); }
 
  private:
+  void CheckLeadership() {
+    auto lead = store_.TryLead();
+    if (!lead.ok() || !*lead) {
+      const std::string why = lead.ok() ? "another server holds it" : lead.status().message();
+      Say(Level::kError, "leader.lost", fmt::format("landlord serve: lost the store's leadership ({}): stopping", why));
+      std::fflush(stderr);
+      std::_Exit(3);
+    }
+  }
+  void LogFleetHealth() {
+    std::optional<fleet::Health> h = fleet_->health();
+    if (!h) return;
+    if (h->available != available_) {
+      api::oplog::Write(h->available ? Level::kInfo : Level::kError, h->available ? "fleet.recovered" : "fleet.error",
+                        {{"backend", h->backend}, {"partition", h->partition}, {"message", h->message}});
+      available_ = h->available;
+    }
+    for (const auto& [node, why] : h->drained) {
+      if (!drained_.contains(node)) api::oplog::Write(Level::kWarn, "fleet.node_drained", {{"node", node}, {"reason", why}});
+    }
+    for (const auto& [node, why] : drained_) {
+      if (!h->drained.contains(node)) api::oplog::Write(Level::kInfo, "fleet.node_resumed", {{"node", node}});
+    }
+    drained_ = std::move(h->drained);
+  }
+
   boost::asio::steady_timer timer_;
   store::Store& store_;
+  const bool shared_store_;
+  const fleet::Backend* fleet_;
+  bool available_ = true;
+  std::map<std::string, std::string> drained_;
 };
 
 int RunServe(const ServeArgs& a) {
@@ -369,12 +409,12 @@ int RunServe(const ServeArgs& a) {
     Status st = PublishLeader(**store, a.advertise.empty() ? "http://" + (*server)->address() : a.advertise, *wall);
     if (!st.ok()) return Fail(st.message());
   }
-  LeadershipCheck lead_check(ioc, **store);
-  if (!config.store.empty()) lead_check.Start();
+  ServeWatch watch(ioc, **store, !config.store.empty(), slurm.get());
+  watch.Start();
 
   RunUntilSignal(ioc, signals, **server, [&] {
-    lead_check.Cancel();
-    fmt::print(stderr, "landlord serve: stopping (in-flight requests finish)\n");
+    watch.Cancel();
+    Say(Level::kInfo, "serve.stopping", "landlord serve: stopping (in-flight requests finish)");
     (*cp)->Advance();
     accounts.Flush();
   });
@@ -413,7 +453,7 @@ Result<Url> LeaderUrl(store::Store& store) {
 // A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
 int RunGateway(const GatewayArgs& a) {
   auto fail = [](const std::string& m) {
-    fmt::print(stderr, "landlord gateway: {}\n", m);
+    Say(Level::kError, "gateway.error", fmt::format("landlord gateway: {}", m));
     return 2;
   };
   api::ServeConfig config;
@@ -455,7 +495,10 @@ int RunGateway(const GatewayArgs& a) {
       st = probe.Request("GET", "/healthz", "", Duration::Seconds(5)).status();
     }
     if (st.ok()) break;
-    if (i == 0) fmt::print(stderr, "landlord gateway: waiting for the control plane ({}): {}\n", where, st.message());
+    if (i == 0) {
+      Say(Level::kWarn, "gateway.waiting",
+          fmt::format("landlord gateway: waiting for the control plane ({}): {}", where, st.message()));
+    }
     if (i >= 60) return fail(fmt::format("the control plane ({}) does not answer: {}", where, st.message()));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }

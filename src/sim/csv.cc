@@ -11,16 +11,13 @@
 #include <cstring>
 #include <limits>
 
-#include "sim/embedded_data.h"
+#include "sim/data_files.h"
 
 namespace ll::sim {
 
 Result<std::string> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0 && errno == ENOENT) {
-    // The default trace works from any directory: the binary holds a copy.
-    if (auto embedded = EmbeddedDataFile(path)) return std::string(*embedded);
-  }
+  // The default traces ("data/…") work from any directory: the installed copy (sim/data_files.h).
+  int fd = ::open(DataPath(path).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::Io(path + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) st.st_mode = 0;

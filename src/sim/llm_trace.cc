@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sim/csv.h"
+#include "sim/data_files.h"
 #include "sim/trace.h"
 
 namespace ll::sim {
@@ -74,8 +75,8 @@ Status ReadAzureFile(const std::string& path, std::vector<TimedRequest>* out) {
 Result<LlmTrace> ReadAzure(const std::string& spec, const std::string& path) {
   std::vector<std::string> files;
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+  if (std::filesystem::is_directory(DataPath(path), ec)) {
+    for (const auto& entry : std::filesystem::directory_iterator(DataPath(path), ec)) {
       const std::string name = entry.path().filename().string();
       if (name.rfind("AzureLLMInferenceTrace_", 0) == 0 && name.size() > 4 &&
           name.compare(name.size() - 4, 4, ".csv") == 0) {

@@ -206,8 +206,8 @@ TEST_F(HardeningTest, ReplayedEventsAreTheBytesSentLive) {
   }
 }
 
-// 8. The defaults work from any directory (the default trace is in the binary), and a bad
-// config creates nothing.
+// 8. The defaults work from any directory (the default trace resolves against the install prefix
+// or, in a build tree, the sources: sim/data_files.h), and a bad config creates nothing.
 TEST(HardeningStartup, ServeRunsFromAnyDirectoryAndValidatesBeforeCreating) {
   const std::string dir = TempDir();
   auto child = SpawnLandlord("/bin/sh", {"-c", fmt::format("cd '{}' && exec '{}' serve --listen 127.0.0.1:0", dir,

@@ -178,8 +178,8 @@ TEST_F(ServeTest, ReservedAcceptedWhenTheForecastAllowsRefusedWhenNotNeverReclai
   auto c = server_.Client("");
   auto m = c.Request("GET", "/metrics");
   ASSERT_TRUE(m.ok());
-  EXPECT_NE(m->body.find("landlord_reserved_violations 0"), std::string::npos);
-  EXPECT_NE(m->body.find("\nlandlord_spot_price_usd "), std::string::npos);
+  EXPECT_NE(m->body.find("landlord_reserved_violations_total 0"), std::string::npos);
+  EXPECT_NE(m->body.find("\nlandlord_spot_price_usd_per_gpu_hour "), std::string::npos);
   // Every sample's name is a Prometheus metric name.
   std::istringstream lines(m->body);
   for (std::string line; std::getline(lines, line);) {
@@ -258,7 +258,7 @@ TEST_F(ServeTest, ReservedWithStartAtIsBookedAndStartsOnTimeSpotMakesWay) {
   EXPECT_EQ(T(res_events.back()["at"]), start);
   auto m = server_.Client("").Request("GET", "/metrics");
   ASSERT_TRUE(m.ok());
-  EXPECT_NE(m->body.find("landlord_reserved_violations 0"), std::string::npos);
+  EXPECT_NE(m->body.find("landlord_reserved_violations_total 0"), std::string::npos);
 }
 
 // Billing: a lease's GPU-time reaches the tenant's usage and invoice exactly once (through a
@@ -347,9 +347,14 @@ TEST_F(ServeTest, LeaseUsageIsBilledExactlyOnceAndOnlyToItsTenant) {
   EXPECT_TRUE(report["since_start"]["utilization"]["spot"].is_number()) << "since this start (the server restarted)";
   auto metrics = server_.Client("").Request("GET", "/metrics");
   ASSERT_TRUE(metrics.ok());
-  EXPECT_NE(metrics->body.find(fmt::format("landlord_billed_usd{{class=\"spot\"}} {}", FormatMoney(Money::Micros(sum)))),
-            std::string::npos);
-  EXPECT_NE(metrics->body.find("landlord_revenue_per_gpu_h "), std::string::npos);
+  const std::string billed = "landlord_billed_usd_total{class=\"spot\"} ";
+  const size_t at = metrics->body.find(billed);
+  ASSERT_NE(at, std::string::npos) << metrics->body;
+  EXPECT_NEAR(std::stod(metrics->body.substr(at + billed.size())), static_cast<double>(sum) / 1e6, 1e-9);
+  EXPECT_NE(metrics->body.find("landlord_revenue_usd_per_gpu_hour "), std::string::npos);
+  // Below a million tokens there is no cost per million tokens to tell (issue 21).
+  EXPECT_EQ(metrics->body.find("landlord_cost_usd_per_million_tokens"), std::string::npos);
+  EXPECT_TRUE(report["since_start"]["cost_per_mtok_usd"].is_null()) << report.dump();
   Call(a, "GET", "/admin/report", nullptr, &status);
   EXPECT_EQ(status, 403);
   // The spot price history over the lease's life.

@@ -68,6 +68,14 @@ void ServeProcess::Start(const std::string& config) {
   child_ = *c;
 }
 
+void ServeProcess::StartLogged(const std::string& config, const std::string& args, const std::string& log_path) {
+  auto c = SpawnLandlord("/bin/sh", {"-c", fmt::format("exec '{}' serve --config '{}' {} 2>'{}'", LL_LANDLORD_BIN, config,
+                                                       args, log_path)},
+                         kAdminKey);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  child_ = *c;
+}
+
 int ServeProcess::Stop() { return StopServe(child_, SIGTERM); }
 
 void ServeProcess::Kill9() { StopServe(child_, SIGKILL); }

@@ -30,6 +30,8 @@ class ServeProcess {
   ~ServeProcess();
   // Starts `landlord serve --config config` and waits for its first line.
   void Start(const std::string& config);
+  // The same with `args` after the config and the server's stderr (its log) into `log_path`.
+  void StartLogged(const std::string& config, const std::string& args, const std::string& log_path);
   // SIGTERM; returns the exit status (expects a clean exit).
   int Stop();
   void Kill9();
