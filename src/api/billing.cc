@@ -336,6 +336,9 @@ std::string ControlPlane::ReportMetrics() {
   out += fmt::format("# HELP landlord_revenue_per_gpu_h revenue_usd / capacity_gpu_h\n# TYPE landlord_revenue_per_gpu_h gauge\n"
                      "landlord_revenue_per_gpu_h {}\n",
                      capacity > 0 ? revenue / capacity : 0.0);
+  out += fmt::format("# HELP landlord_sold_while_owner_waited_gpu_h GPU-hours sold while the owner's demand in the pool waited\n"
+                     "# TYPE landlord_sold_while_owner_waited_gpu_h counter\nlandlord_sold_while_owner_waited_gpu_h {}\n",
+                     gpu_h(t.sold_while_owner_waited_ms));
   out += fmt::format("# HELP landlord_cost_per_mtok_usd inference GPU-hours at the floor per million tokens billed\n"
                      "# TYPE landlord_cost_per_mtok_usd gauge\nlandlord_cost_per_mtok_usd {}\n",
                      tokens > 0 ? gpu_h(t.inference_ms) * floor_.dollars() / (static_cast<double>(tokens) / 1e6) : 0.0);

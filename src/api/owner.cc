@@ -230,7 +230,7 @@ std::string ControlPlane::Metrics() {
   metric("sold_gpu_h", "counter", "GPU-hours sold (reserved + spot + inference)", sold);
   metric("reserved_gpu_h", "counter", "GPU-hours sold as reserved leases", reserved);
   metric("spot_gpu_h", "counter", "GPU-hours sold as spot leases", spot);
-  metric("harvest_ratio", "gauge", "sold_gpu_h / idle_gpu_h", idle > 0 ? sold / idle : 0);
+  metric("harvest_ratio", "gauge", "sold GPU-hours the owner alone would have left idle, over those idle GPU-hours (<= 1)", t.harvest_ratio());
   metric("internal_delayed_gpu_h", "counter", "GPU-hours of owner demand that waited", h(t.waiting_ms));
   metric("revenue_usd", "counter", "revenue accrued by leases", revenue);
   metric("reclaims", "counter", "leases reclaimed after a notice", static_cast<double>(n.reclaims));

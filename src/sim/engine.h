@@ -80,6 +80,8 @@ struct BaselineRecord {
   std::vector<int64_t> job_wait_ms;  // -1: never started
   // Per pool, (time, demand) change points of internal_want.
   std::vector<std::vector<std::pair<Time, Gpus>>> demand;
+  // Per pool, (time, GPUs idle) change points: what another policy's sales may count as harvest.
+  std::vector<std::vector<std::pair<Time, Gpus>>> idle;
 };
 
 struct RunResult {

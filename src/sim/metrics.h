@@ -21,7 +21,9 @@ struct PolicyMetrics {
   double reserved_gpu_h = 0;
   double spot_gpu_h = 0;
   double inference_gpu_h = 0;
-  double harvest_ratio = 0;
+  double harvested_gpu_h = 0;  // sold GPU-hours that were idle under `baseline` (alloc/harvest.h)
+  double harvest_ratio = 0;    // harvested_gpu_h / idle_gpu_h: at most 1
+  double sold_while_owner_waited_gpu_h = 0;  // sold GPU-hours in pools where the owner's demand waited
   double utilization = 0;
   double internal_wait_added_mean_s = NAN;  // job traces only
   double internal_wait_added_p99_s = NAN;   // job traces only

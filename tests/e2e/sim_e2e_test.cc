@@ -75,6 +75,14 @@ TEST(SimE2E, HeliosDefaultTraceMeetsTheHarvestAndImpactTargets) {
     }
   }
   EXPECT_EQ(p["baseline"]["sold_gpu_h"].get<double>(), 0.0);
+  // Honest harvest: only GPU-hours idle under `baseline` count, so no policy passes 1; what was
+  // sold while the owner waited is reported on its own (spot-all sells some).
+  for (auto& [name, m] : p.items()) {
+    EXPECT_LE(m["harvest_ratio"].get<double>(), 1.0) << name;
+    EXPECT_LE(m["harvested_gpu_h"].get<double>(), m["sold_gpu_h"].get<double>() + 1e-6) << name;
+    EXPECT_GE(m["sold_while_owner_waited_gpu_h"].get<double>(), 0.0) << name;
+  }
+  EXPECT_GT(p["spot-all"]["sold_while_owner_waited_gpu_h"].get<double>(), 0.0);
   const json& ll = p["landlord"];
   EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.90);
   EXPECT_LE(ll["internal_delayed_frac"].get<double>(), 0.001);
