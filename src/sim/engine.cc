@@ -43,13 +43,6 @@ struct ExternalRequest {
   Money max_price;
 };
 
-double Quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
 class Run final : public alloc::Listener, private step::Phases {
  public:
   Run(const Trace& trace, const SimOptions& options, const BaselineRecord* baseline)
@@ -77,6 +70,7 @@ class Run final : public alloc::Listener, private step::Phases {
     ctx.forecast = forecast_.get();
     ctx.future = policy_name == "oracle" ? future_.get() : nullptr;
     ctx.cooldown = options_.cooldown;
+    ctx.flash_notice = options_.flash_notice < options_.notice ? options_.flash_notice : Duration{};
     ctx.delay_budget = options_.delay_budget;
     ctx.warmup = options_.warmup;
     ctx.reserved_min_history = options_.reserved_min_history;
@@ -155,6 +149,7 @@ class Run final : public alloc::Listener, private step::Phases {
       return;
     }
     ++leases_;
+    if (h.notice.ms > 0) flash_gpus_ += h.want;
     if (h.cls != HolderClass::kInference) {
       rate_ += static_cast<__int128>(h.price.micros) * h.gpus;
       market_.Changed();
@@ -173,6 +168,7 @@ class Run final : public alloc::Listener, private step::Phases {
   }
   void OnEnd(const Holder& h, Time now, EndReason reason) override {
     if (!h.outside() || reason == EndReason::kRejected) return;
+    if (h.notice.ms > 0) flash_gpus_ -= h.want;
     if (h.cls != HolderClass::kInference) {
       rate_ -= static_cast<__int128>(h.price.micros) * h.want;
       market_.Changed();
@@ -238,6 +234,7 @@ class Run final : public alloc::Listener, private step::Phases {
     internal_ms_ += static_cast<int64_t>(alloc_->TotalInternal()) * ms;
     reserved_ms_ += static_cast<int64_t>(alloc_->TotalReserved()) * ms;
     spot_ms_ += static_cast<int64_t>(alloc_->TotalSpot()) * ms;
+    flash_ms_ += static_cast<int64_t>(flash_gpus_) * ms;
     inference_ms_ += static_cast<int64_t>(alloc_->TotalInference()) * ms;
     waiting_ms_ += static_cast<int64_t>(alloc_->InternalWaiting()) * ms;
     const alloc::SoldSplit split = alloc::SplitSold(*alloc_, base_idle_ != nullptr ? &base_idle_->idle() : nullptr);
@@ -318,14 +315,18 @@ class Run final : public alloc::Listener, private step::Phases {
     }
   }
 
+  // Standard leases first, then (with a flash tier) flash leases on the rest of the limit.
   void FillSaturating() {
-    for (int p = 0; p < alloc_->pool_count(); ++p) {
-      PoolId pool{static_cast<uint32_t>(p)};
-      Gpus room = alloc_->Sellable(pool, now_);
+    const Duration flash = options_.flash_notice < options_.notice ? options_.flash_notice : Duration{};
+    for (int p = 0; p < alloc_->pool_count() * (flash.ms > 0 ? 2 : 1); ++p) {
+      PoolId pool{static_cast<uint32_t>(p % alloc_->pool_count())};
+      const bool tier = p >= alloc_->pool_count();
+      Gpus room = alloc_->Sellable(pool, now_, tier);
       if (room <= 0) continue;
       Gpus g = std::min(room, alloc_->LargestFreeNode(pool));
       while (room > 0 && g > 0) {
-        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, std::min(g, room), floor_, floor_, 0, now_);
+        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, std::min(g, room), floor_, floor_, 0, now_,
+                                       tier ? flash : Duration{});
         if (id.ok()) {
           room -= alloc_->holder(*id).gpus;
         } else {
@@ -569,6 +570,7 @@ class Run final : public alloc::Listener, private step::Phases {
     m.internal_gpu_h = h(internal_ms_);
     m.reserved_gpu_h = h(reserved_ms_);
     m.spot_gpu_h = h(spot_ms_);
+    m.flash_gpu_h = h(flash_ms_);
     m.inference_gpu_h = h(inference_ms_);
     m.sold_gpu_h = m.reserved_gpu_h + m.spot_gpu_h + m.inference_gpu_h;
     m.harvested_gpu_h = h(harvested_ms_);
@@ -664,7 +666,8 @@ class Run final : public alloc::Listener, private step::Phases {
   BaselineRecord record_;
   std::vector<FleetSample> series_;
   int64_t capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, inference_ms_ = 0, waiting_ms_ = 0;
-  int64_t harvested_ms_ = 0, sold_waiting_ms_ = 0;
+  int64_t harvested_ms_ = 0, sold_waiting_ms_ = 0, flash_ms_ = 0;
+  Gpus flash_gpus_ = 0;  // spot GPUs on the flash notice
   __int128 rate_ = 0, revenue_rate_ms_ = 0, price_ms_ = 0;
   int64_t priced_ms_ = 0;
   int64_t reclaims_ = 0, spot_preemptions_ = 0, leases_ = 0;

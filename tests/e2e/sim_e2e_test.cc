@@ -84,9 +84,13 @@ TEST(SimE2E, HeliosDefaultTraceMeetsTheHarvestAndImpactTargets) {
   }
   EXPECT_GT(p["spot-all"]["sold_while_owner_waited_gpu_h"].get<double>(), 0.0);
   const json& ll = p["landlord"];
-  EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.90);
+  // Issue 19's acceptance: the flash tier sells what the cooldown holds back (constants chosen
+  // on the first two weeks; docs/sim.md reports the last two apart).
+  EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.95);
   EXPECT_LE(ll["internal_delayed_frac"].get<double>(), 0.001);
   EXPECT_EQ(ll["reserved_violations"].get<int64_t>(), 0);
+  EXPECT_GT(ll["flash_gpu_h"].get<double>(), 0.0);
+  EXPECT_LE(ll["reclaim_latency_p99_s"].get<double>(), 120.0);  // no reclaim waits past its tier's notice
   const json& lend = p["lend-limit:0.5"];
   EXPECT_GT(ll["harvest_ratio"].get<double>(), lend["harvest_ratio"].get<double>());
   EXPECT_LE(ll["internal_delayed_frac"].get<double>(), lend["internal_delayed_frac"].get<double>());
