@@ -93,9 +93,17 @@ Allocator::~Allocator() = default;
 
 // ---------------------------------------------------------------- bookkeeping
 
-// Reclaim order: inference replicas (drained) first, then spot by ascending price.
+// Reclaim order: inference replicas (drained) first, then spot by notice tier (the shortest
+// first; the standard notice, stored as zero, last) and ascending price.
 Allocator::VictimKey Allocator::VictimOf(const Holder& h) {
-  return {h.cls == HolderClass::kInference ? 0 : 1, h.price.micros, h.id.v};
+  return {h.cls == HolderClass::kInference ? 0 : 1, h.notice.ms > 0 ? h.notice.ms : INT64_MAX, h.price.micros, h.id.v};
+}
+
+Gpus Allocator::StandardActive(PoolId pool) const {
+  const auto& v = victims_[pool.v];
+  Gpus g = 0;
+  for (auto it = v.lower_bound({1, INT64_MAX, INT64_MIN, 0}); it != v.end(); ++it) g += holders_[it->id].gpus;
+  return g;
 }
 
 Holder& Allocator::NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, uint64_t tag) {
@@ -315,7 +323,7 @@ bool Allocator::PlaceOnNodes(Holder& h, Gpus gpus, PoolId pool) {
 // ---------------------------------------------------------------- tenants
 
 Result<HolderId> Allocator::PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus, Money price,
-                                         Money max_price, uint64_t tag, Time now) {
+                                         Money max_price, uint64_t tag, Time now, Duration notice) {
   LL_CHECK(cls == HolderClass::kSpot || cls == HolderClass::kInference);
   if (!pool.valid() || pool.v >= pools_.size()) return Status::Invalid("lease: unknown pool");
   if (gpus < 1) return Status::Invalid(fmt::format("lease: `gpus` must be ≥ 1, got {}", gpus));
@@ -327,8 +335,10 @@ Result<HolderId> Allocator::PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus
     return Status::Invalid("lease: `max_price_per_gpu_hour` is below the price");
   }
   gpus = RoundToNodes(pool, gpus);
-  if (gpus > Sellable(pool, now)) return Status::Exhausted("lease: not enough sellable GPUs");
+  const bool flash = notice.ms > 0 && notice < options_.notice;
+  if (gpus > Sellable(pool, now, flash)) return Status::Exhausted("lease: not enough sellable GPUs");
   Holder& h = NewHolder(cls, pool, gpus, now, tag);
+  if (flash) h.notice = notice;
   if (!PlaceOnNodes(h, gpus, pool)) {
     h.state = HolderState::kEnded;
     listener_->OnEnd(h, now, EndReason::kRejected);
@@ -461,6 +471,7 @@ void Allocator::Notice(HolderId id, NoticeReason reason, Time now) {
   pools_[h.pool.v].noticed += h.gpus;
   Duration d = h.cls == HolderClass::kInference ? std::min(options_.inference_drain, options_.notice)
                                                  : options_.notice;
+  if (h.notice.ms > 0) d = std::min(d, h.notice);
   h.noticed_at = now;
   h.reclaim_at = now + d;
   if (h.demand_seen == kTimeMax) h.demand_seen = now;
@@ -489,7 +500,7 @@ void Allocator::SetNotice(Duration notice) {
 
 void Allocator::NoticeCheapestSpot(PoolId pool, Gpus gpus, Time now) {
   auto& v = victims_[pool.v];
-  for (auto it = v.lower_bound({1, INT64_MIN, 0}); gpus > 0 && it != v.end();) {
+  for (auto it = v.lower_bound({1, INT64_MIN, INT64_MIN, 0}); gpus > 0 && it != v.end();) {
     HolderId id{it->id};
     ++it;
     gpus -= holders_[id.v].gpus;
@@ -512,6 +523,16 @@ void Allocator::EnforceLimit(PoolId pool, Time now) {
   Gpus limit = policy_->SellLimit(View(pool), now);
   Gpus excess = OutsideActive(pool) - limit;
   if (excess > 0) ReclaimFor(pool, excess, NoticeReason::kPolicyLimit, now, now);
+  // Past the standard limit, standard leases go (flash ones may stay on the rest).
+  Gpus standard_excess = StandardActive(pool) - std::min(limit, policy_->StandardLimit(View(pool), now));
+  auto& v = victims_[pool.v];
+  for (auto it = v.lower_bound({1, INT64_MAX, INT64_MIN, 0}); standard_excess > 0 && it != v.end();) {
+    HolderId id{it->id};
+    ++it;
+    standard_excess -= holders_[id.v].gpus;
+    holders_[id.v].demand_seen = now;
+    Notice(id, NoticeReason::kPolicyLimit, now);
+  }
 }
 
 void Allocator::AfterCapacityChange(PoolId pool, Time now) {
@@ -553,9 +574,11 @@ void Allocator::Rebalance(Time now) {
   for (uint32_t p = 0; p < pools_.size(); ++p) EnforceLimit(PoolId{p}, now);
 }
 
-Gpus Allocator::Sellable(PoolId pool, Time now) {
+Gpus Allocator::Sellable(PoolId pool, Time now, bool flash) {
   Gpus limit = policy_->SellLimit(View(pool), now);
-  return std::max<Gpus>(0, std::min(limit - OutsideActive(pool), pools_[pool.v].free_unclaimed));
+  Gpus room = std::min(limit - OutsideActive(pool), pools_[pool.v].free_unclaimed);
+  if (!flash) room = std::min(room, policy_->StandardLimit(View(pool), now) - StandardActive(pool));
+  return std::max<Gpus>(0, room);
 }
 
 Gpus Allocator::ReservedRoom(PoolId pool, Time end, Time now) {

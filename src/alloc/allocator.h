@@ -70,6 +70,7 @@ struct Holder {
   Time reclaim_at = kTimeMax;  // when noticed
   Time term_end = kTimeMax;    // reserved
   Time demand_seen = kTimeMax;  // for reclaim latency: when the demand that caused it appeared
+  Duration notice;              // spot: a shorter notice tier (flash); zero: the allocator's notice
   uint64_t tag = 0;             // the driver's key
   int priority = 0;             // internal jobs: higher first
   std::vector<Share> shares;
@@ -125,7 +126,7 @@ class Allocator {
   // A spot or inference holder of `gpus` GPUs in `pool` at `price` (max_price for spot).
   // Fails with kResourceExhausted when the policy's limit or the free GPUs do not allow it.
   Result<HolderId> PlaceOutside(HolderClass cls, PoolId pool, Gpus gpus, Money price,
-                                Money max_price, uint64_t tag, Time now);
+                                Money max_price, uint64_t tag, Time now, Duration notice = {});
   // A reserved lease for [now, end). Fails with kConflict when the forecast cannot guarantee
   // it; the message states the largest size that would be accepted. With `booked`, a term
   // promised earlier starts now: neither the forecast nor the floor is asked again, only the
@@ -183,7 +184,9 @@ class Allocator {
 
   // ---- queries ----
   // GPUs that may still be sold in `pool` now: min(limit - active outside, free unclaimed).
-  Gpus Sellable(PoolId pool, Time now);
+  // With the standard notice the policy's StandardLimit bounds it too; `flash` (a shorter notice,
+  // reclaimed first) may use the whole sell limit.
+  Gpus Sellable(PoolId pool, Time now, bool flash = false);
   // Largest reserved lease of `pool` for [now, end) the policy would accept.
   Gpus ReservedRoom(PoolId pool, Time end, Time now);
   // What the policy would promise for a term starting later and ending at `end`: as
@@ -230,12 +233,15 @@ class Allocator {
   };
   struct VictimKey {
     int rank;
+    int64_t notice_ms;  // shorter notices first (flash before standard)
     int64_t price;
     uint32_t id;
     auto operator<=>(const VictimKey&) const = default;
   };
 
   static VictimKey VictimOf(const Holder& h);
+  // Active outside GPUs on the standard notice (not inference, not a shorter tier).
+  Gpus StandardActive(PoolId pool) const;
   void LeaveBucket(NodeId node);
   Holder& NewHolder(HolderClass cls, PoolId pool, Gpus want, Time now, uint64_t tag);
   void Take(Holder& h, NodeId node, Gpus gpus);

@@ -71,6 +71,7 @@ void Allocator::CheckInvariants(Time now) const {
       // The full notice, never less (exactly the notice, unless the owner changed it since).
       Duration d = h.cls == HolderClass::kInference
                        ? std::min(options_.inference_drain, shortest_notice_) : shortest_notice_;
+      if (h.notice.ms > 0) d = std::min(d, h.notice);  // its tier's notice (flash)
       if (!notice_changed_) {
         LL_CHECK(h.reclaim_at - h.noticed_at == d);
       } else {

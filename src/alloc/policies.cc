@@ -80,12 +80,28 @@ class OraclePolicy final : public Policy {
 //   delay inside the budget, learned per pool (busy, churning pools keep more).
 // Reserved terms are admitted when the forecast's `reserved_quantile` of demand over the term
 // (and the owner's peak so far), plus reserved, plus headroom fits the pool.
+// The flash tier's own cooldown: freed GPUs are sold as flash only after this long (chosen on
+// the first two weeks of Helios May 2020; docs/sim.md).
+constexpr Duration kFlashCooldown = Duration::Minutes(5);
+
 class LandlordPolicy final : public Policy {
  public:
   explicit LandlordPolicy(const PolicyContext& ctx) : ctx_(ctx), pools_(ctx.pools) {}
   const std::string& name() const override { return name_; }
 
+  // With a flash tier: everything the owner does not want now less the flash headroom; the
+  // cooldown's hold and the standard headroom then only bound the standard tier.
   Gpus SellLimit(const PoolView& p, Time now) override {
+    if (ctx_.flash_notice.ms <= 0) return StandardLimit(p, now);
+    PoolState& s = State(p);
+    if (!s.started || now - s.first_seen < ctx_.warmup) return 0;
+    Expire(s.flash_window, now, kFlashCooldown, s.last_want);
+    const Gpus hold = std::max(p.internal_want, s.flash_window.empty() ? 0 : s.flash_window.front().second);
+    const Gpus headroom = Headroom(s.flash, s.owner_ms, ctx_.flash_notice, p.capacity);
+    return std::max<Gpus>(0, p.capacity - p.reserved - hold - headroom);
+  }
+
+  Gpus StandardLimit(const PoolView& p, Time now) override {
     PoolState& s = State(p);
     if (!s.started || now - s.first_seen < ctx_.warmup) return 0;
     const Recent& r = RecentAt(s, now, p.capacity);
@@ -115,21 +131,21 @@ class LandlordPolicy final : public Policy {
     }
     s.owner_ms += static_cast<int64_t>(s.last_want) * (now - s.last).ms;
     s.last = now;
-    Expire(s, now);
+    Expire(s.window, now, ctx_.cooldown, s.last_want);
+    Expire(s.flash_window, now, kFlashCooldown, s.last_want);
     // A repeated level is no news: it must not move the window's entry (and so the cooldown),
     // or a driver that re-reports a level (serve after a restart) would diverge from one that
     // does not.
     if (!s.window.empty() && p.internal_want == s.last_want) return;
     Gpus recent = s.window.empty() ? s.last_want : s.window.front().second;
-    if (p.internal_want > recent) {
-      Gpus rise = p.internal_want - recent;
-      if (static_cast<size_t>(rise) >= s.rises.size()) s.rises.resize(rise + 1, 0);
-      ++s.rises[rise];
-      s.headroom_valid = false;
-    }
+    if (p.internal_want > recent) s.standard.Add(p.internal_want - recent);
+    Gpus flash_recent = s.flash_window.empty() ? s.last_want : s.flash_window.front().second;
+    if (p.internal_want > flash_recent) s.flash.Add(p.internal_want - flash_recent);
     // Monotonic deque of (time, want): front is the max over the cooldown window.
     while (!s.window.empty() && s.window.back().second <= p.internal_want) s.window.pop_back();
     s.window.emplace_back(now, p.internal_want);
+    while (!s.flash_window.empty() && s.flash_window.back().second <= p.internal_want) s.flash_window.pop_back();
+    s.flash_window.emplace_back(now, p.internal_want);
     s.last_want = p.internal_want;
     s.peak = std::max(s.peak, p.internal_want);
     s.recent.at = kTimeMax;  // the window and the headroom may have moved
@@ -143,17 +159,28 @@ class LandlordPolicy final : public Policy {
     Gpus hold = 0;
     Gpus headroom = 0;
   };
+  // Rises of the owner's demand past what is held back, and the headroom they call for.
+  struct Rises {
+    std::vector<int64_t> count;  // count[r] = number of rises of r GPUs
+    bool valid = false;
+    Gpus headroom = 0;
+    int64_t owner_ms = -1;  // when it was computed
+    void Add(Gpus rise) {
+      if (static_cast<size_t>(rise) >= count.size()) count.resize(rise + 1, 0);
+      ++count[rise];
+      valid = false;
+    }
+  };
   struct PoolState {
     bool started = false;
     Time first_seen, last;
     Gpus last_want = 0;
     Gpus peak = 0;  // the most the owner ever wanted
     int64_t owner_ms = 0;  // owner GPU-milliseconds seen
-    std::deque<std::pair<Time, Gpus>> window;
-    std::vector<int64_t> rises;  // rises[r] = number of rises of r GPUs past the hold
-    bool headroom_valid = false;
-    Gpus headroom = 0;
-    int64_t headroom_owner_ms = -1;
+    std::deque<std::pair<Time, Gpus>> window;        // (time, want), max first, over the cooldown
+    std::deque<std::pair<Time, Gpus>> flash_window;  // the same over kFlashCooldown
+    Rises standard;  // past the cooldown's hold, at the standard notice
+    Rises flash;     // past the demand of the moment, at the flash notice
     Recent recent;  // RecentAt's answer for recent.at
   };
 
@@ -164,38 +191,35 @@ class LandlordPolicy final : public Policy {
 
   const Recent& RecentAt(PoolState& s, Time now, Gpus capacity) {
     if (s.recent.at != now) {
-      Expire(s, now);
+      Expire(s.window, now, ctx_.cooldown, s.last_want);
       s.recent.hold = s.window.empty() ? 0 : s.window.front().second;
-      s.recent.headroom = Headroom(s, capacity);
+      s.recent.headroom = Headroom(s.standard, s.owner_ms, ctx_.notice, capacity);
       s.recent.at = now;
     }
     return s.recent;
   }
 
-  void Expire(PoolState& s, Time now) {
+  static void Expire(std::deque<std::pair<Time, Gpus>>& window, Time now, Duration cooldown, Gpus last_want) {
     // Keep the last entry that started before the window: its level lasted into it.
-    while (s.window.size() > 1 && s.window[1].first <= now - ctx_.cooldown) s.window.pop_front();
-    if (s.window.size() == 1 && s.window.front().first <= now - ctx_.cooldown &&
-        s.window.front().second > s.last_want) {
-      s.window.front().second = s.last_want;
+    while (window.size() > 1 && window[1].first <= now - cooldown) window.pop_front();
+    if (window.size() == 1 && window.front().first <= now - cooldown && window.front().second > last_want) {
+      window.front().second = last_want;
     }
   }
 
-  Gpus Headroom(PoolState& s, Gpus capacity) {
+  Gpus Headroom(Rises& s, int64_t owner_ms, Duration notice, Gpus capacity) {
     // The budget grows with owner GPU-time; recompute when it has grown by 1% or rises changed.
-    if (s.headroom_valid && s.owner_ms < s.headroom_owner_ms + s.headroom_owner_ms / 100 + 1) {
-      return s.headroom;
-    }
-    const double budget_ms = ctx_.delay_budget * static_cast<double>(s.owner_ms);
-    const double notice_ms = static_cast<double>(ctx_.notice.ms);
+    if (s.valid && owner_ms < s.owner_ms + s.owner_ms / 100 + 1) return s.headroom;
+    const double budget_ms = ctx_.delay_budget * static_cast<double>(owner_ms);
+    const double notice_ms = static_cast<double>(notice.ms);
     // S(h) = Σ_r cnt[r] · max(0, r - h), computed from the top down.
-    Gpus top = static_cast<Gpus>(s.rises.size()) - 1;
+    Gpus top = static_cast<Gpus>(s.count.size()) - 1;
     Gpus h = std::max<Gpus>(top, 0);
     int64_t above = 0;  // rises with r > h
     double sum = 0;     // S(h)
     while (h > 0) {
       // S(h-1) = S(h) + #(r > h-1)
-      int64_t above_next = above + (static_cast<size_t>(h) < s.rises.size() ? s.rises[h] : 0);
+      int64_t above_next = above + (static_cast<size_t>(h) < s.count.size() ? s.count[h] : 0);
       double next = sum + static_cast<double>(above_next);
       if (next * notice_ms > budget_ms) break;
       sum = next;
@@ -203,8 +227,8 @@ class LandlordPolicy final : public Policy {
       --h;
     }
     s.headroom = std::min(h, capacity);
-    s.headroom_valid = true;
-    s.headroom_owner_ms = s.owner_ms;
+    s.valid = true;
+    s.owner_ms = owner_ms;
     return s.headroom;
   }
 

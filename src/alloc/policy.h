@@ -46,6 +46,9 @@ class Policy {
   virtual const std::string& name() const = 0;
   // Most GPUs that spot and inference holders not under notice may hold in the pool now.
   virtual Gpus SellLimit(const PoolView& pool, Time now) = 0;
+  // Most of SellLimit that may be sold with the standard notice; the rest only to a shorter tier
+  // (flash), which is reclaimed first. Default: all of it.
+  virtual Gpus StandardLimit(const PoolView& pool, Time now) { return SellLimit(pool, now); }
   // Largest reserved lease for [now, end) that the policy guarantees (0: sells no reserved).
   virtual Gpus ReservedRoom(const PoolView& /*pool*/, Time /*now*/, Time /*end*/) { return 0; }
   // The owner's demand in the pool changed (after the allocator applied it).
@@ -64,6 +67,9 @@ struct PolicyContext {
   Duration warmup = Duration::Hours(6);
   Duration reserved_min_history = Duration::Hours(24 * 14);  // before any reserved term
   double reserved_quantile = 1.0;
+  // The flash tier's notice (zero: no flash tier): landlord then sells the GPUs its cooldown
+  // holds back as flash, keeping a headroom learned from rises at that notice.
+  Duration flash_notice;
   int pools = 0;
 };
 

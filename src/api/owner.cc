@@ -226,7 +226,10 @@ std::string ControlPlane::Metrics() {
   m.Counter("landlord_reserved_gpu_seconds_total", "GPU-seconds sold as reserved leases", s(t.reserved_ms));
   m.Counter("landlord_spot_gpu_seconds_total", "GPU-seconds sold as spot leases", s(t.spot_ms));
   m.Counter("landlord_internal_delayed_gpu_seconds_total", "GPU-seconds of owner demand that waited", s(t.waiting_ms));
-  m.Gauge("landlord_harvest_ratio", "sold / idle GPU-time since start", idle > 0 ? sold / idle : 0);
+  m.Gauge("landlord_harvest_ratio",
+          "Sold GPU-time the owner alone would have left idle, over that idle GPU-time (<= 1)", t.harvest_ratio());
+  m.Counter("landlord_sold_while_owner_waited_gpu_seconds_total",
+            "GPU-seconds sold while the owner's demand in the pool waited", s(static_cast<int64_t>(t.sold_while_owner_waited_ms)));
   m.Counter("landlord_revenue_usd_total", "Revenue accrued by leases", t.revenue_usd());
   m.Counter("landlord_reclaims_total", "Leases reclaimed after a notice", static_cast<double>(n.reclaims));
   m.Counter("landlord_leases_started_total", "Leases started", static_cast<double>(n.leases_started));

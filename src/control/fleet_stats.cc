@@ -1,5 +1,7 @@
 #include "control/fleet_stats.h"
 
+#include "alloc/harvest.h"
+
 namespace ll::control {
 
 void FleetStats::Integrate(const alloc::Allocator& alloc, __int128 rate, int64_t ms) {
@@ -10,6 +12,10 @@ void FleetStats::Integrate(const alloc::Allocator& alloc, __int128 rate, int64_t
   totals_.inference_ms += static_cast<__int128>(alloc.TotalInference()) * ms;
   totals_.waiting_ms += static_cast<__int128>(alloc.InternalWaiting()) * ms;
   totals_.revenue_rate_ms += rate * ms;
+  const alloc::SoldSplit split = alloc::SplitSold(alloc, nullptr);
+  totals_.idle_alone_ms += static_cast<__int128>(split.idle_alone) * ms;
+  totals_.harvested_ms += static_cast<__int128>(split.harvested) * ms;
+  totals_.sold_while_owner_waited_ms += static_cast<__int128>(split.while_owner_waited) * ms;
 }
 
 FleetStats::Sample FleetStats::Occupancy(const alloc::Allocator& alloc, Time now) const {

@@ -24,6 +24,9 @@ class FleetStats {
   struct Totals {
     __int128 capacity_ms = 0, internal_ms = 0, reserved_ms = 0, spot_ms = 0, inference_ms = 0, waiting_ms = 0;
     __int128 revenue_rate_ms = 0;
+    // Harvest by alloc/harvest.h: the GPU-ms the owner alone would leave idle, the sold GPU-ms
+    // within them, and the sold GPU-ms while the owner's demand waited.
+    __int128 idle_alone_ms = 0, harvested_ms = 0, sold_while_owner_waited_ms = 0;
 
     static double GpuHours(__int128 ms) { return static_cast<double>(ms) / 3.6e6; }
     double revenue_usd() const { return static_cast<double>(revenue_rate_ms) / 3.6e6 / 1e6; }
@@ -32,6 +35,8 @@ class FleetStats {
     double idle_gpu_h() const {
       return GpuHours(capacity_ms - internal_ms - reserved_ms - spot_ms - inference_ms);
     }
+    // Harvested over what the owner alone would leave idle: at most 1.
+    double harvest_ratio() const { return idle_alone_ms > 0 ? GpuHours(harvested_ms) / GpuHours(idle_alone_ms) : 0.0; }
     // The class's share of capacity (0 before any).
     double Share(__int128 ms) const { return capacity_ms > 0 ? GpuHours(ms) / GpuHours(capacity_ms) : 0.0; }
   };

@@ -11,7 +11,9 @@
 #include "core/check.h"
 #include "core/rng.h"
 #include "forecast/forecast.h"
+#include "alloc/harvest.h"
 #include "market/auction.h"
+#include "sim/baseline_idle.h"
 #include "sim/recorded_future.h"
 #include "step/step.h"
 
@@ -41,13 +43,6 @@ struct ExternalRequest {
   Money max_price;
 };
 
-double Quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
 class Run final : public alloc::Listener, private step::Phases {
  public:
   Run(const Trace& trace, const SimOptions& options, const BaselineRecord* baseline)
@@ -65,13 +60,17 @@ class Run final : public alloc::Listener, private step::Phases {
     std::vector<Gpus> pool_caps;
     alloc::FleetSpec spec = FleetSpecOf(trace_, &pool_caps);
     forecast_ = std::make_unique<forecast::DemandForecast>(pool_caps);
-    if (baseline_ != nullptr) future_ = std::make_unique<RecordedFuture>(baseline_->demand);
+    if (baseline_ != nullptr) {
+      future_ = std::make_unique<RecordedFuture>(baseline_->demand);
+      base_idle_ = std::make_unique<BaselineIdle>(baseline_->idle);
+    }
     alloc::PolicyContext ctx;
     ctx.notice = options_.notice;
     ctx.tick = options_.tick;
     ctx.forecast = forecast_.get();
     ctx.future = policy_name == "oracle" ? future_.get() : nullptr;
     ctx.cooldown = options_.cooldown;
+    ctx.flash_notice = options_.flash_notice < options_.notice ? options_.flash_notice : Duration{};
     ctx.delay_budget = options_.delay_budget;
     ctx.warmup = options_.warmup;
     ctx.reserved_min_history = options_.reserved_min_history;
@@ -90,7 +89,9 @@ class Run final : public alloc::Listener, private step::Phases {
     alloc_ = std::make_unique<Allocator>(spec, ao, std::move(policy).value(), this);
     floor_ = ao.floor;
     record_.demand.resize(trace_.pools.size());
+    record_.idle.resize(trace_.pools.size());
     last_want_.assign(trace_.pools.size(), -1);
+    last_idle_.assign(trace_.pools.size(), -1);
     if (trace_.kind == DemandKind::kJobs) {
       job_holder_.assign(trace_.jobs.size(), HolderId{});
       job_start_.assign(trace_.jobs.size(), -1);
@@ -148,6 +149,7 @@ class Run final : public alloc::Listener, private step::Phases {
       return;
     }
     ++leases_;
+    if (h.notice.ms > 0) flash_gpus_ += h.want;
     if (h.cls != HolderClass::kInference) {
       rate_ += static_cast<__int128>(h.price.micros) * h.gpus;
       market_.Changed();
@@ -166,6 +168,7 @@ class Run final : public alloc::Listener, private step::Phases {
   }
   void OnEnd(const Holder& h, Time now, EndReason reason) override {
     if (!h.outside() || reason == EndReason::kRejected) return;
+    if (h.notice.ms > 0) flash_gpus_ -= h.want;
     if (h.cls != HolderClass::kInference) {
       rate_ -= static_cast<__int128>(h.price.micros) * h.want;
       market_.Changed();
@@ -216,6 +219,7 @@ class Run final : public alloc::Listener, private step::Phases {
       const bool gap = next_gap_ < gaps.size() && gaps[next_gap_].begin <= from;
       Time to = t;
       if (next_gap_ < gaps.size()) to = std::min(to, gap ? gaps[next_gap_].end : gaps[next_gap_].begin);
+      if (base_idle_ != nullptr) to = std::min(to, base_idle_->AdvanceTo(from));  // the baseline's idle changes
       if (!gap) Accumulate((to - from).ms);
       from = to;
     }
@@ -230,8 +234,12 @@ class Run final : public alloc::Listener, private step::Phases {
     internal_ms_ += static_cast<int64_t>(alloc_->TotalInternal()) * ms;
     reserved_ms_ += static_cast<int64_t>(alloc_->TotalReserved()) * ms;
     spot_ms_ += static_cast<int64_t>(alloc_->TotalSpot()) * ms;
+    flash_ms_ += static_cast<int64_t>(flash_gpus_) * ms;
     inference_ms_ += static_cast<int64_t>(alloc_->TotalInference()) * ms;
     waiting_ms_ += static_cast<int64_t>(alloc_->InternalWaiting()) * ms;
+    const alloc::SoldSplit split = alloc::SplitSold(*alloc_, base_idle_ != nullptr ? &base_idle_->idle() : nullptr);
+    harvested_ms_ += static_cast<int64_t>(split.harvested) * ms;
+    sold_waiting_ms_ += static_cast<int64_t>(split.while_owner_waited) * ms;
     revenue_rate_ms_ += rate_ * ms;
     price_ms_ += static_cast<__int128>(market_.price().micros) * ms;
     priced_ms_ += ms;
@@ -285,6 +293,11 @@ class Run final : public alloc::Listener, private step::Phases {
         forecast_->Observe(p, want, now_);
         record_.demand[p].emplace_back(now_, want);
       }
+      const alloc::PoolCounters& c = alloc_->pool(PoolId{static_cast<uint32_t>(p)});
+      if (is_baseline_ && c.capacity - c.internal_held != last_idle_[p]) {
+        last_idle_[p] = c.capacity - c.internal_held;
+        record_.idle[p].emplace_back(now_, last_idle_[p]);
+      }
     }
     if (options_.check_invariants) alloc_->CheckInvariants(now_);
   }
@@ -302,14 +315,18 @@ class Run final : public alloc::Listener, private step::Phases {
     }
   }
 
+  // Standard leases first, then (with a flash tier) flash leases on the rest of the limit.
   void FillSaturating() {
-    for (int p = 0; p < alloc_->pool_count(); ++p) {
-      PoolId pool{static_cast<uint32_t>(p)};
-      Gpus room = alloc_->Sellable(pool, now_);
+    const Duration flash = options_.flash_notice < options_.notice ? options_.flash_notice : Duration{};
+    for (int p = 0; p < alloc_->pool_count() * (flash.ms > 0 ? 2 : 1); ++p) {
+      PoolId pool{static_cast<uint32_t>(p % alloc_->pool_count())};
+      const bool tier = p >= alloc_->pool_count();
+      Gpus room = alloc_->Sellable(pool, now_, tier);
       if (room <= 0) continue;
       Gpus g = std::min(room, alloc_->LargestFreeNode(pool));
       while (room > 0 && g > 0) {
-        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, std::min(g, room), floor_, floor_, 0, now_);
+        auto id = alloc_->PlaceOutside(HolderClass::kSpot, pool, std::min(g, room), floor_, floor_, 0, now_,
+                                       tier ? flash : Duration{});
         if (id.ok()) {
           room -= alloc_->holder(*id).gpus;
         } else {
@@ -553,8 +570,11 @@ class Run final : public alloc::Listener, private step::Phases {
     m.internal_gpu_h = h(internal_ms_);
     m.reserved_gpu_h = h(reserved_ms_);
     m.spot_gpu_h = h(spot_ms_);
+    m.flash_gpu_h = h(flash_ms_);
     m.inference_gpu_h = h(inference_ms_);
     m.sold_gpu_h = m.reserved_gpu_h + m.spot_gpu_h + m.inference_gpu_h;
+    m.harvested_gpu_h = h(harvested_ms_);
+    m.sold_while_owner_waited_gpu_h = h(sold_waiting_ms_);
     m.utilization = m.capacity_gpu_h > 0 ? (m.internal_gpu_h + m.sold_gpu_h) / m.capacity_gpu_h : 0;
     if (trace_.kind == DemandKind::kOccupancy) {
       m.internal_delayed_gpu_h = h(waiting_ms_);
@@ -609,6 +629,7 @@ class Run final : public alloc::Listener, private step::Phases {
     out.series = std::move(series_);
     out.scripted = std::move(scripted_);
     out.record.demand = std::move(record_.demand);
+    out.record.idle = std::move(record_.idle);
     return out;
   }
 
@@ -620,6 +641,7 @@ class Run final : public alloc::Listener, private step::Phases {
   bool is_baseline_ = false;
   std::unique_ptr<forecast::DemandForecast> forecast_;
   std::unique_ptr<RecordedFuture> future_;
+  std::unique_ptr<BaselineIdle> base_idle_;  // null in the baseline run itself
   std::unique_ptr<Allocator> alloc_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
   uint64_t seq_ = 0;
@@ -639,11 +661,13 @@ class Run final : public alloc::Listener, private step::Phases {
   double in_tokens_ = 0, out_tokens_ = 0, demand_out_tokens_ = 0;
   std::vector<HolderId> job_holder_;
   std::vector<int64_t> job_start_;
-  std::vector<Gpus> last_want_;
+  std::vector<Gpus> last_want_, last_idle_;
   size_t next_gap_ = 0;  // Integrate's cursor into trace_.gaps
   BaselineRecord record_;
   std::vector<FleetSample> series_;
   int64_t capacity_ms_ = 0, internal_ms_ = 0, reserved_ms_ = 0, spot_ms_ = 0, inference_ms_ = 0, waiting_ms_ = 0;
+  int64_t harvested_ms_ = 0, sold_waiting_ms_ = 0, flash_ms_ = 0;
+  Gpus flash_gpus_ = 0;  // spot GPUs on the flash notice
   __int128 rate_ = 0, revenue_rate_ms_ = 0, price_ms_ = 0;
   int64_t priced_ms_ = 0;
   int64_t reclaims_ = 0, spot_preemptions_ = 0, leases_ = 0;

@@ -54,6 +54,9 @@ struct ScriptedLease {
 
 struct SimOptions {
   Duration notice = Duration::Seconds(120);
+  // The flash tier's notice (saturating demand takes flash leases on what the policy holds back
+  // from the standard tier; reclaimed first). Zero or not shorter than `notice`: no flash tier.
+  Duration flash_notice = Duration::Seconds(30);
   Duration tick = Duration::Seconds(60);  // the policy re-evaluates limits and the market clears
   uint64_t seed = 1;
   std::string external = "saturating";  // or a job-trace spec re-read as spot requests
@@ -80,6 +83,8 @@ struct BaselineRecord {
   std::vector<int64_t> job_wait_ms;  // -1: never started
   // Per pool, (time, demand) change points of internal_want.
   std::vector<std::vector<std::pair<Time, Gpus>>> demand;
+  // Per pool, (time, GPUs idle) change points: what another policy's sales may count as harvest.
+  std::vector<std::vector<std::pair<Time, Gpus>>> idle;
 };
 
 struct RunResult {

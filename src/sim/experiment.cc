@@ -56,7 +56,7 @@ Result<SimReport> RunExperiment(const Trace& trace, const ExperimentOptions& opt
       LL_ASSIGN_OR_RETURN(r, run(name, &base.record));
     }
     r.metrics.idle_gpu_h = idle_gpu_h;
-    r.metrics.harvest_ratio = idle_gpu_h > 0 ? r.metrics.sold_gpu_h / idle_gpu_h : 0;
+    r.metrics.harvest_ratio = idle_gpu_h > 0 ? r.metrics.harvested_gpu_h / idle_gpu_h : 0;
     if (name == "landlord") report.landlord_series = std::move(r.series);
     report.policies.emplace_back(name, r.metrics);
   }

@@ -1,12 +1,15 @@
 // The Helios reader: per-VC occupancy from the SenseTime Helios change-point file, with the
 // minutes where every VC is idle (data gaps) excluded.
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <iterator>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "sim/csv.h"
+#include "sim/data_files.h"
 #include "sim/trace.h"
 #include "sim/trace_reader_common.h"
 
@@ -14,7 +17,6 @@ namespace ll::sim {
 namespace {
 
 constexpr Duration kMinGap = Duration::Minutes(30);
-constexpr const char* kHeliosFile = "earth_vc_sequence_2020-05_changepoints.csv";
 constexpr Gpus kHeliosGpusPerNode = 8;
 
 struct HeliosRow {
@@ -74,6 +76,52 @@ std::vector<Gap> FindGaps(const std::vector<HeliosRow>& rows, const std::vector<
   }
   if (idle) close(end);
   return gaps;
+}
+
+// A Helios cluster directory's files: `<cluster>_vc_sequence*.csv` (the change-point file) and
+// `<cluster>_gpu_number.csv` (GPUs per VC per day; optional, not read), found by name so that any
+// cluster (Earth, Saturn, Venus, ...) reads. None or several matches name the candidates.
+struct HeliosFiles {
+  std::string sequence;  // path
+  std::string cluster;   // "Earth"
+};
+
+Result<HeliosFiles> FindHeliosFiles(const std::string& asked) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<std::string> sequences, gpu_numbers, all;
+  // The default trace works from any directory: data/… resolves to the installed copy.
+  const std::string dir = DataPath(asked);
+  if (!fs::is_directory(dir, ec)) {
+    return Status::Invalid("helios:" + dir + ": not a directory (a Helios cluster directory holds "
+                           "`<cluster>_vc_sequence*.csv` and `<cluster>_gpu_number.csv`)");
+  }
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    all.push_back(name);
+    if (name.find("_vc_sequence") != std::string::npos && name.ends_with(".csv")) sequences.push_back(name);
+    if (name.ends_with("_gpu_number.csv")) gpu_numbers.push_back(name);
+  }
+  std::sort(sequences.begin(), sequences.end());
+  std::sort(gpu_numbers.begin(), gpu_numbers.end());
+  std::sort(all.begin(), all.end());
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const std::string& n : v) s += (s.empty() ? "`" : ", `") + n + "`";
+    return s.empty() ? std::string("none") : s;
+  };
+  if (sequences.size() != 1) {
+    return Status::Invalid("helios:" + dir + ": " + (sequences.empty() ? "no" : "several") +
+                           " `*_vc_sequence*.csv` files (candidates: " + list(sequences.empty() ? all : sequences) +
+                           "); keep exactly one");
+  }
+  if (gpu_numbers.size() > 1) {
+    return Status::Invalid("helios:" + dir + ": several `*_gpu_number.csv` files (candidates: " + list(gpu_numbers) +
+                           "); keep at most one");
+  }
+  std::string cluster = sequences[0].substr(0, sequences[0].find("_vc_sequence"));
+  if (!cluster.empty()) cluster[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(cluster[0])));
+  return HeliosFiles{dir + "/" + sequences[0], cluster.empty() ? std::string("cluster") : cluster};
 }
 
 // Reads every row of the change-point file at `path`; the times of each VC must increase.
@@ -196,7 +244,8 @@ void AddHeliosLevels(const std::vector<HeliosRow>& rows, const std::vector<size_
 // data/README.md). The level of a VC holds until its next row.
 Result<Trace> ReadHelios(const std::string& dir, const ReadOptions& options) {
   if (options.nodes_per_rack < 1) return Status::Invalid("`nodes_per_rack` must be at least 1");
-  const std::string path = dir + "/" + kHeliosFile;
+  LL_ASSIGN_OR_RETURN(const HeliosFiles files, FindHeliosFiles(dir));
+  const std::string& path = files.sequence;
   HeliosRows data;
   LL_RETURN_IF_ERROR(ReadHeliosRows(path, &data));
   const std::vector<HeliosRow>& rows = data.rows;
@@ -221,7 +270,7 @@ Result<Trace> ReadHelios(const std::string& dir, const ReadOptions& options) {
 
   Duration gap_total;
   for (const Gap& gap : trace.gaps) gap_total += gap.end - gap.begin;
-  trace.description = "Helios Earth (SenseTime), " + std::to_string(data.pools.size()) +
+  trace.description = "Helios " + files.cluster + " (SenseTime), " + std::to_string(data.pools.size()) +
                       " VCs, " + WithCommas(trace.total_gpus()) + " GPUs, " +
                       MonthSpan(trace.begin, last) + ", per-minute occupancy";
   if (!trace.gaps.empty()) {

@@ -1,6 +1,15 @@
 #include "sim/metrics.h"
 
+#include <algorithm>
+
 namespace ll::sim {
+
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t rank = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
 
 std::vector<std::pair<std::string, double>> PolicyMetrics::Fields() const {
   return {
@@ -10,8 +19,11 @@ std::vector<std::pair<std::string, double>> PolicyMetrics::Fields() const {
       {"sold_gpu_h", sold_gpu_h},
       {"reserved_gpu_h", reserved_gpu_h},
       {"spot_gpu_h", spot_gpu_h},
+      {"flash_gpu_h", flash_gpu_h},
       {"inference_gpu_h", inference_gpu_h},
+      {"harvested_gpu_h", harvested_gpu_h},
       {"harvest_ratio", harvest_ratio},
+      {"sold_while_owner_waited_gpu_h", sold_while_owner_waited_gpu_h},
       {"utilization", utilization},
       {"internal_wait_added_mean_s", internal_wait_added_mean_s},
       {"internal_wait_added_p99_s", internal_wait_added_p99_s},

@@ -20,8 +20,11 @@ struct PolicyMetrics {
   double sold_gpu_h = 0;  // reserved + spot + inference
   double reserved_gpu_h = 0;
   double spot_gpu_h = 0;
+  double flash_gpu_h = 0;  // of spot_gpu_h: on the flash notice tier
   double inference_gpu_h = 0;
-  double harvest_ratio = 0;
+  double harvested_gpu_h = 0;  // sold GPU-hours that were idle under `baseline` (alloc/harvest.h)
+  double harvest_ratio = 0;    // harvested_gpu_h / idle_gpu_h: at most 1
+  double sold_while_owner_waited_gpu_h = 0;  // sold GPU-hours in pools where the owner's demand waited
   double utilization = 0;
   double internal_wait_added_mean_s = NAN;  // job traces only
   double internal_wait_added_p99_s = NAN;   // job traces only
@@ -48,6 +51,9 @@ struct PolicyMetrics {
   // Every metric in a fixed order, for tables and JSON.
   std::vector<std::pair<std::string, double>> Fields() const;
 };
+
+// The q-quantile of `v` (nearest rank; 0 when empty).
+double Quantile(std::vector<double> v, double q);
 
 // GPUs by class at one instant, for the stacked chart.
 struct FleetSample {

@@ -75,10 +75,22 @@ TEST(SimE2E, HeliosDefaultTraceMeetsTheHarvestAndImpactTargets) {
     }
   }
   EXPECT_EQ(p["baseline"]["sold_gpu_h"].get<double>(), 0.0);
+  // Honest harvest: only GPU-hours idle under `baseline` count, so no policy passes 1; what was
+  // sold while the owner waited is reported on its own (spot-all sells some).
+  for (auto& [name, m] : p.items()) {
+    EXPECT_LE(m["harvest_ratio"].get<double>(), 1.0) << name;
+    EXPECT_LE(m["harvested_gpu_h"].get<double>(), m["sold_gpu_h"].get<double>() + 1e-6) << name;
+    EXPECT_GE(m["sold_while_owner_waited_gpu_h"].get<double>(), 0.0) << name;
+  }
+  EXPECT_GT(p["spot-all"]["sold_while_owner_waited_gpu_h"].get<double>(), 0.0);
   const json& ll = p["landlord"];
-  EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.90);
+  // Issue 19's acceptance: the flash tier sells what the cooldown holds back (constants chosen
+  // on the first two weeks; docs/sim.md reports the last two apart).
+  EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.95);
   EXPECT_LE(ll["internal_delayed_frac"].get<double>(), 0.001);
   EXPECT_EQ(ll["reserved_violations"].get<int64_t>(), 0);
+  EXPECT_GT(ll["flash_gpu_h"].get<double>(), 0.0);
+  EXPECT_LE(ll["reclaim_latency_p99_s"].get<double>(), 120.0);  // no reclaim waits past its tier's notice
   const json& lend = p["lend-limit:0.5"];
   EXPECT_GT(ll["harvest_ratio"].get<double>(), lend["harvest_ratio"].get<double>());
   EXPECT_LE(ll["internal_delayed_frac"].get<double>(), lend["internal_delayed_frac"].get<double>());
@@ -86,6 +98,48 @@ TEST(SimE2E, HeliosDefaultTraceMeetsTheHarvestAndImpactTargets) {
   EXPECT_TRUE(fs::file_size(svg) > 1000);
   // The table names every policy.
   EXPECT_NE(r.text.find("lend-limit:0.5"), std::string::npos);
+}
+
+// The policy's constants were chosen on the first two weeks of May; the last two, as a Helios
+// cluster directory of their own (each VC resumes at its level at the cut), must meet the same
+// targets with the policy starting cold.
+TEST(SimE2E, HeldOutWeeksMeetTheTargets) {
+  std::ifstream in(std::string(LL_SOURCE_DIR) + "/data/helios_earth_2020_05/earth_vc_sequence_2020-05_changepoints.csv");
+  std::string header, line;
+  ASSERT_TRUE(std::getline(in, header));
+  ASSERT_EQ(header.rfind("vc,time,", 0), 0u) << header;
+  const std::string cut = "2020-05-15 00:00:00";
+  fs::path dir = TempDir() / "helios_w34";
+  fs::create_directories(dir);
+  std::ofstream out(dir / "earth_vc_sequence_w34.csv");
+  out << header << "\n";
+  std::string vc, before;  // the VC of the rows being read, its last row before the cut
+  bool resumed = false;
+  while (std::getline(in, line)) {
+    const size_t c1 = line.find(','), c2 = line.find(',', c1 + 1);
+    const std::string row_vc = line.substr(0, c1), t = line.substr(c1 + 1, c2 - c1 - 1);
+    if (row_vc != vc) {
+      vc = row_vc;
+      before.clear();
+      resumed = false;
+    }
+    if (t < cut) {
+      before = line;
+      continue;
+    }
+    if (!resumed && t != cut && !before.empty()) out << row_vc << "," << cut << before.substr(before.find(',', c1 + 1)) << "\n";
+    resumed = true;
+    out << line << "\n";
+  }
+  out.close();
+  fs::path json_out = TempDir() / "w34.json";
+  Output r = Landlord("sim --policies baseline,landlord --trace helios:" + dir.string() + " --json " + json_out.string());
+  ASSERT_EQ(r.rc, 0) << r.text;
+  const json ll = ReadJson(json_out)["policies"]["landlord"];
+  EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.95) << ll.dump();
+  EXPECT_LE(ll["internal_delayed_frac"].get<double>(), 0.001) << ll.dump();
+  EXPECT_EQ(ll["reserved_violations"].get<int64_t>(), 0);
+  EXPECT_NEAR(ll["harvest_ratio"].get<double>(), 0.963, 0.01) << "the held-out figure docs/sim.md reports";
 }
 
 TEST(SimE2E, SameSeedSameNumbers) {

@@ -81,6 +81,7 @@ SimReport SampleReport() {
   PolicyMetrics lend = base;
   lend.sold_gpu_h = 260'000;
   lend.spot_gpu_h = 260'000;
+  lend.harvested_gpu_h = 260'000;
   lend.harvest_ratio = 0.93123;
   lend.utilization = 0.9312;
   lend.spot_preemptions_per_1k_lease_h = 0.000412;

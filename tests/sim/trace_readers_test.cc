@@ -275,6 +275,47 @@ TEST(HeliosReaderTest, GapsDropLevelsAndResumeAtTheEnd) {
   EXPECT_EQ(got, want);
 }
 
+// Any Helios cluster reads: the files are found by their `*_vc_sequence*` and `*_gpu_number.csv`
+// names, and none or several name the directory and the candidates.
+TEST(HeliosReaderTest, AnyClusterDirectoryByFileNames) {
+  TempDir dir;
+  const std::string rows = std::string(kHeliosHeader) + HeliosRow("2020-09-01 00:00:00", "vcX", 1, 16, 8, 0) +
+                           HeliosRow("2020-09-01 01:00:00", "vcX", 1, 16, 12, 2);
+  dir.Write("notes.txt", "not a trace");
+  Result<Trace> none = ReadHelios(dir.path(), ReadOptions{});
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find(dir.path()), std::string::npos) << none.status().message();
+  EXPECT_NE(none.status().message().find("no `*_vc_sequence*.csv`"), std::string::npos) << none.status().message();
+  EXPECT_NE(none.status().message().find("`notes.txt`"), std::string::npos) << none.status().message();
+
+  dir.Write("saturn_vc_sequence_2020-09.csv", rows);
+  dir.Write("Saturn_gpu_number.csv", "date,vcX\n2020-09-01,16\n");
+  Result<Trace> r = ReadHelios(dir.path(), ReadOptions{});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->total_gpus(), 16);
+  EXPECT_EQ(r->levels.size(), 2u);
+  EXPECT_EQ(r->description.rfind("Helios Saturn (SenseTime)", 0), 0u) << r->description;
+
+  dir.Write("venus_gpu_number.csv", "date,vcX\n");
+  Result<Trace> two_numbers = ReadHelios(dir.path(), ReadOptions{});
+  ASSERT_FALSE(two_numbers.ok());
+  EXPECT_NE(two_numbers.status().message().find("`Saturn_gpu_number.csv`, `venus_gpu_number.csv`"), std::string::npos)
+      << two_numbers.status().message();
+  fs::remove(dir.path() + "/venus_gpu_number.csv");
+
+  dir.Write("venus_vc_sequence.csv", rows);
+  Result<Trace> two = ReadHelios(dir.path(), ReadOptions{});
+  ASSERT_FALSE(two.ok());
+  const std::string& m = two.status().message();
+  EXPECT_NE(m.find(dir.path()), std::string::npos) << m;
+  EXPECT_NE(m.find("several"), std::string::npos) << m;
+  EXPECT_NE(m.find("`saturn_vc_sequence_2020-09.csv`, `venus_vc_sequence.csv`"), std::string::npos) << m;
+
+  Result<Trace> missing = ReadHelios(dir.path() + "/nope", ReadOptions{});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("not a directory"), std::string::npos) << missing.status().message();
+}
+
 TEST(HeliosReaderTest, BadInputsNameFileLineAndField) {
   TempDir dir;
   const std::string file = dir.path() + "/" + kHeliosFile;

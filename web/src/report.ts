@@ -5,7 +5,8 @@ import { el, fmtNum, setRows, table } from "./dom";
 import type { SimReport } from "./types";
 
 // Metrics shown first, in this order (the rest follow alphabetically).
-const FIRST = ["harvest_ratio", "sold_gpu_h", "idle_gpu_h", "revenue_usd", "revenue_per_gpu_h", "internal_delayed_frac",
+const FIRST = ["harvest_ratio", "harvested_gpu_h", "sold_while_owner_waited_gpu_h", "sold_gpu_h", "idle_gpu_h",
+  "revenue_usd", "revenue_per_gpu_h", "internal_delayed_frac",
   "internal_wait_added_p99_s", "reserved_violations", "forecast_misses", "reclaims", "spot_price_mean_usd"];
 
 export function renderReport(root: HTMLElement, r: SimReport): void {

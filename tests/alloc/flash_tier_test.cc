@@ -1,0 +1,85 @@
+// The flash tier: spot leases on a shorter notice, reclaimed before standard ones whatever
+// their price, given their own (shorter) notice, and the only ones sold past the policy's
+// standard limit (landlord sells what its cooldown holds back as flash).
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "alloc/allocator.h"
+#include "alloc/fleet.h"
+#include "alloc/policy.h"
+
+namespace ll::alloc {
+namespace {
+
+constexpr int64_t kMonday = 1'588'550'400'000;  // 2020-05-04T00:00:00Z
+const Money kFloor = Money::Micros(225'600);
+
+struct Notices final : Listener {
+  std::vector<std::pair<HolderId, Time>> noticed;  // (holder, reclaim_at)
+  void OnNotice(const Holder& h, Time, NoticeReason) override { noticed.emplace_back(h.id, h.reclaim_at); }
+};
+
+FleetSpec OnePool(int nodes) {
+  FleetSpec f;
+  f.pools = {"p"};
+  for (int i = 0; i < nodes; ++i) f.nodes.push_back({"n" + std::to_string(i), PoolId{0}, RackId{0}, 8});
+  return f;
+}
+
+std::unique_ptr<Policy> Make(const std::string& name, PolicyContext ctx = {}) {
+  auto p = MakePolicy(name, ctx);
+  EXPECT_TRUE(p.ok());
+  return std::move(*p);
+}
+
+TEST(FlashTier, ReclaimedFirstWithItsOwnNotice) {
+  Notices n;
+  AllocatorOptions o;
+  o.floor = kFloor;
+  Allocator a(OnePool(2), o, Make("spot-all"), &n);
+  const Time t{kMonday};
+  const Money cheap = kFloor, dear = Money::Micros(kFloor.micros * 2);
+  auto standard = a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 8, cheap, cheap, 0, t);
+  auto flash = a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 8, dear, dear, 0, t, Duration::Seconds(30));
+  ASSERT_TRUE(standard.ok() && flash.ok());
+  EXPECT_EQ(a.holder(*flash).notice, Duration::Seconds(30));
+  EXPECT_EQ(a.holder(*standard).notice, Duration{});  // the allocator's notice
+  // The owner wants 8: the flash lease goes, though it pays more, and after 30 s.
+  a.SetInternalDemand(PoolId{0}, 8, t);
+  ASSERT_EQ(n.noticed.size(), 1u);
+  EXPECT_EQ(n.noticed[0].first, *flash);
+  EXPECT_EQ(n.noticed[0].second, t + Duration::Seconds(30));
+  a.CheckInvariants(t);
+  a.AdvanceTo(t + Duration::Seconds(30));
+  EXPECT_EQ(a.pool(PoolId{0}).internal_held, 8);
+  EXPECT_EQ(a.holder(*standard).state, HolderState::kActive);
+  a.CheckInvariants(t + Duration::Seconds(30));
+}
+
+TEST(FlashTier, LandlordSellsItsCooldownHoldAsFlashOnly) {
+  PolicyContext ctx;
+  ctx.warmup = Duration{};
+  ctx.flash_notice = Duration::Seconds(30);
+  ctx.delay_budget = 1;  // no headroom: the holds alone decide
+  AllocatorOptions o;
+  o.floor = kFloor;
+  Notices n;
+  Allocator a(OnePool(4), o, Make("landlord", ctx), &n);
+  Time t{kMonday};
+  a.SetInternalDemand(PoolId{0}, 24, t);
+  t = t + Duration::Minutes(10);
+  a.SetInternalDemand(PoolId{0}, 8, t);  // gave 16 back: the 30-minute cooldown holds them
+  t = t + Duration::Minutes(6);           // past the flash tier's 5-minute cooldown
+  a.Rebalance(t);
+  EXPECT_EQ(a.Sellable(PoolId{0}, t), 8);                // standard: only what was never wanted
+  EXPECT_EQ(a.Sellable(PoolId{0}, t, /*flash=*/true), 24);  // flash: all the owner does not want
+  EXPECT_FALSE(a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 16, kFloor, kFloor, 0, t).ok());
+  ASSERT_TRUE(a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 8, kFloor, kFloor, 0, t).ok());
+  ASSERT_TRUE(a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 16, kFloor, kFloor, 0, t, Duration::Seconds(30)).ok());
+  EXPECT_EQ(a.Sellable(PoolId{0}, t, true), 0);
+  a.CheckInvariants(t);
+}
+
+}  // namespace
+}  // namespace ll::alloc
