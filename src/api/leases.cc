@@ -111,7 +111,13 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
   if (!req) return error;
   if (req->workload && workloads_ == nullptr) {
     return ErrorReply(StatusCode::kUnavailable, "workloads_unavailable",
-                      "this server runs no workloads (the sim fleet's `[workloads]`, enabled by default)", "workload");
+                      "this server runs no workloads (`[workloads] enabled`, true by default)", "workload");
+  }
+  if (req->workload) {
+    workload::SpecError why;
+    if (Status st = workloads_->Accepts(*req->workload, &why); !st.ok()) {
+      return ErrorReply(st.code(), why.reason, std::string(st.message()), why.param);
+    }
   }
   Work work(this);  // declared first: commits after NewLease gave back a refused lease's index
   const Time now = now_;

@@ -186,6 +186,12 @@ std::optional<std::string> SlurmBackend::Access(const std::string& node) const {
   return Fill(options_.access, {{"{node}", node}});
 }
 
+std::optional<int64_t> SlurmBackend::RunningJob(const std::string& lease_id) const {
+  auto it = held_.find(lease_id);
+  if (it == held_.end() || it->second.job <= 0 || !it->second.running) return std::nullopt;
+  return it->second.job;
+}
+
 SlurmBackend::~SlurmBackend() {
   {
     std::lock_guard<std::mutex> lock(mu_);
