@@ -425,6 +425,7 @@ withServe('spot-all', 'slurm backend: tenants\' workloads as steps of the holder
     const { text } = await runAndPreempt(t, 8, { workload: { image: IMAGE }, ckptDir: '/ckpt' });
     assert.match(text, /start node=n\d host=/);
     await fs.rm(CKPT, { recursive: true, force: true });
+    spawnSync('podman', ['rmi', '-f', IMAGE]);
   });
 
   test('refused on this fleet: SSH keys; released: the step ends with the lease', async () => {
