@@ -409,8 +409,10 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
       continue;
     }
     const SlurmJob& j = *it->second;
-    if (j.state == "RUNNING") held.running = true;
-    if (j.state == "RUNNING" && j.preempted.ms > 0) p.preempted[lease] = j.preempted;
+    // SIGNALING: Slurm is sending the preemption's signal to the running job.
+    const bool running = j.state == "RUNNING" || j.state == "SIGNALING";
+    if (running) held.running = true;
+    if (running && j.preempted.ms > 0) p.preempted[lease] = j.preempted;
     if (Terminal(j.state)) {
       const Time at = j.end.ms > 0 && j.end < now ? j.end : now;
       p.lost[lease] = {at,

@@ -20,14 +20,14 @@ namespace {
 
 // On each node: the variables renamed back from their `LLW_` names (each name was checked to
 // be an identifier, and a value is only ever expanded inside double quotes), the notice file's
-// directory made, then the argv exec'd as given.
+// directory made (and any file a node kept from before removed), then the argv exec'd as given.
 constexpr const char* kLauncher =
     R"(for n in $LLW_0NAMES; do eval "export $n=\"\${LLW_$n}\""; unset "LLW_$n"; done; unset LLW_0NAMES
-mkdir -p "${LANDLORD_NOTICE_FILE%/*}" 2>/dev/null
+mkdir -p "${LANDLORD_NOTICE_FILE%/*}" 2>/dev/null; rm -f "$LANDLORD_NOTICE_FILE"
 exec "$@")";
 
 // On the server, at a notice: the file on every node, then SIGTERM to the workload's step
-// unless Slurm is preempting the job (its own SIGTERM already went to every step).
+// (term=1) unless Slurm is preempting the job (its own SIGTERM already went to every step).
 constexpr const char* kNotice =
     R"(job=$1 nodes=$2 json=$3 file=$4 term=$5 dir=$6
 srun --quiet --jobid="$job" --overlap --job-name=ll_notice --nodes="$nodes" --ntasks-per-node=1 \

@@ -18,7 +18,11 @@
 // `--env NAME` per variable (the runtime takes the value from the launcher's environment).
 //
 // Notice(): the notice file on each node (a short step) and, unless Slurm is already preempting
-// the job (it then sent SIGTERM itself), `scancel --signal=TERM` to this step. The kill at
+// the job (it then sent SIGTERM itself), `scancel --signal=TERM` to this step. Under podman the
+// preemption's signals are not reliable: Slurm (proctrack/linuxproc) signals every process of
+// the step, SIGCONT then SIGTERM, also the `runc kill` by which podman's signal proxy forwards
+// the SIGCONT; the proxy then gives up and podman dies of the SIGTERM, leaving its container
+// running outside the step (docs/workloads.md). The kill at
 // `reclaim_at` is the holder job's end (the lease ends, EndHolder cancels the job).
 //
 // Threading: the io_context's thread, like control::Workloads.
