@@ -35,40 +35,54 @@ std::vector<std::string> OnNode(const StepCommand& c) {
 }
 
 TEST(SlurmWorkloadStep, JoinsTheHolderJobOnEveryNodeAndExportsNamesOnly) {
-  const StepCommand c = WorkloadStep(SlurmWorkloadOptions{}, 42, Lease(), Spec({"python3", "train.py"}));
+  const StepCommand c =
+      WorkloadStep(SlurmWorkloadOptions{}, 42, Lease(), Spec({"python3", "train.py"}));
   ASSERT_GE(c.argv.size(), 4u);
   EXPECT_EQ(c.argv[0], "srun");
-  for (const char* want : {"--jobid=42", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--job-name=ll_workload"}) {
+  for (const char* want :
+       {"--jobid=42", "--overlap", "--nodes=2", "--ntasks-per-node=1", "--job-name=ll_workload"}) {
     EXPECT_NE(std::find(c.argv.begin(), c.argv.end(), want), c.argv.end()) << want;
   }
-  auto exp = std::find_if(c.argv.begin(), c.argv.end(), [](const std::string& a) { return a.rfind("--export=", 0) == 0; });
+  auto exp = std::find_if(c.argv.begin(), c.argv.end(),
+                          [](const std::string& a) { return a.rfind("--export=", 0) == 0; });
   ASSERT_NE(exp, c.argv.end());
   // Names only (values may hold commas, which --export splits on), all under LLW_.
   EXPECT_EQ(exp->find('='), std::string("--export").size());
   EXPECT_EQ(exp->find("SECRET="), std::string::npos);
   EXPECT_NE(exp->find("LLW_SECRET"), std::string::npos);
-  for (const std::string& kv : c.env) EXPECT_EQ(kv.rfind("LLW_", 0), 0u) << kv;  // nothing reaches srun itself
+  for (const std::string& kv : c.env)
+    EXPECT_EQ(kv.rfind("LLW_", 0), 0u) << kv;  // nothing reaches srun itself
   EXPECT_EQ(c.argv.back(), "train.py");
   EXPECT_EQ(c.argv[c.argv.size() - 2], "python3");
 }
 
 TEST(SlurmWorkloadStep, TheLauncherExecsTheArgvAsGivenWithTheEnvironment) {
   // What the node runs, run here: every argument arrives as given, nothing expanded or split.
-  const std::vector<std::string> argv = {"/bin/sh", "-c", "printf '<%s>' \"$@\"; printf '[%s]' \"$SECRET\" \"$ZED\" "
-                                         "\"$LANDLORD_NODES\" \"$LANDLORD_METADATA_URL\"; env | grep -c '^LLW_'",
-                                         "x", "a b", "$(touch /nonexistent)", "*", "'\"", ""};
+  const std::vector<std::string> argv = {
+      "/bin/sh",
+      "-c",
+      "printf '<%s>' \"$@\"; printf '[%s]' \"$SECRET\" \"$ZED\" "
+      "\"$LANDLORD_NODES\" \"$LANDLORD_METADATA_URL\"; env | grep -c '^LLW_'",
+      "x",
+      "a b",
+      "$(touch /nonexistent)",
+      "*",
+      "'\"",
+      ""};
   const StepCommand c = WorkloadStep(SlurmWorkloadOptions{}, 1, Lease(), Spec(argv));
   auto out = slurm::Run(OnNode(c), Duration::Seconds(10), c.env);
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   EXPECT_EQ(out->rc, 1) << out->err;  // grep -c found no LLW_ left: exit 1, count 0
   EXPECT_EQ(out->out,
             "<a b><$(touch /nonexistent)><*><'\"><>"
-            "[a,b \"c\" $(touch /nonexistent) `x` 'q'\nline2][1][n1,n2][http://ctl:8080/metadata/tok/]0\n");
+            "[a,b \"c\" $(touch /nonexistent) `x` "
+            "'q'\nline2][1][n1,n2][http://ctl:8080/metadata/tok/]0\n");
 }
 
 TEST(SlurmWorkloadStep, AnImageRunsUnderTheContainerTemplate) {
   SlurmWorkloadOptions o;
-  o.container = {"podman", "run", "--rm", "-v", "{notice_dir}:{notice_dir}:ro", "{env}", "{image}", "{command}"};
+  o.container = {"podman", "run",     "--rm",     "-v", "{notice_dir}:{notice_dir}:ro",
+                 "{env}",  "{image}", "{command}"};
   ASSERT_TRUE(CheckContainerTemplate(o.container).ok());
   workload::Spec s = Spec({"sh", "-c", "echo $SECRET"});
   s.image = "localhost/img:1";
@@ -76,15 +90,18 @@ TEST(SlurmWorkloadStep, AnImageRunsUnderTheContainerTemplate) {
   auto at = std::find(node.begin(), node.end(), "podman");
   ASSERT_NE(at, node.end());
   const std::vector<std::string> runtime(at, node.end());
-  const std::vector<std::string> head = {"podman", "run", "--rm", "-v", "/tmp/landlord-lease_1:/tmp/landlord-lease_1:ro"};
+  const std::vector<std::string> head = {"podman", "run", "--rm", "-v",
+                                         "/tmp/landlord-lease_1:/tmp/landlord-lease_1:ro"};
   EXPECT_TRUE(std::equal(head.begin(), head.end(), runtime.begin()));
   const std::vector<std::string> tail = {"localhost/img:1", "sh", "-c", "echo $SECRET"};
   EXPECT_TRUE(std::equal(tail.rbegin(), tail.rend(), runtime.rbegin()));
   // {env}: `--env NAME` pairs, the values from the launcher's environment (never in argv).
-  for (const char* name : {"SECRET", "ZED", "LANDLORD_LEASE_ID", "LANDLORD_NOTICE_FILE", "CUDA_VISIBLE_DEVICES"}) {
+  for (const char* name :
+       {"SECRET", "ZED", "LANDLORD_LEASE_ID", "LANDLORD_NOTICE_FILE", "CUDA_VISIBLE_DEVICES"}) {
     EXPECT_NE(std::find(runtime.begin(), runtime.end(), name), runtime.end()) << name;
   }
-  EXPECT_EQ(std::find(runtime.begin(), runtime.end(), "PATH"), runtime.end()) << "the image keeps its own PATH";
+  EXPECT_EQ(std::find(runtime.begin(), runtime.end(), "PATH"), runtime.end())
+      << "the image keeps its own PATH";
   for (const std::string& a : runtime) EXPECT_EQ(a.find("$(touch"), std::string::npos) << a;
   // Without an image the template is not used.
   const std::vector<std::string> plain = OnNode(WorkloadStep(o, 7, Lease(), Spec({"true"})));
@@ -93,13 +110,13 @@ TEST(SlurmWorkloadStep, AnImageRunsUnderTheContainerTemplate) {
 
 TEST(SlurmWorkloadStep, ContainerTemplatesAreChecked) {
   EXPECT_TRUE(CheckContainerTemplate({}).ok());
-  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
-           {"podman", "run", "{command}"},
-           {"podman", "run", "{image}"},
-           {"podman", "run", "{image}", "{image}", "{command}"},
-           {"{image}", "{command}"},
-           {"podman", "", "{image}", "{command}"},
-           {"podman", "run", "img={image}", "{command}"}}) {
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{"podman", "run", "{command}"},
+                                             {"podman", "run", "{image}"},
+                                             {"podman", "run", "{image}", "{image}", "{command}"},
+                                             {"{image}", "{command}"},
+                                             {"podman", "", "{image}", "{command}"},
+                                             {"podman", "run", "img={image}", "{command}"}}) {
     Status st = CheckContainerTemplate(bad);
     EXPECT_FALSE(st.ok()) << bad.size();
     EXPECT_NE(st.message().find("fleet.slurm_container"), std::string::npos) << st.message();

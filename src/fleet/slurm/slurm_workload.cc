@@ -91,9 +91,12 @@ Status CheckContainerTemplate(const std::vector<std::string>& argv) {
     return Status::Invalid(fmt::format("`fleet.slurm_container` {}", why));
   };
   if (argv.empty()) return Status::Ok();
-  if (argv[0].empty() || argv[0][0] == '{') return bad("must start with the runtime (e.g. \"podman\")");
-  if (std::count(argv.begin(), argv.end(), "{image}") != 1) return bad("needs \"{image}\" once, as a whole element");
-  if (std::count(argv.begin(), argv.end(), "{command}") != 1) return bad("needs \"{command}\" once, as a whole element");
+  if (argv[0].empty() || argv[0][0] == '{')
+    return bad("must start with the runtime (e.g. \"podman\")");
+  if (std::count(argv.begin(), argv.end(), "{image}") != 1)
+    return bad("needs \"{image}\" once, as a whole element");
+  if (std::count(argv.begin(), argv.end(), "{command}") != 1)
+    return bad("needs \"{command}\" once, as a whole element");
   for (const std::string& a : argv) {
     if (a.empty()) return bad("has an empty element");
   }
@@ -220,7 +223,8 @@ void SlurmWorkload::Launch(int64_t job) {
   job_ = job;
   const StepCommand c = WorkloadStep(o_, job, lease_, spec_);
   auto child = slurm::Start(c.argv, c.env, /*capture=*/true);
-  if (!child.ok()) return Finish(State::kFailed, std::nullopt, std::string(child.status().message()));
+  if (!child.ok())
+    return Finish(State::kFailed, std::nullopt, std::string(child.status().message()));
   started_ = true;
   pid_ = child->pid;
   pid_sd_.assign(child->pidfd);
@@ -288,13 +292,14 @@ void SlurmWorkload::Notice(Time reclaim_at, Time /*kill_at*/) {
 void SlurmWorkload::SendNotice() {
   if (exited_ || !notice_) return;
   const nlohmann::json json = {{"action", "terminate"}, {"time", FormatUtc(*notice_)}};
-  auto child = slurm::Start({"/bin/sh", "-c", kNotice, "landlord-notice", std::to_string(job_),
-                             std::to_string(std::max<size_t>(1, lease_.nodes.size())), json.dump(),
-                             NoticeFile(o_, lease_.lease_id), o_.sigterm_on_notice ? "1" : "0",
-                             o_.notice_root},
-                            {}, /*capture=*/false);
+  auto child = slurm::Start(
+      {"/bin/sh", "-c", kNotice, "landlord-notice", std::to_string(job_),
+       std::to_string(std::max<size_t>(1, lease_.nodes.size())), json.dump(),
+       NoticeFile(o_, lease_.lease_id), o_.sigterm_on_notice ? "1" : "0", o_.notice_root},
+      {}, /*capture=*/false);
   if (!child.ok()) {
-    logs_.Append(fmt::format("[landlord: the notice could not be sent: {}]\n", child.status().message()));
+    logs_.Append(
+        fmt::format("[landlord: the notice could not be sent: {}]\n", child.status().message()));
     return;
   }
   auto sd = std::make_shared<asio::posix::stream_descriptor>(io_, child->pidfd);
