@@ -7,7 +7,7 @@ FUZZB   ?= build/fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build llama run sim test test-unit test-e2e bench fuzz clean format
+.PHONY: all deps build llama run run-llama sim test test-unit test-e2e bench fuzz clean format
 
 all: build
 
@@ -30,6 +30,11 @@ llama:
 # 60x, state in ./landlord-data (SQLite). Prints the URL and, on first start, the admin key.
 run: build
 	$(BUILD)/landlord serve
+
+# `make run` with the model API served by real llama.cpp `llama-server` replicas (two, of the
+# random-weight test model) that the sim fleet places, drains and reclaims (docs/gateway.md).
+run-llama: build
+	JOBS=$(JOBS) scripts/run_llama.sh $(BUILD)
 
 # The simulator on the embedded default trace (Helios Earth, May 2020): the policy table.
 sim: build
@@ -69,6 +74,7 @@ bench: deps $(BENCHB)/CMakeCache.txt
 	LANDLORD_BIN=$(BENCHB)/landlord bench/gateway_bench.sh --json $(BENCHB)/gateway_bench.json
 	node bench/dashboard_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/dashboard_bench.json
 	LANDLORD_BIN=$(BENCHB)/landlord bench/store_bench.sh --json $(BENCHB)/store_bench.json
+	JOBS=$(JOBS) bash tests/engine/run.sh node bench/engine_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/engine_bench.json
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

@@ -13,43 +13,6 @@ namespace ll::api {
 
 using nlohmann::json;
 
-bool ControlPlane::UsageOf(const Lease& l, ledger::LeaseUsage* u) const {
-  // Never held GPUs, or for no time at all (released in the instant it started).
-  if (l.prices.empty() || l.rec.started == kTimeMax) return false;
-  if (l.rec.ended != kTimeMax && l.rec.ended <= l.rec.started) return false;
-  u->tenant_id = l.rec.tenant_id;
-  u->lease_id = l.rec.id;
-  u->kind = Name(l.rec.kind);
-  u->gpus = l.rec.gpus;
-  u->start = l.rec.started;
-  u->end = l.rec.ended;
-  u->prices = ledger::LastAtEachInstant(l.prices);
-  return true;
-}
-
-void ControlPlane::Bill(Lease& l) {
-  ledger::LeaseUsage u;
-  if (!UsageOf(l, &u)) return;
-  auto events = ledger::CompletedEvents(u, now_);
-  LL_CHECK(events.ok());  // the control plane built the usage: a failure here is a bug
-  for (size_t i = l.billed; i < events->size(); ++i) {
-    const ledger::UsageEvent& e = (*events)[i];
-    pending_.usage.push_back({.key = e.key,
-                              .tenant_id = e.tenant_id,
-                              .source = "lease",
-                              .ref = e.lease_id,
-                              .kind = e.kind,
-                              .period = e.period,
-                              .start = e.start,
-                              .end = e.end,
-                              .quantity = e.gpu_ms,
-                              .unit = "gpu_ms",
-                              .unit_price_micros = e.price.micros,
-                              .amount_micros = e.amount.micros});
-  }
-  l.billed = events->size();
-}
-
 std::optional<std::string> ControlPlane::BillingTenant(const Principal& who, const std::string& tenant_id,
                                                        Reply* error) const {
   if (!who.admin) {
@@ -139,10 +102,10 @@ Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, c
   // What live leases owe since their last completed piece: shown, billed when the piece ends.
   Money open;
   if (period == MonthUtc(now_)) {
-    for (size_t i : leases_.live()) {
-      const Lease& l = leases_[i];
+    for (size_t i : book().live()) {
+      const Lease& l = book()[i];
       ledger::LeaseUsage u;
-      if ((!tenant->empty() && l.rec.tenant_id != *tenant) || !UsageOf(l, &u)) continue;
+      if ((!tenant->empty() && l.rec.tenant_id != *tenant) || !control::Leases::UsageOf(l, &u)) continue;
       auto events = ledger::CompletedEvents(u, now_);
       auto accrued = ledger::AccruedUntil(u, now_);
       LL_CHECK(events.ok() && accrued.ok());

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "gateway/engine_replicas.h"
 #include "gateway/http_util.h"
 #include "store/store.h"
 
@@ -234,20 +235,109 @@ Status ReadTableArray(const toml::table& root, const std::string& path, const ch
   return Status::Ok();
 }
 
+// `replicas` and `gpus_per_replica` of a [[gateway.sim_models]] or [[gateway.engines]] entry.
+template <typename Bad>
+Status ReadReplicaCounts(const toml::table& t, Bad bad, gateway::SimModelConfig* m) {
+  auto model = t["model"].value<std::string>();
+  if (!model || model->empty()) return bad("model", "must be a model name");
+  m->model = *model;
+  if (auto n = t["replicas"]; n) {
+    auto v = n.value<int64_t>();
+    if (!v || *v < 1 || *v > 64) return bad("replicas", "must be an integer in [1, 64]");
+    m->replicas = static_cast<int>(*v);
+  }
+  if (auto n = t["gpus_per_replica"]; n) {
+    auto v = n.value<int64_t>();
+    if (!v || *v < 0 || *v > 4096) return bad("gpus_per_replica", "must be an integer in [0, 4096]");
+    m->gpus_per_replica = static_cast<int>(*v);
+  }
+  return Status::Ok();
+}
+
+// [[gateway.sim_models]]: simulated replicas.
+Status ReadSimModels(const toml::table& root, const std::string& path, gateway::GatewayOptions* g) {
+  return ReadTableArray(root, path, "gateway", "sim_models",
+                        {"model", "replicas", "gpus_per_replica", "tokens_per_s", "first_token_ms"},
+                        [&](const toml::table& t, auto bad) {
+                          gateway::SimModelConfig m;
+                          LL_RETURN_IF_ERROR(ReadReplicaCounts(t, bad, &m));
+                          if (auto n = t["tokens_per_s"]; n) {
+                            auto v = n.value<double>();
+                            if (!v || !(*v >= 0 && *v <= 1e6)) return bad("tokens_per_s", "must be a number in [0, 1e6]");
+                            m.tokens_per_s = *v;
+                          }
+                          if (auto n = t["first_token_ms"]; n) {
+                            auto v = n.value<int64_t>();
+                            if (!v || *v < 0 || *v > 600'000) return bad("first_token_ms", "must be an integer in [0, 600000]");
+                            m.first_token = Duration::Millis(*v);
+                          }
+                          g->sim_models.push_back(m);
+                          return Status::Ok();
+                        });
+}
+
+// [[gateway.engines]]: a model whose replicas are real engine processes (llama.cpp's
+// `llama-server`), placed on the fleet like simulated ones. The server and the model file must
+// be there when the config is read: a replica that cannot start is found at startup, not at
+// the first placement.
+Status ReadEngines(const toml::table& root, const std::string& path, gateway::GatewayOptions* g) {
+  return ReadTableArray(
+      root, path, "gateway", "engines",
+      {"model", "replicas", "gpus_per_replica", "engine", "server", "model_path", "args", "threads", "log_dir"},
+      [&](const toml::table& t, auto bad) {
+        gateway::SimModelConfig m;
+        LL_RETURN_IF_ERROR(ReadReplicaCounts(t, bad, &m));
+        for (const gateway::SimModelConfig& other : g->sim_models) {
+          if (other.model == m.model) return bad("model", fmt::format("`{}` is served twice", m.model));
+        }
+        gateway::EngineConfig e;
+        for (auto [key, out] : {std::pair{"engine", &e.engine}, std::pair{"server", &e.server},
+                                std::pair{"model_path", &e.model_path}, std::pair{"log_dir", &e.log_dir}}) {
+          if (auto n = t[key]; n) {
+            auto v = n.template value<std::string>();
+            if (!v) return bad(key, "must be a string");
+            *out = *v;
+          }
+        }
+        if (e.engine != "llama.cpp") return bad("engine", fmt::format("unknown engine `{}` (known: `llama.cpp`)", e.engine));
+        if (e.server.empty()) return bad("server", "must name the server binary (`llama-server`)");
+        if (e.model_path.empty()) return bad("model_path", "must name the model file (GGUF)");
+        if (auto n = t["args"]; n) {
+          const toml::array* a = n.as_array();
+          if (a == nullptr) return bad("args", "must be an array of strings");
+          for (auto& arg : *a) {
+            auto v = arg.value<std::string>();
+            if (!v) return bad("args", "must be an array of strings");
+            e.args.push_back(*v);
+          }
+        }
+        if (auto n = t["threads"]; n) {
+          auto v = n.value<int64_t>();
+          if (!v || *v < 1 || *v > 1024) return bad("threads", "must be an integer in [1, 1024]");
+          e.threads = static_cast<int>(*v);
+        }
+        // The files are checked now (ValidateEngineConfig names `server` or `model_path`).
+        if (Status st = gateway::ValidateEngineConfig(e); !st.ok()) {
+          const bool server = st.message().find("`server`") != std::string::npos;
+          return bad(server ? "server" : "model_path", st.message());
+        }
+        g->sim_models.push_back(m);
+        g->engines[m.model] = std::move(e);
+        return Status::Ok();
+      });
+}
+
 Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("gateway", {"enabled", "rpm", "tpm", "max_output_tokens", "prefix_bytes", "affinity",
                                          "max_attempts", "connect_timeout_ms", "first_byte_timeout_s",
-                                         "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models"}));
+                                         "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models", "engines"}));
   const toml::table& root = r.root();
-  if (auto e = root["gateway"]["enabled"]; e) {
+  for (auto [key, out] : {std::pair{"enabled", &c->gateway_enabled}, std::pair{"affinity", &c->gateway.router.affinity}}) {
+    auto e = root["gateway"][key];
+    if (!e) continue;
     auto v = e.is_boolean() ? e.value<bool>() : std::nullopt;  // value<bool>() also takes 0/1
-    if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.enabled` must be true or false", path, e.node()->source().begin.line));
-    c->gateway_enabled = *v;
-  }
-  if (auto e = root["gateway"]["affinity"]; e) {
-    auto v = e.is_boolean() ? e.value<bool>() : std::nullopt;
-    if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.affinity` must be true or false", path, e.node()->source().begin.line));
-    c->gateway.router.affinity = *v;
+    if (!v) return Status::Invalid(fmt::format("{}:{}: `gateway.{}` must be true or false", path, e.node()->source().begin.line, key));
+    *out = *v;
   }
   gateway::GatewayOptions& g = c->gateway;
   LL_RETURN_IF_ERROR(r.Int("gateway", "rpm", 0, 100'000'000, &g.rpm));
@@ -263,10 +353,11 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   ms = c->meter_flush.ms;
   LL_RETURN_IF_ERROR(r.Int("gateway", "meter_flush_ms", 0, 10'000, &ms));
   c->meter_flush = Duration::Millis(ms);
-  const bool replaced = root["gateway"]["upstreams"] || root["gateway"]["sim_models"];
+  const bool replaced = root["gateway"]["upstreams"] || root["gateway"]["sim_models"] || root["gateway"]["engines"];
   if (replaced) {
     g.upstreams.clear();
     g.sim_models.clear();
+    g.engines.clear();
   }
   LL_RETURN_IF_ERROR(ReadTableArray(root, path, "gateway", "upstreams", {"model", "url"}, [&](const toml::table& t, auto bad) {
     gateway::UpstreamConfig u;
@@ -279,35 +370,8 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
     g.upstreams.push_back({*model, *url});
     return Status::Ok();
   }));
-  return ReadTableArray(root, path, "gateway", "sim_models", {"model", "replicas", "gpus_per_replica", "tokens_per_s", "first_token_ms"},
-                        [&](const toml::table& t, auto bad) {
-                          gateway::SimModelConfig m;
-                          auto model = t["model"].value<std::string>();
-                          if (!model || model->empty()) return bad("model", "must be a model name");
-                          m.model = *model;
-                          if (auto n = t["replicas"]; n) {
-                            auto v = n.value<int64_t>();
-                            if (!v || *v < 1 || *v > 64) return bad("replicas", "must be an integer in [1, 64]");
-                            m.replicas = static_cast<int>(*v);
-                          }
-                          if (auto n = t["gpus_per_replica"]; n) {
-                            auto v = n.value<int64_t>();
-                            if (!v || *v < 0 || *v > 4096) return bad("gpus_per_replica", "must be an integer in [0, 4096]");
-                            m.gpus_per_replica = static_cast<int>(*v);
-                          }
-                          if (auto n = t["tokens_per_s"]; n) {
-                            auto v = n.value<double>();
-                            if (!v || !(*v >= 0 && *v <= 1e6)) return bad("tokens_per_s", "must be a number in [0, 1e6]");
-                            m.tokens_per_s = *v;
-                          }
-                          if (auto n = t["first_token_ms"]; n) {
-                            auto v = n.value<int64_t>();
-                            if (!v || *v < 0 || *v > 600'000) return bad("first_token_ms", "must be an integer in [0, 600000]");
-                            m.first_token = Duration::Millis(*v);
-                          }
-                          g.sim_models.push_back(m);
-                          return Status::Ok();
-                        });
+  LL_RETURN_IF_ERROR(ReadSimModels(root, path, &g));
+  return ReadEngines(root, path, &g);
 }
 
 Status ReadWorkloads(Reader& r, const std::string& path, WorkloadConfig* w) {

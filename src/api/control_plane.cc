@@ -35,36 +35,7 @@ const char* ErrorType(int status) {
 
 json TimeJson(Time t) { return t == kTimeMax ? json(nullptr) : json(FormatUtc(t)); }
 
-std::string FormatPlacement(std::vector<alloc::Share> shares) {
-  std::sort(shares.begin(), shares.end(), [](auto& a, auto& b) { return a.node < b.node; });
-  std::string out;
-  for (const auto& s : shares) out += fmt::format("{}{}:{}", out.empty() ? "" : ",", s.node.v, s.gpus);
-  return out;
-}
-
 std::string InternalPlacementKey(int pool) { return fmt::format("internal_placement:{}", pool); }
-
-Result<std::vector<alloc::Share>> ParsePlacement(std::string_view text) {
-  std::vector<alloc::Share> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string_view::npos) comma = text.size();
-    std::string_view part = text.substr(pos, comma - pos);
-    size_t colon = part.find(':');
-    if (colon == std::string_view::npos) return Status::Invalid(fmt::format("bad placement `{}`", text));
-    try {
-      out.push_back({NodeId{static_cast<uint32_t>(std::stoul(std::string(part.substr(0, colon))))},
-                     static_cast<Gpus>(std::stoi(std::string(part.substr(colon + 1))))});
-    } catch (...) {
-      return Status::Invalid(fmt::format("bad placement `{}`", text));
-    }
-    pos = comma + 1;
-  }
-  return out;
-}
-
-bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
 
 int StatusToHttp(StatusCode code) {
   switch (code) {
@@ -143,7 +114,7 @@ void ControlPlane::AdvanceTo(Time now) {
 void ControlPlane::Step(Time now) {
   // A new month closes the last one's usage of every live lease (its invoice period).
   if (MonthStartUtc(now) != billed_month_) {
-    if (billed_month_ != kTimeMax) dirty_leases_.insert(dirty_leases_.end(), leases_.live().begin(), leases_.live().end());
+    if (billed_month_ != kTimeMax) leases_.MarkLiveDirty();
     billed_month_ = MonthStartUtc(now);
   }
   step::Step(*alloc_, *this, now);
@@ -161,42 +132,11 @@ void ControlPlane::Step(Time now) {
 void ControlPlane::Integrate(Time now) {
   int64_t ms = (now - now_).ms;
   if (ms <= 0) return;
-  if (rate_dirty_) {
-    rate_ = 0;
-    for (size_t i : leases_.live()) rate_ += static_cast<__int128>(leases_[i].rec.price_micros) * leases_[i].rec.gpus;
-    rate_dirty_ = false;
-  }
-  stats_.Integrate(*alloc_, rate_, ms);
+  stats_.Integrate(*alloc_, leases_.Rate(), ms);
   now_ = now;
 }
 
-// Booked reserved leases whose start has come are placed. The promise was made out of the
-// forecast when they were booked, so the room is not checked again; if the owner took the
-// GPUs anyway (demand above the forecast), the lease ends as a forecast miss.
-void ControlPlane::StartBookings(Time now) {
-  auto& bookings = overrides_->bookings;
-  for (size_t k = 0; k < bookings.size();) {
-    const auto b = bookings[k];
-    if (b.start > now) {
-      ++k;
-      continue;
-    }
-    bookings.erase(bookings.begin() + static_cast<std::ptrdiff_t>(k));
-    Lease& l = leases_[b.lease];
-    auto id = alloc_->PlaceReserved(PoolId{static_cast<uint32_t>(b.pool)}, b.gpus, b.end,
-                                    Money::Micros(l.rec.price_micros), b.lease, now, /*booked=*/true);
-    if (id.ok()) {
-      l.holder = *id;  // OnStart made it active
-      continue;
-    }
-    ++stats_.counters().bookings_missed;
-    l.rec.state = LeaseState::kEnded;
-    l.rec.end_reason = LeaseEnd::kForecastMiss;
-    l.rec.ended = now;
-    Emit(l, "ended", now, {{"reason", "forecast_miss"}, {"message", id.status().message()}});
-    LeasesChanged();
-  }
-}
+void ControlPlane::StartBookings(Time now) { leases_.StartBookings(now, pending_); }
 
 void ControlPlane::Market(Time now) { ClearMarket(now); }
 
@@ -215,28 +155,9 @@ void ControlPlane::SetDemand(Time now) {
   }
 }
 
-// Uniform-price auction over the spot leases (DESIGN.md "Spot market"): the price is the
-// highest losing max price, never below the floor; a lease whose max is below it is noticed.
-// Skipped when nothing it reads changed since the last run (the lease set and states, the
-// sellable supply, the floor): the answer would be the same and it walks every live lease.
+// The spot market's clearing (control::Leases reprices the leases), and the price's history.
 void ControlPlane::ClearMarket(Time now) {
-  if (!market_.Due(*alloc_, now, /*requests_waiting=*/false)) return;
-  std::vector<step::SpotMarket::Holder> holders;
-  for (size_t i : leases_.live()) {
-    const Lease& l = leases_[i];
-    if (l.rec.kind == LeaseKind::kSpot) holders.push_back({i, l.holder});
-  }
-  auto cleared = market_.Clear(*alloc_, now, holders, {}, [&](uint64_t i, HolderId, Money) {
-    Lease& l = leases_[i];
-    const Money price = market_.price();
-    l.rec.price_micros = price.micros;
-    l.prices.push_back({now, price});
-    pending_.lease_prices.push_back({l.rec.id, now, price.micros});
-    rate_dirty_ = true;
-    if (decisions_ != nullptr) decisions_->Repriced(now, i, price);
-    Emit(l, "price_changed", now, {{"price_per_gpu_hour", FormatMoney(price)}});
-  });
-  (void)cleared;
+  if (!leases_.ClearMarket(now, pending_)) return;
   if (decisions_ != nullptr) decisions_->Price(now, market_.price());
   if (market_.price() != recorded_spot_) {
     pending_.spot_prices.push_back({now, market_.price().micros});
@@ -246,42 +167,16 @@ void ControlPlane::ClearMarket(Time now) {
 
 // ---------------------------------------------------------------- events and persistence
 
-void ControlPlane::Emit(Lease& l, std::string type, Time at, json extra) {
-  size_t index = *leases_.IndexOf(l.rec.id);
-  dirty_leases_.push_back(index);
-  store::LeaseEventRecord e;
-  e.lease_id = l.rec.id;
-  e.tenant_id = l.rec.tenant_id;
-  e.type = type;
-  e.at = at;
-  json data = extra.is_object() ? extra : json::object();
-  data["type"] = type;
-  data["at"] = FormatUtc(at);
-  e.data = data.dump();
-  pending_.events.push_back(e);
-}
-
 void ControlPlane::Flush() {
   if (defer_commits_) return;  // the server commits after the request (group commit)
-  std::sort(dirty_leases_.begin(), dirty_leases_.end());
-  dirty_leases_.erase(std::unique(dirty_leases_.begin(), dirty_leases_.end()), dirty_leases_.end());
-  for (size_t i : dirty_leases_) {
-    Lease& l = leases_[i];
-    if (l.holder.valid()) {
-      const alloc::Holder& h = alloc_->holder(l.holder);
-      if (!h.shares.empty()) l.rec.placement = FormatPlacement(h.shares);
-    }
-    pending_.leases.push_back(l.rec);
-    Bill(l);
-  }
-  dirty_leases_.clear();
+  leases_.Flush(now_, pending_);
   // An event's payload is whole when it is stored: the lease as it is now, at the end of the
   // step that made the event. A replay (`Last-Event-ID`) then sends the bytes the live stream
   // sent, never the lease as it became later.
   for (store::LeaseEventRecord& e : pending_.events) {
     json data = json::parse(e.data, nullptr, false);
     if (!data.is_object()) data = json::object();
-    data["lease"] = LeaseJson(leases_[*leases_.IndexOf(e.lease_id)].rec);
+    data["lease"] = LeaseJson(book()[*book().IndexOf(e.lease_id)].rec);
     data["now"] = FormatUtc(now_);
     data["clock_speed"] = clock_->speed();
     e.data = data.dump();
@@ -313,86 +208,23 @@ void ControlPlane::Flush() {
   events_.Publish(std::move(events));
 }
 
+// The allocator's listener: a replica's holder is the replicas', every other outside holder a lease's.
 void ControlPlane::OnStart(const alloc::Holder& h, Time now) {
   if (!h.outside()) return;
-  if (h.cls == alloc::HolderClass::kInference) {
-    replicas_.OnStart(h, topology(), now);
-    return;
-  }
-  LeasesChanged();
-  if (decisions_ != nullptr) decisions_->Started(now, h.tag, h);
-  Lease& l = leases_[h.tag];
-  {
-    std::vector<std::pair<std::string, Gpus>> nodes;
-    for (const auto& sh : h.shares) nodes.emplace_back(topology().nodes[sh.node.v].name, sh.gpus);
-    Status st = fleet_->StartLease(l.rec.id, nodes, h.cls == HolderClass::kReserved ? h.term_end : kTimeMax, now);
-    if (!st.ok()) {
-      l.refused = st.message();
-      l.lost = fmt::format("{} did not take the holder job: {}", fleet_->name(), st.message());
-    }
-  }
-  leases_.SetLive(h.tag, true);
-  l.rec.state = LeaseState::kActive;
-  l.rec.started = now;
-  l.prices.push_back({now, h.price});
-  pending_.lease_prices.push_back({l.rec.id, now, h.price.micros});
-  ++stats_.counters().leases_started;
-  Emit(l, "active", now);
-  StartWorkload(l, h);
+  if (h.cls == alloc::HolderClass::kInference) return replicas_.OnStart(h, topology(), now);
+  leases_.OnStart(h, now, pending_);
 }
 
 void ControlPlane::OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) {
   if (!h.outside()) return;
-  if (h.cls == alloc::HolderClass::kInference) {
-    replicas_.OnNotice(h);
-    return;
-  }
-  LeasesChanged();
-  if (decisions_ != nullptr) decisions_->Noticed(now, h.tag, h, reason);
-  Lease& l = leases_[h.tag];
-  l.rec.state = LeaseState::kNoticed;
-  l.rec.noticed_at = now;
-  l.rec.reclaim_at = h.reclaim_at;
-  Emit(l, "reclaim_notice", now,
-       {{"reclaim_at", FormatUtc(h.reclaim_at)}, {"reason", alloc::NoticeReasonName(reason)}});
-  if (workloads_ != nullptr && !l.rec.workload.empty()) workloads_->Notice(l.rec.id, h.reclaim_at);
+  if (h.cls == alloc::HolderClass::kInference) return replicas_.OnNotice(h);
+  leases_.OnNotice(h, now, reason, pending_);
 }
 
 void ControlPlane::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) {
   if (!h.outside() || reason == alloc::EndReason::kRejected) return;
-  if (h.cls == alloc::HolderClass::kInference) {
-    replicas_.OnEnd(h, reason);
-    return;
-  }
-  LeasesChanged();
-  if (decisions_ != nullptr) decisions_->Ended(now, h.tag, reason);
-  Lease& l = leases_[h.tag];
-  leases_.SetLive(h.tag, false);
-  l.rec.ended = now;
-  fleet_->EndHolder(l.rec.id);
-  if (workloads_ != nullptr && !l.rec.workload.empty()) {
-    workloads_->Stop(l.rec.id, reason == alloc::EndReason::kReclaimed ? Duration{} : workloads_->options().stop_grace);
-  }
-  if (!l.lost.empty()) {
-    // The holder is gone without Landlord (slurm): billing stops when it went.
-    if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
-    l.rec.state = LeaseState::kEnded;
-    l.rec.end_reason = LeaseEnd::kHolderLost;
-    Emit(l, std::string(Name(l.rec.state)), l.rec.ended, {{"message", l.lost}});
-    return;
-  }
-  if (reason == alloc::EndReason::kReclaimed) {
-    ++stats_.counters().reclaims;
-    l.rec.state = LeaseState::kReclaimed;
-    l.rec.end_reason = LeaseEnd::kReclaimed;
-  } else if (l.releasing) {
-    l.rec.state = LeaseState::kReleased;
-    l.rec.end_reason = LeaseEnd::kReleased;
-  } else {
-    l.rec.state = LeaseState::kEnded;
-    l.rec.end_reason = LeaseEnd::kTermEnded;
-  }
-  Emit(l, std::string(Name(l.rec.state)), now);
+  if (h.cls == alloc::HolderClass::kInference) return replicas_.OnEnd(h, reason);
+  leases_.OnEnd(h, now, reason, pending_);
 }
 
 // ---------------------------------------------------------------- tenant API
@@ -440,7 +272,6 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
           {"workload", WorkloadJson(r)}};
 }
 
-Money ControlPlane::ReservedPriceFor(Duration d) const { return step::ReservedPrice(prices_, d, floor_); }
 
 
 }  // namespace ll::api

@@ -27,10 +27,12 @@
 
 #include "alloc/allocator.h"
 #include "api/config.h"
-#include "api/event_log.h"
 #include "control/accounts.h"
+#include "control/event_log.h"
 #include "control/fleet_stats.h"
 #include "control/lease_book.h"
+#include "control/leases.h"
+#include "control/overrides.h"
 #include "control/replicas.h"
 #include "control/tenants.h"
 #include "control/workloads.h"
@@ -64,6 +66,7 @@ Reply ErrorReply(const Status& st);
 Reply HttpErrorReply(int status, std::string_view code, std::string message, std::string_view param = "");
 
 using control::Principal;
+using control::LeaseEvent;
 
 
 // The server clock: `speed` times the wall clock, from an origin kept in the store so that a
@@ -84,8 +87,8 @@ class ScaledClock final : public Clock {
 class ControlPlane final : public alloc::Listener, private step::Phases {
  public:
   // The owner's headroom, sellable pools and the booked reserved leases, shared with the
-  // policy wrapper that applies them (control_plane.cc).
-  struct Overrides;
+  // policy wrapper that applies them (load.cc).
+  using Overrides = control::Overrides;
 
   // Rebuilds the state from `store` (creating the admin key on first start: see
   // admin_key_once()) and brings it to the clock's now. `wall` must outlive the object.
@@ -204,6 +207,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // index: 0 for lease_1); null: no more. Tests compare it with the simulator's.
   void SetDecisionLog(step::DecisionLog* log) {
     decisions_ = log;
+    leases_.SetDecisionLog(log);
     if (log != nullptr) log->Price(now_, market_.price());  // where the log starts from
   }
 
@@ -218,7 +222,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // From now on a lease with a `workload` runs it in `w` while it is active (null: leases with
   // a workload are refused). `w` must outlive its use here.
   void UseWorkloads(control::Workloads* w);
-  control::Workloads* workloads() { return workloads_; }
+  control::Workloads* workloads() { return leases_.workloads(); }
   // The server clock (the leases' time), for the sandboxes' timers.
   const Clock& clock() const { return *clock_; }
   // The metadata service (`/metadata/{token}/…`, no API key: the token opens its lease only).
@@ -260,27 +264,15 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
    private:
     ControlPlane* cp_;
   };
-  // Creating a lease (leases.cc).
-  struct LeaseRequest;
-  class NewLease;
-  std::optional<LeaseRequest> ParseLeaseRequest(const nlohmann::json& body, Reply* error) const;
-  // Place the new lease, or the refusal.
-  std::optional<Reply> PlaceSpotLease(const LeaseRequest& req, NewLease& slot);
-  std::optional<Reply> PlaceReservedLease(const LeaseRequest& req, NewLease& slot);
+  // The body of `POST /v1/leases` as the domain takes it (leases.cc); errors name the field.
+  std::optional<control::LeaseRequest> ParseLeaseRequest(const nlohmann::json& body, Reply* error) const;
   // Workloads (lease_workloads.cc).
-  void StartWorkload(Lease& l, const alloc::Holder& h);
-  void RecordWorkload(Lease& l, const workload::WorkloadStatus& s);
   void OnWorkload(const std::string& lease_id, const workload::WorkloadStatus& s);
   nlohmann::json WorkloadJson(const store::LeaseRecord& r) const;
-  void EndWorkloadAtLoad(Lease& l, Time now);
   // The parts of the dashboard (dashboard.cc).
   nlohmann::json DashboardSeries(size_t max_points) const;
   void DashboardLeases(nlohmann::json* leases, nlohmann::json* reclaims) const;
   nlohmann::json DashboardTenants() const;
-  // The lease's usage as the ledger reads it (false for one that never started).
-  bool UsageOf(const Lease& l, ledger::LeaseUsage* u) const;
-  // Adds the lease's newly completed usage events to the pending batch.
-  void Bill(Lease& l);
   // Validates token usage events (errors name `events[i].field`) into usage records.
   Result<std::vector<store::UsageRecord>> TokenUsage(const nlohmann::json& events, Reply* error);
   nlohmann::json BalanceJson(const std::string& tenant_id) const;
@@ -311,12 +303,11 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void Market(Time now) override;
   void ClearMarket(Time now);
   void Flush();
-  void Emit(Lease& l, std::string type, Time at, nlohmann::json extra = {});
   Lease* Find(const Principal& who, const std::string& id);
   nlohmann::json LeaseJson(const store::LeaseRecord& r) const;
   std::string PolicySettingsJson() const;
   int PoolIndex(std::string_view name) const;
-  Money ReservedPriceFor(Duration d) const;
+  Money ReservedPriceFor(Duration d) const { return leases_.ReservedPriceFor(d); }
 
   // alloc::Listener
   void OnStart(const alloc::Holder& h, Time now) override;
@@ -342,7 +333,9 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
   control::Tenants tenants_;  // and their keys
   nlohmann::json KeyJson(const store::KeyRecord& k) const;
-  control::LeaseBook leases_;  // by index (the holder's tag), id and tenant; which are live
+  control::Leases leases_;  // their lifecycle, over the book of them
+  control::LeaseBook& book() { return leases_.book(); }
+  const control::LeaseBook& book() const { return leases_.book(); }
   std::vector<store::InternalJobRecord> jobs_;
   size_t job_count_ = 0;
   std::vector<Gpus> demand_;  // what the allocator was last told, per pool
@@ -357,19 +350,11 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 
   store::Batch pending_;
-  std::vector<size_t> dirty_leases_;
-  EventLog events_;  // the lease events' watchers, published to after each commit
+  control::EventLog events_;  // the lease events' watchers, published to after each commit
 
   Time now_;  // how far Advance got
   control::FleetStats stats_;  // the read model: totals, counters and samples since start
-  __int128 rate_ = 0;             // Σ price × GPUs over the live leases, when !rate_dirty_
-  bool rate_dirty_ = true;
-  void LeasesChanged() {  // on every lease start, notice and end
-    market_.Changed();
-    rate_dirty_ = true;
-  }
   control::Replicas replicas_;  // the model API's inference holders
-  control::Workloads* workloads_ = nullptr;  // tenants' workloads (sim fleet), when enabled
   // A fleet that places the owner's GPUs itself (fleet_events.cc).
   std::vector<std::pair<std::string, Gpus>> fleet_owner_;  // the owner's GPUs as last placed
   std::unordered_map<std::string, uint32_t> node_index_;   // node name → index into the fleet

@@ -64,20 +64,20 @@ json ControlPlane::DashboardSeries(size_t max_points) const {
 // reclaims.
 void ControlPlane::DashboardLeases(json* leases, json* reclaims) const {
   *leases = json::array();
-  for (size_t i : leases_.live()) leases->push_back(LeaseJson(leases_[i].rec));
-  for (size_t i = leases_.size(); i > 0 && leases->size() < 200; --i) {
-    if (!leases_.IsLive(i - 1)) leases->push_back(LeaseJson(leases_[i - 1].rec));
+  for (size_t i : book().live()) leases->push_back(LeaseJson(book()[i].rec));
+  for (size_t i = book().size(); i > 0 && leases->size() < 200; --i) {
+    if (!book().IsLive(i - 1)) leases->push_back(LeaseJson(book()[i - 1].rec));
   }
   // Recent reclaims: leases that got a notice, newest notice first.
   std::vector<size_t> noticed;
-  for (size_t i = 0; i < leases_.size(); ++i) {
-    if (leases_[i].rec.noticed_at != kTimeMax) noticed.push_back(i);
+  for (size_t i = 0; i < book().size(); ++i) {
+    if (book()[i].rec.noticed_at != kTimeMax) noticed.push_back(i);
   }
   std::sort(noticed.begin(), noticed.end(),
-            [&](size_t a, size_t b) { return leases_[a].rec.noticed_at > leases_[b].rec.noticed_at; });
+            [&](size_t a, size_t b) { return book()[a].rec.noticed_at > book()[b].rec.noticed_at; });
   *reclaims = json::array();
   for (size_t k = 0; k < noticed.size() && k < 20; ++k) {
-    const store::LeaseRecord& r = leases_[noticed[k]].rec;
+    const store::LeaseRecord& r = book()[noticed[k]].rec;
     reclaims->push_back({{"lease", r.id},
                         {"tenant_id", r.tenant_id},
                         {"gpus", r.gpus},
@@ -102,10 +102,10 @@ json ControlPlane::DashboardTenants() const {
       if (u.unit == "tokens") tokens += u.quantity;
     }
     int live_leases = 0, gpus = 0;
-    for (size_t i : leases_.OfTenant(id)) {
-      if (leases_.IsLive(i)) {
+    for (size_t i : book().OfTenant(id)) {
+      if (book().IsLive(i)) {
         ++live_leases;
-        gpus += leases_[i].rec.gpus;
+        gpus += book()[i].rec.gpus;
       }
     }
     tenants.push_back({{"id", id},
@@ -173,7 +173,7 @@ Reply ControlPlane::FleetMap() {
         row["model"] = slot->model;
       }
     } else if (h.outside()) {
-      const store::LeaseRecord& rec = leases_[h.tag].rec;
+      const store::LeaseRecord& rec = book()[h.tag].rec;
       row["lease"] = rec.id;
       row["tenant_id"] = rec.tenant_id;
       row["state"] = Name(rec.state);

@@ -19,7 +19,17 @@ namespace ll::api {
 class Fields {
  public:
   // `prefix` goes before every field name in errors: "events[3]." names a field of an element.
-  explicit Fields(const nlohmann::json& body, std::string prefix = "") : body_(body), prefix_(std::move(prefix)) {}
+  // A body that is not a JSON object is the first error (the one check of it for every
+  // endpoint that takes a body): each field is then absent and nothing else is reported.
+  explicit Fields(const nlohmann::json& body, std::string prefix = "") : body_(body), prefix_(std::move(prefix)) {
+    if (body_.is_object()) return;
+    if (prefix_.empty()) {
+      Fail("invalid_type", "the body must be a JSON object", "");
+    } else {
+      const std::string name = prefix_.ends_with('.') ? prefix_.substr(0, prefix_.size() - 1) : prefix_;
+      Fail("invalid_type", fmt::format("`{}` must be an object", name), name);
+    }
+  }
   bool ok() const { return !error_; }
   Reply error() const { return *error_; }
 

@@ -18,12 +18,13 @@ void ControlPlane::UseBackend(fleet::Backend* backend) {
   LL_CHECK(backend->topology().pools.size() == topology().pools.size());
   fleet_ = backend;
   replicas_.UseFleet(backend);
+  leases_.UseFleet(backend);
   own_fleet_.reset();
   for (size_t n = 0; n < topology().nodes.size(); ++n) {
     node_index_[topology().nodes[n].name] = static_cast<uint32_t>(n);
   }
   std::vector<std::string> live;
-  for (size_t i : leases_.live()) live.push_back(leases_[i].rec.id);
+  for (size_t i : book().live()) live.push_back(book()[i].rec.id);
   fleet_->Attach(live, clock_->Now());
   if (std::optional<fleet::PollResult> poll = fleet_->Poll(clock_->Now()))
     ApplyPoll(*poll, clock_->Now());
@@ -42,13 +43,7 @@ void ControlPlane::ApplyPoll(const fleet::PollResult& poll, Time now) {
       }
       continue;
     }
-    std::optional<size_t> i = leases_.IndexOf(id);
-    if (!i) continue;
-    Lease& l = leases_[*i];
-    if (!leases_.IsLive(*i) || !l.holder.valid()) continue;
-    l.lost = what.second;
-    l.lost_at = what.first;
-    alloc_->Release(l.holder, now);
+    leases_.Lost(id, what.second, what.first, now);
   }
   // Holders Slurm preempts, as squeue shows them: the notice even when the holder's step
   // missed Slurm's SIGTERM (it started after the preemption, or its post did not arrive).
@@ -72,7 +67,6 @@ void ControlPlane::ApplyPoll(const fleet::PollResult& poll, Time now) {
 Reply ControlPlane::SlurmNotice(const json& body) {
   if (!fleet_->TakesNotices())
     return ErrorReply(StatusCode::kNotFound, "not_found", "this server has no slurm fleet");
-  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"lease", "token", "node"});
   auto lease = f.Str("lease", true);
@@ -93,9 +87,9 @@ Reply ControlPlane::SlurmNotice(const json& body) {
     r.body = {{"object", "notice"}, {"replica", *lease}, {"state", "draining"}};
     return r;
   }
-  auto i = leases_.Find(Principal{.admin = true, .tenant_id = ""}, *lease, "lease");
+  auto i = book().Find(Principal{.admin = true, .tenant_id = ""}, *lease, "lease");
   if (!i.ok()) return ErrorReply(i.status());
-  const Lease& l = leases_[*i];
+  const Lease& l = book()[*i];
   Reply r;
   r.body = {{"object", "notice"},
             {"lease", l.rec.id},
@@ -112,21 +106,13 @@ void ControlPlane::Preempted(const std::string& id, const std::string& why) {
     if (!slot->noticed) alloc_->Notice(slot->holder, alloc::NoticeReason::kInternalDemand, now_);
     return;
   }
-  std::optional<size_t> i = leases_.IndexOf(id);
-  if (!i) return;
-  const Lease& l = leases_[*i];
-  if (leases_.IsLive(*i) && l.holder.valid() && l.rec.state == LeaseState::kActive &&
-      l.rec.kind == LeaseKind::kSpot) {
-    alloc_->Notice(l.holder, alloc::NoticeReason::kInternalDemand, now_);
-    fmt::print(stderr, "landlord serve: slurm preempts {} ({}): reclaim notice\n", l.rec.id, why);
-  }
+  if (leases_.Preempted(id, now_)) fmt::print(stderr, "landlord serve: slurm preempts {} ({}): reclaim notice\n", id, why);
 }
 
 Reply ControlPlane::SlurmReplicaUp(const json& body) {
   if (!fleet_->TakesNotices() || !replicas_.enabled()) {
     return ErrorReply(StatusCode::kNotFound, "not_found", "this server has no slurm replicas");
   }
-  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"replica", "token", "url"});
   auto id = f.Str("replica", true);

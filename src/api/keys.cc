@@ -73,7 +73,6 @@ json ControlPlane::KeyJson(const store::KeyRecord& k) const {
 }
 
 Reply ControlPlane::CreateKey(const json& body) {
-  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"tenant_id", "rpm", "tpm", "name", "expires_at", "expires_in_s"});
   auto tenant = f.Str("tenant_id", true);

@@ -13,51 +13,10 @@ namespace ll::api {
 using alloc::HolderClass;
 using nlohmann::json;
 
-// POST /v1/leases, validated.
-struct ControlPlane::LeaseRequest {
-  LeaseKind kind = LeaseKind::kSpot;
-  Gpus gpus = 0;
-  int pool = -1;  // -1: any pool
-  Money max_price;              // spot
-  int64_t duration_s = 0;       // reserved
-  std::optional<Time> start_at;  // reserved: booked to start then
-  std::optional<workload::Spec> workload;  // the tenant's command, run while the lease is active
-};
-
-// A lease being created: it holds the next index, and gives it back unless kept.
-class ControlPlane::NewLease {
- public:
-  NewLease(ControlPlane* cp, const Principal& who, LeaseKind kind) : cp_(cp) {
-    Lease l;
-    l.rec.id = MakeExternalId("lease", cp->leases_.size() + 1);
-    l.rec.tenant_id = who.tenant_id;
-    l.rec.kind = kind;
-    l.rec.created = cp->now_;
-    index_ = cp->leases_.Add(std::move(l));
-  }
-  ~NewLease() {
-    if (!kept_) cp_->leases_.PopBack();
-  }
-  NewLease(const NewLease&) = delete;
-  NewLease& operator=(const NewLease&) = delete;
-  Lease& lease() { return cp_->leases_[index_]; }
-  size_t index() const { return index_; }
-  void Keep() { kept_ = true; }
-
- private:
-  ControlPlane* cp_;
-  size_t index_;
-  bool kept_ = false;
-};
-
-std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const json& body, Reply* error) const {
-  if (!body.is_object()) {
-    *error = ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
-    return std::nullopt;
-  }
+std::optional<control::LeaseRequest> ControlPlane::ParseLeaseRequest(const json& body, Reply* error) const {
   Fields f(body);
   f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at", "workload"});
-  LeaseRequest req;
+  control::LeaseRequest req;
   const std::string kind = f.Str("kind", false).value_or("spot");
   auto gpus = f.Int("gpus", 1, 1024, true);
   auto pool_name = f.Str("pool", false);
@@ -105,153 +64,40 @@ std::optional<ControlPlane::LeaseRequest> ControlPlane::ParseLeaseRequest(const 
 }
 
 Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
-  if (who.admin) return ErrorReply(StatusCode::kPermissionDenied, "tenant_only", "leases are created with a tenant key");
+  if (Status st = control::Leases::MayCreate(who); !st.ok()) return ErrorReply(st);
   Reply error;
-  std::optional<LeaseRequest> req = ParseLeaseRequest(body, &error);
+  std::optional<control::LeaseRequest> req = ParseLeaseRequest(body, &error);
   if (!req) return error;
-  if (req->workload && workloads_ == nullptr) {
-    return ErrorReply(StatusCode::kUnavailable, "workloads_unavailable",
-                      "this server runs no workloads (`[workloads] enabled`, true by default)", "workload");
-  }
-  if (req->workload) {
-    workload::SpecError why;
-    if (Status st = workloads_->Accepts(*req->workload, &why); !st.ok()) {
-      return ErrorReply(st.code(), why.reason, std::string(st.message()), why.param);
+  if (Status st = leases_.CanRun(*req); !st.ok()) return ErrorReply(st);
+  Work work(this);  // commits what the call changed, refusals included, before the reply is sent
+  control::ReservedOffer offer;
+  auto created = leases_.Create(who, std::move(*req), now_, pending_, &offer);
+  if (!created.ok()) {
+    Reply r = ErrorReply(created.status());
+    if (created.status().reason() == "forecast_conflict") {
+      r.body["error"]["accepted"] = {{"gpus", offer.gpus},
+                                     {"duration_s", offer.duration_s},
+                                     {"longest_term_s_for_gpus", offer.longest_term_s ? json(*offer.longest_term_s) : json(nullptr)}};
     }
+    return r;
   }
-  Work work(this);  // declared first: commits after NewLease gave back a refused lease's index
-  const Time now = now_;
-  const Duration notice = alloc_->options().notice;
-  if (Status st = fleet_->Available(); !st.ok()) {
-    return ErrorReply(st.code(), "fleet_unavailable", std::string(st.message()));
-  }
-  if (fleet_->ReservesWholeNodes() && req->kind == LeaseKind::kReserved) {
-    req->gpus = alloc_->RoundToNodes(PoolId{0}, std::max<Gpus>(req->gpus, alloc_->fleet().max_node_gpus()));
-  }
-  if (req->start_at && (*req->start_at < now + notice || *req->start_at > now + Duration::Hours(24 * 365))) {
-    return ErrorReply(StatusCode::kInvalidArgument, "invalid_value",
-                      fmt::format("`start_at` must be from the reclaim notice ({} s) after the server's now ({}) to a "
-                                  "year later, so that spot leases can make way; leave it out to start now",
-                                  notice.ms / 1000, FormatUtc(now)),
-                      "start_at");
-  }
-  NewLease slot(this, who, req->kind);
-  if (req->workload) {
-    slot.lease().rec.workload =
-        json{{"spec", req->workload->ToJson()}, {"status", workload::WorkloadStatus{}.ToJson()}}.dump();
-  }
-  std::optional<Reply> refused = req->kind == LeaseKind::kSpot ? PlaceSpotLease(*req, slot) : PlaceReservedLease(*req, slot);
-  if (refused) return *refused;
-  slot.Keep();
-  Lease& lease = slot.lease();
-  if (lease.holder.valid()) {
-    const alloc::Holder& h = alloc_->holder(lease.holder);
-    lease.rec.gpus = h.gpus;
-    lease.rec.price_micros = h.price.micros;
-    if (!h.shares.empty()) lease.rec.placement = FormatPlacement(h.shares);
-  }
-  dirty_leases_.push_back(slot.index());
-  if (!lease.refused.empty() && lease.holder.valid() && leases_.IsLive(slot.index())) {
-    // The fleet refused the holder: the lease ends at once (nothing billed) and the tenant is told.
-    lease.lost_at = now;
-    alloc_->Release(lease.holder, now);
-    return ErrorReply(StatusCode::kUnavailable, "fleet_unavailable",
-                      fmt::format("{} did not take the lease `{}`: {}", fleet_->name(), lease.rec.id, lease.refused));
-  }
-  Reply r;  // committed (Work) before it is sent
+  Reply r;
   r.status = 201;
-  r.body = LeaseJson(lease.rec);
-  return r;
-}
-
-std::optional<Reply> ControlPlane::PlaceSpotLease(const LeaseRequest& req, NewLease& slot) {
-  if (req.max_price < market_.price()) {
-    return ErrorReply(StatusCode::kConflict, "price_below_market",
-                      fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(req.max_price),
-                                  FormatMoney(market_.price())),
-                      "max_price_per_gpu_hour");
-  }
-  Lease& lease = slot.lease();
-  int placed = -1;
-  const std::vector<int> pools = step::CandidatePools(pool_count(), req.pool);
-  auto id = step::PlaceSpot(*alloc_, pools, req.gpus, market_.price(), req.max_price, slot.index(), now_, &placed);
-  if (!id.ok()) {
-    return ErrorReply(StatusCode::kResourceExhausted, "insufficient_capacity",
-                      fmt::format("no {} GPUs can be sold now: {}", req.gpus, id.status().message()), "gpus");
-  }
-  lease.holder = *id;
-  lease.rec.pool = placed;
-  lease.rec.max_price_micros = req.max_price.micros;
-  return std::nullopt;
-}
-
-// Reserved now (placed), or from `start_at` (booked: promised out of the forecast now, placed
-// when it starts; see StartBookings).
-std::optional<Reply> ControlPlane::PlaceReservedLease(const LeaseRequest& req, NewLease& slot) {
-  const Time now = now_;
-  const Time start = req.start_at.value_or(now);
-  const Time end = start + Duration::Seconds(req.duration_s);
-  const Money price = ReservedPriceFor(Duration::Seconds(req.duration_s));
-  const std::vector<int> pools = step::CandidatePools(pool_count(), req.pool);
-  auto room_for = [&](int p, Time until) {
-    const PoolId pid{static_cast<uint32_t>(p)};
-    return start > now ? alloc_->BookableRoom(pid, until, now) : alloc_->ReservedRoom(pid, until, now);
-  };
-  Lease& lease = slot.lease();
-  lease.rec.term_end = end;
-  if (start == now) {
-    auto id = step::PlaceReserved(*alloc_, pools, req.gpus, end, price, slot.index(), now, &lease.rec.pool);
-    if (id.ok()) {
-      lease.holder = *id;
-      return std::nullopt;
-    }
-  } else {
-    std::vector<int> by_room = pools;
-    std::stable_sort(by_room.begin(), by_room.end(), [&](int a, int b) { return room_for(a, end) > room_for(b, end); });
-    for (int p : by_room) {
-      const Gpus g = alloc_->RoundToNodes(PoolId{static_cast<uint32_t>(p)}, req.gpus);
-      if (g > room_for(p, end)) continue;
-      overrides_->bookings.push_back({slot.index(), p, g, start, end});
-      lease.rec.pool = p;
-      lease.rec.gpus = g;
-      lease.rec.price_micros = price.micros;
-      lease.rec.state = LeaseState::kScheduled;
-      lease.rec.started = start;
-      Emit(lease, "scheduled", now, {{"start_at", FormatUtc(start)}});
-      LeasesChanged();
-      return std::nullopt;
-    }
-  }
-  Gpus best_room = 0;
-  for (int p : pools) best_room = std::max(best_room, room_for(p, end));
-  // The longest offered term that `gpus` would fit in, for the message.
-  json longest = nullptr;
-  for (const auto& t : prices_.reserved_terms) {
-    Gpus room = 0;
-    for (int p : pools) room = std::max(room, room_for(p, start + t.term));
-    if (room >= req.gpus) longest = t.term.ms / 1000;
-  }
-  Reply r = ErrorReply(StatusCode::kConflict, "forecast_conflict",
-      fmt::format("the forecast of the owner's demand cannot guarantee {} GPUs for {} s from {}; the largest "
-                  "accepted now for that term is {} GPUs{}",
-                  req.gpus, req.duration_s, FormatUtc(start), best_room,
-                  longest.is_null() ? "" : fmt::format(", and {} GPUs fit a term of {} s", req.gpus, longest.get<int64_t>())),
-      "gpus");
-  r.body["error"]["accepted"] = {{"gpus", best_room}, {"duration_s", req.duration_s}, {"longest_term_s_for_gpus", longest}};
+  r.body = LeaseJson(book()[*created].rec);
   return r;
 }
 
 ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string& id) {
-  auto i = leases_.Find(who, id);
-  return i.ok() ? &leases_[*i] : nullptr;
+  auto i = book().Find(who, id);
+  return i.ok() ? &book()[*i] : nullptr;
 }
 
 Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::string& after) {
   Advance();
-  auto page = leases_.List(who, limit, after);
+  auto page = book().List(who, limit, after);
   if (!page.ok()) return ErrorReply(page.status());
   json data = json::array();
-  for (size_t i : page->leases) data.push_back(LeaseJson(leases_[i].rec));
+  for (size_t i : page->leases) data.push_back(LeaseJson(book()[i].rec));
   Reply r;
   r.body = {{"object", "list"}, {"data", data}, {"has_more", page->has_more}};
   return r;
@@ -268,22 +114,10 @@ Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
 
 Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
   Work work(this);
-  Lease* l = Find(who, id);
-  if (l == nullptr) return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  if (l->rec.state == LeaseState::kScheduled) {
-    // A booking not yet started: cancelled, nothing was held.
-    std::erase_if(overrides_->bookings, [&](const auto& b) { return b.lease == *leases_.IndexOf(id); });
-    l->rec.state = LeaseState::kReleased;
-    l->rec.end_reason = LeaseEnd::kReleased;
-    l->rec.ended = now_;
-    Emit(*l, "released", now_);
-    LeasesChanged();
-  } else if (!Final(l->rec.state)) {
-    l->releasing = true;
-    alloc_->Release(l->holder, now_);
-  }
+  auto i = leases_.Release(who, id, now_, pending_);
+  if (!i.ok()) return ErrorReply(i.status());
   Reply r;
-  r.body = LeaseJson(l->rec);
+  r.body = LeaseJson(book()[*i].rec);
   return r;
 }
 

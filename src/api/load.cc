@@ -156,6 +156,13 @@ Status ControlPlane::BuildCore() {
   ao.occupancy = true;
   ao.floor = floor_;
   alloc_ = std::make_unique<alloc::Allocator>(spec, ao, std::move(wrapped), this);
+  leases_.Bind({.alloc = alloc_.get(),
+                .fleet = fleet_,
+                .market = &market_,
+                .overrides = overrides_.get(),
+                .stats = &stats_,
+                .prices = &prices_,
+                .floor = &floor_});
   demand_.assign(trace.pools.size(), -1);
   internal_placement_.assign(trace.pools.size(), "");
 
@@ -174,37 +181,7 @@ Status ControlPlane::LoadLeases() {
   // Leases: the live ones go back on exactly the GPUs they held.
   LL_ASSIGN_OR_RETURN(auto leases, store_->Leases());
   LL_ASSIGN_OR_RETURN(auto lease_prices, store_->LeasePrices());
-  std::unordered_map<std::string, std::vector<ledger::PricePoint>> prices_of;
-  for (const auto& p : lease_prices) prices_of[p.lease_id].push_back({p.at, Money::Micros(p.price_micros)});
-  for (auto& rec : leases) {
-    Lease l;
-    l.rec = rec;
-    if (auto it = prices_of.find(rec.id); it != prices_of.end()) l.prices = std::move(it->second);
-    const size_t index = leases_.Add(std::move(l));
-    EndWorkloadAtLoad(leases_[index], clock_->Now());
-    if (Live(rec.state)) {
-      alloc::Allocator::RestoreSpec rs;
-      rs.cls = rec.kind == LeaseKind::kReserved ? HolderClass::kReserved : HolderClass::kSpot;
-      rs.state = rec.state == LeaseState::kNoticed ? HolderState::kNoticed : HolderState::kActive;
-      rs.pool = PoolId{static_cast<uint32_t>(rec.pool)};
-      LL_ASSIGN_OR_RETURN(rs.shares, ParsePlacement(rec.placement));
-      rs.price = Money::Micros(rec.price_micros);
-      rs.max_price = Money::Micros(rec.max_price_micros);
-      rs.created = rec.created;
-      rs.started = rec.started;
-      rs.noticed_at = rec.noticed_at;
-      rs.reclaim_at = rec.reclaim_at;
-      rs.term_end = rec.term_end;
-      rs.tag = index;
-      auto id = alloc_->Restore(rs);
-      if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));
-      leases_[index].holder = *id;
-      leases_.SetLive(index, true);
-    } else if (rec.state == LeaseState::kScheduled) {
-      overrides_->bookings.push_back({index, rec.pool, static_cast<Gpus>(rec.gpus), rec.started, rec.term_end});
-    }
-  }
-  return Status::Ok();
+  return leases_.Restore(std::move(leases), lease_prices, clock_->Now(), pending_);
 }
 
 Status ControlPlane::LoadBalances() {

@@ -15,7 +15,6 @@ using alloc::HolderState;
 using nlohmann::json;
 
 Reply ControlPlane::CreateTenant(const json& body) {
-  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"name"});
   auto name = f.Text("name", true);
@@ -59,9 +58,9 @@ Reply ControlPlane::Fleet() {
           e["state"] = slot->noticed ? "draining" : "serving";
         }
       } else if (h.outside()) {
-        e["lease"] = leases_[h.tag].rec.id;
-        e["tenant_id"] = leases_[h.tag].rec.tenant_id;
-        e["state"] = Name(leases_[h.tag].rec.state);
+        e["lease"] = book()[h.tag].rec.id;
+        e["tenant_id"] = book()[h.tag].rec.tenant_id;
+        e["state"] = Name(book()[h.tag].rec.state);
       }
       holders[s.node.v].push_back(e);
     }
@@ -101,7 +100,6 @@ Reply ControlPlane::GetPolicy() {
 }
 
 Reply ControlPlane::PutPolicy(const json& body) {
-  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"policy", "notice_s", "floor_per_gpu_hour", "headroom_gpus", "sellable_pools"});
   auto policy = f.Str("policy", false);
@@ -152,7 +150,6 @@ Reply ControlPlane::AddInternalJob(const json& body) {
   if (Status st = fleet_->AcceptsOwnerJobs(); !st.ok()) {
     return ErrorReply(st.code(), fmt::format("{}_fleet", fleet_->name()), std::string(st.message()));
   }
-  if (!body.is_object()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_type", "the body must be a JSON object");
   Fields f(body);
   f.Only({"pool", "gpus", "duration_s"});
   auto pool_name = f.Str("pool", pool_count() > 1);

@@ -246,6 +246,8 @@ void AddLeaseCommands(CLI::App& app, State* s) {
 
   CLI::App* ssh = lease->add_subcommand("ssh", "Log into the workload's environment (exec `ssh`)");
   ssh->add_option("id", s->id, "Lease id")->required();
+  ssh->add_option("-i,--identity", s->identity, "The private key to log in with (ssh's -i; default: ssh's own)")
+      ->check(CLI::ExistingFile);
   ssh->add_option("command", s->command, "A command to run there instead of a shell, after `--`");
   Register(s, ssh, RunSsh);
 

@@ -51,6 +51,7 @@ struct State {
   std::vector<std::string> env;            // lease create --env NAME=VALUE
   std::vector<std::string> ssh_key_files;  // lease create --ssh-key FILE
   bool follow = false;                     // lease logs -f
+  std::string identity;                    // lease ssh -i FILE
   CLI::Option* max_price_opt = nullptr;
   CLI::Option* duration_opt = nullptr;
   CLI::Option* pool_opt = nullptr;

@@ -91,6 +91,7 @@ int RunSsh(State& s) {
   std::vector<std::string> args;
   for (const auto& a : (*ssh)["argv"]) args.push_back(a.get<std::string>());
   args.insert(args.begin() + 1, {"-o", std::string("UserKnownHostsFile=") + path, "-o", "StrictHostKeyChecking=yes"});
+  if (!s.identity.empty()) args.insert(args.begin() + 1, {"-i", s.identity, "-o", "IdentitiesOnly=yes"});
   args.insert(args.end(), s.command.begin(), s.command.end());  // a remote command, after `--`
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

@@ -93,7 +93,7 @@ Status ValidateEngineConfig(const EngineConfig& c) {
   if (!IsExecutable(c.server)) return Status::Invalid(fmt::format("`server`: no executable at `{}`", c.server));
   struct stat st {};
   if (c.model_path.empty() || ::stat(c.model_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return Status::Invalid(fmt::format("`model`: no file at `{}`", c.model_path));
+    return Status::Invalid(fmt::format("`model_path`: no file at `{}`", c.model_path));
   }
   if (c.threads < 1) return Status::Invalid("`threads` must be at least 1");
   return Status::Ok();

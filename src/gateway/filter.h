@@ -35,6 +35,8 @@ inline Headers OneHeader(std::string name, std::string value) {
   return h;
 }
 
+struct ResponsesRequest;  // responses.h
+
 struct GatewayRequest {
   std::string method;
   std::string target;
@@ -74,6 +76,8 @@ struct RequestState {
   bool held = false;              // budget: the balance holds `admission.amount`
   std::string replica;            // route: the replica answering (x-landlord-replica)
   int attempt = 0;                // route: replicas tried (the usage's idempotency key counts them)
+  // responses: a `POST /v1/responses` translated to chat; the route filter translates back.
+  std::shared_ptr<ResponsesRequest> responses;
 };
 
 enum class FilterStatus { kContinue, kStopIteration };

@@ -10,6 +10,7 @@
 #include "gateway/limits_filter.h"
 #include "gateway/meter_filter.h"
 #include "gateway/parse_filter.h"
+#include "gateway/responses_filter.h"
 #include "gateway/route_filter.h"
 
 namespace ll::gateway {
@@ -174,7 +175,7 @@ bool Gateway::Handles(std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
   if (path.starts_with(kModelPrefix) && path.size() > kModelPrefix.size()) return true;  // GET /v1/models/{id}
   return path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/completions" ||
-         path == "/v1/embeddings";
+         path == "/v1/embeddings" || path == "/v1/responses";
 }
 
 void Gateway::Handle(GatewayRequest req, std::shared_ptr<Downstream> down) {
@@ -206,7 +207,10 @@ bool Gateway::AddFilters(Call& call, std::string_view path, std::string_view met
     call.Add(std::make_unique<ModelsFilter>(router_, catalog_, std::move(id)));
     return true;
   }
-  const Endpoint e = path == "/v1/chat/completions" ? Endpoint::kChatCompletions
+  // The Responses API is served as chat (responses_filter.h); the route filter translates back.
+  const bool responses = path == "/v1/responses";
+  if (responses) call.Add(std::make_unique<ResponsesFilter>(clock_));
+  const Endpoint e = path == "/v1/chat/completions" || responses ? Endpoint::kChatCompletions
                      : path == "/v1/completions"    ? Endpoint::kCompletions
                                                     : Endpoint::kEmbeddings;
   call.Add(std::make_unique<ParseFilter>(e, options_, prices_, router_));

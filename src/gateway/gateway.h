@@ -1,8 +1,10 @@
 // The OpenAI-compatible model API: `GET /v1/models` (and `/v1/models/{id}`), `POST /v1/chat/completions`,
-// `/v1/completions` and `/v1/embeddings`, proxied to model replicas as a filter chain (Envoy
-// `decodeHeaders` style, filter.h: each filter answers or lets the request go on):
+// `/v1/responses`, `/v1/completions` and `/v1/embeddings`, proxied to model replicas as a filter
+// chain (Envoy `decodeHeaders` style, filter.h: each filter answers or lets the request go on):
 //
 //   auth    the tenant's API key (auth_filter.h; 401 invalid_api_key)
+//   responses  `/v1/responses` only: the request becomes a chat completions one (responses_filter.h);
+//           the route filter translates the answer back
 //   models  `GET /v1/models[/{id}]`, answered from the router's models (models_filter.h)
 //   parse   only the fields the filters need, and what the request asks of the limits and the
 //           budget (parse_filter.h; 400 naming the field)

@@ -202,7 +202,13 @@ void RouteFilter::OnHeader() {
   }
   const std::string_view ct = Sv(res[http::field::content_type]);
   streaming_ = status_ == 200 && ct.rfind("text/event-stream", 0) == 0;
-  if (streaming_) callbacks().BeginStream(OneHeader("cache-control", "no-cache"));
+  if (streaming_) {
+    callbacks().BeginStream(OneHeader("cache-control", "no-cache"));
+    if (r_->responses) {
+      responses_ = std::make_unique<ResponsesStream>(r_->responses.get());
+      callbacks().Chunk(responses_->Start());
+    }
+  }
   if (parser_->is_done()) {  // no body (Content-Length: 0, 204): nothing more to read
     Finish();
     return;
@@ -283,7 +289,13 @@ void RouteFilter::OnEvent(std::string_view event, std::string* out) {
   }
   // A chunk with generated text; the role-only first delta and the finish chunk carry none.
   if (e.has_tokens) ++delivered_;
-  if (forward) (holding_ ? tail_ : *out).append(event);
+  if (!forward) return;
+  std::string& to = holding_ ? tail_ : *out;
+  if (responses_) {
+    if (!e.done && !e.usage_only) to += responses_->OnChunk(EventData(event));
+  } else {
+    to.append(event);
+  }
 }
 
 void RouteFilter::Finish() {
@@ -299,10 +311,10 @@ void RouteFilter::Finish() {
   CloseConn();
   auto keep = callbacks().KeepAlive();
   if (streaming_) {
-    tail_ += pending_;
+    billed_ = has_usage_ ? usage_ : UpstreamUsage{r_->call.EstimatedPromptTokens(), delivered_};
+    tail_ += responses_ ? responses_->Complete(billed_) : pending_;
     pending_.clear();
-    callbacks().Complete({.input_tokens = has_usage_ ? usage_.prompt_tokens : r_->call.EstimatedPromptTokens(),
-                          .output_tokens = has_usage_ ? usage_.completion_tokens : delivered_},
+    callbacks().Complete({.input_tokens = billed_.prompt_tokens, .output_tokens = billed_.completion_tokens},
                          [this, keep](Status st) { EndStream(st); });
     return;
   }
@@ -311,12 +323,12 @@ void RouteFilter::Finish() {
   const std::optional<UpstreamUsage> usage =
       status_ >= 200 && status_ < 300 ? ReadUsage(body_) : std::nullopt;
   if (usage) {
+    billed_ = *usage;
     callbacks().Complete({.input_tokens = usage->prompt_tokens, .output_tokens = usage->completion_tokens}, answer);
   } else if (status_ >= 200 && status_ < 300) {
     // An upstream that reports no usage: the prompt's estimate and the answer's bytes / 4.
-    callbacks().Complete({.input_tokens = r_->call.EstimatedPromptTokens(),
-                          .output_tokens = static_cast<int64_t>(body_.size() + 3) / 4},
-                         answer);
+    billed_ = {r_->call.EstimatedPromptTokens(), static_cast<int64_t>(body_.size() + 3) / 4};
+    callbacks().Complete({.input_tokens = billed_.prompt_tokens, .output_tokens = billed_.completion_tokens}, answer);
   } else {
     callbacks().Complete({}, answer);  // an error answer: nothing was generated
   }
@@ -327,8 +339,7 @@ void RouteFilter::EndStream(const Status& durable) {
     if (!tail_.empty()) callbacks().Chunk(std::move(tail_));
   } else {
     // Never `[DONE]` for an answer whose usage may be lost.
-    callbacks().Chunk(
-        fmt::format("data: {}\n\n", ErrorJson("ledger_unavailable", UsageLost(durable), "", "server_error")));
+    callbacks().Chunk(ErrorEvent("ledger_unavailable", UsageLost(durable), "server_error"));
   }
   callbacks().EndStream();
 }
@@ -339,7 +350,16 @@ void RouteFilter::Answer(const Status& durable, const std::string& content_type)
         {.status = 503, .code = "ledger_unavailable", .message = UsageLost(durable), .type = "server_error"});
     return;
   }
+  if (r_->responses && status_ >= 200 && status_ < 300) {
+    callbacks().Send(status_, "application/json", ChatToResponse(body_, *r_->responses, billed_));
+    return;
+  }
   callbacks().Send(status_, content_type.empty() ? "application/json" : content_type, std::move(body_));
+}
+
+std::string RouteFilter::ErrorEvent(std::string_view code, const std::string& message, std::string_view type) {
+  if (responses_) return responses_->Error(code, message);
+  return fmt::format("data: {}\n\n", ErrorJson(code, message, "", type));
 }
 
 void RouteFilter::FailedMidStream(const std::string& why) {
@@ -350,12 +370,11 @@ void RouteFilter::FailedMidStream(const std::string& why) {
     // Not a client going away: the replica failed.
     ++up_.stats.upstream_failures;
     up_.router.Failed(r_->replica, up_.clock->Now());
-    callbacks().Chunk(fmt::format("data: {}\n\n",
-                                  ErrorJson("upstream_failed",
-                                            fmt::format("the model replica failed mid-stream ({}); {} chunks were "
-                                                        "delivered and only they are billed",
-                                                        why, delivered_),
-                                            "", "server_error")));
+    callbacks().Chunk(ErrorEvent("upstream_failed",
+                                 fmt::format("the model replica failed mid-stream ({}); {} chunks were delivered and "
+                                             "only they are billed",
+                                             why, delivered_),
+                                 "server_error"));
     callbacks().EndStream();
   }
   // What reached the client: the prompt (it was read) and the chunks delivered.

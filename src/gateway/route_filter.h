@@ -11,6 +11,10 @@
 // durable (the chain's completion: meter). A stream that breaks after its first byte ends with
 // an error event (a stream that just stops looks like success to SDKs), and only what was
 // delivered is billed.
+//
+// A Responses API request (RequestState::responses) goes upstream as chat; its answer comes back
+// translated (responses.h): a whole body into a Response object, a stream event by event into
+// Responses events, its error event in the Responses shape.
 #pragma once
 
 #include <map>
@@ -27,6 +31,7 @@
 #include "core/clock.h"
 #include "gateway/filter.h"
 #include "gateway/options.h"
+#include "gateway/responses.h"
 #include "gateway/router.h"
 #include "gateway/upstream_event.h"
 
@@ -83,6 +88,8 @@ class RouteFilter final : public StreamFilter {
   void FailedBeforeFirstByte(const std::string& why);
   void TimedOut();
   void FailedMidStream(const std::string& why);
+  // A stream's error event, in the shape of the API the client called.
+  std::string ErrorEvent(std::string_view code, const std::string& message, std::string_view type);
   void CloseConn();
   void EndRoute();
 
@@ -112,6 +119,8 @@ class RouteFilter final : public StreamFilter {
   int64_t delivered_ = 0;  // events with generated text sent to the client
   bool has_usage_ = false;
   UpstreamUsage usage_;  // the upstream's own counts, billed when it sent them
+  UpstreamUsage billed_;  // what the meter charged (a Response shows it as its usage)
+  std::unique_ptr<ResponsesStream> responses_;  // a Responses stream's translation
 };
 
 }  // namespace ll::gateway

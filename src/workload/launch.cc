@@ -245,7 +245,9 @@ void SignalNamespace(pid_t init_pid, int sig) {
     if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
     const pid_t pid = std::stoi(name);
     std::error_code ec2;
-    if (pid != init_pid && fs::read_symlink(e.path() / "ns" / "pid", ec2) == ns && !ec2)
+    // Those still in pid 1's process group had the group's signal: not twice.
+    if (pid != init_pid && getpgid(pid) != init_pid && fs::read_symlink(e.path() / "ns" / "pid", ec2) == ns &&
+        !ec2)
       kill(pid, sig);
   }
 }

@@ -44,8 +44,9 @@ struct Cgroups {
 // SweepLeftovers (sandbox.h).
 Status SweepLeftoversImpl(const SandboxOptions& o);
 
-// Sends `sig` to every process in the pid namespace of the sandbox's pid 1 (the host's pid),
-// except pid 1 itself: also those that left its process group or session (setsid, nohup).
+// Sends `sig` to every process in the pid namespace of the sandbox's pid 1 (the host's pid) that
+// left its process group or session (setsid, nohup); the group itself is signalled by the
+// caller, so each process hears `sig` once.
 void SignalNamespace(pid_t init_pid, int sig);
 
 // pidfd_open(2) and pidfd_send_signal(2) by syscall: glibc 2.36's <sys/pidfd.h> declares them

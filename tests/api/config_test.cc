@@ -80,6 +80,26 @@ TEST_F(ConfigTest, TheGatewayTableIsReadAndCheckedToo) {
   ASSERT_EQ(u.gateway.upstreams.size(), 1u);
   EXPECT_TRUE(u.gateway.sim_models.empty()) << "upstreams replace the simulated default";
 
+  // An engine model: placed like a simulated one, its replicas the engine's processes.
+  ServeConfig e;
+  Status st = LoadServeConfig(Write("[[gateway.engines]]\nmodel = \"m\"\nreplicas = 3\ngpus_per_replica = 2\n"
+                                    "server = \"/bin/true\"\nmodel_path = \"/etc/hostname\"\nargs = [\"-c\", \"512\"]\n"
+                                    "threads = 2\nlog_dir = \"logs\"\n"),
+                              &e);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(e.gateway.sim_models.size(), 1u) << "engines replace the simulated default";
+  EXPECT_EQ(e.gateway.sim_models[0].model, "m");
+  EXPECT_EQ(e.gateway.sim_models[0].replicas, 3);
+  EXPECT_EQ(e.gateway.sim_models[0].gpus_per_replica, 2);
+  ASSERT_EQ(e.gateway.engines.count("m"), 1u);
+  const gateway::EngineConfig& engine = e.gateway.engines.at("m");
+  EXPECT_EQ(engine.engine, "llama.cpp");
+  EXPECT_EQ(engine.server, "/bin/true");
+  EXPECT_EQ(engine.model_path, "/etc/hostname");
+  EXPECT_EQ(engine.args, (std::vector<std::string>{"-c", "512"}));
+  EXPECT_EQ(engine.threads, 2);
+  EXPECT_EQ(engine.log_dir, "logs");
+
   struct Case {
     const char* toml;
     const char* expect;
@@ -92,6 +112,20 @@ TEST_F(ConfigTest, TheGatewayTableIsReadAndCheckedToo) {
       {"[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"http://h:1\"\nkey = 1\n", "unknown key `key`"},
       {"[[gateway.sim_models]]\nmodel = \"m\"\nreplicas = 0\n", "c.toml:3: `gateway.sim_models` [0].replicas"},
       {"[[gateway.sim_models]]\nmodel = \"m\"\ngpus_per_replica = -8\n", "[0].gpus_per_replica"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nengine = \"vllm\"\n", "c.toml:3: `gateway.engines` [0].engine unknown engine `vllm`"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nserver = \"/nonexistent/llama-server\"\nmodel_path = \"/etc/hostname\"\n",
+       "c.toml:3: `gateway.engines` [0].server"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nserver = \"/bin/true\"\nmodel_path = \"/nonexistent.gguf\"\n",
+       "c.toml:4: `gateway.engines` [0].model_path"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nserver = \"/bin/true\"\n", "`gateway.engines` [0].model_path must name"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nserver = \"/bin/true\"\nmodel_path = \"/etc/hostname\"\nargs = \"-c 9\"\n",
+       "c.toml:5: `gateway.engines` [0].args must be an array of strings"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nserver = \"/bin/true\"\nmodel_path = \"/etc/hostname\"\nthreads = 0\n",
+       "c.toml:5: `gateway.engines` [0].threads"},
+      {"[[gateway.engines]]\nmodel = \"m\"\nport = 1\n", "c.toml:3: `gateway.engines` [0]: unknown key `port`"},
+      {"[[gateway.sim_models]]\nmodel = \"m\"\n[[gateway.engines]]\nmodel = \"m\"\nserver = \"/bin/true\"\n"
+       "model_path = \"/etc/hostname\"\n",
+       "c.toml:4: `gateway.engines` [0].model `m` is served twice"},
   };
   for (const auto& k : cases) {
     ServeConfig cfg;

@@ -1,11 +1,15 @@
 #include "api/serve_test_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -101,6 +105,28 @@ std::vector<nlohmann::json> WatchLease(const ServeProcess& s, const std::string&
   });
   EXPECT_TRUE(st.ok()) << st.ToString();
   return events;
+}
+
+std::pair<std::string, int> Shell(const std::string& line) {
+  FILE* p = popen((line + " 2>&1").c_str(), "r");
+  if (p == nullptr) return {"popen failed", -1};
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int st = pclose(p);
+  return {out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
+}
+
+bool Accepts(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
 }
 
 }  // namespace ll::testing

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -50,6 +51,13 @@ nlohmann::json Json(const cli::HttpResponse& r);
 std::string NewTenantKey(const ServeProcess& s, const std::string& name, std::string* tenant_id = nullptr);
 
 std::string TempDir();
+
+// Runs a shell line (the test's own commands: the CLI, ssh-keygen, ssh, never a tenant's); its
+// output (stdout and stderr) and exit status.
+std::pair<std::string, int> Shell(const std::string& line);
+
+// Whether something accepts TCP connections on 127.0.0.1:port.
+bool Accepts(int port);
 
 // Every event of a lease's stream until it ends (the lease reaches a final state); each event's
 // data with its type as `_event`.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -85,12 +86,13 @@ class WorkloadTest : public ::testing::Test {
     if (status != nullptr) *status = r.ok() ? r->status : 0;
     return r.ok() ? r->body : "";
   }
-  json CreateWithWorkload(const std::string& key, const std::string& script) {
+  json CreateWithWorkload(const std::string& key, const std::string& script, int gpus = 8,
+                          const json& env = {{"STEP_EVERY", "1"}}) {
     int status = 0;
     json l = Call(key, "POST", "/v1/leases",
-                  {{"gpus", 8},
+                  {{"gpus", gpus},
                    {"max_price_per_gpu_hour", "2.00"},
-                   {"workload", {{"command", {"/bin/sh", "-c", script}}, {"env", {{"STEP_EVERY", "1"}}}}}},
+                   {"workload", {{"command", {"/bin/sh", "-c", script}}, {"env", env}}}},
                   &status);
     EXPECT_EQ(status, 201) << l.dump();
     return l;
@@ -106,6 +108,16 @@ class WorkloadTest : public ::testing::Test {
     return log;
   }
   std::vector<json> Watch(const std::string& key, const std::string& id) { return WatchLease(server_, key, id); }
+  // The lease once its workload is no longer running (20 s at most).
+  json WaitEnded(const std::string& key, const std::string& id) {
+    json l;
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20); std::chrono::steady_clock::now() < until;) {
+      l = Call(key, "GET", "/v1/leases/" + id);
+      if (l["workload"]["state"] != "running") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return l;
+  }
 
   std::string dir_, config_;
   ServeProcess server_;
@@ -244,6 +256,126 @@ TEST_F(WorkloadTest, AWorkloadRunningWhenTheServerStoppedShowsItEnded) {
   std::vector<std::string> types;
   for (const json& e : Watch(key, id)) types.push_back(e["_event"]);
   EXPECT_EQ(types, (std::vector<std::string>{"active", "workload_started", "workload_exited", "released"}));
+}
+
+// The tenant's path, all through the CLI: `lease create -- CMD` with an SSH key, `lease logs`,
+// `lease logs -f`, `lease ssh` with the real `ssh` (Debian's openssh-client) into the lease's
+// environment; another key is refused.
+TEST_F(WorkloadTest, TheCliRunsAWorkloadFollowsItsLogsAndSshesInAnotherKeyIsRefused) {
+  if (access("/usr/sbin/dropbear", X_OK) != 0 || access("/usr/bin/ssh", X_OK) != 0)
+    GTEST_SKIP() << "needs Debian's dropbear-bin and openssh-client";
+  const std::string key = NewTenantKey(server_, "acme");
+  for (const char* name : {"tenant", "stranger"}) {
+    const auto [out, rc] = Shell(fmt::format("ssh-keygen -q -t ed25519 -N '' -C test -f {}/{}", dir_, name));
+    ASSERT_EQ(rc, 0) << out;
+  }
+  const auto cli = [&](const std::string& command) {
+    return fmt::format("'{}' lease {} --url {} --key {}", LL_LANDLORD_BIN, command, server_.url(), key);
+  };
+  const auto [created, rc] = Shell(fmt::format(
+      "{} --json --gpus 8 --max-price 2.00 --ssh-key {}/tenant.pub --env GREETING=hello -- "
+      "/bin/sh -c 'echo \"$GREETING from $LANDLORD_LEASE_ID\" | tee greeting; echo ready; sleep 1000'",
+      cli("create"), dir_));
+  ASSERT_EQ(rc, 0) << created;
+  const json lease = json::parse(created, nullptr, false);
+  ASSERT_TRUE(lease.is_object()) << created;
+  const std::string id = lease["id"];
+  std::string followed;
+  std::thread follow([&] { followed = Shell(cli("logs -f " + id)).first; });
+
+  std::string log;
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       std::chrono::steady_clock::now() < until && log.find("ready\n") == std::string::npos;) {
+    log = Shell(cli("logs " + id)).first;
+  }
+  EXPECT_NE(log.find(fmt::format("hello from {}\nready\n", id)), std::string::npos) << log;
+  // The lease's access: an ssh line on loopback, its host key pinned.
+  const json shown = Call(key, "GET", "/v1/leases/" + id);
+  ASSERT_TRUE(shown["workload"].contains("ssh")) << shown.dump();
+  const std::vector<std::string> argv = shown["workload"]["ssh"]["argv"];
+  int port = 0;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-p") port = std::stoi(argv[i + 1]);
+  }
+  ASSERT_GT(port, 0) << shown.dump();
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+       std::chrono::steady_clock::now() < until && !Accepts(port);) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+
+  // `setsid`: no terminal to ask a password on, as in a script.
+  const auto [inside, ssh_rc] = Shell(fmt::format(
+      "setsid -w {} -i {}/tenant -- 'echo \"uid=$(id -u) home=$PWD\"; cat greeting' </dev/null",
+      cli("ssh " + id), dir_));
+  EXPECT_EQ(ssh_rc, 0) << inside;
+  EXPECT_NE(inside.find(fmt::format("uid=1000 home=/home/tenant\nhello from {}\n", id)), std::string::npos)
+      << "the login lands in the workload's sandbox: " << inside;
+  const auto [refused, refused_rc] =
+      Shell(fmt::format("setsid -w {} -i {}/stranger -- true </dev/null", cli("ssh " + id), dir_));
+  EXPECT_EQ(refused_rc, 255) << refused;
+  EXPECT_NE(refused.find("Permission denied"), std::string::npos) << refused;
+
+  const auto [released, release_rc] = Shell(cli("release " + id));
+  EXPECT_EQ(release_rc, 0) << released;
+  follow.join();
+  EXPECT_NE(WaitEnded(key, id)["workload"]["state"], "running");
+  // dropbear's own lines (logins, refusals) are in the lease's log too: the tenant's auth log.
+  const std::string final_log = Shell(cli("logs " + id)).first;
+  EXPECT_NE(final_log.find("Pubkey auth succeeded for 'tenant'"), std::string::npos) << final_log;
+  EXPECT_EQ(followed, final_log) << "the follower saw all the output and stopped when the workload ended";
+  EXPECT_FALSE(Accepts(port)) << "the login went with the workload";
+}
+
+// Through the server: a workload cannot read data_dir, another lease's work dir or another
+// lease's metadata; a fork bomb and a memory hog are contained; the server and a neighbour's
+// workload carry on.
+TEST_F(WorkloadTest, IsolatedFromTheServerAndEachOtherAndRunawaysAreContained) {
+  const std::string key = NewTenantKey(server_, "acme");
+  const std::string other = NewTenantKey(server_, "other");
+  json victim = CreateWithWorkload(other, "echo private > mine; echo ready; while :; do sleep 0.05; done", 4);
+  const std::string victim_id = victim["id"];
+  ASSERT_NE(WaitLog(other, victim_id, "ready\n").find("ready\n"), std::string::npos);
+  ASSERT_TRUE(std::ifstream(fmt::format("{}/rt/{}/home/mine", dir_, victim_id)).good()) << "where its work dir is";
+
+  const std::string probe = fmt::format(
+      "ls {0}/data && echo LEAK-DATA-DIR; cat {0}/data/* && echo LEAK-DATA; cat {0}/landlord.toml && echo LEAK-CONFIG; "
+      "cat {0}/rt/$TARGET/home/mine && echo LEAK-WORKDIR; "
+      "base=${{LANDLORD_METADATA_URL%/metadata/*}}; "
+      "echo \"theirs=$(curl -s -o /dev/null -w '%{{http_code}}' \"$base/metadata/$TARGET/lease\")\"; "
+      "echo \"mine=$(curl -s -o /dev/null -w '%{{http_code}}' \"${{LANDLORD_METADATA_URL}}lease\")\"; "
+      "echo \"admin=$(curl -s -o /dev/null -w '%{{http_code}}' \"$base/admin/fleet\")\"; echo probed",
+      dir_);
+  json prober = CreateWithWorkload(key, probe, 4, {{"TARGET", victim_id}});
+  json bomb = CreateWithWorkload(key, "b() { b | b & }; b; echo bombing; sleep 1000", 4);
+  json hog = CreateWithWorkload(
+      key, "x=x; i=0; while [ $i -lt 31 ]; do x=$x$x; i=$((i+1)); done; echo ate 1 GiB", 4);
+
+  const json probed = WaitEnded(key, prober["id"]);
+  const std::string log = Text(key, "/v1/leases/" + prober["id"].get<std::string>() + "/logs");
+  EXPECT_NE(log.find("probed"), std::string::npos) << log;
+  EXPECT_EQ(log.find("LEAK"), std::string::npos) << log;
+  EXPECT_EQ(log.find("private"), std::string::npos) << log;
+  EXPECT_NE(log.find("theirs=404"), std::string::npos) << "a lease id is not a token: " << log;
+  EXPECT_NE(log.find("mine=200"), std::string::npos) << log;
+  EXPECT_NE(log.find("admin=401"), std::string::npos) << log;
+  EXPECT_EQ(probed["workload"]["state"], "exited") << probed.dump();
+
+  const json hogged = WaitEnded(key, hog["id"]);
+  EXPECT_NE(hogged["workload"]["exit_code"], 0) << hogged.dump();
+  EXPECT_EQ(Text(key, "/v1/leases/" + hog["id"].get<std::string>() + "/logs").find("ate 1 GiB"), std::string::npos);
+
+  // While the bomb is bounded, the server answers and the neighbour still runs.
+  int status = 0;
+  Text("", "/healthz", &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(Call(key, "GET", "/v1/leases/" + bomb["id"].get<std::string>())["workload"]["state"], "running");
+  EXPECT_EQ(Call(other, "GET", "/v1/leases/" + victim_id)["workload"]["state"], "running");
+  EXPECT_EQ(Text(other, "/v1/leases/" + victim_id + "/logs"), "ready\n");
+  Call(key, "DELETE", "/v1/leases/" + bomb["id"].get<std::string>(), nullptr, &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(WaitEnded(key, bomb["id"])["workload"]["state"], "running");
+  Text("", "/healthz", &status);
+  EXPECT_EQ(status, 200);
 }
 
 }  // namespace

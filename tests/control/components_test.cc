@@ -1,15 +1,22 @@
 // The control plane's components alone (src/control): what each decides and the domain error
 // it answers with, without the control plane or HTTP around them. Accounts reads settled
-// holds back from a real SQLite store in a temp dir.
+// holds back from a real SQLite store in a temp dir; Leases commits its leases, events, price
+// points and usage there and is restored from it.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <memory>
 #include <string>
 
+#include "alloc/allocator.h"
+#include "alloc/policy.h"
 #include "control/accounts.h"
+#include "control/leases.h"
 #include "control/tenants.h"
 #include "core/clock.h"
+#include "fleet/sim/sim_backend.h"
+#include "fleet/topology.h"
+#include "sim/trace.h"
 #include "store/store.h"
 
 namespace ll::control {
@@ -17,14 +24,20 @@ namespace {
 
 const Time kT0 = Time{1'600'000'000'000};
 
+// A temp dir of the test's own (for its SQLite store), empty.
+std::filesystem::path TempDir(const char* what) {
+  const auto* t = ::testing::UnitTest::GetInstance();
+  auto dir = std::filesystem::temp_directory_path() /
+             (std::string(what) + std::to_string(t->random_seed()) + "_" + t->current_test_info()->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 class AccountsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("ll_accounts_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = TempDir("ll_accounts_");
     auto s = store::OpenSqliteStore((dir_ / "state.db").string());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
@@ -195,6 +208,218 @@ TEST(TenantsTest, KeysAreCreatedForTenantsListedInPagesAndRevokedOnce) {
   EXPECT_FALSE(twice->changed);
   EXPECT_EQ(twice->record.revoked, kT0);
   EXPECT_EQ(batch.key_revocations.size(), 1u);
+}
+
+// One pool of two 8-GPU nodes, idle: the allocator sells all of it as spot (`spot-all`) and
+// guarantees no reserved term. The fixture is the allocator's listener, as the control plane is.
+class LeasesTest : public ::testing::Test, public alloc::Listener {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir("ll_leases_");
+    auto s = store::OpenSqliteStore((dir_ / "state.db").string());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    trace_.begin = kT0;
+    trace_.end = kT0 + Duration::Hours(24 * 7);
+    trace_.pools = {{.name = "a", .gpus = 16}};
+    trace_.nodes = {{.name = "n0", .pool = 0, .rack = 0, .gpus = 8, .model = "H100"},
+                    {.name = "n1", .pool = 0, .rack = 0, .gpus = 8, .model = "H100"}};
+    trace_.levels = {{.t = kT0, .pool = 0, .gpus = 0}};
+    fleet_ = std::make_unique<fleet::SimBackend>(trace_);
+    Build();
+    batch_.tenants.push_back({.id = "ten_a", .name = "a", .created = kT0});
+    batch_.tenants.push_back({.id = "ten_b", .name = "b", .created = kT0});
+    Commit();
+  }
+  void TearDown() override {
+    leases_.reset();
+    alloc_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // A fresh allocator and component over the same fleet and store (a restart).
+  void Build() {
+    leases_.reset();
+    alloc::PolicyContext ctx;
+    ctx.pools = 1;
+    auto policy = alloc::MakePolicy("spot-all", ctx);
+    ASSERT_TRUE(policy.ok());
+    alloc::AllocatorOptions ao;
+    ao.floor = floor_;
+    alloc_ = std::make_unique<alloc::Allocator>(fleet::FleetSpecOf(trace_.pools, trace_.nodes, &caps_), ao,
+                                                 std::move(*policy), this);
+    overrides_ = Overrides{.headroom = 0, .sellable = {true}, .bookings = {}, .notice = ao.notice};
+    market_ = std::make_unique<step::SpotMarket>(floor_);
+    leases_ = std::make_unique<Leases>();
+    leases_->Bind({.alloc = alloc_.get(),
+                   .fleet = fleet_.get(),
+                   .market = market_.get(),
+                   .overrides = &overrides_,
+                   .stats = &stats_,
+                   .prices = &prices_,
+                   .floor = &floor_});
+  }
+  // Flushes the component into the batch and commits it, as the unit of work does.
+  void Commit(Time now = kT0) {
+    if (leases_) leases_->Flush(now, batch_);
+    Status st = store_->Commit(batch_);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    batch_ = store::Batch{};
+  }
+  LeaseRequest Spot(Gpus gpus, Money max_price) {
+    LeaseRequest r;
+    r.gpus = gpus;
+    r.max_price = max_price;
+    return r;
+  }
+
+  void OnStart(const alloc::Holder& h, Time now) override { leases_->OnStart(h, now, batch_); }
+  void OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason r) override { leases_->OnNotice(h, now, r, batch_); }
+  void OnEnd(const alloc::Holder& h, Time now, alloc::EndReason r) override {
+    if (r != alloc::EndReason::kRejected) leases_->OnEnd(h, now, r, batch_);
+  }
+
+  const Principal kTenantA{.admin = false, .tenant_id = "ten_a"};
+  const Principal kTenantB{.admin = false, .tenant_id = "ten_b"};
+  std::filesystem::path dir_;
+  sim::Trace trace_;
+  std::unique_ptr<fleet::SimBackend> fleet_;
+  std::vector<Gpus> caps_;
+  std::unique_ptr<store::Store> store_;
+  market::PriceBook prices_;
+  Money floor_ = Money::Micros(1'000'000);
+  Overrides overrides_;
+  FleetStats stats_;
+  std::unique_ptr<step::SpotMarket> market_;
+  std::unique_ptr<alloc::Allocator> alloc_;
+  std::unique_ptr<Leases> leases_;
+  store::Batch batch_;
+};
+
+TEST_F(LeasesTest, ASpotLeaseStartsIsReleasedAndItsHourIsBilledOnce) {
+  auto created = leases_->Create(kTenantA, Spot(8, Money::Micros(3'000'000)), kT0, batch_);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  const Lease& l = leases_->book()[*created];
+  EXPECT_EQ(l.rec.id, "lease_000001");
+  EXPECT_EQ(l.rec.state, LeaseState::kActive);
+  EXPECT_EQ(l.rec.gpus, 8);
+  EXPECT_EQ(l.rec.price_micros, floor_.micros);  // the spot price: the floor on an idle fleet
+  EXPECT_TRUE(leases_->book().IsLive(*created));
+  ASSERT_EQ(batch_.events.size(), 1u);
+  EXPECT_EQ(batch_.events[0].type, "active");
+  EXPECT_EQ(batch_.lease_prices.size(), 1u);
+  EXPECT_EQ(stats_.counters().leases_started, 1);
+  EXPECT_EQ(leases_->Rate(), static_cast<__int128>(floor_.micros) * 8);
+  Commit();
+
+  const Time later = kT0 + Duration::Hours(1);
+  auto other = leases_->Release(kTenantB, "lease_000001", later, batch_);  // another tenant's: not found
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().reason(), "lease_not_found");
+  EXPECT_EQ(other.status().param(), "id");
+  EXPECT_TRUE(batch_.empty());
+
+  auto released = leases_->Release(kTenantA, "lease_000001", later, batch_);
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(leases_->book()[*released].rec.state, LeaseState::kReleased);
+  EXPECT_FALSE(leases_->book().IsLive(*released));
+  leases_->Flush(later, batch_);
+  ASSERT_EQ(batch_.usage.size(), 1u);
+  EXPECT_EQ(batch_.usage[0].quantity, 8 * 3'600'000);  // GPU-ms
+  EXPECT_EQ(batch_.usage[0].amount_micros, 8 * floor_.micros);
+  Commit(later);
+
+  auto stored = store_->Leases();
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].state, LeaseState::kReleased);
+  auto events = store_->LeaseEvents("lease_000001", 0);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 2u);
+  EXPECT_EQ((*events)[1].type, "released");
+  // Released again: unchanged, nothing billed twice.
+  ASSERT_TRUE(leases_->Release(kTenantA, "lease_000001", later + Duration::Hours(1), batch_).ok());
+  leases_->Flush(later + Duration::Hours(1), batch_);
+  EXPECT_TRUE(batch_.usage.empty());
+  EXPECT_TRUE(batch_.events.empty());
+}
+
+TEST_F(LeasesTest, RefusalsNameTheFieldAndTakeNothing) {
+  EXPECT_EQ(Leases::MayCreate(Principal{.admin = true, .tenant_id = ""}).reason(), "tenant_only");
+  LeaseRequest with_workload = Spot(1, Money::Micros(3'000'000));
+  with_workload.workload = workload::Spec{};
+  EXPECT_EQ(leases_->CanRun(with_workload).reason(), "workloads_unavailable");
+  EXPECT_EQ(leases_->CanRun(with_workload).param(), "workload");
+
+  auto low = leases_->Create(kTenantA, Spot(1, Money::Micros(500'000)), kT0, batch_);
+  ASSERT_FALSE(low.ok());
+  EXPECT_EQ(low.status().reason(), "price_below_market");
+  EXPECT_EQ(low.status().param(), "max_price_per_gpu_hour");
+
+  auto big = leases_->Create(kTenantA, Spot(17, Money::Micros(3'000'000)), kT0, batch_);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(big.status().reason(), "insufficient_capacity");
+  EXPECT_EQ(big.status().param(), "gpus");
+
+  LeaseRequest reserved;
+  reserved.kind = LeaseKind::kReserved;
+  reserved.gpus = 8;
+  reserved.duration_s = 4 * 3600;
+  ReservedOffer offer;
+  auto term = leases_->Create(kTenantA, reserved, kT0, batch_, &offer);
+  ASSERT_FALSE(term.ok());
+  EXPECT_EQ(term.status().reason(), "forecast_conflict");
+  EXPECT_EQ(offer.gpus, 0);  // `spot-all` guarantees no term
+  EXPECT_EQ(offer.duration_s, 4 * 3600);
+  EXPECT_FALSE(offer.longest_term_s.has_value());
+
+  reserved.start_at = kT0 + Duration::Seconds(1);  // inside the reclaim notice
+  auto soon = leases_->Create(kTenantA, reserved, kT0, batch_);
+  ASSERT_FALSE(soon.ok());
+  EXPECT_EQ(soon.status().param(), "start_at");
+
+  EXPECT_EQ(leases_->book().size(), 0u);  // every lease number given back
+  leases_->Flush(kT0, batch_);
+  EXPECT_TRUE(batch_.empty());
+  auto next = leases_->Create(kTenantA, Spot(1, Money::Micros(3'000'000)), kT0, batch_);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(leases_->book()[*next].rec.id, "lease_000001");
+}
+
+TEST_F(LeasesTest, ARestartPutsLiveLeasesBackAndTheFleetPreemptsOrLosesThem) {
+  auto a = leases_->Create(kTenantA, Spot(8, Money::Micros(3'000'000)), kT0, batch_);
+  auto b = leases_->Create(kTenantB, Spot(8, Money::Micros(2'000'000)), kT0, batch_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string placement = leases_->book()[*a].rec.placement;
+  Commit();
+
+  Build();  // the restart: a new allocator and component, from the store
+  auto records = store_->Leases();
+  auto prices = store_->LeasePrices();
+  ASSERT_TRUE(records.ok() && prices.ok());
+  ASSERT_TRUE(leases_->Restore(std::move(*records), *prices, kT0, batch_).ok());
+  ASSERT_EQ(leases_->book().live().size(), 2u);
+  EXPECT_EQ(leases_->book()[0].rec.placement, placement);
+  EXPECT_EQ(alloc_->holder(leases_->book()[0].holder).gpus, 8);
+  EXPECT_TRUE(batch_.events.empty());  // nothing happened
+
+  // The fleet preempts one holder (a notice from now) and loses the other (billed until then).
+  const Time t1 = kT0 + Duration::Minutes(30);
+  EXPECT_TRUE(leases_->Preempted("lease_000002", t1));
+  EXPECT_FALSE(leases_->Preempted("lease_000002", t1));  // once
+  EXPECT_EQ(leases_->book()[1].rec.state, LeaseState::kNoticed);
+  EXPECT_EQ(leases_->book()[1].rec.reclaim_at, t1 + alloc_->options().notice);
+  leases_->Lost("lease_000001", "node n0 went down", kT0 + Duration::Minutes(15), t1);
+  const store::LeaseRecord& lost = leases_->book()[0].rec;
+  EXPECT_EQ(lost.state, LeaseState::kEnded);
+  EXPECT_EQ(lost.end_reason, LeaseEnd::kHolderLost);
+  EXPECT_EQ(lost.ended, kT0 + Duration::Minutes(15));
+  leases_->Flush(t1, batch_);
+  ASSERT_EQ(batch_.usage.size(), 1u);  // lease_1's quarter hour; lease_2 runs on
+  EXPECT_EQ(batch_.usage[0].ref, "lease_000001");
+  EXPECT_EQ(batch_.usage[0].quantity, 8 * 15 * 60'000);
+  Commit(t1);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests against a real llama.cpp `llama-server` (issue 18): builds it and the random-weight model
 # with scripts/llama.sh (skipped when built; a cold build takes about 20 minutes on 2 cores, a
-# ccache-warm one under a minute), then runs every tests/engine/*.test.mjs with Node's test runner.
+# ccache-warm one under a minute), then runs every tests/engine/*.test.mjs with Node's test runner
+# (acceptance.test.mjs imports the `openai` SDK pinned in tests/node/package-lock.json).
 #
 #   bash tests/engine/run.sh                       # LLAMA_SERVER/LLAMA_MODEL: from scripts/llama.sh
 #                                                  # LANDLORD_BIN: build/release/landlord
@@ -27,7 +28,8 @@ fi
 export LLAMA_SERVER LLAMA_MODEL
 
 [ $# -gt 0 ] && exec "$@"
-ll_landlord_bin  # the gateway in front of the engine (gateway.test.mjs)
+ll_landlord_bin  # the gateway in front of the engine (gateway.test.mjs, acceptance.test.mjs)
+ll_npm_ci "$ROOT/tests/node"  # the official openai SDK, pinned there (acceptance.test.mjs)
 
 shopt -s nullglob
 files=("$HERE"/*.test.mjs)

@@ -139,7 +139,7 @@ TEST_F(EngineReplicasTest, ConfigErrorsNameTheField) {
   EXPECT_NE(ValidateEngineConfig(c).message().find("`server`"), std::string::npos);
   c = config_;
   c.model_path = "/nonexistent.gguf";
-  EXPECT_NE(ValidateEngineConfig(c).message().find("`model`"), std::string::npos);
+  EXPECT_NE(ValidateEngineConfig(c).message().find("`model_path`"), std::string::npos);
   EXPECT_FALSE(Engines().Start("rep_x", c).ok());
   const std::vector<std::string> cmd = EngineCommand(config_, 4242);
   EXPECT_EQ(cmd.front(), config_.server);

@@ -11,19 +11,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "llama_fixture.h"
+
 namespace ll::gateway {
 namespace {
 
 using nlohmann::json;
-
-std::string Fixture(const std::string& name) {
-  const std::string path = std::string(LL_SOURCE_DIR) + "/tests/gateway/fixtures/llama_server/" + name;
-  std::ifstream in(path, std::ios::binary);
-  EXPECT_TRUE(in.good()) << "no fixture " << path;
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // The events of a stream, each up to and including its blank line (as the route filter cuts
 // them).

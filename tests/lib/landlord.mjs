@@ -92,11 +92,11 @@ export function spawnLandlord(bin, args, { env = {}, cwd = undefined, startTimeo
 
 
 // The small sim fleet the end-to-end tests serve from: 4 nodes of 8 GPUs replaying the owner's
-// trace `trace` (a csv file) at 20x, sold spot-all with a 20 s notice; `policyExtra`: more
-// [policy] lines. The [clock], [fleet] and [policy] tables of a serve config.
-export function smallFleetToml(trace, policyExtra = '') {
+// trace `trace` (a csv file) at `speed` (20x), sold spot-all with a 20 s notice; `policyExtra`:
+// more [policy] lines. The [clock], [fleet] and [policy] tables of a serve config.
+export function smallFleetToml(trace, policyExtra = '', speed = 20) {
   return `[clock]
-speed = 20
+speed = ${speed}
 [fleet]
 trace = "csv:${trace}"
 nodes = 4

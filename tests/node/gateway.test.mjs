@@ -486,6 +486,97 @@ describe('a replica failing mid-stream', () => {
   });
 });
 
+describe('the Responses API through the openai SDK', () => {
+  let stack;
+  before(async () => {
+    stack = await Stack.start({
+      upstreams: [
+        { model: 'm', args: ['--tokens-per-s', '0'] },
+        { model: 'doomed', args: ['--tokens-per-s', '0', '--crash-after-tokens', '3'] },
+      ],
+      gateway: 'rpm = 600\ntpm = 1000000',
+    });
+  });
+  after(() => stack?.stopLater());
+
+  test('responses.create plain and streamed, billed once like chat', async () => {
+    const t = await stack.tenant('responses', '1.00');
+    const c = stack.client(t.key, { maxRetries: 0 });
+    const r = await c.responses.create({ model: 'm', input: 'hello there', max_output_tokens: 5 });
+    assert.equal(r.object, 'response');
+    assert.match(r.id, /^resp_/);
+    assert.ok(r.output_text.length > 0, JSON.stringify(r));
+    assert.equal(r.status, 'incomplete');
+    assert.equal(r.usage.output_tokens, 5);
+    assert.equal(r.usage.total_tokens, r.usage.input_tokens + 5);
+
+    const stream = await c.responses.create({
+      model: 'm',
+      instructions: 'be brief',
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'hello there' }] }],
+      max_output_tokens: 4,
+      stream: true,
+    });
+    const events = [];
+    for await (const ev of stream) events.push(ev);
+    assert.equal(events[0].type, 'response.created');
+    assert.equal(events.at(-1).type, 'response.incomplete');
+    assert.deepEqual(events.map((e) => e.sequence_number), events.map((_, i) => i));
+    const deltas = events.filter((e) => e.type === 'response.output_text.delta');
+    assert.equal(deltas.length, 4);
+    const final = events.at(-1).response;
+    assert.equal(final.output[0].content[0].text, deltas.map((d) => d.delta).join(''));
+    assert.equal(final.usage.output_tokens, 4);
+    assert.equal(final.instructions, 'be brief');
+
+    const { tokens } = await stack.tokenUsage(t.key, 4);
+    assert.equal(tokens.length, 4, JSON.stringify(tokens));
+    const sum = (kind) => tokens.filter((u) => u.kind === kind).reduce((a, u) => a + Number(u.quantity), 0);
+    assert.equal(sum('input_tokens'), r.usage.input_tokens + final.usage.input_tokens);
+    assert.equal(sum('output_tokens'), 9);
+  });
+
+  test('refused like chat: a field it cannot translate (400 naming it), an empty budget (429)', async () => {
+    const t = await stack.tenant('responses-poor', '0.000010');
+    const c = stack.client(t.key, { maxRetries: 0 });
+    await assert.rejects(
+      c.responses.create({ model: 'm', input: 'hi', tools: [{ type: 'function', name: 'f', parameters: {} }] }),
+      (err) => {
+        assert.ok(err instanceof OpenAI.BadRequestError, `not a BadRequestError: ${err}`);
+        assert.equal(err.param, 'tools');
+        return true;
+      },
+    );
+    await assert.rejects(c.responses.create({ model: 'm', input: 'hi', max_output_tokens: 100 }), (err) => {
+      assert.ok(err instanceof OpenAI.RateLimitError, `not a RateLimitError: ${err}`);
+      assert.equal(err.code, 'insufficient_quota');
+      return true;
+    });
+  });
+
+  test('a replica failing mid-stream: the SDK raises the error event, only delivered tokens billed', async () => {
+    const t = await stack.tenant('responses-unlucky', '1.00');
+    const c = stack.client(t.key, { maxRetries: 0 });
+    const stream = await c.responses.create({ model: 'doomed', input: 'hello there', max_output_tokens: 10, stream: true });
+    const events = [];
+    await assert.rejects(
+      (async () => {
+        for await (const ev of stream) events.push(ev);
+      })(),
+      (err) => {
+        assert.ok(err instanceof OpenAI.APIError, `not an APIError: ${err}`);
+        assert.equal(err.code, 'upstream_failed', JSON.stringify(err.error));
+        return true;
+      },
+    );
+    assert.equal(events.filter((e) => e.type === 'response.output_text.delta').length, 3);
+    assert.ok(!events.some((e) => e.type === 'response.completed' || e.type === 'response.incomplete'));
+    const { tokens } = await stack.tokenUsage(t.key, 2);
+    assert.equal(tokens.length, 2, JSON.stringify(tokens));
+    assert.equal(tokens.find((u) => u.kind === 'output_tokens')?.quantity, 3);
+  });
+});
+
 describe('simulated replicas (no upstreams configured)', () => {
   let stack;
   before(async () => {

@@ -17,20 +17,12 @@ source "$ROOT/tests/lib/runner.sh"
 
 command -v node >/dev/null 2>&1 ||
   fail "node is not installed (Debian: apt-get install nodejs npm; scripts/deps.sh installs them)"
-command -v npm >/dev/null 2>&1 ||
-  fail "npm is not installed (Debian: apt-get install npm; scripts/deps.sh installs it)"
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" -ge 18 ] || fail "node $(node --version) is too old: the tests need Node 18 or later"
 
 ll_landlord_bin
 
-# npm ci only when needed: no node_modules, or the lockfile changed since the last install
-# (npm writes node_modules/.package-lock.json on every install).
-stamp="$HERE/node_modules/.package-lock.json"
-if [ ! -d "$HERE/node_modules" ] || [ ! -f "$stamp" ] || [ "$HERE/package-lock.json" -nt "$stamp" ]; then
-  echo "tests/node: npm ci"
-  (cd "$HERE" && npm ci --no-audit --no-fund) || fail "npm ci failed"
-fi
+ll_npm_ci "$HERE"
 
 shopt -s nullglob
 files=("$HERE"/*.test.mjs)

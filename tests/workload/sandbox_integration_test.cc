@@ -89,6 +89,8 @@ TEST_F(SandboxTest, AWorkloadIgnoringSigtermIsKilledAtKillTimeNotBefore) {
   EXPECT_EQ(s.status().exit_code, 128 + SIGKILL);
   EXPECT_GE(s.status().ended_at->ms, reclaim_at.ms);
   EXPECT_LT(s.status().ended_at->ms, reclaim_at.ms + 2000);
+  const std::string log = Log(s);
+  EXPECT_EQ(log.find("got TERM"), log.rfind("got TERM")) << "one SIGTERM per process: " << log;
   RecordProperty("killed_after_reclaim_at_ms",
                  static_cast<int>(s.status().ended_at->ms - reclaim_at.ms));
 }

@@ -1,16 +1,12 @@
 // workload::Sandbox's SSH login with Debian's dropbear inside the sandbox and the real `ssh`
 // client: the tenant's key runs a command in the lease's environment, another key is refused.
-#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <fstream>
 #include <string>
 
+#include "api/serve_test_util.h"
 #include "workload/sandbox_test_util.h"
 
 namespace ll::workload::testing {
@@ -18,26 +14,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool Accepts(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-// Runs a shell line (the test's own commands, not a tenant's); its output and exit status.
-std::pair<std::string, int> Shell(const std::string& line) {
-  FILE* p = popen((line + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int st = pclose(p);
-  return {out, WIFEXITED(st) ? WEXITSTATUS(st) : -1};
-}
+using ll::testing::Accepts;
+using ll::testing::Shell;
 
 std::string NewKey(const fs::path& path) {
   const auto [out, rc] =

@@ -238,7 +238,7 @@ Status SlurmBackend::AcceptsOwnerJobs() const {
 void SlurmBackend::Queue(std::vector<std::string> argv) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = ""});
+    queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .undo = {}});
   }
   wake_.notify_all();
 }
@@ -246,6 +246,7 @@ void SlurmBackend::Queue(std::vector<std::string> argv) {
 void SlurmBackend::RunStart(const Command& c) {
   auto out = Call(c.argv, c.env);
   auto job = out.ok() ? JobId(*out) : Result<int64_t>(out.status());
+  if (!job.ok() && !c.undo.empty()) RunLogged(c.undo);
   std::lock_guard<std::mutex> lock(mu_);
   if (job.ok()) {
     started_[c.start] = *job;
@@ -298,7 +299,8 @@ void SlurmBackend::Work() {
         queue_.push_back(Command{
             .argv = {"scontrol", "update", "nodename=" + node, "state=drain", "reason=" + why},
             .env = {},
-            .start = ""});
+            .start = "",
+            .undo = {}});
         drained_[node] = why;
       }
     }
@@ -339,7 +341,8 @@ void SlurmBackend::Read() {
       queue_.push_back(Command{
           .argv = {"scontrol", "update", "nodename=" + s->second, "state=drain", "reason=" + why},
           .env = {},
-          .start = ""});
+          .start = "",
+          .undo = {}});
       drained_[s->second] = why;
       fmt::print(stderr, "landlord serve: node {} drained: {}\n", s->second, why);
     }
@@ -368,14 +371,18 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
     refused.swap(refused_);
   }
   PollResult p;
-  // Replica jobs the worker submitted since the last poll (ended ones are no longer held).
+  // Holder jobs the worker submitted since the last poll (ended ones are no longer held). One
+  // that Slurm did not take is lost from its start: nothing of it is billed.
   for (const auto& [id, job] : started) {
     if (auto h = held_.find(id); h != held_.end()) h->second.job = job;
   }
   for (const auto& [id, why] : refused) {
-    if (held_.erase(id) == 0) continue;
-    fmt::print(stderr, "landlord serve: slurm did not take replica {}: {}\n", id, why);
-    p.lost[id] = {now, "slurm did not take the job"};
+    auto h = held_.find(id);
+    if (h == held_.end()) continue;
+    const Time at = h->second.submitted;
+    held_.erase(h);
+    fmt::print(stderr, "landlord serve: slurm did not take the holder job of {}: {}\n", id, why);
+    p.lost[id] = {at, fmt::format("slurm did not take the holder job: {}", why)};
   }
   std::map<std::string, Gpus> cap, busy;
   for (const SlurmNode& n : nodes_) cap[n.name] = n.gpus;
@@ -444,36 +451,38 @@ Status SlurmBackend::StartLease(const std::string& lease_id,
       if (n.name == name && gpus < n.gpus) whole = false;
     }
   }
-  std::vector<std::string> argv = {"sbatch",
-                                   "--parsable",
-                                   "--partition=" + options_.partition,
-                                   "--job-name=" + JobName(lease_id),
-                                   "--nodelist=" + list,
-                                   fmt::format("--nodes={}", nodes.size()),
-                                   fmt::format("--gres=gpu:{}", per_node),
-                                   "--output=/dev/null",
-                                   "--error=/dev/null",
-                                   "--export=ALL,LL_NOTIFY_URL=" + options_.notify_url +
-                                       ",LL_LEASE=" + lease_id + ",LL_TOKEN=" + Token(lease_id)};
-  if (whole) argv.push_back("--exclusive");
+  Command c{.argv = {"sbatch", "--parsable", "--partition=" + options_.partition,
+                     "--job-name=" + JobName(lease_id), "--nodelist=" + list,
+                     fmt::format("--nodes={}", nodes.size()), fmt::format("--gres=gpu:{}", per_node),
+                     "--output=/dev/null", "--error=/dev/null",
+                     "--export=ALL,LL_NOTIFY_URL=" + options_.notify_url + ",LL_LEASE=" + lease_id +
+                         ",LL_TOKEN=" + Token(lease_id)},
+            .env = {},
+            .start = lease_id,
+            .undo = {}};
+  if (whole) c.argv.push_back("--exclusive");
   const bool reserved = term_end != kTimeMax;
   if (reserved) {
+    // The reservation is the term's promise (the owner's jobs are kept off the nodes from
+    // now), so it exists before the lease is answered; the holder job itself can come later.
     const int64_t minutes = std::max<int64_t>(1, ((term_end - now).ms + 59'999) / 60'000);
     LL_RETURN_IF_ERROR(
         Call({"scontrol", "create", "reservation", "ReservationName=" + JobName(lease_id),
               "StartTime=now", fmt::format("Duration={}", minutes), "Nodes=" + list, "Users=root",
               "Flags=IGNORE_JOBS"})
             .status());
-    argv.push_back("--reservation=" + JobName(lease_id));
+    c.argv.push_back("--reservation=" + JobName(lease_id));
+    c.undo = {"scontrol", "delete", "reservation=" + JobName(lease_id)};
   }
-  argv.push_back(script_);
-  auto out = Call(argv);
-  if (!out.ok()) {
-    if (reserved) RunLogged({"scontrol", "delete", "reservation=" + JobName(lease_id)});
-    return out.status();
+  c.argv.push_back(script_);
+  // Held from now on (job 0: not submitted yet); the worker submits it, off the request path,
+  // and Poll learns its job or that Slurm did not take it (the lease then ends, unbilled).
+  held_[lease_id] = Held{.job = 0, .submitted = now, .running = false, .reservation = reserved};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(c));
   }
-  LL_ASSIGN_OR_RETURN(const int64_t job, JobId(*out));
-  held_[lease_id] = Held{.job = job, .submitted = now, .running = false, .reservation = reserved};
+  wake_.notify_all();
   return Status::Ok();
 }
 
@@ -506,7 +515,8 @@ std::optional<std::string> SlurmBackend::StartReplica(const std::string& model,
                          ",LL_ADDR=" + addr + fmt::format(",LL_PORT={}", port),
                      replica_script_},
             .env = {"LL_MODEL_COMMAND=" + command},
-            .start = replica_id};
+            .start = replica_id,
+            .undo = {}};
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(std::move(c));
@@ -549,7 +559,7 @@ void SlurmBackend::EndHolder(const std::string& lease_id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const SlurmJob& j : read_jobs_) {
-      if ((h.job > 0 && j.id == h.job) || (h.job < 0 && j.name == JobName(lease_id)))
+      if ((h.job > 0 && j.id == h.job) || (h.job <= 0 && j.name == JobName(lease_id)))
         nodes = j.nodes;
     }
   }

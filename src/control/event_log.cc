@@ -1,8 +1,8 @@
-#include "api/event_log.h"
+#include "control/event_log.h"
 
-#include "api/control_plane_internal.h"
+namespace ll::control {
 
-namespace ll::api {
+bool FinalState(const std::string& s) { return s == "released" || s == "reclaimed" || s == "ended"; }
 
 uint64_t EventLog::Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn) {
   uint64_t token = next_token_++;
@@ -34,4 +34,4 @@ void EventLog::Publish(std::vector<store::LeaseEventRecord> committed) {
   }
 }
 
-}  // namespace ll::api
+}  // namespace ll::control

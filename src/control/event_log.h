@@ -15,7 +15,7 @@
 
 #include "store/store.h"
 
-namespace ll::api {
+namespace ll::control {
 
 // A lease event as delivered to watchers (SSE).
 struct LeaseEvent {
@@ -24,6 +24,9 @@ struct LeaseEvent {
   std::string data;  // JSON text
   bool final = false;  // the lease reached a final state
 };
+
+// A final state, or the event that reports reaching it (they share names).
+bool FinalState(const std::string& s);
 
 class EventLog {
  public:
@@ -38,4 +41,4 @@ class EventLog {
   uint64_t next_token_ = 1;
 };
 
-}  // namespace ll::api
+}  // namespace ll::control
