@@ -22,11 +22,13 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 case "${1:-}" in test | bench) [ -x /usr/bin/chromium ] || missing+=(chromium) ;; esac
 # Slurm, munge, slurmdbd with MariaDB (sacct) and curl: the slurm backend's test (tests/slurm),
 # which starts its own daemons on loopback. bubblewrap, dropbear-bin and openssh-client: the
-# workload sandbox's tests (tests/workload: a sandboxed workload, an SSH login into it).
+# workload sandbox's tests (tests/workload: a sandboxed workload, an SSH login into it). podman
+# with runc (crun refuses cgroups in hybrid mode) and busybox-static: the Slurm fleet's container
+# template test, which imports an image built from busybox (nothing pulled from a registry).
 # lintian, prometheus (promtool) and systemd (systemd-analyze): the package's test (tests/package).
 if [ "${1:-}" = test ]; then
   for p in slurmctld slurmd slurm-client munge slurmdbd mariadb-server-core mariadb-client-core curl \
-    bubblewrap dropbear-bin openssh-client lintian prometheus systemd; do
+    bubblewrap dropbear-bin openssh-client podman runc busybox-static lintian prometheus systemd; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
 fi

@@ -46,7 +46,7 @@ void Session::StartLogFollow(const Routed& routed, std::chrono::steady_clock::ti
 
 // What the log holds past what was sent; the end once the workload's output is closed.
 void Session::PushLogs() {
-  workload::Sandbox* sb = server_.cp()->workloads() != nullptr ? server_.cp()->workloads()->Find(log_lease_) : nullptr;
+  workload::Runner* sb = server_.cp()->workloads() != nullptr ? server_.cp()->workloads()->Find(log_lease_) : nullptr;
   if (sb == nullptr) {
     Push("", true);
     return;

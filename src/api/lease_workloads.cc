@@ -36,7 +36,7 @@ json ControlPlane::WorkloadJson(const store::LeaseRecord& r) const {
   if (spec.contains("image")) out["image"] = spec["image"];
   out["ssh_public_keys"] = spec.value("ssh_public_keys", json::array()).size();
   if (leases_.workloads() != nullptr) {
-    if (workload::Sandbox* sb = leases_.workloads()->Find(r.id); sb != nullptr && sb->ssh()) {
+    if (workload::Runner* sb = leases_.workloads()->Find(r.id); sb != nullptr && sb->ssh()) {
       const workload::SshAccess& a = *sb->ssh();
       std::string line;
       for (const auto& arg : a.command) line += (line.empty() ? "" : " ") + arg;
@@ -84,7 +84,7 @@ workload::LogRing* ControlPlane::WorkloadLogs(const Principal& who, const std::s
     *error = ErrorReply(StatusCode::kNotFound, "workload_not_found", fmt::format("lease `{}` has no workload", id), "id");
     return nullptr;
   }
-  workload::Sandbox* sb = leases_.workloads() != nullptr ? leases_.workloads()->Find(id) : nullptr;
+  workload::Runner* sb = leases_.workloads() != nullptr ? leases_.workloads()->Find(id) : nullptr;
   if (sb == nullptr) {
     *error = ErrorReply(StatusCode::kNotFound, "logs_not_found",
                         fmt::format("no logs of lease `{}`: they are kept in memory from the workload's start, while "

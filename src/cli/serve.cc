@@ -35,6 +35,7 @@
 #include "control/workloads.h"
 #include "core/clock.h"
 #include "fleet/slurm/slurm_backend.h"
+#include "fleet/slurm/slurm_workload.h"
 #include "gateway/fake_model.h"
 #include "gateway/gateway.h"
 #include "sim/trace.h"
@@ -99,12 +100,46 @@ bool WaitToLead(store::Store& store, const std::string& name, std::string* error
   return true;
 }
 
-// The sim fleet's workloads (none on Slurm, or when `[workloads] enabled = false`): their
-// leftovers of a previous run swept, the metadata service on this server's port.
-Result<std::unique_ptr<control::Workloads>> OpenWorkloads(const api::ServeConfig& config, api::ControlPlane& cp,
-                                                          boost::asio::io_context& ioc, const std::string& address) {
+// The Slurm fleet's workloads: steps of the leases' holder jobs (fleet/slurm/slurm_workload.h),
+// the metadata service at the URL the nodes reach this server by.
+Result<std::unique_ptr<control::Workloads>> OpenSlurmWorkloads(const api::ServeConfig& config, api::ControlPlane& cp,
+                                                               boost::asio::io_context& ioc,
+                                                               fleet::SlurmBackend& slurm) {
   const api::WorkloadConfig& w = config.workloads;
-  if (config.backend != "sim" || !w.enabled) return std::unique_ptr<control::Workloads>();
+  LL_RETURN_IF_ERROR(fleet::CheckContainerTemplate(config.slurm.container));
+  fleet::SlurmWorkloadOptions so{.container = config.slurm.container,
+                                 .notice_root = "/tmp",
+                                 .log_bytes = static_cast<size_t>(w.log_bytes),
+                                 .sigterm_on_notice = w.sigterm_on_notice,
+                                 .poll = Duration::Millis(250)};
+  control::WorkloadsOptions o;
+  o.stop_grace = w.stop_grace;
+  o.keep_ended = static_cast<size_t>(w.keep_ended);
+  o.metadata_base = slurm.options().notify_url + "/metadata/";
+  const Clock& clock = cp.clock();
+  fleet::SlurmBackend* backend = &slurm;
+  o.runner = [&ioc, &clock, so, backend](const workload::LeaseContext& lease, const workload::Spec& spec,
+                                          workload::Runner::Listener listener) {
+    const std::string id = lease.lease_id;
+    return std::make_unique<fleet::SlurmWorkload>(
+        ioc, clock, so, lease, spec, [backend, id] { return backend->RunningJob(id); }, std::move(listener));
+  };
+  o.accepts = [so](const workload::Spec& spec, workload::SpecError* why) { return fleet::AcceptsOnSlurm(so, spec, why); };
+  auto workloads = std::make_unique<control::Workloads>(ioc, cp.clock(), std::move(o));
+  cp.UseWorkloads(workloads.get());
+  return workloads;
+}
+
+// The fleet's workloads (none when `[workloads] enabled = false`): on the sim fleet sandboxes on
+// this machine, their leftovers of a previous run swept, the metadata service on this server's
+// port; on Slurm, steps of the holder jobs.
+Result<std::unique_ptr<control::Workloads>> OpenWorkloads(const api::ServeConfig& config, api::ControlPlane& cp,
+                                                          boost::asio::io_context& ioc, const std::string& address,
+                                                          fleet::SlurmBackend* slurm) {
+  const api::WorkloadConfig& w = config.workloads;
+  if (!w.enabled) return std::unique_ptr<control::Workloads>();
+  if (slurm != nullptr) return OpenSlurmWorkloads(config, cp, ioc, *slurm);
+  if (config.backend != "sim") return std::unique_ptr<control::Workloads>();
   control::WorkloadsOptions o;
   const std::string data_dir = std::filesystem::absolute(config.data_dir).lexically_normal().string();
   const std::string tag = fmt::format("{:08x}", static_cast<uint32_t>(std::hash<std::string>()(data_dir)));
@@ -400,7 +435,7 @@ int RunServe(const ServeArgs& a) {
   }
   // Replicas on the fleet's GPUs (after the fleet backend: on Slurm they are jobs).
   if (gw) (*cp)->SetReplicaHost(gw.get(), config.gateway.sim_models);
-  auto workloads = OpenWorkloads(config, **cp, ioc, (*server)->address());
+  auto workloads = OpenWorkloads(config, **cp, ioc, (*server)->address(), slurm.get());
   if (!workloads.ok()) return Fail(workloads.status().message());
   PrintStartup(config, *trace, (*server)->address(), (*cp)->admin_key_once(), slurm.get(), gw.get());
   if (!config.store.empty()) {

@@ -46,9 +46,15 @@ Status Leases::MayCreate(const Principal& who) {
 }
 
 Status Leases::CanRun(const LeaseRequest& req) const {
-  if (req.workload && workloads_ == nullptr) {
+  if (!req.workload) return Status::Ok();
+  if (workloads_ == nullptr) {
     return Status(StatusCode::kUnavailable, "workloads_unavailable",
-                  "this server runs no workloads (the sim fleet's `[workloads]`, enabled by default)", "workload");
+                  "this server runs no workloads (`[workloads] enabled`, true by default)", "workload");
+  }
+  // What this fleet cannot run (on Slurm: SSH keys, an image without a container template).
+  workload::SpecError why;
+  if (Status st = workloads_->Accepts(*req.workload, &why); !st.ok()) {
+    return Status(st.code(), why.reason, std::string(st.message()), why.param);
   }
   return Status::Ok();
 }

@@ -85,7 +85,8 @@ class Leases {
   // ---- creating and releasing ----
   // Leases are created with a tenant key (`tenant_only` for the owner's).
   static Status MayCreate(const Principal& who);
-  // `workloads_unavailable` when the request has a workload and this server runs none.
+  // `workloads_unavailable` when the request has a workload and this server runs none; a field
+  // this fleet cannot run (Workloads::Accepts) is refused naming it.
   Status CanRun(const LeaseRequest& req) const;
   // Places the lease now (or books it) and returns its index. REQUIRES: MayCreate and CanRun
   // said yes, the core is at `now`. A refusal takes nothing (the lease number is given back),

@@ -28,7 +28,7 @@ Workloads::Workloads(boost::asio::io_context& io, const Clock& clock, WorkloadsO
 
 Workloads::~Workloads() {
   alive_.reset();
-  by_lease_.clear();  // each sandbox kills and wipes what is left
+  by_lease_.clear();  // each runner kills (a sandbox also wipes) what is left
   // The server's own cgroup parents, now empty (best effort: none may exist).
   if (options_.sandbox.cgroup_v1_root.empty()) return;
   for (const char* controller : {"pids", "memory"}) {
@@ -38,26 +38,30 @@ Workloads::~Workloads() {
 
 workload::WorkloadStatus Workloads::Start(const std::string& lease_id, std::vector<std::string> nodes,
                                           std::string cuda_visible_devices, const workload::Spec& spec) {
-  if (auto it = by_lease_.find(lease_id); it != by_lease_.end()) return it->second.sandbox->status();
+  if (auto it = by_lease_.find(lease_id); it != by_lease_.end()) return it->second.runner->status();
   Entry e;
   e.token = RandomToken();
   workload::LeaseContext ctx{lease_id, lease_id, std::move(nodes), std::move(cuda_visible_devices),
                              options_.metadata_base + e.token + "/"};
-  workload::SandboxOptions o = options_.sandbox;
-  if (options_.uid_base) {
-    o.host_uid = *options_.uid_base + started_ % 60'000;
-    o.host_gid = *o.host_uid;
+  std::weak_ptr<int> alive = alive_;
+  workload::Runner::Listener listener = [this, alive, lease_id](const workload::WorkloadStatus& s) {
+    boost::asio::post(io_, [this, alive, lease_id, s] {
+      if (!alive.expired()) Changed(lease_id, s);
+    });
+  };
+  if (options_.runner) {
+    e.runner = options_.runner(ctx, spec, std::move(listener));
+  } else {
+    workload::SandboxOptions o = options_.sandbox;
+    if (options_.uid_base) {
+      o.host_uid = *options_.uid_base + started_ % 60'000;
+      o.host_gid = *o.host_uid;
+    }
+    e.runner = std::make_unique<workload::Sandbox>(io_, clock_, std::move(o), std::move(ctx), spec,
+                                                   std::move(listener));
   }
   ++started_;
-  std::weak_ptr<int> alive = alive_;
-  e.sandbox = std::make_unique<workload::Sandbox>(
-      io_, clock_, std::move(o), std::move(ctx), spec,
-      [this, alive, lease_id](const workload::WorkloadStatus& s) {
-        boost::asio::post(io_, [this, alive, lease_id, s] {
-          if (!alive.expired()) Changed(lease_id, s);
-        });
-      });
-  workload::Sandbox* sb = e.sandbox.get();
+  workload::Runner* sb = e.runner.get();
   by_token_[e.token] = lease_id;
   by_lease_.emplace(lease_id, std::move(e));
   sb->Start();
@@ -80,16 +84,20 @@ void Workloads::Changed(const std::string& lease_id, const workload::WorkloadSta
 }
 
 void Workloads::Notice(const std::string& lease_id, Time reclaim_at) {
-  if (workload::Sandbox* sb = Find(lease_id)) sb->Notice(reclaim_at, reclaim_at);
+  if (workload::Runner* r = Find(lease_id)) r->Notice(reclaim_at, reclaim_at);
 }
 
 void Workloads::Stop(const std::string& lease_id, Duration grace) {
-  if (workload::Sandbox* sb = Find(lease_id)) sb->Stop(grace);
+  if (workload::Runner* r = Find(lease_id)) r->Stop(grace);
 }
 
-workload::Sandbox* Workloads::Find(const std::string& lease_id) {
+workload::Runner* Workloads::Find(const std::string& lease_id) {
   auto it = by_lease_.find(lease_id);
-  return it == by_lease_.end() ? nullptr : it->second.sandbox.get();
+  return it == by_lease_.end() ? nullptr : it->second.runner.get();
+}
+
+Status Workloads::Accepts(const workload::Spec& spec, workload::SpecError* why) const {
+  return options_.accepts ? options_.accepts(spec, why) : Status::Ok();
 }
 
 std::string Workloads::LeaseOfToken(std::string_view token) const {

@@ -1,5 +1,6 @@
-// Workloads: the sim fleet's lease workloads, one workload::Sandbox per lease that asked for one,
-// run on this machine (docs/workloads.md). The control plane starts a lease's workload when the
+// Workloads: the lease workloads, one workload::Runner per lease that asked for one: by default a
+// workload::Sandbox on this machine (the sim fleet's), or what `WorkloadsOptions::runner` makes
+// (on the Slurm fleet, a step of the lease's holder job; docs/workloads.md). The control plane starts a lease's workload when the
 // lease becomes active, passes it the reclaim notice, and stops it when the lease ends; the
 // status changes come back through the listener.
 //
@@ -23,7 +24,9 @@
 #include <vector>
 
 #include "core/clock.h"
+#include "core/status.h"
 #include "core/time.h"
+#include "workload/runner.h"
 #include "workload/sandbox.h"
 #include "workload/spec.h"
 
@@ -37,6 +40,14 @@ struct WorkloadsOptions {
   // A root server runs each sandbox as a host uid (and gid) of its own: uid_base + n, n counting
   // the workloads started (modulo 60,000). Unset: the server's own uid.
   std::optional<uid_t> uid_base;
+  // Makes the runner of a lease's workload; unset: a workload::Sandbox of `sandbox` (and
+  // `uid_base`). The listener it gets must be called as Runner::Listener says.
+  std::function<std::unique_ptr<workload::Runner>(const workload::LeaseContext&, const workload::Spec&,
+                                                  workload::Runner::Listener)>
+      runner;
+  // Whether this fleet can run `spec`; a refusal (kInvalidArgument) names the field in `why`
+  // (`workload.image`), as ParseSpec does. Unset: any.
+  std::function<Status(const workload::Spec&, workload::SpecError* why)> accepts;
 };
 
 class Workloads {
@@ -61,15 +72,17 @@ class Workloads {
   // The lease ended: SIGTERM and SIGKILL after `grace` (zero: at once).
   void Stop(const std::string& lease_id, Duration grace);
 
-  // The lease's sandbox (running or ended and kept), or null.
-  workload::Sandbox* Find(const std::string& lease_id);
+  // Whether this fleet can run `spec` (WorkloadsOptions::accepts): an error names the field.
+  Status Accepts(const workload::Spec& spec, workload::SpecError* why) const;
+  // The lease's runner (running or ended and kept), or null.
+  workload::Runner* Find(const std::string& lease_id);
   // The lease a metadata token opens, or empty.
   std::string LeaseOfToken(std::string_view token) const;
   const WorkloadsOptions& options() const { return options_; }
 
  private:
   struct Entry {
-    std::unique_ptr<workload::Sandbox> sandbox;
+    std::unique_ptr<workload::Runner> runner;
     std::string token;
   };
   void Changed(const std::string& lease_id, const workload::WorkloadStatus& status);

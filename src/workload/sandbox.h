@@ -34,21 +34,11 @@
 #include "core/clock.h"
 #include "core/time.h"
 #include "workload/log_ring.h"
+#include "workload/runner.h"
 #include "workload/spec.h"
+#include "workload/status.h"
 
 namespace ll::workload {
-
-enum class State { kPending, kRunning, kExited, kKilled, kFailed };
-const char* StateName(State state);
-
-// What the lease records of its workload.
-struct WorkloadStatus {
-  State state = State::kPending;
-  std::optional<int> exit_code;  // the exit status, or 128 + the signal that ended it
-  std::optional<Time> started_at, ended_at;
-  std::string error;  // why it failed to start, or what killed it (`memory limit`)
-  nlohmann::json ToJson() const;
-};
 
 struct Limits {
   int64_t memory_bytes = 0;   // 0: unbounded. Memory (+swap) cgroup limit; RLIMIT_AS without one
@@ -81,45 +71,34 @@ struct LeaseContext {
   std::string metadata_url;  // LANDLORD_METADATA_URL, with the lease's token
 };
 
-// The tenant's login into a running sandbox.
-struct SshAccess {
-  int port = 0;  // on 127.0.0.1
-  std::string user;
-  std::string host_public_key;       // "ssh-ed25519 AAAA…", for known_hosts
-  std::vector<std::string> command;  // ssh argv without the key: `ssh -p PORT user@127.0.0.1`
-};
-
 // Paths inside the sandbox.
 inline constexpr const char* kSandboxHome = "/home/tenant";
 inline constexpr const char* kSandboxUser = "tenant";
 inline constexpr const char* kNoticeFile = "/run/landlord/notice.json";
 
-class Sandbox {
+class Sandbox final : public Runner {
  public:
-  // Called when the workload starts (kRunning, or kFailed if it could not) and when it ends
-  // (kExited, kKilled), after its logs are closed and its work dir wiped.
-  // REQUIRES: the listener does not destroy the Sandbox from inside the call (post it).
-  using Listener = std::function<void(const WorkloadStatus&)>;
+  // The listener (Runner::Listener) hears the end after the work dir is wiped.
 
   Sandbox(boost::asio::io_context& io, const Clock& clock, SandboxOptions options,
           LeaseContext lease, Spec spec, Listener listener);
   // Kills what still runs, waits for it and wipes the work dir (blocking; without the listener).
-  ~Sandbox();
+  ~Sandbox() override;
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
 
   // Starts the workload once; a failure is the kFailed status (and the listener), not a crash.
-  void Start();
+  void Start() override;
   // The reclaim notice: writes the notice file, SIGTERMs the process group (if configured) and
   // SIGKILLs everything at max(kill_at, reclaim_at). A later notice may move the kill earlier,
   // never before its own reclaim_at.
-  void Notice(Time reclaim_at, Time kill_at);
+  void Notice(Time reclaim_at, Time kill_at) override;
   // Ends it (the lease was released): SIGTERM, then SIGKILL after `grace` (zero: at once).
-  void Stop(Duration grace = Duration{});
+  void Stop(Duration grace = Duration{}) override;
 
-  const WorkloadStatus& status() const;
-  LogRing& logs();
-  const std::optional<SshAccess>& ssh() const;
+  const WorkloadStatus& status() const override;
+  LogRing& logs() override;
+  const std::optional<SshAccess>& ssh() const override;
   // How processes and memory are bounded here: "cgroup-v1" or "rlimit".
   const std::string& limits_via() const;
   // The work dir on the host (the sandbox's home). Empty before Start.

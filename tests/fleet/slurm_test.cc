@@ -96,5 +96,14 @@ TEST(SlurmCheck, EveryProblemNamesTheExactChange) {
   EXPECT_NE(none[0].find("no partition `sell`: add `PartitionName=sell"), std::string::npos) << none[0];
 }
 
+// A holder Slurm is signalling at preemption (squeue's SIGNALING) still holds its nodes: taking
+// it for ended ended the lease at once, without its notice.
+TEST(SlurmJobState, OnlyEndStatesAreTerminal) {
+  for (const char* s : {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY"})
+    EXPECT_TRUE(Terminal(s)) << s;
+  for (const char* s : {"PENDING", "RUNNING", "SIGNALING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STAGE_OUT"})
+    EXPECT_FALSE(Terminal(s)) << s;
+}
+
 }  // namespace
 }  // namespace ll::fleet

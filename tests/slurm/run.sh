@@ -18,8 +18,8 @@ LL_RUNNER=tests/slurm
 source "$ROOT/tests/lib/runner.sh"
 
 [ "$(id -u)" -eq 0 ] || fail "must run as root: slurmd starts jobs as their users (CI runs as root)"
-for b in munged slurmctld slurmd sbatch slurmdbd mariadbd curl node; do
-  command -v "$b" >/dev/null 2>&1 || fail "\`$b\` is missing: scripts/deps.sh test installs the Debian packages"
+for b in munged slurmctld slurmd sbatch slurmdbd mariadbd curl node podman runc busybox; do
+  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || fail "\`$b\` is missing: scripts/deps.sh test installs the Debian packages"
 done
 ll_landlord_bin
 

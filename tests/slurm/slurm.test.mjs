@@ -9,6 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -338,4 +339,154 @@ withServe('spot-all', 'slurm backend: model replicas as Slurm jobs', ({ env, cal
 }, {
   fleet: `slurm_model_command = "${BIN} fake-model --listen {addr}:{port} --model {model} --tokens-per-s 0"`,
   gateway: '[[gateway.sim_models]]\nmodel = "slurm-8b"\nreplicas = 1\ngpus_per_replica = 8',
+});
+
+// Tenants' workloads on the Slurm fleet: a step of the holder job on every leased node, its
+// output in the lease's logs, Slurm's preemption SIGTERM inside it (the owner's job forces the
+// reclaim), its exit code on the lease; a workload under podman (the owner's container
+// template) from an image built here from Debian's busybox-static, nothing pulled.
+const IMAGE = 'localhost/landlord-slurm-test:busybox';
+const CKPT = mkdtempSync(path.join(os.tmpdir(), 'landlord-slurm-ckpt-'));  // /ckpt in the container
+// Checkpoints on SIGTERM (into $CKPT_DIR, per node), then exits 3: the code on the lease.
+const WORKLOAD = ['/bin/sh', '-c', [
+  'echo "start node=$SLURMD_NODENAME host=$(hostname) lease=$LANDLORD_LEASE_ID nodes=$LANDLORD_NODES gpus=$CUDA_VISIBLE_DEVICES"',
+  'echo "notice_file=$LANDLORD_NOTICE_FILE meta=$LANDLORD_METADATA_URL secret=${SECRET:-unset}"',
+  // On SIGTERM: the checkpoint, then the notice file once Landlord has written it (Slurm's
+  // SIGTERM comes first), then exit 3.
+  'trap \'echo "TERM on $SLURMD_NODENAME"; echo saved > "$CKPT_DIR/ckpt-$SLURMD_NODENAME"; ' +
+    'i=0; while [ ! -e "$LANDLORD_NOTICE_FILE" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; ' +
+    'echo "notice on $SLURMD_NODENAME: $(cat "$LANDLORD_NOTICE_FILE")"; exit 3\' TERM',
+  'while :; do sleep 0.2 & wait $!; done',
+].join('\n')];
+
+async function buildImage(dir) {
+  const root = path.join(dir, 'rootfs');
+  await fs.mkdir(path.join(root, 'bin'), { recursive: true });
+  await fs.mkdir(path.join(root, 'tmp'), { recursive: true });
+  await fs.copyFile('/bin/busybox', path.join(root, 'bin', 'busybox'));
+  await fs.chmod(path.join(root, 'bin', 'busybox'), 0o755);
+  for (const a of ['sh', 'echo', 'sleep', 'cat', 'hostname', 'env']) await fs.symlink('busybox', path.join(root, 'bin', a));
+  const tar = path.join(dir, 'rootfs.tar');
+  sh('tar', '-C', root, '-cf', tar, '.');
+  sh('podman', 'import', tar, IMAGE);
+}
+
+withServe('spot-all', 'slurm backend: tenants\' workloads as steps of the holder job', ({ env, call, lease, sellable }) => {
+  const logs = async (id) => (await call('GET', `/v1/leases/${id}/logs`, env.tenantKey)).text;
+
+  // Starts a lease running WORKLOAD, waits for each node's first
+  // line, then makes the owner need every node: Slurm preempts; each node checkpoints; the
+  // workload exits 3 and the lease is reclaimed. Returns the lease's id, nodes and logs.
+  async function runAndPreempt(t, gpus) {
+    await waitFor('GPUs for sale', async () => (await sellable()) >= gpus, 60_000, 500);
+    for (const f of await fs.readdir(CKPT)) await fs.rm(path.join(CKPT, f));
+    const r = await call('POST', '/v1/leases', env.tenantKey, {
+      kind: 'spot', gpus, max_price_per_gpu_hour: '5.00',
+      workload: { command: WORKLOAD, env: { CKPT_DIR: CKPT, SECRET: 'a,b c$(x)' } },
+    });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    const nodes = r.json.nodes.map((n) => n.node).sort();
+    const w = watch(env.url, env.tenantKey, id);
+    const started = await waitFor('every node\'s first line', async () => {
+      const text = await logs(id);
+      return nodes.every((n) => text.includes(`start node=${n} `)) ? text : null;
+    }, 60_000, 300);
+    assert.equal((await lease(id)).workload.state, 'running');
+    for (const n of nodes) {
+      assert.match(started, new RegExp(`start node=${n} host=\\S+ lease=${id} nodes=${nodes.join(',')} gpus=0,1,2,3,4,5,6,7`));
+    }
+    assert.match(started, new RegExp(`notice_file=/tmp/landlord-${id}/notice.json meta=${env.url}/metadata/[0-9a-f]{64}/ secret=a,b c\\$\\(x\\)`));
+    const own = sbatch('-p', 'internal', '-N4', '--exclusive', '--gres=gpu:8', '-J', 'owner-w', '--wrap', 'sleep 3600');
+    t.after(() => spawnSync('scancel', [own]));
+    const exited = await waitFor('workload_exited', () => w.events.find((e) => e.type === 'workload_exited'), 90_000, 100)
+      .catch(async (e) => assert.fail(`${e.message}; events ${JSON.stringify(w.events.map((x) => [x.type, x.data.message ?? x.data.state]))}; logs:\n${await logs(id)}`));
+    const noticed = w.events.find((e) => e.type === 'reclaim_notice');
+    assert.ok(noticed, `the notice before the workload's end: ${JSON.stringify(w.events.map((e) => e.type))}`);
+    console.log(`# workload_exited ${exited.at - noticed.at} ms after reclaim_notice`);
+    assert.equal(exited.data.state, 'exited', JSON.stringify(exited.data));
+    assert.equal(exited.data.exit_code, 3, await logs(id));
+    assert.ok(w.events.some((e) => e.type === 'workload_started'));
+    for (const n of nodes) {
+      assert.equal((await fs.readFile(path.join(CKPT, `ckpt-${n}`), 'utf8')).trim(), 'saved');
+    }
+    const text = await logs(id);
+    for (const n of nodes) assert.match(text, new RegExp(`TERM on ${n}`));
+    const l = await lease(id);
+    assert.equal(l.workload.state, 'exited');
+    assert.equal(l.workload.exit_code, 3);
+    // The notice file appeared inside, in AWS's shape, on every node.
+    const notice = JSON.stringify({ action: 'terminate', time: l.reclaim_at });
+    for (const n of nodes) assert.ok(text.includes(`notice on ${n}: ${notice}`), text);
+    await waitFor('the lease to be reclaimed', async () => (await lease(id)).state === 'reclaimed', 60_000, 500);
+    await w.stop();
+    sh('scancel', own);
+    await waitFor('the owner job to go', () => !/RUNNING|PENDING|COMPLETING/.test(jobState(own)), 30_000, 300);
+    return { id, nodes, text };
+  }
+
+  test('the workload runs on every leased node, hears Slurm\'s preemption and checkpoints', async (t) => {
+    await runAndPreempt(t, 16);
+  });
+
+  // Under podman the preemption's SIGTERM is not reliable (docs/workloads.md: Slurm signals every
+  // process of the step, podman's own `runc kill` too): the container runs a command to its end.
+  test('under the container template: a workload in podman, from an image built here; its exit code', async () => {
+    await buildImage(env.dir);
+    await waitFor('GPUs for sale', async () => (await sellable()) >= 16, 60_000, 500);
+    const r = await call('POST', '/v1/leases', env.tenantKey, {
+      kind: 'spot', gpus: 16, max_price_per_gpu_hour: '5.00',
+      workload: {
+        image: IMAGE,
+        command: ['/bin/sh', '-c', 'echo "in container node=$SLURMD_NODENAME lease=$LANDLORD_LEASE_ID secret=$SECRET"; ' +
+          'cat /etc/os-release 2>/dev/null || echo "no os-release: busybox image"; echo saved > "/ckpt/c-$SLURMD_NODENAME"; exit 7'],
+        env: { SECRET: 'a,b c$(x)' },
+      },
+    });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    const nodes = r.json.nodes.map((n) => n.node).sort();
+    const l = await waitFor('the workload to end', async () => {
+      const x = await lease(id);
+      return ['exited', 'killed', 'failed'].includes(x.workload.state) ? x : null;
+    }, 90_000, 300);
+    const text = await logs(id);
+    assert.equal(l.workload.state, 'exited', `${JSON.stringify(l.workload)}\n${text}`);
+    assert.equal(l.workload.exit_code, 7, text);
+    for (const n of nodes) {
+      assert.ok(text.includes(`in container node=${n} lease=${id} secret=a,b c$(x)`), text);
+      assert.equal((await fs.readFile(path.join(CKPT, `c-${n}`), 'utf8')).trim(), 'saved');
+    }
+    assert.match(text, /no os-release: busybox image/);
+    assert.doesNotMatch(text, /PRETTY_NAME/, 'the host\'s /etc is not the container\'s');
+    assert.equal((await call('DELETE', `/v1/leases/${id}`, env.tenantKey)).status, 200);
+    await fs.rm(CKPT, { recursive: true, force: true });
+    spawnSync('podman', ['rmi', '-f', IMAGE]);
+  });
+
+  test('refused on this fleet: SSH keys; released: the step ends with the lease', async () => {
+    await waitFor('GPUs for sale', async () => (await sellable()) >= 8, 60_000, 500);
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH6KwbsWkt0rpg4xcbHsBTh0IikBCUKnEIJb4KAXgaD test';
+    const bad = await call('POST', '/v1/leases', env.tenantKey, {
+      kind: 'spot', gpus: 8, max_price_per_gpu_hour: '5.00', workload: { command: ['true'], ssh_public_keys: [key] },
+    });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.json.error.param, 'workload.ssh_public_keys');
+    const r = await call('POST', '/v1/leases', env.tenantKey, {
+      kind: 'spot', gpus: 8, max_price_per_gpu_hour: '5.00', workload: { command: ['/bin/sh', '-c', 'echo up; exec sleep 3600'] },
+    });
+    assert.equal(r.status, 201, r.text);
+    await waitFor('the workload to run', async () => (await logs(r.json.id)).includes('up'), 60_000, 300);
+    assert.equal((await call('DELETE', `/v1/leases/${r.json.id}`, env.tenantKey)).status, 200);
+    const l = await waitFor('the workload to end', async () => {
+      const x = await lease(r.json.id);
+      return x.workload.state !== 'running' ? x : null;
+    }, 30_000, 300);
+    assert.equal(l.workload.state, 'killed', JSON.stringify(l.workload));
+  });
+}, {
+  fleet: `slurm_container = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "--rm", "--network=host",
+  "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "-v", "{notice_dir}:{notice_dir}", "-v", "${CKPT}:/ckpt",
+  "{env}", "{image}", "{command}"]`,
+  gateway: 'sim_models = []',
 });

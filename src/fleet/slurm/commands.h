@@ -2,6 +2,8 @@
 // what the slurm backend and `landlord slurm check` share.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -19,6 +21,18 @@ struct Output {
 // (or replaces in) the server's environment.
 Result<Output> Run(const std::vector<std::string>& argv, Duration timeout = Duration::Seconds(15),
                    const std::vector<std::string>& env = {});
+// A command left running: the caller waits for it through `pidfd` (readable when it exits)
+// and reaps it with waitpid.
+struct Child {
+  pid_t pid = -1;
+  int pidfd = -1;
+  int output_fd = -1;  // with `capture`: its stdout and stderr, one pipe; else -1
+};
+// Starts argv (found on PATH) in a session of its own, stdin /dev/null, `env` as for Run. With
+// `capture` its stdout and stderr go into one pipe (`output_fd`); else stdout is /dev/null and
+// stderr the server's. The fds are close-on-exec.
+Result<Child> Start(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                    bool capture);
 // Best effort (cleanup, draining): a failure is logged, not returned.
 void RunLogged(const std::vector<std::string>& argv);
 // Trailing newlines, spaces and carriage returns removed.

@@ -186,6 +186,12 @@ std::optional<std::string> SlurmBackend::Access(const std::string& node) const {
   return Fill(options_.access, {{"{node}", node}});
 }
 
+std::optional<int64_t> SlurmBackend::RunningJob(const std::string& lease_id) const {
+  auto it = held_.find(lease_id);
+  if (it == held_.end() || it->second.job <= 0 || !it->second.running) return std::nullopt;
+  return it->second.job;
+}
+
 SlurmBackend::~SlurmBackend() {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -410,8 +416,10 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
       continue;
     }
     const SlurmJob& j = *it->second;
-    if (j.state == "RUNNING") held.running = true;
-    if (j.state == "RUNNING" && j.preempted.ms > 0) p.preempted[lease] = j.preempted;
+    // SIGNALING: Slurm is sending the preemption's signal to the running job.
+    const bool running = j.state == "RUNNING" || j.state == "SIGNALING";
+    if (running) held.running = true;
+    if (running && j.preempted.ms > 0) p.preempted[lease] = j.preempted;
     if (Terminal(j.state)) {
       const Time at = j.end.ms > 0 && j.end < now ? j.end : now;
       p.lost[lease] = {at,

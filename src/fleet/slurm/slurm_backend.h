@@ -103,6 +103,9 @@ class SlurmBackend final : public Backend {
   bool TakesNotices() const override { return true; }
   bool CheckToken(const std::string& id, const std::string& token) const override;
   std::optional<std::string> Access(const std::string& node) const override;
+  // The lease's holder job once squeue saw it running (a workload's step joins it), else
+  // nullopt. The control plane's thread.
+  std::optional<int64_t> RunningJob(const std::string& lease_id) const;
   std::optional<Health> health() const override;
 
  private:

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -168,10 +170,13 @@ Result<std::vector<SlurmJob>> ParseSqueueJson(const std::string& text) {
   return out;
 }
 
+// The end states by name: anything else (SIGNALING while Slurm signals a job it preempts,
+// STAGE_OUT, a state a later Slurm adds) still holds its nodes.
 bool Terminal(const std::string& state) {
-  return state != "PENDING" && state != "RUNNING" && state != "COMPLETING" &&
-         state != "CONFIGURING" && state != "SUSPENDED" && state != "REQUEUED" &&
-         state != "RESIZING";
+  static const char* const kEnded[] = {"COMPLETED", "CANCELLED", "FAILED",        "TIMEOUT",
+                                       "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",     "DEADLINE",
+                                       "REVOKED",   "SPECIAL_EXIT", "OUT_OF_MEMORY"};
+  return std::any_of(std::begin(kEnded), std::end(kEnded), [&](const char* s) { return state == s; });
 }
 
 }  // namespace ll::fleet

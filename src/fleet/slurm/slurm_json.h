@@ -40,7 +40,8 @@ Result<std::vector<SlurmNode>> ParseSinfoJson(const std::string& text,
                                               const std::string& partition);
 Result<std::vector<SlurmJob>> ParseSqueueJson(const std::string& text);
 
-// A job state in which the job no longer runs or waits (COMPLETED, CANCELLED, PREEMPTED, ...).
+// A job state in which the job no longer runs or waits (COMPLETED, CANCELLED, PREEMPTED, ...);
+// SIGNALING (a preempted job being signalled) and unknown states are not.
 bool Terminal(const std::string& state);
 
 }  // namespace ll::fleet

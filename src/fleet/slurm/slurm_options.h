@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/time.h"
 
@@ -24,6 +25,9 @@ struct SlurmOptions {
   int model_port = 18000;                          // replica n listens on model_port + n
   Duration poll = Duration::Seconds(1);            // wall time between squeue/sinfo reads
   Duration start_timeout = Duration::Seconds(60);  // a holder still pending after this is given up
+  // Tenants' workloads with an `image` run under this container runtime's argv (`{image}`,
+  // `{command}`, `{env}`; see slurm_workload.h); empty: none.
+  std::vector<std::string> container;
   std::string state_dir;  // the holder script and the notice key (the server's data_dir/slurm)
 };
 
