@@ -520,11 +520,17 @@ void Allocator::ReclaimFor(PoolId pool, Gpus gpus, NoticeReason reason, Time now
 }
 
 void Allocator::EnforceLimit(PoolId pool, Time now) {
+  // Nothing reclaimable in the pool: no limit can take anything (the policies' limits are pure
+  // functions of the pool and the time, so not asking changes no later answer).
+  if (victims_[pool.v].empty()) return;
   Gpus limit = policy_->SellLimit(View(pool), now);
   Gpus excess = OutsideActive(pool) - limit;
   if (excess > 0) ReclaimFor(pool, excess, NoticeReason::kPolicyLimit, now, now);
   // Past the standard limit, standard leases go (flash ones may stay on the rest).
-  Gpus standard_excess = StandardActive(pool) - std::min(limit, policy_->StandardLimit(View(pool), now));
+  const Gpus standard_limit = std::min(limit, policy_->StandardLimit(View(pool), now));
+  // The standard leases are some of the active outside GPUs: within the limit, no need to count them.
+  if (OutsideActive(pool) <= standard_limit) return;
+  Gpus standard_excess = StandardActive(pool) - standard_limit;
   auto& v = victims_[pool.v];
   for (auto it = v.lower_bound({1, INT64_MAX, INT64_MIN, 0}); standard_excess > 0 && it != v.end();) {
     HolderId id{it->id};
@@ -577,7 +583,11 @@ void Allocator::Rebalance(Time now) {
 Gpus Allocator::Sellable(PoolId pool, Time now, bool flash) {
   Gpus limit = policy_->SellLimit(View(pool), now);
   Gpus room = std::min(limit - OutsideActive(pool), pools_[pool.v].free_unclaimed);
-  if (!flash) room = std::min(room, policy_->StandardLimit(View(pool), now) - StandardActive(pool));
+  if (!flash && room > 0) {
+    // Standard leases are some of the active outside GPUs: counted only when they may bind.
+    const Gpus standard_limit = policy_->StandardLimit(View(pool), now);
+    if (standard_limit - OutsideActive(pool) < room) room = std::min(room, standard_limit - StandardActive(pool));
+  }
   return std::max<Gpus>(0, room);
 }
 

@@ -59,13 +59,21 @@ class OraclePolicy final : public Policy {
   explicit OraclePolicy(const PolicyContext& ctx) : ctx_(ctx) { LL_CHECK(ctx.future != nullptr); }
   const std::string& name() const override { return name_; }
   Gpus SellLimit(const PoolView& p, Time now) override {
-    Gpus future = ctx_.future->MaxDemand(p.pool, now, now + ctx_.notice + ctx_.tick);
+    // The recorded future does not change during a run: one lookup per pool and instant (a step
+    // asks several times at the same instant).
+    if (p.pool.v >= last_.size()) last_.resize(p.pool.v + 1, {kTimeMax, 0});
+    auto& [at, future] = last_[p.pool.v];
+    if (at != now) {
+      at = now;
+      future = ctx_.future->MaxDemand(p.pool, now, now + ctx_.notice + ctx_.tick);
+    }
     return std::max<Gpus>(0, p.capacity - p.reserved - std::max(future, p.internal_want));
   }
 
  private:
   std::string name_ = "oracle";
   PolicyContext ctx_;
+  std::vector<std::pair<Time, Gpus>> last_;  // per pool: the instant asked last, its future demand
 };
 
 // landlord: forecast + headroom + cooldown + reserved terms.
