@@ -346,7 +346,6 @@ TEST_F(WorkloadTest, IsolatedFromTheServerAndEachOtherAndRunawaysAreContained) {
       "echo \"admin=$(curl -s -o /dev/null -w '%{{http_code}}' \"$base/admin/fleet\")\"; echo probed",
       dir_);
   json prober = CreateWithWorkload(key, probe, 4, {{"TARGET", victim_id}});
-  json bomb = CreateWithWorkload(key, "b() { b | b & }; b; echo bombing; sleep 1000", 4);
   json hog = CreateWithWorkload(
       key, "x=x; i=0; while [ $i -lt 31 ]; do x=$x$x; i=$((i+1)); done; echo ate 1 GiB", 4);
 
@@ -364,7 +363,10 @@ TEST_F(WorkloadTest, IsolatedFromTheServerAndEachOtherAndRunawaysAreContained) {
   EXPECT_NE(hogged["workload"]["exit_code"], 0) << hogged.dump();
   EXPECT_EQ(Text(key, "/v1/leases/" + hog["id"].get<std::string>() + "/logs").find("ate 1 GiB"), std::string::npos);
 
-  // While the bomb is bounded, the server answers and the neighbour still runs.
+  // The bomb last (it keeps the CPU busy while it runs): bounded, the server answers and the
+  // neighbour still runs.
+  json bomb = CreateWithWorkload(key, "b() { b | b & }; b; echo bombing; sleep 1000", 4);
+  EXPECT_NE(WaitLog(key, bomb["id"], "\n"), "") << "it is under way (`bombing`, or its shell's `Cannot fork`)";
   int status = 0;
   Text("", "/healthz", &status);
   EXPECT_EQ(status, 200);
