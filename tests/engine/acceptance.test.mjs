@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 
 import OpenAI, { APIError } from '../node/node_modules/openai/index.mjs';
 
-import { request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
+import { creditedTenant, request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(process.env.LANDLORD_BIN ?? path.join(HERE, '../../build/release/landlord'));
@@ -76,13 +76,7 @@ describe('landlord serve with real llama-server replicas (issue 18 acceptance)',
     s.serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
     s.url = await s.serve.url;
     s.call = (method, route, k, body) => request(s.url, method, route, k, body, 60_000);
-    const t = await s.call('POST', '/admin/tenants', ADMIN_KEY, { name: 'acceptance' });
-    assert.equal(t.status, 201, t.text);
-    const k = await s.call('POST', '/admin/keys', ADMIN_KEY, { tenant_id: t.json.id });
-    assert.equal(k.status, 201, k.text);
-    s.key = k.json.key;
-    const c = await s.call('POST', '/admin/credits', ADMIN_KEY, { tenant_id: t.json.id, amount: '5.00' });
-    assert.equal(c.status, 200, c.text);
+    s.key = (await creditedTenant(s.call, ADMIN_KEY, 'acceptance')).key;
     s.client = new OpenAI({ apiKey: s.key, baseURL: `${s.url}/v1`, maxRetries: 0, timeout: 120_000 });
     // Both replicas placed on the fleet and their servers answering /health (routed from then on).
     await until('two engine replicas serving', async () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-import { request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
+import { creditedTenant, request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
 import { sseData, startLlamaServer } from '../lib/llama_server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -35,13 +35,7 @@ async function startStack(alias) {
   s.serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
   s.url = await s.serve.url;
   s.call = (method, route, k, body) => request(s.url, method, route, k, body, 60_000);
-  const t = await s.call('POST', '/admin/tenants', ADMIN_KEY, { name: 'engine' });
-  assert.equal(t.status, 201, t.text);
-  const k = await s.call('POST', '/admin/keys', ADMIN_KEY, { tenant_id: t.json.id });
-  assert.equal(k.status, 201, k.text);
-  s.key = k.json.key;
-  const c = await s.call('POST', '/admin/credits', ADMIN_KEY, { tenant_id: t.json.id, amount: '5.00' });
-  assert.equal(c.status, 200, c.text);
+  s.key = (await creditedTenant(s.call, ADMIN_KEY, 'engine')).key;
   s.stop = async () => {
     assert.deepEqual(await s.serve.stop(), { code: 0, signal: null }, 'serve exits 0');
     await s.engine.stop('SIGKILL');

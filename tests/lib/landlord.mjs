@@ -1,5 +1,6 @@
 // Starting and stopping `landlord` processes from Node tests (tests/node, tests/web): each
 // child is killed when the test process exits, even if no hook runs.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 
 const START_TIMEOUT_MS = 15_000;
@@ -126,6 +127,18 @@ export async function request(base, method, route, key, body, timeoutMs = 20_000
     json = undefined;
   }
   return { status: res.status, headers: res.headers, json, text };
+}
+
+// A tenant with a key and a prepaid credit, made through `call(method, route, key, body)` with
+// the admin key; asserts each answer. Resolves to { id, key }.
+export async function creditedTenant(call, adminKey, name, { credit = '5.00', rpm = 0, tpm = 0 } = {}) {
+  const t = await call('POST', '/admin/tenants', adminKey, { name });
+  assert.equal(t.status, 201, t.text);
+  const k = await call('POST', '/admin/keys', adminKey, { tenant_id: t.json.id, rpm, tpm });
+  assert.equal(k.status, 201, k.text);
+  const c = await call('POST', '/admin/credits', adminKey, { tenant_id: t.json.id, amount: credit });
+  assert.equal(c.status, 200, c.text);
+  return { id: t.json.id, key: k.json.key };
 }
 
 // `call(method, route, key, body)` against the server at `baseUrl()` (read at each call).
