@@ -431,7 +431,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("fleet", {"backend", "trace", "nodes", "gpus_per_node", "history_h", "slurm_partition",
                                        "slurm_notify_url", "slurm_access", "slurm_sanitize", "slurm_poll_ms",
                                        "slurm_start_timeout_s", "slurm_model_command", "slurm_model_port",
-                                       "slurm_container"}));
+                                       "slurm_container", "slurm_container_kill"}));
   LL_RETURN_IF_ERROR(r.Str("fleet", "backend", &c->backend));
   if (c->backend != "sim" && c->backend != "slurm") {
     return Status::Invalid(fmt::format("{}: `fleet.backend` must be \"sim\" or \"slurm\", got \"{}\"", path, c->backend));
@@ -443,6 +443,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Str("fleet", "slurm_model_command", &c->slurm.model_command));
   LL_RETURN_IF_ERROR(r.Int("fleet", "slurm_model_port", 1024, 65000, &c->slurm.model_port));
   LL_RETURN_IF_ERROR(r.StrList("fleet", "slurm_container", &c->slurm.container));
+  LL_RETURN_IF_ERROR(r.StrList("fleet", "slurm_container_kill", &c->slurm.container_kill));
   int64_t poll_ms = c->slurm.poll.ms;
   LL_RETURN_IF_ERROR(r.Int("fleet", "slurm_poll_ms", 100, 600'000, &poll_ms));
   c->slurm.poll = Duration::Millis(poll_ms);

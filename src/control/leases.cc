@@ -249,10 +249,7 @@ void Leases::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason, st
   Lease& l = book_[h.tag];
   book_.SetLive(h.tag, false);
   l.rec.ended = now;
-  c_.fleet->EndHolder(l.rec.id);
-  if (workloads_ != nullptr && !l.rec.workload.empty()) {
-    workloads_->Stop(l.rec.id, reason == alloc::EndReason::kReclaimed ? Duration{} : workloads_->options().stop_grace);
-  }
+  StopWorkload(l, reason, now, batch);
   if (!l.lost.empty()) {
     // The holder is gone without Landlord (slurm): billing stops when it went.
     if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
@@ -273,6 +270,22 @@ void Leases::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason, st
     l.rec.end_reason = LeaseEnd::kTermEnded;
   }
   Emit(l, std::string(Name(l.rec.state)), now, batch);
+}
+
+// A lease's end ends its workload and its holder. A released lease's running workload has
+// `stop_grace` to end after its SIGTERM (on Slurm the holder job waits as long: its steps are
+// signalled, then killed); any other end kills it at once, and that end is recorded here, before
+// the lease's final event, so the event stream shows `workload_exited` first.
+void Leases::StopWorkload(Lease& l, alloc::EndReason reason, Time now, store::Batch& batch) {
+  const bool has = workloads_ != nullptr && !l.rec.workload.empty();
+  const bool running = has && StoredWorkload(l.rec).value("status", json::object()).value("state", "") == "running";
+  const Duration grace = reason == alloc::EndReason::kReclaimed || !l.lost.empty() || !running
+                             ? Duration{}
+                             : workloads_->options().stop_grace;
+  c_.fleet->EndHolder(l.rec.id, grace);
+  if (!has) return;
+  if (grace.ms > 0) return workloads_->Stop(l.rec.id, grace);
+  if (auto s = workloads_->StopNow(l.rec.id, now)) RecordWorkload(*book_.IndexOf(l.rec.id), *s, now, batch);
 }
 
 // Booked reserved leases whose start has come are placed. The promise was made out of the

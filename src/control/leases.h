@@ -140,6 +140,7 @@ class Leases {
   Status PlaceReserved(const LeaseRequest& req, Slot& slot, Time now, store::Batch& batch, ReservedOffer* offer);
   Status ForecastConflict(const LeaseRequest& req, Time start, Time now, ReservedOffer* offer) const;
   void StartWorkload(Lease& l, const alloc::Holder& h, Time now, store::Batch& batch);
+  void StopWorkload(Lease& l, alloc::EndReason reason, Time now, store::Batch& batch);
   void Bill(Lease& l, Time now, store::Batch& batch);
   const fleet::Topology& topology() const { return c_.fleet->topology(); }
 

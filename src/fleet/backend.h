@@ -89,8 +89,10 @@ class Backend {
                                                   int /*n*/, Time /*now*/) {
     return std::nullopt;
   }
-  // Landlord ends the holder (a lease's or a replica's id).
-  virtual void EndHolder(const std::string& /*id*/) {}
+  // Landlord ends the holder (a lease's or a replica's id). `grace` > 0: the workload running in
+  // it hears SIGTERM now and is killed with the holder after `grace` (a released lease's
+  // `stop_grace`); zero: the holder ends at once.
+  virtual void EndHolder(const std::string& /*id*/, Duration /*grace*/) {}
   // The control plane takes over the fleet: `live_leases` were started by an earlier run.
   virtual void Attach(const std::vector<std::string>& /*live_leases*/, Time /*now*/) {}
   // Whether holders post notices and registrations (POST /slurm/...) checked by CheckToken.

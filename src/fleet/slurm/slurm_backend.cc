@@ -265,6 +265,7 @@ void SlurmBackend::RunStart(const Command& c) {
 void SlurmBackend::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
+    TakeDueEnds();
     // Clean-up first (a cancelled holder frees its nodes sooner), each retried until it ran.
     while (!queue_.empty() && !stop_) {
       if (!queue_.front().start.empty()) {
@@ -314,8 +315,12 @@ void SlurmBackend::Work() {
     }
     Read();
     lock.lock();
-    wake_.wait_for(lock, std::chrono::milliseconds(options_.poll.ms),
-                   [&] { return stop_ || !queue_.empty(); });
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.poll.ms);
+    for (const Later& l : later_) until = std::min(until, l.at);
+    wake_.wait_until(lock, until, [&] {
+      return stop_ || !queue_.empty() ||
+             std::any_of(later_.begin(), later_.end(), [](const Later& l) { return l.at <= std::chrono::steady_clock::now(); });
+    });
   }
 }
 
@@ -561,7 +566,7 @@ void SlurmBackend::Attach(const std::vector<std::string>& live_leases, Time now)
   }
 }
 
-void SlurmBackend::EndHolder(const std::string& lease_id) {
+void SlurmBackend::EndHolder(const std::string& lease_id, Duration grace) {
   auto it = held_.find(lease_id);
   if (it == held_.end()) return;
   const Held h = it->second;
@@ -575,21 +580,41 @@ void SlurmBackend::EndHolder(const std::string& lease_id) {
         nodes = j.nodes;
     }
   }
-  // SIGKILL: the step would otherwise trap the TERM and hold on until KillWait.
+  // SIGKILL: the step would otherwise trap the TERM and hold on until KillWait. After `grace`
+  // (the workload's step was told by SIGTERM and may still checkpoint), with what follows.
+  std::vector<std::vector<std::string>> end;
   if (h.job > 0) {
-    Queue({"scancel", "--signal=KILL", std::to_string(h.job)});
-    Queue({"scancel", std::to_string(h.job)});
+    end.push_back({"scancel", "--signal=KILL", std::to_string(h.job)});
+    end.push_back({"scancel", std::to_string(h.job)});
   } else {
-    Queue({"scancel", "--signal=KILL", "--name=" + JobName(lease_id)});
+    end.push_back({"scancel", "--signal=KILL", "--name=" + JobName(lease_id)});
   }
   // An adopted lease does not know whether it had a reservation: deleting none is harmless.
-  if (h.reservation || h.job < 0) Queue({"scontrol", "delete", "reservation=" + JobName(lease_id)});
-  if (options_.sanitize.empty() || nodes.empty()) return;
+  if (h.reservation || h.job < 0) end.push_back({"scontrol", "delete", "reservation=" + JobName(lease_id)});
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const std::string& n : nodes) sanitize_nodes_.push_back(n);
+    const auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(grace.ms, 0));
+    later_.push_back(Later{.at = at,
+                           .argvs = std::move(end),
+                           .sanitize = options_.sanitize.empty() ? std::vector<std::string>{} : nodes,
+                           .graced = grace.ms > 0});
   }
   wake_.notify_all();
+}
+
+// The holders' ends whose time has come go to the queue and the sanitize list. Under mu_.
+void SlurmBackend::TakeDueEnds() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = later_.begin(); it != later_.end();) {
+    if (it->at > now) {
+      ++it;
+      continue;
+    }
+    if (it->graced) fmt::print(stderr, "landlord serve: ending holder job `{}` after its workload's grace\n", it->argvs[0].back());
+    for (auto& argv : it->argvs) queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .undo = {}});
+    sanitize_nodes_.insert(sanitize_nodes_.end(), it->sanitize.begin(), it->sanitize.end());
+    it = later_.erase(it);
+  }
 }
 
 sim::Trace SlurmTrace(const SlurmBackend& slurm, Time now, Duration history) {

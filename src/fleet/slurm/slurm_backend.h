@@ -30,6 +30,7 @@
 // Slurm is unavailable new leases are refused at once (Available).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -97,7 +98,7 @@ class SlurmBackend final : public Backend {
                                           Gpus gpus, int n, Time now) override;
   // Landlord ends the lease (or replica): the holder is cancelled, the reservation deleted,
   // and the nodes sanitized (if configured) before they count as idle again.
-  void EndHolder(const std::string& id) override;
+  void EndHolder(const std::string& id, Duration grace) override;
   // Replica jobs of an earlier run (replicas are not persisted) are cancelled; leases whose
   // holder was started before a restart are found again by their job name.
   void Attach(const std::vector<std::string>& live_leases, Time now) override;
@@ -125,6 +126,7 @@ class SlurmBackend final : public Backend {
     std::vector<std::string> first, undo;
   };
   void Queue(std::vector<std::string> argv);
+  void TakeDueEnds();
   void RunStart(const Command& c);  // on the worker, without mu_
   void CancelStrayReplicas();
   std::string Token(const std::string& lease_id) const;
@@ -158,6 +160,13 @@ class SlurmBackend final : public Backend {
   std::map<std::string, int64_t> started_;      // holder id → its job, submitted by the worker
   std::map<std::string, std::string> refused_;  // holder id → why Slurm did not take it (the whole reason)
   std::vector<std::string> sanitize_nodes_;     // nodes to sanitize (the worker submits)
+  struct Later {  // a holder's end after its workload's grace
+    std::chrono::steady_clock::time_point at;
+    std::vector<std::vector<std::string>> argvs;
+    std::vector<std::string> sanitize;
+    bool graced = false;
+  };
+  std::vector<Later> later_;
   std::map<int64_t, std::string> sanitizing_;   // job → node (the worker's)
   std::map<std::string, std::string> drained_;
   std::thread worker_;
