@@ -144,6 +144,9 @@ ALTER TABLE api_keys ADD COLUMN revoked_ms INTEGER;
 )sql",
     // 6: a lease's workload: {"spec", "status"} as JSON text ('': none).
     "ALTER TABLE leases ADD COLUMN workload TEXT NOT NULL DEFAULT '';",
+    // 7: a spot lease's notice tier (leases from before it were all `standard`).
+    "ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard' "
+    "CHECK (notice_tier IN ('standard', 'flash'));",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
