@@ -85,6 +85,7 @@ Time ScaledClock::Now() const {
 void ControlPlane::Advance() {
   AdvanceTo(clock_->Now());
   replicas_.Place(*alloc_, overrides_->sellable, floor_, now_);
+  accounts_.ExpireSlices(pending_);  // gateways' slices whose lease ran out: their rest returns
   Flush();
 }
 

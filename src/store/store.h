@@ -135,6 +135,16 @@ struct HoldRecord {
   int64_t amount_micros = 0;
   int64_t charged_micros = -1;  // -1: open
   Time created;
+  // A standalone gateway's slice (docs/scale-out.md) is a hold too: of part of the balance
+  // (`amount_micros`: what it holds now; once closed, what it charged in all, as `charged_micros`)
+  // and of the key's rate-limit buckets, leased until `expires` and renewed by the gateway.
+  std::string key_id;                // the key whose limits it holds part of; "": one request's hold
+  int64_t requests = 0, tokens = 0;  // the rate-limit units it holds now
+  int64_t spent_micros = 0;          // what its usage charged so far
+  int64_t seq = 0;                   // the gateway's last report applied
+  Time expires;                      // past this, its rest returns to the balance (unless renewed)
+  bool expired = false;              // closed by its expiry (not returned by its gateway)
+  bool slice() const { return !key_id.empty(); }
 };
 
 // One atomic write. Keys are inserted (a second insert of an id is a conflict), then revoked;

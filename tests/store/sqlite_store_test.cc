@@ -713,13 +713,66 @@ TEST_P(StoreContract, PriceHistoriesRoundTrip) {
   EXPECT_FALSE(store->Commit(bad).ok());
 }
 
+// One request's hold of tenant `ten_a` (-1 charged: open).
+HoldRecord RequestHold(const char* id, int64_t amount, int64_t charged) {
+  return {.id = id, .tenant_id = "ten_a", .amount_micros = amount, .charged_micros = charged, .created = Time{kT0},
+          .key_id = {}, .requests = 0, .tokens = 0, .spent_micros = 0, .seq = 0, .expires = Time{}, .expired = false};
+}
+
+// A slice (docs/scale-out.md) is a hold with a key, units, spend, report number and expiry: it
+// round-trips, and is updated in place by each report.
+TEST_P(StoreContract, SlicesRoundTripAsHoldsAndUpdateInPlace) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Batch b;
+  b.tenants = {Tenant("ten_a")};
+  b.balances.push_back({"ten_a", 10'000'000, 0});
+  HoldRecord s = RequestHold("sl_1", 2'000'000, -1);
+  s.key_id = "key_1";
+  s.requests = 5;
+  s.tokens = 700;
+  s.seq = 1;
+  s.expires = Time{kT0 + 10'000};
+  b.holds.push_back(s);
+  ASSERT_TRUE(store->Commit(b).ok());
+  Batch next;
+  s.amount_micros = 1'500'000;
+  s.spent_micros = 400'000;
+  s.seq = 2;
+  s.expires = Time{kT0 + 12'000};
+  next.holds.push_back(s);
+  ASSERT_TRUE(store->Commit(next).ok());
+  auto open = store->OpenHolds();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  const HoldRecord& got = open->front();
+  EXPECT_EQ(got.key_id, "key_1");
+  EXPECT_EQ(got.amount_micros, 1'500'000);
+  EXPECT_EQ(got.requests, 5);
+  EXPECT_EQ(got.tokens, 700);
+  EXPECT_EQ(got.spent_micros, 400'000);
+  EXPECT_EQ(got.seq, 2);
+  EXPECT_EQ(got.expires.ms, kT0 + 12'000);
+  EXPECT_FALSE(got.expired);
+  Batch closed;  // expired: what it spent is what it charged
+  s.amount_micros = s.charged_micros = s.spent_micros;
+  s.expired = true;
+  closed.holds.push_back(s);
+  ASSERT_TRUE(store->Commit(closed).ok());
+  EXPECT_TRUE(store->OpenHolds()->empty());
+  auto one = store->Hold("sl_1");
+  ASSERT_TRUE(one.ok() && one->has_value());
+  EXPECT_TRUE((*one)->expired);
+  EXPECT_EQ((*one)->charged_micros, 400'000);
+}
+
 TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   Batch b;
   b.tenants = {Tenant("ten_a")};
   b.balances = {{"ten_a", 10'000'000, 2'000'000}};
-  b.holds = {{"h1", "ten_a", 3'000'000, -1, Time{kT0}}, {"h2", "ten_a", 1'000'000, 500'000, Time{kT0}}};
+  b.holds = {RequestHold("h1", 3'000'000, -1), RequestHold("h2", 1'000'000, 500'000)};
   ASSERT_TRUE(store->Commit(b).ok());
   auto balances = store->Balances();
   ASSERT_TRUE(balances.ok());
@@ -734,7 +787,7 @@ TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending
   EXPECT_EQ(*store->Hold("h9"), std::nullopt);
   // Settling h1 closes it.
   Batch settle;
-  settle.holds = {{"h1", "ten_a", 3'000'000, 3'000'000, Time{kT0}}};
+  settle.holds = {RequestHold("h1", 3'000'000, 3'000'000)};
   settle.balances = {{"ten_a", 10'000'000, 5'000'000}};
   ASSERT_TRUE(store->Commit(settle).ok());
   EXPECT_TRUE(store->OpenHolds()->empty());
@@ -743,7 +796,7 @@ TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending
   over.balances = {{"ten_a", 10'000'000, 10'000'001}};
   EXPECT_FALSE(store->Commit(over).ok());
   Batch over_hold;
-  over_hold.holds = {{"h3", "ten_a", 1, 2, Time{kT0}}};
+  over_hold.holds = {RequestHold("h3", 1, 2)};
   EXPECT_FALSE(store->Commit(over_hold).ok());
   EXPECT_EQ((*store->Balances())[0].charged_micros, 5'000'000);
 }

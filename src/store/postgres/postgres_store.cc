@@ -81,6 +81,13 @@ ALTER TABLE api_keys ADD COLUMN revoked_ms BIGINT;
     // A spot lease's notice tier (leases from before it were all `standard`).
     "ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard' "
     "CHECK (notice_tier IN ('standard', 'flash'));",
+    // A gateway's slice is a hold with a key, its units, what it spent, its report and expiry.
+    R"sql(
+ALTER TABLE holds ADD COLUMN key_id TEXT NOT NULL DEFAULT '', ADD COLUMN requests BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN tokens BIGINT NOT NULL DEFAULT 0, ADD COLUMN spent_micros BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN seq BIGINT NOT NULL DEFAULT 0, ADD COLUMN expires_ms BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN expired SMALLINT NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -182,7 +189,8 @@ class PostgresStore final : public Store {
     for (const auto& b : batch.balances) add("balance", {q(b.tenant_id), n(b.credited_micros), n(b.charged_micros)});
     for (const auto& h : batch.holds) {
       add("hold", {q(h.id), q(h.tenant_id), n(h.amount_micros), h.charged_micros < 0 ? "NULL" : n(h.charged_micros),
-                   n(h.created.ms)});
+                   n(h.created.ms), q(h.key_id), n(h.requests), n(h.tokens), n(h.spent_micros), n(h.seq),
+                   n(h.expires.ms), n(h.expired ? 1 : 0)});
     }
     // Last, so that its count is what the text returns: the usage records that were new.
     if (!batch.usage.empty()) {
@@ -260,7 +268,8 @@ class PostgresStore final : public Store {
       for (const auto& h : batch.holds) {
         what = fmt::format("commit: hold `{}` (tenant `{}`)", h.id, h.tenant_id);
         w.exec_prepared("hold", h.id, h.tenant_id, h.amount_micros,
-                        h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms);
+                        h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms,
+                        h.key_id, h.requests, h.tokens, h.spent_micros, h.seq, h.expires.ms, h.expired ? 1 : 0);
       }
       what = "commit";
       w.commit();
@@ -372,8 +381,11 @@ class PostgresStore final : public Store {
                   "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
                   "charged_micros = excluded.charged_micros");
     conn_.prepare("hold",
-                  "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
-                  "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros");
+                  "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms, key_id, requests, tokens, "
+                  "spent_micros, seq, expires_ms, expired) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
+                  "ON CONFLICT(id) DO UPDATE SET amount_micros = excluded.amount_micros, charged_micros = "
+                  "excluded.charged_micros, requests = excluded.requests, tokens = excluded.tokens, spent_micros = "
+                  "excluded.spent_micros, seq = excluded.seq, expires_ms = excluded.expires_ms, expired = excluded.expired");
     // Now, not on first use: CommitInOneText runs them by name (EXECUTE) in one text.
     for (const char* name : {"tenant", "key", "key_revoke", "lease", "event", "internal_job", "setting", "lease_price", "spot_price",
                              "balance", "hold"}) {
@@ -553,7 +565,8 @@ class PostgresStore final : public Store {
       "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
       "amount_micros";
   static constexpr const char* kHoldColumns =
-      "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms";
+      "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms, key_id, requests, tokens, "
+      "spent_micros, seq, expires_ms, expired";
   static UsageRecord ReadUsage(const pqxx::row& r) {
     UsageRecord u;
     u.key = r[0].c_str();
@@ -571,7 +584,11 @@ class PostgresStore final : public Store {
     return u;
   }
   static HoldRecord ReadHold(const pqxx::row& r) {
-    return HoldRecord{r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(), Time{r[4].as<int64_t>()}};
+    return HoldRecord{.id = r[0].c_str(), .tenant_id = r[1].c_str(), .amount_micros = r[2].as<int64_t>(),
+                      .charged_micros = r[3].as<int64_t>(), .created = Time{r[4].as<int64_t>()},
+                      .key_id = r[5].c_str(), .requests = r[6].as<int64_t>(), .tokens = r[7].as<int64_t>(),
+                      .spent_micros = r[8].as<int64_t>(), .seq = r[9].as<int64_t>(),
+                      .expires = Time{r[10].as<int64_t>()}, .expired = r[11].as<int>() != 0};
   }
   // The URL without its password, for messages.
   explicit PostgresStore(const std::string& url) : url_(RedactedUrl(url)), conn_(url) {}

@@ -44,10 +44,11 @@ constexpr const char* kSelectUsage =
     "ORDER BY start_ms, key";
 constexpr const char* kSelectBalances = "SELECT tenant_id, credited_micros, charged_micros FROM balances ORDER BY tenant_id";
 constexpr const char* kSelectOpenHolds =
-    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms FROM holds "
-    "WHERE charged_micros IS NULL ORDER BY id";
+    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms, key_id, requests, tokens, "
+    "spent_micros, seq, expires_ms, expired FROM holds WHERE charged_micros IS NULL ORDER BY id";
 constexpr const char* kSelectHold =
-    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms FROM holds WHERE id = ?1";
+    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms, key_id, requests, tokens, "
+    "spent_micros, seq, expires_ms, expired FROM holds WHERE id = ?1";
 constexpr const char* kSelectUsagePage =
     "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
     "amount_micros FROM usage_events WHERE (?1 = '' OR tenant_id = ?1) AND (?2 = '' OR period = ?2) "
@@ -88,6 +89,13 @@ HoldRecord ReadHold(Row& r) {
   h.amount_micros = r.Int();
   h.charged_micros = r.Int();
   h.created = r.At();
+  h.key_id = r.Text();
+  h.requests = r.Int();
+  h.tokens = r.Int();
+  h.spent_micros = r.Int();
+  h.seq = r.Int();
+  h.expires = r.At();
+  h.expired = r.Int() != 0;
   return h;
 }
 

@@ -66,8 +66,11 @@ constexpr const char* kUpsertBalance =
     "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
     "charged_micros = excluded.charged_micros";
 constexpr const char* kUpsertHold =
-    "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES(?1, ?2, ?3, ?4, ?5) "
-    "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros";
+    "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms, key_id, requests, tokens, "
+    "spent_micros, seq, expires_ms, expired) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT(id) DO UPDATE SET amount_micros = excluded.amount_micros, charged_micros = excluded.charged_micros, "
+    "requests = excluded.requests, tokens = excluded.tokens, spent_micros = excluded.spent_micros, seq = excluded.seq, "
+    "expires_ms = excluded.expires_ms, expired = excluded.expired";
 
 StatusCode CodeFor(int rc) {
   switch (rc) {
@@ -296,7 +299,8 @@ Status SqliteStore::WriteLedger(const Batch& batch, int64_t* usage_inserted) {
       } else {
         b.Int(h.charged_micros);
       }
-      b.At(h.created);
+      b.At(h.created).Text(h.key_id).Int(h.requests).Int(h.tokens).Int(h.spent_micros).Int(h.seq).At(h.expires);
+      b.Int(h.expired ? 1 : 0);
     }));
   }
   return Status::Ok();
