@@ -313,6 +313,8 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void Flush();
   Lease* Find(const Principal& who, const std::string& id);
   nlohmann::json LeaseJson(const store::LeaseRecord& r) const;
+  // The spot tiers on offer, each with its notice and price now (quotes and prices).
+  nlohmann::json SpotTiers() const;
   std::string PolicySettingsJson() const;
   int PoolIndex(std::string_view name) const;
   Money ReservedPriceFor(Duration d) const { return leases_.ReservedPriceFor(d); }

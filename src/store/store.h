@@ -66,11 +66,13 @@ struct LeaseRecord {
   LeaseEnd end_reason = LeaseEnd::kNone;
   std::string placement;   // "node:gpus,node:gpus", node = index into the fleet
   std::string workload{};  // JSON {"spec", "status"} of the lease's workload; "" for none
+  NoticeTier notice_tier = NoticeTier::kStandard;  // spot: which notice it gets
 };
 
 // The lease's kind, state and end reason from their stored names; an error names the lease
 // and the column.
-Status ReadLeaseNames(LeaseRecord& l, std::string_view kind, std::string_view state, std::string_view end_reason);
+Status ReadLeaseNames(LeaseRecord& l, std::string_view kind, std::string_view state, std::string_view end_reason,
+                      std::string_view notice_tier);
 
 struct LeaseEventRecord {
   int64_t seq = 0;  // assigned by the store on Commit: increasing over all leases

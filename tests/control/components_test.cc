@@ -342,7 +342,7 @@ class LeasesTest : public ::testing::Test, public alloc::Listener {
     ao.floor = floor_;
     alloc_ = std::make_unique<alloc::Allocator>(fleet::FleetSpecOf(trace_.pools, trace_.nodes, &caps_), ao,
                                                  std::move(*policy), this);
-    overrides_ = Overrides{.headroom = 0, .sellable = {true}, .bookings = {}, .notice = ao.notice};
+    overrides_ = Overrides{.headroom = 0, .sellable = {true}, .bookings = {}, .notice = ao.notice, .flash_notice = {}};
     market_ = std::make_unique<step::SpotMarket>(floor_);
     leases_ = std::make_unique<Leases>();
     leases_->Bind({.alloc = alloc_.get(),

@@ -56,6 +56,7 @@ LeaseRecord FullLease(const std::string& id, const std::string& tenant_id) {
   l.end_reason = LeaseEnd::kReclaimed;
   l.placement = "0:8,5:8";
   l.workload = R"({"spec":{"command":["python","train.py"]},"status":{"state":"exited","exit_code":0}})";
+  l.notice_tier = NoticeTier::kFlash;
   return l;
 }
 
@@ -101,6 +102,7 @@ void ExpectSameLease(const LeaseRecord& got, const LeaseRecord& want) {
   EXPECT_EQ(got.end_reason, want.end_reason);
   EXPECT_EQ(got.placement, want.placement);
   EXPECT_EQ(got.workload, want.workload);
+  EXPECT_EQ(got.notice_tier, want.notice_tier);
 }
 
 void ExpectSameEvent(const LeaseEventRecord& got, const LeaseEventRecord& want) {
@@ -867,7 +869,8 @@ TEST_F(SqliteStoreTest, KeysStoredBeforeKeyManagementMigrateWithoutExpiryOrRevoc
   // Back to schema 4, as an older server left it, with a key in it.
   for (const char* sql : {"ALTER TABLE api_keys DROP COLUMN name", "ALTER TABLE api_keys DROP COLUMN prefix",
                           "ALTER TABLE api_keys DROP COLUMN expires_ms", "ALTER TABLE api_keys DROP COLUMN revoked_ms",
-                          "ALTER TABLE leases DROP COLUMN workload", "DELETE FROM schema_migrations WHERE version >= 5",
+                          "ALTER TABLE leases DROP COLUMN workload", "ALTER TABLE leases DROP COLUMN notice_tier",
+                          "DELETE FROM schema_migrations WHERE version >= 5",
                           "INSERT INTO tenants(id, name, created_ms) VALUES('ten_a', 'a', 1)",
                           "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) "
                           "VALUES('key_1', 'ten_a', 'h1', 0, 2, 60, 0)"}) {
@@ -889,6 +892,29 @@ TEST_F(SqliteStoreTest, KeysStoredBeforeKeyManagementMigrateWithoutExpiryOrRevoc
   revoke.key_revocations = {{"key_1", Time{kT0}}};
   ASSERT_TRUE(store->Commit(revoke).ok());
   EXPECT_EQ((*store->Keys())[0].revoked.ms, kT0);
+}
+
+// A database from before migration 7 (no notice tiers): its leases load as `standard`.
+TEST_F(SqliteStoreTest, LeasesStoredBeforeNoticeTiersAreStandard) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Batch b;
+    b.tenants = {Tenant("ten_a")};
+    b.leases = {FullLease("lease_1", "ten_a")};
+    ASSERT_TRUE(store->Commit(b).ok());
+  }
+  EXPECT_EQ(RawQuery("ALTER TABLE leases DROP COLUMN notice_tier"), -1);
+  EXPECT_EQ(RawQuery("DELETE FROM schema_migrations WHERE version >= 7"), -1);
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_GE(RawQuery("SELECT MAX(version) FROM schema_migrations"), 7);
+    auto leases = store->Leases();
+    ASSERT_TRUE(leases.ok()) << leases.status().ToString();
+    ASSERT_EQ(leases->size(), 1u);
+    EXPECT_EQ((*leases)[0].notice_tier, NoticeTier::kStandard);
+  }
 }
 
 TEST(PostgresUrlTest, PasswordsAreRedactedWhereverTheyAre) {

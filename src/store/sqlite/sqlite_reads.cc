@@ -24,8 +24,8 @@ constexpr const char* kSelectKeys =
     "ORDER BY id";
 constexpr const char* kSelectLeases =
     "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
-    "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload "
-    "FROM leases ORDER BY id";
+    "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload, "
+    "notice_tier FROM leases ORDER BY id";
 constexpr const char* kSelectEvents =
     "SELECT seq, lease_id, tenant_id, type, at_ms, data FROM lease_events "
     "WHERE lease_id = ?1 AND seq > ?2 ORDER BY seq";
@@ -174,7 +174,8 @@ Result<std::vector<LeaseRecord>> SqliteStore::Leases() {
     const std::string end_reason = r.Text();
     l.placement = r.Text();
     l.workload = r.Text();
-    if (Status st = ReadLeaseNames(l, kind, state, end_reason); !st.ok() && bad.ok()) bad = st;
+    const std::string tier = r.Text();
+    if (Status st = ReadLeaseNames(l, kind, state, end_reason, tier); !st.ok() && bad.ok()) bad = st;
     return l;
   });
   if (!bad.ok()) return Status::Invalid(fmt::format("{}: {}", path_, bad.message()));

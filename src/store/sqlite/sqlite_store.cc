@@ -31,14 +31,16 @@ constexpr const char* kRevokeKey = "UPDATE api_keys SET revoked_ms = COALESCE(re
 constexpr const char* kUpsertLease =
     "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, "
     "created_ms, started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, "
-    "placement, workload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
+    "placement, workload, notice_tier) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+    "?17, ?18) "
     "ON CONFLICT(id) DO UPDATE SET tenant_id = excluded.tenant_id, kind = excluded.kind, "
     "state = excluded.state, pool = excluded.pool, gpus = excluded.gpus, "
     "price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
     "created_ms = excluded.created_ms, started_ms = excluded.started_ms, "
     "noticed_at_ms = excluded.noticed_at_ms, reclaim_at_ms = excluded.reclaim_at_ms, "
     "term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
-    "end_reason = excluded.end_reason, placement = excluded.placement, workload = excluded.workload";
+    "end_reason = excluded.end_reason, placement = excluded.placement, workload = excluded.workload, "
+    "notice_tier = excluded.notice_tier";
 constexpr const char* kInsertEvent =
     "INSERT INTO lease_events(lease_id, tenant_id, type, at_ms, data) "
     "VALUES(?1, ?2, ?3, ?4, ?5)";
@@ -246,7 +248,7 @@ Status SqliteStore::WriteLeases(const Batch& batch, std::vector<int64_t>* seqs) 
           b.AtOrNull(l.created).AtOrNull(l.started);
           b.AtOrNull(l.noticed_at).AtOrNull(l.reclaim_at);
           b.AtOrNull(l.term_end).AtOrNull(l.ended);
-          b.Text(Name(l.end_reason)).Text(l.placement).Text(l.workload);
+          b.Text(Name(l.end_reason)).Text(l.placement).Text(l.workload).Text(Name(l.notice_tier));
         }));
   }
   for (const LeaseEventRecord& e : batch.events) {
