@@ -102,20 +102,32 @@ Result<size_t> Leases::Create(const Principal& who, LeaseRequest req, Time now, 
 }
 
 Status Leases::PlaceSpot(const LeaseRequest& req, Slot& slot, Time now) {
-  const Money price = c_.market->price();
+  const bool flash = req.notice_tier == NoticeTier::kFlash;
+  if (flash && !c_.overrides->FlashOffered()) {
+    return Status(StatusCode::kConflict, "tier_unavailable",
+                  fmt::format("the flash tier is not offered: its notice ({} s) must be shorter than the reclaim "
+                              "notice ({} s)",
+                              c_.overrides->flash_notice.ms / 1000, c_.overrides->notice.ms / 1000),
+                  "notice_tier");
+  }
+  const Money price = flash ? c_.market->flash_price() : c_.market->price();
   if (req.max_price < price) {
     return Status(StatusCode::kConflict, "price_below_market",
-                  fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(req.max_price),
-                              FormatMoney(price)),
+                  fmt::format("`max_price_per_gpu_hour` {} is below the {} spot price {}", FormatMoney(req.max_price),
+                              Name(req.notice_tier), FormatMoney(price)),
                   "max_price_per_gpu_hour");
   }
   Lease& lease = slot.lease();
+  lease.rec.notice_tier = req.notice_tier;
   int placed = -1;
   const std::vector<int> pools = step::CandidatePools(c_.alloc->pool_count(), req.pool);
-  auto id = step::PlaceSpot(*c_.alloc, pools, req.gpus, price, req.max_price, slot.index(), now, &placed);
+  auto id = step::PlaceSpot(*c_.alloc, pools, req.gpus, price, req.max_price, slot.index(), now, &placed,
+                            flash ? c_.overrides->flash_notice : Duration{});
   if (!id.ok()) {
     return Status(StatusCode::kResourceExhausted, "insufficient_capacity",
-                  fmt::format("no {} GPUs can be sold now: {}", req.gpus, id.status().message()), "gpus");
+                  fmt::format("no {} GPUs can be sold now on the {} tier: {}", req.gpus, Name(req.notice_tier),
+                              id.status().message()),
+                  "gpus");
   }
   lease.holder = *id;
   lease.rec.pool = placed;
@@ -328,9 +340,9 @@ bool Leases::ClearMarket(Time now, store::Batch& batch) {
     const Lease& l = book_[i];
     if (l.rec.kind == LeaseKind::kSpot) holders.push_back({i, l.holder});
   }
-  auto cleared = market.Clear(*c_.alloc, now, holders, {}, [&](uint64_t i, HolderId, Money) {
+  auto cleared = market.Clear(*c_.alloc, now, holders, {}, [&](uint64_t i, HolderId id, Money) {
     Lease& l = book_[i];
-    const Money price = market.price();
+    const Money price = c_.alloc->holder(id).price;  // its tier's price
     l.rec.price_micros = price.micros;
     l.prices.push_back({now, price});
     batch.lease_prices.push_back({l.rec.id, now, price.micros});

@@ -41,6 +41,7 @@ struct LeaseRequest {
   Gpus gpus = 0;
   int pool = -1;                           // -1: any pool
   Money max_price;                         // spot
+  NoticeTier notice_tier = NoticeTier::kStandard;  // spot
   int64_t duration_s = 0;                  // reserved
   std::optional<Time> start_at;            // reserved: booked to start then
   std::optional<workload::Spec> workload;  // the tenant's command, run while the lease is active

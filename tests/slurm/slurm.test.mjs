@@ -3,7 +3,8 @@
 // a spot lease (a holder job) the tenant sees with node names; an owner job that needs them
 // makes Slurm preempt the holder, the tenant gets `reclaim_notice` within 5 s with reclaim_at
 // at the grace end, the lease ends and the owner job starts; a reserved lease (a Slurm
-// reservation) keeps the owner off its nodes; a holder killed outside Landlord ends its lease
+// reservation) keeps the owner off its nodes; a reservation or a holder job Slurm refuses ends
+// its lease from its start with Slurm's error; a holder killed outside Landlord ends its lease
 // at that moment; a failed sanitize drains its node; slurmctld down and back; and
 // `landlord sim --trace sacct:FILE` on this cluster's own accounting.
 import { after, before, describe, test } from 'node:test';
@@ -148,7 +149,11 @@ withServe('landlord', 'slurm backend: the check, and reserved leases (landlord p
     assert.equal(r.status, 201, r.text);
     const id = r.json.id;
     const nodes = r.json.nodes.map((n) => n.node).sort();
-    const resv = sh('scontrol', 'show', 'reservation', `ll_${id}`);
+    // The reservation is made off the request path, just after the answer.
+    const resv = await waitFor('the reservation', () => {
+      const x = spawnSync('scontrol', ['show', 'reservation', `ll_${id}`], { encoding: 'utf8' });
+      return x.status === 0 ? x.stdout.trim() : null;
+    });
     assert.ok(resv.includes(`Nodes=${sh('scontrol', 'show', 'hostlist', nodes.join(','))} `), resv);
     const holder = await waitFor('the holder job to run', () => {
       const line = sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%i %T');
@@ -184,6 +189,42 @@ withServe('landlord', 'slurm backend: the check, and reserved leases (landlord p
     assert.match(sh('sinfo', '-h', '-n', nodes[0], '-o', '%t'), /drain/);
     assert.equal(health.fleet.drained[nodes[1]], undefined, 'the node that passed is not drained');
     sh('scontrol', 'update', `nodename=${nodes[0]}`, 'state=resume');
+  });
+
+  // The reservation and the holder job are made off the request path: the lease is answered
+  // first, and what Slurm refuses ends it from its start with Slurm's own error.
+  test('Slurm refuses the reservation, or the holder job: the lease ends with the error named, nothing billed, its GPUs free', async () => {
+    const refusedLease = async (why, block, unblock) => {
+      block();
+      let r;
+      try {
+        r = await call('POST', '/v1/leases', env.tenantKey, { kind: 'reserved', gpus: 8, duration_s: 3600 });
+        assert.equal(r.status, 201, r.text);
+        await waitFor(`the lease to end (${why})`, async () => ((await lease(r.json.id)).state === 'ended'), 30_000, 300);
+      } finally {
+        unblock();
+      }
+      const id = r.json.id;
+      const l = await lease(id);
+      assert.equal(l.end_reason, 'holder_lost');
+      assert.equal(l.ended_at, l.started_at, 'ended from its start');
+      const events = await (await fetch(`${env.url}/v1/leases/${id}/events`, { headers: { authorization: `Bearer ${env.tenantKey}` } })).text();
+      assert.match(events, why, events);
+      const usage = await call('GET', '/v1/usage', env.tenantKey);
+      const billed = usage.json.data.filter((u) => u.lease_id === id).reduce((sum, u) => sum + Number(u.amount), 0);
+      assert.equal(billed, 0, usage.text);
+      assert.notEqual(spawnSync('scontrol', ['show', 'reservation', `ll_${id}`]).status, 0, 'no reservation left behind');
+      await waitFor('no GPU reserved', async () => (await call('GET', '/admin/fleet', ADMIN_KEY)).json.pools[0].reserved === 0);
+    };
+    // Another reservation holds every node: Slurm does not make the lease's.
+    await refusedLease(/slurm did not make the reservation: `scontrol create reservation/,
+      () => sh('scontrol', 'create', 'reservation', 'ReservationName=ll_test_block', 'StartTime=now', 'Duration=60',
+        'Nodes=ALL', 'Users=root', 'Flags=IGNORE_JOBS'),
+      () => sh('scontrol', 'delete', 'reservation=ll_test_block'));
+    // The partition takes no new jobs: sbatch refuses the holder (its reservation goes again).
+    await refusedLease(/slurm did not take the holder job: `sbatch .*partition/i,
+      () => sh('scontrol', 'update', 'PartitionName=landlord', 'State=DRAIN'),
+      () => sh('scontrol', 'update', 'PartitionName=landlord', 'State=UP'));
   });
 
 });

@@ -243,12 +243,19 @@ Status SlurmBackend::AcceptsOwnerJobs() const {
 void SlurmBackend::Queue(std::vector<std::string> argv) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .undo = {}});
+    queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .first = {}, .undo = {}});
   }
   wake_.notify_all();
 }
 
 void SlurmBackend::RunStart(const Command& c) {
+  if (!c.first.empty()) {
+    if (auto made = Call(c.first); !made.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      refused_[c.start] = fmt::format("slurm did not make the reservation: {}", made.status().message());
+      return;
+    }
+  }
   auto out = Call(c.argv, c.env);
   auto job = out.ok() ? JobId(*out) : Result<int64_t>(out.status());
   if (!job.ok() && !c.undo.empty()) RunLogged(c.undo);
@@ -256,7 +263,7 @@ void SlurmBackend::RunStart(const Command& c) {
   if (job.ok()) {
     started_[c.start] = *job;
   } else {
-    refused_[c.start] = job.status().message();
+    refused_[c.start] = fmt::format("slurm did not take the holder job: {}", job.status().message());
   }
 }
 
@@ -306,6 +313,7 @@ void SlurmBackend::Work() {
             .argv = {"scontrol", "update", "nodename=" + node, "state=drain", "reason=" + why},
             .env = {},
             .start = "",
+            .first = {},
             .undo = {}});
         drained_[node] = why;
       }
@@ -352,6 +360,7 @@ void SlurmBackend::Read() {
           .argv = {"scontrol", "update", "nodename=" + s->second, "state=drain", "reason=" + why},
           .env = {},
           .start = "",
+          .first = {},
           .undo = {}});
       drained_[s->second] = why;
       fmt::print(stderr, "landlord serve: node {} drained: {}\n", s->second, why);
@@ -382,7 +391,8 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
   }
   PollResult p;
   // Holder jobs the worker submitted since the last poll (ended ones are no longer held). One
-  // that Slurm did not take is lost from its start: nothing of it is billed.
+  // that Slurm did not take (or whose reservation it did not make) is lost from its start:
+  // nothing of it is billed.
   for (const auto& [id, job] : started) {
     if (auto h = held_.find(id); h != held_.end()) h->second.job = job;
   }
@@ -391,8 +401,8 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
     if (h == held_.end()) continue;
     const Time at = h->second.submitted;
     held_.erase(h);
-    fmt::print(stderr, "landlord serve: slurm did not take the holder job of {}: {}\n", id, why);
-    p.lost[id] = {at, fmt::format("slurm did not take the holder job: {}", why)};
+    fmt::print(stderr, "landlord serve: {}: {}\n", id, why);
+    p.lost[id] = {at, why};
   }
   std::map<std::string, Gpus> cap, busy;
   for (const SlurmNode& n : nodes_) cap[n.name] = n.gpus;
@@ -469,18 +479,17 @@ Status SlurmBackend::StartLease(const std::string& lease_id,
                          ",LL_TOKEN=" + Token(lease_id)},
             .env = {},
             .start = lease_id,
+            .first = {},
             .undo = {}};
   if (whole) c.argv.push_back("--exclusive");
   const bool reserved = term_end != kTimeMax;
   if (reserved) {
-    // The reservation is the term's promise (the owner's jobs are kept off the nodes from
-    // now), so it exists before the lease is answered; the holder job itself can come later.
+    // The reservation is the term's promise (the owner's jobs are kept off the nodes from when
+    // it is made): the worker makes it just before the holder job, off the request path.
     const int64_t minutes = std::max<int64_t>(1, ((term_end - now).ms + 59'999) / 60'000);
-    LL_RETURN_IF_ERROR(
-        Call({"scontrol", "create", "reservation", "ReservationName=" + JobName(lease_id),
-              "StartTime=now", fmt::format("Duration={}", minutes), "Nodes=" + list, "Users=root",
-              "Flags=IGNORE_JOBS"})
-            .status());
+    c.first = {"scontrol", "create", "reservation", "ReservationName=" + JobName(lease_id),
+               "StartTime=now", fmt::format("Duration={}", minutes), "Nodes=" + list, "Users=root",
+               "Flags=IGNORE_JOBS"};
     c.argv.push_back("--reservation=" + JobName(lease_id));
     c.undo = {"scontrol", "delete", "reservation=" + JobName(lease_id)};
   }
@@ -505,7 +514,9 @@ std::optional<std::string> SlurmBackend::StartReplica(const std::string& model,
   held_[replica_id] = Held{.job = 0, .submitted = now, .running = false, .reservation = false};
   if (options_.notify_url.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
-    refused_[replica_id] = "no URL for the replicas' registration (`fleet.slurm_notify_url`)";
+    refused_[replica_id] =
+        "slurm did not take the holder job: no URL for the replicas' registration "
+        "(`fleet.slurm_notify_url`)";
     return replica_id;
   }
   std::string addr = node;
@@ -526,6 +537,7 @@ std::optional<std::string> SlurmBackend::StartReplica(const std::string& model,
                      replica_script_},
             .env = {"LL_MODEL_COMMAND=" + command},
             .start = replica_id,
+            .first = {},
             .undo = {}};
   {
     std::lock_guard<std::mutex> lock(mu_);
