@@ -116,8 +116,10 @@ ${extra.workloads ?? ''}
       env.tenantKey = k.json.key;
     });
     after(async () => {
-      spawnSync('scancel', ['--user=root']);
+      // The server first: one still running would see its cancelled sanitize runs as failed and
+      // drain their nodes for the next suite.
       const exit = await serve?.stop();
+      spawnSync('scancel', ['--user=root']);
       // LL_SLURM_SERVE_LOG=FILE: each server's stderr goes there too (what it saw of Slurm).
       if (process.env.LL_SLURM_SERVE_LOG && serve) {
         await fs.appendFile(process.env.LL_SLURM_SERVE_LOG, `== ${title}\n${serve.output().stderr}`);

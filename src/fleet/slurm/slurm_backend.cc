@@ -65,6 +65,11 @@ while :; do
 done
 )SH";
 
+// SIGKILL to every step of job $1 but its batch step, each by its id.
+constexpr const char* kKillSteps = R"SH(for s in $(squeue -h -s -j "$1" -o %i); do
+  case $s in *.batch|*.extern) ;; *) scancel --signal=KILL "$s" ;; esac
+done)SH";
+
 constexpr const char* kReplicaScript = R"SH(#!/bin/bash
 # landlord model replica job: runs the model server on its node, registers its URL with landlord
 # once it answers, and on Slurm's preemption SIGTERM reports the notice (landlord drains it) and
@@ -584,6 +589,9 @@ void SlurmBackend::EndHolder(const std::string& lease_id, Duration grace) {
   // (the workload's step was told by SIGTERM and may still checkpoint), with what follows.
   std::vector<std::vector<std::string>> end;
   if (h.job > 0) {
+    // Each step by its id first: a job-wide KILL only cancels an `--overlap` step (a workload's),
+    // which then has KillWait after a SIGTERM.
+    end.push_back({"/bin/sh", "-c", kKillSteps, "landlord-kill", std::to_string(h.job)});
     end.push_back({"scancel", "--signal=KILL", std::to_string(h.job)});
     end.push_back({"scancel", std::to_string(h.job)});
   } else {

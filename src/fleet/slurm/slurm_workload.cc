@@ -270,7 +270,6 @@ SlurmWorkload::SlurmWorkload(asio::io_context& io, const Clock& clock, SlurmWork
       logs_(std::max<size_t>(o_.log_bytes, 1)),
       poll_timer_(io),
       kill_timer_(io),
-      grace_timer_(io),
       pid_sd_(io),
       out_sd_(io) {}
 
@@ -348,7 +347,6 @@ void SlurmWorkload::WaitExit() {
 void SlurmWorkload::MaybeFinish() {
   if (!exited_ || !eof_ || finished_) return;
   kill_timer_.cancel();
-  grace_timer_.cancel();
   pid_sd_.close();
   out_sd_.close();
   const int st = raw_status_;
@@ -408,17 +406,11 @@ void SlurmWorkload::Stop(Duration grace) {
   }
   stopping_ = true;
   if (grace.ms > 0) {
-    // SIGTERM to the step now, SIGKILL after `grace` (the holder job, and with it the step, is
-    // cancelled then too: EndHolder). srun is killed here only if it outlives that by far (an
+    // SIGTERM to the step now; the SIGKILL after `grace` is the holder job's end (EndHolder
+    // kills its steps then). srun is killed here only if it outlives that by far (an
     // unreachable slurmctld).
     RunOffLoop({"/bin/sh", "-c", kSignalStep, "landlord-signal", std::to_string(job_), "TERM"},
                "the step could not be signalled");
-    grace_timer_.expires_after(std::chrono::milliseconds(grace.ms));
-    grace_timer_.async_wait(Guard([this](boost::system::error_code ec) {
-      if (ec || exited_) return;
-      RunOffLoop({"/bin/sh", "-c", kSignalStep, "landlord-signal", std::to_string(job_), "KILL"},
-                 "the step could not be killed");
-    }));
   } else {
     // The lease's end cancels the holder job (EndHolder) and with it this step; srun, told too,
     // cancels its step itself, and is killed if it hangs on an unreachable slurmctld.

@@ -135,7 +135,7 @@ class SlurmWorkload final : public workload::Runner {
   workload::WorkloadStatus status_;
   workload::LogRing logs_;
   std::optional<workload::SshAccess> ssh_;  // never: the fleet's own access line says how
-  boost::asio::steady_timer poll_timer_, kill_timer_, grace_timer_;
+  boost::asio::steady_timer poll_timer_, kill_timer_;
   boost::asio::posix::stream_descriptor pid_sd_, out_sd_;
   pid_t pid_ = -1;
   int64_t job_ = 0;
