@@ -330,7 +330,7 @@ Status ReadEngines(const toml::table& root, const std::string& path, gateway::Ga
 Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("gateway", {"enabled", "rpm", "tpm", "max_output_tokens", "prefix_bytes", "affinity",
                                          "max_attempts", "connect_timeout_ms", "first_byte_timeout_s",
-                                         "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models", "engines"}));
+                                         "idle_timeout_s", "meter_flush_ms", "threads", "upstreams", "sim_models", "engines"}));
   const toml::table& root = r.root();
   for (auto [key, out] : {std::pair{"enabled", &c->gateway_enabled}, std::pair{"affinity", &c->gateway.router.affinity}}) {
     auto e = root["gateway"][key];
@@ -353,6 +353,7 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   ms = c->meter_flush.ms;
   LL_RETURN_IF_ERROR(r.Int("gateway", "meter_flush_ms", 0, 10'000, &ms));
   c->meter_flush = Duration::Millis(ms);
+  LL_RETURN_IF_ERROR(r.Int("gateway", "threads", 0, 1024, &c->gateway_threads));
   const bool replaced = root["gateway"]["upstreams"] || root["gateway"]["sim_models"] || root["gateway"]["engines"];
   if (replaced) {
     g.upstreams.clear();
