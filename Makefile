@@ -81,6 +81,7 @@ bench: deps $(BENCHB)/CMakeCache.txt
 	node bench/dashboard_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/dashboard_bench.json
 	LANDLORD_BIN=$(BENCHB)/landlord bench/store_bench.sh --json $(BENCHB)/store_bench.json
 	JOBS=$(JOBS) bash tests/engine/run.sh node bench/engine_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/engine_bench.json
+	JOBS=$(JOBS) bash tests/engine/run.sh node bench/affinity_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/affinity_bench.json
 
 format:
 	clang-format -i $$(git ls-files '*.h' '*.cc')

@@ -26,8 +26,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { request, smallFleetToml, spawnLandlord } from '../tests/lib/landlord.mjs';
 import { startLlamaServer } from '../tests/lib/llama_server.mjs';
+import { median, quantile, startGateway, streamOnce } from './lib/stream.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -52,35 +52,6 @@ function prompt(i, tokens) {
   return out.join(' ');
 }
 
-// One streamed chat completion: client TTFT and total (ms), the engine's prompt_ms and usage.
-async function streamOnce(url, key, body) {
-  const t0 = performance.now();
-  const res = await fetch(`${url}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  const decoder = new TextDecoder();
-  let text = '';
-  let ttft = null;
-  for await (const bytes of res.body) {
-    text += decoder.decode(bytes, { stream: true });
-    if (ttft === null && /"content":"[^"]/.test(text)) ttft = performance.now() - t0;
-  }
-  const total = performance.now() - t0;
-  const events = text.split('\n\n').filter((e) => e.startsWith('data: ') && !e.startsWith('data: [DONE]'));
-  const last = JSON.parse(events.at(-1).slice(6));
-  if (!last.usage) throw new Error(`no usage chunk: ${events.at(-1)}`);
-  return { ttft, total, prompt_ms: last.timings?.prompt_ms ?? null, usage: last.usage };
-}
-
-const quantile = (xs, q) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
-};
-const median = (xs) => quantile(xs, 0.5);
-
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'landlord-engine-bench-'));
   const engine = await startLlamaServer({
@@ -88,20 +59,7 @@ async function main() {
     model: process.env.LLAMA_MODEL,
     args: ['--alias', MODEL, '-c', String(2 * (PROMPT_TOKENS + OUTPUT_TOKENS) + 256)],
   });
-  const trace = path.join(dir, 'owner.csv');
-  await fs.writeFile(trace, 'submit_s,gpus,duration_s\n0,8,3024000\n');
-  const config = path.join(dir, 'landlord.toml');
-  await fs.writeFile(
-    config,
-    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "${path.join(dir, 'data')}"\n${smallFleetToml(trace)}` +
-      `[gateway]\nrpm = 0\ntpm = 0\n[[gateway.upstreams]]\nmodel = "${MODEL}"\nurl = "${engine.url}"\n`,
-  );
-  const serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
-  const url = await serve.url;
-  const t = await request(url, 'POST', '/admin/tenants', ADMIN_KEY, { name: 'bench' });
-  const k = await request(url, 'POST', '/admin/keys', ADMIN_KEY, { tenant_id: t.json.id });
-  await request(url, 'POST', '/admin/credits', ADMIN_KEY, { tenant_id: t.json.id, amount: '1000.00' });
-  const key = k.json.key;
+  const { serve, url, key } = await startGateway({ bin: BIN, dir, adminKey: ADMIN_KEY, model: MODEL, upstreams: [engine.url] });
 
   const runs = { direct: [], gateway: [] };
   const paths = { direct: engine.url, gateway: url };

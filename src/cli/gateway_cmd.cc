@@ -3,9 +3,11 @@
 // an io_context on a thread of its own with its own listener on the one port (SO_REUSEPORT: the
 // kernel spreads new connections over the loops), its own gateway (router, upstream
 // connections, counters) and its own ledger client. Nothing a request touches is shared
-// between loops; what they share is read-only (the config, the prices, the clock) or taken
-// off the request path (where the control plane is, asked by the ledger clients' workers under
-// a lock). `GET /metrics` sums every loop's figures.
+// between loops: each loop leases its own slices of the keys' balances and rate limits
+// (docs/scale-out.md) and admits and settles against them alone. What loops share is read-only
+// (the config, the prices, the clock) or taken off the request path (where the control plane
+// is, asked by the ledger clients' workers under a lock). `GET /metrics` sums every loop's
+// figures.
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -32,6 +34,7 @@
 #include "cli/remote_accounts.h"
 #include "cli/serve.h"
 #include "cli/serve_internal.h"
+#include "cli/slice_accounts.h"
 #include "core/clock.h"
 #include "gateway/gateway.h"
 #include "store/store.h"
@@ -85,6 +88,7 @@ Status WaitForControlPlane(const RemoteAccounts::Locator& locate, const std::str
 struct Loop {
   boost::asio::io_context ioc{1};
   std::unique_ptr<RemoteAccounts> accounts;
+  std::unique_ptr<SliceAccounts> sliced;  // admits locally, usage in batches (docs/scale-out.md)
   std::unique_ptr<gateway::Gateway> gw;
   std::unique_ptr<api::HttpServer> server;
   boost::asio::steady_timer wait{ioc};
@@ -140,7 +144,12 @@ Status StartLoops(int n, const api::ServeConfig& config, const RemoteAccounts::L
   for (int i = 0; i < n; ++i) {
     auto loop = std::make_unique<Loop>();
     loop->accounts = std::make_unique<RemoteAccounts>(loop->ioc, locate, admin, wall, workers);
-    LL_ASSIGN_OR_RETURN(loop->gw, gateway::Gateway::Create(loop->ioc, c.gateway, c.prices, loop->accounts.get(), wall));
+    gateway::Accounts* ledger = loop->accounts.get();
+    if (c.gateway.slices.enabled) {
+      loop->sliced = std::make_unique<SliceAccounts>(loop->ioc, *loop->accounts, c.prices, wall, c.gateway.slices);
+      ledger = loop->sliced.get();
+    }
+    LL_ASSIGN_OR_RETURN(loop->gw, gateway::Gateway::Create(loop->ioc, c.gateway, c.prices, ledger, wall));
     LL_ASSIGN_OR_RETURN(loop->server, api::HttpServer::StartGateway(loop->ioc, c, *loop->gw, /*reuse_port=*/n > 1));
     c.listen = loop->server->address();  // the port the first one bound
     loops->push_back(std::move(loop));
@@ -152,6 +161,17 @@ Status StartLoops(int n, const api::ServeConfig& config, const RemoteAccounts::L
     });
   }
   return Status::Ok();
+}
+
+// At shutdown the loop's slices go back, their last usage with them (until `until`). The
+// loop's thread has ended: its io_context runs here.
+void ReturnSlices(Loop& loop, std::chrono::steady_clock::time_point until) {
+  if (!loop.sliced) return;
+  loop.sliced->CloseAll();
+  loop.ioc.restart();
+  while (!loop.sliced->closed() && std::chrono::steady_clock::now() < until) {
+    loop.ioc.run_for(std::chrono::milliseconds(10));
+  }
 }
 
 // A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
@@ -203,8 +223,13 @@ int RunGateway(const GatewayArgs& a) {
   Loop& first = *loops.front();
   boost::asio::signal_set signals(first.ioc, SIGTERM, SIGINT);
   fmt::print("landlord gateway: listening on http://{}\n", first.server->address());
-  fmt::print("control plane: {}; models: {}; {} event loop{}\n", where, fmt::join(first.gw->router().Models(), ", "),
-             threads, threads == 1 ? "" : "s");
+  std::vector<std::string> slicers;  // each loop leases its slices as a gateway of its own
+  for (const auto& loop : loops) {
+    if (loop->sliced) slicers.push_back(loop->sliced->gateway_id());
+  }
+  fmt::print("control plane: {}; models: {}; {} event loop{}; slices: {}\n", where,
+             fmt::join(first.gw->router().Models(), ", "), threads, threads == 1 ? "" : "s",
+             slicers.empty() ? std::string("off") : fmt::format("gateway {}", fmt::join(slicers, ", ")));
   std::fflush(stdout);
   signals.async_wait([&loops](const boost::system::error_code& ec, int) {
     if (ec) return;
@@ -228,6 +253,7 @@ int RunGateway(const GatewayArgs& a) {
     Drain(loop->ioc);
   }
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (auto& loop : loops) ReturnSlices(*loop, until);
   for (auto& loop : loops) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     loop->accounts->Stop(Duration::Millis(std::max<int64_t>(0, left.count())));  // settlements in flight reach the ledger

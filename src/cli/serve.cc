@@ -104,7 +104,9 @@ Result<std::unique_ptr<control::Workloads>> OpenSlurmWorkloads(const api::ServeC
                                                                fleet::SlurmBackend& slurm) {
   const api::WorkloadConfig& w = config.workloads;
   LL_RETURN_IF_ERROR(fleet::CheckContainerTemplate(config.slurm.container));
+  LL_RETURN_IF_ERROR(fleet::CheckContainerKill(config.slurm.container_kill, config.slurm.container));
   fleet::SlurmWorkloadOptions so{.container = config.slurm.container,
+                                 .container_kill = config.slurm.container_kill,
                                  .notice_root = "/tmp",
                                  .log_bytes = static_cast<size_t>(w.log_bytes),
                                  .sigterm_on_notice = w.sigterm_on_notice,

@@ -92,10 +92,21 @@ class GatewayTest : public ::testing::Test {
     StartServer("enabled = false\n");
     Credit("1.00");
     std::ofstream(dir_ + "/gw.toml") << fmt::format(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\n[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"{}\"\n", fake.url());
+        "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\nslice_idle_ms = 200\n[[gateway.upstreams]]\nmodel = \"m\"\n"
+        "url = \"{}\"\n",
+        fake.url());
     std::vector<std::string> args = {"gateway", "--control-plane", server_.url(), "--config", dir_ + "/gw.toml"};
     args.insert(args.end(), extra.begin(), extra.end());
     return SpawnLandlord(LL_LANDLORD_BIN, args, kAdminKey);
+  }
+
+  // The tenant's balance once no standalone gateway holds a slice of it any more (each returns
+  // its slices after `slice_idle_ms` idle), or after 10 s.
+  json BalanceOnceSlicesReturn() {
+    json balance = Get("/v1/balance");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (balance["held"] != "0.00" && std::chrono::steady_clock::now() < deadline) balance = Get("/v1/balance");
+    return balance;
   }
 
   std::string dir_, key_, tenant_;
@@ -348,7 +359,10 @@ TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
   for (const json& u : usage) total += u["amount_micros"].get<int64_t>();
   json balance = Get("/v1/balance");
   EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
+  // The gateway's slice of the balance goes back once it has been idle for `slice_idle_ms`.
+  balance = BalanceOnceSlicesReturn();
   EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
   EXPECT_EQ(StopServe(*gw, SIGTERM), 0);
 }
 
@@ -375,7 +389,11 @@ TEST_F(GatewayTest, StandaloneGatewayOnSeveralEventLoopsBillsEachRequestOnceAndS
   std::set<std::string> keys;
   for (const json& u : usage) keys.insert(u["key"].get<std::string>());
   EXPECT_EQ(keys.size(), usage.size());
-  EXPECT_EQ(Get("/v1/balance")["held"], "0.00");
+  int64_t total = 0;
+  for (const json& u : usage) total += u["amount_micros"].get<int64_t>();
+  const json balance = BalanceOnceSlicesReturn();  // every loop's slices back
+  EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
   cli::HttpClient scrape(*url, "");
   auto m = scrape.Request("GET", "/metrics");
   ASSERT_TRUE(m.ok()) << m.status().ToString();
