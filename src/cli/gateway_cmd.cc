@@ -174,6 +174,8 @@ void ReturnSlices(Loop& loop, std::chrono::steady_clock::time_point until) {
   }
 }
 
+void FinishLoops(std::vector<std::unique_ptr<Loop>>& loops);
+
 // A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
 int RunGateway(const GatewayArgs& a) {
   auto fail = [](const std::string& m) {
@@ -244,7 +246,12 @@ int RunGateway(const GatewayArgs& a) {
   for (auto& loop : loops) {
     if (loop->thread.joinable()) loop->thread.join();
   }
-  // Every loop has stopped: what is left of each runs here, one loop after the other.
+  FinishLoops(loops);
+  return 0;
+}
+
+// Every loop has stopped: what is left of each runs here, one loop after the other.
+void FinishLoops(std::vector<std::unique_ptr<Loop>>& loops) {
   for (auto& loop : loops) {
     loop->wait.cancel();
     loop->server->Shutdown();
@@ -259,7 +266,6 @@ int RunGateway(const GatewayArgs& a) {
     loop->accounts->Stop(Duration::Millis(std::max<int64_t>(0, left.count())));  // settlements in flight reach the ledger
     Drain(loop->ioc);  // the answers the ledger's threads posted, while the gateway still lives
   }
-  return 0;
 }
 
 }  // namespace
