@@ -152,7 +152,7 @@ if ((ALLOCS)); then
   run 1000 "$SECS_N"
   a2=$(allocs)
   PER=$(awk -v i=$((a1 - a0)) -v r=$((a2 - a1)) -v n="$N" 'BEGIN {printf "%.1f", (r - i) / n}')
-  echo "gateway heap allocations per request: $PER (requests: $N streamed; $((a2 - a1)) during them, $((a1 - a0)) idle over as long)"
+  echo "gateway heap allocations per request: $PER (requests: $N, stream=${BENCH_STREAM:-1}; $((a2 - a1)) during them, $((a1 - a0)) idle over as long)"
   [[ -z $JSON_OUT ]] || printf '{"allocs_per_request": %s, "requests": %s, "during": %s, "idle": %s}\n' \
     "$PER" "$N" $((a2 - a1)) $((a1 - a0)) >"$JSON_OUT"
   exit 0
