@@ -76,6 +76,8 @@ bench: deps $(BENCHB)/CMakeCache.txt
 	$(BENCHB)/bench/landlord_bench --benchmark_counters_tabular=true
 	$(BENCHB)/bench/landlord_api_bench
 	LANDLORD_BIN=$(BENCHB)/landlord bench/gateway_bench.sh --json $(BENCHB)/gateway_bench.json
+	LANDLORD_BIN=$(BENCHB)/landlord LOADGEN_BIN=$(BENCHB)/bench/landlord_loadgen bench/gateway_rate_bench.sh \
+	  --json $(BENCHB)/gateway_rate_bench.json
 	node bench/dashboard_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/dashboard_bench.json
 	LANDLORD_BIN=$(BENCHB)/landlord bench/store_bench.sh --json $(BENCHB)/store_bench.json
 	JOBS=$(JOBS) bash tests/engine/run.sh node bench/engine_bench.mjs --bin $(BENCHB)/landlord --json $(BENCHB)/engine_bench.json

@@ -53,6 +53,8 @@ die() { echo "gateway_bench: $*" >&2; exit 1; }
 log() { echo "  $*" >&2; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/gateway_lib.sh
+source "$ROOT/bench/gateway_lib.sh"
 TPUT_S=${BENCH_SECONDS:-6}
 LAT_S=${BENCH_LAT_SECONDS:-4}
 LAT_ROUNDS=${BENCH_LAT_ROUNDS:-3}
@@ -222,30 +224,7 @@ fi
 NG_VERSION=$("$NGINX" -v 2>&1 | sed 's|.*nginx/||')
 
 # landlord serve with the gateway on, pointed at the same upstream.
-mkdir -p "$TMP/serve/data"
-printf 'submit_s,gpus,duration_s\n0,8,3024000\n' >"$TMP/serve/owner.csv"
-cat >"$TMP/serve/serve.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-data_dir = "$TMP/serve/data"
-max_connections = 4096
-tick_ms = 100
-[clock]
-speed = 20
-[fleet]
-trace = "csv:$TMP/serve/owner.csv"
-nodes = 4
-gpus_per_node = 8
-history_h = 360
-[policy]
-name = "spot-all"
-[gateway]
-rpm = 100000000
-tpm = 10000000000
-[[gateway.upstreams]]
-model = "m"
-url = "http://127.0.0.1:$UP_PORT"
-EOF
+bench_serve_config "$TMP/serve" "$UP_PORT"
 ADMIN_KEY="ll_bench_admin_$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 LANDLORD_ADMIN_KEY=$ADMIN_KEY "${PIN_PROXY[@]}" "$BIN" serve --config "$TMP/serve/serve.toml" \
   >"$TMP/serve/out" 2>"$TMP/serve/err" &
@@ -254,16 +233,8 @@ PIDS+=("$GW_PID")
 GW_PORT=$(wait_port "landlord serve" "$GW_PID" "$TMP/serve/out" "$TMP/serve/err")
 GW=http://127.0.0.1:$GW_PORT
 
-admin() {
-  curl -fsS -X POST "$GW/admin/$1" -H "Authorization: Bearer $ADMIN_KEY" -H 'Content-Type: application/json' -d "$2" ||
-    die "POST /admin/$1 failed"
-}
+KEY=$(bench_tenant_key "$GW" "$ADMIN_KEY")
 field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
-TENANT=$(admin tenants '{"name":"bench"}' | field id)
-[[ -n $TENANT ]] || die "no tenant id from POST /admin/tenants"
-KEY=$(admin keys "{\"tenant_id\":\"$TENANT\"}" | field key)
-[[ -n $KEY ]] || die "no key from POST /admin/keys"
-admin credits "{\"tenant_id\":\"$TENANT\",\"amount\":\"1000000.00\"}" >/dev/null
 
 PATHS=(direct nginx gateway)
 declare -A URL=(

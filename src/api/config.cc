@@ -334,7 +334,7 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("gateway", {"enabled", "rpm", "tpm", "max_output_tokens", "prefix_bytes", "affinity",
                                          "max_attempts", "connect_timeout_ms", "first_byte_timeout_s",
                                          "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models", "engines", "slices",
-                                         "slice_ttl_ms", "slice_horizon_ms", "slice_idle_ms"}));
+                                         "slice_ttl_ms", "slice_horizon_ms", "slice_idle_ms", "threads"}));
   const toml::table& root = r.root();
   for (auto [key, out] : {std::pair{"enabled", &c->gateway_enabled}, std::pair{"affinity", &c->gateway.router.affinity},
                            std::pair{"slices", &c->gateway.slices.enabled}}) {
@@ -358,6 +358,7 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   ms = c->meter_flush.ms;
   LL_RETURN_IF_ERROR(r.Int("gateway", "meter_flush_ms", 0, 10'000, &ms));
   c->meter_flush = Duration::Millis(ms);
+  LL_RETURN_IF_ERROR(r.Int("gateway", "threads", 0, 1024, &c->gateway_threads));
   for (auto [key, out] : {std::pair{"slice_ttl_ms", &g.slices.ttl}, std::pair{"slice_horizon_ms", &g.slices.horizon},
                           std::pair{"slice_idle_ms", &g.slices.idle}}) {
     ms = out->ms;

@@ -64,7 +64,8 @@ struct ServeConfig {
   // model (gateway/fake_model.h); `[[gateway.upstreams]]` or `[[gateway.sim_models]]` in a
   // config replace that default.
   bool gateway_enabled = true;
-  Duration meter_flush = Duration::Millis(10);  // group commit window of metered usage
+  Duration meter_flush = Duration::Millis(0);  // group commit window of metered usage (0: none)
+  int64_t gateway_threads = 0;  // a standalone gateway's event loops (0: one per core)
   gateway::GatewayOptions gateway = DefaultGatewayOptions();
   WorkloadConfig workloads;
 

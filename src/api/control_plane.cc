@@ -171,6 +171,19 @@ void ControlPlane::ClearMarket(Time now) {
 
 void ControlPlane::Flush() {
   if (defer_commits_) return;  // the server commits after the request (group commit)
+  if (!PrepareCommit()) return;
+  Status st = store_->Commit(pending_);
+  LL_CHECK(st.ok());  // fail-stop: the store holds what was acknowledged; a restart resumes from it
+  last_usage_inserted_ = pending_.usage_inserted;
+  // Deliver after the commit, with the seqs the store assigned, after those of the commits
+  // handed to the commit thread before (their seqs are lower).
+  std::vector<store::LeaseEventRecord> events = std::move(pending_.events);
+  pending_ = store::Batch{};
+  if (commits_ != nullptr) DeliverCommitted(/*run_durable=*/false);
+  Publish(std::move(events));
+}
+
+bool ControlPlane::PrepareCommit() {
   leases_.Flush(now_, pending_);
   // An event's payload is whole when it is stored: the lease as it is now, at the end of the
   // step that made the event. A replay (`Last-Event-ID`) then sends the bytes the live stream
@@ -190,7 +203,7 @@ void ControlPlane::Flush() {
     pending_.settings.emplace_back(InternalPlacementKey(p), text);
     internal_placement_[p] = std::move(text);
   }
-  if (pending_.empty()) return;
+  if (pending_.empty()) return false;
   // A balance is a snapshot: only the last one of each tenant in the batch needs writing (a
   // group commit of gateway usage holds one per request).
   if (pending_.balances.size() > 1) {
@@ -201,12 +214,11 @@ void ControlPlane::Flush() {
     }
     pending_.balances = std::move(last);
   }
-  Status st = store_->Commit(pending_);
-  LL_CHECK(st.ok());  // fail-stop: the store holds what was acknowledged; a restart resumes from it
-  last_usage_inserted_ = pending_.usage_inserted;
-  // Deliver after the commit, with the seqs the store assigned.
-  std::vector<store::LeaseEventRecord> events = std::move(pending_.events);
-  pending_ = store::Batch{};
+  return true;
+}
+
+void ControlPlane::Publish(std::vector<store::LeaseEventRecord> events) {
+  if (events.empty()) return;
   // The operational log's line of each lease event, once it is durable (api/ops_log.h).
   if (oplog::Enabled(oplog::Level::kInfo)) {
     for (const store::LeaseEventRecord& e : events) {
@@ -214,6 +226,56 @@ void ControlPlane::Flush() {
     }
   }
   events_.Publish(std::move(events));
+}
+
+void ControlPlane::UseCommitThread(store::CommitThread* commits, std::function<void(std::function<void()>)> post) {
+  LL_CHECK(commits != nullptr && &commits->store() == store_);
+  commits_ = commits;
+  post_ = std::move(post);
+}
+
+void ControlPlane::FlushAsync(std::function<void()> durable) {
+  if (commits_ == nullptr) {
+    Flush();
+    if (durable) durable();
+    return;
+  }
+  // Nothing queued still waits for the commits before it (an empty batch is a barrier).
+  PrepareCommit();
+  store::Batch batch = std::move(pending_);
+  pending_ = store::Batch{};
+  commits_->Submit(std::move(batch), [this, durable = std::move(durable)](Status st, store::Batch& b) mutable {
+    LL_CHECK(st.ok());  // fail-stop, as in Flush: nothing of this batch was acknowledged
+    {
+      std::lock_guard<std::mutex> lock(committed_mu_);
+      committed_.push_back({std::move(b.events), std::move(durable)});
+    }
+    post_([this] { DeliverCommitted(/*run_durable=*/true); });
+  });
+}
+
+void ControlPlane::DeliverCommitted(bool run_durable) {
+  std::deque<Committed> done;
+  {
+    std::lock_guard<std::mutex> lock(committed_mu_);
+    done.swap(committed_);
+  }
+  for (Committed& c : done) {
+    Publish(std::move(c.events));
+    if (c.durable) ready_.push_back(std::move(c.durable));
+  }
+  if (!run_durable) return;  // inside a unit of work: the posted delivery runs them
+  std::vector<std::function<void()>> run;
+  run.swap(ready_);
+  for (auto& f : run) f();
+}
+
+void ControlPlane::FlushPending() {
+  Flush();
+  if (commits_ == nullptr) return;
+  store::Batch barrier;  // empty: committed after every batch handed over, with nothing of its own
+  LL_CHECK(commits_->store().Commit(barrier).ok());
+  DeliverCommitted(/*run_durable=*/true);
 }
 
 // The allocator's listener: a replica's holder is the replicas', every other outside holder a lease's.

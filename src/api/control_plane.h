@@ -14,9 +14,11 @@
 // Thread-safety: none; the server calls it from its one I/O thread.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -44,6 +46,7 @@
 #include "ledger/ledger.h"
 #include "step/decisions.h"
 #include "step/step.h"
+#include "store/commit_thread.h"
 #include "store/store.h"
 
 namespace ll::api {
@@ -157,8 +160,19 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
     accounts_.GatewaySettle(hold_id, usage, Now(), pending_);
   }
-  // Commits whatever is queued (the gateway's usage): durable when it returns.
-  void FlushPending() { Flush(); }
+  // Commits whatever is queued (the gateway's usage) and waits until everything handed to the
+  // commit thread is durable too, running the callbacks that waited for it: durable when it
+  // returns (shutdown, tests).
+  void FlushPending();
+  // Commits on `commits`' thread from now on (issue 20: no fsync on the event loop): FlushAsync
+  // hands the queued writes over and goes on; `post` runs a function on this control plane's
+  // thread (its io_context). `commits->store()` must be the store this control plane was opened
+  // on. Set once, before serving; `commits` outlives this object.
+  void UseCommitThread(store::CommitThread* commits, std::function<void(std::function<void()>)> post);
+  // Hands whatever is queued to the commit thread and runs `durable` on this thread once it is
+  // durable, after every commit before it (the lease events it holds are published then);
+  // without a commit thread, commits now and runs `durable` before returning.
+  void FlushAsync(std::function<void()> durable);
   // Group commit of the hold API (standalone gateways admit and settle every request with it):
   // while deferred, the writes a request makes stay queued; the server then commits once for
   // all the requests that arrived together (FlushPending) and answers each after that.
@@ -311,6 +325,14 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void Market(Time now) override;
   void ClearMarket(Time now);
   void Flush();
+  // Flush's part before the commit: the leases' writes, the events' payloads, the owner's
+  // placement, one balance per tenant. False when nothing is queued.
+  bool PrepareCommit();
+  // The committed events to the log and the watchers.
+  void Publish(std::vector<store::LeaseEventRecord> events);
+  // What the commit thread finished, in commit order: the events published (before any later
+  // commit's), and with `run_durable` the FlushAsync callbacks run.
+  void DeliverCommitted(bool run_durable);
   Lease* Find(const Principal& who, const std::string& id);
   nlohmann::json LeaseJson(const store::LeaseRecord& r) const;
   // The spot tiers on offer, each with its notice and price now (quotes and prices).
@@ -360,6 +382,16 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
 
   store::Batch pending_;
+  // The commit thread (UseCommitThread) and what it finished that this thread has not seen yet.
+  store::CommitThread* commits_ = nullptr;
+  std::function<void(std::function<void()>)> post_;
+  struct Committed {
+    std::vector<store::LeaseEventRecord> events;  // published by whichever delivery comes first
+    std::function<void()> durable;
+  };
+  std::mutex committed_mu_;
+  std::deque<Committed> committed_;     // guarded by committed_mu_
+  std::vector<std::function<void()>> ready_;  // delivered, their `durable` not run yet
   control::EventLog events_;  // the lease events' watchers, published to after each commit
 
   Time now_;  // how far Advance got

@@ -1,10 +1,14 @@
 // The gateway's ledger inside `landlord serve`: keys, rate limits, holds and metered usage go
-// straight to the control plane (same thread), and every client answers at once. Usage is group-committed: the first settlement after a
-// commit arms a timer of `window`, and everything settled until it fires is committed in one
-// transaction (one fsync for many requests). Each settlement's `durable` callback runs after
-// that commit, and the gateway holds back the answer's last bytes until then: a kill -9 loses
-// only usage of answers that never completed (never a tenant's credit, never a hold's release:
-// holds live in memory only).
+// straight to the control plane (same thread), and every client answers at once. Usage is
+// group-committed: the first settlement after a commit arms a timer of `window` (0: none), and
+// everything settled until it fires is committed in one transaction (one fsync for many
+// requests), on the control plane's commit thread when it has one (ControlPlane::UseCommitThread),
+// so the event loop never waits for the sync. One commit is in flight at a time: what is settled
+// while it syncs is committed right after it (so under load the batches grow by themselves, and
+// a settlement waits at most for the sync in flight and its own). Each settlement's `durable` callback runs after that commit,
+// and the gateway holds back the answer's last bytes until then: a kill -9 loses only usage of
+// answers that never completed (never a tenant's credit, never a hold's release: holds live in
+// memory only).
 #pragma once
 
 #include <functional>
@@ -34,14 +38,19 @@ class GatewayAccounts final : public gateway::Accounts {
   }
   void Hold(const Admission& a, std::function<void(Status)> done) override { done(cp_.GatewayHold(a)); }
   void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) override;
-  // Commits now and runs the settlements' callbacks (shutdown).
+  // Hands what was settled to the commit (the window's end).
   void Flush();
+  // Commits now, waits until it is durable and runs the settlements' callbacks (shutdown).
+  void FlushNow();
 
  private:
+  // A settlement is queued: flush now, at the window's end, or after the commit in flight.
+  void Schedule();
   ControlPlane& cp_;
   boost::asio::steady_timer timer_;
   Duration window_;
   bool armed_ = false;
+  bool committing_ = false;  // a commit is in flight (its end flushes what waits)
   std::vector<std::function<void(Status)>> waiting_;  // settled, durable at the next commit
 };
 

@@ -1,5 +1,12 @@
 #include "api/http_metrics.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+
+#include <fmt/format.h>
 #include <prometheus/text_serializer.h>
 
 #include "api/ops_log.h"
@@ -64,5 +71,61 @@ void Scrape::Gauge(const std::string& name, const std::string& help, double valu
 }
 
 std::string Scrape::Text() const { return Serialize(*registry_); }
+
+std::string SumMetricsTexts(const std::vector<std::string>& texts) {
+  struct Family {
+    std::vector<std::string> comments;
+    std::vector<std::string> series;  // in the order first seen
+    std::map<std::string, double> value;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Family> families;
+  for (const std::string& text : texts) {
+    std::string current;
+    size_t at = 0;
+    while (at < text.size()) {
+      size_t eol = text.find('\n', at);
+      if (eol == std::string::npos) eol = text.size();
+      const std::string line = text.substr(at, eol - at);
+      at = eol + 1;
+      if (line.empty()) continue;
+      if (line.starts_with("# ")) {  // "# HELP name ..." / "# TYPE name ...": a family starts
+        const size_t name_at = line.find(' ', 2);
+        const std::string name = line.substr(name_at + 1, line.find(' ', name_at + 1) - name_at - 1);
+        if (!families.contains(name)) order.push_back(name);
+        Family& f = families[name];
+        current = name;
+        if (std::find(f.comments.begin(), f.comments.end(), line) == f.comments.end()) f.comments.push_back(line);
+        continue;
+      }
+      const size_t space = line.rfind(' ');
+      if (space == std::string::npos) continue;
+      const std::string series = line.substr(0, space);
+      if (current.empty()) {  // a sample with no family comment: its own family
+        current = series.substr(0, series.find('{'));
+        if (!families.contains(current)) order.push_back(current);
+      }
+      Family& f = families[current];
+      auto [it, fresh] = f.value.try_emplace(series, 0.0);
+      if (fresh) f.series.push_back(series);
+      it->second += std::strtod(line.c_str() + space + 1, nullptr);
+    }
+  }
+  std::string out;
+  for (const std::string& name : order) {
+    const Family& f = families[name];
+    for (const std::string& c : f.comments) out += c + "\n";
+    for (const std::string& series : f.series) {
+      const double v = f.value.at(series);
+      // Counts as integers (fmt's shortest form of 1000000.0 is 1e+06).
+      if (v == std::floor(v) && std::fabs(v) < 9e15) {
+        out += fmt::format("{} {}\n", series, static_cast<int64_t>(v));
+      } else {
+        out += fmt::format("{} {}\n", series, v);
+      }
+    }
+  }
+  return out;
+}
 
 }  // namespace ll::api

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -50,5 +51,11 @@ class Scrape {
   std::map<std::string, prometheus::Family<prometheus::Counter>*> counters_;
   std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauges_;
 };
+
+// Several scrapes of alike processes or loops (a gateway's event loops) as one: every sample
+// of the same series (name and labels) summed, families in the order first seen, each with
+// its `# HELP` and `# TYPE` once. Counters, histograms' buckets, sums and counts, and gauges
+// of amounts (in flight, outstanding tokens) all add up.
+std::string SumMetricsTexts(const std::vector<std::string>& texts);
 
 }  // namespace ll::api

@@ -123,6 +123,13 @@ void Session::OnRead(beast::error_code ec) {
   r.body = req.body();
   if (server_.cp() == nullptr) {
     routed = GatewayOnlyRoute(r);
+    if (routed.route == "GET /metrics" && server_.gather()) {
+      server_.gather()([self = shared_from_this(), routed, t0](std::string text) mutable {
+        routed.reply.body = std::move(text);
+        self->Respond(routed, t0, /*own_metrics=*/false);
+      });
+      return;
+    }
   } else {
     routed = Route(*server_.cp(), r);
     if (routed.group_commit && server_.cp()->HasPendingWrites()) {
@@ -146,7 +153,7 @@ void Session::OnRead(beast::error_code ec) {
   Respond(routed, t0);
 }
 
-void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_point t0) {
+void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_point t0, bool own_metrics) {
   auto res = std::make_shared<http::response<http::string_body>>();
   res->version(11);
   res->result(static_cast<http::status>(routed.reply.status));
@@ -154,14 +161,13 @@ void Session::Respond(const Routed& routed, std::chrono::steady_clock::time_poin
   if (!routed.reply.content_type.empty() && routed.reply.body.is_string()) {
     res->set(http::field::content_type, routed.reply.content_type);
     res->body() = routed.reply.body.get<std::string>();
-    // The server's own request counters follow the control plane's metrics.
-    if (routed.route == "GET /metrics") res->body() += server_.metrics().Text();
+    // The server's own request counters (and its gateway's) follow the control plane's metrics.
+    if (routed.route == "GET /metrics" && own_metrics) res->body() += server_.MetricsText();
   } else {
     res->set(http::field::content_type, "application/json");
     res->body() = ReplyText(routed.reply) + "\n";
   }
   if (routed.reply.status == 401) res->set(http::field::www_authenticate, "Bearer");
-  if (routed.route == "GET /metrics" && server_.gateway() != nullptr) res->body() += server_.gateway()->MetricsText();
   t0_ = t0;
   Finish(res, routed.route, routed.reply.status);
 }
@@ -271,7 +277,8 @@ void Session::HandleGateway() {
   g.body = std::move(req.body());
   std::string_view path = std::string_view(g.target).substr(0, g.target.find('?'));
   if (path.starts_with("/v1/models/")) path = "/v1/models/{id}";  // a bounded set of metric labels
-  gateway_route_ = fmt::format("{} {}", gateway::MethodLabel(g.method), path);
+  // Rebuilt in place: a keep-alive connection's next request reuses the string.
+  gateway_route_.assign(gateway::MethodLabel(g.method)).append(" ").append(path);
   proxying_ = true;
   proxy_keep_ = req.keep_alive();
   stream_.expires_never();
@@ -327,8 +334,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(boost::asio::io_context& i
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::StartGateway(boost::asio::io_context& ioc, const ServeConfig& config,
-                                                             gateway::Gateway& gw) {
-  auto s = std::make_unique<internal::Server>(ioc, nullptr, config, &gw);
+                                                             gateway::Gateway& gw, bool reuse_port) {
+  auto s = std::make_unique<internal::Server>(ioc, nullptr, config, &gw, reuse_port);
   LL_RETURN_IF_ERROR(s->Listen());
   return std::unique_ptr<HttpServer>(std::move(s));
 }

@@ -76,7 +76,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void Discard();
   void Read();
   void OnRead(beast::error_code ec);
-  void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0);
+  // `own_metrics`: a `GET /metrics` answer gets this server's own metrics appended (not when
+  // its body was gathered from every event loop already).
+  void Respond(const Routed& routed, std::chrono::steady_clock::time_point t0, bool own_metrics = true);
   void StartStream(const Routed& routed, std::chrono::steady_clock::time_point t0);
   // A workload's log, followed until it ends; a metadata long poll (http_workload_streams.cc).
   void StartLogFollow(const Routed& routed, std::chrono::steady_clock::time_point t0);
@@ -119,11 +121,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Server final : public HttpServer {
  public:
-  Server(net::io_context& ioc, ControlPlane* cp, const ServeConfig& config, gateway::Gateway* gw)
-      : cp_(cp), config_(config), gateway_(gw), acceptor_(ioc), tick_(ioc) {}
+  Server(net::io_context& ioc, ControlPlane* cp, const ServeConfig& config, gateway::Gateway* gw, bool reuse_port = false)
+      : cp_(cp), config_(config), gateway_(gw), acceptor_(ioc), tick_(ioc), reuse_port_(reuse_port) {}
 
   Status Listen() {
-    LL_RETURN_IF_ERROR(gateway::OpenAcceptor(acceptor_, config_.listen));
+    LL_RETURN_IF_ERROR(gateway::OpenAcceptor(acceptor_, config_.listen, reuse_port_));
     bound_ = acceptor_.local_endpoint();
     Accept();
     Tick();
@@ -147,6 +149,14 @@ class Server final : public HttpServer {
     for (Session* s : sessions) s->Close();
   }
 
+  std::string MetricsText() override {
+    std::string text = metrics_.Text();
+    if (gateway_ != nullptr) text += gateway_->MetricsText();
+    return text;
+  }
+  void SetMetricsGather(MetricsGather gather) override { gather_ = std::move(gather); }
+  const MetricsGather& gather() const { return gather_; }
+
   ControlPlane* cp() { return cp_; }
   gateway::Gateway* gateway() { return gateway_; }
   // Runs `respond` once the control plane's queued writes are committed: one commit for every
@@ -157,10 +167,12 @@ class Server final : public HttpServer {
     commit_posted_ = true;
     net::post(acceptor_.get_executor(), [this] {
       commit_posted_ = false;
-      cp_->FlushPending();
       std::vector<std::function<void()>> waiting;
       waiting.swap(after_commit_);
-      for (auto& f : waiting) f();
+      // On the commit thread when the control plane has one: the loop serves on meanwhile.
+      cp_->FlushAsync([waiting = std::move(waiting)] {
+        for (auto& f : waiting) f();
+      });
     });
   }
   // The dashboard's snapshot and fleet map as JSON text, computed at most every 500 ms of wall
@@ -237,6 +249,8 @@ class Server final : public HttpServer {
   std::vector<std::function<void()>> after_commit_;  // answers waiting for the group commit
   bool commit_posted_ = false;
   bool stopping_ = false;
+  bool reuse_port_ = false;
+  MetricsGather gather_;
 };
 
 }  // namespace ll::api::internal

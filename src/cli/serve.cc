@@ -1,4 +1,5 @@
 #include "cli/serve.h"
+#include "cli/serve_internal.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
@@ -27,12 +29,10 @@
 #include "api/config.h"
 #include "api/control_plane.h"
 #include "api/gateway_accounts.h"
-#include "cli/slice_accounts.h"
 #include "api/http_server.h"
 #include "api/ops_log.h"
 #include "core/build_info.h"
 #include "cli/http_client.h"
-#include "cli/remote_accounts.h"
 #include "control/workloads.h"
 #include "core/clock.h"
 #include "fleet/slurm/slurm_backend.h"
@@ -40,6 +40,7 @@
 #include "gateway/fake_model.h"
 #include "gateway/gateway.h"
 #include "sim/trace.h"
+#include "store/commit_thread.h"
 #include "store/store.h"
 
 namespace ll::cli {
@@ -64,11 +65,6 @@ volatile std::sig_atomic_t g_stop_standby = 0;
 Result<std::unique_ptr<store::Store>> OpenStore(const api::ServeConfig& config) {
   if (!config.store.empty()) return store::OpenPostgresStore(config.store);
   return store::OpenSqliteStore(config.data_dir + "/landlord.db");
-}
-
-// What the startup lines call the store (a URL without its password).
-std::string StoreName(const api::ServeConfig& config) {
-  return config.store.empty() ? config.data_dir + "/landlord.db" : store::RedactedUrl(config.store);
 }
 
 // A standby: waits until this server holds the store's leadership (false: stopped by a signal
@@ -248,14 +244,6 @@ void RunUntilSignal(boost::asio::io_context& ioc, boost::asio::signal_set& signa
   deadline.cancel();
 }
 
-// After the loop stopped and everything was shut down: runs the handlers that are left (their
-// operations end as aborted) while the objects they refer to still live.
-void Drain(boost::asio::io_context& ioc) {
-  ioc.restart();
-  for (int i = 0; i < 100 && ioc.poll() > 0; ++i) {
-  }
-}
-
 // The configuration `serve` runs with: the TOML file, then the flags over it.
 Result<api::ServeConfig> ServeConfigOf(const ServeArgs& a) {
   api::ServeConfig config;
@@ -389,6 +377,23 @@ class ServeWatch {
   std::map<std::string, std::string> drained_;
 };
 
+// After the loop: everything still pending ends now (aborted), while the objects it refers to
+// live; the last usage is committed and the workloads end.
+void StopServing(boost::asio::io_context& ioc, api::HttpServer& server, gateway::Gateway* gw,
+                 api::GatewayAccounts& accounts, api::ControlPlane& cp, std::unique_ptr<control::Workloads>& workloads) {
+  server.Shutdown();
+  if (gw) gw->Shutdown();
+  server.CloseAll();
+  Drain(ioc);
+  accounts.FlushNow();  // metered usage in the group-commit window, aborted calls' included
+  Drain(ioc);           // the answers that waited for it (to closed connections by now)
+  // The workloads die with the server (a restart records them as killed); before the loop.
+  cp.UseWorkloads(nullptr);
+  workloads.reset();
+  Drain(ioc);
+  cp.FlushPending();  // nothing left on the commit thread that refers to the control plane
+}
+
 int RunServe(const ServeArgs& a) {
   auto loaded = ServeConfigOf(a);
   if (!loaded.ok()) return Fail(loaded.status().message());
@@ -417,11 +422,17 @@ int RunServe(const ServeArgs& a) {
       return 0;  // stopped while standing by
     }
   }
+  // Commits run on a thread of their own: the event loop hands the metered usage over and
+  // serves on while it syncs (issue 20). Everything else reaches the store through the commit
+  // thread's store, whose calls are serialized with the commits and ordered after them.
+  store::CommitThread commits(**store);
+  store::Store& serialized = commits.store();
   const char* env_key = std::getenv("LANDLORD_ADMIN_KEY");
-  auto cp = api::ControlPlane::Open(config, *trace, store->get(), wall.get(), env_key != nullptr ? env_key : "");
+  auto cp = api::ControlPlane::Open(config, *trace, &serialized, wall.get(), env_key != nullptr ? env_key : "");
   if (!cp.ok()) return Fail(cp.status().message());
 
   boost::asio::io_context ioc(1);
+  (*cp)->UseCommitThread(&commits, [&ioc](std::function<void()> f) { boost::asio::post(ioc, std::move(f)); });
   boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   api::GatewayAccounts accounts(**cp, ioc, config.meter_flush);
   std::unique_ptr<gateway::Gateway> gw;
@@ -444,10 +455,10 @@ int RunServe(const ServeArgs& a) {
   if (!config.store.empty()) {
     // What gateways on other machines reach: --advertise, else the address bound (fine on one
     // host; a wildcard address such as 0.0.0.0 is only reachable there).
-    Status st = PublishLeader(**store, a.advertise.empty() ? "http://" + (*server)->address() : a.advertise, *wall);
+    Status st = PublishLeader(serialized, a.advertise.empty() ? "http://" + (*server)->address() : a.advertise, *wall);
     if (!st.ok()) return Fail(st.message());
   }
-  ServeWatch watch(ioc, **store, !config.store.empty(), slurm.get());
+  ServeWatch watch(ioc, serialized, !config.store.empty(), slurm.get());
   watch.Start();
 
   RunUntilSignal(ioc, signals, **server, [&] {
@@ -456,123 +467,7 @@ int RunServe(const ServeArgs& a) {
     (*cp)->Advance();
     accounts.Flush();
   });
-  // Everything still pending ends now (aborted), while the objects it refers to live.
-  (*server)->Shutdown();
-  if (gw) gw->Shutdown();
-  (*server)->CloseAll();
-  Drain(ioc);
-  accounts.Flush();  // metered usage in the group-commit window, aborted calls' included
-  Drain(ioc);        // the answers that waited for it (to closed connections by now)
-  // The workloads die with the server (a restart records them as killed); before the loop.
-  (*cp)->UseWorkloads(nullptr);
-  workloads->reset();
-  Drain(ioc);
-  return 0;
-}
-
-struct GatewayArgs {
-  std::string config;
-  std::string listen;
-  std::string control_plane;
-  std::string store;
-};
-
-// The leader a shared store names (PublishLeader).
-Result<Url> LeaderUrl(store::Store& store) {
-  LL_ASSIGN_OR_RETURN(auto text, store.Setting("leader"));
-  if (!text) return Status::NotFound("no control plane leads yet (none has started on this database)");
-  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
-  if (!j.is_object() || !j.contains("url") || !j["url"].is_string()) {
-    return Status::Invalid("store: setting `leader` is corrupt");
-  }
-  return ParseUrl(j["url"].get<std::string>());
-}
-
-// At shutdown the gateway's slices go back, their last usage with them (for up to 5 s).
-void ReturnSlices(boost::asio::io_context& ioc, SliceAccounts& slices) {
-  slices.CloseAll();
-  ioc.restart();
-  for (int i = 0; i < 500 && !slices.closed(); ++i) ioc.run_for(std::chrono::milliseconds(10));
-}
-
-// A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
-int RunGateway(const GatewayArgs& a) {
-  auto fail = [](const std::string& m) {
-    Say(Level::kError, "gateway.error", fmt::format("landlord gateway: {}", m));
-    return 2;
-  };
-  api::ServeConfig config;
-  if (!a.config.empty()) {
-    Status st = api::LoadServeConfig(a.config, &config);
-    if (!st.ok()) return fail(st.message());
-  }
-  if (!a.listen.empty()) config.listen = a.listen;
-  if (a.control_plane.empty() == a.store.empty()) return fail("give one of --control-plane URL and --store postgresql://…");
-  const char* admin = std::getenv("LANDLORD_ADMIN_KEY");
-  if (admin == nullptr || *admin == 0) return fail("LANDLORD_ADMIN_KEY must hold the control plane's admin key");
-  // Where the control plane is: a fixed URL, or whichever server leads on the shared store.
-  std::unique_ptr<store::Store> shared;
-  RemoteAccounts::Locator locate;
-  std::string where = a.control_plane;
-  if (!a.store.empty()) {
-    if (!store::IsPostgresUrl(a.store)) return fail("--store must be a postgresql:// URL");
-    auto st = store::OpenPostgresStore(a.store);
-    if (!st.ok()) return fail(st.status().message());
-    shared = std::move(*st);
-    locate = [s = shared.get()] { return LeaderUrl(*s); };
-    api::ServeConfig named;
-    named.store = a.store;
-    where = "the leader on " + StoreName(named);
-  } else {
-    auto url = ParseUrl(a.control_plane);
-    if (!url.ok()) return fail(fmt::format("--control-plane: {}", url.status().message()));
-    locate = [u = *url]() -> Result<Url> { return u; };
-  }
-  // No fleet here: simulated replicas run beside it.
-  for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
-  // The control plane must answer before the gateway takes traffic (a leader may still be
-  // starting: up to 30 s).
-  for (int i = 0;; ++i) {
-    auto url = locate();
-    Status st = url.status();
-    if (url.ok()) {
-      HttpClient probe(*url, admin);
-      st = probe.Request("GET", "/healthz", "", Duration::Seconds(5)).status();
-    }
-    if (st.ok()) break;
-    if (i == 0) {
-      Say(Level::kWarn, "gateway.waiting",
-          fmt::format("landlord gateway: waiting for the control plane ({}): {}", where, st.message()));
-    }
-    if (i >= 60) return fail(fmt::format("the control plane ({}) does not answer: {}", where, st.message()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
-  std::unique_ptr<Clock> wall = NewSystemClock();
-  boost::asio::io_context ioc(1);
-  boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
-  RemoteAccounts accounts(ioc, locate, admin, wall.get());
-  std::unique_ptr<SliceAccounts> sliced;  // admits locally, usage in batches (docs/scale-out.md)
-  if (config.gateway.slices.enabled) {
-    sliced = std::make_unique<SliceAccounts>(ioc, accounts, config.prices, wall.get(), config.gateway.slices,
-                                             config.meter_flush);
-  }
-  gateway::Accounts* ledger = sliced ? static_cast<gateway::Accounts*>(sliced.get()) : &accounts;
-  auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, ledger, wall.get());
-  if (!gw.ok()) return fail(gw.status().message());
-  auto server = api::HttpServer::StartGateway(ioc, config, **gw);
-  if (!server.ok()) return fail(server.status().message());
-  fmt::print("landlord gateway: listening on http://{}\n", (*server)->address());
-  fmt::print("control plane: {}; models: {}; slices: {}\n", where, fmt::join((*gw)->router().Models(), ", "),
-             sliced ? "gateway " + sliced->gateway_id() : std::string("off"));
-  std::fflush(stdout);
-  RunUntilSignal(ioc, signals, **server, [] {});
-  (*server)->Shutdown();
-  (*gw)->Shutdown();
-  (*server)->CloseAll();
-  Drain(ioc);
-  if (sliced) ReturnSlices(ioc, *sliced);
-  accounts.Stop(Duration::Seconds(5));  // settlements in flight reach the ledger
-  Drain(ioc);  // the answers the ledger's threads posted, while the gateway still lives
+  StopServing(ioc, **server, gw.get(), accounts, **cp, *workloads);
   return 0;
 }
 
@@ -628,16 +523,9 @@ std::function<std::optional<int>()> AddServeCommand(CLI::App& app) {
                  "Exit on a completion request after reading it (fault tests)");
   fake->add_option("--crash-after-tokens", fo->crash_after_tokens, "Exit after streaming N tokens (fault tests)")
       ->check(CLI::Range(0, 1'000'000));
-  auto ga = std::make_shared<GatewayArgs>();
-  CLI::App* gwc = app.add_subcommand(
-      "gateway", "Run the model API alone (scale-out), against a control plane's ledger (LANDLORD_ADMIN_KEY)");
-  gwc->add_option("--control-plane", ga->control_plane, "The control plane's URL, e.g. http://127.0.0.1:8080");
-  gwc->add_option("--store", ga->store,
-                  "The control planes' shared PostgreSQL database (postgresql://…): follow whichever one leads");
-  gwc->add_option("--config", ga->config, "TOML file: [server], [gateway] and [prices] as for `serve`");
-  gwc->add_option("--listen", ga->listen, "HOST:PORT (port 0: any free port); default 127.0.0.1:8080");
-  return [cmd, args, fake, fo, first_ms, gwc, ga]() -> std::optional<int> {
-    if (gwc->parsed()) return RunGateway(*ga);
+  auto run_gateway = AddGatewayCommand(app);
+  return [cmd, args, fake, fo, first_ms, run_gateway]() -> std::optional<int> {
+    if (auto code = run_gateway()) return code;
     if (fake->parsed()) {
       fo->first_token = Duration::Millis(*first_ms);
       return RunFakeModel(*fo);

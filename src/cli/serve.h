@@ -8,7 +8,11 @@
 
 namespace ll::cli {
 
-// Registers `serve` on `app`; the returned function runs it if it was parsed.
+// Registers `serve` (and `fake-model`, `gateway`) on `app`; the returned function runs the one
+// that was parsed (nullopt: none was).
 std::function<std::optional<int>()> AddServeCommand(CLI::App& app);
+
+// Registers `gateway` (gateway_cmd.cc): the model API alone, against a control plane's ledger.
+std::function<std::optional<int>()> AddGatewayCommand(CLI::App& app);
 
 }  // namespace ll::cli

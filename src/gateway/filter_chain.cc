@@ -5,7 +5,9 @@
 namespace ll::gateway {
 
 FilterChain::FilterChain(RequestState state, std::shared_ptr<Downstream> down, StatusCounts* codes)
-    : state_(std::move(state)), down_(std::move(down)), codes_(codes) {}
+    : state_(std::move(state)), down_(std::move(down)), codes_(codes) {
+  filters_.reserve(8);  // a model call's whole chain without growing (Gateway::AddFilters)
+}
 
 void FilterChain::Add(std::unique_ptr<StreamFilter> filter) {
   filter->SetCallbacks(this);
@@ -98,6 +100,7 @@ Downstream::Head FilterChain::HeadFor(int status, std::string content_type) cons
   Downstream::Head h;
   h.status = status;
   h.content_type = std::move(content_type);
+  h.headers.reserve(10);  // these, and the few a reply adds, without growing
   h.headers.emplace_back("x-request-id", state_.id);
   const RateLimits::Decision& l = state_.limits;
   if (l.limit_requests > 0) {

@@ -24,11 +24,13 @@ Result<boost::asio::ip::tcp::endpoint> ParseListen(const std::string& listen) {
   return boost::asio::ip::tcp::endpoint(addr, static_cast<unsigned short>(port));
 }
 
-Status OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor, const std::string& listen) {
+Status OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor, const std::string& listen, bool reuse_port) {
   LL_ASSIGN_OR_RETURN(boost::asio::ip::tcp::endpoint ep, ParseListen(listen));
   boost::system::error_code ec;
   acceptor.open(ep.protocol(), ec);
   if (!ec) acceptor.set_option(boost::asio::socket_base::reuse_address(true), ec);
+  using ReusePort = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  if (!ec && reuse_port) acceptor.set_option(ReusePort(true), ec);
   if (!ec) acceptor.bind(ep, ec);
   if (!ec) acceptor.listen(boost::asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::Io(fmt::format("cannot listen on {}: {}", listen, ec.message()));

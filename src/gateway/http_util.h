@@ -14,8 +14,10 @@ namespace ll::gateway {
 Result<boost::asio::ip::tcp::endpoint> ParseListen(const std::string& listen);
 
 // Opens, binds (reuse_address) and listens `acceptor` on `listen` ("HOST:PORT", port 0: any
-// free one); errors name the address.
-Status OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor, const std::string& listen);
+// free one); errors name the address. With `reuse_port` (SO_REUSEPORT) other listeners of this
+// user may bind the same port and the kernel spreads new connections over them (a gateway's
+// event loops).
+Status OpenAcceptor(boost::asio::ip::tcp::acceptor& acceptor, const std::string& listen, bool reuse_port = false);
 
 // The bearer token of an Authorization header value ("" if none), spaces trimmed.
 std::string_view BearerToken(std::string_view authorization);

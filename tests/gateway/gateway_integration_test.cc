@@ -86,6 +86,28 @@ class GatewayTest : public ::testing::Test {
     if (out.empty()) std::fprintf(stderr, "usage: %s\n", all.dump().c_str());
     return out;
   }
+  // A standalone `landlord gateway` in front of `fake` against this test's control plane (its
+  // ledger, the model API off there), the tenant credited $1.00.
+  Result<ServeChild> StartStandalone(const FakeModelProcess& fake, std::vector<std::string> extra = {}) {
+    StartServer("enabled = false\n");
+    Credit("1.00");
+    std::ofstream(dir_ + "/gw.toml") << fmt::format(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\nslice_idle_ms = 200\n[[gateway.upstreams]]\nmodel = \"m\"\n"
+        "url = \"{}\"\n",
+        fake.url());
+    std::vector<std::string> args = {"gateway", "--control-plane", server_.url(), "--config", dir_ + "/gw.toml"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return SpawnLandlord(LL_LANDLORD_BIN, args, kAdminKey);
+  }
+
+  // The tenant's balance once no standalone gateway holds a slice of it any more (each returns
+  // its slices after `slice_idle_ms` idle), or after 10 s.
+  json BalanceOnceSlicesReturn() {
+    json balance = Get("/v1/balance");
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (balance["held"] != "0.00" && std::chrono::steady_clock::now() < deadline) balance = Get("/v1/balance");
+    return balance;
+  }
 
   std::string dir_, key_, tenant_;
   ServeProcess server_;
@@ -307,14 +329,7 @@ TEST_F(GatewayTest, ASlowReplicaAnswers504WithoutRetry) {
 TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
   FakeModelProcess fake;
   fake.Start({"--model", "m", "--tokens-per-s", "0"});
-  StartServer("enabled = false\n");
-  Credit("1.00");
-  std::ofstream(dir_ + "/gw.toml") << fmt::format(
-      "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\nslice_idle_ms = 200\n[[gateway.upstreams]]\nmodel = \"m\"\n"
-      "url = \"{}\"\n",
-      fake.url());
-  auto gw = SpawnLandlord(LL_LANDLORD_BIN, {"gateway", "--control-plane", server_.url(), "--config", dir_ + "/gw.toml"},
-                          kAdminKey);
+  auto gw = StartStandalone(fake);
   ASSERT_TRUE(gw.ok()) << gw.status().ToString();
   auto url = cli::ParseUrl(gw->url);
   ASSERT_TRUE(url.ok());
@@ -345,10 +360,49 @@ TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
   json balance = Get("/v1/balance");
   EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
   // The gateway's slice of the balance goes back once it has been idle for `slice_idle_ms`.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (balance["held"] != "0.00" && std::chrono::steady_clock::now() < deadline) balance = Get("/v1/balance");
+  balance = BalanceOnceSlicesReturn();
   EXPECT_EQ(balance["held"], "0.00");
   EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
+  EXPECT_EQ(StopServe(*gw, SIGTERM), 0);
+}
+
+// `landlord gateway --threads 3`: three event loops on one port (SO_REUSEPORT), each with its own
+// gateway and ledger client: every request on its own connection is answered and billed once,
+// and `/metrics` on any loop sums the three loops' counters.
+TEST_F(GatewayTest, StandaloneGatewayOnSeveralEventLoopsBillsEachRequestOnceAndSumsItsMetrics) {
+  FakeModelProcess fake;
+  fake.Start({"--model", "m", "--tokens-per-s", "0"});
+  auto gw = StartStandalone(fake, {"--threads", "3"});
+  ASSERT_TRUE(gw.ok()) << gw.status().ToString();
+  auto url = cli::ParseUrl(gw->url);
+  ASSERT_TRUE(url.ok());
+  constexpr int kRequests = 24;
+  for (int i = 0; i < kRequests; ++i) {
+    cli::HttpClient c(*url, key_);  // a connection of its own: the kernel picks its loop
+    auto r = c.Request("POST", "/v1/chat/completions", Chat(2, i % 2 == 1).dump());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->status, 200) << r->body;
+  }
+  std::vector<json> usage;
+  for (int i = 0; i < 100 && usage.size() < 2 * kRequests; ++i) usage = TokenUsage();
+  ASSERT_EQ(usage.size(), 2u * kRequests);  // (input, output) per request, each once
+  std::set<std::string> keys;
+  for (const json& u : usage) keys.insert(u["key"].get<std::string>());
+  EXPECT_EQ(keys.size(), usage.size());
+  int64_t total = 0;
+  for (const json& u : usage) total += u["amount_micros"].get<int64_t>();
+  const json balance = BalanceOnceSlicesReturn();  // every loop's slices back
+  EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
+  cli::HttpClient scrape(*url, "");
+  auto m = scrape.Request("GET", "/metrics");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_NE(m->body.find(fmt::format("landlord_gateway_requests_total{{model=\"m\",code=\"200\"}} {}\n", kRequests)),
+            std::string::npos)
+      << m->body;
+  EXPECT_EQ(m->body.find("# TYPE landlord_gateway_requests_total counter"),
+            m->body.rfind("# TYPE landlord_gateway_requests_total counter"))
+      << "one family, not one per loop";
   EXPECT_EQ(StopServe(*gw, SIGTERM), 0);
 }
 
