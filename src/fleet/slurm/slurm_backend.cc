@@ -611,7 +611,7 @@ void SlurmBackend::TakeDueEnds() {
       continue;
     }
     if (it->graced) fmt::print(stderr, "landlord serve: ending holder job `{}` after its workload's grace\n", it->argvs[0].back());
-    for (auto& argv : it->argvs) queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .undo = {}});
+    for (auto& argv : it->argvs) queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .first = {}, .undo = {}});
     sanitize_nodes_.insert(sanitize_nodes_.end(), it->sanitize.begin(), it->sanitize.end());
     it = later_.erase(it);
   }
