@@ -552,7 +552,10 @@ int RunGateway(const GatewayArgs& a) {
   boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   RemoteAccounts accounts(ioc, locate, admin, wall.get());
   std::unique_ptr<SliceAccounts> sliced;  // admits locally, usage in batches (docs/scale-out.md)
-  if (config.gateway.slices.enabled) sliced = std::make_unique<SliceAccounts>(ioc, accounts, config.prices, wall.get(), config.gateway.slices);
+  if (config.gateway.slices.enabled) {
+    sliced = std::make_unique<SliceAccounts>(ioc, accounts, config.prices, wall.get(), config.gateway.slices,
+                                             config.meter_flush);
+  }
   gateway::Accounts* ledger = sliced ? static_cast<gateway::Accounts*>(sliced.get()) : &accounts;
   auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, ledger, wall.get());
   if (!gw.ok()) return fail(gw.status().message());

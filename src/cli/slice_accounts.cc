@@ -19,7 +19,7 @@ constexpr auto kTick = std::chrono::milliseconds(50);
 // Slices per key per gateway, taken in turn: each has one report on its way at a time, so a
 // request's usage waits for at most the one before it on its lane (its report's round trip and
 // commit), not for everyone's.
-constexpr uint64_t kLanes = 4;
+constexpr uint64_t kLanes = 2;
 
 json UnitsJson(const gateway::SliceUnits& u) {
   return {{"micros", u.micros}, {"requests", u.requests}, {"tokens", u.tokens}};
@@ -36,6 +36,7 @@ struct SliceAccounts::Entry {
   std::string tenant_id, key_id, lane;
   int64_t rpm, tpm;
   json usage = json::array();  // [key, model, input_tokens, output_tokens] since the last report
+  Time usage_since;            // when the first of it came
   std::vector<std::function<void(Status)>> durable;
   // The report on its way (resent as is until answered).
   gateway::SliceReport sent;
@@ -48,14 +49,38 @@ struct SliceAccounts::Entry {
 };
 
 SliceAccounts::SliceAccounts(boost::asio::io_context& ioc, RemoteAccounts& remote, market::PriceBook prices,
-                             const Clock* clock, gateway::SliceOptions options)
-    : ioc_(ioc), remote_(remote), prices_(std::move(prices)), clock_(clock), options_(options), timer_(ioc) {
+                             const Clock* clock, gateway::SliceOptions options, Duration flush)
+    : ioc_(ioc),
+      remote_(remote),
+      prices_(std::move(prices)),
+      clock_(clock),
+      options_(options),
+      timer_(ioc),
+      flush_(flush),
+      flush_timer_(ioc) {
   std::random_device rd;
   gateway_id_ = fmt::format("{:08x}{:08x}", rd(), rd());
   Tick();
 }
 
-SliceAccounts::~SliceAccounts() { timer_.cancel(); }
+SliceAccounts::~SliceAccounts() {
+  timer_.cancel();
+  flush_timer_.cancel();
+}
+
+void SliceAccounts::ArmFlush(Time at) {
+  if (flush_armed_ && flush_at_ <= at) return;
+  flush_armed_ = true;
+  flush_at_ = at;
+  flush_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, (at - clock_->Now()).ms)));
+  flush_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    flush_armed_ = false;
+    std::vector<Entry*> all;
+    for (auto& e : slices_) all.push_back(e.get());
+    for (Entry* e : all) Pump(*e);
+  });
+}
 
 int64_t SliceAccounts::Cost(const Usage& u) const {
   const market::PriceBook::TokenPrices tp = prices_.TokenPricesFor(u.model);
@@ -130,6 +155,7 @@ void SliceAccounts::Settle(const std::string& hold_id, const Usage& usage, std::
   e.slice.Settle(it->second.units, Cost(usage), usage.input_tokens + usage.output_tokens);
   admitted_.erase(it);
   if (usage.input_tokens > 0 || usage.output_tokens > 0) {
+    if (e.usage.empty()) e.usage_since = clock_->Now();
     e.usage.push_back(json::array({usage.key, usage.model, usage.input_tokens, usage.output_tokens}));
     if (durable) e.durable.push_back(std::move(durable));
   } else if (durable) {
@@ -143,6 +169,8 @@ void SliceAccounts::Pump(Entry& e) {
   const Time now = clock_->Now();
   if (e.closing && e.slice.in_flight() == 0 && !e.slice.ended()) {
     Send(e, /*close=*/true);
+  } else if (!e.usage.empty() && now < e.usage_since + flush_) {
+    ArmFlush(e.usage_since + flush_);  // a little more usage may come: one report for it all
   } else if (e.slice.WantsReport(now)) {
     Send(e, /*close=*/false);
   } else if (e.slice.ended() && e.slice.in_flight() == 0 && !e.slice.HasNews()) {

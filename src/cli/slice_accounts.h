@@ -36,8 +36,10 @@ namespace ll::cli {
 class SliceAccounts final : public gateway::Accounts {
  public:
   // `remote` and `clock` must outlive the object.
+  // `flush`: how long usage may wait for more before its report goes (the group commit window
+  // of `meter_flush_ms`, as serve's own gateway has).
   SliceAccounts(boost::asio::io_context& ioc, RemoteAccounts& remote, market::PriceBook prices, const Clock* clock,
-                gateway::SliceOptions options);
+                gateway::SliceOptions options, Duration flush);
   ~SliceAccounts() override;
 
   void Authenticate(const std::string& api_key, std::function<void(Status, std::optional<Key>)> done) override {
@@ -63,6 +65,7 @@ class SliceAccounts final : public gateway::Accounts {
   // The report's usage: durable (Ok) or not (the answers end with the error).
   void Finish(Entry& e, const Status& st);
   void Tick();
+  void ArmFlush(Time at);
   void Forget(Entry* e);
   int64_t Cost(const Usage& u) const;
 
@@ -82,6 +85,10 @@ class SliceAccounts final : public gateway::Accounts {
   };
   std::unordered_map<std::string, Admitted> admitted_;    // hold id → its admission from a slice
   boost::asio::steady_timer timer_;
+  Duration flush_;
+  boost::asio::steady_timer flush_timer_;
+  bool flush_armed_ = false;
+  Time flush_at_;
 };
 
 }  // namespace ll::cli

@@ -264,7 +264,7 @@ describe('three gateways, one leader, one standby, one PostgreSQL', () => {
     // Requests through it until it holds a slice of the tenant's balance (the control plane lists it).
     const answers = [];
     let held = [];
-    for (let i = 0; i < 100 && held.length === 0; i++) {
+    for (let i = 0; i < 100 && (i < 10 || held.length === 0); i++) {
       answers.push(...(await Promise.all([0, 1, 2, 3].map((j) => chat(url, t.key, `slice ${i} ${j}`)))));
       held = (await openSlices()).data.filter((s) => s.held.micros > 0);
     }
