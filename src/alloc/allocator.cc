@@ -511,12 +511,25 @@ void Allocator::NoticeCheapestSpot(PoolId pool, Gpus gpus, Time now) {
 
 void Allocator::ReclaimFor(PoolId pool, Gpus gpus, NoticeReason reason, Time now, Time demand_seen) {
   auto& v = victims_[pool.v];
-  while (gpus > 0 && !v.empty()) {
-    HolderId id{v.begin()->id};
+  auto take = [&](HolderId id) {
     Holder& h = holders_[id.v];
     gpus -= h.gpus;
     h.demand_seen = demand_seen;
     Notice(id, reason, now);
+  };
+  if (options_.min_runtime.ms <= 0) {
+    while (gpus > 0 && !v.empty()) take(HolderId{v.begin()->id});
+    return;
+  }
+  // With a minimum runtime: the holders past it first; those inside it only for the owner's
+  // own demand (which would otherwise wait until it ends, longer than the notice).
+  for (bool inside : {false, true}) {
+    if (inside && reason != NoticeReason::kInternalDemand) return;
+    for (auto it = v.begin(); gpus > 0 && it != v.end();) {
+      HolderId id{it->id};
+      ++it;
+      if (Protected(holders_[id.v], now) == inside) take(id);
+    }
   }
 }
 
@@ -536,6 +549,7 @@ void Allocator::EnforceLimit(PoolId pool, Time now) {
   for (auto it = v.lower_bound({1, INT64_MAX, INT64_MIN, 0}); standard_excess > 0 && it != v.end();) {
     HolderId id{it->id};
     ++it;
+    if (Protected(holders_[id.v], now)) continue;  // the limit waits for its minimum runtime
     standard_excess -= holders_[id.v].gpus;
     holders_[id.v].demand_seen = now;
     Notice(id, NoticeReason::kPolicyLimit, now);

@@ -91,6 +91,10 @@ struct AllocatorOptions {
   Duration inference_drain = Duration::Seconds(30);  // capped at the notice
   bool occupancy = true;  // internal demand as levels (true) or as jobs (false)
   Money floor;            // nothing is sold below it
+  // The owner's promise to spot leases (0: none): one is not noticed before it has run this
+  // long, unless the owner's own demand would otherwise wait longer than the notice (it is then
+  // taken last); a policy limit waits for it.
+  Duration min_runtime;
 };
 
 // Per-pool counters, kept exact on every change.
@@ -241,6 +245,10 @@ class Allocator {
   };
 
   static VictimKey VictimOf(const Holder& h);
+  // A spot holder inside the owner's promised minimum runtime.
+  bool Protected(const Holder& h, Time now) const {
+    return h.cls == HolderClass::kSpot && now < h.started + options_.min_runtime;
+  }
   // Active outside GPUs on the standard notice (not inference, not a shorter tier).
   Gpus StandardActive(PoolId pool) const;
   void LeaveBucket(NodeId node);

@@ -467,12 +467,13 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Int("fleet", "history_h", 0, 24 * 365, &history_h));
   c->history = Duration::Hours(history_h);
 
-  LL_RETURN_IF_ERROR(r.Known("policy", {"name", "notice_s", "flash_notice_s", "cooldown_min", "delay_budget", "warmup_h",
+  LL_RETURN_IF_ERROR(r.Known("policy", {"name", "notice_s", "flash_notice_s", "min_runtime_s", "cooldown_min", "delay_budget", "warmup_h",
                                         "reserved_min_history_h", "headroom_gpus", "sellable_pools",
                                         "sample_every_s"}));
   LL_RETURN_IF_ERROR(r.Str("policy", "name", &c->policy));
   LL_RETURN_IF_ERROR(r.Seconds("policy", "notice_s", 1, 86400, &c->notice));
   LL_RETURN_IF_ERROR(r.Seconds("policy", "flash_notice_s", 0, 86400, &c->flash_notice));
+  LL_RETURN_IF_ERROR(r.Seconds("policy", "min_runtime_s", 0, 7 * 86400, &c->min_runtime));
   int64_t m = c->cooldown.ms / 60'000;
   LL_RETURN_IF_ERROR(r.Int("policy", "cooldown_min", 0, 24 * 60, &m));
   c->cooldown = Duration::Minutes(m);

@@ -165,6 +165,7 @@ Status ControlPlane::BuildCore() {
   ao.notice = notice;
   ao.occupancy = true;
   ao.floor = floor_;
+  ao.min_runtime = config_.min_runtime;
   alloc_ = std::make_unique<alloc::Allocator>(spec, ao, std::move(wrapped), this);
   leases_.Bind({.alloc = alloc_.get(),
                 .fleet = fleet_,

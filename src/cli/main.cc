@@ -111,6 +111,7 @@ struct SimArgs {
   int64_t reserved_h = 4;
   int64_t cooldown_min = 60;  // with the flash tier it bounds only the standard one (docs/sim.md)
   int64_t flash_notice_s = 30;
+  int64_t min_runtime_s = 0;
   double delay_budget = 0.05;
 };
 
@@ -126,6 +127,7 @@ int RunSim(const SimArgs& a) {
   so.check_invariants = a.check;
   so.cooldown = ll::Duration::Minutes(a.cooldown_min);
   so.flash_notice = ll::Duration::Seconds(a.flash_notice_s);
+  so.min_runtime = ll::Duration::Seconds(a.min_runtime_s);
   so.delay_budget = a.delay_budget;
   so.reserved_term = ll::Duration::Hours(a.reserved_h);
   if (!a.config.empty()) {
@@ -242,6 +244,10 @@ CLI::App* AddSimCommand(CLI::App& app, SimArgs* a) {
                   "seconds of notice of the flash spot tier, sold on what the cooldown holds back and reclaimed first "
                   "(0: no flash tier)")
       ->check(CLI::Range(0, 24 * 3600))
+      ->capture_default_str();
+  sim->add_option("--min-runtime", a->min_runtime_s,
+                  "seconds a spot lease runs before a notice, unless the owner would otherwise wait longer (0: none)")
+      ->check(CLI::Range(int64_t{0}, int64_t{7} * 24 * 3600))
       ->capture_default_str();
   sim->add_option("--delay-budget", a->delay_budget, "landlord: target delayed fraction of owner GPU-time per pool")
       ->check(CLI::Range(0.0, 1.0))

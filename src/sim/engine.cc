@@ -85,6 +85,7 @@ class Run final : public alloc::Listener, private step::Phases {
     ao.notice = options_.notice;
     ao.occupancy = trace_.kind == DemandKind::kOccupancy;
     ao.floor = options_.prices.Floor();
+    ao.min_runtime = options_.min_runtime;
     auto fleet = alloc::Fleet::Create(spec);
     if (!fleet.ok()) return fleet.status();
     alloc_ = std::make_unique<Allocator>(spec, ao, std::move(policy).value(), this);

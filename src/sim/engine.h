@@ -57,6 +57,7 @@ struct SimOptions {
   // The flash tier's notice (saturating demand takes flash leases on what the policy holds back
   // from the standard tier; reclaimed first). Zero or not shorter than `notice`: no flash tier.
   Duration flash_notice = Duration::Seconds(30);
+  Duration min_runtime;  // spot leases not noticed before (AllocatorOptions::min_runtime)
   Duration tick = Duration::Seconds(60);  // the policy re-evaluates limits and the market clears
   uint64_t seed = 1;
   std::string external = "saturating";  // or a job-trace spec re-read as spot requests
