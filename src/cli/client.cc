@@ -185,12 +185,8 @@ void Register(State* s, CLI::App* cmd, std::function<int(State&)> run) {
   s->commands.emplace_back(cmd, std::move(run));
 }
 
-// `lease create|list|show|release|watch` and `quote`.
-void AddLeaseCommands(CLI::App& app, State* s) {
-  CLI::App* lease =
-      app.add_subcommand("lease", "Rent GPUs: create, list, show, release and watch leases");
-  lease->require_subcommand(1);
-
+// `lease create`: its options, the workload's included.
+void AddLeaseCreate(CLI::App* lease, State* s) {
   CLI::App* create = lease->add_subcommand(
       "create", "Rent GPUs now: a spot lease (reclaimable) or a reserved term");
   create
@@ -217,6 +213,15 @@ void AddLeaseCommands(CLI::App& app, State* s) {
   create->add_option("--ssh-key", s->ssh_key_files, "An OpenSSH public key file: log in with `lease ssh` (repeatable)")
       ->allow_extra_args(false);
   Register(s, create, RunCreate);
+}
+
+// `lease create|list|show|release|watch` and `quote`.
+void AddLeaseCommands(CLI::App& app, State* s) {
+  CLI::App* lease =
+      app.add_subcommand("lease", "Rent GPUs: create, list, show, release and watch leases");
+  lease->require_subcommand(1);
+
+  AddLeaseCreate(lease, s);
 
   CLI::App* list = lease->add_subcommand("list", "List your leases, newest first");
   list->add_option("--limit", s->limit, "At most this many (1..1000); default 100")->check(CLI::Range(1, 1000));
