@@ -411,6 +411,7 @@ Result<HolderId> Allocator::Restore(const RestoreSpec& r) {
   h.noticed_at = r.noticed_at;
   h.reclaim_at = r.reclaim_at;
   h.term_end = r.term_end;
+  if (r.cls == HolderClass::kSpot && r.notice.ms > 0 && r.notice < options_.notice) h.notice = r.notice;
   for (const Share& s : r.shares) Take(h, s.node, s.gpus);
   if (r.state == HolderState::kNoticed) deadlines_.emplace(h.reclaim_at.ms, h.id.v);
   if (r.cls == HolderClass::kReserved) deadlines_.emplace(h.term_end.ms, h.id.v);

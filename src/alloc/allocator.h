@@ -146,6 +146,7 @@ class Allocator {
     Time created, started;
     Time noticed_at = kTimeMax, reclaim_at = kTimeMax, term_end = kTimeMax;
     uint64_t tag = 0;
+    Duration notice;  // spot: a shorter notice tier (flash), as PlaceOutside's `notice`
   };
   Result<HolderId> Restore(const RestoreSpec& spec);
   // Occupancy mode, before the pool's first SetInternalDemand: puts the owner's GPUs back on

@@ -17,15 +17,6 @@ namespace {
 
 constexpr size_t kMaxIngestEvents = 5000;
 
-// Ids chosen by clients (hold ids, usage keys): printable, no spaces, bounded.
-bool ValidClientId(const std::string& id, size_t max) {
-  if (id.empty() || id.size() > max) return false;
-  for (unsigned char c : id) {
-    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':' || c == '/')) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 json ControlPlane::BalanceJson(const std::string& tenant_id) const {

@@ -193,7 +193,7 @@ Status ReadReservedTerms(const toml::table& root, const std::string& path, marke
 Status ReadPrices(Reader& r, const std::string& path, market::PriceBook* pb) {
   LL_RETURN_IF_ERROR(r.Known("prices", {"gpu_model", "list_per_gpu_hour", "electricity_per_kwh", "wear_per_gpu_hour",
                                         "busy_watts", "idle_watts", "input_per_mtok", "output_per_mtok", "models",
-                                        "reserved_terms"}));
+                                        "reserved_terms", "flash_discount_pct"}));
   LL_RETURN_IF_ERROR(r.Str("prices", "gpu_model", &pb->gpu_model));
   LL_RETURN_IF_ERROR(r.Dollars("prices", "list_per_gpu_hour", &pb->list_per_gpu_hour));
   LL_RETURN_IF_ERROR(r.Dollars("prices", "electricity_per_kwh", &pb->electricity_per_kwh));
@@ -203,6 +203,9 @@ Status ReadPrices(Reader& r, const std::string& path, market::PriceBook* pb) {
   LL_RETURN_IF_ERROR(r.Int("prices", "busy_watts", 1, 5000, &pb->busy_watts));
   LL_RETURN_IF_ERROR(r.Int("prices", "idle_watts", 0, 5000, &pb->idle_watts));
   if (pb->idle_watts >= pb->busy_watts) return Status::Invalid(path + ": `prices.idle_watts` must be below `busy_watts`");
+  double flash_pct = pb->flash_discount_permille / 10.0;
+  LL_RETURN_IF_ERROR(r.Real("prices", "flash_discount_pct", 0, 99.9, &flash_pct));
+  pb->flash_discount_permille = static_cast<int>(std::lround(flash_pct * 10));
   LL_RETURN_IF_ERROR(ReadModelPrices(r.root(), path, pb));
   return ReadReservedTerms(r.root(), path, pb);
 }
@@ -330,9 +333,11 @@ Status ReadEngines(const toml::table& root, const std::string& path, gateway::Ga
 Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("gateway", {"enabled", "rpm", "tpm", "max_output_tokens", "prefix_bytes", "affinity",
                                          "max_attempts", "connect_timeout_ms", "first_byte_timeout_s",
-                                         "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models", "engines"}));
+                                         "idle_timeout_s", "meter_flush_ms", "upstreams", "sim_models", "engines", "slices",
+                                         "slice_ttl_ms", "slice_horizon_ms", "slice_idle_ms"}));
   const toml::table& root = r.root();
-  for (auto [key, out] : {std::pair{"enabled", &c->gateway_enabled}, std::pair{"affinity", &c->gateway.router.affinity}}) {
+  for (auto [key, out] : {std::pair{"enabled", &c->gateway_enabled}, std::pair{"affinity", &c->gateway.router.affinity},
+                           std::pair{"slices", &c->gateway.slices.enabled}}) {
     auto e = root["gateway"][key];
     if (!e) continue;
     auto v = e.is_boolean() ? e.value<bool>() : std::nullopt;  // value<bool>() also takes 0/1
@@ -353,6 +358,12 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
   ms = c->meter_flush.ms;
   LL_RETURN_IF_ERROR(r.Int("gateway", "meter_flush_ms", 0, 10'000, &ms));
   c->meter_flush = Duration::Millis(ms);
+  for (auto [key, out] : {std::pair{"slice_ttl_ms", &g.slices.ttl}, std::pair{"slice_horizon_ms", &g.slices.horizon},
+                          std::pair{"slice_idle_ms", &g.slices.idle}}) {
+    ms = out->ms;
+    LL_RETURN_IF_ERROR(r.Int("gateway", key, 100, 3'600'000, &ms));
+    *out = Duration::Millis(ms);
+  }
   const bool replaced = root["gateway"]["upstreams"] || root["gateway"]["sim_models"] || root["gateway"]["engines"];
   if (replaced) {
     g.upstreams.clear();
@@ -438,7 +449,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Known("fleet", {"backend", "trace", "nodes", "gpus_per_node", "history_h", "slurm_partition",
                                        "slurm_notify_url", "slurm_access", "slurm_sanitize", "slurm_poll_ms",
                                        "slurm_start_timeout_s", "slurm_model_command", "slurm_model_port",
-                                       "slurm_container"}));
+                                       "slurm_container", "slurm_container_kill"}));
   LL_RETURN_IF_ERROR(r.Str("fleet", "backend", &c->backend));
   if (c->backend != "sim" && c->backend != "slurm") {
     return Status::Invalid(fmt::format("{}: `fleet.backend` must be \"sim\" or \"slurm\", got \"{}\"", path, c->backend));
@@ -450,6 +461,7 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Str("fleet", "slurm_model_command", &c->slurm.model_command));
   LL_RETURN_IF_ERROR(r.Int("fleet", "slurm_model_port", 1024, 65000, &c->slurm.model_port));
   LL_RETURN_IF_ERROR(r.StrList("fleet", "slurm_container", &c->slurm.container));
+  LL_RETURN_IF_ERROR(r.StrList("fleet", "slurm_container_kill", &c->slurm.container_kill));
   int64_t poll_ms = c->slurm.poll.ms;
   LL_RETURN_IF_ERROR(r.Int("fleet", "slurm_poll_ms", 100, 600'000, &poll_ms));
   c->slurm.poll = Duration::Millis(poll_ms);
@@ -461,11 +473,12 @@ Status LoadServeConfig(const std::string& path, ServeConfig* c) {
   LL_RETURN_IF_ERROR(r.Int("fleet", "history_h", 0, 24 * 365, &history_h));
   c->history = Duration::Hours(history_h);
 
-  LL_RETURN_IF_ERROR(r.Known("policy", {"name", "notice_s", "cooldown_min", "delay_budget", "warmup_h",
+  LL_RETURN_IF_ERROR(r.Known("policy", {"name", "notice_s", "flash_notice_s", "cooldown_min", "delay_budget", "warmup_h",
                                         "reserved_min_history_h", "headroom_gpus", "sellable_pools",
                                         "sample_every_s"}));
   LL_RETURN_IF_ERROR(r.Str("policy", "name", &c->policy));
   LL_RETURN_IF_ERROR(r.Seconds("policy", "notice_s", 1, 86400, &c->notice));
+  LL_RETURN_IF_ERROR(r.Seconds("policy", "flash_notice_s", 0, 86400, &c->flash_notice));
   int64_t m = c->cooldown.ms / 60'000;
   LL_RETURN_IF_ERROR(r.Int("policy", "cooldown_min", 0, 24 * 60, &m));
   c->cooldown = Duration::Minutes(m);

@@ -50,6 +50,7 @@ struct ServeConfig {
   // [policy]
   std::string policy = "landlord";
   Duration notice = Duration::Seconds(120);
+  Duration flash_notice = Duration::Seconds(30);  // the flash spot tier (0: not offered)
   Duration cooldown = Duration::Minutes(30);
   double delay_budget = 0.05;
   Duration warmup = Duration::Hours(6);

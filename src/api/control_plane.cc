@@ -85,6 +85,7 @@ Time ScaledClock::Now() const {
 void ControlPlane::Advance() {
   AdvanceTo(clock_->Now());
   replicas_.Place(*alloc_, overrides_->sellable, floor_, now_);
+  accounts_.ExpireSlices(pending_);  // gateways' slices whose lease ran out: their rest returns
   Flush();
 }
 
@@ -268,6 +269,7 @@ json ControlPlane::LeaseJson(const store::LeaseRecord& r) const {
           {"pool", topology().pools[r.pool].name},
           {"price_per_gpu_hour", FormatMoney(Money::Micros(r.price_micros))},
           {"max_price_per_gpu_hour", r.kind == LeaseKind::kSpot ? json(FormatMoney(Money::Micros(r.max_price_micros))) : json(nullptr)},
+          {"notice_tier", r.kind == LeaseKind::kSpot ? json(Name(r.notice_tier)) : json(nullptr)},
           {"created_at", TimeJson(r.created)},
           {"started_at", TimeJson(r.started)},
           {"noticed_at", TimeJson(r.noticed_at)},

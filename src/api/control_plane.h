@@ -132,6 +132,11 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // Token usage reported by a gateway: {"events": [{"key", "tenant_id", "model",
   // "input_tokens", "output_tokens", "at"?}]}, each counted once by its key.
   Reply IngestUsage(const nlohmann::json& body);
+  // Standalone gateways' slices (slices.cc, docs/scale-out.md): a gateway's report on slice
+  // `id` (its usage, the units it used or gives back, what it asks for), answered with what the
+  // slice holds now and its lease's expiry; and the open slices (of `tenant_id`, or all).
+  Reply ReportSlice(const std::string& id, const nlohmann::json& body);
+  Reply ListSlices(const std::string& tenant_id);
   // ---- the model API's side of the ledger (gateway::Accounts, see GatewayAccounts) ----
   // {"key"} → the tenant and key id of a tenant's key, or 404 (a standalone gateway asks).
   Reply VerifyKey(const nlohmann::json& body);
@@ -276,6 +281,9 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // Validates token usage events (errors name `events[i].field`) into usage records.
   Result<std::vector<store::UsageRecord>> TokenUsage(const nlohmann::json& events, Reply* error);
   nlohmann::json BalanceJson(const std::string& tenant_id) const;
+  nlohmann::json SliceJson(const store::HoldRecord& h) const;
+  std::optional<std::vector<store::UsageRecord>> SliceUsage(const nlohmann::json& usage, const std::string& tenant,
+                                                            Reply* error) const;
   // Resolves whose billing a caller may see: a tenant its own; the owner `tenant_id` or all.
   std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
   ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store, const Clock* wall);
@@ -305,6 +313,8 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   void Flush();
   Lease* Find(const Principal& who, const std::string& id);
   nlohmann::json LeaseJson(const store::LeaseRecord& r) const;
+  // The spot tiers on offer, each with its notice and price now (quotes and prices).
+  nlohmann::json SpotTiers() const;
   std::string PolicySettingsJson() const;
   int PoolIndex(std::string_view name) const;
   Money ReservedPriceFor(Duration d) const { return leases_.ReservedPriceFor(d); }

@@ -2,6 +2,7 @@
 // Reply that names the field (OpenAI-style `param`).
 #pragma once
 
+#include <cctype>
 #include <cmath>
 #include <optional>
 #include <string>
@@ -14,6 +15,15 @@
 #include "core/money.h"
 
 namespace ll::api {
+
+// Ids chosen by clients (hold and slice ids, usage keys): printable, no spaces, bounded.
+inline bool ValidClientId(const std::string& id, size_t max) {
+  if (id.empty() || id.size() > max) return false;
+  for (unsigned char c : id) {
+    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':' || c == '/')) return false;
+  }
+  return true;
+}
 
 // A field of a JSON request body, with errors that name it.
 class Fields {

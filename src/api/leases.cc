@@ -15,13 +15,20 @@ using nlohmann::json;
 
 std::optional<control::LeaseRequest> ControlPlane::ParseLeaseRequest(const json& body, Reply* error) const {
   Fields f(body);
-  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at", "workload"});
+  f.Only({"kind", "gpus", "max_price_per_gpu_hour", "duration_s", "pool", "start_at", "workload", "notice_tier"});
   control::LeaseRequest req;
   const std::string kind = f.Str("kind", false).value_or("spot");
   auto gpus = f.Int("gpus", 1, 1024, true);
   auto pool_name = f.Str("pool", false);
   if (f.ok() && kind == "spot") {
     req.max_price = f.Dollars("max_price_per_gpu_hour", true).value_or(Money{});
+    const std::string tier = f.Str("notice_tier", false).value_or("standard");
+    if (auto t = ParseNoticeTier(tier); f.ok() && t.ok()) {
+      req.notice_tier = *t;
+    } else if (f.ok()) {
+      f.Fail("invalid_value", fmt::format("`notice_tier` must be \"standard\" or \"flash\", got \"{}\"", tier),
+             "notice_tier");
+    }
     if (f.ok() && body.contains("duration_s")) f.Fail("invalid_value", "`duration_s` is for reserved leases", "duration_s");
     if (f.ok() && body.contains("start_at")) f.Fail("invalid_value", "`start_at` is for reserved leases", "start_at");
   } else if (f.ok() && kind == "reserved") {
@@ -39,6 +46,7 @@ std::optional<control::LeaseRequest> ControlPlane::ParseLeaseRequest(const json&
     if (f.ok() && body.contains("max_price_per_gpu_hour")) {
       f.Fail("invalid_value", "`max_price_per_gpu_hour` is for spot leases", "max_price_per_gpu_hour");
     }
+    if (f.ok() && body.contains("notice_tier")) f.Fail("invalid_value", "`notice_tier` is for spot leases", "notice_tier");
   } else if (f.ok()) {
     f.Fail("invalid_value", fmt::format("`kind` must be \"spot\" or \"reserved\", got \"{}\"", kind), "kind");
   }
@@ -169,9 +177,34 @@ Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
   }
   json spot = {{"price_per_gpu_hour", FormatMoney(market_.price())}, {"available_gpus", spot_room}};
   if (gpus) spot["available"] = spot_room >= *gpus;
+  json tiers = SpotTiers();
+  for (json& t : tiers) {
+    const bool flash = t["notice_tier"] == "flash";
+    Gpus room = 0;
+    for (int p = 0; p < alloc_->pool_count(); ++p) {
+      room = std::max(room, alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_, flash));
+    }
+    t["available_gpus"] = room;
+    if (gpus) t["available"] = room >= *gpus;
+  }
   Reply r;
-  r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"reserved", reserved}};
+  r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"spot_tiers", tiers}, {"reserved", reserved}};
   return r;
+}
+
+// The spot tiers on offer: each with its notice and its price now (flash: the clearing price
+// less the flash discount, never below the floor).
+nlohmann::json ControlPlane::SpotTiers() const {
+  json tiers = json::array({{{"notice_tier", "standard"},
+                             {"notice_s", alloc_->options().notice.ms / 1000},
+                             {"price_per_gpu_hour", FormatMoney(market_.price())}}});
+  if (overrides_->FlashOffered()) {
+    tiers.push_back({{"notice_tier", "flash"},
+                     {"notice_s", overrides_->flash_notice.ms / 1000},
+                     {"discount", prices_.flash_discount_permille / 1000.0},
+                     {"price_per_gpu_hour", FormatMoney(market_.flash_price())}});
+  }
+  return tiers;
 }
 
 Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
@@ -198,6 +231,7 @@ Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
   Reply r;
   r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
             {"spot_per_gpu_hour", FormatMoney(market_.price())},
+            {"spot_tiers", SpotTiers()},
             {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
             {"reserved", reserved},
             {"now", FormatUtc(now_)}};

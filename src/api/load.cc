@@ -28,6 +28,12 @@ class OwnerLimits final : public alloc::Policy {
     if (!o_->sellable[p.pool.v]) return 0;
     return std::max<Gpus>(0, inner_->SellLimit(p, now) - o_->headroom - o_->BookedSoon(static_cast<int>(p.pool.v), now));
   }
+  // The same owner's limits on the standard tier's part (the rest goes to the flash tier only).
+  Gpus StandardLimit(const alloc::PoolView& p, Time now) override {
+    if (!o_->sellable[p.pool.v]) return 0;
+    return std::max<Gpus>(0, inner_->StandardLimit(p, now) - o_->headroom -
+                                 o_->BookedSoon(static_cast<int>(p.pool.v), now));
+  }
   Gpus ReservedRoom(const alloc::PoolView& p, Time now, Time end) override {
     if (!o_->sellable[p.pool.v]) return 0;
     return std::max<Gpus>(0, inner_->ReservedRoom(p, now, end) - o_->headroom -
@@ -133,6 +139,7 @@ Status ControlPlane::BuildCore() {
     if (overrides_->sellable.size() != trace.pools.size()) return Status::Invalid("store: setting `policy` does not match the fleet");
   }
   market_.set_floor(floor_);
+  market_.set_flash_discount(prices_.flash_discount_permille);
 
   // The allocator, forecast and policy, as `landlord sim` builds them.
   std::vector<Gpus> caps;
@@ -144,12 +151,15 @@ Status ControlPlane::BuildCore() {
   ctx.tick = Duration::Millis(std::max<int64_t>(1, static_cast<int64_t>(config_.tick.ms * config_.speed)));
   ctx.forecast = forecast_.get();
   ctx.cooldown = config_.cooldown;
+  // The flash tier only with a notice shorter than the standard one (as `landlord sim`).
+  ctx.flash_notice = config_.flash_notice < notice ? config_.flash_notice : Duration{};
   ctx.delay_budget = config_.delay_budget;
   ctx.warmup = config_.warmup;
   ctx.reserved_min_history = config_.reserved_min_history;
   ctx.pools = static_cast<int>(trace.pools.size());
   LL_ASSIGN_OR_RETURN(auto policy, alloc::MakePolicy(config_.policy, ctx));
   overrides_->notice = notice;
+  overrides_->flash_notice = ctx.flash_notice;
   auto wrapped = std::make_unique<OwnerLimits>(std::move(policy), overrides_);
   alloc::AllocatorOptions ao;
   ao.notice = notice;

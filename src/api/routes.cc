@@ -248,6 +248,12 @@ constexpr RouteSpec kRoutes[] = {
        if (auto b = c.Body()) c.out.reply = c.cp.Settle(c.Param(0), *b);
      },
      /*group_commit=*/true},
+    {Access::kAdmin, "/admin/slices/{id}", "POST /admin/slices/{id}", "POST",
+     [](Call& c) {
+       if (auto b = c.Body()) c.out.reply = c.cp.ReportSlice(c.Param(0), *b);
+     },
+     /*group_commit=*/true},
+    {Access::kAdmin, "/admin/slices", "", "GET", [](Call& c) { c.out.reply = c.cp.ListSlices(c.Query("tenant_id")); }},
     {Access::kAdmin, "/admin/keys/verify", "POST /admin/keys/verify", "POST", WithBody<&ControlPlane::VerifyKey>},
     {Access::kAdmin, "/admin/keys/{id}", "", "DELETE", [](Call& c) { c.out.reply = c.cp.RevokeKey(c.Param(0)); }},
     {Access::kAdmin, "/admin/fleet/map", "GET /admin/fleet/map", "GET", [](Call& c) { c.out.reply = c.cp.FleetMap(); }},

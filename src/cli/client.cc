@@ -157,6 +157,10 @@ int RunCreate(State& s) {
       return Fail(Status::Invalid("`--kind reserved` needs `--duration SECONDS`"), kExitUsage);
     body["duration_s"] = s.duration_s;
   }
+  if (!s.notice_tier.empty()) {
+    if (s.kind != "spot") return Fail(Status::Invalid("`--notice-tier` applies to `--kind spot` only"), kExitUsage);
+    body["notice_tier"] = s.notice_tier;
+  }
   if (!s.start_at.empty()) {
     if (s.kind != "reserved") return Fail(Status::Invalid("`--start-at` applies to `--kind reserved` only"), kExitUsage);
     auto t = ParseUtc(s.start_at);
@@ -199,6 +203,9 @@ void AddLeaseCommands(CLI::App& app, State* s) {
       ->capture_default_str();
   s->max_price_opt =
       create->add_option("--max-price", s->max_price, "spot: the most to pay per GPU-hour, in USD");
+  create->add_option("--notice-tier", s->notice_tier,
+                     "spot: standard (the full reclaim notice) or flash (a short notice, reclaimed first, cheaper)")
+      ->check(CLI::IsMember({"standard", "flash"}));
   s->duration_opt = create->add_option("--duration", s->duration_s, "reserved: the term in seconds")
                         ->check(CLI::Range(int64_t{1}, int64_t{366} * 86400));
   s->pool_opt = create->add_option("--pool", s->pool, "Place the lease in this pool");

@@ -33,6 +33,7 @@ struct State {
   int gpus = 0;
   std::string kind = "spot";
   std::string max_price;
+  std::string notice_tier;  // spot: "standard" or "flash" ("": the server's default)
   int64_t duration_s = 0;
   std::string pool;
   std::string id;

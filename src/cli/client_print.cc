@@ -147,6 +147,14 @@ void PrintQuote(const Json& q) {
   const Json& spot = q.at("spot");
   fmt::print("spot: {} USD/GPU-h, {} GPUs available\n", Field(spot, "price_per_gpu_hour"),
              Field(spot, "available_gpus"));
+  // The shorter-notice tiers (the standard one is the line above).
+  if (auto tiers = q.find("spot_tiers"); tiers != q.end() && tiers->is_array()) {
+    for (const Json& t : *tiers) {
+      if (Field(t, "notice_tier") == "standard") continue;
+      fmt::print("spot {} ({} s notice): {} USD/GPU-h, {} GPUs available\n", Field(t, "notice_tier"),
+                 Field(t, "notice_s"), Field(t, "price_per_gpu_hour"), Field(t, "available_gpus"));
+    }
+  }
   auto reserved = q.find("reserved");
   if (reserved == q.end() || !reserved->is_array() || reserved->empty()) {
     fmt::print("reserved: none offered now\n");

@@ -201,6 +201,21 @@ void RemoteAccounts::PostHold(const Admission& a, bool with_limits,
   });
 }
 
+void RemoteAccounts::Call(std::string method, std::string target, std::string body,
+                          std::function<void(Result<HttpResponse>)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++unsettled_;
+  }
+  Enqueue([this, method = std::move(method), target = std::move(target), body = std::move(body),
+           done = std::move(done)](Leader& c) mutable {
+    Result<HttpResponse> r = c.Request(method, target, body);
+    boost::asio::post(ioc_, [r = std::move(r), done = std::move(done)]() mutable { done(std::move(r)); });
+    std::lock_guard<std::mutex> lock(mu_);
+    --unsettled_;
+  });
+}
+
 void RemoteAccounts::Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) {
   json body = {{"usage", json::array()}};
   if (usage.input_tokens > 0 || usage.output_tokens > 0) {

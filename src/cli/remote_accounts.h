@@ -54,6 +54,12 @@ class RemoteAccounts final : public gateway::Accounts {
   void Hold(const Admission& a, std::function<void(Status)> done) override;
   void Settle(const std::string& hold_id, const Usage& usage, std::function<void(Status)> durable) override;
 
+  // One call to the control plane on a worker thread, following the leader like every call (one
+  // that could not connect is tried once more at the address asked again); `done` runs on the
+  // gateway's thread with the answer, or the error when none came. Stop waits for it.
+  void Call(std::string method, std::string target, std::string body,
+            std::function<void(Result<HttpResponse>)> done);
+
   // Settlements not yet acknowledged (shutdown waits for them, up to a point).
   int64_t unsettled() const;
   // Stops the workers once the queue is empty or `wait` has passed.

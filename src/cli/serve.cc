@@ -27,6 +27,7 @@
 #include "api/config.h"
 #include "api/control_plane.h"
 #include "api/gateway_accounts.h"
+#include "cli/slice_accounts.h"
 #include "api/http_server.h"
 #include "api/ops_log.h"
 #include "core/build_info.h"
@@ -107,7 +108,9 @@ Result<std::unique_ptr<control::Workloads>> OpenSlurmWorkloads(const api::ServeC
                                                                fleet::SlurmBackend& slurm) {
   const api::WorkloadConfig& w = config.workloads;
   LL_RETURN_IF_ERROR(fleet::CheckContainerTemplate(config.slurm.container));
+  LL_RETURN_IF_ERROR(fleet::CheckContainerKill(config.slurm.container_kill, config.slurm.container));
   fleet::SlurmWorkloadOptions so{.container = config.slurm.container,
+                                 .container_kill = config.slurm.container_kill,
                                  .notice_root = "/tmp",
                                  .log_bytes = static_cast<size_t>(w.log_bytes),
                                  .sigterm_on_notice = w.sigterm_on_notice,
@@ -485,6 +488,13 @@ Result<Url> LeaderUrl(store::Store& store) {
   return ParseUrl(j["url"].get<std::string>());
 }
 
+// At shutdown the gateway's slices go back, their last usage with them (for up to 5 s).
+void ReturnSlices(boost::asio::io_context& ioc, SliceAccounts& slices) {
+  slices.CloseAll();
+  ioc.restart();
+  for (int i = 0; i < 500 && !slices.closed(); ++i) ioc.run_for(std::chrono::milliseconds(10));
+}
+
 // A standalone gateway (scale-out): the model API against a control plane's ledger over HTTP.
 int RunGateway(const GatewayArgs& a) {
   auto fail = [](const std::string& m) {
@@ -541,18 +551,23 @@ int RunGateway(const GatewayArgs& a) {
   boost::asio::io_context ioc(1);
   boost::asio::signal_set signals(ioc, SIGTERM, SIGINT);
   RemoteAccounts accounts(ioc, locate, admin, wall.get());
-  auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, &accounts, wall.get());
+  std::unique_ptr<SliceAccounts> sliced;  // admits locally, usage in batches (docs/scale-out.md)
+  if (config.gateway.slices.enabled) sliced = std::make_unique<SliceAccounts>(ioc, accounts, config.prices, wall.get(), config.gateway.slices);
+  gateway::Accounts* ledger = sliced ? static_cast<gateway::Accounts*>(sliced.get()) : &accounts;
+  auto gw = gateway::Gateway::Create(ioc, config.gateway, config.prices, ledger, wall.get());
   if (!gw.ok()) return fail(gw.status().message());
   auto server = api::HttpServer::StartGateway(ioc, config, **gw);
   if (!server.ok()) return fail(server.status().message());
   fmt::print("landlord gateway: listening on http://{}\n", (*server)->address());
-  fmt::print("control plane: {}; models: {}\n", where, fmt::join((*gw)->router().Models(), ", "));
+  fmt::print("control plane: {}; models: {}; slices: {}\n", where, fmt::join((*gw)->router().Models(), ", "),
+             sliced ? "gateway " + sliced->gateway_id() : std::string("off"));
   std::fflush(stdout);
   RunUntilSignal(ioc, signals, **server, [] {});
   (*server)->Shutdown();
   (*gw)->Shutdown();
   (*server)->CloseAll();
   Drain(ioc);
+  if (sliced) ReturnSlices(ioc, *sliced);
   accounts.Stop(Duration::Seconds(5));  // settlements in flight reach the ledger
   Drain(ioc);  // the answers the ledger's threads posted, while the gateway still lives
   return 0;

@@ -11,6 +11,10 @@ Status Accounts::Restore(const std::vector<store::BalanceRecord>& balances, cons
   for (const auto& h : holds) {
     holds_of[h.tenant_id][h.id] = Money::Micros(h.amount_micros);
     open_holds_[h.id] = h;
+    if (h.slice()) {  // its units stay lent, its lease runs on: its gateway renews it or it expires
+      slice_expiry_.emplace(h.expires.ms, h.id);
+      limits_.RestoreLent(h.key_id, {.requests = h.requests, .tokens = h.tokens});
+    }
   }
   for (const auto& b : balances) {
     auto bal = ledger::Balance::Restore(Money::Micros(b.credited_micros), Money::Micros(b.charged_micros),
@@ -75,7 +79,9 @@ Result<Accounts::Reservation> Accounts::Reserve(const std::string& id, const std
     SettleLimits(id, 0, /*request_back=*/true);
     return Status(StatusCode::kInsufficientFunds, "insufficient_quota", st.message(), "amount");
   }
-  store::HoldRecord h{id, tenant, amount.micros, -1, now};
+  store::HoldRecord h{.id = id, .tenant_id = tenant, .amount_micros = amount.micros, .charged_micros = -1,
+                      .created = now, .key_id = {}, .requests = 0, .tokens = 0, .spent_micros = 0, .seq = 0,
+                      .expires = Time{}, .expired = false};
   open_holds_[id] = h;
   batch.holds.push_back(h);
   return Reservation{.hold = h, .retry = false, .limits = decision};
@@ -113,6 +119,9 @@ Result<Accounts::Settlement> Accounts::Settle(const std::string& id, std::option
     return Settlement{.tenant_id = {}, .charged = Money::Micros(found->charged_micros)};
   }
   store::HoldRecord h = it->second;
+  if (h.slice()) {
+    return Status(StatusCode::kConflict, "hold_is_slice", fmt::format("`{}` is a gateway's slice: it reports, it is not settled", id), "id");
+  }
   int64_t used_tokens = 0;
   for (const auto& u : usage) {
     if (u.tenant_id != h.tenant_id) {

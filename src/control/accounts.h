@@ -10,11 +10,16 @@
 // use: stored, answered again on a retry) and the in-process gateway's, in memory only (a
 // crash drops the hold and the request it covered alike).
 //
+// A third kind: standalone gateways' slices (docs/scale-out.md, account_slices.cc), durable
+// holds that live on, each with part of a key's rate-limit buckets lent to it and a lease that
+// its gateway renews with each report; past the lease the rest returns.
+//
 // Thread-safety: none; the control plane's one thread.
 #pragma once
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -24,6 +29,7 @@
 #include "core/status.h"
 #include "gateway/ledger_client.h"
 #include "gateway/limits.h"
+#include "gateway/slice.h"
 #include "ledger/ledger.h"
 #include "market/price_book.h"
 #include "store/store.h"
@@ -67,6 +73,30 @@ class Accounts {
   Result<Settlement> Settle(const std::string& id, std::optional<Money> amount, std::vector<store::UsageRecord> usage,
                             store::Batch& batch);
 
+  // ---- standalone gateways' slices (account_slices.cc) ----
+  // A gateway's report on its slice: its usage since the last (charged to the slice), the
+  // rate-limit units it admitted or gives back, and what it asks for the next while.
+  struct SliceReport {
+    int64_t seq = 0;  // 1 opens the slice; each next one is the last + 1; a repeat is answered again
+    std::string tenant_id, key_id;
+    int64_t rpm = 0, tpm = 0;
+    std::vector<store::UsageRecord> usage;
+    gateway::SliceUnits used, give_back, want, min;
+    int64_t tokens_back = 0, requests_back = 0;
+    bool close = false;
+  };
+  // Applies the report once (by `seq`) and answers what the slice holds now, its lease renewed
+  // to now + `ttl`: usage charged (never more than it holds; the records cut to the charge),
+  // units given back, and of what it asks a grant (GrantSlice: a quarter of what is available
+  // at most, none below `min`). A report on a slice that expired or closed charges its usage
+  // to the balance's available rest (never beyond) and grants nothing.
+  Result<store::HoldRecord> ReportSlice(const std::string& id, SliceReport r, Duration ttl, store::Batch& batch);
+  // Closes every slice whose lease ran out (wall clock): its money returns to the balance; its
+  // rate-limit units count as used (its gateway may have admitted them before it died).
+  void ExpireSlices(store::Batch& batch);
+  // The tenant's open slices (every tenant's for ""), by id.
+  std::vector<store::HoldRecord> OpenSlices(const std::string& tenant) const;
+
   // ---- the in-process gateway ----
   // Reserves the request and its tokens on the key's rate limits (SettleLimits returns them:
   // all of the tokens but `used`, and the request too with `request_back`).
@@ -85,6 +115,12 @@ class Accounts {
   // The balance's row as stored.
   static store::BalanceRecord Row(const std::string& tenant, const ledger::Balance& b);
   std::optional<store::HoldRecord> FindHold(const std::string& id, const store::Batch& batch) const;
+  // The slice parts of ReportSlice.
+  Result<store::HoldRecord> OpenSlice(const std::string& id, const SliceReport& r, Time now);
+  store::HoldRecord LateReport(store::HoldRecord h, SliceReport r, store::Batch& batch);
+  void CloseSlice(store::HoldRecord& h, bool expired, store::Batch& batch);
+  // Charges `records` to hold `id` (a slice), cut to what it holds; returns the charge.
+  Money ChargeSlice(ledger::Balance& b, const std::string& id, std::vector<store::UsageRecord>& records);
 
   const market::PriceBook* prices_;
   const Clock* wall_;
@@ -101,6 +137,7 @@ class Accounts {
     int64_t reserved = 0;
   };
   std::unordered_map<std::string, LimitHold> limit_holds_;
+  std::set<std::pair<int64_t, std::string>> slice_expiry_;  // (expires ms, id) of open slices
 };
 
 }  // namespace ll::control

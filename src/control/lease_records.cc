@@ -24,7 +24,7 @@ namespace {
 
 bool EndedState(const std::string& s) { return s == "exited" || s == "killed" || s == "failed"; }
 
-alloc::Allocator::RestoreSpec RestoreSpecOf(const store::LeaseRecord& rec, size_t index) {
+alloc::Allocator::RestoreSpec RestoreSpecOf(const store::LeaseRecord& rec, size_t index, Duration flash_notice) {
   alloc::Allocator::RestoreSpec rs;
   rs.cls = rec.kind == LeaseKind::kReserved ? HolderClass::kReserved : HolderClass::kSpot;
   rs.state = rec.state == LeaseState::kNoticed ? HolderState::kNoticed : HolderState::kActive;
@@ -37,6 +37,7 @@ alloc::Allocator::RestoreSpec RestoreSpecOf(const store::LeaseRecord& rec, size_
   rs.reclaim_at = rec.reclaim_at;
   rs.term_end = rec.term_end;
   rs.tag = index;
+  if (rec.notice_tier == NoticeTier::kFlash) rs.notice = flash_notice;
   return rs;
 }
 
@@ -53,7 +54,7 @@ Status Leases::Restore(std::vector<store::LeaseRecord> records, const std::vecto
     const size_t index = book_.Add(std::move(l));
     EndWorkloadAtLoad(index, now, batch);
     if (Live(rec.state)) {
-      alloc::Allocator::RestoreSpec rs = RestoreSpecOf(rec, index);
+      alloc::Allocator::RestoreSpec rs = RestoreSpecOf(rec, index, c_.overrides->flash_notice);
       LL_ASSIGN_OR_RETURN(rs.shares, ParsePlacement(rec.placement));
       auto id = c_.alloc->Restore(rs);
       if (!id.ok()) return Status::Invalid(fmt::format("store: lease `{}` cannot be restored: {}", rec.id, id.status().message()));

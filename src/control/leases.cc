@@ -102,20 +102,32 @@ Result<size_t> Leases::Create(const Principal& who, LeaseRequest req, Time now, 
 }
 
 Status Leases::PlaceSpot(const LeaseRequest& req, Slot& slot, Time now) {
-  const Money price = c_.market->price();
+  const bool flash = req.notice_tier == NoticeTier::kFlash;
+  if (flash && !c_.overrides->FlashOffered()) {
+    return Status(StatusCode::kConflict, "tier_unavailable",
+                  fmt::format("the flash tier is not offered: its notice ({} s) must be shorter than the reclaim "
+                              "notice ({} s)",
+                              c_.overrides->flash_notice.ms / 1000, c_.overrides->notice.ms / 1000),
+                  "notice_tier");
+  }
+  const Money price = flash ? c_.market->flash_price() : c_.market->price();
   if (req.max_price < price) {
     return Status(StatusCode::kConflict, "price_below_market",
-                  fmt::format("`max_price_per_gpu_hour` {} is below the spot price {}", FormatMoney(req.max_price),
-                              FormatMoney(price)),
+                  fmt::format("`max_price_per_gpu_hour` {} is below the {} spot price {}", FormatMoney(req.max_price),
+                              Name(req.notice_tier), FormatMoney(price)),
                   "max_price_per_gpu_hour");
   }
   Lease& lease = slot.lease();
+  lease.rec.notice_tier = req.notice_tier;
   int placed = -1;
   const std::vector<int> pools = step::CandidatePools(c_.alloc->pool_count(), req.pool);
-  auto id = step::PlaceSpot(*c_.alloc, pools, req.gpus, price, req.max_price, slot.index(), now, &placed);
+  auto id = step::PlaceSpot(*c_.alloc, pools, req.gpus, price, req.max_price, slot.index(), now, &placed,
+                            flash ? c_.overrides->flash_notice : Duration{});
   if (!id.ok()) {
     return Status(StatusCode::kResourceExhausted, "insufficient_capacity",
-                  fmt::format("no {} GPUs can be sold now: {}", req.gpus, id.status().message()), "gpus");
+                  fmt::format("no {} GPUs can be sold now on the {} tier: {}", req.gpus, Name(req.notice_tier),
+                              id.status().message()),
+                  "gpus");
   }
   lease.holder = *id;
   lease.rec.pool = placed;
@@ -249,10 +261,7 @@ void Leases::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason, st
   Lease& l = book_[h.tag];
   book_.SetLive(h.tag, false);
   l.rec.ended = now;
-  c_.fleet->EndHolder(l.rec.id);
-  if (workloads_ != nullptr && !l.rec.workload.empty()) {
-    workloads_->Stop(l.rec.id, reason == alloc::EndReason::kReclaimed ? Duration{} : workloads_->options().stop_grace);
-  }
+  StopWorkload(l, reason, now, batch);
   if (!l.lost.empty()) {
     // The holder is gone without Landlord (slurm): billing stops when it went.
     if (l.lost_at != kTimeMax) l.rec.ended = std::clamp(l.lost_at, l.rec.started, now);
@@ -273,6 +282,22 @@ void Leases::OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason, st
     l.rec.end_reason = LeaseEnd::kTermEnded;
   }
   Emit(l, std::string(Name(l.rec.state)), now, batch);
+}
+
+// A lease's end ends its workload and its holder. A released lease's running workload has
+// `stop_grace` to end after its SIGTERM (on Slurm the holder job waits as long: its steps are
+// signalled, then killed); any other end kills it at once, and that end is recorded here, before
+// the lease's final event, so the event stream shows `workload_exited` first.
+void Leases::StopWorkload(Lease& l, alloc::EndReason reason, Time now, store::Batch& batch) {
+  const bool has = workloads_ != nullptr && !l.rec.workload.empty();
+  const bool running = has && StoredWorkload(l.rec).value("status", json::object()).value("state", "") == "running";
+  const Duration grace = reason == alloc::EndReason::kReclaimed || !l.lost.empty() || !running
+                             ? Duration{}
+                             : workloads_->options().stop_grace;
+  c_.fleet->EndHolder(l.rec.id, grace);
+  if (!has) return;
+  if (grace.ms > 0) return workloads_->Stop(l.rec.id, grace);
+  if (auto s = workloads_->StopNow(l.rec.id, now)) RecordWorkload(*book_.IndexOf(l.rec.id), *s, now, batch);
 }
 
 // Booked reserved leases whose start has come are placed. The promise was made out of the
@@ -315,9 +340,9 @@ bool Leases::ClearMarket(Time now, store::Batch& batch) {
     const Lease& l = book_[i];
     if (l.rec.kind == LeaseKind::kSpot) holders.push_back({i, l.holder});
   }
-  auto cleared = market.Clear(*c_.alloc, now, holders, {}, [&](uint64_t i, HolderId, Money) {
+  auto cleared = market.Clear(*c_.alloc, now, holders, {}, [&](uint64_t i, HolderId id, Money) {
     Lease& l = book_[i];
-    const Money price = market.price();
+    const Money price = c_.alloc->holder(id).price;  // its tier's price
     l.rec.price_micros = price.micros;
     l.prices.push_back({now, price});
     batch.lease_prices.push_back({l.rec.id, now, price.micros});

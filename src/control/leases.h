@@ -41,6 +41,7 @@ struct LeaseRequest {
   Gpus gpus = 0;
   int pool = -1;                           // -1: any pool
   Money max_price;                         // spot
+  NoticeTier notice_tier = NoticeTier::kStandard;  // spot
   int64_t duration_s = 0;                  // reserved
   std::optional<Time> start_at;            // reserved: booked to start then
   std::optional<workload::Spec> workload;  // the tenant's command, run while the lease is active
@@ -140,6 +141,7 @@ class Leases {
   Status PlaceReserved(const LeaseRequest& req, Slot& slot, Time now, store::Batch& batch, ReservedOffer* offer);
   Status ForecastConflict(const LeaseRequest& req, Time start, Time now, ReservedOffer* offer) const;
   void StartWorkload(Lease& l, const alloc::Holder& h, Time now, store::Batch& batch);
+  void StopWorkload(Lease& l, alloc::EndReason reason, Time now, store::Batch& batch);
   void Bill(Lease& l, Time now, store::Batch& batch);
   const fleet::Topology& topology() const { return c_.fleet->topology(); }
 

@@ -27,6 +27,10 @@ struct Overrides {
   };
   std::vector<Booking> bookings;
   Duration notice;
+  // The flash tier's notice (zero: the tier is not offered). Only below `notice`: a spot
+  // lease asked on the flash tier is then placed with it, priced at the flash discount.
+  Duration flash_notice;
+  bool FlashOffered() const { return flash_notice.ms > 0 && flash_notice < notice; }
   // GPUs of `pool` booked with a start before `end` (they count against a new term ending then).
   Gpus BookedBefore(int pool, Time end) const {
     Gpus g = 0;

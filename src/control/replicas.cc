@@ -62,7 +62,7 @@ void Replicas::OnEnd(const alloc::Holder& h, alloc::EndReason reason) {
   auto it = slots_.find(h.tag);
   if (it == slots_.end()) return;
   host_->StopReplica(it->second.id);
-  fleet_->EndHolder(it->second.id);
+  fleet_->EndHolder(it->second.id, Duration{});
   reclaims_ += reason == alloc::EndReason::kReclaimed;
   slots_.erase(it);
 }

@@ -1,5 +1,6 @@
 #include "control/workloads.h"
 
+#include <signal.h>
 #include <sodium.h>
 #include <unistd.h>
 
@@ -89,6 +90,19 @@ void Workloads::Notice(const std::string& lease_id, Time reclaim_at) {
 
 void Workloads::Stop(const std::string& lease_id, Duration grace) {
   if (workload::Runner* r = Find(lease_id)) r->Stop(grace);
+}
+
+std::optional<workload::WorkloadStatus> Workloads::StopNow(const std::string& lease_id, Time now) {
+  workload::Runner* r = Find(lease_id);
+  if (r == nullptr) return std::nullopt;
+  r->Stop(Duration{});
+  workload::WorkloadStatus s = r->status();
+  if (!Ended(s.state)) {
+    s.state = workload::State::kKilled;
+    s.exit_code = 128 + SIGKILL;
+    s.ended_at = now;
+  }
+  return s;
 }
 
 workload::Runner* Workloads::Find(const std::string& lease_id) {

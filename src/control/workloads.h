@@ -71,6 +71,12 @@ class Workloads {
   void Notice(const std::string& lease_id, Time reclaim_at);
   // The lease ended: SIGTERM and SIGKILL after `grace` (zero: at once).
   void Stop(const std::string& lease_id, Duration grace);
+  // The lease ended with no grace for its workload (a reclaim at `reclaim_at`): kills it now and
+  // returns the status it ends with, to be recorded with the lease's end, before its final event
+  // (the runner's own later report of the same end is then a repeat). The runner's end if it had
+  // one already (an exit of its own, with its code); else kKilled at `now`, exit code 128 +
+  // SIGKILL. Nullopt: the lease has no workload here.
+  std::optional<workload::WorkloadStatus> StopNow(const std::string& lease_id, Time now);
 
   // Whether this fleet can run `spec` (WorkloadsOptions::accepts): an error names the field.
   Status Accepts(const workload::Spec& spec, workload::SpecError* why) const;

@@ -6,9 +6,10 @@
 // The owner's demand comes one of two ways (DemandFromTrace): as a level per pool over time
 // that the control plane asks for at any time (DemandAt, DemandChanges), or as what the fleet
 // finds on its nodes, handed over by Poll once per read together with the holders the fleet
-// lost or preempts. Work that takes time (a replica's job) runs off the caller's thread and
-// reports back through Poll; starting a lease's holder answers at once, because the tenant is
-// told in the reply whether the fleet took the lease.
+// lost or preempts. Work that takes time (a lease's or a replica's job, a reservation) runs off
+// the caller's thread and reports back through Poll: StartLease answers at once whether the
+// fleet can take the lease at all, and a start that fails later is a holder lost from its start
+// (the lease ends with the fleet's reason, nothing billed).
 //
 // Thread-safety: the control plane calls a backend from its one thread only.
 #pragma once
@@ -73,7 +74,8 @@ class Backend {
   // Whether a reserved lease holds whole nodes (its GPUs are rounded up to them).
   virtual bool ReservesWholeNodes() const { return false; }
   // The lease's holder on `nodes` (name → GPUs) until `term_end` (kTimeMax: spot); an error
-  // when the fleet did not take it (the lease then ends at once).
+  // when the fleet cannot take it (the lease then ends at once). A start that takes time is
+  // made later, and a failure of it reported by Poll (`lost`, from the lease's start).
   virtual Status StartLease(const std::string& /*lease_id*/,
                             const std::vector<std::pair<std::string, Gpus>>& /*nodes*/,
                             Time /*term_end*/, Time /*now*/) {
@@ -87,8 +89,10 @@ class Backend {
                                                   int /*n*/, Time /*now*/) {
     return std::nullopt;
   }
-  // Landlord ends the holder (a lease's or a replica's id).
-  virtual void EndHolder(const std::string& /*id*/) {}
+  // Landlord ends the holder (a lease's or a replica's id). `grace` > 0: the workload running in
+  // it hears SIGTERM now and is killed with the holder after `grace` (a released lease's
+  // `stop_grace`); zero: the holder ends at once.
+  virtual void EndHolder(const std::string& /*id*/, Duration /*grace*/) {}
   // The control plane takes over the fleet: `live_leases` were started by an earlier run.
   virtual void Attach(const std::vector<std::string>& /*live_leases*/, Time /*now*/) {}
   // Whether holders post notices and registrations (POST /slurm/...) checked by CheckToken.

@@ -9,9 +9,9 @@ namespace ll::gateway {
 void TokenBucket::Refill(Time now) {
   if (now <= at_) return;
   const int64_t ms = (now - at_).ms;
-  const int64_t full = rate_ * kUnit;
+  const int64_t full = Full();
   // level + rate × ms, capped; ms is bounded so that the product cannot overflow.
-  level_ = ms >= kUnit ? full : std::min(full, level_ + rate_ * ms);
+  level_ = ms >= kUnit ? std::max(level_, full) : std::max(level_, std::min(full, level_ + rate_ * ms));
   at_ = now;
 }
 
@@ -24,7 +24,27 @@ bool TokenBucket::Take(int64_t n, Time now) {
 
 void TokenBucket::Give(int64_t n, Time now) {
   Refill(now);
-  level_ = std::min(rate_ * kUnit, level_ + n * kUnit);
+  level_ = std::min(Full(), level_ + n * kUnit);
+}
+
+bool TokenBucket::Lend(int64_t n, Time now) {
+  if (n <= 0 || !Take(n, now)) return false;
+  lent_ += n;
+  return true;
+}
+
+void TokenBucket::Repay(int64_t n, Time now) {
+  n = std::clamp<int64_t>(n, 0, lent_);
+  Refill(now);
+  lent_ -= n;
+  level_ += n * kUnit;
+}
+
+void TokenBucket::Consume(int64_t n) { lent_ -= std::clamp<int64_t>(n, 0, lent_); }
+
+void TokenBucket::RestoreLent(int64_t n) {
+  lent_ += std::max<int64_t>(0, n);
+  level_ = std::min(level_, Full());
 }
 
 int64_t TokenBucket::Remaining(Time now) {
@@ -44,16 +64,26 @@ Duration TokenBucket::UntilFull(Time now) {
   return Duration::Millis((rate_ * kUnit - level_ + rate_ - 1) / rate_);
 }
 
-RateLimits::Decision RateLimits::Take(const std::string& key, int64_t rpm, int64_t tpm, int64_t tokens, Time now) {
+RateLimits::Buckets& RateLimits::BucketsOf(const std::string& key, int64_t rpm, int64_t tpm, Time now) {
   Buckets& b = keys_[key];
+  // New limits: new buckets, keeping what slices hold of the old ones lent.
   if (b.rpm != rpm) {
+    const int64_t lent = b.requests.lent();
     b.rpm = rpm;
     if (rpm > 0) b.requests = TokenBucket(rpm, now);
+    b.requests.RestoreLent(lent);
   }
   if (b.tpm != tpm) {
+    const int64_t lent = b.tokens.lent();
     b.tpm = tpm;
     if (tpm > 0) b.tokens = TokenBucket(tpm, now);
+    b.tokens.RestoreLent(lent);
   }
+  return b;
+}
+
+RateLimits::Decision RateLimits::Take(const std::string& key, int64_t rpm, int64_t tpm, int64_t tokens, Time now) {
+  Buckets& b = BucketsOf(key, rpm, tpm, now);
   Decision d;
   d.limit_requests = rpm;
   d.limit_tokens = tpm;
@@ -85,8 +115,47 @@ RateLimits::Decision RateLimits::Take(const std::string& key, int64_t rpm, int64
 void RateLimits::Settle(const std::string& key, int64_t reserved, int64_t used, Time now, bool request_back) {
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
-  if (request_back && it->second.rpm > 0) it->second.requests.Give(1, now);
-  if (it->second.tpm > 0 && reserved != used) it->second.tokens.Give(reserved - used, now);
+  Buckets& b = it->second;
+  if (request_back && b.rpm > 0) b.requests.Give(1, now);
+  if (b.tpm > 0 && reserved != used) b.tokens.Give(reserved - used, now);
+}
+
+int64_t GrantSlice(int64_t want, int64_t min, int64_t available) {
+  const int64_t grant = std::min(want, available / 4);
+  return grant > 0 && grant >= min ? grant : 0;
+}
+
+RateLimits::Units RateLimits::Lend(const std::string& key, int64_t rpm, int64_t tpm, Units want, Units min, Time now) {
+  Buckets& b = BucketsOf(key, rpm, tpm, now);
+  Units out;
+  if (rpm > 0) {
+    out.requests = GrantSlice(want.requests, min.requests, b.requests.Remaining(now));
+    if (!b.requests.Lend(out.requests, now)) out.requests = 0;
+  }
+  if (tpm > 0) {
+    out.tokens = GrantSlice(want.tokens, min.tokens, b.tokens.Remaining(now));
+    if (!b.tokens.Lend(out.tokens, now)) out.tokens = 0;
+  }
+  return out;
+}
+
+void RateLimits::Report(const std::string& key, Units used, Units repaid, int64_t tokens_back, int64_t requests_back,
+                        Time now) {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  Buckets& b = it->second;
+  b.requests.Consume(used.requests);
+  b.tokens.Consume(used.tokens);
+  b.requests.Repay(repaid.requests, now);
+  b.tokens.Repay(repaid.tokens, now);
+  if (b.rpm > 0 && requests_back > 0) b.requests.Give(requests_back, now);
+  if (b.tpm > 0 && tokens_back != 0) b.tokens.Give(tokens_back, now);  // < 0: used over the reservation
+}
+
+void RateLimits::RestoreLent(const std::string& key, Units lent) {
+  Buckets& b = keys_[key];
+  b.requests.RestoreLent(lent.requests);
+  b.tokens.RestoreLent(lent.tokens);
 }
 
 nlohmann::json DecisionJson(const RateLimits::Decision& d) {

@@ -6,6 +6,7 @@
 // the upstream reported, so a burst of long requests cannot slip past the limit.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -33,6 +34,15 @@ class TokenBucket {
   Duration WaitFor(int64_t n, Time now);
   // Until the bucket is full again.
   Duration UntilFull(Time now);
+  // Slices (docs/scale-out.md): units lent to a gateway count as taken until it repays them
+  // (unused) or consumes them (used), and the bucket refills only up to its limit less what is
+  // lent, so the bucket and its slices together admit what the bucket alone would.
+  // Lend takes `n` if that many are there now (else nothing: false).
+  bool Lend(int64_t n, Time now);
+  void Repay(int64_t n, Time now);  // at most what is lent
+  void Consume(int64_t n);          // at most what is lent
+  void RestoreLent(int64_t n);      // a slice kept in the store (the bucket starts full less it)
+  int64_t lent() const { return lent_; }
 
  private:
   static constexpr int64_t kUnit = 60'000;  // a unit refills in 60,000 / rate ms: level is in unit·ms/min
@@ -40,6 +50,8 @@ class TokenBucket {
   int64_t rate_;   // units per minute
   int64_t level_;  // units × kUnit
   Time at_;
+  int64_t lent_ = 0;  // units lent to slices
+  int64_t Full() const { return std::max<int64_t>(0, rate_ - lent_) * kUnit; }
 };
 
 // The buckets of every key. Limits of 0 mean no limit.
@@ -62,13 +74,34 @@ class RateLimits {
   // too (one refused before it reached a model, such as for budget).
   void Settle(const std::string& key, int64_t reserved, int64_t used, Time now, bool request_back = false);
 
+  // ---- slices (docs/scale-out.md) ----
+  struct Units {
+    int64_t requests = 0, tokens = 0;
+  };
+  // Lends `key`'s buckets' units to a gateway's slice: of each limit that is on, what `want`
+  // asks, at most a quarter of what is there now (GrantSlice), none below `min`.
+  Units Lend(const std::string& key, int64_t rpm, int64_t tpm, Units want, Units min, Time now);
+  // A slice's report: `used` units were admitted from it (gone), `repaid` come back unused,
+  // and `back` tokens were reserved by requests that used fewer (as Settle gives them back).
+  void Report(const std::string& key, Units used, Units repaid, int64_t tokens_back, int64_t requests_back, Time now);
+  // A slice restored from the store: its units stay lent.
+  // (The buckets take their limits from the next call that names them.)
+  void RestoreLent(const std::string& key, Units lent);
+
  private:
   struct Buckets {
     int64_t rpm = 0, tpm = 0;
     TokenBucket requests{1, Time{}}, tokens{1, Time{}};
   };
+  Buckets& BucketsOf(const std::string& key, int64_t rpm, int64_t tpm, Time now);
   std::unordered_map<std::string, Buckets> keys_;
 };
+
+// What the control plane grants of `want` when `available` is there: at most a quarter of it
+// (so that slices shrink geometrically as a balance or a bucket runs out, and other gateways
+// find some), and nothing when that is below `min` (one request's worth: the gateway then asks
+// per request, exactly). Never negative.
+int64_t GrantSlice(int64_t want, int64_t min, int64_t available);
 
 // A decision as JSON (a control plane's answer to a standalone gateway) and back; a field
 // missing reads as its default.

@@ -41,6 +41,15 @@ struct SimModelConfig {
   Duration first_token = Duration::Millis(50);
 };
 
+// Slices (docs/scale-out.md): a standalone gateway admits and settles against slices of each
+// key's balance and rate limits that it leases from the control plane.
+struct SliceOptions {
+  bool enabled = true;                          // the standalone gateway's; false: asks per request
+  Duration ttl = Duration::Seconds(10);         // the control plane's: a slice's lease, renewed by reports
+  Duration horizon = Duration::Seconds(2);      // the gateway's: a slice holds about this much of the key's rate
+  Duration idle = Duration::Seconds(2);         // the gateway's: a slice unused this long returns
+};
+
 struct GatewayOptions {
   int64_t rpm = 600;            // requests per minute per key (0: no limit)
   int64_t tpm = 1'000'000;      // tokens per minute per key (0: no limit)
@@ -59,6 +68,7 @@ struct GatewayOptions {
   // (engine_replicas.h), placed and drained like simulated ones; its tokens_per_s and
   // first_token are then the engine's own.
   std::map<std::string, EngineConfig> engines;
+  SliceOptions slices;
 };
 
 // What the filters count for the metrics.

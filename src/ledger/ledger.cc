@@ -209,4 +209,32 @@ Result<Money> Balance::Settle(const std::string& hold_id, Money actual) {
   return charge;
 }
 
+Result<Money> Balance::Charge(const std::string& hold_id, Money actual) {
+  auto it = holds_.find(hold_id);
+  if (it == holds_.end()) return Status::NotFound(fmt::format("charge: no hold `{}`", hold_id));
+  const Money charge = std::clamp(actual, Money{}, it->second);
+  it->second = it->second - charge;
+  held_ = held_ - charge;
+  charged_ += charge;
+  return charge;
+}
+
+Status Balance::Resize(const std::string& hold_id, Money amount) {
+  auto it = holds_.find(hold_id);
+  if (it == holds_.end()) return Status::NotFound(fmt::format("resize: no hold `{}`", hold_id));
+  if (amount.micros < 0) return Status::Invalid("resize: the amount must be ≥ 0");
+  if (amount - it->second > available()) {
+    return Status::Exhausted(fmt::format("insufficient balance: {} more needed, {} available",
+                                         FormatMoney(amount - it->second), FormatMoney(available())));
+  }
+  held_ = held_ - it->second + amount;
+  it->second = amount;
+  return Status::Ok();
+}
+
+Money Balance::HeldBy(const std::string& hold_id) const {
+  auto it = holds_.find(hold_id);
+  return it == holds_.end() ? Money{} : it->second;
+}
+
 }  // namespace ll::ledger

@@ -123,6 +123,14 @@ class Balance {
   // Charges min(actual, held) and releases the hold; returns what was charged. kNotFound for an
   // unknown (or already settled) hold: settling twice charges once.
   Result<Money> Settle(const std::string& hold_id, Money actual);
+  // A hold that lives on (a gateway's slice): charges min(actual, held) of it and keeps the
+  // rest held; returns what was charged. kNotFound for an unknown hold.
+  Result<Money> Charge(const std::string& hold_id, Money actual);
+  // Sets hold `hold_id` to `amount` (≥ 0): less gives the difference back to the available
+  // balance, more takes it from there (kResourceExhausted, changing nothing, if it is short).
+  Status Resize(const std::string& hold_id, Money amount);
+  // What hold `hold_id` holds (zero for an unknown one).
+  Money HeldBy(const std::string& hold_id) const;
 
  private:
   Money credited_, charged_, held_;

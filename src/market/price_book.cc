@@ -14,9 +14,13 @@ PriceBook::TokenPrices PriceBook::TokenPricesFor(const std::string& model) const
 }
 
 Money PriceBook::ReservedPrice(const ReservedTerm& t) const {
-  __int128 v = static_cast<__int128>(list_per_gpu_hour.micros) * (1000 - t.discount_permille);
+  return Discounted(list_per_gpu_hour, t.discount_permille, Floor());
+}
+
+Money Discounted(Money price, int permille, Money floor) {
+  __int128 v = static_cast<__int128>(price.micros) * (1000 - permille);
   Money p = Money::Micros(static_cast<int64_t>(v / 1000));
-  return p < Floor() ? Floor() : p;
+  return p < floor ? floor : p;
 }
 
 }  // namespace ll::market

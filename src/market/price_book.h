@@ -32,11 +32,16 @@ struct PriceBook {
     Money input_per_mtok, output_per_mtok;
   };
   std::map<std::string, TokenPrices> models;  // per served model
+  // The flash spot tier (a shorter notice, reclaimed first) pays the spot price less this.
+  int flash_discount_permille = 300;
 
   TokenPrices TokenPricesFor(const std::string& model) const;
 
   Money Floor() const;  // exact: integer arithmetic
   Money ReservedPrice(const ReservedTerm& t) const;
 };
+
+// `price` less `permille`/1000 of it (rounded down), never below `floor`.
+Money Discounted(Money price, int permille, Money floor);
 
 }  // namespace ll::market

@@ -14,6 +14,7 @@
 #include "alloc/harvest.h"
 #include "market/auction.h"
 #include "sim/baseline_idle.h"
+#include "sim/inference_demand.h"
 #include "sim/recorded_future.h"
 #include "step/step.h"
 
@@ -243,7 +244,7 @@ class Run final : public alloc::Listener, private step::Phases {
     revenue_rate_ms_ += rate_ * ms;
     price_ms_ += static_cast<__int128>(market_.price().micros) * ms;
     priced_ms_ += ms;
-    if (inference_enabled_) ServeTokens(ms);
+    if (inference_.enabled()) inference_.Serve(*alloc_, now_ - trace_.begin, ms);
   }
 
   void Handle(const Event& e) {
@@ -304,7 +305,9 @@ class Run final : public alloc::Listener, private step::Phases {
 
   // The tick's tenant demand (the step rebalanced just before).
   void Tick() {
-    if (inference_enabled_) SizeInference();
+    if (inference_.enabled()) {
+      inference_.Size(*alloc_, now_, now_ - trace_.begin, options_.prices, floor_, market_.price(), is_baseline_);
+    }
     if (!is_baseline_ && !scripted()) {
       OfferReserved();
       if (saturating_) {
@@ -369,7 +372,7 @@ class Run final : public alloc::Listener, private step::Phases {
     std::vector<step::SpotMarket::Holder> holders;
     for (HolderId id : active_spot_) holders.push_back({(uint64_t{1} << 40) + id.v, id});
     auto cleared = market_.Clear(*alloc_, now_, holders, std::move(waiting), [&](uint64_t, HolderId id, Money old) {
-      rate_ += static_cast<__int128>(market_.price().micros - old.micros) * alloc_->holder(id).gpus;
+      rate_ += static_cast<__int128>(alloc_->holder(id).price.micros - old.micros) * alloc_->holder(id).gpus;
     });
     std::erase_if(active_spot_, [&](HolderId id) { return alloc_->holder(id).state == alloc::HolderState::kEnded; });
     const Money price = market_.price();
@@ -401,7 +404,7 @@ class Run final : public alloc::Listener, private step::Phases {
       if (!scripted_[n].reserved && scripted_[n].end == kTimeMax) holders.push_back({n, script_holders_[n]});
     }
     market_.Clear(*alloc_, now_, holders, {}, [&](uint64_t n, HolderId id, Money old) {
-      const Money price = market_.price();
+      const Money price = alloc_->holder(id).price;
       rate_ += static_cast<__int128>(price.micros - old.micros) * alloc_->holder(id).gpus;
       scripted_[n].prices.emplace_back(now_, price);
       if (options_.decisions != nullptr) options_.decisions->Repriced(now_, n, price);
@@ -475,73 +478,7 @@ class Run final : public alloc::Listener, private step::Phases {
         ext_.push_back({at, j.gpus, j.duration, Money::Micros(lo + static_cast<int64_t>(rng.Below(hi - lo + 1)))});
       }
     }
-    if (!options_.inference.spec.empty()) {
-      auto llm = ReadLlmTrace(options_.inference.spec);
-      if (!llm.ok()) return Status::Invalid("--inference: " + llm.status().message());
-      // Per-minute token rates, replayed in a loop over the simulated period.
-      int64_t minutes = std::max<int64_t>(1, llm->span.ms / 60'000 + 1);
-      in_tps_.assign(minutes, 0);
-      out_tps_.assign(minutes, 0);
-      for (const LlmRequest& r : llm->requests) {
-        in_tps_[r.offset.ms / 60'000] += r.input_tokens * options_.inference.rate_scale / 60.0;
-        out_tps_[r.offset.ms / 60'000] += r.output_tokens * options_.inference.rate_scale / 60.0;
-      }
-      inference_enabled_ = true;
-    }
-    return Status::Ok();
-  }
-
-  size_t Minute() const { return static_cast<size_t>((now_ - trace_.begin).ms / 60'000) % out_tps_.size(); }
-
-  // Replicas: one GPU each; sized every tick to the token demand; they win over spot when a
-  // GPU earns more serving tokens than the spot price.
-  void SizeInference() {
-    const auto& ip = options_.inference;
-    size_t m = Minute();
-    Gpus need = static_cast<Gpus>(std::ceil(out_tps_[m] / static_cast<double>(ip.tokens_per_s_per_gpu)));
-    double in_per_out = out_tps_[m] > 0 ? in_tps_[m] / out_tps_[m] : 0;
-    double per_gpu_h = static_cast<double>(ip.tokens_per_s_per_gpu) * 3600 *
-                       (options_.prices.output_per_mtok.micros + in_per_out * options_.prices.input_per_mtok.micros) / 1e6;
-    Money earn = Money::Micros(std::max<int64_t>(floor_.micros, static_cast<int64_t>(per_gpu_h)));
-    std::erase_if(replicas_, [&](HolderId id) { return alloc_->holder(id).state == alloc::HolderState::kEnded; });
-    Gpus have = 0;
-    for (HolderId id : replicas_) have += alloc_->holder(id).state == alloc::HolderState::kActive ? 1 : 0;
-    if (is_baseline_) return;
-    while (have > need + need / 10 + 1 && !replicas_.empty()) {  // scale down with slack
-      HolderId id = replicas_.back();
-      replicas_.pop_back();
-      if (alloc_->holder(id).state == alloc::HolderState::kActive) --have;
-      alloc_->Release(id, now_);
-    }
-    for (int p = 0; p < alloc_->pool_count() && have < need; ++p) {
-      PoolId pool{static_cast<uint32_t>(p)};
-      while (have < need && alloc_->Sellable(pool, now_) > 0) {
-        auto id = alloc_->PlaceOutside(HolderClass::kInference, pool, 1, earn, earn, 0, now_);
-        if (!id.ok()) break;
-        replicas_.push_back(*id);
-        ++have;
-      }
-    }
-    if (have < need && earn > market_.price()) {
-      // Make room: spot leases in the pool with the most spot get a notice.
-      int best = -1;
-      for (int p = 0; p < alloc_->pool_count(); ++p) {
-        if (best < 0 || alloc_->pool(PoolId{static_cast<uint32_t>(p)}).spot > alloc_->pool(PoolId{static_cast<uint32_t>(best)}).spot) best = p;
-      }
-      Gpus noticed = 0;
-      for (int p = 0; p < alloc_->pool_count(); ++p) noticed += alloc_->pool(PoolId{static_cast<uint32_t>(p)}).noticed;
-      if (best >= 0 && noticed < need - have) alloc_->NoticeCheapestSpot(PoolId{static_cast<uint32_t>(best)}, need - have - noticed, now_);
-    }
-  }
-
-  void ServeTokens(int64_t ms) {
-    size_t m = Minute();
-    double cap = static_cast<double>(alloc_->TotalInference()) * options_.inference.tokens_per_s_per_gpu;
-    double out = std::min(out_tps_[m], cap);
-    double frac = out_tps_[m] > 0 ? out / out_tps_[m] : 0;
-    out_tokens_ += out * ms / 1000.0;
-    in_tokens_ += in_tps_[m] * frac * ms / 1000.0;
-    demand_out_tokens_ += out_tps_[m] * ms / 1000.0;
+    return inference_.Load(options_.inference);
   }
 
   void Sample() {
@@ -607,12 +544,13 @@ class Run final : public alloc::Listener, private step::Phases {
     m.reserved_violations = alloc_->reserved_violations();
     m.forecast_misses = alloc_->forecast_misses();
     __int128 lease_micros = revenue_rate_ms_ / 3'600'000;
-    double token_micros = in_tokens_ * options_.prices.input_per_mtok.micros / 1e6 +
-                          out_tokens_ * options_.prices.output_per_mtok.micros / 1e6;
+    const double in_tokens = inference_.in_tokens(), out_tokens = inference_.out_tokens();
+    double token_micros = in_tokens * options_.prices.input_per_mtok.micros / 1e6 +
+                          out_tokens * options_.prices.output_per_mtok.micros / 1e6;
     m.revenue_usd = (static_cast<double>(lease_micros) + token_micros) / 1e6;
     m.revenue_per_gpu_h = m.capacity_gpu_h > 0 ? m.revenue_usd / m.capacity_gpu_h : 0;
-    double mtok = (in_tokens_ + out_tokens_) / 1e6;
-    if (inference_enabled_) {
+    double mtok = (in_tokens + out_tokens) / 1e6;
+    if (inference_.enabled()) {
       m.cost_per_mtok_usd = mtok > 0 ? m.inference_gpu_h * floor_.dollars() / mtok : NAN;
     }
     const auto& pb = options_.prices;
@@ -655,10 +593,7 @@ class Run final : public alloc::Listener, private step::Phases {
   std::vector<HolderId> active_spot_;
   std::vector<ScriptedLease> scripted_;   // by lease number
   std::vector<HolderId> script_holders_;  // by lease number
-  bool inference_enabled_ = false;
-  std::vector<double> in_tps_, out_tps_;
-  std::vector<HolderId> replicas_;
-  double in_tokens_ = 0, out_tokens_ = 0, demand_out_tokens_ = 0;
+  InferenceDemand inference_;
   std::vector<HolderId> job_holder_;
   std::vector<int64_t> job_start_;
   std::vector<Gpus> last_want_, last_idle_;

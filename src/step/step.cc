@@ -35,7 +35,7 @@ SpotMarket::Result SpotMarket::Clear(alloc::Allocator& alloc, Time now, std::spa
   for (const Holder& h : holders) {
     const alloc::Holder& a = alloc.holder(h.id);
     if (a.state != alloc::HolderState::kActive) continue;
-    bids.push_back({h.key, a.gpus, a.max_price});
+    bids.push_back({h.key, a.gpus, StandardBid(a)});
     supply += a.gpus;
   }
   std::unordered_set<uint64_t> waiting_keys;
@@ -58,12 +58,19 @@ SpotMarket::Result SpotMarket::Clear(alloc::Allocator& alloc, Time now, std::spa
       continue;
     }
     HolderId id = holder_of(key);
-    Money old = alloc.holder(id).price;
-    if (old == price_) continue;
-    alloc.SetPrice(id, price_);
+    const Money old = alloc.holder(id).price;
+    const Money now_price = PriceFor(alloc.holder(id));
+    if (old == now_price) continue;
+    alloc.SetPrice(id, now_price);
     repriced(key, id, old);
   }
   return out;
+}
+
+Money SpotMarket::StandardBid(const alloc::Holder& h) const {
+  if (h.notice.ms <= 0 || flash_discount_permille_ <= 0) return h.max_price;
+  const __int128 v = static_cast<__int128>(h.max_price.micros) * 1000 / (1000 - flash_discount_permille_);
+  return Money::Micros(static_cast<int64_t>(std::min<__int128>(v, INT64_MAX)));
 }
 
 std::vector<int> CandidatePools(int pool_count, int pool) {
@@ -75,14 +82,15 @@ std::vector<int> CandidatePools(int pool_count, int pool) {
 }
 
 Result<HolderId> PlaceSpot(alloc::Allocator& alloc, std::vector<int> pools, Gpus gpus, Money price, Money max_price,
-                           uint64_t tag, Time now, int* placed_pool) {
-  std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) {
-    return alloc.Sellable(PoolId{static_cast<uint32_t>(a)}, now) > alloc.Sellable(PoolId{static_cast<uint32_t>(b)}, now);
-  });
+                           uint64_t tag, Time now, int* placed_pool, Duration notice) {
+  const bool flash = notice.ms > 0 && notice < alloc.options().notice;
+  auto sellable = [&](int p) { return alloc.Sellable(PoolId{static_cast<uint32_t>(p)}, now, flash); };
+  std::stable_sort(pools.begin(), pools.end(), [&](int a, int b) { return sellable(a) > sellable(b); });
   Status last = Status::Exhausted("no sellable GPUs");
   for (int p : pools) {
     *placed_pool = p;
-    auto id = alloc.PlaceOutside(alloc::HolderClass::kSpot, PoolId{static_cast<uint32_t>(p)}, gpus, price, max_price, tag, now);
+    auto id = alloc.PlaceOutside(alloc::HolderClass::kSpot, PoolId{static_cast<uint32_t>(p)}, gpus, price, max_price,
+                                 tag, now, notice);
     if (id.ok()) return id;
     last = id.status();
   }

@@ -64,8 +64,8 @@ class SpotMarket {
     std::vector<uint64_t> winners;  // keys of waiting requests that won (to be placed by the driver)
   };
   // Clears at `now`. `holders` are the live spot holders (ended or noticed ones are skipped),
-  // `waiting` the requests waiting for capacity. `repriced(key, id)` runs for each active holder
-  // whose price the clearing changed, after the allocator took the new price.
+  // `waiting` the requests waiting for capacity. `repriced(key, id, old)` runs for each active
+  // holder whose price the clearing changed, after the allocator took the new price (PriceFor).
   // Whether a clearing could change anything since the last one; remembers the supply it read.
   bool Due(alloc::Allocator& alloc, Time now, bool requests_waiting);
   // Clears (after Due() said so).
@@ -77,9 +77,20 @@ class SpotMarket {
   Money price() const { return price_; }
   Money floor() const { return floor_; }
   void set_floor(Money floor) { floor_ = floor; }
+  // The flash tier (holders with a notice of their own): they pay the clearing price less
+  // this discount (never below the floor), and bid in the auction with the standard price
+  // their max price matches.
+  void set_flash_discount(int permille) { flash_discount_permille_ = permille; }
+  Money flash_price() const { return market::Discounted(price_, flash_discount_permille_, floor_); }
+  // What `h` pays at the current clearing: its tier's price.
+  Money PriceFor(const alloc::Holder& h) const { return h.notice.ms > 0 ? flash_price() : price_; }
 
  private:
+  // A flash holder's max price as the standard price it matches (the discount undone).
+  Money StandardBid(const alloc::Holder& h) const;
+
   Money floor_, price_;
+  int flash_discount_permille_ = 0;
   uint64_t version_ = 0;
   struct Cleared {
     uint64_t version = ~uint64_t{0};
@@ -93,8 +104,9 @@ std::vector<int> CandidatePools(int pool_count, int pool);
 
 // Places a spot lease of `gpus` at `price` for a tenant bidding `max_price`: in the candidate
 // pool with the most sellable GPUs first. The holder, or why no pool could take it.
+// A shorter `notice` than the allocator's puts it on that (flash) tier.
 Result<HolderId> PlaceSpot(alloc::Allocator& alloc, std::vector<int> pools, Gpus gpus, Money price, Money max_price,
-                           uint64_t tag, Time now, int* placed_pool);
+                           uint64_t tag, Time now, int* placed_pool, Duration notice = {});
 
 // Places a reserved lease until `end` at `price`, in the candidate pool with the most room for
 // the term first; an error when no pool's forecast can guarantee it.

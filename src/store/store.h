@@ -66,11 +66,13 @@ struct LeaseRecord {
   LeaseEnd end_reason = LeaseEnd::kNone;
   std::string placement;   // "node:gpus,node:gpus", node = index into the fleet
   std::string workload{};  // JSON {"spec", "status"} of the lease's workload; "" for none
+  NoticeTier notice_tier = NoticeTier::kStandard;  // spot: which notice it gets
 };
 
 // The lease's kind, state and end reason from their stored names; an error names the lease
 // and the column.
-Status ReadLeaseNames(LeaseRecord& l, std::string_view kind, std::string_view state, std::string_view end_reason);
+Status ReadLeaseNames(LeaseRecord& l, std::string_view kind, std::string_view state, std::string_view end_reason,
+                      std::string_view notice_tier);
 
 struct LeaseEventRecord {
   int64_t seq = 0;  // assigned by the store on Commit: increasing over all leases
@@ -133,6 +135,16 @@ struct HoldRecord {
   int64_t amount_micros = 0;
   int64_t charged_micros = -1;  // -1: open
   Time created;
+  // A standalone gateway's slice (docs/scale-out.md) is a hold too: of part of the balance
+  // (`amount_micros`: what it holds now; once closed, what it charged in all, as `charged_micros`)
+  // and of the key's rate-limit buckets, leased until `expires` and renewed by the gateway.
+  std::string key_id;                // the key whose limits it holds part of; "": one request's hold
+  int64_t requests = 0, tokens = 0;  // the rate-limit units it holds now
+  int64_t spent_micros = 0;          // what its usage charged so far
+  int64_t seq = 0;                   // the gateway's last report applied
+  Time expires;                      // past this, its rest returns to the balance (unless renewed)
+  bool expired = false;              // closed by its expiry (not returned by its gateway)
+  bool slice() const { return !key_id.empty(); }
 };
 
 // One atomic write. Keys are inserted (a second insert of an id is a conflict), then revoked;

@@ -26,9 +26,10 @@ constexpr const char* kEtc[] = {"ld.so.cache",     "ld.so.conf",    "ld.so.conf.
                                 "mime.types",      "protocols",     "services"};
 
 // The launcher when SSH is on: dropbear in the background, then the tenant's argv as is ("$@",
-// never parsed by the shell).
+// never parsed by the shell). `-e`: a login gets the workload's environment (LANDLORD_*, the
+// spec's env, CUDA_VISIBLE_DEVICES), dropbear's USER, HOME, SHELL and PATH over it.
 constexpr const char* kSshLauncher =
-    "\"$0\" -F -E -s -r /run/landlord/hostkey -p \"$1\" &\nshift\nexec \"$@\"";
+    "\"$0\" -F -E -e -s -r /run/landlord/hostkey -p \"$1\" &\nshift\nexec \"$@\"";
 
 }  // namespace
 

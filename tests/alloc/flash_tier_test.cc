@@ -33,11 +33,29 @@ std::unique_ptr<Policy> Make(const std::string& name, PolicyContext ctx = {}) {
   return std::move(*p);
 }
 
-TEST(FlashTier, ReclaimedFirstWithItsOwnNotice) {
-  Notices n;
+AllocatorOptions AtTheFloor() {
   AllocatorOptions o;
   o.floor = kFloor;
-  Allocator a(OnePool(2), o, Make("spot-all"), &n);
+  return o;
+}
+
+// Two nodes sold by `spot-all`, and what the owner's wanting 8 of them does.
+struct TwoNodes {
+  Notices n;
+  Allocator a{OnePool(2), AtTheFloor(), Make("spot-all"), &n};
+  // The owner wants 8 GPUs at `t`: `flash` alone is noticed, to leave after its 30 s.
+  void OwnerTakesOnly(HolderId flash, Time t) {
+    a.SetInternalDemand(PoolId{0}, 8, t);
+    ASSERT_EQ(n.noticed.size(), 1u);
+    EXPECT_EQ(n.noticed[0].first, flash);
+    EXPECT_EQ(n.noticed[0].second, t + Duration::Seconds(30));
+    a.CheckInvariants(t);
+  }
+};
+
+TEST(FlashTier, ReclaimedFirstWithItsOwnNotice) {
+  TwoNodes f;
+  Allocator& a = f.a;
   const Time t{kMonday};
   const Money cheap = kFloor, dear = Money::Micros(kFloor.micros * 2);
   auto standard = a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 8, cheap, cheap, 0, t);
@@ -46,15 +64,32 @@ TEST(FlashTier, ReclaimedFirstWithItsOwnNotice) {
   EXPECT_EQ(a.holder(*flash).notice, Duration::Seconds(30));
   EXPECT_EQ(a.holder(*standard).notice, Duration{});  // the allocator's notice
   // The owner wants 8: the flash lease goes, though it pays more, and after 30 s.
-  a.SetInternalDemand(PoolId{0}, 8, t);
-  ASSERT_EQ(n.noticed.size(), 1u);
-  EXPECT_EQ(n.noticed[0].first, *flash);
-  EXPECT_EQ(n.noticed[0].second, t + Duration::Seconds(30));
-  a.CheckInvariants(t);
+  f.OwnerTakesOnly(*flash, t);
   a.AdvanceTo(t + Duration::Seconds(30));
   EXPECT_EQ(a.pool(PoolId{0}).internal_held, 8);
   EXPECT_EQ(a.holder(*standard).state, HolderState::kActive);
   a.CheckInvariants(t + Duration::Seconds(30));
+}
+
+// A server restart puts a flash lease back on its tier: reclaimed first, with its own notice.
+TEST(FlashTier, RestoredWithItsNotice) {
+  TwoNodes f;
+  Allocator& a = f.a;
+  const Time t{kMonday};
+  Allocator::RestoreSpec flash;
+  flash.pool = PoolId{0};
+  flash.shares = {{NodeId{0}, 8}};
+  flash.price = flash.max_price = Money::Micros(kFloor.micros * 3);
+  flash.created = flash.started = t;
+  flash.notice = Duration::Seconds(30);
+  Allocator::RestoreSpec standard = flash;
+  standard.shares = {{NodeId{1}, 8}};
+  standard.price = standard.max_price = kFloor;
+  standard.notice = Duration{};
+  auto restored = a.Restore(flash);
+  ASSERT_TRUE(restored.ok() && a.Restore(standard).ok());
+  EXPECT_EQ(a.holder(*restored).notice, Duration::Seconds(30));
+  f.OwnerTakesOnly(*restored, t);
 }
 
 TEST(FlashTier, LandlordSellsItsCooldownHoldAsFlashOnly) {

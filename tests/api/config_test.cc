@@ -36,6 +36,8 @@ TEST_F(ConfigTest, TheDocumentedExampleLoads) {
   ASSERT_EQ(c.prices.reserved_terms.size(), 3u);
   EXPECT_EQ(c.prices.reserved_terms[2].term, Duration::Hours(168));
   EXPECT_EQ(c.prices.reserved_terms[2].discount_permille, 400);
+  EXPECT_EQ(c.prices.flash_discount_permille, 300);
+  EXPECT_EQ(c.flash_notice, Duration::Seconds(30));
   auto llama = c.prices.TokenPricesFor("llama-3-8b");
   EXPECT_EQ(llama.input_per_mtok, Money::Micros(100'000));
   EXPECT_EQ(llama.output_per_mtok, Money::Micros(400'000));
@@ -57,6 +59,8 @@ TEST_F(ConfigTest, BadPricesNameTheFileLineAndKey) {
       {"[prices.models.m]\nprice = \"1\"\n", "c.toml:2: unknown key `prices.models.m.price`"},
       {"[prices]\nmodels = 3\n", "c.toml:2: `prices.models` must be a table"},
       {"[prices]\nbogus = 1\n", "c.toml:2: unknown key `prices.bogus`"},
+      {"[prices]\nflash_discount_pct = 100\n", "`prices.flash_discount_pct`"},
+      {"[policy]\nflash_notice_s = -1\n", "`policy.flash_notice_s`"},
   };
   for (const auto& c : cases) {
     ServeConfig cfg;

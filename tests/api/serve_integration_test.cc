@@ -146,6 +146,81 @@ TEST_F(ServeTest, PriceRiseAboveMaxPriceGivesANotice) {
   EXPECT_EQ(refused["error"]["code"], "price_below_market");
 }
 
+// The flash tier (a 5 s notice here, the standard one 20 s): chosen at create, kept on the
+// lease (across a restart), in quotes and prices with its own price, and reclaimed before the
+// standard leases with its own notice.
+TEST_F(ServeTest, FlashTierIsChosenAtCreatePricedOnItsOwnAndReclaimedFirstWithItsNotice) {
+  StartServer("spot-all", "flash_notice_s = 5");
+  std::string key = NewTenantKey(server_, "acme");
+  json prices = Call(key, "GET", "/v1/prices");
+  ASSERT_EQ(prices["spot_tiers"].size(), 2u) << prices.dump();
+  EXPECT_EQ(prices["spot_tiers"][0]["notice_tier"], "standard");
+  EXPECT_EQ(prices["spot_tiers"][0]["notice_s"], 20);
+  EXPECT_EQ(prices["spot_tiers"][0]["price_per_gpu_hour"], prices["spot_per_gpu_hour"]);
+  EXPECT_EQ(prices["spot_tiers"][1]["notice_tier"], "flash");
+  EXPECT_EQ(prices["spot_tiers"][1]["notice_s"], 5);
+  EXPECT_EQ(prices["spot_tiers"][1]["discount"], 0.3);
+  // At the floor both tiers pay the floor (a discount never goes below it).
+  EXPECT_EQ(prices["spot_tiers"][1]["price_per_gpu_hour"], prices["floor_per_gpu_hour"]);
+  json quote = Call(key, "GET", "/v1/quotes?gpus=8");
+  ASSERT_EQ(quote["spot_tiers"].size(), 2u) << quote.dump();
+  EXPECT_EQ(quote["spot_tiers"][1]["notice_tier"], "flash");
+  EXPECT_EQ(quote["spot_tiers"][1]["available_gpus"], 24);  // the owner holds 8 of 32
+  EXPECT_EQ(quote["spot_tiers"][1]["available"], true);
+
+  json standard = CreateSpot(key, 8, "2.00");
+  EXPECT_EQ(standard["notice_tier"], "standard");
+  int status = 0;
+  json flash = Call(key, "POST", "/v1/leases",
+                    {{"gpus", 8}, {"max_price_per_gpu_hour", "2.00"}, {"notice_tier", "flash"}}, &status);
+  ASSERT_EQ(status, 201) << flash.dump();
+  EXPECT_EQ(flash["notice_tier"], "flash");
+  EXPECT_EQ(flash["price_per_gpu_hour"], prices["spot_tiers"][1]["price_per_gpu_hour"]);
+  // Bad tiers are refused naming the field, and create nothing.
+  for (const json& bad : {json{{"gpus", 1}, {"max_price_per_gpu_hour", "2.00"}, {"notice_tier", "instant"}},
+                          json{{"gpus", 1}, {"max_price_per_gpu_hour", "2.00"}, {"notice_tier", 30}},
+                          json{{"kind", "reserved"}, {"gpus", 8}, {"duration_s", 3600}, {"notice_tier", "flash"}}}) {
+    json e = Call(key, "POST", "/v1/leases", bad, &status);
+    EXPECT_EQ(status, 400) << bad.dump() << " → " << e.dump();
+    EXPECT_EQ(e["error"]["param"], "notice_tier") << e.dump();
+  }
+  EXPECT_EQ(Call(key, "GET", "/v1/leases")["data"].size(), 2u);
+
+  // A restart keeps the tier.
+  ASSERT_EQ(server_.Stop(), 0);
+  server_.Start(config_);
+  EXPECT_EQ(Call(key, "GET", "/v1/leases/" + flash["id"].get<std::string>())["notice_tier"], "flash");
+
+  // The owner wants 16 more GPUs; 8 are free: the flash lease goes, after its 5 s notice.
+  Call(kAdminKey, "POST", "/admin/internal-jobs", {{"gpus", 16}, {"duration_s", 3600}}, &status);
+  EXPECT_EQ(status, 201);
+  std::vector<json> events = Watch(key, flash["id"]);
+  const json* notice = nullptr;
+  for (const json& e : events) {
+    if (e["_event"] == "reclaim_notice") notice = &e;
+  }
+  ASSERT_NE(notice, nullptr);
+  EXPECT_EQ((*notice)["reason"], "internal_demand");
+  EXPECT_EQ((T((*notice)["reclaim_at"]) - T((*notice)["at"])).ms, 5'000) << "the flash tier's notice";
+  EXPECT_EQ(events.back()["_event"], "reclaimed");
+  EXPECT_EQ(Call(key, "GET", "/v1/leases/" + standard["id"].get<std::string>())["state"], "active");
+}
+
+// No flash tier when its notice is not shorter than the standard one: quotes show one tier and
+// a flash lease is refused naming the field.
+TEST_F(ServeTest, FlashTierRefusedWhenNotOffered) {
+  StartServer("spot-all", "flash_notice_s = 0");
+  std::string key = NewTenantKey(server_, "acme");
+  EXPECT_EQ(Call(key, "GET", "/v1/quotes")["spot_tiers"].size(), 1u);
+  int status = 0;
+  json e = Call(key, "POST", "/v1/leases", {{"gpus", 8}, {"max_price_per_gpu_hour", "2.00"}, {"notice_tier", "flash"}},
+                &status);
+  EXPECT_EQ(status, 409) << e.dump();
+  EXPECT_EQ(e["error"]["code"], "tier_unavailable");
+  EXPECT_EQ(e["error"]["param"], "notice_tier");
+  EXPECT_TRUE(Call(key, "GET", "/v1/leases")["data"].empty());
+}
+
 TEST_F(ServeTest, ReservedAcceptedWhenTheForecastAllowsRefusedWhenNotNeverReclaimed) {
   StartServer("landlord");
   std::string key = NewTenantKey(server_, "acme");

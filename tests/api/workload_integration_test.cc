@@ -198,13 +198,21 @@ TEST_F(WorkloadTest, ReclaimNoticeReachesTheWorkloadWhichCheckpointsAndExits) {
   EXPECT_LE(T(final["workload"]["ended_at"]), reclaim_at);
   EXPECT_LE(T(final["workload"]["started_at"]), T((*notice)["at"]));
 
-  // The one that ignored SIGTERM was killed at reclaim_at, not before.
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-       std::chrono::steady_clock::now() < until && Call(key, "GET", "/v1/leases/" + stubborn["id"].get<std::string>())["workload"]["state"] == "running";) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The one that ignored SIGTERM was killed at reclaim_at, not before, and its stream says so
+  // before the lease's final event (which ends the stream): the kill is recorded with the end.
+  std::vector<std::string> stubborn_types;
+  json killed;
+  for (const json& e : Watch(key, stubborn["id"])) {
+    stubborn_types.push_back(e["_event"]);
+    if (e["_event"] == "workload_exited") killed = e;
   }
+  EXPECT_EQ(stubborn_types,
+            (std::vector<std::string>{"active", "workload_started", "reclaim_notice", "workload_exited", "reclaimed"}));
+  EXPECT_EQ(killed["state"], "killed") << killed.dump();
+  EXPECT_EQ(killed["exit_code"], 128 + 9) << "SIGKILL";
   json s = Call(key, "GET", "/v1/leases/" + stubborn["id"].get<std::string>());
   EXPECT_EQ(s["workload"]["state"], "killed") << s.dump();
+  EXPECT_EQ(s["workload"]["exit_code"], 128 + 9) << s.dump();
   EXPECT_GE(T(s["workload"]["ended_at"]), T(s["reclaim_at"])) << "never killed before reclaim_at";
   EXPECT_NE(Text(key, "/v1/leases/" + s["id"].get<std::string>() + "/logs").find("got TERM"), std::string::npos);
 
@@ -305,11 +313,22 @@ TEST_F(WorkloadTest, TheCliRunsAWorkloadFollowsItsLogsAndSshesInAnotherKeyIsRefu
 
   // `setsid`: no terminal to ask a password on, as in a script.
   const auto [inside, ssh_rc] = Shell(fmt::format(
-      "setsid -w {} -i {}/tenant -- 'echo \"uid=$(id -u) home=$PWD\"; cat greeting' </dev/null",
+      "setsid -w {} -i {}/tenant -- 'echo \"uid=$(id -u) home=$PWD\"; cat greeting; "
+      "echo \"env: $LANDLORD_LEASE_ID $LANDLORD_NODES $CUDA_VISIBLE_DEVICES $LANDLORD_NOTICE_FILE $GREETING\"; "
+      "echo \"url=$LANDLORD_METADATA_URL\"' </dev/null",
       cli("ssh " + id), dir_));
   EXPECT_EQ(ssh_rc, 0) << inside;
   EXPECT_NE(inside.find(fmt::format("uid=1000 home=/home/tenant\nhello from {}\n", id)), std::string::npos)
       << "the login lands in the workload's sandbox: " << inside;
+  // The login has the workload's environment: the lease, its nodes and GPUs, the notice file,
+  // the metadata URL with the lease's token (it answers), the tenant's own variables.
+  EXPECT_NE(inside.find(fmt::format("env: {} {} 0,1,2,3,4,5,6,7 /run/landlord/notice.json hello\n", id,
+                                    shown["nodes"][0]["node"].get<std::string>())),
+            std::string::npos)
+      << inside;
+  const std::string login_url = LogValue(inside, "url");
+  ASSERT_NE(login_url.find("/metadata/"), std::string::npos) << inside;
+  EXPECT_EQ(Call("", "GET", login_url.substr(login_url.find("/metadata/")) + "lease")["id"], id);
   const auto [refused, refused_rc] =
       Shell(fmt::format("setsid -w {} -i {}/stranger -- true </dev/null", cli("ssh " + id), dir_));
   EXPECT_EQ(refused_rc, 255) << refused;

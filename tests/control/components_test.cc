@@ -147,6 +147,100 @@ TEST_F(AccountsTest, ARateLimitedHoldHoldsNothingAndSaysWhichLimit) {
   EXPECT_EQ(accounts_->BalanceOf("ten_a").held(), Money::Micros(1));  // only the first
 }
 
+// Slices (docs/scale-out.md): three gateways' slices of one balance never add up to more than
+// it and shrink to nothing near exhaustion, where per-request holds take the last cents exactly.
+TEST_F(AccountsTest, SlicesOfABalanceNeverPassItAndShrinkToPerRequestHolds) {
+  ASSERT_TRUE(accounts_->Credit("ten_a", Money::Micros(1'000'000), batch_).ok());
+  const gateway::SliceUnits want{.micros = 500'000, .requests = 0, .tokens = 0};
+  const gateway::SliceUnits min{.micros = 100'000, .requests = 0, .tokens = 0};
+  for (int64_t seq = 1; seq <= 6; ++seq) {
+    for (const char* id : {"sl_a", "sl_b", "sl_c"}) {
+      auto h = accounts_->ReportSlice(id, {.seq = seq, .tenant_id = "ten_a", .key_id = "key_1", .rpm = 0, .tpm = 0,
+                                           .usage = {}, .used = {}, .give_back = {}, .want = want, .min = min,
+                                           .tokens_back = 0, .requests_back = 0, .close = false},
+                                      Duration::Seconds(10), batch_);
+      ASSERT_TRUE(h.ok()) << h.status().ToString();
+      const ledger::Balance& b = accounts_->BalanceOf("ten_a");
+      ASSERT_EQ((b.available() + b.held()).micros, 1'000'000);
+      ASSERT_GE(b.available().micros, 0);
+    }
+  }
+  Commit();
+  const ledger::Balance& b = accounts_->BalanceOf("ten_a");
+  EXPECT_LT(b.available().micros, 400'000);  // a quarter of it is below one request: none granted
+  // The rest goes per request, to the last micro-dollar.
+  gateway::RateLimits::Decision d;
+  const Money rest = b.available();
+  ASSERT_TRUE(accounts_->Reserve("h_last", "ten_a", rest, std::nullopt, kT0, batch_, &d).ok());
+  EXPECT_FALSE(accounts_->Reserve("h_more", "ten_a", Money::Micros(1), std::nullopt, kT0, batch_, &d).ok());
+}
+
+// A report is applied once (by its number), its usage charged to the slice; the slice survives a
+// restart; past its lease it expires and the rest returns; a late report still bills its usage.
+TEST_F(AccountsTest, SliceReportsApplyOnceSurviveARestartAndExpire) {
+  ASSERT_TRUE(accounts_->Credit("ten_a", Money::Micros(1'000'000), batch_).ok());
+  prices_.models["m"] = {.input_per_mtok = Money::Micros(1'000'000), .output_per_mtok = Money::Micros(10'000'000)};
+  Accounts::SliceReport open{.seq = 1, .tenant_id = "ten_a", .key_id = "key_1", .rpm = 0, .tpm = 0, .usage = {},
+                             .used = {}, .give_back = {}, .want = {.micros = 200'000, .requests = 0, .tokens = 0},
+                             .min = {.micros = 1'000, .requests = 0, .tokens = 0}, .tokens_back = 0,
+                             .requests_back = 0, .close = false};
+  auto h = accounts_->ReportSlice("sl_a", open, Duration::Seconds(10), batch_);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->amount_micros, 200'000);
+  Commit();
+  Accounts::SliceReport usage = open;
+  usage.seq = 2;
+  usage.want = {};
+  usage.usage = accounts_->TokenRecords("req_1:1", "ten_a", "m", 1'000, 1'000, kT0);  // $0.011
+  h = accounts_->ReportSlice("sl_a", usage, Duration::Seconds(10), batch_);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->spent_micros, 11'000);
+  EXPECT_EQ(h->amount_micros, 189'000);
+  Commit();
+  h = accounts_->ReportSlice("sl_a", usage, Duration::Seconds(10), batch_);  // a retry: nothing again
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->spent_micros, 11'000);
+  EXPECT_TRUE(batch_.usage.empty());
+  usage.seq = 4;
+  EXPECT_EQ(accounts_->ReportSlice("sl_a", usage, Duration::Seconds(10), batch_).status().reason(), "slice_seq");
+  EXPECT_EQ(accounts_->Settle("sl_a", Money{}, {}, batch_).status().reason(), "hold_is_slice");
+
+  // A new leader (a restart) restores it from the store: held, with its lease.
+  auto balances = store_->Balances();
+  auto holds = store_->OpenHolds();
+  ASSERT_TRUE(balances.ok() && holds.ok());
+  accounts_ = std::make_unique<Accounts>(&prices_, &wall_, store_.get());
+  ASSERT_TRUE(accounts_->Restore(*balances, *holds).ok());
+  EXPECT_EQ(accounts_->BalanceOf("ten_a").held().micros, 189'000);
+  ASSERT_EQ(accounts_->OpenSlices("ten_a").size(), 1u);
+
+  wall_.Advance(Duration::Seconds(9));
+  accounts_->ExpireSlices(batch_);
+  EXPECT_EQ(accounts_->OpenSlices("").size(), 1u);  // not yet
+  wall_.Advance(Duration::Seconds(1));
+  accounts_->ExpireSlices(batch_);
+  EXPECT_TRUE(accounts_->OpenSlices("").empty());
+  EXPECT_EQ(accounts_->BalanceOf("ten_a").held().micros, 0);
+  EXPECT_EQ(accounts_->BalanceOf("ten_a").available().micros, 1'000'000 - 11'000);
+  Commit();
+  auto stored = store_->Hold("sl_a");
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_TRUE((*stored)->expired);
+  EXPECT_EQ((*stored)->charged_micros, 11'000);
+
+  // Its gateway's last usage (an answer that ended after) is still billed, once.
+  usage.seq = 3;
+  usage.usage = accounts_->TokenRecords("req_2:1", "ten_a", "m", 1'000, 1'000, kT0);
+  h = accounts_->ReportSlice("sl_a", usage, Duration::Seconds(10), batch_);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->spent_micros, 22'000);
+  EXPECT_EQ(accounts_->BalanceOf("ten_a").available().micros, 1'000'000 - 22'000);
+  Commit();
+  h = accounts_->ReportSlice("sl_a", usage, Duration::Seconds(10), batch_);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(accounts_->BalanceOf("ten_a").available().micros, 1'000'000 - 22'000);
+}
+
 TEST(TenantsTest, AdminKeyOnFirstStartOnly) {
   Tenants t;
   store::Batch batch;
@@ -248,7 +342,7 @@ class LeasesTest : public ::testing::Test, public alloc::Listener {
     ao.floor = floor_;
     alloc_ = std::make_unique<alloc::Allocator>(fleet::FleetSpecOf(trace_.pools, trace_.nodes, &caps_), ao,
                                                  std::move(*policy), this);
-    overrides_ = Overrides{.headroom = 0, .sellable = {true}, .bookings = {}, .notice = ao.notice};
+    overrides_ = Overrides{.headroom = 0, .sellable = {true}, .bookings = {}, .notice = ao.notice, .flash_notice = {}};
     market_ = std::make_unique<step::SpotMarket>(floor_);
     leases_ = std::make_unique<Leases>();
     leases_->Bind({.alloc = alloc_.get(),

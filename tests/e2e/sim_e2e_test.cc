@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 
@@ -210,6 +211,8 @@ TEST(SimE2E, GeneratedSacctFileReportsAddedWaits) {
   fs::path out = TempDir() / "sacct.json";
   Output r = Landlord("sim --trace sacct:" + f.string() + " --json " + out.string());
   ASSERT_EQ(r.rc, 0) << r.text;
+  // The figures docs/sim.md reports for this trace.
+  if (std::getenv("LL_PRINT_TABLES") != nullptr) std::cout << r.text;
   ExpectWaitsReported(ReadJson(out)["policies"], 120);
 }
 

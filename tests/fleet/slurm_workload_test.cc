@@ -6,7 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "fleet/slurm/commands.h"
 
@@ -108,6 +115,55 @@ TEST(SlurmWorkloadStep, AnImageRunsUnderTheContainerTemplate) {
   EXPECT_EQ(std::find(plain.begin(), plain.end(), "podman"), plain.end());
 }
 
+// The container launcher, run here as a node would: the runtime (a shell standing in for
+// podman) runs under a keeper outside the launcher's process tree; the launcher's SIGTERM (Slurm's
+// at preemption) reaches the container once, by the kill template with the container's name;
+// the launcher exits with the runtime's status, and the notice dirs go when it has gone.
+TEST(SlurmWorkloadStep, TheContainerLauncherForwardsSigtermByNameAndCleansUp) {
+  char tmpl[] = "/tmp/ll-slurm-launcher-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  SlurmWorkloadOptions o;
+  o.notice_root = root;
+  // The "runtime" says its container's name, then runs the command; the "kill" signals the
+  // process whose pid the runtime wrote under that name.
+  o.container = {"/bin/sh", "-c", "echo \"name=$1\"; echo $$ >\"$0/$1\"; shift 2; exec \"$@\"", root, "{name}",
+                 "{image}", "{command}"};
+  {
+    std::ofstream k(root + "/kill");
+    k << "#!/bin/sh\nkill -s \"$1\" \"$(cat \"${0%/*}/$2\")\"\n";
+  }
+  ASSERT_EQ(chmod((root + "/kill").c_str(), 0755), 0);
+  o.container_kill = {root + "/kill", "{signal}", "{name}"};
+  ASSERT_TRUE(CheckContainerTemplate(o.container).ok());
+  ASSERT_TRUE(CheckContainerKill(o.container_kill, o.container).ok());
+  workload::Spec s = Spec({"/bin/sh", "-c", "trap 'echo TERM; exit 5' TERM; echo up; while :; do sleep 0.05; done", "{name}"});
+  s.image = "img";
+  const StepCommand c = WorkloadStep(o, 7, Lease(), s);
+  auto child = slurm::Start(OnNode(c), c.env, /*capture=*/true);
+  ASSERT_TRUE(child.ok()) << child.status().ToString();
+  std::string out;
+  char buf[4096];
+  bool termed = false;
+  for (ssize_t n; (n = read(child->output_fd, buf, sizeof buf)) > 0;) {
+    out.append(buf, static_cast<size_t>(n));
+    if (!termed && out.find("up\n") != std::string::npos) termed = kill(child->pid, SIGTERM) == 0;  // as Slurm would
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(child->pid, &st, 0), child->pid);
+  close(child->output_fd);
+  close(child->pidfd);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 5) << st << " " << out;
+  EXPECT_EQ(out, "name=landlord-lease_1-node\nup\nTERM\n") << "the name in the template, not in the command";
+  // The janitor (every second) removes the notice dir and the launcher's own.
+  const std::string dir = root + "/landlord-lease_1";
+  for (int i = 0; i < 100 && (access(dir.c_str(), F_OK) == 0 || access((dir + ".run").c_str(), F_OK) == 0); ++i)
+    usleep(50'000);
+  EXPECT_NE(access(dir.c_str(), F_OK), 0);
+  EXPECT_NE(access((dir + ".run").c_str(), F_OK), 0);
+  std::filesystem::remove_all(root);
+}
+
 TEST(SlurmWorkloadStep, ContainerTemplatesAreChecked) {
   EXPECT_TRUE(CheckContainerTemplate({}).ok());
   for (const std::vector<std::string>& bad :
@@ -120,6 +176,20 @@ TEST(SlurmWorkloadStep, ContainerTemplatesAreChecked) {
     Status st = CheckContainerTemplate(bad);
     EXPECT_FALSE(st.ok()) << bad.size();
     EXPECT_NE(st.message().find("fleet.slurm_container"), std::string::npos) << st.message();
+  }
+  EXPECT_FALSE(CheckContainerTemplate({"podman", "run", "--name=x-{name}", "{image}", "{command}"}).ok());
+  const std::vector<std::string> named = {"podman", "run", "--name", "{name}", "{image}", "{command}"};
+  EXPECT_TRUE(CheckContainerKill({"podman", "kill", "--signal", "{signal}", "{name}"}, named).ok());
+  for (const auto& [kill, container] : std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>{
+           {{"podman", "kill", "{signal}", "{name}"}, {}},
+           {{"podman", "kill", "{signal}", "{name}"}, {"podman", "run", "{image}", "{command}"}},
+           {{"podman", "kill", "{name}"}, named},
+           {{"podman", "kill", "{signal}", "{signal}", "{name}"}, named},
+           {{"podman", "kill", "--signal", "{signal}", "a b", "{name}"}, named},
+           {{"{name}", "{signal}"}, named}}) {
+    Status st = CheckContainerKill(kill, container);
+    EXPECT_FALSE(st.ok()) << kill.size();
+    EXPECT_NE(st.message().find("fleet.slurm_container_kill"), std::string::npos) << st.message();
   }
 }
 

@@ -310,7 +310,9 @@ TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
   StartServer("enabled = false\n");
   Credit("1.00");
   std::ofstream(dir_ + "/gw.toml") << fmt::format(
-      "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\n[[gateway.upstreams]]\nmodel = \"m\"\nurl = \"{}\"\n", fake.url());
+      "[server]\nlisten = \"127.0.0.1:0\"\n[gateway]\nslice_idle_ms = 200\n[[gateway.upstreams]]\nmodel = \"m\"\n"
+      "url = \"{}\"\n",
+      fake.url());
   auto gw = SpawnLandlord(LL_LANDLORD_BIN, {"gateway", "--control-plane", server_.url(), "--config", dir_ + "/gw.toml"},
                           kAdminKey);
   ASSERT_TRUE(gw.ok()) << gw.status().ToString();
@@ -342,7 +344,11 @@ TEST_F(GatewayTest, StandaloneGatewayMetersIntoTheControlPlane) {
   for (const json& u : usage) total += u["amount_micros"].get<int64_t>();
   json balance = Get("/v1/balance");
   EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
+  // The gateway's slice of the balance goes back once it has been idle for `slice_idle_ms`.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (balance["held"] != "0.00" && std::chrono::steady_clock::now() < deadline) balance = Get("/v1/balance");
   EXPECT_EQ(balance["held"], "0.00");
+  EXPECT_EQ(balance["charged"], FormatMoney(Money::Micros(total)));
   EXPECT_EQ(StopServe(*gw, SIGTERM), 0);
 }
 

@@ -108,6 +108,8 @@ output_per_mtok = "${OUTPUT_PER_MTOK}"
 rpm = 100000
 tpm = 100000000
 meter_flush_ms = 5
+slice_ttl_ms = 3000
+slice_idle_ms = 1500
 [[gateway.sim_models]]
 model = "${MODEL}"
 replicas = 2
@@ -124,6 +126,7 @@ tick_ms = 20
 ${smallFleetToml(trace)}${common}`,
   );
   const gatewayConfig = path.join(cluster.dir, 'gateway.toml');
+  cluster.gatewayConfig = gatewayConfig;
   await fs.writeFile(gatewayConfig, `[server]\nlisten = "127.0.0.1:0"\n${common}`);
 
   const serve = (name) =>
@@ -140,7 +143,7 @@ ${smallFleetToml(trace)}${common}`,
 });
 
 after(async () => {
-  const procs = [cluster.leader, cluster.standby, cluster.third, ...(cluster.gateways ?? [])].filter(Boolean);
+  const procs = [cluster.leader, cluster.standby, cluster.third, cluster.doomed, ...(cluster.gateways ?? [])].filter(Boolean);
   await Promise.all(procs.map((p) => p.stop()));
   if (cluster.dir) await fs.rm(cluster.dir, { recursive: true, force: true });
 });
@@ -246,6 +249,53 @@ describe('three gateways, one leader, one standby, one PostgreSQL', () => {
     assertBilledOnce(ok, usage);
     const billed = usage.reduce((a, u) => a + u.amount_micros, 0);
     assert.equal(Math.round(Number(balance.charged) * 1e6), billed, 'the balance is charged what the usage bills');
+  });
+
+  test('a gateway SIGKILLed while holding slices: after their lease the holds are back, billed once', async () => {
+    const t = await tenant('sliced', { credit: '5.00' });
+    const base = cluster.leaderUrl;
+    cluster.doomed = spawnLandlord(['gateway', '--store', PG, '--config', cluster.gatewayConfig]);
+    const url = await cluster.doomed.url;
+    const openSlices = async () => {
+      const r = await call(base, 'GET', `/admin/slices?tenant_id=${t.id}`, ADMIN_KEY);
+      assert.equal(r.status, 200, r.text);
+      return r.json;
+    };
+    // Requests through it until it holds a slice of the tenant's balance (the control plane lists it).
+    const answers = [];
+    let held = [];
+    for (let i = 0; i < 100 && held.length === 0; i++) {
+      answers.push(...(await Promise.all([0, 1, 2, 3].map((j) => chat(url, t.key, `slice ${i} ${j}`)))));
+      held = (await openSlices()).data.filter((s) => s.held.micros > 0);
+    }
+    assert.ok(held.length > 0, 'the gateway holds a slice');
+    for (const r of answers) assert.equal(r.status, 200, r.text ?? r.error);
+    cluster.doomed.proc.kill('SIGKILL');
+    await cluster.doomed.exited;
+    cluster.doomed = null;
+    // Its slices stay held until their lease, as the control plane states it, runs out.
+    const listed = await openSlices();
+    assert.ok(listed.data.length > 0, 'the dead gateway still holds its slices');
+    const expiresAt = Math.max(...listed.data.map((s) => s.expires_at_ms));
+    assert.ok(expiresAt - Date.now() <= listed.ttl_ms, `expires within the lease (${listed.ttl_ms} ms)`);
+    const before = await call(base, 'GET', '/v1/balance', t.key);
+    assert.ok(Number(before.json.held) > 0, `held before the expiry: ${before.json.held}`);
+    const balance = await waitFor(
+      'the dead gateway\'s slices to expire',
+      async () => {
+        const b = await call(base, 'GET', '/v1/balance', t.key);
+        return b.status === 200 && Number(b.json.held) === 0 && (await openSlices()).data.length === 0 ? b.json : null;
+      },
+      expiresAt - Date.now() + 5_000,
+    );
+    assert.ok(Date.now() >= expiresAt, 'not before the lease ran out');
+    // Nothing billed twice, nothing lost: every answer once, the balance charged what the usage bills.
+    const usage = await usageOf(base, t.key);
+    assertBilledOnce(answers, usage);
+    const billed = usage.reduce((a, u) => a + u.amount_micros, 0);
+    assert.equal(Math.round(Number(balance.charged) * 1e6), billed, 'the balance is charged what the usage bills');
+    assert.equal(Math.round(Number(balance.available) * 1e6), 5_000_000 - billed, 'the rest is available again');
+    console.log(`# dead gateway: ${answers.length} answers billed once; its slices expired ${Date.now() - expiresAt} ms after their lease`);
   });
 
   test('SIGKILL of the leader: the standby leads within 10 s and nothing acknowledged is lost', async () => {

@@ -3,7 +3,8 @@
 // a spot lease (a holder job) the tenant sees with node names; an owner job that needs them
 // makes Slurm preempt the holder, the tenant gets `reclaim_notice` within 5 s with reclaim_at
 // at the grace end, the lease ends and the owner job starts; a reserved lease (a Slurm
-// reservation) keeps the owner off its nodes; a holder killed outside Landlord ends its lease
+// reservation) keeps the owner off its nodes; a reservation or a holder job Slurm refuses ends
+// its lease from its start with Slurm's error; a holder killed outside Landlord ends its lease
 // at that moment; a failed sanitize drains its node; slurmctld down and back; and
 // `landlord sim --trace sacct:FILE` on this cluster's own accounting.
 import { after, before, describe, test } from 'node:test';
@@ -70,7 +71,7 @@ function watch(url, key, id) {
 
 // One `landlord serve` on the cluster with `policy`, a tenant and its key, for the tests `body`
 // adds (each server stops before the next starts: holder job names are per server).
-// `extra`: more [fleet] lines, and the [gateway] table's contents.
+// `extra`: more [fleet] lines, the [gateway] table's contents, and [workloads] lines.
 function withServe(policy, title, body, extra = { fleet: '', gateway: 'sim_models = []' }) {
   describe(title, () => {
     const env = {};
@@ -103,6 +104,8 @@ cooldown_min = 0
 reserved_min_history_h = 0
 [gateway]
 ${extra.gateway}
+[workloads]
+${extra.workloads ?? ''}
 `);
       serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
       env.url = await serve.url;
@@ -146,7 +149,11 @@ withServe('landlord', 'slurm backend: the check, and reserved leases (landlord p
     assert.equal(r.status, 201, r.text);
     const id = r.json.id;
     const nodes = r.json.nodes.map((n) => n.node).sort();
-    const resv = sh('scontrol', 'show', 'reservation', `ll_${id}`);
+    // The reservation is made off the request path, just after the answer.
+    const resv = await waitFor('the reservation', () => {
+      const x = spawnSync('scontrol', ['show', 'reservation', `ll_${id}`], { encoding: 'utf8' });
+      return x.status === 0 ? x.stdout.trim() : null;
+    });
     assert.ok(resv.includes(`Nodes=${sh('scontrol', 'show', 'hostlist', nodes.join(','))} `), resv);
     const holder = await waitFor('the holder job to run', () => {
       const line = sh('squeue', '-h', '-n', `ll_${id}`, '-o', '%i %T');
@@ -182,6 +189,42 @@ withServe('landlord', 'slurm backend: the check, and reserved leases (landlord p
     assert.match(sh('sinfo', '-h', '-n', nodes[0], '-o', '%t'), /drain/);
     assert.equal(health.fleet.drained[nodes[1]], undefined, 'the node that passed is not drained');
     sh('scontrol', 'update', `nodename=${nodes[0]}`, 'state=resume');
+  });
+
+  // The reservation and the holder job are made off the request path: the lease is answered
+  // first, and what Slurm refuses ends it from its start with Slurm's own error.
+  test('Slurm refuses the reservation, or the holder job: the lease ends with the error named, nothing billed, its GPUs free', async () => {
+    const refusedLease = async (why, block, unblock) => {
+      block();
+      let r;
+      try {
+        r = await call('POST', '/v1/leases', env.tenantKey, { kind: 'reserved', gpus: 8, duration_s: 3600 });
+        assert.equal(r.status, 201, r.text);
+        await waitFor(`the lease to end (${why})`, async () => ((await lease(r.json.id)).state === 'ended'), 30_000, 300);
+      } finally {
+        unblock();
+      }
+      const id = r.json.id;
+      const l = await lease(id);
+      assert.equal(l.end_reason, 'holder_lost');
+      assert.equal(l.ended_at, l.started_at, 'ended from its start');
+      const events = await (await fetch(`${env.url}/v1/leases/${id}/events`, { headers: { authorization: `Bearer ${env.tenantKey}` } })).text();
+      assert.match(events, why, events);
+      const usage = await call('GET', '/v1/usage', env.tenantKey);
+      const billed = usage.json.data.filter((u) => u.lease_id === id).reduce((sum, u) => sum + Number(u.amount), 0);
+      assert.equal(billed, 0, usage.text);
+      assert.notEqual(spawnSync('scontrol', ['show', 'reservation', `ll_${id}`]).status, 0, 'no reservation left behind');
+      await waitFor('no GPU reserved', async () => (await call('GET', '/admin/fleet', ADMIN_KEY)).json.pools[0].reserved === 0);
+    };
+    // Another reservation holds every node: Slurm does not make the lease's.
+    await refusedLease(/slurm did not make the reservation: `scontrol create reservation/,
+      () => sh('scontrol', 'create', 'reservation', 'ReservationName=ll_test_block', 'StartTime=now', 'Duration=60',
+        'Nodes=ALL', 'Users=root', 'Flags=IGNORE_JOBS'),
+      () => sh('scontrol', 'delete', 'reservation=ll_test_block'));
+    // The partition takes no new jobs: sbatch refuses the holder (its reservation goes again).
+    await refusedLease(/slurm did not take the holder job: `sbatch .*partition/i,
+      () => sh('scontrol', 'update', 'PartitionName=landlord', 'State=DRAIN'),
+      () => sh('scontrol', 'update', 'PartitionName=landlord', 'State=UP'));
   });
 
 });
@@ -374,15 +417,16 @@ async function buildImage(dir) {
 withServe('spot-all', 'slurm backend: tenants\' workloads as steps of the holder job', ({ env, call, lease, sellable }) => {
   const logs = async (id) => (await call('GET', `/v1/leases/${id}/logs`, env.tenantKey)).text;
 
-  // Starts a lease running WORKLOAD, waits for each node's first
-  // line, then makes the owner need every node: Slurm preempts; each node checkpoints; the
-  // workload exits 3 and the lease is reclaimed. Returns the lease's id, nodes and logs.
-  async function runAndPreempt(t, gpus) {
+  // Starts a lease running WORKLOAD (in `image` under the container template, if given), waits
+  // for each node's first line, then makes the owner need every node: Slurm preempts; each node
+  // checkpoints; the workload exits 3 and the lease is reclaimed; the notice files are gone from
+  // the nodes. Returns the lease's id, nodes and logs.
+  async function runAndPreempt(t, gpus, image) {
     await waitFor('GPUs for sale', async () => (await sellable()) >= gpus, 60_000, 500);
     for (const f of await fs.readdir(CKPT)) await fs.rm(path.join(CKPT, f));
     const r = await call('POST', '/v1/leases', env.tenantKey, {
       kind: 'spot', gpus, max_price_per_gpu_hour: '5.00',
-      workload: { command: WORKLOAD, env: { CKPT_DIR: CKPT, SECRET: 'a,b c$(x)' } },
+      workload: { command: WORKLOAD, env: { CKPT_DIR: image ? '/ckpt' : CKPT, SECRET: 'a,b c$(x)' }, ...(image ? { image } : {}) },
     });
     assert.equal(r.status, 201, r.text);
     const id = r.json.id;
@@ -420,19 +464,43 @@ withServe('spot-all', 'slurm backend: tenants\' workloads as steps of the holder
     for (const n of nodes) assert.ok(text.includes(`notice on ${n}: ${notice}`), text);
     await waitFor('the lease to be reclaimed', async () => (await lease(id)).state === 'reclaimed', 60_000, 500);
     await w.stop();
+    // workload_exited came before the lease's final event (the stream ends with it).
+    const order = w.events.map((e) => e.type);
+    assert.ok(order.indexOf('workload_exited') < order.indexOf('reclaimed'), JSON.stringify(order));
     sh('scancel', own);
     await waitFor('the owner job to go', () => !/RUNNING|PENDING|COMPLETING/.test(jobState(own)), 30_000, 300);
+    await noticeDirsGone(id);
     return { id, nodes, text };
+  }
+
+  // The lease's notice directory (and the launcher's own) is removed from the nodes once its
+  // tasks there have gone (the nodes of this cluster share one /tmp).
+  async function noticeDirsGone(id) {
+    const dirs = [`/tmp/landlord-${id}`, `/tmp/landlord-${id}.run`];
+    const exists = async (d) => fs.access(d).then(() => true, () => false);
+    await waitFor(`${dirs} to go`, async () => !(await exists(dirs[0])) && !(await exists(dirs[1])), 20_000, 200);
   }
 
   test('the workload runs on every leased node, hears Slurm\'s preemption and checkpoints', async (t) => {
     await runAndPreempt(t, 16);
   });
 
-  // Under podman the preemption's SIGTERM is not reliable (docs/workloads.md: Slurm signals every
-  // process of the step, podman's own `runc kill` too): the container runs a command to its end.
-  test('under the container template: a workload in podman, from an image built here; its exit code', async () => {
+  // The launcher keeps podman out of the step's process tree and forwards one SIGTERM to the
+  // container (`podman kill`): the checkpoint is written on every node, every time.
+  // LL_SLURM_PODMAN_RUNS=N repeats it.
+  test('under the container template: Slurm\'s preemption reaches the workload in podman, which checkpoints', async (t) => {
     await buildImage(env.dir);
+    const runs = Number(process.env.LL_SLURM_PODMAN_RUNS ?? 1);
+    for (let i = 0; i < runs; i++) {
+      const { id, text } = await runAndPreempt(t, 16, IMAGE);
+      console.log(`# podman preemption run ${i + 1}/${runs}: ${id} checkpointed on every node`);
+      assert.match(text, /start node=\S+ host=\S+/);
+      const left = sh('podman', '--runtime', 'runc', '--cgroup-manager=cgroupfs', 'ps', '-a', '--format', '{{.Names}}');
+      assert.ok(!left.includes(`landlord-${id}`), `the containers went with the lease: ${left}`);
+    }
+  });
+
+  test('under the container template: a workload in podman, from an image built here; its exit code', async () => {
     await waitFor('GPUs for sale', async () => (await sellable()) >= 16, 60_000, 500);
     const r = await call('POST', '/v1/leases', env.tenantKey, {
       kind: 'spot', gpus: 16, max_price_per_gpu_hour: '5.00',
@@ -464,6 +532,33 @@ withServe('spot-all', 'slurm backend: tenants\' workloads as steps of the holder
     spawnSync('podman', ['rmi', '-f', IMAGE]);
   });
 
+  // A released lease's workload hears SIGTERM at once and is killed `stop_grace_s` (4 s here)
+  // later, as on the sim fleet.
+  test('released: SIGTERM to the workload, SIGKILL after stop_grace_s', async () => {
+    await waitFor('GPUs for sale', async () => (await sellable()) >= 8, 60_000, 500);
+    const r = await call('POST', '/v1/leases', env.tenantKey, {
+      kind: 'spot', gpus: 8, max_price_per_gpu_hour: '5.00',
+      workload: { command: ['/bin/sh', '-c', 'trap \'echo "TERM at $(date +%s%3N)"\' TERM; echo up; while :; do sleep 0.1 & wait $!; done'] },
+    });
+    assert.equal(r.status, 201, r.text);
+    const id = r.json.id;
+    await waitFor('the workload to run', async () => (await logs(id)).includes('up'), 60_000, 300);
+    const released = Date.now();
+    assert.equal((await call('DELETE', `/v1/leases/${id}`, env.tenantKey)).status, 200);
+    const l = await waitFor('the workload to end', async () => {
+      const x = await lease(id);
+      return x.workload.state !== 'running' ? x : null;
+    }, 30_000, 200);
+    const text = await logs(id);
+    assert.equal(l.workload.state, 'killed', JSON.stringify(l.workload));
+    const term = Number(/TERM at (\d+)/.exec(text)?.[1]);
+    assert.ok(term >= released && term - released < 3_000, `SIGTERM at once (${term - released} ms): ${text}`);
+    const lived = Date.parse(l.workload.ended_at) - Date.parse(l.ended_at);
+    console.log(`# released workload: SIGTERM ${term - released} ms after the release, killed ${lived} ms after the lease's end`);
+    assert.ok(lived >= 3_900 && lived < 4_000 + 6_000, `killed stop_grace_s after the release (${lived} ms)`);
+    await noticeDirsGone(id);
+  });
+
   test('refused on this fleet: SSH keys; released: the step ends with the lease', async () => {
     await waitFor('GPUs for sale', async () => (await sellable()) >= 8, 60_000, 500);
     const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGH6KwbsWkt0rpg4xcbHsBTh0IikBCUKnEIJb4KAXgaD test';
@@ -483,10 +578,13 @@ withServe('spot-all', 'slurm backend: tenants\' workloads as steps of the holder
       return x.workload.state !== 'running' ? x : null;
     }, 30_000, 300);
     assert.equal(l.workload.state, 'killed', JSON.stringify(l.workload));
+    await noticeDirsGone(r.json.id);
   });
 }, {
   fleet: `slurm_container = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "run", "--rm", "--network=host",
-  "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "-v", "{notice_dir}:{notice_dir}", "-v", "${CKPT}:/ckpt",
-  "{env}", "{image}", "{command}"]`,
+  "--name", "{name}", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "-v", "{notice_dir}:{notice_dir}", "-v", "${CKPT}:/ckpt",
+  "{env}", "{image}", "{command}"]
+slurm_container_kill = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs", "kill", "--signal", "{signal}", "{name}"]`,
   gateway: 'sim_models = []',
+  workloads: 'stop_grace_s = 4',
 });

@@ -56,6 +56,7 @@ LeaseRecord FullLease(const std::string& id, const std::string& tenant_id) {
   l.end_reason = LeaseEnd::kReclaimed;
   l.placement = "0:8,5:8";
   l.workload = R"({"spec":{"command":["python","train.py"]},"status":{"state":"exited","exit_code":0}})";
+  l.notice_tier = NoticeTier::kFlash;
   return l;
 }
 
@@ -101,6 +102,7 @@ void ExpectSameLease(const LeaseRecord& got, const LeaseRecord& want) {
   EXPECT_EQ(got.end_reason, want.end_reason);
   EXPECT_EQ(got.placement, want.placement);
   EXPECT_EQ(got.workload, want.workload);
+  EXPECT_EQ(got.notice_tier, want.notice_tier);
 }
 
 void ExpectSameEvent(const LeaseEventRecord& got, const LeaseEventRecord& want) {
@@ -711,13 +713,66 @@ TEST_P(StoreContract, PriceHistoriesRoundTrip) {
   EXPECT_FALSE(store->Commit(bad).ok());
 }
 
+// One request's hold of tenant `ten_a` (-1 charged: open).
+HoldRecord RequestHold(const char* id, int64_t amount, int64_t charged) {
+  return {.id = id, .tenant_id = "ten_a", .amount_micros = amount, .charged_micros = charged, .created = Time{kT0},
+          .key_id = {}, .requests = 0, .tokens = 0, .spent_micros = 0, .seq = 0, .expires = Time{}, .expired = false};
+}
+
+// A slice (docs/scale-out.md) is a hold with a key, units, spend, report number and expiry: it
+// round-trips, and is updated in place by each report.
+TEST_P(StoreContract, SlicesRoundTripAsHoldsAndUpdateInPlace) {
+  auto store = Open();
+  ASSERT_NE(store, nullptr);
+  Batch b;
+  b.tenants = {Tenant("ten_a")};
+  b.balances.push_back({"ten_a", 10'000'000, 0});
+  HoldRecord s = RequestHold("sl_1", 2'000'000, -1);
+  s.key_id = "key_1";
+  s.requests = 5;
+  s.tokens = 700;
+  s.seq = 1;
+  s.expires = Time{kT0 + 10'000};
+  b.holds.push_back(s);
+  ASSERT_TRUE(store->Commit(b).ok());
+  Batch next;
+  s.amount_micros = 1'500'000;
+  s.spent_micros = 400'000;
+  s.seq = 2;
+  s.expires = Time{kT0 + 12'000};
+  next.holds.push_back(s);
+  ASSERT_TRUE(store->Commit(next).ok());
+  auto open = store->OpenHolds();
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  const HoldRecord& got = open->front();
+  EXPECT_EQ(got.key_id, "key_1");
+  EXPECT_EQ(got.amount_micros, 1'500'000);
+  EXPECT_EQ(got.requests, 5);
+  EXPECT_EQ(got.tokens, 700);
+  EXPECT_EQ(got.spent_micros, 400'000);
+  EXPECT_EQ(got.seq, 2);
+  EXPECT_EQ(got.expires.ms, kT0 + 12'000);
+  EXPECT_FALSE(got.expired);
+  Batch closed;  // expired: what it spent is what it charged
+  s.amount_micros = s.charged_micros = s.spent_micros;
+  s.expired = true;
+  closed.holds.push_back(s);
+  ASSERT_TRUE(store->Commit(closed).ok());
+  EXPECT_TRUE(store->OpenHolds()->empty());
+  auto one = store->Hold("sl_1");
+  ASSERT_TRUE(one.ok() && one->has_value());
+  EXPECT_TRUE((*one)->expired);
+  EXPECT_EQ((*one)->charged_micros, 400'000);
+}
+
 TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending) {
   auto store = Open();
   ASSERT_NE(store, nullptr);
   Batch b;
   b.tenants = {Tenant("ten_a")};
   b.balances = {{"ten_a", 10'000'000, 2'000'000}};
-  b.holds = {{"h1", "ten_a", 3'000'000, -1, Time{kT0}}, {"h2", "ten_a", 1'000'000, 500'000, Time{kT0}}};
+  b.holds = {RequestHold("h1", 3'000'000, -1), RequestHold("h2", 1'000'000, 500'000)};
   ASSERT_TRUE(store->Commit(b).ok());
   auto balances = store->Balances();
   ASSERT_TRUE(balances.ok());
@@ -732,7 +787,7 @@ TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending
   EXPECT_EQ(*store->Hold("h9"), std::nullopt);
   // Settling h1 closes it.
   Batch settle;
-  settle.holds = {{"h1", "ten_a", 3'000'000, 3'000'000, Time{kT0}}};
+  settle.holds = {RequestHold("h1", 3'000'000, 3'000'000)};
   settle.balances = {{"ten_a", 10'000'000, 5'000'000}};
   ASSERT_TRUE(store->Commit(settle).ok());
   EXPECT_TRUE(store->OpenHolds()->empty());
@@ -741,7 +796,7 @@ TEST_P(StoreContract, BalancesAndHoldsRoundTripAndTheDatabaseRefusesOverspending
   over.balances = {{"ten_a", 10'000'000, 10'000'001}};
   EXPECT_FALSE(store->Commit(over).ok());
   Batch over_hold;
-  over_hold.holds = {{"h3", "ten_a", 1, 2, Time{kT0}}};
+  over_hold.holds = {RequestHold("h3", 1, 2)};
   EXPECT_FALSE(store->Commit(over_hold).ok());
   EXPECT_EQ((*store->Balances())[0].charged_micros, 5'000'000);
 }
@@ -814,7 +869,8 @@ TEST_F(SqliteStoreTest, KeysStoredBeforeKeyManagementMigrateWithoutExpiryOrRevoc
   // Back to schema 4, as an older server left it, with a key in it.
   for (const char* sql : {"ALTER TABLE api_keys DROP COLUMN name", "ALTER TABLE api_keys DROP COLUMN prefix",
                           "ALTER TABLE api_keys DROP COLUMN expires_ms", "ALTER TABLE api_keys DROP COLUMN revoked_ms",
-                          "ALTER TABLE leases DROP COLUMN workload", "DELETE FROM schema_migrations WHERE version >= 5",
+                          "ALTER TABLE leases DROP COLUMN workload", "ALTER TABLE leases DROP COLUMN notice_tier",
+                          "DELETE FROM schema_migrations WHERE version >= 5",
                           "INSERT INTO tenants(id, name, created_ms) VALUES('ten_a', 'a', 1)",
                           "INSERT INTO api_keys(id, tenant_id, hash, admin, created_ms, rpm, tpm) "
                           "VALUES('key_1', 'ten_a', 'h1', 0, 2, 60, 0)"}) {
@@ -836,6 +892,29 @@ TEST_F(SqliteStoreTest, KeysStoredBeforeKeyManagementMigrateWithoutExpiryOrRevoc
   revoke.key_revocations = {{"key_1", Time{kT0}}};
   ASSERT_TRUE(store->Commit(revoke).ok());
   EXPECT_EQ((*store->Keys())[0].revoked.ms, kT0);
+}
+
+// A database from before migration 7 (no notice tiers): its leases load as `standard`.
+TEST_F(SqliteStoreTest, LeasesStoredBeforeNoticeTiersAreStandard) {
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    Batch b;
+    b.tenants = {Tenant("ten_a")};
+    b.leases = {FullLease("lease_1", "ten_a")};
+    ASSERT_TRUE(store->Commit(b).ok());
+  }
+  EXPECT_EQ(RawQuery("ALTER TABLE leases DROP COLUMN notice_tier"), -1);
+  EXPECT_EQ(RawQuery("DELETE FROM schema_migrations WHERE version >= 7"), -1);
+  {
+    auto store = Open();
+    ASSERT_NE(store, nullptr);
+    EXPECT_GE(RawQuery("SELECT MAX(version) FROM schema_migrations"), 7);
+    auto leases = store->Leases();
+    ASSERT_TRUE(leases.ok()) << leases.status().ToString();
+    ASSERT_EQ(leases->size(), 1u);
+    EXPECT_EQ((*leases)[0].notice_tier, NoticeTier::kStandard);
+  }
 }
 
 TEST(PostgresUrlTest, PasswordsAreRedactedWhereverTheyAre) {

@@ -238,12 +238,19 @@ Status SlurmBackend::AcceptsOwnerJobs() const {
 void SlurmBackend::Queue(std::vector<std::string> argv) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .undo = {}});
+    queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .first = {}, .undo = {}});
   }
   wake_.notify_all();
 }
 
 void SlurmBackend::RunStart(const Command& c) {
+  if (!c.first.empty()) {
+    if (auto made = Call(c.first); !made.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      refused_[c.start] = fmt::format("slurm did not make the reservation: {}", made.status().message());
+      return;
+    }
+  }
   auto out = Call(c.argv, c.env);
   auto job = out.ok() ? JobId(*out) : Result<int64_t>(out.status());
   if (!job.ok() && !c.undo.empty()) RunLogged(c.undo);
@@ -251,13 +258,14 @@ void SlurmBackend::RunStart(const Command& c) {
   if (job.ok()) {
     started_[c.start] = *job;
   } else {
-    refused_[c.start] = job.status().message();
+    refused_[c.start] = fmt::format("slurm did not take the holder job: {}", job.status().message());
   }
 }
 
 void SlurmBackend::Work() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
+    TakeDueEnds();
     // Clean-up first (a cancelled holder frees its nodes sooner), each retried until it ran.
     while (!queue_.empty() && !stop_) {
       if (!queue_.front().start.empty()) {
@@ -300,14 +308,19 @@ void SlurmBackend::Work() {
             .argv = {"scontrol", "update", "nodename=" + node, "state=drain", "reason=" + why},
             .env = {},
             .start = "",
+            .first = {},
             .undo = {}});
         drained_[node] = why;
       }
     }
     Read();
     lock.lock();
-    wake_.wait_for(lock, std::chrono::milliseconds(options_.poll.ms),
-                   [&] { return stop_ || !queue_.empty(); });
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.poll.ms);
+    for (const Later& l : later_) until = std::min(until, l.at);
+    wake_.wait_until(lock, until, [&] {
+      return stop_ || !queue_.empty() ||
+             std::any_of(later_.begin(), later_.end(), [](const Later& l) { return l.at <= std::chrono::steady_clock::now(); });
+    });
   }
 }
 
@@ -342,6 +355,7 @@ void SlurmBackend::Read() {
           .argv = {"scontrol", "update", "nodename=" + s->second, "state=drain", "reason=" + why},
           .env = {},
           .start = "",
+          .first = {},
           .undo = {}});
       drained_[s->second] = why;
       fmt::print(stderr, "landlord serve: node {} drained: {}\n", s->second, why);
@@ -372,7 +386,8 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
   }
   PollResult p;
   // Holder jobs the worker submitted since the last poll (ended ones are no longer held). One
-  // that Slurm did not take is lost from its start: nothing of it is billed.
+  // that Slurm did not take (or whose reservation it did not make) is lost from its start:
+  // nothing of it is billed.
   for (const auto& [id, job] : started) {
     if (auto h = held_.find(id); h != held_.end()) h->second.job = job;
   }
@@ -381,8 +396,8 @@ std::optional<PollResult> SlurmBackend::Poll(Time now) {
     if (h == held_.end()) continue;
     const Time at = h->second.submitted;
     held_.erase(h);
-    fmt::print(stderr, "landlord serve: slurm did not take the holder job of {}: {}\n", id, why);
-    p.lost[id] = {at, fmt::format("slurm did not take the holder job: {}", why)};
+    fmt::print(stderr, "landlord serve: {}: {}\n", id, why);
+    p.lost[id] = {at, why};
   }
   std::map<std::string, Gpus> cap, busy;
   for (const SlurmNode& n : nodes_) cap[n.name] = n.gpus;
@@ -459,18 +474,17 @@ Status SlurmBackend::StartLease(const std::string& lease_id,
                          ",LL_TOKEN=" + Token(lease_id)},
             .env = {},
             .start = lease_id,
+            .first = {},
             .undo = {}};
   if (whole) c.argv.push_back("--exclusive");
   const bool reserved = term_end != kTimeMax;
   if (reserved) {
-    // The reservation is the term's promise (the owner's jobs are kept off the nodes from
-    // now), so it exists before the lease is answered; the holder job itself can come later.
+    // The reservation is the term's promise (the owner's jobs are kept off the nodes from when
+    // it is made): the worker makes it just before the holder job, off the request path.
     const int64_t minutes = std::max<int64_t>(1, ((term_end - now).ms + 59'999) / 60'000);
-    LL_RETURN_IF_ERROR(
-        Call({"scontrol", "create", "reservation", "ReservationName=" + JobName(lease_id),
-              "StartTime=now", fmt::format("Duration={}", minutes), "Nodes=" + list, "Users=root",
-              "Flags=IGNORE_JOBS"})
-            .status());
+    c.first = {"scontrol", "create", "reservation", "ReservationName=" + JobName(lease_id),
+               "StartTime=now", fmt::format("Duration={}", minutes), "Nodes=" + list, "Users=root",
+               "Flags=IGNORE_JOBS"};
     c.argv.push_back("--reservation=" + JobName(lease_id));
     c.undo = {"scontrol", "delete", "reservation=" + JobName(lease_id)};
   }
@@ -495,7 +509,9 @@ std::optional<std::string> SlurmBackend::StartReplica(const std::string& model,
   held_[replica_id] = Held{.job = 0, .submitted = now, .running = false, .reservation = false};
   if (options_.notify_url.empty()) {
     std::lock_guard<std::mutex> lock(mu_);
-    refused_[replica_id] = "no URL for the replicas' registration (`fleet.slurm_notify_url`)";
+    refused_[replica_id] =
+        "slurm did not take the holder job: no URL for the replicas' registration "
+        "(`fleet.slurm_notify_url`)";
     return replica_id;
   }
   std::string addr = node;
@@ -517,6 +533,7 @@ std::optional<std::string> SlurmBackend::StartReplica(const std::string& model,
                      replica_script_},
             .env = {"LL_MODEL_COMMAND=" + command},
             .start = replica_id,
+            .first = {},
             .undo = {}};
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -550,7 +567,7 @@ void SlurmBackend::Attach(const std::vector<std::string>& live_leases, Time now)
   }
 }
 
-void SlurmBackend::EndHolder(const std::string& lease_id) {
+void SlurmBackend::EndHolder(const std::string& lease_id, Duration grace) {
   auto it = held_.find(lease_id);
   if (it == held_.end()) return;
   const Held h = it->second;
@@ -564,21 +581,41 @@ void SlurmBackend::EndHolder(const std::string& lease_id) {
         nodes = j.nodes;
     }
   }
-  // SIGKILL: the step would otherwise trap the TERM and hold on until KillWait.
+  // SIGKILL: the step would otherwise trap the TERM and hold on until KillWait. After `grace`
+  // (the workload's step was told by SIGTERM and may still checkpoint), with what follows.
+  std::vector<std::vector<std::string>> end;
   if (h.job > 0) {
-    Queue({"scancel", "--signal=KILL", std::to_string(h.job)});
-    Queue({"scancel", std::to_string(h.job)});
+    end.push_back({"scancel", "--signal=KILL", std::to_string(h.job)});
+    end.push_back({"scancel", std::to_string(h.job)});
   } else {
-    Queue({"scancel", "--signal=KILL", "--name=" + JobName(lease_id)});
+    end.push_back({"scancel", "--signal=KILL", "--name=" + JobName(lease_id)});
   }
   // An adopted lease does not know whether it had a reservation: deleting none is harmless.
-  if (h.reservation || h.job < 0) Queue({"scontrol", "delete", "reservation=" + JobName(lease_id)});
-  if (options_.sanitize.empty() || nodes.empty()) return;
+  if (h.reservation || h.job < 0) end.push_back({"scontrol", "delete", "reservation=" + JobName(lease_id)});
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const std::string& n : nodes) sanitize_nodes_.push_back(n);
+    const auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(grace.ms, 0));
+    later_.push_back(Later{.at = at,
+                           .argvs = std::move(end),
+                           .sanitize = options_.sanitize.empty() ? std::vector<std::string>{} : nodes,
+                           .graced = grace.ms > 0});
   }
   wake_.notify_all();
+}
+
+// The holders' ends whose time has come go to the queue and the sanitize list. Under mu_.
+void SlurmBackend::TakeDueEnds() {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = later_.begin(); it != later_.end();) {
+    if (it->at > now) {
+      ++it;
+      continue;
+    }
+    if (it->graced) fmt::print(stderr, "landlord serve: ending holder job `{}` after its workload's grace\n", it->argvs[0].back());
+    for (auto& argv : it->argvs) queue_.push_back(Command{.argv = std::move(argv), .env = {}, .start = "", .first = {}, .undo = {}});
+    sanitize_nodes_.insert(sanitize_nodes_.end(), it->sanitize.begin(), it->sanitize.end());
+    it = later_.erase(it);
+  }
 }
 
 sim::Trace SlurmTrace(const SlurmBackend& slurm, Time now, Duration history) {

@@ -24,10 +24,13 @@
 // clean-up after a lease run on a worker thread of the backend, so a slurmctld that does not
 // answer never stalls the server (its commands hang until their timeout); the control plane
 // calls the backend from its own thread only, and learns how a start went from the next Poll.
-// A reserved lease's reservation is made before the lease is answered (it is the term's
-// promise). While Slurm is unavailable new leases are refused at once (Available).
+// A reserved lease's reservation is made by the worker too, just before its holder job: the
+// lease is answered at once, and a reservation or a job that Slurm refuses ends the lease from
+// its start (nothing billed, its GPUs free again) with Slurm's own error as the reason. While
+// Slurm is unavailable new leases are refused at once (Available).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -82,9 +85,9 @@ class SlurmBackend final : public Backend {
   // A Slurm reservation holds whole nodes (22.05 reservations cannot hold GRES).
   bool ReservesWholeNodes() const override { return true; }
   // A holder job for the lease on `nodes` (name → GPUs); reserved leases (term_end set) get a
-  // reservation of the whole nodes until term_end first (here: an error refuses the lease). The
-  // job is submitted by the worker: one Slurm does not take is reported lost by a later Poll,
-  // from the lease's start.
+  // reservation of the whole nodes until term_end first. Both are made by the worker: a
+  // reservation or a job Slurm refuses is reported lost by a later Poll, from the lease's start,
+  // with Slurm's error.
   Status StartLease(const std::string& lease_id,
                     const std::vector<std::pair<std::string, Gpus>>& nodes, Time term_end,
                     Time now) override;
@@ -96,7 +99,7 @@ class SlurmBackend final : public Backend {
                                           Gpus gpus, int n, Time now) override;
   // Landlord ends the lease (or replica): the holder is cancelled, the reservation deleted,
   // and the nodes sanitized (if configured) before they count as idle again.
-  void EndHolder(const std::string& id) override;
+  void EndHolder(const std::string& id, Duration grace) override;
   // Replica jobs of an earlier run (replicas are not persisted) are cancelled; leases whose
   // holder was started before a restart are found again by their job name.
   void Attach(const std::vector<std::string>& live_leases, Time now) override;
@@ -115,14 +118,16 @@ class SlurmBackend final : public Backend {
   void Work();  // the worker thread: reads every `poll`, runs queued clean-up
   void Read();
   // A command for the worker: clean-up (retried until it runs), or the start of a holder's job
-  // (`start`: the lease's or replica's id; once, its job id or failure kept for Poll; `undo`
-  // runs when it fails: a lease's reservation goes again).
+  // (`start`: the lease's or replica's id; once, its job id or failure kept for Poll; `first`
+  // runs before it, and a failure of `first` is the start's (a lease's reservation); `undo`
+  // runs when the job fails: the reservation goes again).
   struct Command {
     std::vector<std::string> argv, env;
     std::string start;
-    std::vector<std::string> undo;
+    std::vector<std::string> first, undo;
   };
   void Queue(std::vector<std::string> argv);
+  void TakeDueEnds();
   void RunStart(const Command& c);  // on the worker, without mu_
   void CancelStrayReplicas();
   std::string Token(const std::string& lease_id) const;
@@ -154,8 +159,15 @@ class SlurmBackend final : public Backend {
   Time read_at_;
   std::deque<Command> queue_;  // clean-up commands, retried until they run; replica starts
   std::map<std::string, int64_t> started_;      // holder id → its job, submitted by the worker
-  std::map<std::string, std::string> refused_;  // holder id → why Slurm did not take it
+  std::map<std::string, std::string> refused_;  // holder id → why Slurm did not take it (the whole reason)
   std::vector<std::string> sanitize_nodes_;     // nodes to sanitize (the worker submits)
+  struct Later {  // a holder's end after its workload's grace
+    std::chrono::steady_clock::time_point at;
+    std::vector<std::vector<std::string>> argvs;
+    std::vector<std::string> sanitize;
+    bool graced = false;
+  };
+  std::vector<Later> later_;
   std::map<int64_t, std::string> sanitizing_;   // job → node (the worker's)
   std::map<std::string, std::string> drained_;
   std::thread worker_;

@@ -33,6 +33,9 @@ struct SlurmOptions {
   // Tenants' workloads with an `image` run under this container runtime's argv (`{image}`,
   // `{command}`, `{env}`; see slurm_workload.h); empty: none.
   std::vector<std::string> container;
+  // How the launcher signals a container by name (`{name}`, `{signal}`); empty: its runtime's
+  // process instead (slurm_workload.h).
+  std::vector<std::string> container_kill;
   std::string state_dir;  // the holder script and the notice key (the server's data_dir/slurm)
 };
 

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstring>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -18,26 +20,75 @@ using workload::State;
 
 namespace {
 
-// On each node: the variables renamed back from their `LLW_` names (each name was checked to
-// be an identifier, and a value is only ever expanded inside double quotes), the notice file's
-// directory made (and any file a node kept from before removed), then the argv exec'd as given.
-constexpr const char* kLauncher =
-    R"(for n in $LLW_0NAMES; do eval "export $n=\"\${LLW_$n}\""; unset "LLW_$n"; done; unset LLW_0NAMES
-mkdir -p "${LANDLORD_NOTICE_FILE%/*}" 2>/dev/null; rm -f "$LANDLORD_NOTICE_FILE"
-exec "$@")";
+// On each node, first: the variables renamed back from their `LLW_` names (each name was
+// checked to be an identifier, and a value is only ever expanded inside double quotes), the
+// notice file's directory made (and any file a node kept from before removed), and a janitor
+// that removes that directory once the last of the lease's tasks on this host has gone. The
+// janitor runs out of the step's process tree (its parent exits at once), so the kill at the
+// step's end, which walks that tree, does not reach it.
+constexpr const char* kPrelude =
+    R"SH(for n in $LLW_0NAMES; do eval "export $n=\"\${LLW_$n}\""; unset "LLW_$n"; done; unset LLW_0NAMES
+LL_KILL=$LLW_0KILL; unset LLW_0KILL
+dir=${LANDLORD_NOTICE_FILE%/*} node=${SLURMD_NODENAME:-node}
+mkdir -p "$dir" "$dir.run" 2>/dev/null; rm -f "$LANDLORD_NOTICE_FILE"; : 2>/dev/null >"$dir/.node-$node"
+(setsid /bin/sh -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; rm -rf "$2/.node-$3" "$2.run/$3"
+ls "$2"/.node-* >/dev/null 2>&1 || rm -rf "$2" "$2.run"' landlord-janitor $$ "$dir" "$node" </dev/null >/dev/null 2>&1 &)
+)SH";
 
-// On the server, at a notice: the file on every node, then SIGTERM to the workload's step
-// (term=1) unless Slurm is preempting the job (its own SIGTERM already went to every step).
+// Without a container: the argv exec'd as given (Slurm's signals reach its whole tree).
+constexpr const char* kExec = "exec \"$@\"";
+
+// With a container template (argv: how many elements come before the tenant's command, how many
+// are the command, then the filled-in template): the runtime runs out of the step's process
+// tree, under a keeper, so that Slurm's signals at preemption (SIGCONT then SIGTERM to every
+// process of the step) reach only this launcher and not podman's signal proxy and its helpers;
+// the launcher forwards one SIGTERM to the container (`sig`: the kill template, or the runtime's
+// process), retried until the container exists, and exits with the runtime's status. The keeper
+// kills the container if this launcher is killed (the step's end: a reclaim, KillWait).
+// `{name}` elements of the template (not of the command) become the container's name.
+constexpr const char* kContainer = R"SH(a=$1 c=$2; shift 2
+LL_NAME="landlord-$LANDLORD_LEASE_ID-$node"; export LL_NAME LL_KILL
+i=0; for x do shift; i=$((i + 1)); if [ "$x" = "{name}" ] && { [ $i -le "$a" ] || [ $i -gt $((a + c)) ]; }; then x=$LL_NAME; fi; set -- "$@" "$x"; done
+run=$dir.run/$node; rm -rf "$run"; mkdir -p "$run" || exit 125
+sig='sig() {
+  if [ -n "$LL_KILL" ]; then
+    (s=$1; set -f; set -- $LL_KILL; for x do shift; case $x in "{name}") x=$LL_NAME;; "{signal}") x=$s;; esac; set -- "$@" "$x"; done; exec "$@") >/dev/null 2>&1
+  else kill -s "$1" "$(cat "$run/pid")" 2>/dev/null; fi
+}'
+eval "$sig"
+keep='run=$1 me=$2; shift 2
+"$@" & pid=$!
+echo $pid >"$run/pid.tmp"; mv "$run/pid.tmp" "$run/pid"
+(while kill -0 "$me" 2>/dev/null; do sleep 0.5; done; sig KILL) </dev/null >/dev/null 2>&1 & w=$!
+wait $pid; rc=$?
+kill $w 2>/dev/null
+echo $rc >"$run/rc.tmp" && mv "$run/rc.tmp" "$run/rc"'
+(setsid /bin/sh -c "$sig
+$keep" landlord-runtime "$run" $$ "$@" </dev/null &)
+term=0; trap 'term=1' TERM
+while [ ! -e "$run/rc" ]; do
+  if [ $term = 1 ] && [ -s "$run/pid" ] && sig TERM; then term=0; fi
+  sleep 0.1 & wait $!
+done
+rc=$(cat "$run/rc"); rm -rf "$run"; exit "$rc")SH";
+
+// On the server, at a notice: the file on every node where the workload still runs (its
+// directory is there), then SIGTERM to the workload's step (term=1) unless Slurm is preempting
+// the job (its own SIGTERM already went to every step).
 constexpr const char* kNotice =
-    R"(job=$1 nodes=$2 json=$3 file=$4 term=$5 dir=$6
+    R"SH(job=$1 nodes=$2 json=$3 file=$4 term=$5 dir=$6
 srun --quiet --jobid="$job" --overlap --job-name=ll_notice --nodes="$nodes" --ntasks-per-node=1 \
-  --chdir="$dir" --export=PATH /bin/sh -c 'mkdir -p "${2%/*}" && printf "%s\n" "$1" >"$2.tmp" && mv -f "$2.tmp" "$2"' \
+  --chdir="$dir" --export=PATH /bin/sh -c '[ ! -d "${2%/*}" ] || { printf "%s\n" "$1" >"$2.$$" && mv -f "$2.$$" "$2"; }' \
   landlord-notice "$json" "$file"
 [ "$term" = 1 ] || exit 0
 scontrol show job "$job" | grep -q 'PreemptTime=None' || exit 0
-for s in $(squeue -h -s -j "$job" -o '%i %j' | awk '$2 == "ll_workload" {print $1}'); do
-  scancel --signal=TERM "$s"
-done)";
+exec /bin/sh -c "$7" landlord-signal "$job" TERM)SH";
+
+// On the server: `sig` ($2) to the workload's step of job $1.
+constexpr const char* kSignalStep =
+    R"SH(for s in $(squeue -h -s -j "$1" -o '%i %j' | awk '$2 == "ll_workload" {print $1}'); do
+  scancel --signal="$2" "$s"
+done)SH";
 
 constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -60,17 +111,19 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
-// The container template filled in for `spec`: its argv, which the launcher execs.
+// The container template filled in for `spec`, for kContainer: how many elements come before
+// the command, how many the command has, then the filled-in template.
 std::vector<std::string> ContainerArgv(const SlurmWorkloadOptions& o, const std::string& lease_id,
                                        const workload::Spec& spec,
                                        const std::vector<std::string>& env_names) {
   const std::string file = NoticeFile(o, lease_id);
   const std::string dir = file.substr(0, file.rfind('/'));
-  std::vector<std::string> out;
+  std::vector<std::string> out = {"", std::to_string(spec.command.size())};
   for (const std::string& t : o.container) {
     if (t == "{image}") {
       out.push_back(spec.image);
     } else if (t == "{command}") {
+      out[0] = std::to_string(out.size() - 2);
       out.insert(out.end(), spec.command.begin(), spec.command.end());
     } else if (t == "{env}") {
       for (const std::string& n : env_names) {
@@ -99,6 +152,33 @@ Status CheckContainerTemplate(const std::vector<std::string>& argv) {
     return bad("needs \"{command}\" once, as a whole element");
   for (const std::string& a : argv) {
     if (a.empty()) return bad("has an empty element");
+    if (a != "{name}" && a.find("{name}") != std::string::npos)
+      return bad("takes \"{name}\" only as a whole element (e.g. \"--name\", \"{name}\")");
+  }
+  return Status::Ok();
+}
+
+Status CheckContainerKill(const std::vector<std::string>& kill,
+                          const std::vector<std::string>& container) {
+  auto bad = [](const std::string& why) {
+    return Status::Invalid(fmt::format("`fleet.slurm_container_kill` {}", why));
+  };
+  if (kill.empty()) return Status::Ok();
+  if (container.empty()) return bad("needs `fleet.slurm_container`");
+  if (std::count(container.begin(), container.end(), "{name}") != 1)
+    return bad("needs \"{name}\" in `fleet.slurm_container` (e.g. \"--name\", \"{name}\")");
+  if (kill[0].empty() || kill[0][0] == '{')
+    return bad("must start with the runtime (e.g. \"podman\")");
+  for (const char* need : {"{name}", "{signal}"}) {
+    if (std::count(kill.begin(), kill.end(), need) != 1)
+      return bad(fmt::format("needs \"{}\" once, as a whole element", need));
+  }
+  for (const std::string& a : kill) {
+    // The launcher splits it on spaces, with globbing off: no element may need quoting.
+    const bool plain = !a.empty() && std::all_of(a.begin(), a.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("_./:=@{},+-", c) != nullptr;
+    });
+    if (!plain) return bad(fmt::format("element \"{}\" may hold only letters, digits and _./:=@{{}},+-", a));
   }
   return Status::Ok();
 }
@@ -153,6 +233,10 @@ StepCommand WorkloadStep(const SlurmWorkloadOptions& o, int64_t job,
   container_env.push_back("CUDA_VISIBLE_DEVICES");  // Slurm's, per node
   container_env.push_back("SLURMD_NODENAME");
   c.env.push_back("LLW_0NAMES=" + Join(names, " "));
+  if (container && !o.container_kill.empty()) {
+    exported.push_back("LLW_0KILL");
+    c.env.push_back("LLW_0KILL=" + Join(o.container_kill, " "));  // CheckContainerKill: no spaces
+  }
   c.argv = {"srun",
             "--quiet",
             fmt::format("--jobid={}", job),
@@ -165,7 +249,7 @@ StepCommand WorkloadStep(const SlurmWorkloadOptions& o, int64_t job,
             "--export=" + Join(exported, ","),
             "/bin/sh",
             "-c",
-            kLauncher,
+            std::string(kPrelude) + (container ? kContainer : kExec),
             "landlord-workload"};
   const std::vector<std::string> argv =
       container ? ContainerArgv(o, lease.lease_id, spec, container_env) : spec.command;
@@ -186,6 +270,7 @@ SlurmWorkload::SlurmWorkload(asio::io_context& io, const Clock& clock, SlurmWork
       logs_(std::max<size_t>(o_.log_bytes, 1)),
       poll_timer_(io),
       kill_timer_(io),
+      grace_timer_(io),
       pid_sd_(io),
       out_sd_(io) {}
 
@@ -263,6 +348,7 @@ void SlurmWorkload::WaitExit() {
 void SlurmWorkload::MaybeFinish() {
   if (!exited_ || !eof_ || finished_) return;
   kill_timer_.cancel();
+  grace_timer_.cancel();
   pid_sd_.close();
   out_sd_.close();
   const int st = raw_status_;
@@ -288,39 +374,57 @@ void SlurmWorkload::Notice(Time reclaim_at, Time /*kill_at*/) {
   if (started_) SendNotice();
 }
 
-// Runs kNotice off the loop; reaped when it exits.
+// Runs kNotice off the loop.
 void SlurmWorkload::SendNotice() {
   if (exited_ || !notice_) return;
   const nlohmann::json json = {{"action", "terminate"}, {"time", FormatUtc(*notice_)}};
-  auto child = slurm::Start(
-      {"/bin/sh", "-c", kNotice, "landlord-notice", std::to_string(job_),
-       std::to_string(std::max<size_t>(1, lease_.nodes.size())), json.dump(),
-       NoticeFile(o_, lease_.lease_id), o_.sigterm_on_notice ? "1" : "0", o_.notice_root},
-      {}, /*capture=*/false);
+  RunOffLoop({"/bin/sh", "-c", kNotice, "landlord-notice", std::to_string(job_),
+              std::to_string(std::max<size_t>(1, lease_.nodes.size())), json.dump(),
+              NoticeFile(o_, lease_.lease_id), o_.sigterm_on_notice ? "1" : "0", o_.notice_root,
+              kSignalStep},
+             "the notice could not be sent");
+}
+
+// Starts `argv` (a few Slurm commands) without waiting; it is reaped when it exits, even after
+// this runner is gone (the handler holds the descriptor).
+void SlurmWorkload::RunOffLoop(const std::vector<std::string>& argv, const char* what) {
+  auto child = slurm::Start(argv, {}, /*capture=*/false);
   if (!child.ok()) {
-    logs_.Append(
-        fmt::format("[landlord: the notice could not be sent: {}]\n", child.status().message()));
+    logs_.Append(fmt::format("[landlord: {}: {}]\n", what, child.status().message()));
     return;
   }
   auto sd = std::make_shared<asio::posix::stream_descriptor>(io_, child->pidfd);
   const pid_t pid = child->pid;
-  // Reaped even after this runner is gone (the handler holds the descriptor).
   sd->async_wait(asio::posix::stream_descriptor::wait_read, [sd, pid](boost::system::error_code) {
     while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
   });
 }
 
-void SlurmWorkload::Stop(Duration /*grace*/) {
+void SlurmWorkload::Stop(Duration grace) {
   if (finished_) return;
   if (!started_) {
     return Finish(State::kFailed, std::nullopt, "the lease ended before its holder job ran");
   }
-  // The lease's end cancels the holder job (EndHolder) and with it this step; srun, told too,
-  // cancels its step itself, and is killed if it hangs on an unreachable slurmctld.
   stopping_ = true;
-  kill(pid_, SIGTERM);
-  kill_timer_.expires_after(std::chrono::seconds(10));
+  if (grace.ms > 0) {
+    // SIGTERM to the step now, SIGKILL after `grace` (the holder job, and with it the step, is
+    // cancelled then too: EndHolder). srun is killed here only if it outlives that by far (an
+    // unreachable slurmctld).
+    RunOffLoop({"/bin/sh", "-c", kSignalStep, "landlord-signal", std::to_string(job_), "TERM"},
+               "the step could not be signalled");
+    grace_timer_.expires_after(std::chrono::milliseconds(grace.ms));
+    grace_timer_.async_wait(Guard([this](boost::system::error_code ec) {
+      if (ec || exited_) return;
+      RunOffLoop({"/bin/sh", "-c", kSignalStep, "landlord-signal", std::to_string(job_), "KILL"},
+                 "the step could not be killed");
+    }));
+  } else {
+    // The lease's end cancels the holder job (EndHolder) and with it this step; srun, told too,
+    // cancels its step itself, and is killed if it hangs on an unreachable slurmctld.
+    kill(pid_, SIGTERM);
+  }
+  kill_timer_.expires_after(std::chrono::milliseconds(grace.ms) + std::chrono::seconds(10));
   kill_timer_.async_wait(Guard([this](boost::system::error_code ec) {
     if (!ec && !exited_) kill(pid_, SIGKILL);
   }));

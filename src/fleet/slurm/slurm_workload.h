@@ -17,13 +17,18 @@
 // `podman run --rm {env} {image} {command}`) instead: `{command}` becomes the argv, `{env}` one
 // `--env NAME` per variable (the runtime takes the value from the launcher's environment).
 //
+// With a container the launcher does not exec the runtime: it runs it under a keeper outside
+// the step's process tree, so that Slurm's signals at preemption (SIGCONT, then SIGTERM to every
+// process of the step; podman's signal proxy and its `runc kill` helpers died of them) reach only
+// the launcher, which forwards one SIGTERM to the container (`container_kill` by name, or the
+// runtime's process) and exits with the runtime's status; the keeper kills the container when the
+// launcher is killed. The launcher also leaves a janitor that removes the notice dir on the node
+// once the lease's tasks there are gone.
+//
 // Notice(): the notice file on each node (a short step) and, unless Slurm is already preempting
-// the job (it then sent SIGTERM itself), `scancel --signal=TERM` to this step. Under podman the
-// preemption's signals are not reliable: Slurm (proctrack/linuxproc) signals every process of
-// the step, SIGCONT then SIGTERM, also the `runc kill` by which podman's signal proxy forwards
-// the SIGCONT; the proxy then gives up and podman dies of the SIGTERM, leaving its container
-// running outside the step (docs/workloads.md). The kill at
-// `reclaim_at` is the holder job's end (the lease ends, EndHolder cancels the job).
+// the job (it then sent SIGTERM itself), `scancel --signal=TERM` to this step. Stop(grace):
+// SIGTERM to the step now; the kill is the holder job's end (EndHolder, after `grace` for a
+// release, at once at `reclaim_at`).
 //
 // Threading: the io_context's thread, like control::Workloads.
 #pragma once
@@ -51,6 +56,12 @@ struct SlurmWorkloadOptions {
   // The container runtime's argv for a workload with an `image` (`{image}`, `{command}` and
   // `{env}` as whole elements; `{lease}` and `{notice_dir}` anywhere). Empty: no containers.
   std::vector<std::string> container;
+  // How to signal a container by its name (`{name}`, `{signal}` as whole elements, e.g.
+  // `podman kill --signal {signal} {name}`): the launcher's SIGTERM at the notice and its SIGKILL
+  // when the step is killed. Empty: the signals go to the runtime's own process (which must
+  // proxy them; podman's and docker's `--sig-proxy` do, but a runtime killed outright leaves
+  // podman's container running).
+  std::vector<std::string> container_kill;
   std::string notice_root = "/tmp";  // on each node: <notice_root>/landlord-<lease>/notice.json
   size_t log_bytes = 1 << 20;
   bool sigterm_on_notice = true;
@@ -60,6 +71,11 @@ struct SlurmWorkloadOptions {
 // A container template is usable: `{image}` and `{command}` each appear as a whole element, the
 // runtime is named first, and no element is empty. The error names `fleet.slurm_container`.
 Status CheckContainerTemplate(const std::vector<std::string>& argv);
+// A kill template is usable: the runtime first, `{name}` and `{signal}` once each as whole
+// elements, every element plain (no quoting needed), and `{name}` in the container template.
+// The error names `fleet.slurm_container_kill`.
+Status CheckContainerKill(const std::vector<std::string>& kill,
+                          const std::vector<std::string>& container);
 // Whether the Slurm fleet can run `spec`: no per-lease SSH login, and an `image` only with a
 // container template. A refusal names the field in `why`.
 Status AcceptsOnSlurm(const SlurmWorkloadOptions& o, const workload::Spec& spec,
@@ -100,6 +116,7 @@ class SlurmWorkload final : public workload::Runner {
   void WaitExit();
   void MaybeFinish();
   void SendNotice();
+  void RunOffLoop(const std::vector<std::string>& argv, const char* what);
   void Finish(workload::State state, std::optional<int> code, std::string error);
   template <typename F>
   auto Guard(F f) {
@@ -118,7 +135,7 @@ class SlurmWorkload final : public workload::Runner {
   workload::WorkloadStatus status_;
   workload::LogRing logs_;
   std::optional<workload::SshAccess> ssh_;  // never: the fleet's own access line says how
-  boost::asio::steady_timer poll_timer_, kill_timer_;
+  boost::asio::steady_timer poll_timer_, kill_timer_, grace_timer_;
   boost::asio::posix::stream_descriptor pid_sd_, out_sd_;
   pid_t pid_ = -1;
   int64_t job_ = 0;

@@ -78,6 +78,16 @@ ALTER TABLE api_keys ADD COLUMN revoked_ms BIGINT;
 )sql",
     // A lease's workload: {"spec", "status"} as JSON text ('': none).
     "ALTER TABLE leases ADD COLUMN workload TEXT NOT NULL DEFAULT '';",
+    // A spot lease's notice tier (leases from before it were all `standard`).
+    "ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard' "
+    "CHECK (notice_tier IN ('standard', 'flash'));",
+    // A gateway's slice is a hold with a key, its units, what it spent, its report and expiry.
+    R"sql(
+ALTER TABLE holds ADD COLUMN key_id TEXT NOT NULL DEFAULT '', ADD COLUMN requests BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN tokens BIGINT NOT NULL DEFAULT 0, ADD COLUMN spent_micros BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN seq BIGINT NOT NULL DEFAULT 0, ADD COLUMN expires_ms BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN expired SMALLINT NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 
@@ -165,7 +175,8 @@ class PostgresStore final : public Store {
     for (const auto& l : batch.leases) {
       add("lease", {q(l.id), q(l.tenant_id), q(std::string(Name(l.kind))), q(std::string(Name(l.state))), n(l.pool), n(l.gpus), n(l.price_micros),
                     n(l.max_price_micros), ms(l.created), ms(l.started), ms(l.noticed_at), ms(l.reclaim_at),
-                    ms(l.term_end), ms(l.ended), q(std::string(Name(l.end_reason))), q(l.placement), q(l.workload)});
+                    ms(l.term_end), ms(l.ended), q(std::string(Name(l.end_reason))), q(l.placement), q(l.workload),
+                    q(std::string(Name(l.notice_tier)))});
     }
     for (const auto& e : batch.events) {
       add("event", {n(++next), q(e.lease_id), q(e.tenant_id), q(e.type), n(e.at.ms), q(e.data)});
@@ -178,7 +189,8 @@ class PostgresStore final : public Store {
     for (const auto& b : batch.balances) add("balance", {q(b.tenant_id), n(b.credited_micros), n(b.charged_micros)});
     for (const auto& h : batch.holds) {
       add("hold", {q(h.id), q(h.tenant_id), n(h.amount_micros), h.charged_micros < 0 ? "NULL" : n(h.charged_micros),
-                   n(h.created.ms)});
+                   n(h.created.ms), q(h.key_id), n(h.requests), n(h.tokens), n(h.spent_micros), n(h.seq),
+                   n(h.expires.ms), n(h.expired ? 1 : 0)});
     }
     // Last, so that its count is what the text returns: the usage records that were new.
     if (!batch.usage.empty()) {
@@ -217,7 +229,8 @@ class PostgresStore final : public Store {
         what = fmt::format("commit: lease `{}` (tenant `{}`)", l.id, l.tenant_id);
         w.exec_prepared("lease", l.id, l.tenant_id, std::string(Name(l.kind)), std::string(Name(l.state)), l.pool, l.gpus, l.price_micros, l.max_price_micros,
                         MsOrNull(l.created), MsOrNull(l.started), MsOrNull(l.noticed_at), MsOrNull(l.reclaim_at),
-                        MsOrNull(l.term_end), MsOrNull(l.ended), std::string(Name(l.end_reason)), l.placement, l.workload);
+                        MsOrNull(l.term_end), MsOrNull(l.ended), std::string(Name(l.end_reason)), l.placement, l.workload,
+                        std::string(Name(l.notice_tier)));
       }
       if (!batch.events.empty()) {
         // Seqs without gaps, as in SQLite: a sequence would be consumed by a batch that then
@@ -255,7 +268,8 @@ class PostgresStore final : public Store {
       for (const auto& h : batch.holds) {
         what = fmt::format("commit: hold `{}` (tenant `{}`)", h.id, h.tenant_id);
         w.exec_prepared("hold", h.id, h.tenant_id, h.amount_micros,
-                        h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms);
+                        h.charged_micros < 0 ? std::nullopt : std::optional<int64_t>(h.charged_micros), h.created.ms,
+                        h.key_id, h.requests, h.tokens, h.spent_micros, h.seq, h.expires.ms, h.expired ? 1 : 0);
       }
       what = "commit";
       w.commit();
@@ -330,13 +344,15 @@ class PostgresStore final : public Store {
     conn_.prepare("key_revoke", "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1");
     conn_.prepare("lease",
                   "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
-                  "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload) "
-                  "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT(id) DO UPDATE SET "
+                  "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload, "
+                  "notice_tier) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) "
+                  "ON CONFLICT(id) DO UPDATE SET "
                   "tenant_id = excluded.tenant_id, kind = excluded.kind, state = excluded.state, pool = excluded.pool, "
                   "gpus = excluded.gpus, price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
                   "created_ms = excluded.created_ms, started_ms = excluded.started_ms, noticed_at_ms = excluded.noticed_at_ms, "
                   "reclaim_at_ms = excluded.reclaim_at_ms, term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
-                  "end_reason = excluded.end_reason, placement = excluded.placement, workload = excluded.workload");
+                  "end_reason = excluded.end_reason, placement = excluded.placement, workload = excluded.workload, "
+                  "notice_tier = excluded.notice_tier");
     conn_.prepare("events_lock", "SELECT pg_advisory_xact_lock(7342002)");
     conn_.prepare("events_max", "SELECT COALESCE(MAX(seq), 0) FROM lease_events");
     conn_.prepare("event", "INSERT INTO lease_events(seq, lease_id, tenant_id, type, at_ms, data) VALUES($1,$2,$3,$4,$5,$6)");
@@ -365,8 +381,11 @@ class PostgresStore final : public Store {
                   "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
                   "charged_micros = excluded.charged_micros");
     conn_.prepare("hold",
-                  "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES($1,$2,$3,$4,$5) "
-                  "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros");
+                  "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms, key_id, requests, tokens, "
+                  "spent_micros, seq, expires_ms, expired) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) "
+                  "ON CONFLICT(id) DO UPDATE SET amount_micros = excluded.amount_micros, charged_micros = "
+                  "excluded.charged_micros, requests = excluded.requests, tokens = excluded.tokens, spent_micros = "
+                  "excluded.spent_micros, seq = excluded.seq, expires_ms = excluded.expires_ms, expired = excluded.expired");
     // Now, not on first use: CommitInOneText runs them by name (EXECUTE) in one text.
     for (const char* name : {"tenant", "key", "key_revoke", "lease", "event", "internal_job", "setting", "lease_price", "spot_price",
                              "balance", "hold"}) {
@@ -403,7 +422,8 @@ class PostgresStore final : public Store {
     return Rows<LeaseRecord>(
         "read leases",
         "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, started_ms, "
-        "noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload FROM leases ORDER BY id",
+        "noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload, notice_tier FROM leases "
+        "ORDER BY id",
         [](const pqxx::row& r) {
           LeaseRecord l;
           l.id = r[0].c_str();
@@ -421,7 +441,7 @@ class PostgresStore final : public Store {
           l.ended = AtOrMax(r[13]);
           l.placement = r[15].c_str();
           l.workload = r[16].c_str();
-          if (Status st = ReadLeaseNames(l, kind, state, r[14].c_str()); !st.ok()) throw std::runtime_error(st.message());
+          if (Status st = ReadLeaseNames(l, kind, state, r[14].c_str(), r[17].c_str()); !st.ok()) throw std::runtime_error(st.message());
           return l;
         });
   }
@@ -545,7 +565,8 @@ class PostgresStore final : public Store {
       "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
       "amount_micros";
   static constexpr const char* kHoldColumns =
-      "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms";
+      "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms, key_id, requests, tokens, "
+      "spent_micros, seq, expires_ms, expired";
   static UsageRecord ReadUsage(const pqxx::row& r) {
     UsageRecord u;
     u.key = r[0].c_str();
@@ -563,7 +584,11 @@ class PostgresStore final : public Store {
     return u;
   }
   static HoldRecord ReadHold(const pqxx::row& r) {
-    return HoldRecord{r[0].c_str(), r[1].c_str(), r[2].as<int64_t>(), r[3].as<int64_t>(), Time{r[4].as<int64_t>()}};
+    return HoldRecord{.id = r[0].c_str(), .tenant_id = r[1].c_str(), .amount_micros = r[2].as<int64_t>(),
+                      .charged_micros = r[3].as<int64_t>(), .created = Time{r[4].as<int64_t>()},
+                      .key_id = r[5].c_str(), .requests = r[6].as<int64_t>(), .tokens = r[7].as<int64_t>(),
+                      .spent_micros = r[8].as<int64_t>(), .seq = r[9].as<int64_t>(),
+                      .expires = Time{r[10].as<int64_t>()}, .expired = r[11].as<int>() != 0};
   }
   // The URL without its password, for messages.
   explicit PostgresStore(const std::string& url) : url_(RedactedUrl(url)), conn_(url) {}

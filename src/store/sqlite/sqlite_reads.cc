@@ -24,8 +24,8 @@ constexpr const char* kSelectKeys =
     "ORDER BY id";
 constexpr const char* kSelectLeases =
     "SELECT id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, created_ms, "
-    "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload "
-    "FROM leases ORDER BY id";
+    "started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, placement, workload, "
+    "notice_tier FROM leases ORDER BY id";
 constexpr const char* kSelectEvents =
     "SELECT seq, lease_id, tenant_id, type, at_ms, data FROM lease_events "
     "WHERE lease_id = ?1 AND seq > ?2 ORDER BY seq";
@@ -44,10 +44,11 @@ constexpr const char* kSelectUsage =
     "ORDER BY start_ms, key";
 constexpr const char* kSelectBalances = "SELECT tenant_id, credited_micros, charged_micros FROM balances ORDER BY tenant_id";
 constexpr const char* kSelectOpenHolds =
-    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms FROM holds "
-    "WHERE charged_micros IS NULL ORDER BY id";
+    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms, key_id, requests, tokens, "
+    "spent_micros, seq, expires_ms, expired FROM holds WHERE charged_micros IS NULL ORDER BY id";
 constexpr const char* kSelectHold =
-    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms FROM holds WHERE id = ?1";
+    "SELECT id, tenant_id, amount_micros, COALESCE(charged_micros, -1), created_ms, key_id, requests, tokens, "
+    "spent_micros, seq, expires_ms, expired FROM holds WHERE id = ?1";
 constexpr const char* kSelectUsagePage =
     "SELECT key, tenant_id, source, ref, kind, period, start_ms, end_ms, quantity, unit, unit_price_micros, "
     "amount_micros FROM usage_events WHERE (?1 = '' OR tenant_id = ?1) AND (?2 = '' OR period = ?2) "
@@ -88,6 +89,13 @@ HoldRecord ReadHold(Row& r) {
   h.amount_micros = r.Int();
   h.charged_micros = r.Int();
   h.created = r.At();
+  h.key_id = r.Text();
+  h.requests = r.Int();
+  h.tokens = r.Int();
+  h.spent_micros = r.Int();
+  h.seq = r.Int();
+  h.expires = r.At();
+  h.expired = r.Int() != 0;
   return h;
 }
 
@@ -166,7 +174,8 @@ Result<std::vector<LeaseRecord>> SqliteStore::Leases() {
     const std::string end_reason = r.Text();
     l.placement = r.Text();
     l.workload = r.Text();
-    if (Status st = ReadLeaseNames(l, kind, state, end_reason); !st.ok() && bad.ok()) bad = st;
+    const std::string tier = r.Text();
+    if (Status st = ReadLeaseNames(l, kind, state, end_reason, tier); !st.ok() && bad.ok()) bad = st;
     return l;
   });
   if (!bad.ok()) return Status::Invalid(fmt::format("{}: {}", path_, bad.message()));

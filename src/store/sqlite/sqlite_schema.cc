@@ -144,6 +144,20 @@ ALTER TABLE api_keys ADD COLUMN revoked_ms INTEGER;
 )sql",
     // 6: a lease's workload: {"spec", "status"} as JSON text ('': none).
     "ALTER TABLE leases ADD COLUMN workload TEXT NOT NULL DEFAULT '';",
+    // 7: a spot lease's notice tier (leases from before it were all `standard`).
+    "ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard' "
+    "CHECK (notice_tier IN ('standard', 'flash'));",
+    // 8: a gateway's slice of a balance and of a key's rate limits is a hold with a key, the
+    // units it holds, what it spent, the last report applied and its lease's expiry.
+    R"sql(
+ALTER TABLE holds ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE holds ADD COLUMN requests INTEGER NOT NULL DEFAULT 0 CHECK (requests >= 0);
+ALTER TABLE holds ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0 CHECK (tokens >= 0);
+ALTER TABLE holds ADD COLUMN spent_micros INTEGER NOT NULL DEFAULT 0 CHECK (spent_micros >= 0);
+ALTER TABLE holds ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE holds ADD COLUMN expires_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE holds ADD COLUMN expired INTEGER NOT NULL DEFAULT 0 CHECK (expired IN (0, 1));
+)sql",
 };
 constexpr int64_t kSchemaVersion = std::size(kMigrations);
 

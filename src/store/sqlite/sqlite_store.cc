@@ -31,14 +31,16 @@ constexpr const char* kRevokeKey = "UPDATE api_keys SET revoked_ms = COALESCE(re
 constexpr const char* kUpsertLease =
     "INSERT INTO leases(id, tenant_id, kind, state, pool, gpus, price_micros, max_price_micros, "
     "created_ms, started_ms, noticed_at_ms, reclaim_at_ms, term_end_ms, ended_ms, end_reason, "
-    "placement, workload) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
+    "placement, workload, notice_tier) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+    "?17, ?18) "
     "ON CONFLICT(id) DO UPDATE SET tenant_id = excluded.tenant_id, kind = excluded.kind, "
     "state = excluded.state, pool = excluded.pool, gpus = excluded.gpus, "
     "price_micros = excluded.price_micros, max_price_micros = excluded.max_price_micros, "
     "created_ms = excluded.created_ms, started_ms = excluded.started_ms, "
     "noticed_at_ms = excluded.noticed_at_ms, reclaim_at_ms = excluded.reclaim_at_ms, "
     "term_end_ms = excluded.term_end_ms, ended_ms = excluded.ended_ms, "
-    "end_reason = excluded.end_reason, placement = excluded.placement, workload = excluded.workload";
+    "end_reason = excluded.end_reason, placement = excluded.placement, workload = excluded.workload, "
+    "notice_tier = excluded.notice_tier";
 constexpr const char* kInsertEvent =
     "INSERT INTO lease_events(lease_id, tenant_id, type, at_ms, data) "
     "VALUES(?1, ?2, ?3, ?4, ?5)";
@@ -64,8 +66,11 @@ constexpr const char* kUpsertBalance =
     "ON CONFLICT(tenant_id) DO UPDATE SET credited_micros = excluded.credited_micros, "
     "charged_micros = excluded.charged_micros";
 constexpr const char* kUpsertHold =
-    "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms) VALUES(?1, ?2, ?3, ?4, ?5) "
-    "ON CONFLICT(id) DO UPDATE SET charged_micros = excluded.charged_micros";
+    "INSERT INTO holds(id, tenant_id, amount_micros, charged_micros, created_ms, key_id, requests, tokens, "
+    "spent_micros, seq, expires_ms, expired) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT(id) DO UPDATE SET amount_micros = excluded.amount_micros, charged_micros = excluded.charged_micros, "
+    "requests = excluded.requests, tokens = excluded.tokens, spent_micros = excluded.spent_micros, seq = excluded.seq, "
+    "expires_ms = excluded.expires_ms, expired = excluded.expired";
 
 StatusCode CodeFor(int rc) {
   switch (rc) {
@@ -243,7 +248,7 @@ Status SqliteStore::WriteLeases(const Batch& batch, std::vector<int64_t>* seqs) 
           b.AtOrNull(l.created).AtOrNull(l.started);
           b.AtOrNull(l.noticed_at).AtOrNull(l.reclaim_at);
           b.AtOrNull(l.term_end).AtOrNull(l.ended);
-          b.Text(Name(l.end_reason)).Text(l.placement).Text(l.workload);
+          b.Text(Name(l.end_reason)).Text(l.placement).Text(l.workload).Text(Name(l.notice_tier));
         }));
   }
   for (const LeaseEventRecord& e : batch.events) {
@@ -294,7 +299,8 @@ Status SqliteStore::WriteLedger(const Batch& batch, int64_t* usage_inserted) {
       } else {
         b.Int(h.charged_micros);
       }
-      b.At(h.created);
+      b.At(h.created).Text(h.key_id).Int(h.requests).Int(h.tokens).Int(h.spent_micros).Int(h.seq).At(h.expires);
+      b.Int(h.expired ? 1 : 0);
     }));
   }
   return Status::Ok();
