@@ -383,7 +383,14 @@ Status ReadGateway(Reader& r, const std::string& path, ServeConfig* c) {
     return Status::Ok();
   }));
   LL_RETURN_IF_ERROR(ReadSimModels(root, path, &g));
-  return ReadEngines(root, path, &g);
+  LL_RETURN_IF_ERROR(ReadEngines(root, path, &g));
+  // A [[gateway.engines]] model's replicas on the Slurm fleet run its engine's server: the
+  // command is derived here, not written twice (`fleet.slurm_model_command` is for the others).
+  c->slurm.model_commands.clear();
+  for (const auto& [model, e] : g.engines) {
+    c->slurm.model_commands[model] = gateway::EngineShellCommand(e, "{addr}", "{port}");
+  }
+  return Status::Ok();
 }
 
 Status ReadWorkloads(Reader& r, const std::string& path, WorkloadConfig* w) {

@@ -281,10 +281,10 @@ Result<sim::Trace> FleetTrace(api::ServeConfig& config, std::optional<sim::Trace
   // A real cluster runs on real time, and places no simulated replicas.
   if (config.speed != 1) Say(Level::kWarn, "serve.config", "landlord serve: the slurm fleet runs at 1x (`clock.speed` ignored)");
   config.speed = 1;
-  // Replicas on the fleet are Slurm jobs running `slurm_model_command`; without one they run
-  // beside the fleet.
-  if (config.slurm.model_command.empty()) {
-    for (auto& m : config.gateway.sim_models) m.gpus_per_replica = 0;
+  // Replicas on the fleet are Slurm jobs running their model's command (an engine's server from
+  // [[gateway.engines]], else `slurm_model_command`); a model with neither runs beside the fleet.
+  for (auto& m : config.gateway.sim_models) {
+    if (config.slurm.model_command.empty() && !config.slurm.model_commands.contains(m.model)) m.gpus_per_replica = 0;
   }
   config.slurm.state_dir = config.data_dir + "/slurm";
   LL_ASSIGN_OR_RETURN(*slurm, fleet::SlurmBackend::Open(config.slurm));

@@ -34,6 +34,12 @@ struct EngineReplicas::Engine {
   int spawns = 0;
   int64_t polls_loading = 0;
   bool probing = false;
+  int64_t server = 0;           // which server of the replica this is (a probe answers for one)
+  bool ever_ready = false;      // supervised from its first ready on
+  int64_t restarts = 0;         // servers restarted after a crash
+  int crash_streak = 0;         // crashes since it last served `restart_reset`
+  int64_t polls_ready = 0;      // polls since it became ready
+  int64_t polls_to_restart = 0;  // while kRestarting: polls before the next server
 };
 
 namespace {
@@ -99,11 +105,23 @@ Status ValidateEngineConfig(const EngineConfig& c) {
   return Status::Ok();
 }
 
-std::vector<std::string> EngineCommand(const EngineConfig& c, int port) {
+std::vector<std::string> EngineCommand(const EngineConfig& c, const std::string& host, const std::string& port) {
   std::vector<std::string> argv{c.server, "-m", c.model_path, "-t", std::to_string(c.threads),
-                                "--host", kHost, "--port", std::to_string(port)};
+                                "--host", host, "--port", port};
   argv.insert(argv.end(), c.args.begin(), c.args.end());
   return argv;
+}
+
+std::string EngineShellCommand(const EngineConfig& c, const std::string& host, const std::string& port) {
+  std::string out;
+  for (const std::string& word : EngineCommand(c, host, port)) {
+    if (!out.empty()) out += ' ';
+    // 'word', each ' inside as '\'' (close, an escaped quote, reopen).
+    out += '\'';
+    for (char ch : word) out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+    out += '\'';
+  }
+  return out;
 }
 
 EngineReplicas::EngineReplicas(net::io_context& ioc, Callbacks callbacks, EngineReplicasOptions options)
@@ -112,7 +130,9 @@ EngineReplicas::EngineReplicas(net::io_context& ioc, Callbacks callbacks, Engine
 EngineReplicas::~EngineReplicas() {
   *alive_ = false;
   timer_.cancel();
-  for (auto& [id, e] : engines_) stopping_.emplace_back(e->pid, 0);
+  for (auto& [id, e] : engines_) {
+    if (e->pid > 0) stopping_.emplace_back(e->pid, 0);
+  }
   for (auto& [pid, polls] : stopping_) {
     ::kill(pid, SIGKILL);
     int st = 0;
@@ -139,21 +159,25 @@ Status EngineReplicas::Start(const std::string& id, const EngineConfig& config) 
 
 void EngineReplicas::Spawn(Engine& e) {
   ++e.spawns;
+  ++e.server;
+  e.probing = false;
   e.polls_loading = 0;
   e.pid = -1;
   Result<int> port = FreeLoopbackPort(ioc_);
   if (!port.ok()) return;
   e.port = *port;
   const std::string log = e.config.log_dir.empty() ? "" : fmt::format("{}/{}.log", e.config.log_dir, e.id);
-  Result<pid_t> pid = SpawnProcess(EngineCommand(e.config, e.port), log);
+  Result<pid_t> pid = SpawnProcess(EngineCommand(e.config, kHost, std::to_string(e.port)), log);
   if (pid.ok()) e.pid = *pid;
 }
 
 void EngineReplicas::Stop(const std::string& id) {
   auto it = engines_.find(id);
   if (it == engines_.end()) return;
-  ::kill(it->second->pid, SIGTERM);
-  stopping_.emplace_back(it->second->pid, std::max<int64_t>(1, options_.stop_grace.ms / options_.poll.ms));
+  if (const pid_t pid = it->second->pid; pid > 0) {  // none while it waits for a restart
+    ::kill(pid, SIGTERM);
+    stopping_.emplace_back(pid, std::max<int64_t>(1, options_.stop_grace.ms / options_.poll.ms));
+  }
   engines_.erase(it);
 }
 
@@ -165,6 +189,11 @@ EngineReplicas::State EngineReplicas::state(const std::string& id) const {
 pid_t EngineReplicas::pid(const std::string& id) const {
   auto it = engines_.find(id);
   return it == engines_.end() ? -1 : it->second->pid;
+}
+
+int64_t EngineReplicas::restarts(const std::string& id) const {
+  auto it = engines_.find(id);
+  return it == engines_.end() ? 0 : it->second->restarts;
 }
 
 void EngineReplicas::Tick() {
@@ -181,29 +210,66 @@ void EngineReplicas::Tick() {
   }
   std::vector<std::string> ids;
   for (const auto& [id, e] : engines_) ids.push_back(id);
-  const int64_t max_loading_polls = std::max<int64_t>(1, options_.ready_timeout.ms / options_.poll.ms);
-  for (const std::string& id : ids) {
-    Engine& e = *engines_.at(id);
-    int st = 0;
-    if (::waitpid(e.pid, &st, WNOHANG) == e.pid) {
-      if (e.state == State::kLoading && e.spawns < options_.max_spawns) {
-        Spawn(e);  // a lost race for the port, or a crash while loading: once more
-        if (e.pid >= 0) continue;
-      }
-      Fail(id, fmt::format("its server exited ({}) {}", ExitText(st),
-                           e.state == State::kReady ? "while serving" : "before it was ready"));
-      continue;
-    }
-    if (e.state != State::kLoading) continue;
-    if (++e.polls_loading > max_loading_polls) {
-      ::kill(e.pid, SIGKILL);
-      stopping_.emplace_back(e.pid, 1);
-      Fail(id, fmt::format("its server was not ready within {} s", options_.ready_timeout.ms / 1000));
-      continue;
-    }
-    if (!e.probing) Probe(id);
-  }
+  for (const std::string& id : ids) TickEngine(*engines_.at(id));
   Arm();
+}
+
+// One poll of one replica: a restart due, an exit, the reset of a crash streak, a load that
+// takes too long, a health probe. May erase `e` (Fail).
+void EngineReplicas::TickEngine(Engine& e) {
+  if (e.state == State::kRestarting) {
+    if (--e.polls_to_restart > 0) return;
+    e.state = State::kLoading;
+    e.spawns = 0;
+    Spawn(e);
+    if (e.pid < 0) Crashed(e, "its server could not be started");
+    return;
+  }
+  int st = 0;
+  if (::waitpid(e.pid, &st, WNOHANG) == e.pid) {
+    if (e.ever_ready) {
+      Crashed(e, fmt::format("its server exited ({}) {}", ExitText(st),
+                             e.state == State::kReady ? "while serving" : "while loading after a restart"));
+      return;
+    }
+    if (e.spawns < options_.max_spawns) {
+      Spawn(e);  // a lost race for the port, or a crash while loading: once more
+      if (e.pid >= 0) return;
+    }
+    Fail(e.id, fmt::format("its server exited ({}) before it was ready", ExitText(st)));
+    return;
+  }
+  if (e.state == State::kReady) {
+    if (++e.polls_ready == std::max<int64_t>(1, options_.restart_reset.ms / options_.poll.ms)) e.crash_streak = 0;
+    return;
+  }
+  if (++e.polls_loading > std::max<int64_t>(1, options_.ready_timeout.ms / options_.poll.ms)) {
+    ::kill(e.pid, SIGKILL);
+    stopping_.emplace_back(e.pid, 1);
+    const std::string why = fmt::format("its server was not ready within {} s", options_.ready_timeout.ms / 1000);
+    if (e.ever_ready) {
+      Crashed(e, why);
+    } else {
+      Fail(e.id, why);
+    }
+    return;
+  }
+  if (!e.probing) Probe(e.id);
+}
+
+void EngineReplicas::Crashed(Engine& e, const std::string& why) {
+  // The backoff doubles with each crash in a row: 1, 2, 4 ... s, up to the maximum.
+  int64_t ms = options_.restart_backoff.ms;
+  for (int i = 0; i < e.crash_streak && ms < options_.max_restart_backoff.ms; ++i) ms *= 2;
+  ms = std::min(ms, options_.max_restart_backoff.ms);
+  ++e.crash_streak;
+  ++e.restarts;
+  e.state = State::kRestarting;
+  e.pid = -1;
+  e.polls_to_restart = std::max<int64_t>(1, ms / options_.poll.ms);
+  if (callbacks_.down) {
+    callbacks_.down(e.id, fmt::format("engine replica `{}`: {}; restart {} in {} ms", e.id, why, e.restarts, ms));
+  }
 }
 
 void EngineReplicas::Arm() {
@@ -223,8 +289,8 @@ void EngineReplicas::Probe(const std::string& id) {
       fmt::format("GET /health HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n\r\n", kHost, e.port));
   auto buf = std::make_shared<beast::flat_buffer>();
   auto res = std::make_shared<http::response<http::string_body>>();
-  auto done = [this, id, alive = alive_, stream](int status) {
-    if (*alive) OnProbe(id, status);
+  auto done = [this, id, server = e.server, alive = alive_, stream](int status) {
+    if (*alive) OnProbe(id, server, status);
   };
   stream->expires_after(std::chrono::milliseconds(options_.probe_timeout.ms));
   const tcp::endpoint ep(net::ip::make_address_v4(kHost), static_cast<unsigned short>(e.port));
@@ -239,17 +305,20 @@ void EngineReplicas::Probe(const std::string& id) {
   });
 }
 
-void EngineReplicas::OnProbe(const std::string& id, int http_status) {
+void EngineReplicas::OnProbe(const std::string& id, int64_t server, int http_status) {
   auto it = engines_.find(id);
   if (it == engines_.end()) return;  // stopped or failed meanwhile
   Engine& e = *it->second;
+  if (server != e.server) return;  // the answer for a server that is gone
   e.probing = false;
   if (http_status != 200 || e.state != State::kLoading) return;
   e.state = State::kReady;
+  e.ever_ready = true;
+  e.polls_ready = 0;
   if (callbacks_.ready) callbacks_.ready(id, kHost, std::to_string(e.port));
 }
 
-void EngineReplicas::Fail(const std::string& id, const std::string& why) {
+void EngineReplicas::Fail(std::string id, const std::string& why) {
   engines_.erase(id);
   if (callbacks_.failed) callbacks_.failed(id, fmt::format("engine replica `{}`: {}", id, why));
 }

@@ -56,24 +56,38 @@ Gateway::Gateway(net::io_context& ioc, GatewayOptions options, market::PriceBook
   boot_id_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   engines_ = std::make_unique<EngineReplicas>(
       ioc, EngineReplicas::Callbacks{
-               .ready =
-                   [this](const std::string& id, const std::string& host, const std::string& port) {
-                     auto it = engine_models_.find(id);
-                     if (it == engine_models_.end()) return;
-                     Replica r;
-                     r.id = id;
-                     r.model = it->second;
-                     r.host = host;
-                     r.port = port;
-                     AddReplica(std::move(r));
-                   },
+               .ready = [this](const std::string& id, const std::string& host,
+                               const std::string& port) { OnEngineReady(id, host, port); },
                .failed =
                    [this](const std::string& id, const std::string& why) {
                      fmt::print(stderr, "gateway: {}\n", why);
                      engine_models_.erase(id);
                      router_.Remove(id);
                      pool_->Forget(id);
+                   },
+               .down =
+                   [this](const std::string& id, const std::string& why) {
+                     fmt::print(stderr, "gateway: {}\n", why);
+                     router_.SetDown(id);  // routed around; its requests in flight fail over
+                     pool_->Forget(id);
                    }});
+}
+
+// First ready: routed to from now on. Ready again after a restart: up at its new port, still
+// draining if it was reclaimed meanwhile.
+void Gateway::OnEngineReady(const std::string& id, const std::string& host, const std::string& port) {
+  auto it = engine_models_.find(id);
+  if (it == engine_models_.end()) return;
+  if (router_.SetUp(id, host, port)) {
+    fmt::print(stderr, "gateway: engine replica `{}` is back at {}:{}\n", id, host, port);
+    return;
+  }
+  Replica r;
+  r.id = id;
+  r.model = it->second;
+  r.host = host;
+  r.port = port;
+  AddReplica(std::move(r));
 }
 
 Gateway::~Gateway() = default;
@@ -272,6 +286,20 @@ std::string Gateway::MetricsText() const {
     out += fmt::format("landlord_gateway_replica_outstanding_tokens{{replica=\"{}\",model=\"{}\",draining=\"{}\"}} {}\n",
                        r.id, r.model, r.draining ? 1 : 0, r.outstanding_tokens);
   }
+  if (engine_models_.empty()) return out;
+  std::string up =
+      "# HELP landlord_gateway_engine_up whether an engine replica's server serves (1) or loads or restarts (0)\n"
+      "# TYPE landlord_gateway_engine_up gauge\n";
+  std::string restarts =
+      "# HELP landlord_gateway_engine_restarts_total engine replicas' servers restarted after they exited\n"
+      "# TYPE landlord_gateway_engine_restarts_total counter\n";
+  for (const auto& [id, model] : engine_models_) {
+    const bool serving = engines_->state(id) == EngineReplicas::State::kReady;
+    up += fmt::format("landlord_gateway_engine_up{{replica=\"{}\",model=\"{}\"}} {}\n", id, model, serving ? 1 : 0);
+    restarts += fmt::format("landlord_gateway_engine_restarts_total{{replica=\"{}\",model=\"{}\"}} {}\n", id, model,
+                            engines_->restarts(id));
+  }
+  return out + up + restarts;
   return out;
 }
 

@@ -121,6 +121,7 @@ class Gateway final : public ReplicaHost {
   uint64_t next_request_ = 0;
   Result<std::string> StartSim(const SimModelConfig& m);
   Result<std::string> StartEngine(const SimModelConfig& m);
+  void OnEngineReady(const std::string& id, const std::string& host, const std::string& port);
   // Routes to `r`; a model seen first is registered now (its `created` in `/v1/models`).
   void AddReplica(Replica r);
   ModelCatalog catalog_;

@@ -43,6 +43,22 @@ bool Router::Drain(const std::string& id) {
   return true;
 }
 
+bool Router::SetDown(const std::string& id) {
+  Replica* r = Find(id);
+  if (r == nullptr) return false;
+  r->down = true;
+  return true;
+}
+
+bool Router::SetUp(const std::string& id, const std::string& host, const std::string& port) {
+  Replica* r = Find(id);
+  if (r == nullptr) return false;
+  r->down = false;
+  r->host = host;
+  r->port = port;
+  return true;
+}
+
 Replica* Router::Find(const std::string& id) {
   for (Replica& r : replicas_) {
     if (r.id == id) return &r;
@@ -66,7 +82,7 @@ Replica* Router::Pick(const std::string& model, uint64_t prefix_hash, const std:
   Replica* preferred = nullptr;
   uint64_t best_weight = 0;
   for (Replica& r : replicas_) {
-    if (r.model != model || r.draining || now < r.failed_until) continue;
+    if (r.model != model || r.draining || r.down || now < r.failed_until) continue;
     if (std::find(exclude.begin(), exclude.end(), r.id) != exclude.end()) continue;
     // Ties on load go to the earlier replica: deterministic.
     if (least == nullptr || r.outstanding_tokens < least->outstanding_tokens) least = &r;

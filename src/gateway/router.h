@@ -33,6 +33,7 @@ struct Replica {
   std::string model;  // the model it serves
   std::string host, port;
   bool draining = false;
+  bool down = false;  // its server is restarting (engine_replicas.h)
   Time failed_until;  // ejected until then
   int64_t outstanding_tokens = 0;
   int64_t in_flight = 0;
@@ -49,6 +50,10 @@ class Router {
   void Remove(const std::string& id);
   // No new requests; returns false for an unknown id.
   bool Drain(const std::string& id);
+  // Down (no requests) until back up at host:port; returns false for an unknown id. Draining
+  // and load are kept.
+  bool SetDown(const std::string& id);
+  bool SetUp(const std::string& id, const std::string& host, const std::string& port);
 
   // The replica for a request for `model` with `prefix_hash`, skipping `exclude` (replicas
   // this request already failed on); nullptr if none is usable.

@@ -103,6 +103,12 @@ TEST_F(ConfigTest, TheGatewayTableIsReadAndCheckedToo) {
   EXPECT_EQ(engine.args, (std::vector<std::string>{"-c", "512"}));
   EXPECT_EQ(engine.threads, 2);
   EXPECT_EQ(engine.log_dir, "logs");
+  // On Slurm its replica jobs run the same server: the command is derived, with the node's
+  // address and the replica's port filled in there (`{addr}`, `{port}`).
+  ASSERT_EQ(e.slurm.model_commands.count("m"), 1u);
+  EXPECT_EQ(e.slurm.model_commands.at("m"),
+            "'/bin/true' '-m' '/etc/hostname' '-t' '2' '--host' '{addr}' '--port' '{port}' '-c' '512'");
+  EXPECT_EQ(e.slurm.model_command, "") << "the other models' command is not touched";
 
   struct Case {
     const char* toml;

@@ -11,12 +11,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 import OpenAI, { APIError } from '../node/node_modules/openai/index.mjs';
 
 import { creditedTenant, request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
+import { replicaPid, until } from '../lib/llama_server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(process.env.LANDLORD_BIN ?? path.join(HERE, '../../build/release/landlord'));
@@ -26,32 +26,6 @@ const CREDIT_MICROS = 5_000_000;
 // $1 and $2 per million tokens: 1 and 2 micro-dollars a token, so amounts are exact.
 const IN_MICROS = 1;
 const OUT_MICROS = 2;
-
-// Polls `fn` until it returns a truthy value (what the system promises, never a guessed sleep
-// standing in for it); fails with `what` after `ms`.
-async function until(what, fn, ms = 120_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) return assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-// The pid of the engine replica `id`'s server: the process whose stdout is its log file.
-async function replicaPid(logDir, id) {
-  const want = path.join(logDir, `${id}.log`);
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if ((await fs.readlink(`/proc/${entry}/fd/1`)) === want) return Number(entry);
-    } catch {
-      // gone, or not ours
-    }
-  }
-  return null;
-}
 
 describe('landlord serve with real llama-server replicas (issue 18 acceptance)', () => {
   const s = {};

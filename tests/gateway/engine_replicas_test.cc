@@ -28,8 +28,8 @@ namespace {
 using nlohmann::json;
 
 struct Events {
-  std::string ready_id, host, port, failed_id, why;
-  int ready = 0, failed = 0;
+  std::string ready_id, host, port, failed_id, why, down_why;
+  int ready = 0, failed = 0, down = 0;
 };
 
 class EngineReplicasTest : public ::testing::Test {
@@ -64,7 +64,12 @@ class EngineReplicasTest : public ::testing::Test {
                       ++ev_.failed;
                       ev_.failed_id = id;
                       ev_.why = why;
-                    }});
+                    },
+                    .down = [this](const std::string&, const std::string& why) {
+                      ++ev_.down;
+                      ev_.down_why = why;
+                    }},
+          options_);
     }
     return *engines_;
   }
@@ -80,6 +85,7 @@ class EngineReplicasTest : public ::testing::Test {
   }
 
   boost::asio::io_context ioc_;
+  EngineReplicasOptions options_;
   EngineConfig config_;
   std::filesystem::path dir_;
   Events ev_;
@@ -117,6 +123,44 @@ TEST_F(EngineReplicasTest, StartsReadyOnHealthServesAndStops) {
   EXPECT_TRUE(std::filesystem::file_size(dir_ / "rep_engine1.log") > 0);
 }
 
+// Supervision: a ready server SIGKILLed is reported down and restarted after the backoff on a
+// new port, ready again (its /health answers 200 there), and counted; a second crash in a row
+// waits twice as long.
+TEST_F(EngineReplicasTest, AServerKilledWhileServingIsRestartedWithBackoff) {
+  options_.restart_backoff = Duration::Millis(200);
+  ASSERT_TRUE(Engines().Start("rep_engine1", config_).ok());
+  ASSERT_TRUE(RunUntil([&] { return ev_.ready > 0 || ev_.failed > 0; })) << "neither ready nor failed in 60 s";
+  ASSERT_EQ(ev_.failed, 0) << ev_.why;
+  const pid_t first = Engines().pid("rep_engine1");
+  ASSERT_EQ(::kill(first, SIGKILL), 0);
+  ASSERT_TRUE(RunUntil([&] { return ev_.down > 0; })) << "no down reported";
+  EXPECT_NE(ev_.down_why.find("exited (signal 9) while serving; restart 1 in 200 ms"), std::string::npos)
+      << ev_.down_why;
+  EXPECT_EQ(Engines().state("rep_engine1"), EngineReplicas::State::kRestarting);
+  EXPECT_EQ(Engines().pid("rep_engine1"), -1);
+  EXPECT_EQ(Engines().restarts("rep_engine1"), 1);
+  ASSERT_TRUE(RunUntil([&] { return ev_.ready == 2; })) << "not ready again: " << ev_.down_why;
+  EXPECT_EQ(Engines().state("rep_engine1"), EngineReplicas::State::kReady);
+  const pid_t second = Engines().pid("rep_engine1");
+  EXPECT_GT(second, 0);
+  EXPECT_NE(second, first);
+  auto url = cli::ParseUrl("http://" + ev_.host + ":" + ev_.port);
+  ASSERT_TRUE(url.ok());
+  auto health = cli::HttpClient(*url, "").Request("GET", "/health");
+  ASSERT_TRUE(health.ok()) << health.status().message();
+  EXPECT_EQ(health->status, 200);
+
+  // Again, before it served `restart_reset`: the backoff doubles.
+  ASSERT_EQ(::kill(second, SIGKILL), 0);
+  ASSERT_TRUE(RunUntil([&] { return ev_.down == 2; })) << "no second down reported";
+  EXPECT_NE(ev_.down_why.find("restart 2 in 400 ms"), std::string::npos) << ev_.down_why;
+  EXPECT_EQ(ev_.failed, 0) << ev_.why;
+  // Stopped while it waits for its restart: forgotten (no server to start, none to signal).
+  Engines().Stop("rep_engine1");
+  EXPECT_EQ(Engines().state("rep_engine1"), EngineReplicas::State::kGone);
+  EXPECT_EQ(Engines().size(), 0u);
+}
+
 TEST_F(EngineReplicasTest, AServerThatCannotLoadItsModelFailsOnce) {
   const std::filesystem::path bad = dir_ / "not-a-model.gguf";
   std::ofstream(bad) << "not a gguf file";
@@ -141,7 +185,7 @@ TEST_F(EngineReplicasTest, ConfigErrorsNameTheField) {
   c.model_path = "/nonexistent.gguf";
   EXPECT_NE(ValidateEngineConfig(c).message().find("`model_path`"), std::string::npos);
   EXPECT_FALSE(Engines().Start("rep_x", c).ok());
-  const std::vector<std::string> cmd = EngineCommand(config_, 4242);
+  const std::vector<std::string> cmd = EngineCommand(config_, "127.0.0.1", "4242");
   EXPECT_EQ(cmd.front(), config_.server);
   EXPECT_NE(std::find(cmd.begin(), cmd.end(), "4242"), cmd.end());
   EXPECT_EQ(cmd.back(), "1");  // the extra args come last

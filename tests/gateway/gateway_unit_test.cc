@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "gateway/api_call.h"
 #include "gateway/budget_filter.h"
+#include "gateway/engine_replicas.h"
 #include "gateway/filter_chain.h"
 #include "gateway/limits.h"
 #include "gateway/limits_filter.h"
@@ -233,6 +234,40 @@ TEST(Router, LeastLoadedWithoutAffinityAndSkipsDrainingFailedExcluded) {
   EXPECT_EQ(r.Pick("nope", 1, {}, Time{0}), nullptr);
   EXPECT_TRUE(r.Serves("x"));
   EXPECT_FALSE(r.Serves("nope"));
+}
+
+// An engine replica whose server restarts: routed around while down, back at its new port with
+// its draining and load kept.
+TEST(Router, ADownReplicaIsRoutedAroundUntilItIsUpAgain) {
+  Router r = ThreeReplicas();
+  Replica* preferred = r.Pick("m", 42, {}, Time{0});
+  const std::string id = preferred->id;
+  r.Begin(preferred, 7);
+  EXPECT_TRUE(r.SetDown(id));
+  for (uint64_t h = 0; h < 300; ++h) EXPECT_NE(r.Pick("m", h, {}, Time{0})->id, id);
+  EXPECT_TRUE(r.SetUp(id, "127.0.0.1", "4242"));
+  EXPECT_EQ(r.Pick("m", 42, {}, Time{0})->id, id);
+  EXPECT_EQ(r.Find(id)->port, "4242");
+  EXPECT_EQ(r.Find(id)->outstanding_tokens, 7);
+  // Reclaimed while down: still draining once up.
+  EXPECT_TRUE(r.SetDown(id));
+  EXPECT_TRUE(r.Drain(id));
+  EXPECT_TRUE(r.SetUp(id, "127.0.0.1", "4343"));
+  EXPECT_NE(r.Pick("m", 42, {}, Time{0})->id, id);
+  EXPECT_FALSE(r.SetDown("rep_unknown"));
+  EXPECT_FALSE(r.SetUp("rep_unknown", "127.0.0.1", "1"));
+}
+
+// An engine's server as one shell command (the Slurm backend's model command): every word
+// quoted, a quote inside one too.
+TEST(EngineShellCommand, QuotesEachWord) {
+  EngineConfig c;
+  c.server = "/opt/llama/llama-server";
+  c.model_path = "/models/it's.gguf";
+  c.args = {"--alias", "a b"};
+  EXPECT_EQ(EngineShellCommand(c, "{addr}", "{port}"),
+            "'/opt/llama/llama-server' '-m' '/models/it'\\''s.gguf' '-t' '1' '--host' '{addr}' '--port' '{port}' "
+            "'--alias' 'a b'");
 }
 
 // ---- the filter chain ----

@@ -1,8 +1,11 @@
 // Starting a real llama.cpp `llama-server` from Node tests (tests/engine): the binary and the
 // random-weight model come from scripts/llama.sh (LLAMA_SERVER and LLAMA_MODEL, which
 // tests/engine/run.sh sets). The child is killed when the test process exits.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
 import net from 'node:net';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { killOnExit } from './landlord.mjs';
@@ -102,4 +105,37 @@ export function sseData(text) {
     .split(/\r?\n\r?\n/)
     .map((e) => e.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n'))
     .filter((d) => d.length > 0);
+}
+
+// Polls `fn` until it returns a truthy value (what the system promises, never a guessed sleep
+// standing in for it); fails with `what` after `ms`.
+export async function until(what, fn, ms = 120_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) return assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+// The pid of the engine replica `id`'s server that `landlord serve` started with its output in
+// `logDir` (`[[gateway.engines]] log_dir`): the process whose stdout is `<logDir>/<id>.log`.
+export async function replicaPid(logDir, id) {
+  const want = path.join(logDir, `${id}.log`);
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if ((await fs.readlink(`/proc/${entry}/fd/1`)) === want) return Number(entry);
+    } catch {
+      // gone, or not ours
+    }
+  }
+  return null;
+}
+
+// The loopback URL the server with `pid` listens on (its `--port`).
+export async function serverUrl(pid) {
+  const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+  return `http://127.0.0.1:${argv[argv.indexOf('--port') + 1]}`;
 }

@@ -523,8 +523,9 @@ std::optional<std::string> SlurmBackend::StartReplica(const std::string& model,
   for (const SlurmNode& sn : nodes_) {
     if (sn.name == node) addr = sn.address;
   }
+  auto own = options_.model_commands.find(model);
   const std::string command = Fill(
-      options_.model_command,
+      own != options_.model_commands.end() ? own->second : options_.model_command,
       {{"{model}", model}, {"{addr}", addr}, {"{port}", std::to_string(port)}, {"{node}", node}});
   // The command goes through sbatch's own environment (--export=ALL takes it along): --export
   // itself splits on commas.

@@ -91,7 +91,8 @@ class SlurmBackend final : public Backend {
   Status StartLease(const std::string& lease_id,
                     const std::vector<std::pair<std::string, Gpus>>& nodes, Time term_end,
                     Time now) override;
-  // A model replica as a job on `node` running `model_command` on port model_port + n, submitted
+  // A model replica as a job on `node` running the model's command (`model_commands`, else
+  // `model_command`) on port model_port + n, submitted
   // by the worker; once the server answers, the job posts its URL to `POST /slurm/replica`
   // (the same token scheme as notices).
   std::optional<std::string> StartReplica(const std::string& model, const std::string& node,

@@ -1,6 +1,7 @@
 // The slurm backend's settings (the `fleet.slurm_*` keys of the server's configuration).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct SlurmOptions {
   // {port}, {node} are filled in); it must serve the OpenAI API at http://{addr}:{port}.
   // Empty: replicas run beside the fleet, as on no fleet.
   std::string model_command;
+  // By model: its own command, in place of `model_command`. A model of `[[gateway.engines]]`
+  // gets its engine's server command here (api/config.cc), so one config says how to run it on
+  // the sim fleet and on Slurm.
+  std::map<std::string, std::string> model_commands;
   int model_port = 18000;                          // replica n listens on model_port + n
   Duration poll = Duration::Seconds(1);            // wall time between squeue/sinfo reads
   Duration start_timeout = Duration::Seconds(60);  // a holder still pending after this is given up
