@@ -280,18 +280,15 @@ TEST_F(KeysTest, StandaloneGatewayRefusesARevokedKeyWithinTheBound) {
   const std::string id = Json(Admin("GET", "/admin/keys?tenant_id=" + tenant_))["data"][0]["id"];
   const auto revoking = Clock::now();
   ASSERT_EQ(Admin("DELETE", "/admin/keys/" + id).status, 200);
-  int status = chat();
-  while (status != 401 && Clock::now() - revoking < kGatewayBound + std::chrono::seconds(2)) {
-    EXPECT_EQ(status, 200);
+  // Within the bound an event loop that cached the key may still admit it (each loop of the
+  // gateway has its own cache, so a 401 from one does not end the bound for the others).
+  while (Clock::now() - revoking < kGatewayBound) {
+    const int status = chat();
+    EXPECT_TRUE(status == 200 || status == 401) << status;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    status = chat();
   }
-  const auto took = Clock::now() - revoking;
-  ASSERT_EQ(status, 401);
-  // The bound, plus one round trip of the request that saw it.
-  EXPECT_LE(took, kGatewayBound + std::chrono::milliseconds(500))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(chat(), 401);
+  // Past it, every loop refuses the key (enough requests to reach each of them).
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(chat(), 401);
   EXPECT_EQ(StopServe(gateway_, SIGTERM), 0);
 }
 
