@@ -79,8 +79,10 @@ ALTER TABLE api_keys ADD COLUMN revoked_ms BIGINT;
     // A lease's workload: {"spec", "status"} as JSON text ('': none).
     "ALTER TABLE leases ADD COLUMN workload TEXT NOT NULL DEFAULT '';",
     // A spot lease's notice tier (leases from before it were all `standard`).
-    "ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard' "
-    "CHECK (notice_tier IN ('standard', 'flash'));",
+    R"sql(
+ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard'
+  CHECK (notice_tier IN ('standard', 'flash'));
+)sql",
     // A gateway's slice is a hold with a key, its units, what it spent, its report and expiry.
     R"sql(
 ALTER TABLE holds ADD COLUMN key_id TEXT NOT NULL DEFAULT '', ADD COLUMN requests BIGINT NOT NULL DEFAULT 0,

@@ -145,8 +145,10 @@ ALTER TABLE api_keys ADD COLUMN revoked_ms INTEGER;
     // 6: a lease's workload: {"spec", "status"} as JSON text ('': none).
     "ALTER TABLE leases ADD COLUMN workload TEXT NOT NULL DEFAULT '';",
     // 7: a spot lease's notice tier (leases from before it were all `standard`).
-    "ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard' "
-    "CHECK (notice_tier IN ('standard', 'flash'));",
+    R"sql(
+ALTER TABLE leases ADD COLUMN notice_tier TEXT NOT NULL DEFAULT 'standard'
+  CHECK (notice_tier IN ('standard', 'flash'));
+)sql",
     // 8: a gateway's slice of a balance and of a key's rate limits is a hold with a key, the
     // units it holds, what it spent, the last report applied and its lease's expiry.
     R"sql(
