@@ -25,11 +25,11 @@ json ControlPlane::DashboardSeries(size_t max_points) const {
   json t = json::array(), internal = json::array(), reserved = json::array(), spot = json::array(),
        inference = json::array(), idle = json::array(), price = json::array(), demand = json::array(),
        forecast = json::array(), revenue = json::array(), per_gpu_h = json::array();
-  const auto& samples = stats_.samples();
+  const auto& samples = stats().samples();
   const size_t n = samples.size();
   const size_t stride = std::max<size_t>(1, (n + max_points - 1) / std::max<size_t>(1, max_points));
-  const Time first = n > 0 ? samples.front().t : now_;
-  const Gpus capacity = alloc_->TotalCapacity();
+  const Time first = n > 0 ? samples.front().t : advanced_to();
+  const Gpus capacity = allocator().TotalCapacity();
   for (size_t i = n % stride == 0 ? stride - 1 : n % stride - 1; i < n; i += stride) {
     const control::FleetStats::Sample& s = samples[i];
     t.push_back(Seconds(s.t));
@@ -90,14 +90,12 @@ void ControlPlane::DashboardLeases(json* leases, json* reclaims) const {
 
 // Tenants (the first 100 by id): balance, this month's bill and tokens, what they hold now.
 json ControlPlane::DashboardTenants() const {
-  const std::string period = MonthUtc(now_);
+  const std::string period = MonthUtc(advanced_to());
   json tenants = json::array();
-  for (const auto& [id, rec] : tenants_.all()) {
+  for (const auto& [id, rec] : this->tenants().all()) {
     if (tenants.size() >= 100) break;
-    auto lines = store_->InvoiceLines(id, period);
-    LL_CHECK(lines.ok());
     int64_t billed = 0, tokens = 0;
-    for (const auto& u : *lines) {
+    for (const auto& u : InvoiceLines(id, period)) {
       billed += u.amount_micros;
       if (u.unit == "tokens") tokens += u.quantity;
     }
@@ -122,32 +120,32 @@ json ControlPlane::DashboardTenants() const {
 
 Reply ControlPlane::Dashboard(size_t max_points) {
   Advance();
-  const Gpus capacity = alloc_->TotalCapacity();
+  const Gpus capacity = allocator().TotalCapacity();
   json leases, reclaims;
   DashboardLeases(&leases, &reclaims);
   const json series = DashboardSeries(max_points), tenants = DashboardTenants();
   json replicas = json::array();
-  for (const auto& [tag, slot] : replicas_.all()) {
+  for (const auto& [tag, slot] : this->replicas().all()) {
     replicas.push_back({{"id", slot.id}, {"model", slot.model}, {"state", slot.noticed ? "draining" : "serving"}});
   }
 
   Reply report = Report("");
   Reply r;
   r.body = {{"object", "dashboard"},
-            {"now", FormatUtc(now_)},
-            {"now_s", Seconds(now_)},
-            {"clock_speed", clock_->speed()},
-            {"policy", alloc_->policy().name()},
+            {"now", FormatUtc(advanced_to())},
+            {"now_s", Seconds(advanced_to())},
+            {"clock_speed", clock_speed()},
+            {"policy", policy_name()},
             {"gpus",
              {{"capacity", capacity},
-              {"internal", alloc_->TotalInternal()},
-              {"reserved", alloc_->TotalReserved()},
-              {"spot", alloc_->TotalSpot()},
-              {"inference", alloc_->TotalInference()},
-              {"idle", capacity - alloc_->TotalInternal() - alloc_->TotalReserved() - alloc_->TotalSpot() -
-                           alloc_->TotalInference()},
-              {"waiting", alloc_->InternalWaiting()}}},
-            {"spot_price", FormatMoney(market_.price())},
+              {"internal", allocator().TotalInternal()},
+              {"reserved", allocator().TotalReserved()},
+              {"spot", allocator().TotalSpot()},
+              {"inference", allocator().TotalInference()},
+              {"idle", capacity - allocator().TotalInternal() - allocator().TotalReserved() - allocator().TotalSpot() -
+                           allocator().TotalInference()},
+              {"waiting", allocator().InternalWaiting()}}},
+            {"spot_price", FormatMoney(spot_price())},
             {"report", report.body},
             {"series", series},
             {"leases", leases},
@@ -163,12 +161,12 @@ Reply ControlPlane::FleetMap() {
   json holders = json::array();
   const auto& trace = topology();
   std::vector<json> per_node(trace.nodes.size(), json::array());
-  for (size_t i = 0; i < alloc_->holder_count(); ++i) {
-    const alloc::Holder& h = alloc_->holder(HolderId{static_cast<uint32_t>(i)});
+  for (size_t i = 0; i < allocator().holder_count(); ++i) {
+    const alloc::Holder& h = allocator().holder(HolderId{static_cast<uint32_t>(i)});
     if (h.state != alloc::HolderState::kActive && h.state != alloc::HolderState::kNoticed) continue;
     json row = {{"class", alloc::HolderClassName(h.cls)}, {"noticed", h.state == alloc::HolderState::kNoticed}};
     if (h.cls == alloc::HolderClass::kInference) {
-      if (const auto* slot = replicas_.Find(h.tag)) {
+      if (const auto* slot = replicas().Find(h.tag)) {
         row["replica"] = slot->id;
         row["model"] = slot->model;
       }
@@ -191,7 +189,7 @@ Reply ControlPlane::FleetMap() {
     nodes.push_back(json::array({ns.name, ns.pool, ns.gpus, std::move(per_node[n])}));
   }
   Reply r;
-  r.body = {{"object", "fleet_map"}, {"now", FormatUtc(now_)}, {"pools", pools}, {"holders", holders}, {"nodes", nodes}};
+  r.body = {{"object", "fleet_map"}, {"now", FormatUtc(advanced_to())}, {"pools", pools}, {"holders", holders}, {"nodes", nodes}};
   return r;
 }
 

@@ -29,8 +29,8 @@ Reply ControlPlane::CreateTenant(const json& body) {
 Reply ControlPlane::Fleet() {
   Advance();
   json pools = json::array();
-  for (int p = 0; p < alloc_->pool_count(); ++p) {
-    const auto& c = alloc_->pool(PoolId{static_cast<uint32_t>(p)});
+  for (int p = 0; p < allocator().pool_count(); ++p) {
+    const auto& c = allocator().pool(PoolId{static_cast<uint32_t>(p)});
     pools.push_back({{"name", topology().pools[p].name},
                      {"capacity", c.capacity},
                      {"internal", c.internal_held},
@@ -40,18 +40,18 @@ Reply ControlPlane::Fleet() {
                      {"inference", c.inference},
                      {"noticed", c.noticed},
                      {"free", c.free},
-                     {"sellable", alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_)},
-                     {"for_sale", static_cast<bool>(overrides_->sellable[p])}});
+                     {"sellable", SellableNow(p)},
+                     {"for_sale", static_cast<bool>(overrides().sellable[p])}});
   }
   // Node → holders, from every live holder's shares.
   std::vector<json> holders(topology().nodes.size(), json::array());
-  for (size_t i = 0; i < alloc_->holder_count(); ++i) {
-    const alloc::Holder& h = alloc_->holder(HolderId{static_cast<uint32_t>(i)});
+  for (size_t i = 0; i < allocator().holder_count(); ++i) {
+    const alloc::Holder& h = allocator().holder(HolderId{static_cast<uint32_t>(i)});
     if (h.state != HolderState::kActive && h.state != HolderState::kNoticed) continue;
     for (const auto& s : h.shares) {
       json e = {{"class", alloc::HolderClassName(h.cls)}, {"gpus", s.gpus}};
       if (h.cls == alloc::HolderClass::kInference) {
-        if (const auto* slot = replicas_.Find(h.tag)) {
+        if (const auto* slot = replicas().Find(h.tag)) {
           e["replica"] = slot->id;
           e["model"] = slot->model;
           e["state"] = slot->noticed ? "draining" : "serving";
@@ -71,7 +71,7 @@ Reply ControlPlane::Fleet() {
                      {"gpus", ns.gpus}, {"holders", holders[n]}});
   }
   Reply r;
-  r.body = {{"now", FormatUtc(now_)}, {"policy", alloc_->policy().name()}, {"pools", pools}, {"nodes", nodes}};
+  r.body = {{"now", FormatUtc(advanced_to())}, {"policy", policy_name()}, {"pools", pools}, {"nodes", nodes}};
   return r;
 }
 
@@ -148,7 +148,7 @@ Reply ControlPlane::AddInternalJob(const json& body) {
 Reply ControlPlane::Timeseries() {
   Advance();
   json points = json::array();
-  for (const control::FleetStats::Sample& s : stats_.samples()) {
+  for (const control::FleetStats::Sample& s : stats().samples()) {
     points.push_back({{"t", FormatUtc(s.t)}, {"internal", s.internal}, {"reserved", s.reserved}, {"spot", s.spot},
                       {"free", s.free}, {"spot_price", FormatMoney(s.spot_price)}});
   }
@@ -160,8 +160,8 @@ Reply ControlPlane::Timeseries() {
 Reply ControlPlane::Health() {
   Advance();
   Reply r;
-  r.body = {{"status", "ok"}, {"now", FormatUtc(now_)}, {"clock_speed", clock_->speed()}};
-  if (std::optional<fleet::Health> h = fleet_->health()) {
+  r.body = {{"status", "ok"}, {"now", FormatUtc(advanced_to())}, {"clock_speed", clock_speed()}};
+  if (std::optional<fleet::Health> h = fleet_health()) {
     json drained = json::object();
     for (const auto& [node, why] : h->drained) drained[node] = why;
     r.body["fleet"] = {{"backend", h->backend},
@@ -178,8 +178,8 @@ Reply ControlPlane::Health() {
 // GPU-seconds (the base unit; the dashboard and `sim` show GPU-hours), money in USD.
 std::string ControlPlane::Metrics() {
   Advance();
-  const control::FleetStats::Totals& t = stats_.totals();
-  const control::FleetStats::Counters& n = stats_.counters();
+  const control::FleetStats::Totals& t = stats().totals();
+  const control::FleetStats::Counters& n = stats().counters();
   auto s = [](int64_t ms) { return static_cast<double>(ms) / 1000; };  // GPU-ms → GPU-seconds
   const double idle = s(t.capacity_ms - t.internal_ms), sold = s(t.reserved_ms + t.spot_ms);
   Scrape m;
@@ -199,14 +199,14 @@ std::string ControlPlane::Metrics() {
   m.Counter("landlord_leases_started_total", "Leases started", static_cast<double>(n.leases_started));
   m.Counter("landlord_reserved_violations_total",
             "Reserved leases preempted or booked ones that could not start (must be 0)",
-            static_cast<double>(alloc_->reserved_violations() + n.bookings_missed));
+            static_cast<double>(allocator().reserved_violations() + n.bookings_missed));
   m.Counter("landlord_forecast_misses_total", "Owner demand that exceeded the forecast",
-            static_cast<double>(alloc_->forecast_misses()));
+            static_cast<double>(allocator().forecast_misses()));
   m.Gauge("landlord_spot_price_usd_per_gpu_hour", "Spot clearing price",
-          static_cast<double>(market_.price().micros) / 1e6);
-  const std::pair<const char*, Gpus> gpus[] = {{"internal", alloc_->TotalInternal()}, {"reserved", alloc_->TotalReserved()},
-                                              {"spot", alloc_->TotalSpot()}, {"inference", alloc_->TotalInference()},
-                                              {"capacity", alloc_->TotalCapacity()}};
+          static_cast<double>(spot_price().micros) / 1e6);
+  const std::pair<const char*, Gpus> gpus[] = {{"internal", allocator().TotalInternal()}, {"reserved", allocator().TotalReserved()},
+                                              {"spot", allocator().TotalSpot()}, {"inference", allocator().TotalInference()},
+                                              {"capacity", allocator().TotalCapacity()}};
   for (const auto& [cls, g] : gpus) m.Gauge("landlord_gpus", "GPUs by class now", static_cast<double>(g), {{"class", cls}});
   return m.Text() + ReportMetrics();
 }

@@ -134,6 +134,12 @@ Result<InvoiceView> ControlPlane::Invoice(const Principal& who, const std::strin
   return out;
 }
 
+std::vector<store::UsageRecord> ControlPlane::InvoiceLines(const std::string& tenant_id, const std::string& period) const {
+  auto lines = store_->InvoiceLines(tenant_id, period);
+  LL_CHECK(lines.ok());  // fail-stop, as for every store failure
+  return std::move(*lines);
+}
+
 Billed ControlPlane::BilledIn(const std::string& period) const {
   auto totals = store_->UsageTotals(period);
   LL_CHECK(totals.ok());

@@ -212,6 +212,23 @@ class ControlPlane : public alloc::Listener, private step::Phases {
   Result<OwnerReport> Report(const std::string& period);
   OwnerReport ReportOf(const std::string& period) const;
 
+  // ---- the read model, for rendering (api: the dashboard, the fleet, health, metrics) ----
+  // As of the last Advance: a caller that shows "now" advances first.
+  const alloc::Allocator& allocator() const { return *alloc_; }
+  const fleet::Topology& topology() const { return fleet_->topology(); }
+  const LeaseBook& book() const { return leases_.book(); }
+  const Replicas& replicas() const { return replicas_; }
+  const FleetStats& stats() const { return stats_; }
+  const Tenants& tenants() const { return tenants_; }
+  const Overrides& overrides() const { return *overrides_; }
+  Time advanced_to() const { return now_; }
+  Money spot_price() const { return market_.price(); }
+  std::optional<fleet::Health> fleet_health() const { return fleet_->health(); }
+  // The GPUs of `pool` for sale now (standard tier).
+  Gpus SellableNow(int pool) { return alloc_->Sellable(PoolId{static_cast<uint32_t>(pool)}, now_); }
+  // A tenant's billed lines of `period` ("YYYY-MM").
+  std::vector<store::UsageRecord> InvoiceLines(const std::string& tenant_id, const std::string& period) const;
+
   // ---- the model API's side of the ledger (gateway::Accounts, see api::GatewayAccounts) ----
   // The in-process gateway's limits and budget filters. TakeLimits reserves the request and
   // its tokens on the key's rate limits (SettleLimits returns them: all of the tokens but
@@ -370,7 +387,6 @@ class ControlPlane : public alloc::Listener, private step::Phases {
   std::unique_ptr<fleet::Backend> own_fleet_;  // the trace's, until UseBackend
   fleet::Backend* fleet_;
   Time history_begin_;  // where the trace given to Open begins: the clock's origin, the warm-up
-  const fleet::Topology& topology() const { return fleet_->topology(); }
   store::Store* store_;
   std::unique_ptr<ScaledClock> clock_;
   std::unique_ptr<forecast::DemandForecast> forecast_;
@@ -385,7 +401,6 @@ class ControlPlane : public alloc::Listener, private step::Phases {
   Tenants tenants_;  // and their keys
   Leases leases_;  // their lifecycle, over the book of them
   LeaseBook& book() { return leases_.book(); }
-  const LeaseBook& book() const { return leases_.book(); }
   std::vector<store::InternalJobRecord> jobs_;
   size_t job_count_ = 0;
   std::vector<Gpus> demand_;  // what the allocator was last told, per pool
