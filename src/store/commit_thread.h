@@ -3,8 +3,6 @@
 //
 // Order: batches commit one at a time, in the order they were handed over (Submit, or the
 // Commit of store()), so a later snapshot (a balance) never lands before an earlier one.
-// Group commit: batches handed over by Submit that wait while a commit is syncing go in the
-// next commit together, in their order (one transaction, one sync for all of them).
 // store() is the store for every other caller: its reads are serialized with the commits, and
 // its Commit hands the batch over and waits until it is durable (after those before it).
 //
@@ -19,7 +17,6 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #include "core/status.h"
 #include "store/store.h"
@@ -36,7 +33,7 @@ class CommitThread {
   CommitThread& operator=(const CommitThread&) = delete;
 
   // Runs on the commit thread once `batch` is committed (or failed); `batch` has the events'
-  // seqs filled in, and `usage_inserted` of the whole commit it went in with.
+  // seqs and `usage_inserted` filled in.
   using Done = std::function<void(Status, Batch&)>;
   // Hands `batch` over. An empty batch is not committed: `done` gets Ok once everything handed
   // over before it is durable (a barrier).
@@ -46,23 +43,15 @@ class CommitThread {
 
  private:
   class Serialized;
-  // A Submit (batch set) or a Commit of store() (run set).
-  struct Job {
-    std::shared_ptr<Batch> batch;
-    Done done;
-    std::function<void()> run;
-  };
   void Run();
-  void Enqueue(Job job);
+  void Enqueue(std::function<void()> job);
   Status CommitOne(Batch& batch);
-  // Commits `jobs` (Submits, in order) as one batch, then tells each its own part.
-  void CommitTogether(std::vector<Job>& jobs);
 
   Store& target_;
   std::mutex store_mu_;  // one call of target_ at a time
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  std::deque<std::function<void()>> jobs_;
   bool stopping_ = false;
   std::unique_ptr<Serialized> store_;
   std::thread thread_;

@@ -1,6 +1,6 @@
 // CommitThread over a real SQLite file: batches commit in the order they were handed over, on
 // the commit thread; the serialized store's Commit waits for the batches before it; an empty
-// batch is a barrier; batches waiting while a commit syncs go in one commit together; reads from another thread meanwhile are safe (run it under TSan or ASan).
+// batch is a barrier; reads from another thread meanwhile are safe (run it under TSan or ASan).
 #include "store/commit_thread.h"
 
 #include <gtest/gtest.h>
@@ -16,7 +16,6 @@
 #include <vector>
 
 #include "store/store.h"
-#include "store/store_wrapper.h"
 
 namespace ll::store {
 namespace {
@@ -100,59 +99,6 @@ TEST_F(CommitThreadTest, AnEmptyBatchIsABarrierAndEventsGetTheirSeqs) {
   auto s = seq.get_future();
   ASSERT_EQ(s.wait_for(std::chrono::seconds(0)), std::future_status::ready);  // ran before the barrier
   EXPECT_GT(s.get(), 0);
-}
-
-// Counts the commits; the first one waits until the test opens the gate.
-class GatedStore final : public StoreWrapper {
- public:
-  explicit GatedStore(Store& target) : StoreWrapper(target) {}
-  Status Commit(Batch& batch) override {
-    if (commits_++ == 0) {
-      entered_.set_value();
-      gate_.get_future().wait();
-    }
-    return StoreWrapper::Commit(batch);
-  }
-  std::atomic<int> commits_{0};
-  std::promise<void> entered_, gate_;
-};
-
-TEST_F(CommitThreadTest, BatchesWaitingWhileACommitSyncsGoInTheNextOneTogether) {
-  GatedStore gated(*sqlite_);
-  CommitThread commits(gated);
-  commits.Submit(Tenant(0), nullptr);
-  gated.entered_.get_future().wait();  // the first commit is under way
-  std::vector<std::promise<int64_t>> seqs(3);
-  for (int i = 1; i <= 3; ++i) {
-    Batch b = Tenant(i);
-    b.balances = {{.tenant_id = "ten_0", .credited_micros = 1000, .charged_micros = i}};
-    LeaseRecord l;
-    l.id = "lease_" + std::to_string(i);
-    l.tenant_id = b.tenants[0].id;
-    l.created = Time{kT0};
-    b.leases = {l};
-    b.events = {{.seq = 0, .lease_id = l.id, .tenant_id = l.tenant_id, .type = "created", .at = Time{kT0}, .data = "{}"}};
-    commits.Submit(std::move(b), [&seqs, i, id = l.id](Status st, Batch& done) {
-      EXPECT_TRUE(st.ok()) << st.ToString();
-      ASSERT_EQ(done.events.size(), 1u);  // its own event back, with its seq
-      EXPECT_EQ(done.events[0].lease_id, id);
-      seqs[i - 1].set_value(done.events[0].seq);
-    });
-  }
-  gated.gate_.set_value();
-  std::vector<int64_t> got;
-  for (auto& s : seqs) got.push_back(s.get_future().get());
-  EXPECT_EQ(gated.commits_.load(), 2);  // the first, then the three waiting together
-  EXPECT_GT(got[0], 0);
-  EXPECT_LT(got[0], got[1]);
-  EXPECT_LT(got[1], got[2]);
-  auto balances = sqlite_->Balances();
-  ASSERT_TRUE(balances.ok());
-  ASSERT_EQ(balances->size(), 1u);
-  EXPECT_EQ((*balances)[0].charged_micros, 3);  // the last snapshot landed last
-  auto tenants = sqlite_->Tenants();
-  ASSERT_TRUE(tenants.ok());
-  EXPECT_EQ(tenants->size(), 4u);
 }
 
 TEST_F(CommitThreadTest, ReadsFromAnotherThreadDuringCommitsAreSerialized) {
