@@ -16,10 +16,10 @@ namespace {
 
 constexpr int kMaxTries = 20;  // as a settlement: backing off to 3.2 s, a standby leads well within that
 constexpr auto kTick = std::chrono::milliseconds(50);
-// Slices per key per gateway, taken in turn: each has one report on its way at a time, so a
-// request's usage waits for at most the one before it on its lane (its report's round trip and
-// commit), not for everyone's.
-constexpr uint64_t kLanes = 2;
+// One slice per key per event loop, with one report on its way at a time: usage settled while
+// a report is on its way goes with the next, right after it (the natural group commit). Two
+// slices per key (lanes, taken in turn) made two reports per round trip for the same usage, and
+// each report costs the control plane a commit and an HTTP exchange (docs/benchmarks.md, "Slices").
 
 json UnitsJson(const gateway::SliceUnits& u) {
   return {{"micros", u.micros}, {"requests", u.requests}, {"tokens", u.tokens}};
@@ -33,7 +33,7 @@ struct SliceAccounts::Entry {
   Entry(std::string id, const Admission& a, Duration horizon)
       : slice(std::move(id), a.rpm, a.tpm, horizon), tenant_id(a.tenant_id), key_id(a.key_id), rpm(a.rpm), tpm(a.tpm) {}
   gateway::Slice slice;
-  std::string tenant_id, key_id, lane;
+  std::string tenant_id, key_id;
   int64_t rpm, tpm;
   json usage = json::array();  // [key, model, input_tokens, output_tokens] since the last report
   Time usage_since;            // when the first of it came
@@ -89,8 +89,7 @@ int64_t SliceAccounts::Cost(const Usage& u) const {
 }
 
 SliceAccounts::Entry* SliceAccounts::Current(const Admission& a) {
-  const std::string lane = fmt::format("{}#{}", a.key_id, next_lane_++ % kLanes);
-  auto it = by_key_.find(lane);
+  auto it = by_key_.find(a.key_id);
   if (it != by_key_.end()) {
     Entry* e = it->second;
     if (!e->slice.ended() && e->tenant_id == a.tenant_id && e->rpm == a.rpm && e->tpm == a.tpm) return e;
@@ -102,8 +101,7 @@ SliceAccounts::Entry* SliceAccounts::Current(const Admission& a) {
   auto e = std::make_unique<Entry>(fmt::format("sl_{}_{}", gateway_id_, ++next_slice_), a, options_.horizon);
   Entry* raw = e.get();
   slices_.push_back(std::move(e));
-  raw->lane = lane;
-  by_key_[lane] = raw;
+  by_key_[a.key_id] = raw;
   return raw;
 }
 
@@ -245,7 +243,7 @@ void SliceAccounts::Finish(Entry& e, const Status& st) {
 }
 
 void SliceAccounts::Forget(Entry* e) {
-  auto k = by_key_.find(e->lane);
+  auto k = by_key_.find(e->key_id);
   if (k != by_key_.end() && k->second == e) by_key_.erase(k);
   std::erase_if(slices_, [e](const std::unique_ptr<Entry>& p) { return p.get() == e; });
 }
@@ -259,7 +257,7 @@ void SliceAccounts::Tick() {
     // Idle: returned, so that its money and units serve the key elsewhere.
     if (!e->closing && e->slice.in_flight() == 0 && now - e->slice.last_admitted() >= options_.idle) {
       e->closing = true;
-      if (auto k = by_key_.find(e->lane); k != by_key_.end() && k->second == e) by_key_.erase(k);
+      if (auto k = by_key_.find(e->key_id); k != by_key_.end() && k->second == e) by_key_.erase(k);
     }
     Pump(*e);
   }

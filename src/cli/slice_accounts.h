@@ -1,10 +1,10 @@
 // The ledger of a standalone `landlord gateway` with slices (docs/scale-out.md): requests are
 // admitted and settled in memory against a slice of their key's balance and rate limits that
 // this gateway leases from the control plane (gateway::Slice), and their usage goes to it in
-// batches, one report on its way per slice at a time (`POST /admin/slices/{id}`; a few slices
-// per key, taken in turn, so that reports overlap). An answer's
-// end still waits for its usage to be durable on the control plane: the report carrying it is
-// acknowledged after its commit. A request the slice cannot cover (none yet, the key running
+// batches (`POST /admin/slices/{id}`): one slice per key, with one report on its way at a time,
+// the usage settled meanwhile going with the next right after it. An answer's end still waits
+// for its usage to be durable on the control plane: the report carrying it is acknowledged
+// after its commit. A request the slice cannot cover (none yet, the key running
 // low, the lease near its end) is admitted per request through RemoteAccounts, exactly as
 // without slices, while the slice grows in the background.
 //
@@ -75,10 +75,10 @@ class SliceAccounts final : public gateway::Accounts {
   const Clock* clock_;
   gateway::SliceOptions options_;
   std::string gateway_id_;
-  uint64_t next_slice_ = 0, next_lane_ = 0;
+  uint64_t next_slice_ = 0;
   bool closing_ = false;
   std::vector<std::unique_ptr<Entry>> slices_;            // every slice with something left to do
-  std::unordered_map<std::string, Entry*> by_key_;        // "<key id>#<lane>" → its slice that admits
+  std::unordered_map<std::string, Entry*> by_key_;        // key id → its slice that admits
   struct Admitted {
     Entry* entry;
     gateway::SliceUnits units;

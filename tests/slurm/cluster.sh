@@ -30,7 +30,8 @@
 #                     jwt:   slurmrestd on 127.0.0.1:6820, JWT auth
 #   SLURM_CI_RESTD_USER  user slurmrestd runs as (default nobody). With
 #                     rest_auth/local only root and this user may connect.
-#   SLURM_CI_TIMEOUT  seconds to wait for the nodes to become idle (default 60)
+#   SLURM_CI_TIMEOUT  seconds to wait for the nodes to become idle (default 180: a loaded CI
+#                     machine; a slurmd that died on the way is started again meanwhile)
 #   SLURM_CI_GRACE    GraceTime of the landlord partition in seconds (default 20)
 #   SLURM_CI_PORT     first of 7 consecutive loopback ports (slurmctld, slurmd n1..n4,
 #                     slurmdbd, mariadbd); default: a free run picked at start
@@ -42,7 +43,7 @@ GPUDEV=${SLURM_CI_GPUDEV:-chardev}
 DBD=${SLURM_CI_DBD:-0}
 RESTD=${SLURM_CI_RESTD:-}
 RESTD_USER=${SLURM_CI_RESTD_USER:-nobody}
-TIMEOUT=${SLURM_CI_TIMEOUT:-60}
+TIMEOUT=${SLURM_CI_TIMEOUT:-180}
 NODES=(n1 n2 n3 n4)
 GPUS_PER_NODE=8
 GRACE=${SLURM_CI_GRACE:-20}
@@ -199,6 +200,21 @@ nodes_idle() {
     [[ $(wc -l <<<"$states") -eq ${#NODES[@]} ]] && ! grep -Evq ' (idle|plnd)$' <<<"$states"
 }
 
+# A slurmd whose process is gone (it exited while registering on a loaded machine) is started
+# again (looked at every 10 s: a slurmd just started may not have written its pid file yet),
+# with the end of its log.
+restart_dead_slurmds() {
+    local n
+    ((SECONDS >= NEXT_RESPAWN)) || return 0
+    NEXT_RESPAWN=$((SECONDS + 10))
+    for n in "${NODES[@]}"; do
+        pid_alive "$DIR/run/slurmd-$n.pid" && continue
+        log "slurmd $n is not running; starting it again. Its log ends:"
+        tail -n 5 "$DIR/log/slurmd-$n.log" >&2 2>/dev/null || true
+        slurmd -N "$n" || log "slurmd $n failed to start again"
+    done
+}
+
 cmd_start() {
     [[ $(id -u) -eq 0 ]] || die "must run as root"
     local b bins=(munged mungekey slurmctld slurmd sinfo scontrol)
@@ -265,9 +281,13 @@ cmd_start() {
 
     # -c: clean start, no jobs/reservations from earlier runs
     slurmctld -c || start_fail "slurmctld failed to start"
+    # slurmd registers once at start: on a loaded machine a daemonised slurmctld may not listen
+    # yet, and a node would stay UNKNOWN until the controller's next ping round.
+    wait_for 60 slurmctld bash -c 'scontrol ping 2>/dev/null | grep -q " is UP"'
     for n in "${NODES[@]}"; do
         slurmd -N "$n" || start_fail "slurmd $n failed to start"
     done
+    NEXT_RESPAWN=$((SECONDS + 10))
 
     local deadline=$((SECONDS + TIMEOUT))
     until nodes_idle; do
@@ -280,6 +300,7 @@ cmd_start() {
         if sinfo -h -N -p internal -o '%t' 2>/dev/null | grep -Eq '^(down|drain|drng)'; then
             scontrol update nodename="$(IFS=,; echo "${NODES[*]}")" state=resume 2>/dev/null || true
         fi
+        restart_dead_slurmds
         sleep 0.2
     done
     log "slurm up (ctld pid $(cat "$DIR/run/slurmctld.pid"), nodes idle)"

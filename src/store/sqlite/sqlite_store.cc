@@ -280,19 +280,22 @@ Status SqliteStore::WriteLedger(const Batch& batch, int64_t* usage_inserted) {
     LL_RETURN_IF_ERROR(Write(upsert_spot_price_, "spot price", [&](Binder& b) { b.At(p.at).Int(p.price_micros); }));
   }
   for (const UsageRecord& u : batch.usage) {
-    LL_RETURN_IF_ERROR(Write(insert_usage_, fmt::format("usage `{}` (tenant `{}`)", u.key, u.tenant_id), [&](Binder& b) {
+    auto what = [&] { return fmt::format("usage `{}` (tenant `{}`)", u.key, u.tenant_id); };
+    LL_RETURN_IF_ERROR(Write(insert_usage_, what, [&](Binder& b) {
       b.Text(u.key).Text(u.tenant_id).Text(u.source).Text(u.ref).Text(u.kind).Text(u.period);
       b.At(u.start).At(u.end).Int(u.quantity).Text(u.unit).Int(u.unit_price_micros).Int(u.amount_micros);
     }));
     *usage_inserted += sqlite3_changes(db_.get());
   }
   for (const BalanceRecord& b : batch.balances) {
-    LL_RETURN_IF_ERROR(Write(upsert_balance_, fmt::format("balance of tenant `{}`", b.tenant_id), [&](Binder& bd) {
+    auto what = [&] { return fmt::format("balance of tenant `{}`", b.tenant_id); };
+    LL_RETURN_IF_ERROR(Write(upsert_balance_, what, [&](Binder& bd) {
       bd.Text(b.tenant_id).Int(b.credited_micros).Int(b.charged_micros);
     }));
   }
   for (const HoldRecord& h : batch.holds) {
-    LL_RETURN_IF_ERROR(Write(upsert_hold_, fmt::format("hold `{}` (tenant `{}`)", h.id, h.tenant_id), [&](Binder& b) {
+    auto what = [&] { return fmt::format("hold `{}` (tenant `{}`)", h.id, h.tenant_id); };
+    LL_RETURN_IF_ERROR(Write(upsert_hold_, what, [&](Binder& b) {
       b.Text(h.id).Text(h.tenant_id).Int(h.amount_micros);
       if (h.charged_micros < 0) {
         b.AtOrNull(kTimeMax);  // NULL: open

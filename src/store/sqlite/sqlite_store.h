@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -79,8 +80,10 @@ class SqliteStore final : public Store {
   // Runs a cached statement that returns no rows.
   Status StepDone(sqlite3_stmt* stmt, std::string_view what);
   // Binds with `bind`, then runs a statement that returns no rows.
-  template <typename BindFn>
-  Status Write(const StmtPtr& stmt, std::string_view what, BindFn bind);
+  // `what` names the row in an error: text, or a function that makes it (only on an error: the
+  // hot rows, usage and balances, then cost no formatting).
+  template <typename What, typename BindFn>
+  Status Write(const StmtPtr& stmt, const What& what, BindFn bind);
   // Binds with `bind`, then reads every row with `read`.
   template <typename T, typename BindFn, typename ReadFn>
   Result<std::vector<T>> Query(const StmtPtr& stmt, std::string_view what, BindFn bind,
@@ -109,16 +112,21 @@ class SqliteStore final : public Store {
   StmtPtr select_usage_page_, select_invoice_lines_, select_usage_totals_;
 };
 
-template <typename BindFn>
-Status SqliteStore::Write(const StmtPtr& stmt, std::string_view what, BindFn bind) {
+template <typename What, typename BindFn>
+Status SqliteStore::Write(const StmtPtr& stmt, const What& what, BindFn bind) {
   ScopedReset reset(stmt.get());
   Binder binder(stmt.get());
   bind(binder);
   int rc = binder.Done();
-  if (rc != SQLITE_OK) return Fail(rc, what);
-  rc = sqlite3_step(stmt.get());
-  if (rc != SQLITE_DONE) return Fail(rc, what);
-  return Status::Ok();
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(stmt.get());
+    if (rc == SQLITE_DONE) return Status::Ok();
+  }
+  if constexpr (std::is_invocable_v<const What&>) {
+    return Fail(rc, what());
+  } else {
+    return Fail(rc, std::string_view(what));
+  }
 }
 
 template <typename T, typename BindFn, typename ReadFn>
