@@ -132,6 +132,7 @@ TEST(FlashTier, LandlordSellsNoFlashWhereTheOwnerTookItBack) {
     const Duration flash = Duration::Seconds(30);
     a.SetInternalDemand(PoolId{0}, 8, t);
     Time now = t + Duration::Minutes(6);
+    a.SetInternalDemand(PoolId{0}, 8, now);  // re-reported: the headroom's budget counts these 6 minutes
     a.Rebalance(now);
     ASSERT_EQ(a.Sellable(PoolId{0}, now, /*flash=*/true), 24);
     for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 8, kFloor, kFloor, 0, now, flash).ok());
