@@ -1,5 +1,5 @@
-// The control plane's billing: lease usage into the ledger (committed with the transitions
-// that caused it), and the usage and invoice endpoints. The arithmetic is src/ledger.
+// Billing as the API shows it: usage pages, invoices (JSON or CSV) and the owner's report, in
+// JSON and as Prometheus lines. What they hold is control::ControlPlane's (billing_ops.cc).
 #include <cctype>
 #include <charconv>
 #include <optional>
@@ -14,23 +14,6 @@
 namespace ll::api {
 
 using nlohmann::json;
-
-std::optional<std::string> ControlPlane::BillingTenant(const Principal& who, const std::string& tenant_id,
-                                                       Reply* error) const {
-  if (!who.admin) {
-    // A tenant asking for another tenant's billing gets the same answer as for a missing one.
-    if (!tenant_id.empty() && tenant_id != who.tenant_id) {
-      *error = ErrorReply(StatusCode::kNotFound, "tenant_not_found", fmt::format("no tenant `{}`", tenant_id), "tenant_id");
-      return std::nullopt;
-    }
-    return who.tenant_id;
-  }
-  if (Status st = tenant_id.empty() ? Status::Ok() : tenants_.Check(tenant_id); !st.ok()) {
-    *error = ErrorReply(st);
-    return std::nullopt;
-  }
-  return tenant_id;  // "" = every tenant
-}
 
 namespace {
 
@@ -60,91 +43,46 @@ json UsageJson(const store::UsageRecord& u) {
   return j;
 }
 
-Result<std::string> CheckPeriod(const std::string& period) {
-  LL_RETURN_IF_ERROR(ParseMonthUtc(period).status());
-  return period;
-}
-
 }  // namespace
 
-Reply ControlPlane::Usage(const Principal& who, const std::string& period_arg, const std::string& tenant_arg,
-                          int limit, const std::string& after) {
-  Advance();
-  Reply error;
-  auto tenant = BillingTenant(who, tenant_arg, &error);
-  if (!tenant) return error;
-  const std::string period = period_arg.empty() ? MonthUtc(now_) : period_arg;
-  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", p.status().message(), "period");
-  // The cursor is "<start_ms>:<key>" of the last record of the previous page.
-  int64_t after_ms = -1;
-  std::string after_key;
-  if (!after.empty()) {
-    size_t colon = after.find(':');
-    auto [ptr, ec] = std::from_chars(after.data(), after.data() + std::min(colon, after.size()), after_ms);
-    if (colon == std::string::npos || ec != std::errc() || ptr != after.data() + colon || after_ms < 0) {
-      return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`after` must be the `next` of a previous page", "after");
-    }
-    after_key = after.substr(colon + 1);
-  }
-  auto records = store_->UsagePage(*tenant, period, after_ms, after_key, limit + 1);
-  LL_CHECK(records.ok());
-  const bool more = records->size() > static_cast<size_t>(limit);
-  if (more) records->pop_back();
+std::optional<std::string> ControlPlane::BillingTenant(const Principal& who, const std::string& tenant_id,
+                                                       Reply* error) const {
+  auto tenant = control::ControlPlane::BillingTenant(who, tenant_id);
+  if (tenant.ok()) return *tenant;
+  *error = ErrorReply(tenant.status());
+  return std::nullopt;
+}
+
+Reply ControlPlane::Usage(const Principal& who, const std::string& period, const std::string& tenant_id, int limit,
+                          const std::string& after) {
+  auto page = control::ControlPlane::Usage(who, period, tenant_id, limit, after);
+  if (!page.ok()) return ErrorReply(page.status());
   json data = json::array();
-  for (const auto& u : *records) data.push_back(UsageJson(u));
-  json total = nullptr, total_micros = nullptr;
-  if (!tenant->empty()) {
-    auto lines = store_->InvoiceLines(*tenant, period);
-    LL_CHECK(lines.ok());
-    Money t;
-    for (const auto& l : *lines) t += Money::Micros(l.amount_micros);
-    total = FormatMoney(t);
-    total_micros = t.micros;
-  }
-  // What live leases owe since their last completed piece: shown, billed when the piece ends.
-  Money open;
-  if (period == MonthUtc(now_)) {
-    for (size_t i : book().live()) {
-      const Lease& l = book()[i];
-      ledger::LeaseUsage u;
-      if ((!tenant->empty() && l.rec.tenant_id != *tenant) || !control::Leases::UsageOf(l, &u)) continue;
-      auto events = ledger::CompletedEvents(u, now_);
-      auto accrued = ledger::AccruedUntil(u, now_);
-      LL_CHECK(events.ok() && accrued.ok());
-      Money billed;
-      for (const auto& e : *events) billed += e.amount;
-      open += *accrued - billed;
-    }
-  }
+  for (const auto& u : page->records) data.push_back(UsageJson(u));
+  const bool more = page->has_more;
   Reply r;
   r.body = {{"object", "usage"},
-            {"tenant_id", tenant->empty() ? json(nullptr) : json(*tenant)},
-            {"period", period},
+            {"tenant_id", page->tenant_id.empty() ? json(nullptr) : json(page->tenant_id)},
+            {"period", page->period},
             {"data", data},
             {"has_more", more},
-            {"next", more ? json(fmt::format("{}:{}", records->back().start.ms, records->back().key)) : json(nullptr)},
-            {"total", total},
-            {"total_micros", total_micros},
-            {"in_progress", FormatMoney(open)},
-            {"now", FormatUtc(now_)}};
+            {"next", more ? json(fmt::format("{}:{}", page->records.back().start.ms, page->records.back().key)) : json(nullptr)},
+            {"total", page->total ? json(FormatMoney(*page->total)) : json(nullptr)},
+            {"total_micros", page->total ? json(page->total->micros) : json(nullptr)},
+            {"in_progress", FormatMoney(page->in_progress)},
+            {"now", FormatUtc(page->now)}};
   return r;
 }
 
-Reply ControlPlane::Invoices(const Principal& who, const std::string& tenant_arg) {
-  Advance();
-  Reply error;
-  auto tenant = BillingTenant(who, tenant_arg, &error);
-  if (!tenant) return error;
-  if (tenant->empty()) return ErrorReply(StatusCode::kInvalidArgument, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
-  auto periods = store_->UsagePeriods(*tenant);
-  LL_CHECK(periods.ok());
-  const std::string current = MonthUtc(now_);
+Reply ControlPlane::Invoices(const Principal& who, const std::string& tenant_id) {
+  auto list = control::ControlPlane::Invoices(who, tenant_id);
+  if (!list.ok()) return ErrorReply(list.status());
   json data = json::array();
-  for (const auto& [period, total] : *periods) {
+  for (const auto& [period, total] : list->periods) {
     data.push_back({{"object", "invoice"},
-                    {"tenant_id", *tenant},
+                    {"tenant_id", list->tenant_id},
                     {"period", period},
-                    {"status", period < current ? "closed" : "open"},
+                    {"status", period < list->current ? "closed" : "open"},
                     {"total", FormatMoney(Money::Micros(total))},
                     {"total_micros", total}});
   }
@@ -153,29 +91,10 @@ Reply ControlPlane::Invoices(const Principal& who, const std::string& tenant_arg
   return r;
 }
 
-Reply ControlPlane::Invoice(const Principal& who, const std::string& period, const std::string& tenant_arg, bool csv) {
-  Advance();
-  Reply error;
-  auto tenant = BillingTenant(who, tenant_arg, &error);
-  if (!tenant) return error;
-  if (tenant->empty()) return ErrorReply(StatusCode::kInvalidArgument, "missing_field", "the owner names a tenant: `?tenant_id=`", "tenant_id");
-  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", p.status().message(), "period");
-  auto lines = store_->InvoiceLines(*tenant, period);
-  LL_CHECK(lines.ok());
-  ledger::Invoice inv;
-  inv.tenant_id = *tenant;
-  inv.period = period;
-  for (const auto& l : *lines) {
-    ledger::LineItem li;
-    li.lease_id = l.ref;
-    li.kind = l.kind;
-    li.price = Money::Micros(l.unit_price_micros);
-    (l.unit == "gpu_ms" ? li.gpu_ms : li.tokens) = l.quantity;
-    li.amount = Money::Micros(l.amount_micros);
-    inv.total += li.amount;
-    inv.gpu_ms += li.gpu_ms;
-    inv.items.push_back(std::move(li));
-  }
+Reply ControlPlane::Invoice(const Principal& who, const std::string& period, const std::string& tenant_id, bool csv) {
+  auto view = control::ControlPlane::Invoice(who, period, tenant_id);
+  if (!view.ok()) return ErrorReply(view.status());
+  const ledger::Invoice& inv = view->invoice;
   Reply r;
   if (csv) {
     r.body = ledger::InvoiceCsv(inv);
@@ -197,9 +116,9 @@ Reply ControlPlane::Invoice(const Principal& who, const std::string& period, con
     items.push_back(std::move(item));
   }
   r.body = {{"object", "invoice"},
-            {"tenant_id", *tenant},
+            {"tenant_id", inv.tenant_id},
             {"period", period},
-            {"status", period < MonthUtc(now_) ? "closed" : "open"},
+            {"status", view->closed ? "closed" : "open"},
             {"currency", "usd"},
             {"items", items},
             {"gpu_ms", inv.gpu_ms},
@@ -208,67 +127,22 @@ Reply ControlPlane::Invoice(const Principal& who, const std::string& period, con
   return r;
 }
 
-}  // namespace ll::api
-
 // ---------------------------------------------------------------- owner reports
 
-namespace ll::api {
-
-namespace {
-
-// Billed revenue by class from the store's totals by kind (micro-dollars, exact).
-struct Billed {
-  Money spot, reserved, tokens;
-  int64_t input_tokens = 0, output_tokens = 0;
-  Money total() const { return spot + reserved + tokens; }
-};
-
-Billed Sum(const std::vector<store::UsageRecord>& totals) {
-  Billed b;
-  for (const auto& t : totals) {
-    const Money m = Money::Micros(t.amount_micros);
-    if (t.kind == "spot") {
-      b.spot += m;
-    } else if (t.kind == "reserved") {
-      b.reserved += m;
-    } else {
-      b.tokens += m;
-      (t.kind == "input_tokens" ? b.input_tokens : b.output_tokens) += t.quantity;
-    }
-  }
-  return b;
-}
-
-// Serving's cost per million tokens: the GPU-hours inference held, at the floor (power + wear)
-// per GPU-hour, over the tokens billed. Nullopt (the dashboard shows "--", /metrics leaves the
-// gauge out) below kCostMinTokens: over a few tokens the quotient says nothing (5,976,042 USD
-// after 22 tokens was seen), and a million tokens is minutes of one replica's output.
-constexpr int64_t kCostMinTokens = 1'000'000;
-
-std::optional<double> CostPerMtok(const control::FleetStats::Totals& t, Money floor, int64_t tokens) {
-  if (tokens < kCostMinTokens) return std::nullopt;
-  return control::FleetStats::Totals::GpuHours(t.inference_ms) * floor.dollars() / (static_cast<double>(tokens) / 1e6);
-}
-
-}  // namespace
-
-Reply ControlPlane::Report(const std::string& period_arg) {
-  Advance();
-  const std::string period = period_arg.empty() ? MonthUtc(now_) : period_arg;
-  if (auto p = CheckPeriod(period); !p.ok()) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", p.status().message(), "period");
-  auto totals = store_->UsageTotals(period);
-  LL_CHECK(totals.ok());
-  const Billed b = Sum(*totals);
-  const control::FleetStats::Totals& t = stats_.totals();
+Reply ControlPlane::Report(const std::string& period) {
+  auto report = control::ControlPlane::Report(period);
+  if (!report.ok()) return ErrorReply(report.status());
+  const control::Billed& b = report->billed;
+  const control::FleetStats::Totals& t = report->since_start;
   auto gpu_h = control::FleetStats::Totals::GpuHours;
   const double capacity = gpu_h(t.capacity_ms);
   const double idle = t.idle_gpu_h();
   const double revenue = t.revenue_usd();
-  const std::optional<double> cost = CostPerMtok(t, floor_, b.input_tokens + b.output_tokens);
+  const std::optional<double> cost = report->cost_per_mtok;
   Reply r;
   r.body = {
       {"object", "report"},
-      {"period", period},
+      {"period", report->period},
       {"billed", {{"spot", FormatMoney(b.spot)}, {"reserved", FormatMoney(b.reserved)}, {"tokens", FormatMoney(b.tokens)},
                   {"total", FormatMoney(b.total())}, {"total_micros", b.total().micros},
                   {"input_tokens", b.input_tokens}, {"output_tokens", b.output_tokens}}},
@@ -281,15 +155,14 @@ Reply ControlPlane::Report(const std::string& period_arg) {
         {"revenue_usd", revenue},
         {"revenue_per_gpu_h", capacity > 0 ? revenue / capacity : 0.0},
         {"cost_per_mtok_usd", cost ? json(*cost) : json(nullptr)}}},
-      {"now", FormatUtc(now_)}};
+      {"now", FormatUtc(report->now)}};
   return r;
 }
 
 std::string ControlPlane::ReportMetrics() {
-  auto totals = store_->UsageTotals("");
-  LL_CHECK(totals.ok());
-  const Billed b = Sum(*totals);
-  const control::FleetStats::Totals& t = stats_.totals();
+  const control::OwnerReport report = ReportOf("");  // all time
+  const control::Billed& b = report.billed;
+  const control::FleetStats::Totals& t = report.since_start;
   const double capacity = control::FleetStats::Totals::GpuHours(t.capacity_ms);
   Scrape m;
   for (auto [cls, money] : {std::pair{"spot", b.spot}, std::pair{"reserved", b.reserved}, std::pair{"tokens", b.tokens}}) {
@@ -305,9 +178,9 @@ std::string ControlPlane::ReportMetrics() {
   }
   m.Gauge("landlord_revenue_usd_per_gpu_hour", "Revenue per GPU-hour of capacity since start",
           capacity > 0 ? t.revenue_usd() / capacity : 0.0);
-  if (auto cost = CostPerMtok(t, floor_, b.input_tokens + b.output_tokens)) {
+  if (report.cost_per_mtok) {
     m.Gauge("landlord_cost_usd_per_million_tokens",
-            "Inference GPU-time at the floor price per million tokens billed (absent below 1M tokens)", *cost);
+            "Inference GPU-time at the floor price per million tokens billed (absent below 1M tokens)", *report.cost_per_mtok);
   }
   return m.Text();
 }

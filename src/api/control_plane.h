@@ -1,53 +1,22 @@
-// The control plane of `landlord serve`: tenants, keys, leases and the owner's settings, on
-// top of the same allocator, forecast and market as `landlord sim` (one core, two drivers).
-//
-// Transport-independent: every API call takes the parsed request and returns a Reply (status
-// and JSON), so the HTTP server, the fuzz target and tests drive the same code. Time comes
-// from an injected clock; Advance() brings the fleet to the clock's now (deadlines, the
-// owner's demand, sell limits, the spot market) and every call does so first.
-//
-// Durability: each call collects the lease transitions the allocator reports and commits them
-// to the store in one batch before it returns; events reach watchers only after that. If the
-// store fails mid-call the process stops (LL_CHECK): memory may be ahead of the disk, and a
-// restart rebuilds everything from the store, which holds exactly what was acknowledged.
+// The control plane's API without the transport: each method takes a parsed request body (JSON)
+// or query, decodes it into the domain request of control::ControlPlane (errors name the
+// field), calls into it and renders the answer or its Status as a Reply (status and JSON), so
+// the HTTP server, the fuzz target and tests drive the same code. The state, the unit of work,
+// the step and the commits are control::ControlPlane's (control/control_plane.h).
 //
 // Thread-safety: none; the server calls it from its one I/O thread.
 #pragma once
 
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "alloc/allocator.h"
 #include "api/config.h"
-#include "control/accounts.h"
-#include "control/event_log.h"
-#include "control/fleet_stats.h"
-#include "control/lease_book.h"
-#include "control/leases.h"
-#include "control/overrides.h"
-#include "control/replicas.h"
-#include "control/tenants.h"
-#include "control/workloads.h"
-#include "core/clock.h"
-#include "fleet/backend.h"
-#include "forecast/forecast.h"
-#include "gateway/gateway.h"
-#include "sim/trace.h"
-#include "ledger/ledger.h"
-#include "step/decisions.h"
-#include "step/step.h"
-#include "store/commit_thread.h"
-#include "store/store.h"
+#include "control/control_plane.h"
 
 namespace ll::api {
 
@@ -72,25 +41,12 @@ using control::Principal;
 using control::LeaseEvent;
 
 
-// The server clock: `speed` times the wall clock, from an origin kept in the store so that a
-// restart continues the same timeline.
-class ScaledClock final : public Clock {
- public:
-  ScaledClock(const Clock* wall, Time origin_wall, Time origin, double speed)
-      : wall_(wall), origin_wall_(origin_wall), origin_(origin), speed_(speed) {}
-  Time Now() const override;
-  double speed() const { return speed_; }
+using control::ScaledClock;
+using control::TimeJson;
 
- private:
-  const Clock* wall_;
-  Time origin_wall_, origin_;
-  double speed_;
-};
-
-class ControlPlane final : public alloc::Listener, private step::Phases {
+class ControlPlane final : public control::ControlPlane {
  public:
-  // The owner's headroom, sellable pools and the booked reserved leases, shared with the
-  // policy wrapper that applies them (load.cc).
+  // The owner's headroom, sellable pools and the booked reserved leases.
   using Overrides = control::Overrides;
 
   // Rebuilds the state from `store` (creating the admin key on first start: see
@@ -98,14 +54,6 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   static Result<std::unique_ptr<ControlPlane>> Open(const ServeConfig& config, const sim::Trace& trace,
                                                     store::Store* store, const Clock* wall,
                                                     const std::string& admin_key_env);
-  ~ControlPlane() override;
-
-  // The admin key if it was created by this start (print it once), else empty.
-  const std::string& admin_key_once() const { return admin_key_once_; }
-  Time Now() const { return clock_->Now(); }
-  double clock_speed() const { return clock_->speed(); }
-
-  std::optional<Principal> Authenticate(std::string_view key) const;
 
   // ---- tenant API ----
   Reply CreateLease(const Principal& who, const nlohmann::json& body);
@@ -145,51 +93,16 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   Reply VerifyKey(const nlohmann::json& body);
   // The tenant and key id of a tenant's API key (the admin key is not one).
   std::optional<gateway::Accounts::Key> TenantKey(std::string_view key) const;
-  // The in-process gateway's limits and budget filters (GatewayAccounts). TakeLimits reserves
-  // the request and its tokens on the key's rate limits (SettleLimits returns them: all of the
-  // tokens but `used`, and the request too with `request_back`); GatewayHold holds `a.amount`
-  // of the tenant's balance in memory only (a crash drops the hold with nothing charged, as
-  // the request it covered is gone too).
-  gateway::RateLimits::Decision TakeLimits(const gateway::Accounts::Admission& a) { return accounts_.TakeLimits(a); }
-  void SettleLimits(const std::string& hold_id, int64_t used, bool request_back) {
-    accounts_.SettleLimits(hold_id, used, request_back);
-  }
+  // The in-process gateway's budget filter (GatewayAccounts): holds `a.amount` of the tenant's
+  // balance in memory only (a crash drops the hold with nothing charged, as the request it
+  // covered is gone too).
   Status GatewayHold(const gateway::Accounts::Admission& a);
-  // Charges the usage's cost (never more than the hold; the records are cut to what was
-  // charged) and queues it with its usage records. Durable at the next Flush: group commit.
-  void GatewaySettle(const std::string& hold_id, const gateway::Accounts::Usage& usage) {
-    accounts_.GatewaySettle(hold_id, usage, Now(), pending_);
-  }
-  // Commits whatever is queued (the gateway's usage) and waits until everything handed to the
-  // commit thread is durable too, running the callbacks that waited for it: durable when it
-  // returns (shutdown, tests).
-  void FlushPending();
-  // Commits on `commits`' thread from now on (issue 20: no fsync on the event loop): FlushAsync
-  // hands the queued writes over and goes on; `post` runs a function on this control plane's
-  // thread (its io_context). `commits->store()` must be the store this control plane was opened
-  // on. Set once, before serving; `commits` outlives this object.
-  void UseCommitThread(store::CommitThread* commits, std::function<void(std::function<void()>)> post);
-  // Hands whatever is queued to the commit thread and runs `durable` on this thread once it is
-  // durable, after every commit before it (the lease events it holds are published then);
-  // without a commit thread, commits now and runs `durable` before returning.
-  void FlushAsync(std::function<void()> durable);
-  // Group commit of the hold API (standalone gateways admit and settle every request with it):
-  // while deferred, the writes a request makes stay queued; the server then commits once for
-  // all the requests that arrived together (FlushPending) and answers each after that.
-  void DeferCommits(bool on) { defer_commits_ = on; }
-  bool HasPendingWrites() const { return !pending_.empty(); }
   // The owner's report: billed revenue by class for `period` (default: this month) and, since
   // the server started, GPU-hours and utilization by class, revenue per GPU-hour and the cost
   // per million tokens served.
   Reply Report(const std::string& period);
   // The same figures as Prometheus lines (part of Metrics()).
   std::string ReportMetrics();
-  // Past events of the lease after `after` (all of them for 0), or a 404 reply.
-  Result<std::vector<LeaseEvent>> LeaseEvents(const Principal& who, const std::string& id, int64_t after);
-  // Live events of the lease (`*`: of every lease, for the owner); the callback returns false
-  // to unsubscribe.
-  uint64_t Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn);
-  void Unsubscribe(uint64_t token);
 
   // ---- owner API ----
   Reply CreateTenant(const nlohmann::json& body);
@@ -220,30 +133,8 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   // DESIGN.md metrics and fleet gauges, Prometheus text format.
   std::string Metrics();
 
-  // Brings the fleet to the clock's now and commits what changed.
-  void Advance();
-  // From now on writes what the core decides about leases to `log` (a lease's number is its
-  // index: 0 for lease_1); null: no more. Tests compare it with the simulator's.
-  void SetDecisionLog(step::DecisionLog* log) {
-    decisions_ = log;
-    leases_.SetDecisionLog(log);
-    if (log != nullptr) log->Price(now_, market_.price());  // where the log starts from
-  }
 
-  // ---- model replicas on the fleet (the gateway's inference capacity) ----
-  // From now on keeps `models[i].replicas` replicas of each model with gpus_per_replica > 0
-  // placed on the fleet as inference holders (reclaimed first when the owner needs GPUs): a
-  // notice drains the replica, its end stops it, and free GPUs start it again. Replicas are
-  // not persisted: after a restart they are placed anew. `host` must outlive the object.
-  void SetReplicaHost(gateway::ReplicaHost* host, std::vector<gateway::SimModelConfig> models);
-
-  // ---- tenants' workloads on the sim fleet (lease_workloads.cc, docs/workloads.md) ----
-  // From now on a lease with a `workload` runs it in `w` while it is active (null: leases with
-  // a workload are refused). `w` must outlive its use here.
-  void UseWorkloads(control::Workloads* w);
-  control::Workloads* workloads() { return leases_.workloads(); }
-  // The server clock (the leases' time), for the sandboxes' timers.
-  const Clock& clock() const { return *clock_; }
+  // ---- tenants' workloads (lease_workloads.cc, docs/workloads.md) ----
   // The metadata service (`/metadata/{token}/…`, no API key: the token opens its lease only).
   // `spot/instance-action`: AWS's shape once noticed, else 404; `*lease_id` is set when the
   // token is known (a long poll waits on that lease's events).
@@ -253,13 +144,7 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   workload::LogRing* WorkloadLogs(const Principal& who, const std::string& id, Reply* error);
   Reply LeaseLogs(const Principal& who, const std::string& id);
 
-  // ---- the fleet backend (fleet/backend.h) ----
-  // Open runs on a sim backend of its trace. From now on the fleet is `backend` (e.g. slurm:
-  // the owner's GPUs are where Slurm runs other jobs, each lease is a holder job, and Slurm's
-  // preemption notices and lost holders end leases). REQUIRES: the trace given to Open has the
-  // backend's topology (fleet::SlurmTrace). Leases live at the call are handed to it (Attach).
-  // `backend` must outlive the object.
-  void UseBackend(fleet::Backend* backend);
+  // ---- the fleet backend (fleet_events.cc) ----
   // A holder job's notice (`POST /slurm/notice` {"lease", "token", "node"}): Slurm is
   // preempting the lease; it gets its reclaim notice now, reclaim_at = now + the notice
   // (the partition's GraceTime).
@@ -270,24 +155,12 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
 
  private:
   using Lease = control::Lease;
-  // The unit of work of one call: the fleet brought to the clock's now when it opens, what the
-  // call changed committed once when it closes, on every path out of the call (events reach
-  // watchers only after that commit; the reply is sent after it).
-  class Work {
-   public:
-    explicit Work(ControlPlane* cp) : cp_(cp) { cp_->AdvanceTo(cp_->clock_->Now()); }
-    ~Work() { cp_->Flush(); }
-    Work(const Work&) = delete;
-    Work& operator=(const Work&) = delete;
-
-   private:
-    ControlPlane* cp_;
-  };
+  ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store, const Clock* wall)
+      : control::ControlPlane(config, trace, store, wall) {}
+  // The operational log's line of each lease event, once it is durable (api/ops_log.h).
+  void OnPublished(const std::vector<store::LeaseEventRecord>& events) override;
   // The body of `POST /v1/leases` as the domain takes it (leases.cc); errors name the field.
   std::optional<control::LeaseRequest> ParseLeaseRequest(const nlohmann::json& body, Reply* error) const;
-  // Workloads (lease_workloads.cc).
-  void OnWorkload(const std::string& lease_id, const workload::WorkloadStatus& s);
-  nlohmann::json WorkloadJson(const store::LeaseRecord& r) const;
   // The parts of the dashboard (dashboard.cc).
   nlohmann::json DashboardSeries(size_t max_points) const;
   void DashboardLeases(nlohmann::json* leases, nlohmann::json* reclaims) const;
@@ -298,110 +171,9 @@ class ControlPlane final : public alloc::Listener, private step::Phases {
   nlohmann::json SliceJson(const store::HoldRecord& h) const;
   std::optional<std::vector<store::UsageRecord>> SliceUsage(const nlohmann::json& usage, const std::string& tenant,
                                                             Reply* error) const;
-  // Resolves whose billing a caller may see: a tenant its own; the owner `tenant_id` or all.
-  std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
-  ControlPlane(const ServeConfig& config, const sim::Trace& trace, store::Store* store, const Clock* wall);
-  Status Load(const Clock* wall, const std::string& admin_key_env);
-  // The parts of Load (load.cc).
-  Status BuildCore();
-  Status LoadKeys(const std::string& admin_key_env);
-  Status LoadLeases();
-  Status LoadBalances();
-  Status RestoreInternalPlacement();
-  Status InitClock(const Clock* wall);
-  void WarmUp(Time until);
-  // The owner's demand on `pool` at t: the trace's level plus the injected jobs, clamped to
-  // the pool's capacity (as the allocator takes it).
-  Gpus DemandAt(int pool, Time t) const;
-  // Every time in (t0, t1] at which the owner's demand changes or a booking needs a step (its
-  // start, and the notice before it), in order.
-  std::vector<Time> DemandChanges(Time t0, Time t1) const;
-  void AdvanceTo(Time now);
-  void Step(Time now);
-  // step::Phases: the step itself is step::Step, shared with `landlord sim`.
-  void Integrate(Time now) override;
-  void StartBookings(Time now) override;
-  void SetDemand(Time now) override;
-  void Market(Time now) override;
-  void ClearMarket(Time now);
-  void Flush();
-  // Flush's part before the commit: the leases' writes, the events' payloads, the owner's
-  // placement, one balance per tenant. False when nothing is queued.
-  bool PrepareCommit();
-  // The committed events to the log and the watchers.
-  void Publish(std::vector<store::LeaseEventRecord> events);
-  // What the commit thread finished, in commit order: the events published (before any later
-  // commit's), and with `run_durable` the FlushAsync callbacks run.
-  void DeliverCommitted(bool run_durable);
-  Lease* Find(const Principal& who, const std::string& id);
-  nlohmann::json LeaseJson(const store::LeaseRecord& r) const;
-  // The spot tiers on offer, each with its notice and price now (quotes and prices).
-  nlohmann::json SpotTiers() const;
-  std::string PolicySettingsJson() const;
-  int PoolIndex(std::string_view name) const;
-  Money ReservedPriceFor(Duration d) const { return leases_.ReservedPriceFor(d); }
-
-  // alloc::Listener
-  void OnStart(const alloc::Holder& h, Time now) override;
-  void OnNotice(const alloc::Holder& h, Time now, alloc::NoticeReason reason) override;
-  void OnEnd(const alloc::Holder& h, Time now, alloc::EndReason reason) override;
-
-  ServeConfig config_;
-  std::unique_ptr<fleet::Backend> own_fleet_;  // the trace's, until UseBackend
-  fleet::Backend* fleet_;
-  Time history_begin_;  // where the trace given to Open begins: the clock's origin, the warm-up
-  const fleet::Topology& topology() const { return fleet_->topology(); }
-  int pool_count() const { return static_cast<int>(fleet_->topology().pools.size()); }
-  store::Store* store_;
-  std::unique_ptr<ScaledClock> clock_;
-  std::unique_ptr<forecast::DemandForecast> forecast_;
-  std::unique_ptr<alloc::Allocator> alloc_;
-  std::shared_ptr<Overrides> overrides_;  // the owner's headroom and sellable pools
-  market::PriceBook prices_;
-  Money floor_;
-  step::SpotMarket market_{Money{}};  // the spot price and when to clear again
-  step::DecisionLog* decisions_ = nullptr;
-  std::string admin_key_once_;
-
-  control::Tenants tenants_;  // and their keys
   nlohmann::json KeyJson(const store::KeyRecord& k) const;
-  control::Leases leases_;  // their lifecycle, over the book of them
-  control::LeaseBook& book() { return leases_.book(); }
-  const control::LeaseBook& book() const { return leases_.book(); }
-  std::vector<store::InternalJobRecord> jobs_;
-  size_t job_count_ = 0;
-  std::vector<Gpus> demand_;  // what the allocator was last told, per pool
-  std::vector<std::string> internal_placement_;  // per pool, as last committed
-  Time billed_month_ = kTimeMax;  // the month of the last step: live leases are billed at its end
-  Money recorded_spot_ = Money::Micros(-1);  // the last spot price put in the history
-  // Balances, holds and the keys' rate limits (shared by every gateway in front of this
-  // control plane, on the wall clock; in memory: a new leader or a restart starts them full).
-  control::Accounts accounts_;
-  const Clock* wall_;  // the wall clock (the scaled clock's, and the rate limits')
-  bool defer_commits_ = false;
-  int64_t last_usage_inserted_ = 0;  // usage records new in the last commit
-
-  store::Batch pending_;
-  // The commit thread (UseCommitThread) and what it finished that this thread has not seen yet.
-  store::CommitThread* commits_ = nullptr;
-  std::function<void(std::function<void()>)> post_;
-  struct Committed {
-    std::vector<store::LeaseEventRecord> events;  // published by whichever delivery comes first
-    std::function<void()> durable;
-  };
-  std::mutex committed_mu_;
-  std::deque<Committed> committed_;     // guarded by committed_mu_
-  std::vector<std::function<void()>> ready_;  // delivered, their `durable` not run yet
-  control::EventLog events_;  // the lease events' watchers, published to after each commit
-
-  Time now_;  // how far Advance got
-  control::FleetStats stats_;  // the read model: totals, counters and samples since start
-  control::Replicas replicas_;  // the model API's inference holders
-  // A fleet that places the owner's GPUs itself (fleet_events.cc).
-  std::vector<std::pair<std::string, Gpus>> fleet_owner_;  // the owner's GPUs as last placed
-  std::unordered_map<std::string, uint32_t> node_index_;   // node name → index into the fleet
-  void ApplyPoll(const fleet::PollResult& poll, Time now);
-  void Preempted(const std::string& id, const std::string& why);
+  // control::ControlPlane::BillingTenant, its error as the reply (balances.cc).
+  std::optional<std::string> BillingTenant(const Principal& who, const std::string& tenant_id, Reply* error) const;
 };
 
 }  // namespace ll::api

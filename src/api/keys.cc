@@ -69,7 +69,7 @@ json ControlPlane::KeyJson(const store::KeyRecord& k) const {
           {"created_at", TimeOrNull(k.created)},
           {"expires_at", TimeOrNull(k.expires)},
           {"revoked_at", TimeOrNull(k.revoked)},
-          {"state", KeyState(k, clock_->Now())}};
+          {"state", KeyState(k, Now())}};
 }
 
 Reply ControlPlane::CreateKey(const json& body) {
@@ -79,14 +79,11 @@ Reply ControlPlane::CreateKey(const json& body) {
   auto rpm = f.Int("rpm", 0, 100'000'000, false);
   auto tpm = f.Int("tpm", 0, 10'000'000'000, false);
   auto name = f.Text("name", false, kMaxKeyName);
-  const Time now = clock_->Now();
-  const Time expires = KeyExpiry(f, now);
+  const Time expires = KeyExpiry(f, Now());
   if (!f.ok()) return f.error();
-  auto k = tenants_.CreateKey({.tenant_id = *tenant, .name = name.value_or(""), .rpm = rpm.value_or(0),
-                               .tpm = tpm.value_or(0), .expires = expires},
-                              now, pending_);
+  auto k = control::ControlPlane::CreateKey({.tenant_id = *tenant, .name = name.value_or(""), .rpm = rpm.value_or(0),
+                                             .tpm = tpm.value_or(0), .expires = expires});
   if (!k.ok()) return ErrorReply(k.status());
-  Advance();
   Reply r;
   r.status = 201;
   r.body = KeyJson(k->record);
@@ -96,7 +93,7 @@ Reply ControlPlane::CreateKey(const json& body) {
 }
 
 Reply ControlPlane::ListKeys(const std::string& tenant_id, int limit, const std::string& after) {
-  auto page = tenants_.ListKeys(tenant_id, limit, after);
+  auto page = control::ControlPlane::ListKeys(tenant_id, limit, after);
   if (!page.ok()) return ErrorReply(page.status());
   json data = json::array();
   for (const store::KeyRecord* k : page->keys) data.push_back(KeyJson(*k));
@@ -106,9 +103,8 @@ Reply ControlPlane::ListKeys(const std::string& tenant_id, int limit, const std:
 }
 
 Reply ControlPlane::RevokeKey(const std::string& id) {
-  auto revoked = tenants_.RevokeKey(id, clock_->Now(), pending_);
+  auto revoked = control::ControlPlane::RevokeKey(id);
   if (!revoked.ok()) return ErrorReply(revoked.status());
-  if (revoked->changed) Advance();
   Reply r;
   r.body = KeyJson(revoked->record);
   return r;

@@ -1,11 +1,11 @@
-// The tenant's leases: create (spot, reserved now, reserved booked ahead), list, get,
-// release, and their events.
+// The tenant's leases and what is on offer, as the API takes and shows them: the body of
+// `POST /v1/leases` decoded (errors name the field), and leases, quotes and prices rendered.
+// The operations themselves are control::ControlPlane's (control/lease_ops.cc).
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "api/control_plane.h"
-#include "api/control_plane_internal.h"
 #include "api/fields.h"
 
 namespace ll::api {
@@ -72,14 +72,13 @@ std::optional<control::LeaseRequest> ControlPlane::ParseLeaseRequest(const json&
 }
 
 Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
+  // Who may create comes before what the body says (an owner's key is refused whatever it asks).
   if (Status st = control::Leases::MayCreate(who); !st.ok()) return ErrorReply(st);
   Reply error;
   std::optional<control::LeaseRequest> req = ParseLeaseRequest(body, &error);
   if (!req) return error;
-  if (Status st = leases_.CanRun(*req); !st.ok()) return ErrorReply(st);
-  Work work(this);  // commits what the call changed, refusals included, before the reply is sent
   control::ReservedOffer offer;
-  auto created = leases_.Create(who, std::move(*req), now_, pending_, &offer);
+  auto created = control::ControlPlane::CreateLease(who, std::move(*req), &offer);
   if (!created.ok()) {
     Reply r = ErrorReply(created.status());
     if (created.status().reason() == "forecast_conflict") {
@@ -89,153 +88,89 @@ Reply ControlPlane::CreateLease(const Principal& who, const json& body) {
     }
     return r;
   }
-  Reply r;
-  r.status = 201;
-  r.body = LeaseJson(book()[*created].rec);
-  return r;
-}
-
-ControlPlane::Lease* ControlPlane::Find(const Principal& who, const std::string& id) {
-  auto i = book().Find(who, id);
-  return i.ok() ? &book()[*i] : nullptr;
+  return {.status = 201, .body = LeaseJson(**created), .content_type = ""};
 }
 
 Reply ControlPlane::ListLeases(const Principal& who, int limit, const std::string& after) {
-  Advance();
-  auto page = book().List(who, limit, after);
+  auto page = control::ControlPlane::ListLeases(who, limit, after);
   if (!page.ok()) return ErrorReply(page.status());
   json data = json::array();
-  for (size_t i : page->leases) data.push_back(LeaseJson(book()[i].rec));
-  Reply r;
-  r.body = {{"object", "list"}, {"data", data}, {"has_more", page->has_more}};
-  return r;
+  for (const store::LeaseRecord* l : page->leases) data.push_back(LeaseJson(*l));
+  return {.status = 200, .body = {{"object", "list"}, {"data", data}, {"has_more", page->has_more}}, .content_type = ""};
+}
+
+// A lease as the answer, or its error.
+static Reply LeaseReply(const control::ControlPlane& cp, const Result<const store::LeaseRecord*>& l) {
+  if (!l.ok()) return ErrorReply(l.status());
+  return {.status = 200, .body = cp.LeaseJson(**l), .content_type = ""};
 }
 
 Reply ControlPlane::GetLease(const Principal& who, const std::string& id) {
-  Advance();
-  Lease* l = Find(who, id);
-  if (l == nullptr) return ErrorReply(StatusCode::kNotFound, "lease_not_found", fmt::format("no lease `{}`", id), "id");
-  Reply r;
-  r.body = LeaseJson(l->rec);
-  return r;
+  return LeaseReply(*this, control::ControlPlane::GetLease(who, id));
 }
 
 Reply ControlPlane::ReleaseLease(const Principal& who, const std::string& id) {
-  Work work(this);
-  auto i = leases_.Release(who, id, now_, pending_);
-  if (!i.ok()) return ErrorReply(i.status());
-  Reply r;
-  r.body = LeaseJson(book()[*i].rec);
-  return r;
+  return LeaseReply(*this, control::ControlPlane::ReleaseLease(who, id));
 }
 
-Result<std::vector<LeaseEvent>> ControlPlane::LeaseEvents(const Principal& who, const std::string& id, int64_t after) {
-  Advance();
-  Lease* l = Find(who, id);
-  if (l == nullptr) return Status::NotFound(fmt::format("no lease `{}`", id));
-  LL_ASSIGN_OR_RETURN(auto records, store_->LeaseEvents(id, after));
-  std::vector<LeaseEvent> out;
-  for (const auto& e : records) {
-    LeaseEvent ev;
-    ev.seq = e.seq;
-    ev.type = e.type;
-    ev.data = e.data;
-    if (ev.data.find("\"lease\":") == std::string::npos) {
-      // Written before payloads were stored whole: the lease as it is now.
-      json data = json::parse(e.data, nullptr, false);
-      if (!data.is_object()) data = json::object();
-      data["lease"] = LeaseJson(l->rec);
-      data["now"] = FormatUtc(now_);
-      data["clock_speed"] = clock_->speed();
-      ev.data = data.dump();
-    }
-    ev.final = FinalState(e.type);
-    out.push_back(std::move(ev));
+namespace {
+
+// The spot tiers on offer (with `gpus` asked: their room, and whether it is enough).
+json SpotTiersJson(const std::vector<control::SpotTierOffer>& tiers, bool quote, std::optional<int64_t> gpus) {
+  json out = json::array();
+  for (const control::SpotTierOffer& t : tiers) {
+    json j = {{"notice_tier", Name(t.tier)}, {"notice_s", t.notice.ms / 1000}, {"price_per_gpu_hour", FormatMoney(t.price)}};
+    if (t.tier == NoticeTier::kFlash) j["discount"] = t.discount;
+    if (quote) j["available_gpus"] = t.room;
+    if (quote && gpus) j["available"] = t.room >= *gpus;
+    out.push_back(std::move(j));
   }
   return out;
 }
 
-uint64_t ControlPlane::Subscribe(const std::string& lease_id, std::function<bool(const LeaseEvent&)> fn) {
-  return events_.Subscribe(lease_id, std::move(fn));
-}
-
-void ControlPlane::Unsubscribe(uint64_t token) { events_.Unsubscribe(token); }
+}  // namespace
 
 Reply ControlPlane::Quote(const Principal&, std::optional<int64_t> gpus) {
-  Advance();
-  Gpus spot_room = 0;
-  for (int p = 0; p < alloc_->pool_count(); ++p) spot_room = std::max(spot_room, alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_));
+  const control::Quote q = GetQuote();
   json reserved = json::array();
-  for (const auto& t : prices_.reserved_terms) {
-    Gpus room = 0;
-    for (int p = 0; p < alloc_->pool_count(); ++p) {
-      room = std::max(room, alloc_->ReservedRoom(PoolId{static_cast<uint32_t>(p)}, now_ + t.term, now_));
-    }
-    json q = {{"duration_s", t.term.ms / 1000}, {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}, {"max_gpus", room}};
-    if (gpus) q["available"] = room >= *gpus;
-    reserved.push_back(q);
+  for (const control::ReservedTermOffer& t : q.reserved) {
+    json j = {{"duration_s", t.term.ms / 1000}, {"price_per_gpu_hour", FormatMoney(t.price)}, {"max_gpus", t.room}};
+    if (gpus) j["available"] = t.room >= *gpus;
+    reserved.push_back(std::move(j));
   }
-  json spot = {{"price_per_gpu_hour", FormatMoney(market_.price())}, {"available_gpus", spot_room}};
-  if (gpus) spot["available"] = spot_room >= *gpus;
-  json tiers = SpotTiers();
-  for (json& t : tiers) {
-    const bool flash = t["notice_tier"] == "flash";
-    Gpus room = 0;
-    for (int p = 0; p < alloc_->pool_count(); ++p) {
-      room = std::max(room, alloc_->Sellable(PoolId{static_cast<uint32_t>(p)}, now_, flash));
-    }
-    t["available_gpus"] = room;
-    if (gpus) t["available"] = room >= *gpus;
-  }
-  Reply r;
-  r.body = {{"object", "quote"}, {"now", FormatUtc(now_)}, {"spot", spot}, {"spot_tiers", tiers}, {"reserved", reserved}};
-  return r;
-}
-
-// The spot tiers on offer: each with its notice and its price now (flash: the clearing price
-// less the flash discount, never below the floor).
-nlohmann::json ControlPlane::SpotTiers() const {
-  json tiers = json::array({{{"notice_tier", "standard"},
-                             {"notice_s", alloc_->options().notice.ms / 1000},
-                             {"price_per_gpu_hour", FormatMoney(market_.price())}}});
-  if (overrides_->FlashOffered()) {
-    tiers.push_back({{"notice_tier", "flash"},
-                     {"notice_s", overrides_->flash_notice.ms / 1000},
-                     {"discount", prices_.flash_discount_permille / 1000.0},
-                     {"price_per_gpu_hour", FormatMoney(market_.flash_price())}});
-  }
-  return tiers;
+  json spot = {{"price_per_gpu_hour", FormatMoney(q.spot_price)}, {"available_gpus", q.spot_room}};
+  if (gpus) spot["available"] = q.spot_room >= *gpus;
+  json body = {{"object", "quote"},
+               {"now", FormatUtc(q.now)},
+               {"spot", spot},
+               {"spot_tiers", SpotTiersJson(q.tiers, true, gpus)},
+               {"reserved", reserved}};
+  return {.status = 200, .body = std::move(body), .content_type = ""};
 }
 
 Reply ControlPlane::Prices(std::optional<Time> from, std::optional<Time> to) {
-  Advance();
-  json history = nullptr;
-  if (from || to) {
-    const Time t1 = to.value_or(now_ + Duration::Millis(1));
-    const Time t0 = from.value_or(t1 - Duration::Hours(24));
-    if (t0 >= t1) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "`from` must be before `to`", "from");
-    if (t1 - t0 > Duration::Hours(24 * 366)) return ErrorReply(StatusCode::kInvalidArgument, "invalid_value", "at most 366 days of history at once", "from");
-    auto points = store_->SpotPrices(t0, t1);
-    LL_CHECK(points.ok());  // fail-stop, as for every store failure
-    history = json::array();
-    for (const auto& p : *points) {
-      history.push_back({{"at", FormatUtc(std::max(p.at, t0))}, {"spot_per_gpu_hour", FormatMoney(Money::Micros(p.price_micros))}});
-    }
-  }
+  auto p = control::ControlPlane::Prices(from, to);
+  if (!p.ok()) return ErrorReply(p.status());
   json reserved = json::array();
-  for (const auto& t : prices_.reserved_terms) {
+  for (const control::ReservedTermOffer& t : p->reserved) {
     reserved.push_back({{"duration_s", t.term.ms / 1000},
-                        {"discount", t.discount_permille / 1000.0},
-                        {"price_per_gpu_hour", FormatMoney(ReservedPriceFor(t.term))}});
+                        {"discount", t.discount},
+                        {"price_per_gpu_hour", FormatMoney(t.price)}});
   }
   Reply r;
-  r.body = {{"floor_per_gpu_hour", FormatMoney(floor_)},
-            {"spot_per_gpu_hour", FormatMoney(market_.price())},
-            {"spot_tiers", SpotTiers()},
-            {"list_per_gpu_hour", FormatMoney(prices_.list_per_gpu_hour)},
+  r.body = {{"floor_per_gpu_hour", FormatMoney(p->floor)},
+            {"spot_per_gpu_hour", FormatMoney(p->spot_price)},
+            {"spot_tiers", SpotTiersJson(p->tiers, false, std::nullopt)},
+            {"list_per_gpu_hour", FormatMoney(p->list_price)},
             {"reserved", reserved},
-            {"now", FormatUtc(now_)}};
-  if (!history.is_null()) r.body["history"] = history;
+            {"now", FormatUtc(p->now)}};
+  if (p->history) {
+    json history = json::array();
+    for (const auto& [at, price] : *p->history) {
+      history.push_back({{"at", FormatUtc(at)}, {"spot_per_gpu_hour", FormatMoney(price)}});
+    }
+    r.body["history"] = std::move(history);
+  }
   return r;
 }
 

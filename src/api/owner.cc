@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include "api/control_plane.h"
-#include "api/control_plane_internal.h"
 #include "api/fields.h"
 #include "api/http_metrics.h"
 #include "core/check.h"
@@ -20,12 +19,11 @@ Reply ControlPlane::CreateTenant(const json& body) {
   f.Only({"name"});
   auto name = f.Text("name", true);
   if (!f.ok()) return f.error();
-  const store::TenantRecord t = tenants_.Create(*name, clock_->Now(), pending_);
-  Advance();
-  Reply r;
-  r.status = 201;
-  r.body = {{"id", t.id}, {"object", "tenant"}, {"name", t.name}, {"created_at", FormatUtc(t.created)}};
-  return r;
+  auto t = control::ControlPlane::CreateTenant(*name);
+  if (!t.ok()) return ErrorReply(t.status());
+  return {.status = 201,
+          .body = {{"id", t->id}, {"object", "tenant"}, {"name", t->name}, {"created_at", FormatUtc(t->created)}},
+          .content_type = ""};
 }
 
 Reply ControlPlane::Fleet() {
@@ -77,26 +75,14 @@ Reply ControlPlane::Fleet() {
   return r;
 }
 
-std::string ControlPlane::PolicySettingsJson() const {
-  json j = {{"headroom_gpus", overrides_->headroom},
-            {"notice_ms", alloc_->options().notice.ms},
-            {"floor_micros", floor_.micros},
-            {"sellable", overrides_->sellable}};
-  return j.dump();
-}
-
 Reply ControlPlane::GetPolicy() {
-  Advance();
-  json pools = json::array();
-  for (int p = 0; p < pool_count(); ++p) {
-    if (overrides_->sellable[p]) pools.push_back(topology().pools[p].name);
-  }
+  const control::PolicyView v = control::ControlPlane::GetPolicy();
   Reply r;
-  r.body = {{"policy", alloc_->policy().name()},
-            {"notice_s", alloc_->options().notice.ms / 1000},
-            {"floor_per_gpu_hour", FormatMoney(floor_)},
-            {"headroom_gpus", overrides_->headroom},
-            {"sellable_pools", pools}};
+  r.body = {{"policy", v.policy},
+            {"notice_s", v.notice.ms / 1000},
+            {"floor_per_gpu_hour", FormatMoney(v.floor)},
+            {"headroom_gpus", v.headroom_gpus},
+            {"sellable_pools", v.sellable_pools}};
   return r;
 }
 
@@ -104,7 +90,7 @@ Reply ControlPlane::PutPolicy(const json& body) {
   Fields f(body);
   f.Only({"policy", "notice_s", "floor_per_gpu_hour", "headroom_gpus", "sellable_pools"});
   auto policy = f.Str("policy", false);
-  if (f.ok() && policy && *policy != alloc_->policy().name()) {
+  if (f.ok() && policy && *policy != policy_name()) {
     f.Fail("invalid_value", "`policy` is chosen in the config file (`policy.name`); restart to change it", "policy");
   }
   auto notice = f.Int("notice_s", 1, 86400, false);
@@ -128,29 +114,17 @@ Reply ControlPlane::PutPolicy(const json& body) {
     }
   }
   if (!f.ok()) return f.error();
-  Work work(this);
-  if (notice) {
-    alloc_->SetNotice(Duration::Seconds(*notice));
-    overrides_->notice = Duration::Seconds(*notice);
-  }
-  if (floor) {
-    floor_ = *floor;
-    alloc_->SetFloor(floor_);
-    market_.set_floor(floor_);
-  }
-  if (headroom) overrides_->headroom = static_cast<int>(*headroom);
-  if (sellable) overrides_->sellable = *sellable;
-  pending_.settings.emplace_back("policy", PolicySettingsJson());
-  // Apply at once: limits (notices for what is now over them) and the market at the new floor.
-  alloc_->Rebalance(now_);
-  ClearMarket(now_);
+  control::PolicyChange change;
+  if (notice) change.notice = Duration::Seconds(*notice);
+  change.floor = floor;
+  if (headroom) change.headroom_gpus = static_cast<int>(*headroom);
+  change.sellable = std::move(sellable);
+  if (Status st = control::ControlPlane::PutPolicy(change); !st.ok()) return ErrorReply(st);
   return GetPolicy();
 }
 
 Reply ControlPlane::AddInternalJob(const json& body) {
-  if (Status st = fleet_->AcceptsOwnerJobs(); !st.ok()) {
-    return ErrorReply(st.code(), fmt::format("{}_fleet", fleet_->name()), std::string(st.message()));
-  }
+  if (Status st = AcceptsOwnerJobs(); !st.ok()) return ErrorReply(st);
   Fields f(body);
   f.Only({"pool", "gpus", "duration_s"});
   auto pool_name = f.Str("pool", pool_count() > 1);
@@ -162,22 +136,12 @@ Reply ControlPlane::AddInternalJob(const json& body) {
     if (pool < 0) f.Fail("invalid_value", fmt::format("unknown pool `{}`", *pool_name), "pool");
   }
   if (!f.ok()) return f.error();
-  Work work(this);
-  store::InternalJobRecord j;
-  j.id = MakeExternalId("job", ++job_count_);
-  j.pool = pool;
-  j.gpus = static_cast<int>(*gpus);
-  j.start = now_;
-  j.end = now_ + Duration::Seconds(*duration);
-  jobs_.push_back(j);
-  pending_.internal_jobs.push_back(j);
-  SetDemand(now_);
-  alloc_->Rebalance(now_);
-  ClearMarket(now_);
+  auto j = control::ControlPlane::AddInternalJob(pool, static_cast<Gpus>(*gpus), Duration::Seconds(*duration));
+  if (!j.ok()) return ErrorReply(j.status());
   Reply r;
   r.status = 201;
-  r.body = {{"id", j.id}, {"object", "internal_job"}, {"pool", topology().pools[pool].name}, {"gpus", j.gpus},
-            {"start", FormatUtc(j.start)}, {"end", FormatUtc(j.end)}};
+  r.body = {{"id", j->id}, {"object", "internal_job"}, {"pool", PoolName(pool)}, {"gpus", j->gpus},
+            {"start", FormatUtc(j->start)}, {"end", FormatUtc(j->end)}};
   return r;
 }
 

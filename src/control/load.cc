@@ -4,13 +4,12 @@
 
 #include <fmt/format.h>
 
-#include "api/control_plane.h"
-#include "api/control_plane_internal.h"
-#include "api/fields.h"
+#include "control/control_plane.h"
+#include "control/placement.h"
 #include "core/check.h"
 #include "fleet/sim/sim_backend.h"
 
-namespace ll::api {
+namespace ll::control {
 
 using alloc::HolderClass;
 using alloc::HolderState;
@@ -21,7 +20,7 @@ namespace {
 // The owner's settings and the bookings on top of the selling policy.
 class OwnerLimits final : public alloc::Policy {
  public:
-  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const ControlPlane::Overrides> o)
+  OwnerLimits(std::unique_ptr<alloc::Policy> inner, std::shared_ptr<const Overrides> o)
       : inner_(std::move(inner)), o_(std::move(o)) {}
   const std::string& name() const override { return inner_->name(); }
   Gpus SellLimit(const alloc::PoolView& p, Time now) override {
@@ -46,7 +45,7 @@ class OwnerLimits final : public alloc::Policy {
 
  private:
   std::unique_ptr<alloc::Policy> inner_;
-  std::shared_ptr<const ControlPlane::Overrides> o_;
+  std::shared_ptr<const Overrides> o_;
 };
 
 }  // namespace
@@ -63,14 +62,6 @@ ControlPlane::ControlPlane(const ServeConfig& config, const sim::Trace& trace, s
       replicas_(fleet_) {}
 
 ControlPlane::~ControlPlane() = default;
-
-Result<std::unique_ptr<ControlPlane>> ControlPlane::Open(const ServeConfig& config, const sim::Trace& trace,
-                                                         store::Store* store, const Clock* wall,
-                                                         const std::string& admin_key_env) {
-  std::unique_ptr<ControlPlane> cp(new ControlPlane(config, trace, store, wall));
-  LL_RETURN_IF_ERROR(cp->Load(wall, admin_key_env));
-  return cp;
-}
 
 Status ControlPlane::InitClock(const Clock* wall) {
   LL_ASSIGN_OR_RETURN(auto saved, store_->Setting("clock"));
@@ -266,4 +257,4 @@ void ControlPlane::WarmUp(Time until) {
   for (Time t : DemandChanges(history_begin_, until - Duration::Millis(1))) observe(t);
 }
 
-}  // namespace ll::api
+}  // namespace ll::control
