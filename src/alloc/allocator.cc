@@ -477,6 +477,9 @@ void Allocator::Notice(HolderId id, NoticeReason reason, Time now) {
   h.reclaim_at = now + d;
   if (h.demand_seen == kTimeMax) h.demand_seen = now;
   deadlines_.emplace(h.reclaim_at.ms, h.id.v);
+  if (reason == NoticeReason::kInternalDemand && h.cls == HolderClass::kSpot) {
+    policy_->OnOwnerReclaim(View(h.pool), h.gpus, d, now);
+  }
   listener_->OnNotice(h, now, reason);
 }
 

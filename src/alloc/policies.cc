@@ -9,6 +9,7 @@
 #include "alloc/policy.h"
 #include "core/check.h"
 #include "forecast/forecast.h"
+#include "forecast/hazard.h"
 
 namespace ll::alloc {
 namespace {
@@ -94,7 +95,7 @@ constexpr Duration kFlashCooldown = Duration::Minutes(5);
 
 class LandlordPolicy final : public Policy {
  public:
-  explicit LandlordPolicy(const PolicyContext& ctx) : ctx_(ctx), pools_(ctx.pools) {}
+  explicit LandlordPolicy(const PolicyContext& ctx) : ctx_(ctx), pools_(ctx.pools), hazards_(ctx.pools) {}
   const std::string& name() const override { return name_; }
 
   // With a flash tier: everything the owner does not want now less the flash headroom; the
@@ -103,6 +104,7 @@ class LandlordPolicy final : public Policy {
     if (ctx_.flash_notice.ms <= 0) return StandardLimit(p, now);
     PoolState& s = State(p);
     if (!s.started || now - s.first_seen < ctx_.warmup) return 0;
+    if (!FlashPays(p, now)) return StandardLimit(p, now);
     Expire(s.flash_window, now, kFlashCooldown, s.last_want);
     const Gpus hold = std::max(p.internal_want, s.flash_window.empty() ? 0 : s.flash_window.front().second);
     const Gpus headroom = Headroom(s.flash, s.owner_ms, ctx_.flash_notice, p.capacity);
@@ -124,10 +126,16 @@ class LandlordPolicy final : public Policy {
     }
     Gpus demand = ctx_.forecast->Quantile(static_cast<int>(p.pool.v), ctx_.reserved_quantile, now, end);
     const Recent& r = RecentAt(s, now, p.capacity);
-    // A term is promised only out of capacity the owner has not touched in all the history
-    // seen: hour-of-week patterns alone missed too often on real traces (Helios).
-    Gpus hold = std::max({demand, s.peak, r.hold});
+    // By default a term is promised only out of capacity the owner has not touched in all the
+    // history seen: hour-of-week patterns alone missed too often on real traces (Helios). Below
+    // 1, the forecast's quantile alone sizes it (docs/sim.md measures what that costs).
+    Gpus hold = std::max({demand, ctx_.reserved_quantile < 1 ? 0 : s.peak, r.hold});
     return std::max<Gpus>(0, p.capacity - p.reserved - hold - r.headroom);
+  }
+
+  // What the flash tier cost the owner: its hazards count GPUs taken back from flash leases.
+  void OnOwnerReclaim(const PoolView& p, Gpus gpus, Duration notice, Time now) override {
+    if (ctx_.flash_notice.ms > 0 && notice <= ctx_.flash_notice) hazards_.Rise(static_cast<int>(p.pool.v), gpus, now);
   }
 
   void OnDemand(const PoolView& p, Time now) override {
@@ -138,6 +146,7 @@ class LandlordPolicy final : public Policy {
       s.last = now;
     }
     s.owner_ms += static_cast<int64_t>(s.last_want) * (now - s.last).ms;
+    hazards_.Exposed(static_cast<int>(p.pool.v), p.capacity - p.reserved - s.last_want, s.last, now);
     s.last = now;
     Expire(s.window, now, ctx_.cooldown, s.last_want);
     Expire(s.flash_window, now, kFlashCooldown, s.last_want);
@@ -192,6 +201,15 @@ class LandlordPolicy final : public Policy {
     Recent recent;  // RecentAt's answer for recent.at
   };
 
+  // Whether the flash tier pays in the pool at this hour of the week: the owner's learned delay
+  // (flash GPUs it took back per GPU-hour it left unwanted, × the flash notice) stays within
+  // `flash_max_delay` (0: always).
+  bool FlashPays(const PoolView& p, Time now) const {
+    if (ctx_.flash_max_delay <= 0) return true;
+    const double notice_h = static_cast<double>(ctx_.flash_notice.ms) / 3'600'000.0;
+    return hazards_.PerGpuHour(static_cast<int>(p.pool.v), now) * notice_h <= ctx_.flash_max_delay;
+  }
+
   PoolState& State(const PoolView& p) {
     if (p.pool.v >= pools_.size()) pools_.resize(p.pool.v + 1);
     return pools_[p.pool.v];
@@ -243,6 +261,7 @@ class LandlordPolicy final : public Policy {
   std::string name_ = "landlord";
   PolicyContext ctx_;
   std::vector<PoolState> pools_;
+  forecast::RiseHazards hazards_;  // flash GPUs the owner took back, per pool and hour of week
 };
 
 }  // namespace

@@ -53,7 +53,13 @@ class Policy {
   virtual Gpus ReservedRoom(const PoolView& /*pool*/, Time /*now*/, Time /*end*/) { return 0; }
   // The owner's demand in the pool changed (after the allocator applied it).
   virtual void OnDemand(const PoolView& /*pool*/, Time /*now*/) {}
+  // The owner's demand noticed a spot lease of `gpus` GPUs that leaves after `notice`.
+  virtual void OnOwnerReclaim(const PoolView& /*pool*/, Gpus /*gpus*/, Duration /*notice*/, Time /*now*/) {}
 };
+
+// The default of PolicyContext::flash_max_delay, for `sim` and `serve` alike (docs/sim.md:
+// chosen on the first two weeks of Helios May 2020).
+inline constexpr double kDefaultFlashMaxDelay = 0;
 
 struct PolicyContext {
   Duration notice = Duration::Seconds(120);
@@ -66,10 +72,18 @@ struct PolicyContext {
   double delay_budget = 0.05;  // target delayed fraction of owner GPU-time per pool
   Duration warmup = Duration::Hours(6);
   Duration reserved_min_history = Duration::Hours(24 * 14);  // before any reserved term
+  // Reserved terms: 1 promises only capacity above the owner's peak so far (and the forecast's
+  // maximum); below 1 the term is sized to the forecast's `reserved_quantile` of demand over
+  // the term (the lower quantile of what the owner leaves free), without the peak.
   double reserved_quantile = 1.0;
   // The flash tier's notice (zero: no flash tier): landlord then sells the GPUs its cooldown
   // holds back as flash, keeping a headroom learned from rises at that notice.
   Duration flash_notice;
+  // Per pool and hour of the week (forecast::RiseHazards): the flash tier is sold only where
+  // the GPUs the owner took back from flash leases per GPU-hour it left unwanted, times the
+  // flash notice, is at most this; elsewhere the pool sells the standard tier alone. 0: flash
+  // everywhere.
+  double flash_max_delay = kDefaultFlashMaxDelay;
   int pools = 0;
 };
 

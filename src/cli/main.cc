@@ -113,6 +113,8 @@ struct SimArgs {
   int64_t flash_notice_s = 30;
   int64_t min_runtime_s = 0;
   double delay_budget = 0.05;
+  double flash_max_delay = ll::alloc::kDefaultFlashMaxDelay;
+  double reserved_quantile = 1.0;
 };
 
 int RunSim(const SimArgs& a) {
@@ -129,6 +131,8 @@ int RunSim(const SimArgs& a) {
   so.flash_notice = ll::Duration::Seconds(a.flash_notice_s);
   so.min_runtime = ll::Duration::Seconds(a.min_runtime_s);
   so.delay_budget = a.delay_budget;
+  so.flash_max_delay = a.flash_max_delay;
+  so.reserved_quantile = a.reserved_quantile;
   so.reserved_term = ll::Duration::Hours(a.reserved_h);
   if (!a.config.empty()) {
     ll::Status st = LoadConfig(a.config, &so);
@@ -251,6 +255,16 @@ CLI::App* AddSimCommand(CLI::App& app, SimArgs* a) {
       ->capture_default_str();
   sim->add_option("--delay-budget", a->delay_budget, "landlord: target delayed fraction of owner GPU-time per pool")
       ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sim->add_option("--flash-max-delay", a->flash_max_delay,
+                  "landlord: sell flash in a pool and hour of the week only where the owner's expected delay per "
+                  "flash GPU-hour (learned hazard of rises x flash notice) is at most this (0: everywhere)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  sim->add_option("--reserved-quantile", a->reserved_quantile,
+                  "landlord: size reserved terms to this quantile of the forecast demand (1: also above the owner's "
+                  "peak so far)")
+      ->check(CLI::Range(0.01, 1.0))
       ->capture_default_str();
   sim->add_option("--reserved-term", a->reserved_h,
                   "landlord: hours of the reserved terms offered to tenants when the forecast allows (0: none)")

@@ -39,6 +39,9 @@ class OwnerLimits final : public alloc::Policy {
                                  o_->BookedBefore(static_cast<int>(p.pool.v), end));
   }
   void OnDemand(const alloc::PoolView& p, Time now) override { inner_->OnDemand(p, now); }
+  void OnOwnerReclaim(const alloc::PoolView& p, Gpus gpus, Duration notice, Time now) override {
+    inner_->OnOwnerReclaim(p, gpus, notice, now);
+  }
 
  private:
   std::unique_ptr<alloc::Policy> inner_;

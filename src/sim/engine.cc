@@ -75,6 +75,8 @@ class Run final : public alloc::Listener, private step::Phases {
     ctx.delay_budget = options_.delay_budget;
     ctx.warmup = options_.warmup;
     ctx.reserved_min_history = options_.reserved_min_history;
+    ctx.reserved_quantile = options_.reserved_quantile;
+    ctx.flash_max_delay = options_.flash_max_delay;
     ctx.pools = static_cast<int>(trace_.pools.size());
     if (policy_name == "oracle" && baseline_ == nullptr) {
       return Status::Invalid("policy `oracle` needs a baseline run first");

@@ -71,6 +71,8 @@ struct SimOptions {
   double delay_budget = 0.05;
   Duration warmup = Duration::Hours(6);
   Duration reserved_min_history = Duration::Hours(24 * 14);
+  double reserved_quantile = 1.0;  // alloc::PolicyContext::reserved_quantile
+  double flash_max_delay = alloc::kDefaultFlashMaxDelay;  // alloc::PolicyContext::flash_max_delay
   // Scripted tenants, in time order: when set they are the only outside demand (no saturating
   // or external requests, no reserved offers) and the market clears at every step, as in
   // `landlord serve`. The decisions go to `decisions` (if set), the leases to the result.

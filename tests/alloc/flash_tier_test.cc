@@ -116,5 +116,41 @@ TEST(FlashTier, LandlordSellsItsCooldownHoldAsFlashOnly) {
   a.CheckInvariants(t);
 }
 
+// The hour-of-week hazards: where the owner took flash leases back, each time waiting their
+// notice, often for the GPU-hours it left unwanted, the pool sells the standard tier alone
+// (with `flash_max_delay` below that learned delay); above it, flash too.
+TEST(FlashTier, LandlordSellsNoFlashWhereTheOwnerTookItBack) {
+  for (double max_delay : {0.01, 0.1}) {
+    PolicyContext ctx;
+    ctx.warmup = Duration{};
+    ctx.flash_notice = Duration::Seconds(30);
+    ctx.delay_budget = 1;  // no headroom: the holds and the hazards alone decide
+    ctx.flash_max_delay = max_delay;
+    Notices n;
+    Allocator a(OnePool(4), AtTheFloor(), Make("landlord", ctx), &n);
+    const Time t{kMonday};
+    const Duration flash = Duration::Seconds(30);
+    a.SetInternalDemand(PoolId{0}, 8, t);
+    Time now = t + Duration::Minutes(6);
+    a.SetInternalDemand(PoolId{0}, 8, now);  // re-reported: the headroom's budget counts these 6 minutes
+    a.Rebalance(now);
+    ASSERT_EQ(a.Sellable(PoolId{0}, now, /*flash=*/true), 24);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(a.PlaceOutside(HolderClass::kSpot, PoolId{0}, 8, kFloor, kFloor, 0, now, flash).ok());
+    // The owner wants 16 more: two flash leases go. It left 24 GPUs unwanted for 8 minutes and
+    // 8 for the next 2: 16 GPUs taken back over 3.47 GPU-hours, × 30 s = 0.038.
+    now = t + Duration::Minutes(8);
+    a.SetInternalDemand(PoolId{0}, 24, now);
+    ASSERT_EQ(n.noticed.size(), 2u);
+    now = t + Duration::Minutes(10);
+    a.AdvanceTo(now);
+    a.SetInternalDemand(PoolId{0}, 8, now);
+    now = t + Duration::Minutes(16);  // past the flash tier's 5-minute cooldown
+    a.Rebalance(now);
+    // The third flash lease still holds 8; the standard tier's 30-minute cooldown holds 24.
+    EXPECT_EQ(a.Sellable(PoolId{0}, now, /*flash=*/true), max_delay < 0.038 ? 0 : 16) << max_delay;
+    a.CheckInvariants(now);
+  }
+}
+
 }  // namespace
 }  // namespace ll::alloc

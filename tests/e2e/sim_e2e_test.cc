@@ -179,10 +179,11 @@ TEST(SimE2E, OpenbAtSeventyPercentLoadReportsAddedWaits) {
   EXPECT_NEAR(util, 0.70, 0.08) << "owner utilization under baseline";
 }
 
-TEST(SimE2E, GeneratedSacctFileReportsAddedWaits) {
-  // A week of a 2-partition cluster in `sacct --parsable2` form, with job steps and a
-  // cancelled job, as an owner would export it.
+// A week of a 2-partition cluster in `sacct --parsable2` form, with job steps and a cancelled
+// job, as an owner would export it (written once per run).
+fs::path GeneratedSacct() {
   fs::path f = TempDir() / "sacct.txt";
+  if (fs::exists(f)) return f;
   {
     std::ofstream o(f);
     o << "JobID|Submit|Start|End|AllocTRES|ReqTRES|Partition\n";
@@ -208,12 +209,47 @@ TEST(SimE2E, GeneratedSacctFileReportsAddedWaits) {
       if (i % 97 == 0) o << "9" << i << "|" << ts(t) << "|Unknown|Unknown||gres/gpu=8|prod\n";
     }
   }
+  return f;
+}
+
+TEST(SimE2E, GeneratedSacctFileReportsAddedWaits) {
+  fs::path f = GeneratedSacct();
   fs::path out = TempDir() / "sacct.json";
   Output r = Landlord("sim --trace sacct:" + f.string() + " --json " + out.string());
   ASSERT_EQ(r.rc, 0) << r.text;
   // The figures docs/sim.md reports for this trace.
   if (std::getenv("LL_PRINT_TABLES") != nullptr) std::cout << r.text;
   ExpectWaitsReported(ReadJson(out)["policies"], 120);
+}
+
+// Issue 19's levers, each on its own (docs/sim.md's sweep): each keeps the rules (no policy's
+// harvest past 1, no reserved lease reclaimed, no reclaim waiting past its tier's notice, the
+// owner's added wait p99 within the notice) on the default trace and the generated sacct one.
+TEST(SimE2E, EachHarvestLeverKeepsTheRules) {
+  const std::string helios = std::string("helios:") + LL_SOURCE_DIR + "/data/helios_earth_2020_05";
+  const std::string sacct = "sacct:" + GeneratedSacct().string();
+  for (const std::string lever : {"--flash-max-delay 0.01", "--reserved-quantile 0.95"}) {
+    for (const std::string& trace : {helios, sacct}) {
+      fs::path out = TempDir() / "lever.json";
+      Output r = Landlord("sim --policies baseline,spot-all,landlord,oracle --trace " + trace + " " + lever +
+                          " --json " + out.string());
+      ASSERT_EQ(r.rc, 0) << r.text;
+      const json p = ReadJson(out)["policies"];
+      for (auto& [name, m] : p.items()) EXPECT_LE(m["harvest_ratio"].get<double>(), 1.0) << lever << " " << name;
+      const json& ll = p["landlord"];
+      EXPECT_EQ(ll["reserved_violations"].get<int64_t>(), 0) << lever << " " << trace;
+      EXPECT_LE(ll["reclaim_latency_p99_s"].get<double>(), 120.0) << lever << " " << trace;
+      if (trace == sacct) {
+        EXPECT_LE(ll["internal_wait_added_p99_s"].get<double>(), 120.0) << lever;
+      }
+      // The hazards alone keep the acceptance on the default trace (docs/sim.md: 0.963 / 0.00072);
+      // the lower reserved quantile does not (its forecast misses delay the owner).
+      if (trace == helios && lever.find("flash") != std::string::npos) {
+        EXPECT_GE(ll["harvest_ratio"].get<double>(), 0.95);
+        EXPECT_LE(ll["internal_delayed_frac"].get<double>(), 0.001);
+      }
+    }
+  }
 }
 
 TEST(SimE2E, BadInputGivesAClearErrorAndExitCode) {
