@@ -9,14 +9,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import OpenAI, { APIError } from '../node/node_modules/openai/index.mjs';
 
-import { creditedTenant, request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
-import { replicaPid, until } from '../lib/llama_server.mjs';
+import { smallFleetToml } from '../lib/landlord.mjs';
+import { replicaPid, startServeWithEngines, until } from '../lib/llama_server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(process.env.LANDLORD_BIN ?? path.join(HERE, '../../build/release/landlord'));
@@ -30,27 +29,12 @@ const OUT_MICROS = 2;
 describe('landlord serve with real llama-server replicas (issue 18 acceptance)', () => {
   const s = {};
   before(async () => {
-    s.dir = await fs.mkdtemp(path.join(os.tmpdir(), 'landlord-accept-'));
-    s.logs = path.join(s.dir, 'engines');
-    await fs.mkdir(s.logs);
-    const trace = path.join(s.dir, 'owner.csv');
-    await fs.writeFile(trace, 'submit_s,gpus,duration_s\n0,8,3024000\n');  // the owner keeps one node
-    const config = path.join(s.dir, 'landlord.toml');
-    await fs.writeFile(
-      config,
-      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "${path.join(s.dir, 'data')}"\ntick_ms = 20\n` +
-        // At 4x a replica's drain (the 20 s notice) lasts 5 s of wall time.
-        `${smallFleetToml(trace, '', 4)}` +
+    await startServeWithEngines(s, { bin: BIN, adminKey: ADMIN_KEY, tenant: 'acceptance', model: MODEL,
+      gpusPerReplica: 8, ctx: 4096, serverToml: 'tick_ms = 20\n',
+      // At 4x a replica's drain (the 20 s notice) lasts 5 s of wall time.
+      fleetToml: (trace) => `${smallFleetToml(trace, '', 4)}` +
         `[prices.models."${MODEL}"]\ninput_per_mtok = "1.00"\noutput_per_mtok = "2.00"\n` +
-        `[gateway]\nmeter_flush_ms = 5\n` +
-        `[[gateway.engines]]\nmodel = "${MODEL}"\nreplicas = 2\ngpus_per_replica = 8\n` +
-        `server = "${process.env.LLAMA_SERVER}"\nmodel_path = "${process.env.LLAMA_MODEL}"\n` +
-        `args = ["-c", "4096"]\nthreads = 1\nlog_dir = "${s.logs}"\n`,
-    );
-    s.serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
-    s.url = await s.serve.url;
-    s.call = (method, route, k, body) => request(s.url, method, route, k, body, 60_000);
-    s.key = (await creditedTenant(s.call, ADMIN_KEY, 'acceptance')).key;
+        `[gateway]\nmeter_flush_ms = 5\n` });
     s.client = new OpenAI({ apiKey: s.key, baseURL: `${s.url}/v1`, maxRetries: 0, timeout: 120_000 });
     // Both replicas placed on the fleet and their servers answering /health (routed from then on).
     await until('two engine replicas serving', async () => {

@@ -7,12 +7,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { creditedTenant, request, smallFleetToml, spawnLandlord } from '../lib/landlord.mjs';
-import { replicaPid, serverUrl, until } from '../lib/llama_server.mjs';
+import { replicaPid, serverUrl, startServeWithEngines, until } from '../lib/llama_server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(process.env.LANDLORD_BIN ?? path.join(HERE, '../../build/release/landlord'));
@@ -22,24 +20,9 @@ const MODEL = 'random-llama';
 describe('landlord serve restarts an engine replica whose server died', () => {
   const s = {};
   before(async () => {
-    s.dir = await fs.mkdtemp(path.join(os.tmpdir(), 'landlord-supervise-'));
-    s.logs = path.join(s.dir, 'engines');
-    await fs.mkdir(s.logs);
-    const trace = path.join(s.dir, 'owner.csv');
-    await fs.writeFile(trace, 'submit_s,gpus,duration_s\n0,8,3024000\n');
-    const config = path.join(s.dir, 'landlord.toml');
-    await fs.writeFile(
-      config,
-      `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "${path.join(s.dir, 'data')}"\n${smallFleetToml(trace)}` +
-        // Beside the fleet (no GPUs held): started at once, never reclaimed.
-        `[[gateway.engines]]\nmodel = "${MODEL}"\nreplicas = 2\ngpus_per_replica = 0\n` +
-        `server = "${process.env.LLAMA_SERVER}"\nmodel_path = "${process.env.LLAMA_MODEL}"\n` +
-        `args = ["-c", "2048"]\nthreads = 1\nlog_dir = "${s.logs}"\n`,
-    );
-    s.serve = spawnLandlord(BIN, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: ADMIN_KEY } });
-    s.url = await s.serve.url;
-    s.call = (method, route, k, body) => request(s.url, method, route, k, body, 60_000);
-    s.key = (await creditedTenant(s.call, ADMIN_KEY, 'supervision')).key;
+    // Beside the fleet (no GPUs held): started at once, never reclaimed.
+    await startServeWithEngines(s, { bin: BIN, adminKey: ADMIN_KEY, tenant: 'supervision', model: MODEL,
+      gpusPerReplica: 0, ctx: 2048 });
   });
   after(async () => {
     if (s.serve) assert.deepEqual(await s.serve.stop(), { code: 0, signal: null }, 'serve exits 0');

@@ -8,7 +8,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { killOnExit } from './landlord.mjs';
+import os from 'node:os';
+
+import { creditedTenant, killOnExit, request, smallFleetToml, spawnLandlord } from './landlord.mjs';
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
@@ -138,4 +140,31 @@ export async function replicaPid(logDir, id) {
 export async function serverUrl(pid) {
   const argv = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
   return `http://127.0.0.1:${argv[argv.indexOf('--port') + 1]}`;
+}
+
+// `landlord serve` (`bin`) on the small sim fleet, the owner keeping one node, with `replicas`
+// replicas of the random-weight model `model` started from `[[gateway.engines]]` (the
+// LLAMA_SERVER and LLAMA_MODEL of tests/engine/run.sh, context `ctx`, their logs in s.logs),
+// and a credited tenant `tenant`. `serverToml`: more [server] lines; `fleetToml`: the fleet's
+// tables (smallFleetToml of the trace it is given) and whatever goes before the engines.
+// Fills s.dir, s.logs, s.serve, s.url, s.call(method, route, key, body) and s.key.
+export async function startServeWithEngines(s, { bin, adminKey, tenant, model, replicas = 2, gpusPerReplica, ctx,
+  serverToml = '', fleetToml = (trace) => smallFleetToml(trace) }) {
+  s.dir = await fs.mkdtemp(path.join(os.tmpdir(), `landlord-${tenant}-`));
+  s.logs = path.join(s.dir, 'engines');
+  await fs.mkdir(s.logs);
+  const trace = path.join(s.dir, 'owner.csv');
+  await fs.writeFile(trace, 'submit_s,gpus,duration_s\n0,8,3024000\n');  // the owner keeps one node
+  const config = path.join(s.dir, 'landlord.toml');
+  await fs.writeFile(
+    config,
+    `[server]\nlisten = "127.0.0.1:0"\ndata_dir = "${path.join(s.dir, 'data')}"\n${serverToml}${fleetToml(trace)}` +
+      `[[gateway.engines]]\nmodel = "${model}"\nreplicas = ${replicas}\ngpus_per_replica = ${gpusPerReplica}\n` +
+      `server = "${process.env.LLAMA_SERVER}"\nmodel_path = "${process.env.LLAMA_MODEL}"\n` +
+      `args = ["-c", "${ctx}"]\nthreads = 1\nlog_dir = "${s.logs}"\n`,
+  );
+  s.serve = spawnLandlord(bin, ['serve', '--config', config], { env: { LANDLORD_ADMIN_KEY: adminKey } });
+  s.url = await s.serve.url;
+  s.call = (method, route, k, body) => request(s.url, method, route, k, body, 60_000);
+  s.key = (await creditedTenant(s.call, adminKey, tenant)).key;
 }
